@@ -1,0 +1,57 @@
+# Lattice: make help lists the targets.
+
+GO            ?= go
+STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME      ?= 30s
+BENCHTIME     ?= 1x
+BENCHCOUNT    ?= 1
+BENCH         ?= .
+BENCHPKGS     ?= ./...
+TEST_TIMEOUT  ?= 20m
+BIN           ?= bin/lattice
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/lattice
+	$(GO) build -trimpath -o $(BIN) ./cmd/lattice
+
+.PHONY: test
+test: ## run the unit tests with the race detector (needs nothing but Go)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: test-integration
+test-integration: ## run the tests that start their own PostgreSQL / MariaDB servers
+	LATTICE_INTEGRATION=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'Integration' ./...
+
+.PHONY: cover
+cover: ## test coverage of the crdt core
+	$(GO) test -count=1 -coverprofile=cover.out ./crdt/...
+	$(GO) tool cover -func=cover.out | tail -1
+
+.PHONY: lint
+lint: ## go vet and staticcheck (pinned)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+.PHONY: bench
+bench: ## run the benchmarks (BENCH=regexp BENCHPKGS=./pkg BENCHTIME=1x BENCHCOUNT=1)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem $(BENCHPKGS)
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+.PHONY: tidy-check
+tidy-check: ## fail if go mod tidy would change go.mod or go.sum
+	$(GO) mod tidy -diff

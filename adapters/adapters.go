@@ -1,0 +1,169 @@
+// Package adapters defines how Lattice talks to the systems it keeps in
+// sync: the Adapter interface, the Change a capture produces and the Write an
+// apply consumes. Each system has its own package below this one
+// (adapters/sqlite, adapters/postgres), and adapters/adaptertest holds the
+// conformance suite every adapter passes.
+//
+// The contract, in the order the engine uses it:
+//
+//  1. Tables discovers the collections the system holds: names, primary keys
+//     and column types.
+//  2. With no stored cursor, Snapshot reads every row and returns the cursor
+//     from which capture continues, consistently: no change falls between
+//     the snapshot and the stream.
+//  3. Capture streams the changes the system's own users commit, from a
+//     cursor, in batches that end on transaction boundaries. The engine
+//     makes each batch durable and only then calls Ack with its cursor, so
+//     capture is at-least-once and nothing is acknowledged before it is safe.
+//  4. Apply writes merged rows into the system in one transaction, tagged so
+//     that Capture never reports them: this is the echo guard that keeps
+//     sync free of update loops.
+package adapters
+
+import (
+	"context"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Adapter connects one system. Methods may be called from different
+// goroutines, but the engine never calls Capture twice at once, nor Apply
+// twice at once.
+type Adapter interface {
+	// Tables returns the collections the adapter syncs, sorted by name.
+	Tables(ctx context.Context) ([]Table, error)
+
+	// Snapshot sends every row of every synced table to sink, in batches,
+	// and returns the cursor from which Capture continues with nothing
+	// missed between the two.
+	Snapshot(ctx context.Context, sink Sink) (cursor []byte, err error)
+
+	// Capture sends the changes committed after cursor to sink until ctx is
+	// done or the system fails, and returns the error (ctx.Err() when
+	// cancelled). Batches never split a system transaction. Writes made by
+	// Apply are never sent. If sink returns an error, Capture stops and
+	// returns it; the engine restarts capture from its last durable cursor.
+	Capture(ctx context.Context, cursor []byte, sink Sink) error
+
+	// Ack tells the system that everything up to cursor is durable in
+	// Lattice, so it may discard it (a replication slot's flush position, a
+	// change log's rows). Ack of an older cursor than one already acked is a
+	// no-op.
+	Ack(ctx context.Context, cursor []byte) error
+
+	// Apply writes rows in one transaction that Capture does not report. A
+	// write with a nil Row deletes the record; otherwise the Row is the
+	// record's whole row, key columns included, and columns it does not name
+	// become null. Apply is idempotent. A row the system rejects for what it
+	// holds (a value of the wrong type, an unknown table) fails the call
+	// with an error that RowErrorOf finds, naming that write; the engine
+	// sets it aside and applies the others.
+	Apply(ctx context.Context, writes []Write) error
+
+	// Close releases the adapter's connections. It does not drop what the
+	// adapter installed in the system (triggers, slots), which must survive
+	// restarts; see the adapter's own Uninstall where it has one.
+	Close() error
+}
+
+// Sink receives captured batches. It returns only once the batch is
+// durable (or failed).
+type Sink func(ctx context.Context, b Batch) error
+
+// Batch is a group of changes that ends on a system transaction boundary,
+// with the cursor just after it.
+type Batch struct {
+	Changes []Change
+	Cursor  []byte
+}
+
+// Change is one row as a system's user committed it.
+type Change struct {
+	Collection string
+	Key        crdt.Key
+	// Row is the whole row after the change, key columns included, nulls
+	// explicit. It is nil when the row was deleted.
+	Row crdt.Row
+}
+
+// Write is one merged row for Apply.
+type Write struct {
+	Collection string
+	Key        crdt.Key
+	// Row is the whole merged row, key columns included; nil deletes.
+	Row crdt.Row
+}
+
+// Table describes one collection as the system holds it.
+type Table struct {
+	Name string
+	// Key lists the primary-key columns in key order.
+	Key     []string
+	Columns []Column
+}
+
+// Column describes one column and the Value kind it maps to.
+type Column struct {
+	Name string
+	// Kind is the kind of values the adapter captures for the column.
+	Kind crdt.Kind
+	// Elem is the element kind of a list column.
+	Elem crdt.Kind
+	// Type is the system's own type name, for messages.
+	Type     string
+	Nullable bool
+}
+
+// Column returns the named column, or nil.
+func (t *Table) Column(name string) *Column {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return &t.Columns[i]
+		}
+	}
+	return nil
+}
+
+// KeyKinds returns the kinds of the key columns, for parsing keys from text.
+func (t *Table) KeyKinds() []crdt.Kind {
+	out := make([]crdt.Kind, len(t.Key))
+	for i, k := range t.Key {
+		if c := t.Column(k); c != nil {
+			out[i] = c.Kind
+		}
+	}
+	return out
+}
+
+// ErrBadRow marks errors for rows a system cannot hold or a capture cannot
+// express: a value of the wrong type, a missing primary key, an unknown
+// table. Such an error concerns one row, not the system's health.
+var ErrBadRow = errors.New("adapters: bad row")
+
+// RowError is a bad row in an Apply batch or a capture.
+type RowError struct {
+	Collection string
+	Key        crdt.Key
+	Err        error
+}
+
+func (e *RowError) Error() string {
+	return "collection " + e.Collection + " key " + e.Key.String() + ": " + e.Err.Error()
+}
+
+func (e *RowError) Unwrap() error { return e.Err }
+
+// BadRow returns a RowError marked ErrBadRow.
+func BadRow(collection string, key crdt.Key, err error) error {
+	return errors.Mark(&RowError{Collection: collection, Key: key, Err: err}, ErrBadRow)
+}
+
+// RowErrorOf returns the RowError in err's chain, if any.
+func RowErrorOf(err error) (*RowError, bool) {
+	var re *RowError
+	if errors.As(err, &re) {
+		return re, true
+	}
+	return nil, false
+}

@@ -1,0 +1,122 @@
+package crdt_test
+
+import (
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/lattice-crdt/lattice"
+
+// layerRules are the import rules of DESIGN.md ("Packages and what may
+// import what"), checked against every package's direct imports. A package
+// matches the longest rule prefix.
+var layerRules = []struct {
+	pkg       string
+	forbidden []string // import path prefixes; module paths are relative
+}{
+	{"crdt", []string{"net", "os", "log", "math/rand", "crypto/rand", "syscall", "unsafe",
+		"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist", "@sidecar", "@gossip", "@adapters", "@cmd", "@bench"}},
+	// The simulator draws from seeded generators it creates itself.
+	{"crdt/crdttest", []string{"net", "os", "log", "crypto/rand", "syscall",
+		"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist", "@sidecar", "@gossip", "@adapters", "@cmd", "@bench"}},
+	{"sidecar/store", []string{"github.com/hashicorp/memberlist", "@gossip", "@adapters", "@cmd", "@bench", "@sidecar$"}},
+	{"gossip", []string{"github.com/dgraph-io/badger", "@sidecar", "@adapters", "@cmd", "@bench"}},
+	{"adapters", []string{"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist", "@sidecar", "@gossip", "@cmd", "@bench"}},
+	{"sidecar", []string{"@cmd", "@bench"}},
+	{"bench", []string{"@cmd"}},
+}
+
+type listedPackage struct {
+	ImportPath string
+	Dir        string
+	Imports    []string
+	GoFiles    []string
+}
+
+func listPackages(t *testing.T) []listedPackage {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json", module+"/...").Output()
+	if err != nil {
+		t.Skipf("go list unavailable: %v", err)
+	}
+	var pkgs []listedPackage
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p listedPackage
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func forbiddenImport(imp, rule string) bool {
+	if strings.HasPrefix(rule, "@") {
+		rule = strings.TrimPrefix(rule, "@")
+		exact := strings.HasSuffix(rule, "$")
+		rule = module + "/" + strings.TrimSuffix(rule, "$")
+		if exact {
+			return imp == rule
+		}
+		return imp == rule || strings.HasPrefix(imp, rule+"/")
+	}
+	return imp == rule || strings.HasPrefix(imp, rule+"/")
+}
+
+func TestImportBoundaries(t *testing.T) {
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		best := -1
+		for i, r := range layerRules {
+			if (rel == r.pkg || strings.HasPrefix(rel, r.pkg+"/")) && (best < 0 || len(r.pkg) > len(layerRules[best].pkg)) {
+				best = i
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		for _, imp := range p.Imports {
+			for _, f := range layerRules[best].forbidden {
+				if forbiddenImport(imp, f) {
+					t.Errorf("%s imports %s, which DESIGN.md forbids for %s", rel, imp, layerRules[best].pkg)
+				}
+			}
+		}
+	}
+}
+
+// TestCorePurity checks what imports cannot: the crdt packages never read the
+// system clock and never start goroutines.
+func TestCorePurity(t *testing.T) {
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		if rel != "crdt" && !strings.HasPrefix(rel, "crdt/") {
+			continue
+		}
+		for _, f := range p.GoFiles {
+			path := filepath.Join(p.Dir, f)
+			file, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(file, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.GoStmt:
+					t.Errorf("%s starts a goroutine", path)
+				case *ast.SelectorExpr:
+					if id, ok := n.X.(*ast.Ident); ok && id.Name == "time" && (n.Sel.Name == "Now" || n.Sel.Name == "Since" || n.Sel.Name == "Until" || n.Sel.Name == "Sleep") {
+						t.Errorf("%s calls time.%s", path, n.Sel.Name)
+					}
+				}
+				return true
+			})
+		}
+	}
+}

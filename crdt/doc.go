@@ -1,0 +1,111 @@
+// Package crdt is the pure core of Lattice: hybrid logical clocks, typed
+// values and keys, field-level CRDTs, records, deltas, schemas and the wire
+// codec. It does no I/O, starts no goroutines, never reads the system clock
+// and uses no global randomness: time and randomness are passed in.
+//
+// # Time
+//
+// Timestamp is a hybrid logical clock reading (Kulkarni, Demirbas et al.,
+// "Logical Physical Clocks", 2014): wall nanoseconds plus a logical counter.
+// Clock takes its physical source as a constructor argument. Now is strictly
+// monotonic; Update applies the paper's receive rule. A remote timestamp more
+// than the maximum offset (DefaultMaxOffset, 500 ms) ahead of the physical
+// clock is rejected with an error for which IsClockOffsetError holds, and the
+// clock is left alone: adopting it would drag every later local write into
+// the future and let one bad clock win every conflict.
+//
+// Hazard, restarts: the clock lives in memory. Whoever persists state must
+// also persist an upper bound of the timestamps in it (Clock.Last) in the
+// same transaction, and call Clock.Forward with it on start, or a clock that
+// jumped back while the process was down would issue stamps older than ones
+// already written.
+//
+// A Stamp is a timestamp and a ReplicaID, totally ordered. Equal stamps mean
+// the same write, which is why replica IDs are random 64-bit numbers, never
+// reused. Hazard, replica ID reuse: a replica that lost its data must take a
+// new ID. Under its old ID it would issue OR-set dots (see below) that its
+// peers have already seen and removed, and its new adds would vanish.
+//
+// # Values and keys
+//
+// Value is a typed scalar (null, bool, int64, float64, string, bytes, time,
+// JSON document) or a list of scalars, with one canonical form: floats
+// without -0 and with a single NaN, times as UTC seconds and nanoseconds,
+// JSON compact with sorted keys. Equal values have equal canonical encodings
+// on every replica, so hashing and comparison agree everywhere. Compare is a
+// total order: by kind, then by value.
+//
+// Key is a tuple of scalars in an order-preserving encoding: Keys compare as
+// strings the way their tuples compare, so records sort by key in the store.
+// ID prefixes a key with its collection and is the key space that
+// anti-entropy ranges and fingerprints cover.
+//
+// # Fields
+//
+// Each field has a Policy chosen per collection in the Schema; unlisted fields
+// are LWW.
+//
+//   - LWW: the write with the highest stamp wins.
+//   - Prefer: the write from the most trusted source wins (Policy.Prefer,
+//     most trusted first; unlisted sources last), then the highest stamp.
+//   - Max, Min: the largest (smallest) value wins; null never wins.
+//   - ORSet: an add-wins observed-remove set of scalars, in the δ-CRDT form
+//     of Almeida, Shoker and Baquero, "Delta State Replicated Data Types"
+//     (2018), after Bieniusa et al., "An optimized conflict-free replicated
+//     set" (2012). Each live add is a dot (replica, counter); a causal
+//     context of every dot seen, kept as a version vector plus a dot cloud,
+//     tells a removed dot from one not yet seen. A remove deletes only the
+//     dots it observed, so a concurrent add wins.
+//
+// All register policies (LWW, Prefer, Max, Min) share one representation: the
+// Pareto frontier of their writes. A write is dropped once another write has
+// a stamp at least as high and is better under the policy, because any delete
+// that hides the better write also hides the worse one. Keeping the frontier,
+// rather than one value, is what makes "a write after a delete starts clean"
+// converge for Prefer, Max and Min: a Max field that holds 10@t1 and receives
+// 5@t5 keeps both, so a delete at t3 reveals 5 wherever it arrives first. For
+// LWW the frontier is always the single newest write; for the others it stays
+// small, growing only with writes that are newer but worse.
+//
+// # Records and deletes
+//
+// A Record keeps the stamp of its last delete, the highest stamp written, and
+// its fields. A write is visible only if its stamp is after the delete; the
+// record exists while some write is after the delete. So a delete and a
+// concurrent update are decided by stamp, and a record written after a delete
+// starts clean. Deleted records stay as tombstones (their delete stamp and
+// OR-set contexts), which is what lets a late delta be recognised as old.
+//
+// Records are immutable. Join is the only way states combine; it is
+// commutative, associative and idempotent, so deltas may be lost, duplicated
+// or reordered and replicas still converge once every delta (or a full state
+// exchange) has arrived. Join normalizes its result, so equal states have
+// equal encodings and equal hashes.
+//
+// # Operations
+//
+// Operations read the merged state and return a delta: Diff (a row observed
+// in a system), SetOps (OR-set adds and removes), Delete. Applying an
+// operation is joining its delta. Diff yields nothing for a row equal to the
+// merged view; this is what makes Lattice loop-free, because a merged state
+// written into a system and read back produces no new delta. Every operation
+// checks that its origin stamp is newer than the record, which holds when the
+// caller forwarded its clock past every stamp it merged.
+//
+// # Schema
+//
+// A Collection lists key columns and field policies. Its fingerprint hashes
+// the policies (LWW entries excluded, being the default); replicas compare
+// fingerprints and refuse to merge a collection whose rules differ, because
+// two replicas merging under different rules would diverge silently.
+//
+// # Wire format
+//
+// Deltas and records travel as msgpack arrays that only ever grow at the end
+// (see codec.go): an older decoder skips the trailing elements it does not
+// know, so rolling upgrades work without negotiation. Every decoder bounds
+// every length by Limits and by the bytes left, checks nesting depth before
+// decoding (CheckMsgpack), returns ErrDecode errors and never panics. Golden
+// encodings in testdata/wire fail the build if the format changes by
+// accident.
+package crdt

@@ -1,0 +1,542 @@
+package crdt
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+)
+
+// Record is the state of one record: the stamp of its last delete, the
+// highest stamp of any write to it, and its fields sorted by name.
+//
+// A field's write is visible only if its stamp is after Deleted, and the
+// record exists while Written is after Deleted. A delete concurrent with an
+// update is therefore decided by stamp, and a write after a delete starts the
+// record afresh: fields written before the delete stay hidden.
+//
+// Records are immutable values: Join and the operations return new records
+// that may share parts with their inputs. Never modify a Record, its Fields
+// or their slices once built. A nil *Record is the empty record.
+type Record struct {
+	Deleted Stamp
+	Written Stamp
+	Fields  []Field
+}
+
+// Field is the state of one field: a register (all policies but ORSet) or an
+// OR-set. Both parts are kept if a schema change turned one into the other;
+// the field's policy chooses which one is visible.
+type Field struct {
+	Name string
+	Reg  []Write
+	Set  *ORSetState
+}
+
+// Row is a record's field values by name. A missing field and a null field
+// mean the same.
+type Row map[string]Value
+
+// Origin is who and when of a local change: the stamp for every write it
+// makes and the source (node name) that Prefer policies rank.
+type Origin struct {
+	Stamp  Stamp
+	Source string
+}
+
+// Exists reports whether the record is live: some write is newer than the
+// last delete.
+func (r *Record) Exists() bool { return r != nil && r.Deleted.Less(r.Written) }
+
+// IsEmpty reports whether r holds no information at all.
+func (r *Record) IsEmpty() bool {
+	return r == nil || (r.Deleted.IsZero() && r.Written.IsZero() && len(r.Fields) == 0)
+}
+
+func (r *Record) field(name string) *Field {
+	if r == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(r.Fields, name, func(f Field, n string) int { return strings.Compare(f.Name, n) })
+	if !ok {
+		return nil
+	}
+	return &r.Fields[i]
+}
+
+// MaxStamp returns the highest stamp anywhere in r: the timestamp a receiver
+// must forward its clock to (Clock.Update) before merging r.
+func (r *Record) MaxStamp() Stamp {
+	if r == nil {
+		return Stamp{}
+	}
+	m := maxStamp(r.Deleted, r.Written)
+	for i := range r.Fields {
+		f := &r.Fields[i]
+		for _, w := range f.Reg {
+			m = maxStamp(m, w.Stamp)
+		}
+		if f.Set != nil {
+			for _, e := range f.Set.Elems {
+				for _, en := range e.Entries {
+					m = maxStamp(m, en.Stamp)
+				}
+			}
+		}
+	}
+	return m
+}
+
+// Join returns the least upper bound of a and b under the rules of c. It is
+// commutative, associative and idempotent, a ⊑ Join(a, b), and its result is
+// normalized (dominated and deleted writes dropped) even when an input was
+// not, so that equal states have equal encodings.
+func Join(c *Collection, a, b *Record) *Record {
+	switch {
+	case a.IsEmpty() && b.IsEmpty():
+		return nil
+	case b.IsEmpty():
+		return normalize(c, a)
+	case a.IsEmpty():
+		return normalize(c, b)
+	}
+	out := &Record{
+		Deleted: maxStamp(a.Deleted, b.Deleted),
+		Written: maxStamp(a.Written, b.Written),
+	}
+	out.Fields = make([]Field, 0, max(len(a.Fields), len(b.Fields)))
+	i, j := 0, 0
+	for i < len(a.Fields) || j < len(b.Fields) {
+		var f Field
+		switch {
+		case j >= len(b.Fields) || (i < len(a.Fields) && a.Fields[i].Name < b.Fields[j].Name):
+			f = pruneField(c, &a.Fields[i], out.Deleted)
+			i++
+		case i >= len(a.Fields) || b.Fields[j].Name < a.Fields[i].Name:
+			f = pruneField(c, &b.Fields[j], out.Deleted)
+			j++
+		default:
+			fa, fb := &a.Fields[i], &b.Fields[j]
+			p := c.Policy(fa.Name)
+			f = Field{
+				Name: fa.Name,
+				Reg:  joinRegister(p, fa.Reg, fb.Reg, out.Deleted),
+				Set:  joinORSet(fa.Set, fb.Set, out.Deleted),
+			}
+			i++
+			j++
+		}
+		if len(f.Reg) > 0 || f.Set != nil {
+			out.Fields = append(out.Fields, f)
+		}
+	}
+	if len(out.Fields) == 0 {
+		out.Fields = nil
+	}
+	return out
+}
+
+// normalize returns r itself when it is already in normal form, which is the
+// common case, and a normalized copy otherwise.
+func normalize(c *Collection, r *Record) *Record {
+	normal := true
+	for i := range r.Fields {
+		if !fieldNormal(c.Policy(r.Fields[i].Name), &r.Fields[i], r.Deleted) {
+			normal = false
+			break
+		}
+	}
+	if normal {
+		return r
+	}
+	out := &Record{Deleted: r.Deleted, Written: r.Written}
+	for i := range r.Fields {
+		if f := pruneField(c, &r.Fields[i], r.Deleted); len(f.Reg) > 0 || f.Set != nil {
+			out.Fields = append(out.Fields, f)
+		}
+	}
+	return out
+}
+
+func pruneField(c *Collection, f *Field, deleted Stamp) Field {
+	p := c.Policy(f.Name)
+	if fieldNormal(p, f, deleted) {
+		return *f
+	}
+	return Field{
+		Name: f.Name,
+		Reg:  joinRegister(p, f.Reg, nil, deleted),
+		Set:  joinORSet(f.Set, nil, deleted),
+	}
+}
+
+// fieldNormal reports whether joinRegister and joinORSet would return f's
+// parts unchanged.
+func fieldNormal(p *Policy, f *Field, deleted Stamp) bool {
+	if len(f.Reg) == 0 && f.Set.isEmpty() {
+		return false
+	}
+	for i := range f.Reg {
+		if f.Reg[i].Stamp.Compare(deleted) <= 0 {
+			return false
+		}
+		if i > 0 && (!p.before(&f.Reg[i-1], &f.Reg[i]) || p.cmpWrites(&f.Reg[i-1], &f.Reg[i]) >= 0) {
+			return false
+		}
+	}
+	if f.Set != nil {
+		if f.Set.isEmpty() {
+			return false
+		}
+		for _, e := range f.Set.Elems {
+			if len(e.Entries) == 0 {
+				return false
+			}
+			for _, en := range e.Entries {
+				if en.Stamp.Compare(deleted) <= 0 {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// Merge joins d into r and reports whether the state changed.
+func Merge(c *Collection, r, d *Record) (*Record, bool) {
+	out := Join(c, r, d)
+	return out, !EqualRecords(r, out)
+}
+
+// EqualRecords reports whether a and b are the same state.
+func EqualRecords(a, b *Record) bool {
+	if a.IsEmpty() || b.IsEmpty() {
+		return a.IsEmpty() == b.IsEmpty()
+	}
+	if a.Deleted != b.Deleted || a.Written != b.Written || len(a.Fields) != len(b.Fields) {
+		return false
+	}
+	for i := range a.Fields {
+		fa, fb := &a.Fields[i], &b.Fields[i]
+		if fa.Name != fb.Name || !slices.EqualFunc(fa.Reg, fb.Reg, equalWrite) || !equalORSet(fa.Set, fb.Set) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalWrite(a, b Write) bool {
+	return a.Stamp == b.Stamp && a.Source == b.Source && Equal(a.Value, b.Value)
+}
+
+func equalORSet(a, b *ORSetState) bool {
+	if a.isEmpty() || b.isEmpty() {
+		return a.isEmpty() == b.isEmpty()
+	}
+	return slices.Equal(a.Ctx.VV, b.Ctx.VV) && slices.Equal(a.Ctx.Cloud, b.Ctx.Cloud) &&
+		slices.EqualFunc(a.Elems, b.Elems, func(x, y Elem) bool {
+			return Equal(x.Value, y.Value) && slices.Equal(x.Entries, y.Entries)
+		})
+}
+
+// View returns the visible fields of r (nil if r does not exist). Null
+// register values and empty sets are left out; OR-set fields are lists of
+// their elements in canonical order.
+func (r *Record) View(c *Collection) Row {
+	if !r.Exists() {
+		return nil
+	}
+	row := make(Row, len(r.Fields))
+	for i := range r.Fields {
+		if v := r.Fields[i].visible(c.Policy(r.Fields[i].Name)); !v.IsNull() {
+			row[r.Fields[i].Name] = v
+		}
+	}
+	return row
+}
+
+func (f *Field) visible(p *Policy) Value {
+	if p.Kind == ORSet {
+		if f.Set == nil || len(f.Set.Elems) == 0 {
+			return Null()
+		}
+		return Value{kind: KindList, list: f.Set.values()}
+	}
+	if w := registerVisible(f.Reg); w != nil {
+		return w.Value
+	}
+	return Null()
+}
+
+// FieldMeta describes where a field's visible value came from.
+type FieldMeta struct {
+	Policy Policy
+	// Stamp is the stamp of the visible write; for OR-sets, the newest add.
+	Stamp Stamp
+	// Source is the node that made the visible write (Prefer fields only).
+	Source string
+	// Shadowed counts writes kept because a later delete could still reveal
+	// them (Prefer, Max and Min only).
+	Shadowed int
+}
+
+// Get returns a field's visible value and its metadata; ok is false when the
+// record does not exist or the field has no visible value.
+func (r *Record) Get(c *Collection, name string) (v Value, meta FieldMeta, ok bool) {
+	p := c.Policy(name)
+	meta.Policy = *p
+	f := r.field(name)
+	if !r.Exists() || f == nil {
+		return Null(), meta, false
+	}
+	v = f.visible(p)
+	if v.IsNull() {
+		return v, meta, false
+	}
+	if p.Kind == ORSet {
+		meta.Stamp = f.Set.latest()
+	} else {
+		w := registerVisible(f.Reg)
+		meta.Stamp, meta.Source, meta.Shadowed = w.Stamp, w.Source, len(f.Reg)-1
+	}
+	return v, meta, true
+}
+
+// ErrStaleStamp marks an operation whose origin stamp is not newer than the
+// record it changes: the caller's clock was not forwarded past a merged
+// remote stamp (see Record.MaxStamp).
+var ErrStaleStamp = errors.New("crdt: origin stamp not newer than the record")
+
+// ErrPolicy marks an operation that does not fit a field's policy, such as a
+// set operation on an LWW field or a scalar for an OR-set field.
+var ErrPolicy = errors.New("crdt: operation does not fit the field policy")
+
+func checkOrigin(merged *Record, o Origin) error {
+	if o.Stamp.IsZero() {
+		return errors.AssertionFailedf("zero origin stamp")
+	}
+	if m := maxStamp(merged.safeDeleted(), merged.safeWritten()); o.Stamp.Compare(m) <= 0 {
+		return errors.Mark(errors.AssertionFailedf("origin stamp %s is not after record stamp %s", o.Stamp, m), ErrStaleStamp)
+	}
+	return nil
+}
+
+func (r *Record) safeDeleted() Stamp {
+	if r == nil {
+		return Stamp{}
+	}
+	return r.Deleted
+}
+
+func (r *Record) safeWritten() Stamp {
+	if r == nil {
+		return Stamp{}
+	}
+	return r.Written
+}
+
+// Delete returns the delta that deletes the record, or nil if it does not
+// exist.
+func Delete(merged *Record, o Origin) (*Record, error) {
+	if !merged.Exists() {
+		return nil, nil
+	}
+	if err := checkOrigin(merged, o); err != nil {
+		return nil, err
+	}
+	return &Record{Deleted: o.Stamp}, nil
+}
+
+// Diff returns the smallest delta that brings the merged record to what a
+// system observed, or nil if the observation changes nothing. This is what
+// keeps sync loop-free: a row equal to the merged view yields no delta.
+//
+// A nil row means the system deleted the record. Otherwise row holds the
+// observed fields; fields it does not mention are left as they are (pass
+// explicit nulls for a full row). Key columns of c are skipped: they are the
+// record's key. A register field yields a write only if the write would
+// become visible under its policy: a Max field observed below its maximum, or
+// a Prefer field observed from a source that ranks below the visible write,
+// yields nothing, and the system is brought back to the merged value by the
+// apply path. An OR-set field must be a list (or null, the empty set); it
+// yields adds and removes for the elements that differ.
+func Diff(c *Collection, merged *Record, row Row, o Origin) (*Record, error) {
+	if row == nil {
+		return Delete(merged, o)
+	}
+	if err := checkOrigin(merged, o); err != nil {
+		return nil, err
+	}
+	exists := merged.Exists()
+	names := make([]string, 0, len(row))
+	for n := range row {
+		if !slices.Contains(c.Key, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	d := &Record{}
+	for _, name := range names {
+		v := row[name]
+		p := c.Policy(name)
+		cur := merged.field(name)
+		if p.Kind == ORSet {
+			want, err := setElems(name, v)
+			if err != nil {
+				return nil, err
+			}
+			have := liveSet(merged, cur)
+			var adds, removes []Value
+			for _, w := range want {
+				if have.find(w) == nil {
+					adds = append(adds, w)
+				}
+			}
+			if have != nil {
+				for _, e := range have.Elems {
+					if _, found := slices.BinarySearchFunc(want, e.Value, Compare); !found {
+						removes = append(removes, e.Value)
+					}
+				}
+			}
+			if set := setDelta(have, adds, removes, o.Stamp); set != nil {
+				d.Fields = append(d.Fields, Field{Name: name, Set: set})
+			}
+			continue
+		}
+		if v.kind == KindList && len(v.list) == 0 {
+			v = Null()
+		}
+		w := Write{Stamp: o.Stamp, Value: v}
+		if p.Kind == Prefer {
+			w.Source = o.Source
+		}
+		var vis *Write
+		if cur != nil && exists {
+			vis = registerVisible(cur.Reg)
+		}
+		if vis == nil {
+			if v.IsNull() {
+				continue
+			}
+		} else if Equal(vis.Value, v) || p.cmpWrites(&w, vis) <= 0 {
+			continue
+		}
+		d.Fields = append(d.Fields, Field{Name: name, Reg: []Write{w}})
+	}
+	if len(d.Fields) == 0 && exists {
+		return nil, nil
+	}
+	d.Written = o.Stamp
+	if len(d.Fields) == 0 {
+		d.Fields = nil
+	}
+	return d, nil
+}
+
+// liveSet returns the OR-set of f as operations must see it: its elements
+// only while the record exists, and always its causal context, which holds
+// every dot issued for the field (new dots must come after them, also after
+// a delete).
+func liveSet(r *Record, f *Field) *ORSetState {
+	if f == nil || f.Set == nil {
+		return nil
+	}
+	if r.Exists() {
+		return f.Set
+	}
+	return &ORSetState{Ctx: f.Set.Ctx}
+}
+
+func setElems(field string, v Value) ([]Value, error) {
+	switch v.kind {
+	case KindNull:
+		return nil, nil
+	case KindList:
+		s, _ := SetOf(v.list...)
+		return s.list, nil
+	}
+	return nil, errors.Mark(errors.Newf("field %s is an orset: want a list, got %s", field, v.kind), ErrPolicy)
+}
+
+func setDelta(have *ORSetState, adds, removes []Value, o Stamp) *ORSetState {
+	a := have.addDelta(adds, o)
+	r := have.removeDelta(removes)
+	switch {
+	case a == nil:
+		return r
+	case r == nil:
+		return a
+	}
+	return joinORSet(a, r, Stamp{})
+}
+
+// SetOps returns the delta that adds and removes elements of an OR-set
+// field, or nil if it changes nothing. Every add gets a fresh dot, also for
+// an element already present, so that it wins over concurrent removes; an
+// element both added and removed is added. Removing an absent element does
+// nothing.
+func SetOps(c *Collection, merged *Record, field string, add, remove []Value, o Origin) (*Record, error) {
+	if p := c.Policy(field); p.Kind != ORSet {
+		return nil, errors.Mark(errors.WithHint(
+			errors.Newf("field %s has policy %s: add and remove need an orset field", field, p),
+			"set the field's policy to orset in the collection's config, or write the whole value"), ErrPolicy)
+	}
+	if slices.Contains(c.Key, field) {
+		return nil, errors.Mark(errors.Newf("field %s is a key column", field), ErrPolicy)
+	}
+	if err := checkOrigin(merged, o); err != nil {
+		return nil, err
+	}
+	for _, v := range slices.Concat(add, remove) {
+		if v.kind == KindList {
+			return nil, errors.Mark(errors.Newf("field %s: set elements cannot be lists", field), ErrPolicy)
+		}
+	}
+	have := liveSet(merged, merged.field(field))
+	remove = slices.DeleteFunc(slices.Clone(remove), func(v Value) bool {
+		return slices.ContainsFunc(add, func(a Value) bool { return Equal(a, v) })
+	})
+	set := setDelta(have, add, remove, o.Stamp)
+	if set == nil {
+		return nil, nil
+	}
+	return &Record{Written: o.Stamp, Fields: []Field{{Name: field, Set: set}}}, nil
+}
+
+// KeyOf builds a record key from the key columns of a row.
+func (c *Collection) KeyOf(row Row) (Key, error) {
+	if len(c.Key) == 0 {
+		return "", errors.Mark(errors.Newf("collection %s has no key columns", c.Name), ErrInvalidKey)
+	}
+	vals := make([]Value, len(c.Key))
+	for i, k := range c.Key {
+		v, ok := row[k]
+		if !ok || v.IsNull() {
+			return "", errors.Mark(errors.Newf("collection %s: key column %s is missing or null", c.Name, k), ErrInvalidKey)
+		}
+		vals[i] = v
+	}
+	k, err := MakeKey(vals...)
+	if err != nil {
+		return "", errors.Wrapf(err, "collection %s", c.Name)
+	}
+	return k, nil
+}
+
+// KeyRow returns the key columns of a key as a row.
+func (c *Collection) KeyRow(k Key) (Row, error) {
+	vals, err := k.Values()
+	if err != nil {
+		return nil, err
+	}
+	if len(vals) != len(c.Key) {
+		return nil, errors.Mark(errors.Newf("collection %s: key has %d elements, want %d (%s)",
+			c.Name, len(vals), len(c.Key), strings.Join(c.Key, ", ")), ErrInvalidKey)
+	}
+	row := make(Row, len(vals))
+	for i, v := range vals {
+		row[c.Key[i]] = v
+	}
+	return row, nil
+}
