@@ -1,0 +1,191 @@
+package adaptertest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Harness is what a system-specific test provides to run the suite: a way
+// to create fresh, isolated systems holding the suite's tables. Run calls
+// its methods from the test goroutine only.
+type Harness interface {
+	// Features says which values the system can hold.
+	Features() Features
+
+	// NewSystem creates an empty system (a new database, file or schema)
+	// holding exactly the given tables and nothing else the adapter would
+	// sync, and arranges with t.Cleanup for it to be removed when the test
+	// ends. The harness maps each ColumnSpec to the system's own type for
+	// that kind (see ColumnSpec); key columns are NOT NULL, all other
+	// columns nullable without defaults. It reports failures with t.Fatal.
+	NewSystem(t *testing.T, tables []TableSpec) System
+}
+
+// System is one system created by Harness.NewSystem. Its methods may be
+// called from several goroutines at once: the suite's simulated users write
+// while an adapter applies.
+type System interface {
+	// Open opens a new adapter over the system, as the sidecar would at
+	// start-up (installing triggers, slots or publications as needed). The
+	// suite closes every adapter it opens, and opens another one after
+	// closing the first to test restarts: what the adapter installed and
+	// what it has not yet acknowledged must survive that.
+	Open(ctx context.Context) (adapters.Adapter, error)
+
+	// Exec performs ops as the system's own users would: plain statements
+	// (INSERT, UPDATE, DELETE) on a connection of its own, untagged, all in
+	// one transaction that is committed before Exec returns. If any op
+	// fails, the transaction is rolled back and the error returned.
+	Exec(ctx context.Context, ops ...Op) error
+
+	// Rows reads the current rows of a table with plain queries,
+	// independently of the adapter, converted to Values of the column's
+	// kind. Key columns are included; null columns may be present as
+	// crdt.Null or left out.
+	Rows(ctx context.Context, table string) ([]crdt.Row, error)
+}
+
+// Features says what a system can hold; the suite leaves out what it cannot.
+type Features struct {
+	// Lists is true when the system has a list (array) column type. The
+	// types table then has a column "l_tags" of kind list with string
+	// elements (text[] in PostgreSQL, a JSON array in SQLite).
+	Lists bool
+
+	// NaN is true when a user write can store a float NaN in a float
+	// column. When false the suite does not capture NaN, and checks that an
+	// Apply of NaN either stores it exactly or fails with a RowError, never
+	// silently storing something else.
+	NaN bool
+
+	// TimePrecision is the resolution of time columns (time.Microsecond for
+	// PostgreSQL); zero means nanoseconds. Every time value the suite
+	// writes is a whole multiple of it.
+	TimePrecision time.Duration
+}
+
+// TableSpec describes a table the harness creates, in system-neutral terms.
+type TableSpec struct {
+	Name string
+	// Key lists the primary-key columns in key order.
+	Key []string
+	// Columns lists every column, key columns included, in table order.
+	Columns []ColumnSpec
+}
+
+// ColumnSpec is one column of a TableSpec. The harness declares it with the
+// system's type for Kind: int as a 64-bit integer, float as a double, string
+// as text, bool as a boolean, bytes as a binary string, time as a timestamp
+// (with time zone where the system distinguishes), json as a JSON document
+// type, and list as an array of Elem.
+type ColumnSpec struct {
+	Name string
+	Kind crdt.Kind
+	// Elem is the element kind of a list column.
+	Elem crdt.Kind
+}
+
+// OpKind is the kind of a user write.
+type OpKind uint8
+
+// The user writes a System performs.
+const (
+	// Insert adds Op.Row; columns it does not name are null.
+	Insert OpKind = iota + 1
+	// Update finds the row by the key columns in Op.Row and sets the other
+	// columns Op.Row names, leaving the rest unchanged. Setting a key column
+	// is done with NewKey.
+	Update
+	// Delete removes the row whose key columns are in Op.Row.
+	Delete
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case Insert:
+		return "insert"
+	case Update:
+		return "update"
+	case Delete:
+		return "delete"
+	}
+	return "op?"
+}
+
+// Op is one user write.
+type Op struct {
+	Kind  OpKind
+	Table string
+	// Row holds the key columns and, for Insert and Update, the values to
+	// write. A crdt.Null value writes SQL NULL.
+	Row crdt.Row
+	// NewKey, for Update only, sets key columns to new values (moving the
+	// row to a new primary key).
+	NewKey crdt.Row
+}
+
+// Names of the suite's tables and columns.
+const (
+	// TypesTable has an int primary key "id" and one nullable column per
+	// supported kind.
+	TypesTable = "lt_types"
+	// PairsTable has a composite primary key (tenant string, n int) and a
+	// string column "note". Barrier rows go here too.
+	PairsTable = "lt_pairs"
+)
+
+// Tables returns the suite's tables for a system with features f, sorted by
+// name. NewSystem receives exactly these.
+func Tables(f Features) []TableSpec {
+	types := TableSpec{
+		Name: TypesTable,
+		Key:  []string{"id"},
+		Columns: []ColumnSpec{
+			{Name: "id", Kind: crdt.KindInt},
+			{Name: "n_int", Kind: crdt.KindInt},
+			{Name: "n_float", Kind: crdt.KindFloat},
+			{Name: "s_text", Kind: crdt.KindString},
+			{Name: "b_bool", Kind: crdt.KindBool},
+			{Name: "y_bytes", Kind: crdt.KindBytes},
+			{Name: "t_time", Kind: crdt.KindTime},
+			{Name: "j_json", Kind: crdt.KindJSON},
+		},
+	}
+	if f.Lists {
+		types.Columns = append(types.Columns, ColumnSpec{Name: "l_tags", Kind: crdt.KindList, Elem: crdt.KindString})
+	}
+	pairs := TableSpec{
+		Name: PairsTable,
+		Key:  []string{"tenant", "n"},
+		Columns: []ColumnSpec{
+			{Name: "tenant", Kind: crdt.KindString},
+			{Name: "n", Kind: crdt.KindInt},
+			{Name: "note", Kind: crdt.KindString},
+		},
+	}
+	return []TableSpec{pairs, types}
+}
+
+// Column returns the named column of t, or nil.
+func (t *TableSpec) Column(name string) *ColumnSpec {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return &t.Columns[i]
+		}
+	}
+	return nil
+}
+
+// IsKey reports whether column is one of t's key columns.
+func (t *TableSpec) IsKey(column string) bool {
+	for _, k := range t.Key {
+		if k == column {
+			return true
+		}
+	}
+	return false
+}

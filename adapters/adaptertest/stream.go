@@ -1,0 +1,464 @@
+package adaptertest
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// waitTimeout bounds every wait of the suite for something an adapter
+// should deliver. It is generous because tests run with -race on a busy
+// machine; a passing run never waits for it.
+const waitTimeout = 30 * time.Second
+
+// env is one scenario's system and the helpers around it.
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	f      Features
+	sys    System
+	tables map[string]*TableSpec
+	// barriers counts the barrier rows written, shared by sub-envs.
+	barriers *atomic.Int64
+}
+
+func newEnv(t *testing.T, h Harness) *env {
+	t.Helper()
+	f := h.Features()
+	specs := Tables(f)
+	e := &env{t: t, ctx: t.Context(), f: f, tables: map[string]*TableSpec{}, barriers: new(atomic.Int64)}
+	for i := range specs {
+		e.tables[specs[i].Name] = &specs[i]
+	}
+	e.sys = h.NewSystem(t, specs)
+	return e
+}
+
+// with returns a copy of e that reports to t, for subtests.
+func (e *env) with(t *testing.T) *env {
+	c := *e
+	c.t = t
+	c.ctx = t.Context()
+	return &c
+}
+
+// open opens an adapter and closes it when the test ends (if the test did
+// not close it first).
+func (e *env) open() adapters.Adapter {
+	e.t.Helper()
+	a, err := e.sys.Open(e.ctx)
+	if err != nil {
+		e.t.Fatalf("open adapter: %+v", err)
+	}
+	c := &closer{Adapter: a}
+	e.t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			e.t.Errorf("close adapter: %v", err)
+		}
+	})
+	return c
+}
+
+// closer makes Close idempotent so that scenarios may close an adapter
+// early (a restart) and the cleanup closes it only if they did not.
+type closer struct {
+	adapters.Adapter
+	once sync.Once
+	err  error
+}
+
+func (c *closer) Close() error {
+	c.once.Do(func() { c.err = c.Adapter.Close() })
+	return c.err
+}
+
+func (e *env) exec(ops ...Op) {
+	e.t.Helper()
+	if err := e.sys.Exec(e.ctx, ops...); err != nil {
+		e.t.Fatalf("user write %s: %+v", describeOps(ops), err)
+	}
+}
+
+func describeOps(ops []Op) string {
+	parts := make([]string, len(ops))
+	for i, op := range ops {
+		parts[i] = op.Kind.String() + " " + op.Table
+	}
+	if len(parts) > 4 {
+		parts = append(parts[:4], "...")
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// barrier makes a user write of a fresh row in PairsTable and returns its
+// change. Once capture delivers it, capture has caught up with everything
+// committed before it: this is how the suite waits without sleeping.
+func (e *env) barrier() adapters.Change {
+	e.t.Helper()
+	n := e.barriers.Add(1)
+	row := crdt.Row{"tenant": crdt.String(barrierTenant), "n": crdt.Int(n), "note": crdt.String("barrier " + strconv.FormatInt(n, 10))}
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: row})
+	return e.change(PairsTable, row)
+}
+
+const barrierTenant = "~barrier"
+
+func isBarrier(c adapters.Change) bool {
+	if c.Collection != PairsTable {
+		return false
+	}
+	vals, err := c.Key.Values()
+	return err == nil && len(vals) == 2 && crdt.Equal(vals[0], crdt.String(barrierTenant))
+}
+
+// key builds the key of row in table from its key columns.
+func (e *env) key(table string, row crdt.Row) crdt.Key {
+	e.t.Helper()
+	spec := e.tables[table]
+	vals := make([]crdt.Value, len(spec.Key))
+	for i, k := range spec.Key {
+		vals[i] = row[k]
+	}
+	k, err := crdt.MakeKey(vals...)
+	if err != nil {
+		e.t.Fatalf("key of %s row %v: %v", table, row, err)
+	}
+	return k
+}
+
+// full returns row with every column of table present, nulls explicit.
+func (e *env) full(table string, row crdt.Row) crdt.Row {
+	out := crdt.Row{}
+	for _, c := range e.tables[table].Columns {
+		if v, ok := row[c.Name]; ok {
+			out[c.Name] = v
+		} else {
+			out[c.Name] = crdt.Null()
+		}
+	}
+	return out
+}
+
+// change is the Change a user write of the whole row should produce.
+func (e *env) change(table string, row crdt.Row) adapters.Change {
+	return adapters.Change{Collection: table, Key: e.key(table, row), Row: e.full(table, row)}
+}
+
+// deletion is the Change a user delete of the row with these key columns
+// should produce.
+func (e *env) deletion(table string, keyRow crdt.Row) adapters.Change {
+	return adapters.Change{Collection: table, Key: e.key(table, keyRow)}
+}
+
+// stream runs Capture in a goroutine and hands its batches to the test.
+type stream struct {
+	e       *env
+	cancel  context.CancelFunc
+	done    chan error
+	batches chan adapters.Batch
+	stopped bool
+}
+
+// capture starts Capture from cursor. The stream stops when the test ends
+// if the test did not stop it.
+func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
+	ctx, cancel := context.WithCancel(e.ctx)
+	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan adapters.Batch, 64)}
+	sink := func(ctx context.Context, b adapters.Batch) error {
+		// The adapter may reuse its buffers once the sink returns.
+		cp := adapters.Batch{Cursor: slices.Clone(b.Cursor), Changes: make([]adapters.Change, len(b.Changes))}
+		for i, c := range b.Changes {
+			cp.Changes[i] = adapters.Change{Collection: c.Collection, Key: c.Key, Row: maps.Clone(c.Row)}
+		}
+		select {
+		case s.batches <- cp:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	go func() { s.done <- a.Capture(ctx, slices.Clone(cursor), sink) }()
+	e.t.Cleanup(s.stop)
+	return s
+}
+
+// with returns a view of s that reports to e's test, for subtests.
+func (s *stream) with(e *env) *stream {
+	c := *s
+	c.e = e
+	return &c
+}
+
+// stop cancels Capture and checks that it returned because of it.
+func (s *stream) stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	s.cancel()
+	select {
+	case err := <-s.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.e.t.Errorf("capture returned %+v, want nil or context.Canceled after cancel", err)
+		}
+	case <-time.After(waitTimeout):
+		s.e.t.Errorf("capture did not return within %s of its context being cancelled", waitTimeout)
+	}
+}
+
+// next returns the next batch, failing the test if none comes in time or
+// Capture ends.
+func (s *stream) next() adapters.Batch {
+	s.e.t.Helper()
+	select {
+	case b := <-s.batches:
+		s.check(b)
+		return b
+	case err := <-s.done:
+		s.stopped = true
+		s.e.t.Fatalf("capture ended early: %+v", err)
+	case <-time.After(waitTimeout):
+		s.e.t.Fatalf("no batch captured within %s", waitTimeout)
+	}
+	return adapters.Batch{}
+}
+
+// until collects batches until one holds the change want (a barrier), and
+// returns them all.
+func (s *stream) until(want adapters.Change) []adapters.Batch {
+	s.e.t.Helper()
+	var out []adapters.Batch
+	for {
+		b := s.next()
+		out = append(out, b)
+		for _, c := range b.Changes {
+			if c.Collection == want.Collection && c.Key == want.Key {
+				return out
+			}
+		}
+	}
+}
+
+// sync writes a barrier and returns the changes captured before it, the
+// barrier left out, and the batches they came in.
+func (s *stream) sync() ([]adapters.Change, []adapters.Batch) {
+	s.e.t.Helper()
+	b := s.e.barrier()
+	batches := s.until(b)
+	var out []adapters.Change
+	seen := false
+	for _, bt := range batches {
+		for _, c := range bt.Changes {
+			if isBarrier(c) {
+				if c.Key == b.Key {
+					seen = true
+					s.e.checkChange(c, b)
+				}
+				continue
+			}
+			if seen {
+				s.e.t.Errorf("change %s captured after the barrier, with nothing written after it", describe(c))
+			}
+			out = append(out, c)
+		}
+	}
+	return out, batches
+}
+
+// check verifies what every batch must satisfy: a cursor, and changes that
+// name a known table, carry a key matching their key columns and name every
+// column of the table (nulls explicit).
+func (s *stream) check(b adapters.Batch) {
+	s.e.t.Helper()
+	if len(b.Cursor) == 0 {
+		s.e.t.Errorf("batch of %d changes has an empty cursor", len(b.Changes))
+	}
+	if len(b.Changes) == 0 {
+		s.e.t.Errorf("capture delivered an empty batch")
+	}
+	for _, c := range b.Changes {
+		s.e.checkShape(c)
+	}
+}
+
+func (e *env) checkShape(c adapters.Change) {
+	e.t.Helper()
+	spec, ok := e.tables[c.Collection]
+	if !ok {
+		e.t.Errorf("change for unknown collection %q", c.Collection)
+		return
+	}
+	if _, err := c.Key.Values(); err != nil {
+		e.t.Errorf("%s: invalid key: %v", describe(c), err)
+		return
+	}
+	if c.Row == nil {
+		return
+	}
+	for _, col := range spec.Columns {
+		if _, ok := c.Row[col.Name]; !ok {
+			e.t.Errorf("%s: row does not name column %s (nulls must be explicit)", describe(c), col.Name)
+		}
+	}
+	for name, v := range c.Row {
+		col := spec.Column(name)
+		if col == nil {
+			e.t.Errorf("%s: row names unknown column %s", describe(c), name)
+			continue
+		}
+		if !v.IsNull() && v.Kind() != col.Kind {
+			e.t.Errorf("%s: column %s holds a %s, want %s", describe(c), name, v.Kind(), col.Kind)
+		}
+	}
+	for _, k := range spec.Key {
+		if c.Row[k].IsNull() {
+			e.t.Errorf("%s: key column %s is null", describe(c), k)
+		}
+	}
+	if k := e.key(c.Collection, c.Row); k != c.Key {
+		e.t.Errorf("%s: key %s does not match the row's key columns (%s)", describe(c), c.Key, k)
+	}
+}
+
+func describe(c adapters.Change) string {
+	if c.Row == nil {
+		return "delete " + c.Collection + "/" + c.Key.String()
+	}
+	return "upsert " + c.Collection + "/" + c.Key.String()
+}
+
+func describeRow(r crdt.Row) string {
+	if r == nil {
+		return "<deleted>"
+	}
+	names := slices.Sorted(maps.Keys(r))
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, n+"="+r[n].String())
+	}
+	return "{" + strings.Join(parts, " ") + "}"
+}
+
+// rowsEqual compares rows treating a missing column as null.
+func rowsEqual(a, b crdt.Row) bool {
+	if (a == nil) != (b == nil) {
+		return false
+	}
+	for n, v := range a {
+		if !crdt.Equal(v, b[n]) {
+			return false
+		}
+	}
+	for n, v := range b {
+		if _, ok := a[n]; !ok && !v.IsNull() {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *env) checkChange(got, want adapters.Change) {
+	e.t.Helper()
+	if got.Collection != want.Collection || got.Key != want.Key || !rowsEqual(got.Row, want.Row) {
+		e.t.Errorf("captured %s %s\n                want %s %s", describe(got), describeRow(got.Row), describe(want), describeRow(want.Row))
+	}
+}
+
+// checkChanges compares captured changes with the expected sequence.
+func (e *env) checkChanges(got, want []adapters.Change) {
+	e.t.Helper()
+	n := max(len(got), len(want))
+	for i := range n {
+		switch {
+		case i >= len(got):
+			e.t.Errorf("change %d missing: want %s %s", i, describe(want[i]), describeRow(want[i].Row))
+		case i >= len(want):
+			e.t.Errorf("change %d unexpected: %s %s", i, describe(got[i]), describeRow(got[i].Row))
+		default:
+			e.checkChange(got[i], want[i])
+		}
+	}
+}
+
+// state is a set of rows by collection and key: what a system holds.
+type state map[string]map[crdt.Key]crdt.Row
+
+func (s state) put(c adapters.Change) {
+	m := s[c.Collection]
+	if m == nil {
+		m = map[crdt.Key]crdt.Row{}
+		s[c.Collection] = m
+	}
+	if c.Row == nil {
+		delete(m, c.Key)
+	} else {
+		m[c.Key] = c.Row
+	}
+}
+
+// systemState reads every table of the system through the harness.
+func (e *env) systemState() state {
+	e.t.Helper()
+	st := state{}
+	for name := range e.tables {
+		rows, err := e.sys.Rows(e.ctx, name)
+		if err != nil {
+			e.t.Fatalf("read rows of %s: %+v", name, err)
+		}
+		st[name] = map[crdt.Key]crdt.Row{}
+		for _, r := range rows {
+			st.put(adapters.Change{Collection: name, Key: e.key(name, r), Row: r})
+		}
+	}
+	return st
+}
+
+// checkState compares two states table by table, ignoring barrier rows.
+func (e *env) checkState(what string, got, want state, norm func(crdt.Row) crdt.Row) {
+	e.t.Helper()
+	if norm == nil {
+		norm = func(r crdt.Row) crdt.Row { return r }
+	}
+	names := slices.Sorted(maps.Keys(e.tables))
+	bad := 0
+	for _, name := range names {
+		keys := map[crdt.Key]bool{}
+		for k := range got[name] {
+			keys[k] = true
+		}
+		for k := range want[name] {
+			keys[k] = true
+		}
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
+			if isBarrier(adapters.Change{Collection: name, Key: k}) {
+				continue
+			}
+			g, w := got[name][k], want[name][k]
+			if g != nil {
+				g = norm(g)
+			}
+			if w != nil {
+				w = norm(w)
+			}
+			if !rowsEqual(g, w) {
+				bad++
+				if bad <= 10 {
+					e.t.Errorf("%s: %s/%s is %s, want %s", what, name, k, describeRow(g), describeRow(w))
+				}
+			}
+		}
+	}
+	if bad > 10 {
+		e.t.Errorf("%s: %d rows differ in all", what, bad)
+	}
+}

@@ -1,0 +1,699 @@
+package adaptertest
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Run runs every scenario of the conformance suite against the adapter of h,
+// each as a subtest on a fresh system.
+func Run(t *testing.T, h Harness) {
+	scenarios := []struct {
+		name string
+		run  func(e *env)
+	}{
+		{"Tables", testTables},
+		{"Snapshot", testSnapshot},
+		{"CaptureTypes", testCaptureTypes},
+		{"CaptureKeys", testCaptureKeys},
+		{"Transactions", testTransactions},
+		{"ApplyNotCaptured", testApplyNotCaptured},
+		{"ApplyValues", testApplyValues},
+		{"Resume", testResume},
+		{"BadRows", testBadRows},
+		{"ConcurrentMerge", testConcurrentMerge},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { sc.run(newEnv(t, h)) })
+	}
+}
+
+// testTables checks discovery: the suite's tables and nothing else, with
+// their keys, columns, kinds and nullability.
+func testTables(e *env) {
+	a := e.open()
+	got, err := a.Tables(e.ctx)
+	if err != nil {
+		e.t.Fatalf("tables: %+v", err)
+	}
+	want := Tables(e.f)
+	if len(got) != len(want) {
+		names := make([]string, len(got))
+		for i, tb := range got {
+			names[i] = tb.Name
+		}
+		e.t.Fatalf("tables %v, want %d tables (%s, %s)", names, len(want), want[0].Name, want[1].Name)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Name != w.Name {
+			e.t.Errorf("table %d is %q, want %q (sorted by name)", i, g.Name, w.Name)
+			continue
+		}
+		if !slices.Equal(g.Key, w.Key) {
+			e.t.Errorf("table %s: key %v, want %v", w.Name, g.Key, w.Key)
+		}
+		if len(g.Columns) != len(w.Columns) {
+			e.t.Errorf("table %s: %d columns, want %d", w.Name, len(g.Columns), len(w.Columns))
+		}
+		for _, wc := range w.Columns {
+			gc := g.Column(wc.Name)
+			if gc == nil {
+				e.t.Errorf("table %s: column %s missing", w.Name, wc.Name)
+				continue
+			}
+			if gc.Kind != wc.Kind {
+				e.t.Errorf("table %s column %s (%s): kind %s, want %s", w.Name, wc.Name, gc.Type, gc.Kind, wc.Kind)
+			}
+			if wc.Kind == crdt.KindList && gc.Elem != wc.Elem {
+				e.t.Errorf("table %s column %s (%s): element kind %s, want %s", w.Name, wc.Name, gc.Type, gc.Elem, wc.Elem)
+			}
+			if gc.Type == "" {
+				e.t.Errorf("table %s column %s: empty system type name", w.Name, wc.Name)
+			}
+			if wantNull := !w.IsKey(wc.Name); gc.Nullable != wantNull {
+				e.t.Errorf("table %s column %s: nullable %v, want %v", w.Name, wc.Name, gc.Nullable, wantNull)
+			}
+		}
+		kinds := g.KeyKinds()
+		for j, k := range w.Key {
+			if kinds[j] != w.Column(k).Kind {
+				e.t.Errorf("table %s: key kind %d is %s, want %s", w.Name, j, kinds[j], w.Column(k).Kind)
+			}
+		}
+	}
+}
+
+// typesRow returns a row of the types table with every column set from the
+// edge values, shifted by i so that rows differ.
+func (e *env) typesRow(id int64, i int) crdt.Row {
+	row := crdt.Row{"id": crdt.Int(id)}
+	for _, c := range e.tables[TypesTable].Columns {
+		if c.Name == "id" {
+			continue
+		}
+		vs := edgeValues(c.Kind, e.f)
+		row[c.Name] = vs[i%len(vs)]
+	}
+	return row
+}
+
+func pairRow(tenant string, n int64, note string) crdt.Row {
+	return crdt.Row{"tenant": crdt.String(tenant), "n": crdt.Int(n), "note": crdt.String(note)}
+}
+
+func idRow(id int64) crdt.Row { return crdt.Row{"id": crdt.Int(id)} }
+
+// testSnapshot checks that Snapshot returns every row, that capture from its
+// cursor misses nothing written after it, also while the snapshot is being
+// read, and delivers nothing written before it.
+func testSnapshot(e *env) {
+	// Enough rows to need several snapshot batches in any adapter.
+	const bulk = 1500
+	var ops []Op
+	for i := range bulk {
+		ops = append(ops, Op{Kind: Insert, Table: TypesTable, Row: e.typesRow(int64(i+1), i)})
+	}
+	e.exec(ops...)
+	e.exec(
+		Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 1, "one")},
+		Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 2, "two")},
+		Op{Kind: Insert, Table: PairsTable, Row: pairRow("globex", 1, "uno")},
+	)
+	e.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(7), "s_text": crdt.String("updated before")}})
+	e.exec(Op{Kind: Delete, Table: TypesTable, Row: idRow(8)})
+	before := e.systemState()
+
+	a := e.open()
+	snap := state{}
+	var duringOnce sync.Once
+	var duringErr error
+	batches := 0
+	cursor, err := a.Snapshot(e.ctx, func(_ context.Context, b adapters.Batch) error {
+		batches++
+		for _, c := range b.Changes {
+			if c.Row == nil {
+				e.t.Errorf("snapshot delivered a delete: %s", describe(c))
+				continue
+			}
+			e.checkShape(c)
+			snap.put(c)
+		}
+		// Users keep writing while the snapshot is read.
+		duringOnce.Do(func() {
+			duringErr = e.sys.Exec(e.ctx,
+				Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(bulk), "s_text": crdt.String("written during the snapshot")}},
+				Op{Kind: Insert, Table: PairsTable, Row: pairRow("during", 1, "inserted during the snapshot")},
+				Op{Kind: Delete, Table: TypesTable, Row: idRow(1)},
+			)
+		})
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	if duringErr != nil {
+		e.t.Fatalf("user write during the snapshot: %+v", duringErr)
+	}
+	if len(cursor) == 0 {
+		e.t.Fatalf("snapshot returned an empty cursor")
+	}
+	e.t.Logf("snapshot: %d rows in %d batches", len(snap[TypesTable])+len(snap[PairsTable]), batches)
+
+	// The snapshot is consistent: it is the state before the concurrent
+	// write or the state after it, nothing in between.
+	after := e.systemState()
+	sawDuring := e.checkSnapshotConsistent(snap, before, after)
+
+	s := e.capture(a, cursor)
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 3, "after")})
+	e.exec(Op{Kind: Update, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Int(1), "note": crdt.String("changed after")}})
+	e.exec(Op{Kind: Delete, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Int(2)}})
+	got, _ := s.sync()
+
+	// Snapshot plus capture is the system.
+	folded := state{}
+	for name, rows := range snap {
+		for k, r := range rows {
+			folded.put(adapters.Change{Collection: name, Key: k, Row: r})
+		}
+	}
+	for _, c := range got {
+		folded.put(c)
+	}
+	e.checkState("snapshot + capture", folded, e.systemState(), nil)
+
+	// Capture delivers exactly what was written after the snapshot's
+	// cursor: the concurrent write unless the snapshot held it, then the
+	// later writes. Nothing from before the snapshot comes again.
+	var want []adapters.Change
+	if !sawDuring {
+		updated := e.typesRow(bulk, bulk-1)
+		updated["s_text"] = crdt.String("written during the snapshot")
+		want = append(want,
+			e.change(TypesTable, updated),
+			e.change(PairsTable, pairRow("during", 1, "inserted during the snapshot")),
+			e.deletion(TypesTable, idRow(1)),
+		)
+	}
+	want = append(want,
+		e.change(PairsTable, pairRow("acme", 3, "after")),
+		e.change(PairsTable, pairRow("acme", 1, "changed after")),
+		e.deletion(PairsTable, crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Int(2)}),
+	)
+	e.checkChanges(got, want)
+}
+
+// checkSnapshotConsistent checks that the snapshot is the state before or
+// after the concurrent user write, and reports which.
+func (e *env) checkSnapshotConsistent(snap, before, after state) (sawWrite bool) {
+	e.t.Helper()
+	equal := func(a, b state) bool {
+		for name := range e.tables {
+			if len(a[name]) != len(b[name]) {
+				return false
+			}
+			for k, r := range a[name] {
+				if !rowsEqual(r, b[name][k]) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	switch {
+	case equal(snap, before):
+		e.t.Logf("snapshot read the state before the concurrent user write")
+		return false
+	case equal(snap, after):
+		e.t.Logf("snapshot read the state after the concurrent user write")
+		return true
+	}
+	e.checkState("snapshot (vs the state before the concurrent write)", snap, before, nil)
+	e.t.Fatalf("snapshot is neither the state before nor after a concurrent user write")
+	return false
+}
+
+// testCaptureTypes writes every edge value of every column through user
+// writes (insert, update, update to null, delete) and checks each captured
+// row exactly.
+func testCaptureTypes(e *env) {
+	a := e.open()
+	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	s := e.capture(a, cursor)
+	spec := e.tables[TypesTable]
+	id := int64(100)
+	for _, col := range spec.Columns {
+		if col.Name == "id" {
+			continue
+		}
+		e.t.Run(col.Name, func(t *testing.T) {
+			sub := e.with(t)
+			id++
+			vs := edgeValues(col.Kind, e.f)
+			row := crdt.Row{"id": crdt.Int(id), col.Name: vs[0]}
+			var want []adapters.Change
+			sub.exec(Op{Kind: Insert, Table: TypesTable, Row: row})
+			want = append(want, sub.change(TypesTable, row))
+			for _, v := range vs[1:] {
+				row[col.Name] = v
+				sub.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(id), col.Name: v}})
+				want = append(want, sub.change(TypesTable, row))
+			}
+			// Back to the first value, then null, then the first value again:
+			// null and the edge values ("" , zero-length bytes, 0, [], JSON
+			// null) must stay apart.
+			for _, v := range []crdt.Value{crdt.Null(), vs[0], crdt.Null()} {
+				row[col.Name] = v
+				sub.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(id), col.Name: v}})
+				want = append(want, sub.change(TypesTable, row))
+			}
+			sub.exec(Op{Kind: Delete, Table: TypesTable, Row: idRow(id)})
+			want = append(want, sub.deletion(TypesTable, idRow(id)))
+			got, _ := s.with(sub).sync()
+			sub.checkChanges(got, want)
+		})
+	}
+	e.t.Run("full rows", func(t *testing.T) {
+		sub := e.with(t)
+		var want []adapters.Change
+		for i, id := range []int64{math.MinInt64, -1, 0, math.MaxInt64} {
+			row := sub.typesRow(id, i+1)
+			sub.exec(Op{Kind: Insert, Table: TypesTable, Row: row})
+			want = append(want, sub.change(TypesTable, row))
+		}
+		got, _ := s.with(sub).sync()
+		sub.checkChanges(got, want)
+	})
+}
+
+// testCaptureKeys checks the composite-key table: changes keyed by both
+// columns, and an update of a key column captured as the delete of the old
+// key and the row under the new one.
+func testCaptureKeys(e *env) {
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 1, "first")})
+	a := e.open()
+	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	s := e.capture(a, cursor)
+	k := func(tenant string, n int64) crdt.Row {
+		return crdt.Row{"tenant": crdt.String(tenant), "n": crdt.Int(n)}
+	}
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 2, "second")})
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("globex", 1, "same n, other tenant")})
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("", math.MinInt64, "empty tenant")})
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("a,b\\c", -1, "separators in the key")})
+	e.exec(Op{Kind: Update, Table: PairsTable, Row: k("acme", 1), NewKey: crdt.Row{"n": crdt.Int(10)}})
+	e.exec(Op{Kind: Update, Table: PairsTable, Row: k("globex", 1), NewKey: crdt.Row{"tenant": crdt.String("initech")}})
+	e.exec(Op{Kind: Delete, Table: PairsTable, Row: k("acme", 2)})
+	got, _ := s.sync()
+	e.checkChanges(got, []adapters.Change{
+		e.change(PairsTable, pairRow("acme", 2, "second")),
+		e.change(PairsTable, pairRow("globex", 1, "same n, other tenant")),
+		e.change(PairsTable, pairRow("", math.MinInt64, "empty tenant")),
+		e.change(PairsTable, pairRow("a,b\\c", -1, "separators in the key")),
+		e.deletion(PairsTable, k("acme", 1)),
+		e.change(PairsTable, pairRow("acme", 10, "first")),
+		e.deletion(PairsTable, k("globex", 1)),
+		e.change(PairsTable, pairRow("initech", 1, "same n, other tenant")),
+		e.deletion(PairsTable, k("acme", 2)),
+	})
+}
+
+// testTransactions checks that a user transaction arrives whole in one
+// batch, in statement order, however many rows it touches.
+func testTransactions(e *env) {
+	e.exec(
+		Op{Kind: Insert, Table: TypesTable, Row: e.typesRow(1, 1)},
+		Op{Kind: Insert, Table: TypesTable, Row: e.typesRow(2, 2)},
+	)
+	a := e.open()
+	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	s := e.capture(a, cursor)
+
+	row1 := e.typesRow(1, 1)
+	row1["s_text"] = crdt.String("in a transaction")
+	row3 := crdt.Row{"id": crdt.Int(3), "n_int": crdt.Int(3)}
+	row3b := crdt.Row{"id": crdt.Int(3), "n_int": crdt.Int(4)}
+	row3c := crdt.Row{"id": crdt.Int(3), "n_int": crdt.Int(4), "s_text": crdt.String("twice")}
+	small := []adapters.Change{
+		e.change(PairsTable, pairRow("tx", 1, "three rows")),
+		e.change(TypesTable, row1),
+		e.deletion(TypesTable, idRow(2)),
+		e.change(TypesTable, row3),
+		e.change(TypesTable, row3b),
+		e.change(TypesTable, row3c),
+	}
+	e.exec(
+		Op{Kind: Insert, Table: PairsTable, Row: pairRow("tx", 1, "three rows")},
+		Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(1), "s_text": crdt.String("in a transaction")}},
+		Op{Kind: Delete, Table: TypesTable, Row: idRow(2)},
+		Op{Kind: Insert, Table: TypesTable, Row: row3},
+		Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(3), "n_int": crdt.Int(4)}},
+		Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(3), "s_text": crdt.String("twice")}},
+	)
+	const large = 3000
+	var ops []Op
+	var big []adapters.Change
+	for i := range large {
+		row := pairRow("bulk", int64(i), "row "+strconv.Itoa(i))
+		ops = append(ops, Op{Kind: Insert, Table: PairsTable, Row: row})
+		big = append(big, e.change(PairsTable, row))
+	}
+	e.exec(ops...)
+	got, batches := s.sync()
+	e.checkChanges(got, append(slices.Clone(small), big...))
+	for _, txn := range [][]adapters.Change{small, big} {
+		first := txn[0]
+		found := false
+		for _, b := range batches {
+			i := slices.IndexFunc(b.Changes, func(c adapters.Change) bool {
+				return c.Collection == first.Collection && c.Key == first.Key
+			})
+			if i < 0 {
+				continue
+			}
+			found = true
+			if len(b.Changes)-i < len(txn) {
+				e.t.Errorf("a transaction of %d changes was split: its batch holds only %d of them", len(txn), len(b.Changes)-i)
+			}
+			break
+		}
+		if !found {
+			e.t.Errorf("transaction starting with %s not captured", describe(first))
+		}
+	}
+}
+
+// testApplyNotCaptured checks the echo guard: writes made by Apply are never
+// captured, also when idempotently repeated, while user writes to the same
+// rows right after are, with the applied values in their rows.
+func testApplyNotCaptured(e *env) {
+	e.exec(Op{Kind: Insert, Table: TypesTable, Row: e.typesRow(1, 0)})
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 1, "user")})
+	a := e.open()
+	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	s := e.capture(a, cursor)
+
+	writes := []adapters.Write{
+		{Collection: TypesTable, Key: crdt.IntKey(1), Row: e.typesRow(1, 3)},
+		{Collection: TypesTable, Key: crdt.IntKey(2), Row: e.typesRow(2, 4)},
+		{Collection: TypesTable, Key: crdt.IntKey(3), Row: crdt.Row{"id": crdt.Int(3)}},
+		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("acme", 1, "")), Row: nil},
+		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("acme", 2, "")), Row: pairRow("acme", 2, "applied")},
+		// Deleting a row that does not exist is not an error.
+		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("nobody", 9, "")), Row: nil},
+	}
+	for round := range 2 {
+		if err := a.Apply(e.ctx, writes); err != nil {
+			e.t.Fatalf("apply (round %d): %+v", round, err)
+		}
+		got, _ := s.sync()
+		for _, c := range got {
+			e.t.Errorf("apply round %d was captured: %s %s", round, describe(c), describeRow(c.Row))
+		}
+	}
+	want := state{}
+	want.put(adapters.Change{Collection: PairsTable, Key: e.key(PairsTable, pairRow("acme", 2, "")), Row: pairRow("acme", 2, "applied")})
+	for _, w := range writes[:3] {
+		want.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: w.Row})
+	}
+	e.checkState("after apply", e.systemState(), want, nil)
+
+	// Apply leaves capture on for user writes, including to applied rows.
+	e.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(2), "n_int": crdt.Int(-5)}})
+	e.exec(Op{Kind: Update, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Int(2), "note": crdt.String("user again")}})
+	row2 := e.typesRow(2, 4)
+	row2["n_int"] = crdt.Int(-5)
+	got, _ := s.sync()
+	e.checkChanges(got, []adapters.Change{
+		e.change(TypesTable, row2),
+		e.change(PairsTable, pairRow("acme", 2, "user again")),
+	})
+}
+
+// testApplyValues applies every edge value of every column and reads it back
+// exactly; updates and deletes by Apply land too.
+func testApplyValues(e *env) {
+	a := e.open()
+	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	s := e.capture(a, cursor)
+
+	want := state{}
+	var writes []adapters.Write
+	id := int64(0)
+	add := func(row crdt.Row) {
+		id++
+		row["id"] = crdt.Int(id)
+		w := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(id), Row: row}
+		writes = append(writes, w)
+		want.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: w.Row})
+	}
+	for _, col := range e.tables[TypesTable].Columns {
+		if col.Name == "id" {
+			continue
+		}
+		for _, v := range edgeValues(col.Kind, e.f) {
+			add(crdt.Row{col.Name: v})
+		}
+	}
+	for i := range 8 {
+		add(e.typesRow(0, i))
+	}
+	// An int is stored in a float column as the same number.
+	writes = append(writes, adapters.Write{Collection: TypesTable, Key: crdt.IntKey(1000), Row: crdt.Row{"id": crdt.Int(1000), "n_float": crdt.Int(-7)}})
+	want.put(adapters.Change{Collection: TypesTable, Key: crdt.IntKey(1000), Row: crdt.Row{"id": crdt.Int(1000), "n_float": crdt.Float(-7)}})
+	if err := a.Apply(e.ctx, writes); err != nil {
+		e.t.Fatalf("apply: %+v", err)
+	}
+	e.checkState("after apply", e.systemState(), want, nil)
+
+	// Updates replace the whole row (unnamed columns become null); deletes.
+	var second []adapters.Write
+	for i, w := range writes[:20] {
+		if i%3 == 0 {
+			second = append(second, adapters.Write{Collection: w.Collection, Key: w.Key})
+			want.put(adapters.Change{Collection: w.Collection, Key: w.Key})
+			continue
+		}
+		row := e.typesRow(0, i+5)
+		row["id"] = w.Row["id"]
+		if i%3 == 1 {
+			row = crdt.Row{"id": w.Row["id"], "s_text": crdt.String("only this")}
+		}
+		second = append(second, adapters.Write{Collection: w.Collection, Key: w.Key, Row: row})
+		want.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: row})
+	}
+	if err := a.Apply(e.ctx, second); err != nil {
+		e.t.Fatalf("apply updates: %+v", err)
+	}
+	e.checkState("after apply of updates", e.systemState(), want, nil)
+
+	if !e.f.NaN {
+		nan := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(2000), Row: crdt.Row{"id": crdt.Int(2000), "n_float": crdt.Float(math.NaN())}}
+		err := a.Apply(e.ctx, []adapters.Write{nan})
+		if err != nil {
+			if re, ok := adapters.RowErrorOf(err); !ok || re.Key != nan.Key {
+				e.t.Errorf("apply of NaN failed without a RowError for it: %+v", err)
+			}
+			e.t.Logf("apply of NaN: %v", err)
+		} else {
+			want.put(adapters.Change{Collection: nan.Collection, Key: nan.Key, Row: nan.Row})
+			e.t.Logf("apply of NaN stored it")
+		}
+		e.checkState("after apply of NaN", e.systemState(), want, nil)
+	}
+
+	got, _ := s.sync()
+	for _, c := range got {
+		e.t.Errorf("apply was captured: %s", describe(c))
+	}
+}
+
+// testResume checks restarts: an adapter closed mid-stream and reopened
+// captures from the last acknowledged cursor everything after it, including
+// what users wrote while it was down, and nothing at or before it.
+func testResume(e *env) {
+	a := e.open()
+	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	s := e.capture(a, cursor)
+	// One user transaction at a time, each waited for, so that batches end
+	// between them.
+	var batches []adapters.Batch
+	for i := range 6 {
+		row := pairRow("resume", int64(i), "before restart")
+		e.exec(Op{Kind: Insert, Table: PairsTable, Row: row})
+		batches = append(batches, s.until(e.change(PairsTable, row))...)
+	}
+	if len(batches) < 2 {
+		e.t.Fatalf("six transactions came in %d batch: cannot pick a cursor between them", len(batches))
+	}
+	// Acknowledge the middle batch, keep capturing a little, then stop.
+	mid := len(batches) / 2
+	if err := a.Ack(e.ctx, batches[mid-1].Cursor); err != nil {
+		e.t.Fatalf("ack: %+v", err)
+	}
+	if err := a.Ack(e.ctx, batches[mid].Cursor); err != nil {
+		e.t.Fatalf("ack: %+v", err)
+	}
+	// Acknowledging an older cursor is a no-op.
+	if err := a.Ack(e.ctx, batches[0].Cursor); err != nil {
+		e.t.Fatalf("ack of an older cursor: %+v", err)
+	}
+	acked := batches[mid].Cursor
+	var want []adapters.Change
+	for _, b := range batches[mid+1:] {
+		want = append(want, b.Changes...)
+	}
+	e.exec(Op{Kind: Update, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("resume"), "n": crdt.Int(0), "note": crdt.String("not acked")}})
+	want = append(want, e.change(PairsTable, pairRow("resume", 0, "not acked")))
+	s.until(want[len(want)-1])
+	s.stop()
+	if err := a.Close(); err != nil {
+		e.t.Fatalf("close: %+v", err)
+	}
+
+	// Users write while the adapter is down.
+	for i := 6; i < 9; i++ {
+		row := pairRow("resume", int64(i), "while down")
+		e.exec(Op{Kind: Insert, Table: PairsTable, Row: row})
+		want = append(want, e.change(PairsTable, row))
+	}
+	e.exec(Op{Kind: Delete, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("resume"), "n": crdt.Int(1)}})
+	want = append(want, e.deletion(PairsTable, crdt.Row{"tenant": crdt.String("resume"), "n": crdt.Int(1)}))
+
+	b := e.open()
+	s2 := e.capture(b, acked)
+	got, _ := s2.sync()
+	e.checkChanges(got, want)
+
+	// A second restart from the same cursor delivers the same again: nothing
+	// was lost by reading it once without an Ack.
+	s2.stop()
+	if err := b.Close(); err != nil {
+		e.t.Fatalf("close: %+v", err)
+	}
+	c := e.open()
+	s3 := e.capture(c, acked)
+	got, _ = s3.sync()
+	var noBarriers []adapters.Change
+	for _, ch := range got {
+		if !isBarrier(ch) {
+			noBarriers = append(noBarriers, ch)
+		}
+	}
+	e.checkChanges(noBarriers, want)
+}
+
+// testBadRows checks that a row the system cannot hold fails Apply with a
+// RowError naming it, writes nothing of the batch, and that the rest of the
+// batch applies once the bad row is set aside.
+func testBadRows(e *env) {
+	a := e.open()
+	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	s := e.capture(a, cursor)
+	base := []adapters.Write{
+		{Collection: TypesTable, Key: crdt.IntKey(1), Row: e.typesRow(1, 1)},
+		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("acme", 1, "")), Row: pairRow("acme", 1, "base")},
+	}
+	if err := a.Apply(e.ctx, base); err != nil {
+		e.t.Fatalf("apply: %+v", err)
+	}
+	pairKey := e.key(PairsTable, pairRow("acme", 1, ""))
+	type badCase struct {
+		name string
+		bad  adapters.Write
+	}
+	cases := []badCase{
+		{"string into int", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(50), Row: crdt.Row{"id": crdt.Int(50), "n_int": crdt.String("not a number")}}},
+		{"string into bool", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(51), Row: crdt.Row{"id": crdt.Int(51), "b_bool": crdt.String("maybe")}}},
+		{"string into time", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(52), Row: crdt.Row{"id": crdt.Int(52), "t_time": crdt.String("yesterday")}}},
+		{"bool into float", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(53), Row: crdt.Row{"id": crdt.Int(53), "n_float": crdt.Bool(true)}}},
+		{"fractional float into int", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(54), Row: crdt.Row{"id": crdt.Int(54), "n_int": crdt.Float(1.5)}}},
+		{"missing primary key", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(55), Row: crdt.Row{"n_int": crdt.Int(1)}}},
+		{"null primary key", adapters.Write{Collection: PairsTable, Key: pairKey, Row: crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Null(), "note": crdt.String("x")}}},
+		{"invalid key on delete", adapters.Write{Collection: TypesTable, Key: ""}},
+		{"short key on delete", adapters.Write{Collection: PairsTable, Key: crdt.StringKey("acme")}},
+		{"unknown table", adapters.Write{Collection: "lt_nope", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}},
+		{"unknown column", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(56), Row: crdt.Row{"id": crdt.Int(56), "nope": crdt.Int(1)}}},
+	}
+	if e.f.Lists {
+		cases = append(cases,
+			badCase{"int into list", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(57), Row: crdt.Row{"id": crdt.Int(57), "l_tags": crdt.Int(5)}}},
+			badCase{"int element in string list", adapters.Write{Collection: TypesTable, Key: crdt.IntKey(58), Row: crdt.Row{"id": crdt.Int(58), "l_tags": mustListOf(crdt.String("a"), crdt.Int(1))}}},
+		)
+	}
+	for i, c := range cases {
+		e.t.Run(c.name, func(t *testing.T) {
+			sub := e.with(t)
+			before := sub.systemState()
+			good1 := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(int64(100 + i)), Row: crdt.Row{"id": crdt.Int(int64(100 + i)), "s_text": crdt.String(c.name)}}
+			good2 := adapters.Write{Collection: PairsTable, Key: pairKey, Row: pairRow("acme", 1, "after "+c.name)}
+			err := a.Apply(sub.ctx, []adapters.Write{good1, c.bad, good2})
+			if err == nil {
+				t.Fatalf("apply of a batch with a bad row (%s) succeeded", c.name)
+			}
+			t.Logf("error: %v", err)
+			re, ok := adapters.RowErrorOf(err)
+			switch {
+			case !ok:
+				t.Errorf("error has no RowError: %+v", err)
+			case re.Collection != c.bad.Collection || re.Key != c.bad.Key:
+				t.Errorf("RowError names %s/%s, want the bad write %s/%s", re.Collection, re.Key, c.bad.Collection, c.bad.Key)
+			}
+			if !errors.Is(err, adapters.ErrBadRow) {
+				t.Errorf("error is not marked adapters.ErrBadRow: %+v", err)
+			}
+			// Nothing of the failed batch landed, and nothing is lost: the
+			// good writes apply once the bad one is set aside.
+			sub.checkState("after the failed apply", sub.systemState(), before, nil)
+			if err := a.Apply(sub.ctx, []adapters.Write{good1, good2}); err != nil {
+				t.Fatalf("apply of the good writes: %+v", err)
+			}
+			want := before
+			want.put(adapters.Change{Collection: good1.Collection, Key: good1.Key, Row: good1.Row})
+			want.put(adapters.Change{Collection: good2.Collection, Key: good2.Key, Row: good2.Row})
+			sub.checkState("after re-applying the good writes", sub.systemState(), want, nil)
+		})
+	}
+	got, _ := s.sync()
+	for _, c := range got {
+		e.t.Errorf("apply was captured: %s", describe(c))
+	}
+}
+
+func mustListOf(vs ...crdt.Value) crdt.Value {
+	l, err := crdt.List(vs...)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
