@@ -574,7 +574,9 @@ func (d *Decoder) Record() (*Record, error) {
 	if err := d.Skip(n - 3); err != nil {
 		return nil, err
 	}
-	r.Written = maxStamp(r.Written, r.MaxStamp())
+	// Written covers every write, not the delete: raising it to a delete
+	// stamp would change the state (and its hash) of every tombstone.
+	r.Written = maxStamp(r.Written, r.maxWriteStamp())
 	return r, nil
 }
 
@@ -645,8 +647,14 @@ func (d *Decoder) write() (Write, error) {
 		return w, err
 	}
 	if n >= 3 {
-		if w.Source, err = d.String(128); err != nil {
-			return w, errors.Wrap(err, "source")
+		// A writer that appends elements after the source writes nil for
+		// "no source".
+		if isNil, err := d.isNil(); err != nil {
+			return w, err
+		} else if !isNil {
+			if w.Source, err = d.String(128); err != nil {
+				return w, errors.Wrap(err, "source")
+			}
 		}
 	}
 	return w, d.Skip(n - 3)

@@ -226,10 +226,15 @@ func (c *Clock) check(remote Timestamp, p int64) error {
 	if c.maxOffset < 0 {
 		return nil
 	}
-	if ahead := remote.Wall - p; ahead > int64(c.maxOffset) {
+	if remote.Wall <= p {
+		return nil
+	}
+	// The difference of two int64s fits a uint64; as an int64 it could wrap
+	// and let a timestamp from the far future through.
+	if ahead := uint64(remote.Wall) - uint64(p); ahead > uint64(c.maxOffset) {
 		return errors.Mark(errors.WithHint(
 			errors.Newf("remote timestamp %s is %s ahead of the local clock (max offset %s)",
-				remote, time.Duration(ahead), c.maxOffset),
+				remote, time.Duration(min(ahead, math.MaxInt64)), c.maxOffset),
 			"synchronise the clocks of all replicas (NTP) or raise max_clock_offset"),
 			ErrClockOffset)
 	}

@@ -27,6 +27,10 @@ type Record struct {
 // Field is the state of one field: a register (all policies but ORSet) or an
 // OR-set. Both parts are kept if a schema change turned one into the other;
 // the field's policy chooses which one is visible.
+//
+// Reg holds the writes that can still become visible (the Pareto frontier,
+// see the package documentation) newest first; in a joined state the last
+// one is the visible write.
 type Field struct {
 	Name string
 	Reg  []Write
@@ -70,7 +74,13 @@ func (r *Record) MaxStamp() Stamp {
 	if r == nil {
 		return Stamp{}
 	}
-	m := maxStamp(r.Deleted, r.Written)
+	return maxStamp(maxStamp(r.Deleted, r.Written), r.maxWriteStamp())
+}
+
+// maxWriteStamp returns the highest stamp of a write or live add in r's
+// fields, which Written must cover.
+func (r *Record) maxWriteStamp() Stamp {
+	var m Stamp
 	for i := range r.Fields {
 		f := &r.Fields[i]
 		for _, w := range f.Reg {
@@ -314,6 +324,11 @@ var ErrPolicy = errors.New("crdt: operation does not fit the field policy")
 func checkOrigin(merged *Record, o Origin) error {
 	if o.Stamp.IsZero() {
 		return errors.AssertionFailedf("zero origin stamp")
+	}
+	if o.Stamp.Replica == 0 {
+		// The codec rejects such stamps: a state holding one could not be
+		// sent or stored.
+		return errors.AssertionFailedf("origin stamp %s has no replica id", o.Stamp)
 	}
 	if m := maxStamp(merged.safeDeleted(), merged.safeWritten()); o.Stamp.Compare(m) <= 0 {
 		return errors.Mark(errors.AssertionFailedf("origin stamp %s is not after record stamp %s", o.Stamp, m), ErrStaleStamp)

@@ -119,6 +119,9 @@ type Collection struct {
 	Fields map[string]Policy
 
 	fingerprint string
+	// policies points into a copy of Fields made by init, so that Policy
+	// returns a pointer without allocating (Join asks for every field).
+	policies map[string]*Policy
 }
 
 // NewCollection validates and returns a collection.
@@ -164,6 +167,10 @@ func (c *Collection) init() error {
 			return errors.Wrapf(err, "collection %s: field %s", c.Name, f)
 		}
 	}
+	c.policies = make(map[string]*Policy, len(c.Fields))
+	for f, p := range c.Fields {
+		c.policies[f] = &p
+	}
 	c.fingerprint = c.computeFingerprint()
 	return nil
 }
@@ -187,9 +194,16 @@ func ValidateName(s string) error {
 
 var lwwPolicy = Policy{Kind: LWW}
 
-// Policy returns the merge rule of a field (LWW when not listed).
+// Policy returns the merge rule of a field (LWW when not listed). The result
+// is shared and must not be modified.
 func (c *Collection) Policy(field string) *Policy {
 	if c == nil {
+		return &lwwPolicy
+	}
+	if c.policies != nil {
+		if p, ok := c.policies[field]; ok {
+			return p
+		}
 		return &lwwPolicy
 	}
 	if p, ok := c.Fields[field]; ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -159,7 +160,7 @@ func canonicalJSON(doc []byte) (string, error) {
 	if err := dec.Decode(&x); err != nil {
 		return "", errors.Wrap(err, "invalid json document")
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return "", errors.New("invalid json document: data after the first value")
 	}
 	var buf bytes.Buffer
@@ -369,8 +370,9 @@ func hexString(s string) string {
 }
 
 // MarshalJSON renders v as plain JSON: null, booleans, numbers and strings
-// as themselves, bytes as base64 strings, times as RFC 3339 strings, JSON
-// documents inline, lists as arrays. Non-finite floats become strings.
+// as themselves (integral floats with a fraction, 1.0), bytes as base64
+// strings, times as RFC 3339 strings, JSON documents inline, lists as arrays.
+// Non-finite floats become strings.
 func (v Value) MarshalJSON() ([]byte, error) {
 	switch v.kind {
 	case KindNull:
@@ -382,7 +384,15 @@ func (v Value) MarshalJSON() ([]byte, error) {
 		if math.IsInf(f, 0) || math.IsNaN(f) {
 			return json.Marshal(v.String())
 		}
-		return []byte(v.String()), nil
+		// An integral float keeps a fraction ("1.0", not "1") so that
+		// FromJSON infers a float again: a client that reads a record and
+		// writes it back unchanged must not turn a float field into an int
+		// field, which Diff would see as a change.
+		b := strconv.AppendFloat(nil, f, 'g', -1, 64)
+		if !bytes.ContainsAny(b, ".eE") {
+			b = append(b, ".0"...)
+		}
+		return b, nil
 	case KindString:
 		return json.Marshal(v.str)
 	case KindBytes:
