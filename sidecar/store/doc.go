@@ -1,0 +1,79 @@
+// Package store is a replica's durable state on Badger v4: merged record
+// states, the hashes and range fingerprints that anti-entropy compares, the
+// replica's identity and clock bound, adapter cursors and the pending-apply
+// queue of records still to be written into the local system.
+//
+// # Writes
+//
+// One writer at a time (Merge, Local and the queue operations share a lock).
+// Merge joins remote deltas; Local stamps local changes with the hybrid
+// logical clock, diffs them against the merged state and joins the result.
+// Each call is one Badger transaction, split at record boundaries only when
+// it would exceed Badger's transaction limit (15% of the memtable size). A
+// record, its hash and its queue entries always share a transaction, so every
+// committed transaction leaves the store consistent; Local writes the adapter
+// cursor in its last transaction, so a cursor never covers a change that is
+// not durable. With SyncWrites (the default) every commit is fsynced before
+// the call returns.
+//
+// Merge reads each record once, with the fragments sorted by ID and those of
+// one record joined together, and writes it only if its state changed. Its
+// memory (keys, values, Badger entries, the encode buffer) is reused from
+// call to call.
+//
+// # Invariants
+//
+//   - The HLC upper bound (Clock.Last) is written in every transaction that
+//     stores a stamp, and Open forwards the clock to it, so Clock.Now is
+//     greater than every stored stamp also after a restart with a clock that
+//     went backwards. A remote stamp too far ahead is rejected, never adopted.
+//   - The replica ID is created from crypto/rand with the store and never
+//     changes; a wiped data directory gets a new one.
+//   - Each record value carries crdt.HashRecord of its encoding, the range
+//     tree maps every record ID to that hash, and Digest is their XOR and
+//     count: equal on replicas holding equal states, whatever the order of
+//     the deltas that built them. The tree is updated after each commit,
+//     under the writer lock, and rebuilt from the record headers at Open.
+//   - A record is on the pending-apply queue at most once. Re-queueing it
+//     gives it a new, larger seq; AckPending removes an entry only if its seq
+//     is still current, so an apply of an older state never hides a newer one.
+//   - Deleted records stay as tombstones; records are never removed.
+//
+// # Persisted layout
+//
+// Keys start with a one-byte prefix:
+//
+//	m format          uint64 BE: layout version (1); Open refuses a newer one
+//	m replica         uint64 BE: the replica ID
+//	m hlc             int64 BE wall + uint32 BE logical: HLC upper bound
+//	m seq             uint64 BE: local sequence number (Seq)
+//	m qseq            uint64 BE: last queue seq issued (seqs are never reused)
+//	r <id>            record: 0x01, hash [16], uvarint queued seq, crdt.AppendRecord bytes
+//	q <seq uint64 BE> pending-apply entry, oldest first: the record's ID
+//	x <id>            parked entry: 0x01, uvarint seq, varint unix ns, reason
+//	c <name>          adapter cursor: opaque bytes
+//
+// where <id> is a crdt.ID (collection, 0x00, order-preserving key), so
+// records sort by collection and key and Scan and ReadRange are range scans.
+//
+// The hash index lives in the record headers rather than under keys of its
+// own: a merge writes one key per record instead of two, and Open rebuilds
+// the range tree by scanning the records (values up to ValueThreshold sit in
+// the LSM tree, so the scan reads no value log). The queue is indexed by seq
+// (the q keys) and by record (the queued seq in the record header, which may
+// name an entry that was acknowledged since: a q key is looked up before it
+// is deleted, and seqs below the oldest live entry need no lookup).
+//
+// Data on disk that does not parse is reported as an ErrCorrupt error that
+// names the key, never a panic.
+//
+// # Trade-offs
+//
+//   - Memory: the range tree holds every record ID and hash in memory
+//     (roughly 100 bytes per record); the parked set holds parked IDs.
+//   - After a crash between a commit and the broadcast of its delta, the
+//     delta is not sent again; anti-entropy brings peers up to date.
+//   - A batch split into several transactions is atomic per part only:
+//     harmless for Merge (joins are idempotent) and for Local (the cursor is
+//     in the last part, so the system replays the rest).
+package store

@@ -1,0 +1,240 @@
+package store
+
+import (
+	"encoding/binary"
+	"strconv"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Key prefixes of the persisted layout (see doc.go).
+const (
+	prefixMeta   = 'm'
+	prefixRecord = 'r'
+	prefixQueue  = 'q'
+	prefixParked = 'x'
+	prefixCursor = 'c'
+)
+
+// Meta keys.
+var (
+	keyFormat  = []byte("mformat")
+	keyReplica = []byte("mreplica")
+	keyHLC     = []byte("mhlc")
+	keySeq     = []byte("mseq")
+	keyQSeq    = []byte("mqseq")
+)
+
+// formatVersion is the layout version this code writes and reads. Open
+// refuses a store with a higher one.
+const formatVersion = 1
+
+// recordValueVersion starts every record value.
+const recordValueVersion = 1
+
+// parkedValueVersion starts every parked entry.
+const parkedValueVersion = 1
+
+// maxCursorName bounds adapter cursor names.
+const maxCursorName = 256
+
+func recordKey(id crdt.ID) []byte {
+	k := make([]byte, 0, 1+len(id))
+	k = append(k, prefixRecord)
+	return append(k, id...)
+}
+
+func appendRecordKey(b []byte, id crdt.ID) []byte {
+	b = append(b, prefixRecord)
+	return append(b, id...)
+}
+
+func queueKey(seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixQueue
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+func appendQueueKey(b []byte, seq uint64) []byte {
+	b = append(b, prefixQueue)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+func parkedKey(id crdt.ID) []byte {
+	k := make([]byte, 0, 1+len(id))
+	k = append(k, prefixParked)
+	return append(k, id...)
+}
+
+func cursorKey(name string) []byte {
+	k := make([]byte, 0, 1+len(name))
+	k = append(k, prefixCursor)
+	return append(k, name...)
+}
+
+// ErrCorrupt marks errors for data on disk that this package did not write
+// the way it reads it: a truncated value, an unknown version byte, a record
+// that does not decode. The message names the key.
+var ErrCorrupt = errors.New("store: corrupt data")
+
+// IsCorrupt reports whether err is an ErrCorrupt error.
+func IsCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
+
+func corruptf(key []byte, format string, args ...any) error {
+	err := errors.Newf(format, args...)
+	return errors.Mark(errors.WithHint(errors.Wrapf(err, "store key %s", keyName(key)),
+		"the data directory is damaged: restore it from a backup, or move it aside so that the replica "+
+			"starts empty under a new replica id and recovers its state from its peers"), ErrCorrupt)
+}
+
+func corrupt(key []byte, err error) error {
+	return errors.Mark(errors.WithHint(errors.Wrapf(err, "store key %s", keyName(key)),
+		"the data directory is damaged: restore it from a backup, or move it aside so that the replica "+
+			"starts empty under a new replica id and recovers its state from its peers"), ErrCorrupt)
+}
+
+// keyName renders a store key for error messages.
+func keyName(k []byte) string {
+	if len(k) == 0 {
+		return "(empty)"
+	}
+	switch k[0] {
+	case prefixMeta:
+		return "meta/" + strconv.Quote(string(k[1:]))
+	case prefixRecord:
+		return "record/" + crdt.ID(k[1:]).String()
+	case prefixParked:
+		return "parked/" + crdt.ID(k[1:]).String()
+	case prefixQueue:
+		if len(k) == 9 {
+			return "queue/" + strconv.FormatUint(binary.BigEndian.Uint64(k[1:]), 10)
+		}
+	case prefixCursor:
+		return "cursor/" + strconv.Quote(string(k[1:]))
+	}
+	return strconv.Quote(string(k))
+}
+
+// recordHeader is what a record value holds before the record's encoding.
+type recordHeader struct {
+	// hash is crdt.HashRecord of the record under its ID: the persisted
+	// hash index that rebuilds the range tree at Open.
+	hash crdt.Hash
+	// queued is the seq of the record's pending-queue entry when it was last
+	// queued, or 0. The entry may have been acknowledged since; it is never
+	// an entry of another record, because seqs are not reused.
+	queued uint64
+}
+
+// appendRecordValue appends a record value: version, hash, queued seq and
+// the record's encoding.
+func appendRecordValue(b []byte, h recordHeader, encoded []byte) []byte {
+	b = append(b, recordValueVersion)
+	b = append(b, h.hash[:]...)
+	b = binary.AppendUvarint(b, h.queued)
+	return append(b, encoded...)
+}
+
+// parseRecordValue splits a record value into its header and the record's
+// encoding (which aliases val).
+func parseRecordValue(key, val []byte) (recordHeader, []byte, error) {
+	var h recordHeader
+	if len(val) < 1+len(h.hash)+1 {
+		return h, nil, corruptf(key, "record value of %d bytes is truncated", len(val))
+	}
+	if val[0] != recordValueVersion {
+		return h, nil, corruptf(key, "record value version %d, want %d", val[0], recordValueVersion)
+	}
+	copy(h.hash[:], val[1:])
+	rest := val[1+len(h.hash):]
+	q, n := binary.Uvarint(rest)
+	if n <= 0 {
+		return h, nil, corruptf(key, "record value has a bad queue seq")
+	}
+	h.queued = q
+	return h, rest[n:], nil
+}
+
+// decodeRecordValue parses and decodes a record value.
+func decodeRecordValue(key, val []byte, lim crdt.Limits) (recordHeader, *crdt.Record, error) {
+	h, enc, err := parseRecordValue(key, val)
+	if err != nil {
+		return h, nil, err
+	}
+	r, err := crdt.DecodeRecord(enc, lim)
+	if err != nil {
+		return h, nil, corrupt(key, err)
+	}
+	return h, r, nil
+}
+
+// parkedValue is what a parked entry holds.
+type parkedValue struct {
+	seq    uint64 // the queue entry that was parked
+	at     int64  // when, physical ns
+	reason string
+}
+
+func appendParkedValue(b []byte, p parkedValue) []byte {
+	b = append(b, parkedValueVersion)
+	b = binary.AppendUvarint(b, p.seq)
+	b = binary.AppendVarint(b, p.at)
+	return append(b, p.reason...)
+}
+
+func parseParkedValue(key, val []byte) (parkedValue, error) {
+	var p parkedValue
+	if len(val) < 1 || val[0] != parkedValueVersion {
+		return p, corruptf(key, "parked entry without version %d", parkedValueVersion)
+	}
+	val = val[1:]
+	seq, n := binary.Uvarint(val)
+	if n <= 0 {
+		return p, corruptf(key, "parked entry has a bad seq")
+	}
+	val = val[n:]
+	at, n := binary.Varint(val)
+	if n <= 0 {
+		return p, corruptf(key, "parked entry has a bad time")
+	}
+	p.seq, p.at, p.reason = seq, at, string(val[n:])
+	return p, nil
+}
+
+func encodeUint(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func parseUint(key, val []byte) (uint64, error) {
+	if len(val) != 8 {
+		return 0, corruptf(key, "value of %d bytes, want 8", len(val))
+	}
+	return binary.BigEndian.Uint64(val), nil
+}
+
+func encodeTimestamp(ts crdt.Timestamp) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 12), uint64(ts.Wall))
+	return binary.BigEndian.AppendUint32(b, ts.Logical)
+}
+
+func parseTimestamp(key, val []byte) (crdt.Timestamp, error) {
+	if len(val) != 12 {
+		return crdt.Timestamp{}, corruptf(key, "timestamp of %d bytes, want 12", len(val))
+	}
+	return crdt.Timestamp{Wall: int64(binary.BigEndian.Uint64(val)), Logical: binary.BigEndian.Uint32(val[8:])}, nil
+}
+
+// idFromKey returns the ID of a record or parked key, checking its form.
+func idFromKey(key []byte) (crdt.ID, error) {
+	id := crdt.ID(key[1:])
+	if _, _, err := id.Split(); err != nil {
+		return "", corrupt(key, err)
+	}
+	return id, nil
+}
+
+// validID checks an ID handed in by a caller.
+func validID(id crdt.ID) error {
+	_, _, err := id.Split()
+	return err
+}

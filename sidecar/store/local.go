@@ -1,0 +1,295 @@
+package store
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Change is one local change to a record: captured from the local system or
+// written through the HTTP API.
+type Change struct {
+	Collection string
+	Key        crdt.Key
+	// Row holds the observed or written fields (key columns are ignored).
+	// Fields it does not name are left alone unless Full is set.
+	Row crdt.Row
+	// Full says Row is the whole row: visible fields it lacks become null.
+	Full bool
+	// Delete deletes the record; Row is ignored and Add and Remove must be
+	// empty.
+	Delete bool
+	// Add and Remove are OR-set element operations by field (HTTP PATCH).
+	// A field may not appear both here and in Row.
+	Add, Remove map[string][]crdt.Value
+	// Captured says the change was observed in the local system, which
+	// therefore already holds Row.
+	Captured bool
+}
+
+// Cursor is an adapter's capture position, stored in the same transaction
+// as the state it covers.
+type Cursor struct {
+	Name  string
+	Value []byte
+}
+
+// LocalResult says what a Local call did.
+type LocalResult struct {
+	// Delta holds the deltas of the changes that changed state, to
+	// broadcast. Empty when none did.
+	Delta *crdt.Delta
+	// Effects lists the records put on the pending-apply queue, with their
+	// new merged state.
+	Effects []Effect
+	// Failed lists the changes that were refused; the others committed.
+	Failed []ChangeError
+}
+
+// ChangeError is a change that Local refused.
+type ChangeError struct {
+	// Index is the change's position in the Local call.
+	Index      int
+	Collection string
+	Key        crdt.Key
+	// Err is marked crdt.ErrPolicy, crdt.ErrInvalidKey or
+	// crdt.ErrUnknownCollection for a change that does not fit the schema,
+	// or ErrCorrupt when the record it changes cannot be read.
+	Err error
+}
+
+func (e ChangeError) Error() string {
+	return "change " + strconv.Itoa(e.Index) + " (" + e.Collection + "/" + e.Key.String() + "): " + e.Err.Error()
+}
+
+// localRecord is one record touched by a Local call.
+type localRecord struct {
+	id      crdt.ID
+	col     *crdt.Collection
+	change  *Change // first change, for the collection and key
+	hdr     recordHeader
+	old     *crdt.Record
+	cur     *crdt.Record
+	changed bool
+	// apiChanged is set when a non-captured change changed the state: the
+	// local system must receive it.
+	apiChanged bool
+	// captured is the last captured change: what the system now holds.
+	captured *Change
+}
+
+// Local records local changes. Each change is stamped with a fresh
+// Clock.Now() stamp under this replica's ID and source (the node name that
+// Prefer policies rank), turned into a delta against the merged state
+// (crdt.Diff, crdt.SetOps, crdt.Delete) and joined. The new states, their
+// hashes, the pending-apply entries and the cursor are written in one
+// transaction (split at record boundaries only when too large, the cursor
+// then in the last part), durable before Local returns.
+//
+// A captured change queues its record for apply only when the new merged
+// view differs from the captured row (a Prefer or Max field that the policy
+// kept at another value), so that the system gets corrected; a change from
+// the API queues every record whose state changed. A change equal to the
+// merged state writes nothing; with nothing else to write, only the cursor
+// is written.
+//
+// A change that does not fit the schema is reported in Failed and the
+// others commit; the error return is for failures of the store itself,
+// after which nothing (or, for a split batch, a prefix of whole records
+// without the cursor) was written.
+func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalResult, error) {
+	if cursor != nil && (cursor.Name == "" || len(cursor.Name) > maxCursorName) {
+		return nil, errors.Newf("cursor name of %d bytes outside [1, %d]", len(cursor.Name), maxCursorName)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	res := &LocalResult{Delta: &crdt.Delta{}}
+	b := s.newBatch()
+	defer b.discard()
+
+	recs := map[crdt.ID]*localRecord{}
+	var order []*localRecord
+	fail := func(i int, err error) {
+		ch := &changes[i]
+		res.Failed = append(res.Failed, ChangeError{Index: i, Collection: ch.Collection, Key: ch.Key, Err: err})
+	}
+	for i := range changes {
+		ch := &changes[i]
+		c, err := s.collection(ch.Collection)
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		if _, err := ch.Key.Values(); err != nil {
+			fail(i, err)
+			continue
+		}
+		id := crdt.MakeID(ch.Collection, ch.Key)
+		lr := recs[id]
+		if lr == nil {
+			h, r, _, err := s.getRecord(b.rtxn, recordKey(id))
+			if err != nil {
+				if !IsCorrupt(err) {
+					return nil, err
+				}
+				s.log.Error("cannot change a corrupt record", "err", err)
+				fail(i, err)
+				continue
+			}
+			lr = &localRecord{id: id, col: c, change: ch, hdr: h, old: r, cur: r}
+			recs[id] = lr
+			order = append(order, lr)
+		}
+		o := crdt.Origin{Stamp: crdt.Stamp{TS: s.clock.Now(), Replica: s.replica}, Source: source}
+		d, err := changeDelta(c, lr.cur, ch, o)
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		if ch.Captured {
+			lr.captured = ch
+		}
+		if d.IsEmpty() {
+			continue
+		}
+		next, changed := crdt.Merge(c, lr.cur, d)
+		if !changed {
+			continue
+		}
+		lr.cur, lr.changed = next, true
+		if !ch.Captured {
+			lr.apiChanged = true
+		}
+		res.Delta.Add(ch.Collection, ch.Key, d)
+		s.stats.localChanges.Add(1)
+	}
+	s.stats.localFailed.Add(uint64(len(res.Failed)))
+
+	stateChanged := false
+	for _, lr := range order {
+		queue := lr.apiChanged || (lr.captured != nil && !matchesSystem(lr.col, lr.cur, lr.captured))
+		if !lr.changed && !queue {
+			continue
+		}
+		enc := crdt.AppendRecord(s.scratch.enc[:0], lr.cur)
+		s.scratch.enc = enc
+		hdr := lr.hdr
+		if lr.changed {
+			hdr.hash = crdt.HashRecord(lr.id, enc)
+		}
+		key := recordKey(lr.id)
+		count, size := 4, entrySize(key, enc)+4*entrySize(key, nil)
+		if err := b.room(count, size); err != nil {
+			return nil, errors.Wrapf(err, "write %s", keyName(key))
+		}
+		if queue {
+			var err error
+			if hdr.queued, err = b.enqueue(lr.id, lr.hdr.queued); err != nil {
+				return nil, err
+			}
+			res.Effects = append(res.Effects, Effect{Collection: lr.change.Collection, Key: lr.change.Key, Record: lr.cur})
+		}
+		if lr.changed {
+			b.stamped = true
+			stateChanged = true
+		}
+		if err := b.putRecord(lr.id, hdr, enc, lr.changed); err != nil {
+			return nil, err
+		}
+	}
+	seq := s.seq.Load()
+	if stateChanged {
+		seq++
+	}
+	err := b.finish(func() error {
+		if stateChanged {
+			if err := b.set(keySeq, encodeUint(seq)); err != nil {
+				return err
+			}
+		}
+		if cursor != nil {
+			return b.set(cursorKey(cursor.Name), slices.Clone(cursor.Value))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.seq.Store(seq)
+	if b.parts > 0 {
+		s.stats.localTxns.Add(1)
+	}
+	return res, nil
+}
+
+// changeDelta turns a change into a delta against the merged state.
+func changeDelta(c *crdt.Collection, merged *crdt.Record, ch *Change, o crdt.Origin) (*crdt.Record, error) {
+	if ch.Delete {
+		if len(ch.Add)+len(ch.Remove) > 0 {
+			return nil, errors.Mark(errors.New("a delete cannot carry set operations"), crdt.ErrPolicy)
+		}
+		return crdt.Delete(merged, o)
+	}
+	for name := range ch.Row {
+		if _, ok := ch.Add[name]; ok {
+			return nil, errors.Mark(errors.Newf("field %s is both written and given set operations", name), crdt.ErrPolicy)
+		}
+		if _, ok := ch.Remove[name]; ok {
+			return nil, errors.Mark(errors.Newf("field %s is both written and given set operations", name), crdt.ErrPolicy)
+		}
+	}
+	var d *crdt.Record
+	if ch.Row != nil || ch.Full {
+		row := ch.Row
+		if ch.Full {
+			row = maps.Clone(row)
+			if row == nil {
+				row = crdt.Row{}
+			}
+			if merged.Exists() {
+				for i := range merged.Fields {
+					name := merged.Fields[i].Name
+					if _, ok := row[name]; ok {
+						continue
+					}
+					if _, ok := ch.Add[name]; ok {
+						continue
+					}
+					if _, ok := ch.Remove[name]; ok {
+						continue
+					}
+					if _, _, visible := merged.Get(c, name); visible {
+						row[name] = crdt.Null()
+					}
+				}
+			}
+		}
+		var err error
+		if d, err = crdt.Diff(c, merged, row, o); err != nil {
+			return nil, err
+		}
+	}
+	names := slices.Sorted(maps.Keys(ch.Add))
+	for name := range ch.Remove {
+		if _, ok := ch.Add[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		sd, err := crdt.SetOps(c, merged, name, ch.Add[name], ch.Remove[name], o)
+		if err != nil {
+			return nil, err
+		}
+		if !sd.IsEmpty() {
+			d = crdt.Join(c, d, sd)
+		}
+	}
+	return d, nil
+}

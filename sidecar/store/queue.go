@@ -1,0 +1,293 @@
+package store
+
+import (
+	"bytes"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/dgraph-io/badger/v4"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Pending is an entry of the pending-apply queue: a record whose merged
+// state the local system must receive.
+type Pending struct {
+	Collection string
+	Key        crdt.Key
+	// Record is the record's current merged state (not the state when it
+	// was queued).
+	Record *crdt.Record
+	// Seq identifies this queueing of the record; it changes each time the
+	// record is queued again.
+	Seq uint64
+}
+
+// ID returns the record's ID.
+func (p Pending) ID() crdt.ID { return crdt.MakeID(p.Collection, p.Key) }
+
+// Parked is a queue entry set aside because the local system refused it.
+type Parked struct {
+	Collection string
+	Key        crdt.Key
+	// Record is the record's current merged state.
+	Record *crdt.Record
+	// Seq is the queue entry that was parked.
+	Seq uint64
+	// Reason says why, as given to Park.
+	Reason string
+	// At is when it was parked.
+	At time.Time
+}
+
+// ID returns the record's ID.
+func (p Parked) ID() crdt.ID { return crdt.MakeID(p.Collection, p.Key) }
+
+// PendingLen returns the number of records on the pending-apply queue.
+func (s *Store) PendingLen() int { return int(s.pendingLen.Load()) }
+
+// Pending returns up to limit queue entries (a limit <= 0 means all), oldest
+// first, each with its record's current merged state.
+func (s *Store) Pending(limit int) ([]Pending, error) {
+	var out []Pending
+	err := s.read(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixQueue}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			item := it.Item()
+			key := item.Key()
+			seq, err := parseQueueKey(key)
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return errors.Wrapf(err, "read %s", keyName(key))
+			}
+			id := crdt.ID(v)
+			col, k, err := id.Split()
+			if err != nil {
+				return corrupt(key, err)
+			}
+			_, r, ok, err := s.getRecord(txn, recordKey(id))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return corruptf(key, "queued record %s does not exist", id)
+			}
+			out = append(out, Pending{Collection: col, Key: k, Record: r, Seq: seq})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AckPending removes the given entries from the queue, except those whose
+// record was queued again since (its Seq changed): the newer state is still
+// to be applied. Entries already gone are ignored.
+func (s *Store) AckPending(items []Pending) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b := s.newBatch()
+	defer b.discard()
+	seen := map[uint64]bool{}
+	for _, p := range items {
+		if seen[p.Seq] {
+			continue
+		}
+		seen[p.Seq] = true
+		ok, err := b.queuedAs(p.Seq, p.ID())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if err := b.room(1, 64); err != nil {
+			return err
+		}
+		if err := b.del(queueKey(p.Seq)); err != nil {
+			return err
+		}
+		b.pending--
+		b.acked++
+		b.minLive = true
+	}
+	return b.finish(nil)
+}
+
+// queuedAs reports whether queue entry seq exists and is for id.
+func (b *batch) queuedAs(seq uint64, id crdt.ID) (bool, error) {
+	if live, err := b.isLive(seq); err != nil || !live {
+		return false, err
+	}
+	key := queueKey(seq)
+	v, ok, err := getValue(b.rtxn, key)
+	if err != nil || !ok {
+		return false, err
+	}
+	return bytes.Equal(v, []byte(id)), nil
+}
+
+// requeue puts an existing record on the queue again, rewriting its header;
+// it reports false when the record does not exist.
+func (b *batch) requeue(id crdt.ID) (bool, error) {
+	key := recordKey(id)
+	raw, ok, err := getValue(b.rtxn, key)
+	if err != nil || !ok {
+		return false, err
+	}
+	h, enc, err := parseRecordValue(key, raw)
+	if err != nil {
+		return false, err
+	}
+	if err := b.room(4, entrySize(key, enc)+4*entrySize(key, nil)); err != nil {
+		return false, err
+	}
+	if h.queued, err = b.enqueue(id, h.queued); err != nil {
+		return false, err
+	}
+	return true, b.putRecord(id, h, enc, false)
+}
+
+// Enqueue puts records on the pending-apply queue (for instance after an
+// initial snapshot, so that the local system receives what its peers hold).
+// A record already queued moves to the back; IDs the store does not have are
+// skipped.
+func (s *Store) Enqueue(ids []crdt.ID) error {
+	for _, id := range ids {
+		if err := validID(id); err != nil {
+			return err
+		}
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b := s.newBatch()
+	defer b.discard()
+	for _, id := range dedupe(ids) {
+		if _, err := b.requeue(id); err != nil {
+			return err
+		}
+	}
+	return b.finish(nil)
+}
+
+// Park moves a queue entry that the local system keeps refusing out of the
+// queue, keeping it with the reason for Parked and Requeue. It does nothing
+// when the entry is gone or its record was queued again since: the newer
+// state gets its own attempt. A parked record that is queued again (by a
+// change, Enqueue or Requeue) leaves the parked list.
+func (s *Store) Park(p Pending, reason string) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b := s.newBatch()
+	defer b.discard()
+	id := p.ID()
+	ok, err := b.queuedAs(p.Seq, id)
+	if err != nil || !ok {
+		return err
+	}
+	if err := b.room(2, 2*entrySize(parkedKey(id), []byte(reason))); err != nil {
+		return err
+	}
+	if err := b.del(queueKey(p.Seq)); err != nil {
+		return err
+	}
+	b.pending--
+	b.minLive = true
+	val := appendParkedValue(nil, parkedValue{seq: p.Seq, at: s.clock.Physical(), reason: reason})
+	if err := b.set(parkedKey(id), val); err != nil {
+		return err
+	}
+	b.park = append(b.park, id)
+	return b.finish(nil)
+}
+
+// Parked returns up to limit parked entries (a limit <= 0 means all) in ID
+// order.
+func (s *Store) Parked(limit int) ([]Parked, error) {
+	var out []Parked
+	err := s.read(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixParked}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			item := it.Item()
+			key := item.KeyCopy(nil)
+			id, err := idFromKey(key)
+			if err != nil {
+				return err
+			}
+			var pv parkedValue
+			if err := item.Value(func(v []byte) error {
+				pv, err = parseParkedValue(key, v)
+				return err
+			}); err != nil {
+				return err
+			}
+			_, r, _, err := s.getRecord(txn, recordKey(id))
+			if err != nil {
+				return err
+			}
+			col, k, _ := id.Split()
+			out = append(out, Parked{Collection: col, Key: k, Record: r, Seq: pv.seq, Reason: pv.reason,
+				At: time.Unix(0, pv.at).UTC()})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Requeue moves parked records back to the queue. IDs that are not parked
+// are skipped.
+func (s *Store) Requeue(ids []crdt.ID) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b := s.newBatch()
+	defer b.discard()
+	for _, id := range dedupe(ids) {
+		if _, ok := s.parked[id]; !ok {
+			continue
+		}
+		ok, err := b.requeue(id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// The record is gone (it never is, but a parked entry must not
+			// outlive it): drop the parked entry alone.
+			if err := b.room(1, 64); err != nil {
+				return err
+			}
+			if err := b.del(parkedKey(id)); err != nil {
+				return err
+			}
+			b.unpark = append(b.unpark, id)
+		}
+	}
+	return b.finish(nil)
+}
+
+func dedupe(ids []crdt.ID) []crdt.ID {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
