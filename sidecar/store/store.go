@@ -483,8 +483,8 @@ type Stats struct {
 
 type counters struct {
 	merges, fragsMerged, fragsUnchanged, fragsRejected, clockRejections atomic.Uint64
-	localTxns, localChanges, localFailed, effects, acked                 atomic.Uint64
-	commits, splits, bytes, gcRuns, gcRewrites                           atomic.Uint64
+	localTxns, localChanges, localFailed, effects, acked                atomic.Uint64
+	commits, splits, bytes, gcRuns, gcRewrites                          atomic.Uint64
 }
 
 // Stats returns the store's counters.

@@ -402,7 +402,7 @@ func TestLocalAPI(t *testing.T) {
 	changes := []Change{
 		{Collection: "people", Key: k1, Row: crdt.Row{"name": str("ada"), "city": str("oslo")}},
 		{Collection: "people", Key: k1, Add: map[string][]crdt.Value{"tags": {str("x"), str("y")}}},
-		{Collection: "nope", Key: k1, Row: crdt.Row{"a": num(1)}},                               // unknown collection
+		{Collection: "nope", Key: k1, Row: crdt.Row{"a": num(1)}},                                // unknown collection
 		{Collection: "people", Key: "\xff", Row: crdt.Row{"a": num(1)}},                          // bad key
 		{Collection: "people", Key: k2, Add: map[string][]crdt.Value{"name": {str("x")}}},        // not an orset
 		{Collection: "people", Key: k2, Delete: true, Add: map[string][]crdt.Value{"tags": nil}}, // delete with set ops
