@@ -1,0 +1,335 @@
+package postgres
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lattice-crdt/lattice/adapters"
+)
+
+// ErrClosed is returned by calls on a closed adapter.
+var ErrClosed = errors.New("postgres: adapter closed")
+
+// sessionParams fix the text forms the codec reads and writes, for regular
+// and replication sessions alike: pgoutput prints values with the output
+// functions of the walsender's session.
+var sessionParams = map[string]string{
+	"TimeZone":           "UTC",
+	"DateStyle":          "ISO, YMD",
+	"IntervalStyle":      "postgres",
+	"extra_float_digits": "3",
+	"bytea_output":       "hex",
+	"client_encoding":    "UTF8",
+}
+
+// Adapter syncs one PostgreSQL database. It implements adapters.Adapter.
+type Adapter struct {
+	cfg     Config
+	log     *slog.Logger
+	connCfg *pgx.ConnConfig
+	replCfg *pgconn.Config
+	version int // server_version_num
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup
+
+	metaMu sync.Mutex // guards meta, types, cat
+	meta   *pgx.Conn
+	types  *typeCache
+	cat    *catalog
+
+	applyMu sync.Mutex
+	apply   *pgx.Conn
+
+	acked    atomic.Uint64 // highest acknowledged commit LSN
+	ackNudge atomic.Bool   // an Ack arrived since the last status update
+	wakeMu   sync.Mutex
+	wake     context.CancelFunc // interrupts capture's current receive
+}
+
+var _ adapters.Adapter = (*Adapter)(nil)
+
+// Open connects to the database, checks that it can be synced (server
+// version, wal_level, privileges, primary keys, column types, the slot's
+// health), and creates the publication and the replication origin if they
+// do not exist. The replication slot is created by Snapshot.
+func Open(ctx context.Context, cfg Config) (*Adapter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	connCfg, err := pgx.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, errors.Mark(errors.Wrap(err, "postgres config: dsn"), ErrConfig)
+	}
+	for k, v := range sessionParams {
+		connCfg.RuntimeParams[k] = v
+	}
+	if _, ok := connCfg.RuntimeParams["application_name"]; !ok {
+		connCfg.RuntimeParams["application_name"] = "lattice"
+	}
+	replCfg := connCfg.Config.Copy()
+	replCfg.RuntimeParams["replication"] = "database"
+
+	a := &Adapter{cfg: cfg, log: cfg.Logger, connCfg: connCfg, replCfg: replCfg, types: newTypeCache()}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	if err := a.open(ctx); err != nil {
+		_ = a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Adapter) open(ctx context.Context) error {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	conn, err := a.metaConn(ctx)
+	if err != nil {
+		return err
+	}
+	var p problems
+	if err := a.checkServer(ctx, conn, &p); err != nil {
+		return err
+	}
+	cat, err := discover(ctx, conn, &a.cfg, a.types, &p)
+	if err != nil {
+		return err
+	}
+	if err := p.err(); err != nil {
+		return err
+	}
+	a.cat = cat
+	if err := checkSlot(ctx, conn, a.cfg.Slot, false); err != nil && !errors.Is(err, ErrSlotMissing) {
+		return err
+	}
+	if err := ensureOrigin(ctx, conn, a.cfg.Origin); err != nil {
+		return err
+	}
+	if err := ensurePublication(ctx, conn, a.cfg.Publication, cat, false); err != nil {
+		return err
+	}
+	a.log.Info("postgres adapter open", "tables", len(cat.tables), "slot", a.cfg.Slot,
+		"publication", a.cfg.Publication, "origin", a.cfg.Origin, "server_version", a.version)
+	return nil
+}
+
+// enter registers an in-flight call that Close waits for, and returns a
+// context that Close cancels.
+func (a *Adapter) enter(ctx context.Context) (context.Context, func(), error) {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	a.wg.Add(1)
+	a.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(a.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		a.wg.Done()
+	}, nil
+}
+
+// metaConn returns the connection for catalog queries, reconnecting if it
+// broke. The caller holds metaMu.
+func (a *Adapter) metaConn(ctx context.Context) (*pgx.Conn, error) {
+	if a.meta != nil && !a.meta.IsClosed() {
+		return a.meta, nil
+	}
+	conn, err := a.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.meta = conn
+	return conn, nil
+}
+
+func (a *Adapter) connect(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, a.connCfg)
+	if err != nil {
+		return nil, errors.Wrapf(classify(err), "connect to %s", a.where())
+	}
+	return conn, nil
+}
+
+// where names the database for messages, without credentials.
+func (a *Adapter) where() string {
+	return a.connCfg.Host + "/" + a.connCfg.Database
+}
+
+// Tables re-reads the synced tables from the catalog, so that columns added
+// since Open appear, and returns them sorted by name.
+func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
+	ctx, done, err := a.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	cat, err := a.refresh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]adapters.Table, len(cat.tables))
+	for i, t := range cat.tables {
+		out[i] = t.describe()
+	}
+	return out, nil
+}
+
+// refresh re-discovers the synced tables.
+func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	conn, err := a.metaConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p problems
+	cat, err := discover(ctx, conn, &a.cfg, a.types, &p)
+	if err != nil {
+		return nil, a.dropMetaOnFailure(err)
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	a.cat = cat
+	return cat, nil
+}
+
+// catalog returns the tables as last discovered.
+func (a *Adapter) catalog() *catalog {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	return a.cat
+}
+
+func (a *Adapter) dropMetaOnFailure(err error) error {
+	if a.meta != nil && a.meta.IsClosed() {
+		a.meta = nil
+	}
+	return err
+}
+
+// Ack records that everything up to cursor is durable in Lattice. Capture
+// reports it to the server as the slot's flush position with its next
+// status update, which Ack brings forward; without a running capture the
+// position is reported when capture next starts.
+func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
+	pos, err := decodeCursor(cursor)
+	if err != nil {
+		return err
+	}
+	for {
+		cur := a.acked.Load()
+		if uint64(pos) <= cur {
+			return nil
+		}
+		if a.acked.CompareAndSwap(cur, uint64(pos)) {
+			break
+		}
+	}
+	a.ackNudge.Store(true)
+	a.wakeMu.Lock()
+	if a.wake != nil {
+		a.wake()
+	}
+	a.wakeMu.Unlock()
+	return nil
+}
+
+// Close cancels running calls, waits for them and closes the connections.
+// The slot, publication and origin stay: see Uninstall.
+func (a *Adapter) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	a.cancel()
+	a.wg.Wait()
+	var errs error
+	a.metaMu.Lock()
+	if a.meta != nil {
+		errs = errors.CombineErrors(errs, a.meta.Close(context.Background()))
+		a.meta = nil
+	}
+	a.metaMu.Unlock()
+	a.applyMu.Lock()
+	if a.apply != nil {
+		errs = errors.CombineErrors(errs, a.apply.Close(context.Background()))
+		a.apply = nil
+	}
+	a.applyMu.Unlock()
+	return errs
+}
+
+// Uninstall drops what the adapter installed in the database: the
+// replication slot (releasing the WAL it retains), the publication and the
+// replication origin. Lattice's cursor for this adapter must be reset
+// afterwards: the next start takes a new snapshot. The adapter must not be
+// capturing; it is closed on return.
+func (a *Adapter) Uninstall(ctx context.Context) error {
+	ctx, done, err := a.enter(ctx)
+	if err != nil {
+		return err
+	}
+	err = a.uninstall(ctx)
+	done()
+	return errors.CombineErrors(err, a.Close())
+}
+
+func (a *Adapter) uninstall(ctx context.Context) error {
+	a.applyMu.Lock()
+	if a.apply != nil {
+		_ = a.apply.Close(ctx)
+		a.apply = nil
+	}
+	a.applyMu.Unlock()
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	conn, err := a.metaConn(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, a.cfg.Slot); err != nil {
+		return errors.Wrapf(classify(err), "drop replication slot %s", a.cfg.Slot)
+	}
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{a.cfg.Publication}.Sanitize()); err != nil {
+		return errors.Wrapf(classify(err), "drop publication %s", a.cfg.Publication)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = $1`, a.cfg.Origin); err != nil {
+		return errors.Wrapf(classify(err), "drop replication origin %s", a.cfg.Origin)
+	}
+	return nil
+}
+
+// classify marks server errors the user can fix with their sentinel and a
+// hint; other errors pass unchanged.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == "42501" || pgErr.Code == "28000" && strings.Contains(pgErr.Message, "replication"):
+		return errors.WithHint(errors.Mark(err, ErrPrivilege),
+			"the adapter's role needs REPLICATION (ALTER ROLE ... REPLICATION), ownership of the synced tables "+
+				"(to create the publication), and EXECUTE on the pg_replication_origin_* functions, or superuser")
+	case pgErr.Code == "55000" && strings.Contains(pgErr.Message, "wal_level"):
+		return errors.WithHint(errors.Mark(err, ErrWALLevel),
+			"set wal_level = logical in postgresql.conf and restart PostgreSQL")
+	}
+	return err
+}

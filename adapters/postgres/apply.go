@@ -1,0 +1,248 @@
+package postgres
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Apply writes rows in one transaction on a session whose replication origin
+// is the adapter's, so that Capture drops the transaction. Rows are upserted
+// (INSERT ... ON CONFLICT (primary key) DO UPDATE, skipped when nothing
+// differs) and deleted by primary key, each statement pipelined in one round
+// trip. Values travel as text and are cast to the column's type by the
+// server, so that every value reaches the column exactly as its text form
+// says.
+//
+// A write the database rejects for its content (a value of the wrong kind,
+// a constraint, an unknown table or column) fails the call with an
+// adapters.RowError naming it, and nothing of the batch is written.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
+	ctx, done, err := a.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if len(writes) == 0 {
+		return nil
+	}
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+
+	b := &pgx.Batch{}
+	refreshed := false
+	for _, w := range writes {
+		sql, args, err := a.statement(ctx, w, &refreshed)
+		if err != nil {
+			return err
+		}
+		b.Queue(sql, args...)
+	}
+	conn, err := a.applyConn(ctx)
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		br := tx.SendBatch(ctx, b)
+		for i := range writes {
+			if _, err := br.Exec(); err != nil {
+				_ = br.Close()
+				return writeError(writes[i], err)
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		if conn.IsClosed() {
+			a.apply = nil
+		}
+		if _, ok := adapters.RowErrorOf(err); ok {
+			return err
+		}
+		return errors.Wrapf(classify(err), "apply %d writes to %s", len(writes), a.where())
+	}
+	return nil
+}
+
+// writeError marks the errors that concern the write's content as bad rows.
+func writeError(w adapters.Write, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "22"), // data exception: bad text, out of range, too long
+			strings.HasPrefix(pgErr.Code, "23"), // integrity constraint violation
+			pgErr.Code == "42P01",               // undefined table
+			pgErr.Code == "42703",               // undefined column
+			pgErr.Code == "42804":               // datatype mismatch
+			return adapters.BadRow(w.Collection, w.Key, err)
+		}
+	}
+	return err
+}
+
+// applyConn returns the apply session, opening it and setting up the
+// replication origin if needed. The caller holds applyMu.
+func (a *Adapter) applyConn(ctx context.Context) (*pgx.Conn, error) {
+	if a.apply != nil && !a.apply.IsClosed() {
+		return a.apply, nil
+	}
+	conn, err := a.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, a.cfg.Origin); err != nil {
+		_ = conn.Close(context.Background())
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return nil, errors.WithHint(errors.Mark(errors.Wrapf(err, "set up replication origin %s", a.cfg.Origin), ErrOriginInUse),
+				"another session applies with this origin: give each sidecar its own node name (or adapter.origin)")
+		}
+		return nil, errors.Wrapf(classify(err), "set up replication origin %s", a.cfg.Origin)
+	}
+	a.apply = conn
+	return conn, nil
+}
+
+// lookup finds the table of a collection and checks that it has the named
+// columns, re-reading the catalog once per Apply if it does not (the table
+// or column may have been created since).
+func (a *Adapter) lookup(ctx context.Context, w adapters.Write, refreshed *bool) (*table, error) {
+	for {
+		t := a.catalog().byColl[w.Collection]
+		ok := t != nil
+		if ok {
+			for name := range w.Row {
+				if t.column(name) == nil {
+					ok = false
+					break
+				}
+			}
+		}
+		if ok {
+			return t, nil
+		}
+		if *refreshed {
+			if t == nil {
+				return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("unknown table %s", w.Collection))
+			}
+			for name := range w.Row {
+				if t.column(name) == nil {
+					return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("table %s has no column %s", w.Collection, name))
+				}
+			}
+		}
+		*refreshed = true
+		if _, err := a.refresh(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// statement builds the SQL and text arguments of one write.
+func (a *Adapter) statement(ctx context.Context, w adapters.Write, refreshed *bool) (string, []any, error) {
+	t, err := a.lookup(ctx, w, refreshed)
+	if err != nil {
+		return "", nil, err
+	}
+	bad := func(err error) (string, []any, error) {
+		return "", nil, adapters.BadRow(w.Collection, w.Key, err)
+	}
+	keyVals, err := w.Key.Values()
+	if err != nil {
+		return bad(err)
+	}
+	if len(keyVals) != len(t.Key) {
+		return bad(errors.Newf("key has %d elements, table %s has %d key columns", len(keyVals), w.Collection, len(t.Key)))
+	}
+	keyOf := map[string]crdt.Value{}
+	for i, k := range t.Key {
+		keyOf[k] = keyVals[i]
+	}
+	arg := func(c *column, v crdt.Value) (any, error) {
+		s, ok, err := encodeText(c.Type, v)
+		if err != nil {
+			return nil, errors.Wrapf(err, "column %s", c.Name)
+		}
+		if !ok {
+			return nil, nil
+		}
+		return s, nil
+	}
+	cast := func(i int, c *column) string {
+		return "$" + strconv.Itoa(i+1) + "::text::" + c.CastType
+	}
+
+	if w.Row == nil {
+		var sb strings.Builder
+		args := make([]any, len(t.Key))
+		sb.WriteString("DELETE FROM " + t.qualified() + " WHERE ")
+		for i, k := range t.Key {
+			c := t.column(k)
+			if i > 0 {
+				sb.WriteString(" AND ")
+			}
+			sb.WriteString(pgx.Identifier{k}.Sanitize() + " = " + cast(i, c))
+			if args[i], err = arg(c, keyVals[i]); err != nil {
+				return bad(err)
+			}
+		}
+		return sb.String(), args, nil
+	}
+
+	names := make([]string, len(t.Columns))
+	params := make([]string, len(t.Columns))
+	args := make([]any, len(t.Columns))
+	var sets, cur, excl []string
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		v, inRow := w.Row[c.Name]
+		if kv, isKey := keyOf[c.Name]; isKey {
+			if inRow && !crdt.Equal(v, kv) {
+				return bad(errors.Newf("key column %s is %s in the row but %s in the key", c.Name, v, kv))
+			}
+			v = kv
+		}
+		var err error
+		if args[i], err = arg(c, v); err != nil {
+			return bad(err)
+		}
+		id := pgx.Identifier{c.Name}.Sanitize()
+		names[i] = id
+		params[i] = cast(i, c)
+		if _, isKey := keyOf[c.Name]; !isKey {
+			sets = append(sets, id+" = EXCLUDED."+id)
+			cmp := ""
+			switch {
+			case c.Type.Scalar == scalarJSON && c.Type.Array:
+				cmp = "::jsonb[]"
+			case c.Type.Scalar == scalarJSON:
+				cmp = "::jsonb" // json has no equality operator
+			}
+			cur = append(cur, "cur."+id+cmp)
+			excl = append(excl, "EXCLUDED."+id+cmp)
+		}
+	}
+	keys := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		keys[i] = pgx.Identifier{k}.Sanitize()
+	}
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO " + t.qualified() + " AS cur (" + strings.Join(names, ", ") + ")")
+	if t.identityAlways() {
+		sb.WriteString(" OVERRIDING SYSTEM VALUE")
+	}
+	sb.WriteString(" VALUES (" + strings.Join(params, ", ") + ") ON CONFLICT (" + strings.Join(keys, ", ") + ")")
+	if len(sets) == 0 {
+		sb.WriteString(" DO NOTHING")
+	} else {
+		sb.WriteString(" DO UPDATE SET " + strings.Join(sets, ", ") +
+			" WHERE (" + strings.Join(cur, ", ") + ") IS DISTINCT FROM (" + strings.Join(excl, ", ") + ")")
+	}
+	return sb.String(), args, nil
+}

@@ -1,0 +1,495 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Capture streams the changes committed after cursor from the replication
+// slot to sink, in batches that end on commits, until ctx is done, the
+// adapter is closed, the server fails or sink fails. Transactions at or below
+// cursor, which the server sends again after a restart, are skipped, and so
+// are transactions that carry the adapter's replication origin (its own
+// Apply). A nil cursor starts at the slot's confirmed position.
+//
+// Capture reports the acknowledged position (see Ack) to the server every
+// StatusInterval; while nothing is pending it reports the server's own WAL
+// position, so that an idle slot does not hold back WAL.
+func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
+	ctx, done, err := a.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var start lsn
+	if len(cursor) > 0 {
+		if start, err = decodeCursor(cursor); err != nil {
+			return err
+		}
+	}
+	cat, err := a.refresh(ctx)
+	if err != nil {
+		return err
+	}
+	if err := a.checkCapture(ctx, cat); err != nil {
+		return err
+	}
+	a.ackAtLeast(start)
+
+	conn, err := pgconn.ConnectConfig(ctx, a.replCfg)
+	if err != nil {
+		return errors.Wrapf(classify(err), "open replication connection to %s", a.where())
+	}
+	defer conn.Close(context.Background())
+	args := []string{"proto_version '1'", "publication_names '" + a.cfg.Publication + "'"}
+	if a.version >= 160000 {
+		// The server drops every transaction that carries any origin; the
+		// client-side check below stays as a second guard.
+		args = append(args, "origin 'none'")
+	}
+	err = pglogrepl.StartReplication(ctx, conn, a.cfg.Slot, pglogrepl.LSN(start),
+		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return errors.WithHint(errors.Mark(errors.Wrapf(err, "start replication from slot %s", a.cfg.Slot), ErrSlotInUse),
+				"another sidecar (or a stale connection) streams from this slot; give each sidecar its own node name or slot")
+		}
+		return errors.Wrapf(classify(err), "start replication from slot %s at %s", a.cfg.Slot, start)
+	}
+	a.log.Info("capture started", "slot", a.cfg.Slot, "cursor", start)
+	s := &stream{a: a, conn: conn, sink: sink, cat: cat, start: start, delivered: start, rels: map[uint32]*relation{}}
+	return s.run(ctx)
+}
+
+func (a *Adapter) checkCapture(ctx context.Context, cat *catalog) error {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	conn, err := a.metaConn(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkSlot(ctx, conn, a.cfg.Slot, true); err != nil {
+		return err
+	}
+	return checkPublication(ctx, conn, a.cfg.Publication, cat)
+}
+
+func (a *Adapter) ackAtLeast(l lsn) {
+	for {
+		cur := a.acked.Load()
+		if uint64(l) <= cur || a.acked.CompareAndSwap(cur, uint64(l)) {
+			return
+		}
+	}
+}
+
+// stream is one replication session.
+type stream struct {
+	a     *Adapter
+	conn  *pgconn.PgConn
+	sink  adapters.Sink
+	cat   *catalog
+	start lsn
+	rels  map[uint32]*relation
+
+	inTxn      bool
+	txnSkip    bool // at or below the start cursor: delivered before
+	txnOurs    bool // carries our origin: written by Apply
+	txnChanges []adapters.Change
+
+	batch    []adapters.Change
+	batchLSN lsn
+	batchDue time.Time
+
+	delivered  lsn // cursor of the last batch sink accepted
+	idle       lsn // every transaction committed at or below it was delivered or dropped
+	nextStatus time.Time
+}
+
+func (s *stream) run(ctx context.Context) error {
+	cfg := &s.a.cfg
+	s.nextStatus = time.Now() // report the start position at once
+	for {
+		now := time.Now()
+		if s.a.ackNudge.Swap(false) || !now.Before(s.nextStatus) {
+			if err := s.sendStatus(ctx, false); err != nil {
+				return err
+			}
+		}
+		if len(s.batch) > 0 && !now.Before(s.batchDue) {
+			if err := s.deliver(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		deadline := s.nextStatus
+		if len(s.batch) > 0 && s.batchDue.Before(deadline) {
+			deadline = s.batchDue
+		}
+		msg, err := s.receive(ctx, deadline)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) || errors.Is(err, context.Canceled) {
+				continue
+			}
+			return errors.Wrapf(classify(err), "receive from slot %s", cfg.Slot)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := s.handleCopyData(ctx, m.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return errors.Wrapf(classify(pgconn.ErrorResponseToPgError(m)), "replication from slot %s", cfg.Slot)
+		case *pgproto3.CopyDone:
+			return errors.Newf("postgres: server ended replication from slot %s", cfg.Slot)
+		}
+	}
+}
+
+// receive waits for the next message until deadline. An Ack interrupts the
+// wait so that its position reaches the server promptly.
+func (s *stream) receive(ctx context.Context, deadline time.Time) (pgproto3.BackendMessage, error) {
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	s.a.wakeMu.Lock()
+	s.a.wake = cancel
+	s.a.wakeMu.Unlock()
+	defer func() {
+		s.a.wakeMu.Lock()
+		s.a.wake = nil
+		s.a.wakeMu.Unlock()
+	}()
+	if s.a.ackNudge.Load() {
+		cancel()
+	}
+	return s.conn.ReceiveMessage(rctx)
+}
+
+func (s *stream) handleCopyData(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return errors.Mark(errors.New("empty copy data message"), ErrProtocol)
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return errors.Mark(errors.Wrap(err, "keepalive"), ErrProtocol)
+		}
+		if !s.inTxn && len(s.batch) == 0 && lsn(ka.ServerWALEnd) > s.idle {
+			s.idle = lsn(ka.ServerWALEnd)
+		}
+		if ka.ReplyRequested {
+			return s.sendStatus(ctx, false)
+		}
+	case pglogrepl.XLogDataByteID:
+		x, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return errors.Mark(errors.Wrap(err, "xlog data"), ErrProtocol)
+		}
+		return s.handleWAL(ctx, x.WALData)
+	default:
+		return errors.Mark(errors.Newf("unknown copy data message %q", data[0]), ErrProtocol)
+	}
+	return nil
+}
+
+func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
+	msg, err := decodeMessage(wal)
+	if err != nil {
+		return err
+	}
+	switch m := msg.(type) {
+	case *msgBegin:
+		if s.inTxn {
+			return errors.Mark(errors.New("begin inside a transaction"), ErrProtocol)
+		}
+		s.inTxn = true
+		s.txnSkip = s.start != 0 && m.FinalLSN <= s.start
+		s.txnOurs = false
+		s.txnChanges = nil
+	case *msgOrigin:
+		if m.Name == s.a.cfg.Origin {
+			s.txnOurs = true
+		}
+	case *msgRelation:
+		return s.relation(ctx, m)
+	case *msgType, *msgMessage:
+	case *msgInsert:
+		return s.change(m.RelID, m.New, nil, 0, false)
+	case *msgUpdate:
+		return s.change(m.RelID, m.New, m.Old, m.OldKind, false)
+	case *msgDelete:
+		return s.change(m.RelID, nil, m.Old, m.OldKind, true)
+	case *msgTruncate:
+		if !s.inTxn {
+			return errors.Mark(errors.New("truncate outside a transaction"), ErrProtocol)
+		}
+		if s.txnSkip || s.txnOurs {
+			return nil
+		}
+		var names []string
+		for _, id := range m.RelIDs {
+			if r := s.rels[id]; r != nil && r.table != nil {
+				names = append(names, r.table.Collection)
+			}
+		}
+		if len(names) > 0 {
+			return errors.WithHint(errors.Mark(errors.Newf("postgres: table(s) %s truncated: a truncate does not say which rows it removed, "+
+				"so capture cannot turn it into deletes", strings.Join(names, ", ")), ErrTruncate),
+				"delete rows with DELETE rather than TRUNCATE on synced tables; to recover, reset Lattice's cursor for this adapter "+
+					"so that it takes a new snapshot (rows the other systems still hold come back)")
+		}
+	case *msgCommit:
+		if !s.inTxn {
+			return errors.Mark(errors.New("commit outside a transaction"), ErrProtocol)
+		}
+		s.inTxn = false
+		switch {
+		case s.txnSkip:
+		case s.txnOurs || len(s.txnChanges) == 0:
+			if len(s.batch) == 0 && m.CommitLSN > s.idle {
+				s.idle = m.CommitLSN
+			}
+		default:
+			if len(s.batch) == 0 {
+				s.batchDue = time.Now().Add(s.a.cfg.BatchWait)
+			}
+			s.batch = append(s.batch, s.txnChanges...)
+			s.batchLSN = m.CommitLSN
+			if len(s.batch) >= s.a.cfg.BatchSize {
+				return s.deliver(ctx)
+			}
+		}
+		s.txnChanges = nil
+	}
+	return nil
+}
+
+func (s *stream) deliver(ctx context.Context) error {
+	b := adapters.Batch{Changes: s.batch, Cursor: encodeCursor(s.batchLSN)}
+	s.batch = nil
+	if err := s.sink(ctx, b); err != nil {
+		return err
+	}
+	s.delivered = s.batchLSN
+	return nil
+}
+
+// sendStatus reports the flush position: the acknowledged cursor, or, when
+// everything delivered is acknowledged, the idle position if it is further.
+func (s *stream) sendStatus(ctx context.Context, reply bool) error {
+	acked := lsn(s.a.acked.Load())
+	flush := acked
+	if s.delivered <= acked && s.idle > flush {
+		flush = s.idle
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(flush),
+		WALFlushPosition: pglogrepl.LSN(flush),
+		WALApplyPosition: pglogrepl.LSN(flush),
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return errors.Wrapf(err, "send standby status to slot %s", s.a.cfg.Slot)
+	}
+	s.nextStatus = time.Now().Add(s.a.cfg.StatusInterval)
+	return nil
+}
+
+// relation is a table as the stream describes it.
+type relation struct {
+	table  *table // nil: not synced, its changes are ignored
+	cols   []relCol
+	keyIdx []int // positions of the table's key columns in cols
+}
+
+type relCol struct {
+	name string
+	typ  pgType
+}
+
+func (s *stream) relation(ctx context.Context, m *msgRelation) error {
+	t := s.cat.byName[[2]string{m.Namespace, m.Name}]
+	if t == nil {
+		s.rels[m.RelID] = &relation{}
+		return nil
+	}
+	r := &relation{table: t}
+	for _, c := range m.Columns {
+		typ, err := s.a.resolveType(ctx, c.TypeOID)
+		if err != nil {
+			return err
+		}
+		if typ.Scalar == scalarNone {
+			return errors.WithHint(errors.Mark(errors.Newf("postgres: table %s column %s: unsupported type %s", t.Collection, c.Name, typ.Name), ErrUnsupportedType),
+				unsupportedHint)
+		}
+		r.cols = append(r.cols, relCol{name: c.Name, typ: typ})
+	}
+	for _, k := range t.Key {
+		i := slices.IndexFunc(r.cols, func(c relCol) bool { return c.name == k })
+		if i < 0 {
+			return errors.WithHint(errors.Mark(errors.Newf("postgres: table %s: key column %s is gone from the table", t.Collection, k), ErrSchemaChange),
+				"a record's key cannot change: restore the column, or sync the table under a new name and reset Lattice's cursor")
+		}
+		r.keyIdx = append(r.keyIdx, i)
+	}
+	prev := s.rels[m.RelID]
+	var before []relCol
+	if prev != nil && prev.table != nil {
+		before = prev.cols
+	} else {
+		for _, c := range t.Columns {
+			before = append(before, relCol{name: c.Name, typ: c.Type})
+		}
+	}
+	for _, c := range r.cols {
+		i := slices.IndexFunc(before, func(b relCol) bool { return b.name == c.name })
+		switch {
+		case i < 0:
+			s.a.log.Info("column added: captured from now on", "table", t.Collection, "column", c.name, "type", c.typ.Name)
+		case before[i].typ.OID != c.typ.OID:
+			s.a.log.Info("column type changed", "table", t.Collection, "column", c.name, "from", before[i].typ.Name, "to", c.typ.Name)
+		}
+	}
+	for _, b := range before {
+		if !slices.ContainsFunc(r.cols, func(c relCol) bool { return c.name == b.name }) {
+			s.a.log.Warn("column dropped: no longer captured; the other systems keep their values", "table", t.Collection, "column", b.name)
+		}
+	}
+	s.rels[m.RelID] = r
+	return nil
+}
+
+// resolveType resolves a type OID with the catalog connection.
+func (a *Adapter) resolveType(ctx context.Context, oid uint32) (pgType, error) {
+	if t, ok := builtinTypes[oid]; ok {
+		return t, nil
+	}
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	conn, err := a.metaConn(ctx)
+	if err != nil {
+		return pgType{}, err
+	}
+	t, err := a.types.resolve(ctx, conn, oid)
+	return t, a.dropMetaOnFailure(err)
+}
+
+// change turns an insert, update or delete into changes of the current
+// transaction.
+func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDelete bool) error {
+	if !s.inTxn {
+		return errors.Mark(errors.New("change outside a transaction"), ErrProtocol)
+	}
+	if s.txnSkip || s.txnOurs {
+		return nil
+	}
+	r := s.rels[relID]
+	if r == nil {
+		return errors.Mark(errors.Newf("change for relation %d before its relation message", relID), ErrProtocol)
+	}
+	if r.table == nil {
+		return nil
+	}
+	coll := r.table.Collection
+	var oldKey crdt.Key
+	if oldKind != 0 {
+		k, err := r.key(oldTup)
+		if err != nil {
+			return err
+		}
+		oldKey = k
+	}
+	if isDelete {
+		if oldKind == 0 {
+			return errors.Mark(errors.Newf("delete on %s without its key", coll), ErrProtocol)
+		}
+		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey})
+		return nil
+	}
+	row, err := r.row(newTup, oldTup, oldKind)
+	if err != nil {
+		return err
+	}
+	key, err := keyOf(coll, r.table.Key, row)
+	if err != nil {
+		return err
+	}
+	if oldKind != 0 && oldKey != key {
+		// The primary key changed: the old record is gone.
+		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey})
+	}
+	s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: key, Row: row})
+	return nil
+}
+
+// key decodes the key columns of an old tuple.
+func (r *relation) key(tup tuple) (crdt.Key, error) {
+	coll := r.table.Collection
+	if len(tup) != len(r.cols) {
+		return "", errors.Mark(errors.Newf("old tuple of %s has %d columns, relation has %d", coll, len(tup), len(r.cols)), ErrProtocol)
+	}
+	vals := make([]crdt.Value, len(r.keyIdx))
+	for i, ci := range r.keyIdx {
+		c := tup[ci]
+		if c.Kind != 't' {
+			return "", adapters.BadRow(coll, "", errors.Newf("key column %s not sent (kind %q)", r.cols[ci].name, c.Kind))
+		}
+		v, err := decodeText(r.cols[ci].typ, string(c.Data))
+		if err != nil {
+			return "", adapters.BadRow(coll, "", errors.Wrapf(err, "key column %s", r.cols[ci].name))
+		}
+		vals[i] = v
+	}
+	k, err := crdt.MakeKey(vals...)
+	if err != nil {
+		return "", adapters.BadRow(coll, "", err)
+	}
+	return k, nil
+}
+
+// row decodes a new tuple. A TOASTed value the update did not change is
+// not sent; it is taken from the old row when the server sent one (replica
+// identity full), and otherwise left out of the row, which tells the
+// engine that the field did not change.
+func (r *relation) row(tup, old tuple, oldKind uint8) (crdt.Row, error) {
+	coll := r.table.Collection
+	if len(tup) != len(r.cols) {
+		return nil, errors.Mark(errors.Newf("tuple of %s has %d columns, relation has %d", coll, len(tup), len(r.cols)), ErrProtocol)
+	}
+	row := make(crdt.Row, len(tup))
+	for i, c := range tup {
+		if c.Kind == 'u' && oldKind == 'O' && i < len(old) && old[i].Kind != 'u' {
+			c = old[i]
+		}
+		name := r.cols[i].name
+		switch c.Kind {
+		case 'n':
+			row[name] = crdt.Null()
+		case 't':
+			v, err := decodeText(r.cols[i].typ, string(c.Data))
+			if err != nil {
+				return nil, adapters.BadRow(coll, "", errors.Wrapf(err, "column %s", name))
+			}
+			row[name] = v
+		case 'u':
+		default:
+			return nil, errors.Mark(errors.Newf("column %s of %s in binary format, which was not asked for", name, coll), ErrProtocol)
+		}
+	}
+	return row, nil
+}
