@@ -106,6 +106,9 @@ func (a *Adapter) open(ctx context.Context) error {
 	if err := p.err(); err != nil {
 		return err
 	}
+	if err := a.setFullIdentity(ctx, conn, cat); err != nil {
+		return err
+	}
 	a.cat = cat
 	if err := checkSlot(ctx, conn, a.cfg.Slot, false); err != nil && !errors.Is(err, ErrSlotMissing) {
 		return err
@@ -155,7 +158,11 @@ func (a *Adapter) metaConn(ctx context.Context) (*pgx.Conn, error) {
 }
 
 func (a *Adapter) connect(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := pgx.ConnectConfig(ctx, a.connCfg)
+	return a.connectWith(ctx, a.connCfg)
+}
+
+func (a *Adapter) connectWith(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, errors.Wrapf(classify(err), "connect to %s", a.where())
 	}
@@ -200,6 +207,9 @@ func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 		return nil, a.dropMetaOnFailure(err)
 	}
 	if err := p.err(); err != nil {
+		return nil, err
+	}
+	if err := a.setFullIdentity(ctx, conn, cat); err != nil {
 		return nil, err
 	}
 	a.cat = cat

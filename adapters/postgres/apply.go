@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
@@ -44,6 +45,41 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 		}
 		b.Queue(sql, args...)
 	}
+	// A deadlock with the users' transactions, or a serialization failure,
+	// rolls the whole transaction back: it is safe to run it again.
+	for attempt := 1; ; attempt++ {
+		err := a.applyOnce(ctx, b, writes)
+		if err == nil || !retryable(err) || attempt == maxApplyAttempts {
+			return err
+		}
+		a.log.Debug("apply retried", "attempt", attempt, "err", err)
+		t := time.NewTimer(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// maxApplyAttempts bounds the runs of one Apply transaction that fails on
+// deadlocks or serialization failures.
+const maxApplyAttempts = 8
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if _, bad := adapters.RowErrorOf(err); bad || !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "40P01", "40001", "55P03": // deadlock, serialization failure, lock not available
+		return true
+	}
+	return false
+}
+
+func (a *Adapter) applyOnce(ctx context.Context, b *pgx.Batch, writes []adapters.Write) error {
 	conn, err := a.applyConn(ctx)
 	if err != nil {
 		return err
@@ -92,11 +128,16 @@ func (a *Adapter) applyConn(ctx context.Context) (*pgx.Conn, error) {
 	if a.apply != nil && !a.apply.IsClosed() {
 		return a.apply, nil
 	}
-	conn, err := a.connect(ctx)
+	// Unnamed statements: every argument is text and every placeholder is
+	// cast, so nothing needs describing, and no statement cache can go stale
+	// when a pipelined batch fails half-way.
+	cfg := a.connCfg.Copy()
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	conn, err := a.connectWith(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, a.cfg.Origin); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1::text)`, a.cfg.Origin); err != nil {
 		_ = conn.Close(context.Background())
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
@@ -203,10 +244,12 @@ func (a *Adapter) statement(ctx context.Context, w adapters.Write, refreshed *bo
 		c := &t.Columns[i]
 		v, inRow := w.Row[c.Name]
 		if kv, isKey := keyOf[c.Name]; isKey {
-			if inRow && !crdt.Equal(v, kv) {
+			switch {
+			case !inRow:
+				return bad(errors.Newf("key column %s is missing from the row", c.Name))
+			case !crdt.Equal(v, kv):
 				return bad(errors.Newf("key column %s is %s in the row but %s in the key", c.Name, v, kv))
 			}
-			v = kv
 		}
 		var err error
 		if args[i], err = arg(c, v); err != nil {

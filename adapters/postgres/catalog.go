@@ -244,14 +244,14 @@ func discover(ctx context.Context, q querier, cfg *Config, types *typeCache, p *
 		}
 	}
 	if len(ts) > 0 {
-		if err := loadColumns(ctx, q, ts, types, p); err != nil {
+		if err := loadColumns(ctx, q, cfg, ts, types, p); err != nil {
 			return nil, err
 		}
 	}
 	return newCatalog(ts), nil
 }
 
-func loadColumns(ctx context.Context, q querier, ts []*table, types *typeCache, p *problems) error {
+func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types *typeCache, p *problems) error {
 	oids := make([]uint32, len(ts))
 	byOID := map[uint32]*table{}
 	for i, t := range ts {
@@ -348,8 +348,10 @@ func loadColumns(ctx context.Context, q querier, ts []*table, types *typeCache, 
 					"table %s: key column %s of type %s cannot be part of a record key", t.Collection, k, c.SQLType)
 			}
 		}
-		switch t.ReplIdent {
-		case 'd', 'f':
+		switch {
+		case t.ReplIdent == 'd' || t.ReplIdent == 'f':
+		case cfg.ReplicaIdentity == IdentityFull:
+			// Open sets it to FULL.
 		default:
 			p.add(ErrReplicaIdentity, "ALTER TABLE ... REPLICA IDENTITY DEFAULT (the primary key) or FULL",
 				"table %s has replica identity %s: deletes would not carry the primary key", t.Collection, replIdentName(t.ReplIdent))

@@ -216,3 +216,24 @@ func checkPublication(ctx context.Context, conn *pgx.Conn, pub string, cat *cata
 	}
 	return nil
 }
+
+// setFullIdentity sets REPLICA IDENTITY FULL on the synced tables that do
+// not have it, when the configuration asks for it.
+func (a *Adapter) setFullIdentity(ctx context.Context, conn *pgx.Conn, cat *catalog) error {
+	if a.cfg.ReplicaIdentity != IdentityFull {
+		return nil
+	}
+	for _, t := range cat.tables {
+		if t.ReplIdent == 'f' {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "ALTER TABLE "+t.qualified()+" REPLICA IDENTITY FULL"); err != nil {
+			return errors.WithHint(errors.Wrapf(classify(err), "set replica identity full on %s", t.Collection),
+				"the adapter's role must own the synced tables; or set adapter.replica_identity: keep "+
+					"(updates may then leave out unchanged out-of-line values)")
+		}
+		t.ReplIdent = 'f'
+		a.log.Info("replica identity set to full", "table", t.Collection)
+	}
+	return nil
+}

@@ -47,6 +47,17 @@ type Config struct {
 	// Default lattice_<node>.
 	Origin string
 
+	// ReplicaIdentity is "full" (default) or "keep". With full, the adapter
+	// sets REPLICA IDENTITY FULL on every synced table at start-up, so that
+	// an update carries the old row and with it the values PostgreSQL
+	// stores out of line (TOAST) and does not send when they did not
+	// change: every captured row is then whole. The price is WAL: updates
+	// and deletes log the whole old row. With keep, the tables' replica
+	// identity is left alone (it must be DEFAULT or FULL), and an update
+	// that leaves an out-of-line value unchanged is captured without that
+	// column, which the engine takes as unchanged.
+	ReplicaIdentity string
+
 	// StatusInterval is how often capture reports its acknowledged
 	// position to the server (standby status update), also while idle.
 	// Default 10s; it must stay below the server's wal_sender_timeout.
@@ -66,14 +77,21 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// The values of Config.ReplicaIdentity.
+const (
+	IdentityFull = "full"
+	IdentityKeep = "keep"
+)
+
 // DefaultConfig returns a Config with every default filled in; DSN and Node
 // are left for the caller.
 func DefaultConfig() Config {
 	return Config{
-		Schemas:        []string{"public"},
-		StatusInterval: 10 * time.Second,
-		BatchSize:      1000,
-		BatchWait:      time.Millisecond,
+		Schemas:         []string{"public"},
+		ReplicaIdentity: IdentityFull,
+		StatusInterval:  10 * time.Second,
+		BatchSize:       1000,
+		BatchWait:       time.Millisecond,
 	}
 }
 
@@ -121,6 +139,13 @@ func (c *Config) Validate() error {
 		if !slotName.MatchString(*f.v) {
 			return bad(f.key, "%q: want 1 to 63 lowercase letters, digits or underscores", *f.v)
 		}
+	}
+	switch c.ReplicaIdentity {
+	case "":
+		c.ReplicaIdentity = IdentityFull
+	case IdentityFull, IdentityKeep:
+	default:
+		return bad("replica_identity", "%q: want full or keep", c.ReplicaIdentity)
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 10 * time.Second
