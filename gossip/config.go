@@ -1,0 +1,321 @@
+package gossip
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/hashicorp/memberlist"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// Config configures a Node. Start from DefaultConfig; Validate fills the
+// defaults of fields left at zero (where zero is not itself meaningful) and
+// rejects bad values with an error naming the key.
+type Config struct {
+	// Name is the node's unique name in the cluster, also the source name
+	// that prefer policies rank.
+	Name string
+	// BindAddr is the "host:port" memberlist and the data streams listen on
+	// (TCP and UDP). Port 0 picks a free port (tests).
+	BindAddr string
+	// AdvertiseAddr is the "ip:port" peers use to reach this node. Empty
+	// means the bound address (a private IP if bound to 0.0.0.0).
+	AdvertiseAddr string
+	// Join lists seeds ("host:port") that Join uses when given none.
+	Join []string
+	// Keys are AES keys of 16, 24 or 32 bytes (32 selects AES-256-GCM). The
+	// first is primary and encrypts; all decrypt. No keys means cleartext,
+	// which New logs as a warning.
+	Keys [][]byte
+	// Label is the cluster label. Nodes with another label are ignored, on
+	// memberlist's packets and streams and on the data streams.
+	Label string
+	// APIAddr is this node's HTTP API address, advertised in node meta.
+	APIAddr string
+	// Version is the software version, advertised in node meta.
+	Version string
+	// Schema holds the merge rules; its per-collection fingerprints are
+	// compared with every peer's.
+	Schema *crdt.Schema
+
+	// PushAllUpTo is the cluster size (members, this node included) up to
+	// which every delta goes to every peer. Default 16.
+	PushAllUpTo int
+	// Fanout is the number of peers a delta goes to in larger clusters: the
+	// ring successor and Fanout-1 random others. Default 3.
+	Fanout int
+	// SyncInterval is the mean period of anti-entropy rounds with a random
+	// peer, jittered by ±50%. Zero disables periodic rounds. Default 2s.
+	SyncInterval time.Duration
+	// MaxSyncs caps the anti-entropy and bootstrap sessions this node takes
+	// part in at once; sessions offered beyond it are refused. Default 2.
+	MaxSyncs int
+	// BatchDelay is how long a peer's sender waits for more deltas before
+	// writing a batch. Default 2ms.
+	BatchDelay time.Duration
+	// BatchBytes flushes a batch once its encoding reaches this size; larger
+	// deltas are split. Default 64 KiB.
+	BatchBytes int
+	// QueueLen bounds each peer's outgoing queue, in deltas. A delta that
+	// does not fit is dropped and counted; anti-entropy repairs it. Default
+	// 4096.
+	QueueLen int
+	// MaxMessageBytes bounds every data-path message this node sends or
+	// accepts. Default 16 MiB.
+	MaxMessageBytes int
+	// JoinTimeout bounds Join, retries included. Default 30s.
+	JoinTimeout time.Duration
+	// JoinRetries is the number of attempts after the first that Join makes
+	// within JoinTimeout. Default 10.
+	JoinRetries int
+	// IOTimeout bounds each dial, handshake and session read or write.
+	// Default 10s.
+	IOTimeout time.Duration
+	// Logger receives the node's logs and memberlist's. Default: discarded.
+	Logger *slog.Logger
+	// Transport, when set, replaces the UDP/TCP transport memberlist and
+	// the data streams use (BindAddr is then ignored). Tests inject a
+	// fault-injecting one.
+	Transport memberlist.NodeAwareTransport
+	// MemberlistConfig, when set, may adjust memberlist's configuration
+	// after Config has been applied to the LAN preset (tests use faster
+	// probes).
+	MemberlistConfig func(*memberlist.Config)
+}
+
+// Defaults.
+const (
+	DefaultPushAllUpTo     = 16
+	DefaultFanout          = 3
+	DefaultSyncInterval    = 2 * time.Second
+	DefaultMaxSyncs        = 2
+	DefaultBatchDelay      = 2 * time.Millisecond
+	DefaultBatchBytes      = 64 << 10
+	DefaultQueueLen        = 4096
+	DefaultMaxMessageBytes = 16 << 20
+	DefaultJoinTimeout     = 30 * time.Second
+	DefaultJoinRetries     = 10
+	DefaultIOTimeout       = 10 * time.Second
+
+	minMessageBytes = 64 << 10
+	maxNameBytes    = 128
+	maxMetaField    = 128
+)
+
+// DefaultConfig returns the defaults: bind 0.0.0.0:7946, no keys, push to
+// every peer up to 16 members, anti-entropy every 2s.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:        "0.0.0.0:7946",
+		PushAllUpTo:     DefaultPushAllUpTo,
+		Fanout:          DefaultFanout,
+		SyncInterval:    DefaultSyncInterval,
+		MaxSyncs:        DefaultMaxSyncs,
+		BatchDelay:      DefaultBatchDelay,
+		BatchBytes:      DefaultBatchBytes,
+		QueueLen:        DefaultQueueLen,
+		MaxMessageBytes: DefaultMaxMessageBytes,
+		JoinTimeout:     DefaultJoinTimeout,
+		JoinRetries:     DefaultJoinRetries,
+		IOTimeout:       DefaultIOTimeout,
+	}
+}
+
+// ErrConfig marks configuration errors.
+var ErrConfig = errors.New("gossip: invalid config")
+
+func configErr(key string, format string, args ...any) error {
+	return errors.Mark(errors.Newf("gossip config %s: "+format, append([]any{key}, args...)...), ErrConfig)
+}
+
+// Validate fills defaults for zero fields and checks every value.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.WithHint(configErr("name", "empty"), "give every node a unique name")
+	}
+	if len(c.Name) > maxNameBytes || strings.ContainsAny(c.Name, " \t\r\n\x00") {
+		return configErr("name", "%q must be 1 to %d bytes without spaces or control characters", c.Name, maxNameBytes)
+	}
+	if c.Transport == nil {
+		if c.BindAddr == "" {
+			c.BindAddr = DefaultConfig().BindAddr
+		}
+		if _, _, err := splitHostPort(c.BindAddr); err != nil {
+			return errors.WithHint(configErr("bind", "%q: %v", c.BindAddr, err), "use host:port, e.g. 0.0.0.0:7946")
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		host, _, err := splitHostPort(c.AdvertiseAddr)
+		if err == nil && net.ParseIP(host) == nil {
+			err = errors.Newf("%q is not an IP address", host)
+		}
+		if err != nil {
+			return errors.WithHint(configErr("advertise", "%q: %v", c.AdvertiseAddr, err), "use ip:port, e.g. 10.0.0.5:7946")
+		}
+	}
+	for i, k := range c.Keys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return errors.WithHint(configErr("key_file", "key %d is %d bytes", i+1, len(k)),
+				"keys are 16, 24 or 32 bytes (32 for AES-256); make one with `lattice keygen`")
+		}
+	}
+	if len(c.Label) > memberlist.LabelMaxSize {
+		return configErr("cluster", "label is %d bytes, over %d", len(c.Label), memberlist.LabelMaxSize)
+	}
+	if len(c.APIAddr) > maxMetaField {
+		return configErr("api.addr", "%d bytes, over %d", len(c.APIAddr), maxMetaField)
+	}
+	if len(c.Version) > maxMetaField {
+		return configErr("version", "%d bytes, over %d", len(c.Version), maxMetaField)
+	}
+	if c.Schema == nil {
+		c.Schema = crdt.MustSchema()
+	}
+	d := DefaultConfig()
+	fill := func(v *int, def int, key string) error {
+		if *v == 0 {
+			*v = def
+		}
+		if *v < 0 {
+			return configErr(key, "%d is negative", *v)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		v   *int
+		def int
+		key string
+	}{
+		{&c.PushAllUpTo, d.PushAllUpTo, "push_all_up_to"},
+		{&c.Fanout, d.Fanout, "fanout"},
+		{&c.MaxSyncs, d.MaxSyncs, "max_syncs"},
+		{&c.BatchBytes, d.BatchBytes, "batch_bytes"},
+		{&c.QueueLen, d.QueueLen, "queue_len"},
+		{&c.MaxMessageBytes, d.MaxMessageBytes, "max_message_bytes"},
+	} {
+		if err := fill(f.v, f.def, f.key); err != nil {
+			return err
+		}
+	}
+	if c.JoinRetries < 0 {
+		return configErr("join_retries", "%d is negative", c.JoinRetries)
+	}
+	if c.MaxMessageBytes < minMessageBytes {
+		return configErr("max_message_bytes", "%d is below the minimum of %d", c.MaxMessageBytes, minMessageBytes)
+	}
+	if c.BatchBytes > c.MaxMessageBytes/2 {
+		return configErr("batch_bytes", "%d is over half of max_message_bytes (%d)", c.BatchBytes, c.MaxMessageBytes)
+	}
+	for _, f := range []struct {
+		v    *time.Duration
+		def  time.Duration
+		key  string
+		zero bool // zero is meaningful
+	}{
+		{&c.SyncInterval, 0, "sync_interval", true},
+		{&c.BatchDelay, 0, "batch_delay", true},
+		{&c.JoinTimeout, d.JoinTimeout, "join_timeout", false},
+		{&c.IOTimeout, d.IOTimeout, "io_timeout", false},
+	} {
+		if *f.v < 0 {
+			return configErr(f.key, "%s is negative", *f.v)
+		}
+		if *f.v == 0 && !f.zero {
+			*f.v = f.def
+		}
+	}
+	if c.BatchDelay > time.Second {
+		return configErr("batch_delay", "%s is over 1s", c.BatchDelay)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, errors.Newf("bad port %q", p)
+	}
+	return host, port, nil
+}
+
+// LoadKeyFile reads a gossip key file: one base64 key per line, the first
+// primary, blank lines and lines starting with '#' ignored. Errors name the
+// file and line but never echo key material.
+func LoadKeyFile(path string) ([][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, errors.WithHint(errors.Wrapf(err, "open gossip key file"), "create one with `lattice keygen > "+path+"`")
+	}
+	defer f.Close()
+	keys, err := parseKeys(f, path)
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+func parseKeys(r io.Reader, path string) ([][]byte, error) {
+	var keys [][]byte
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 1<<16)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, errors.WithHint(errors.Newf("gossip key file %s line %d: not base64", path, line),
+				"each line holds one key in standard base64, as `lattice keygen` prints it")
+		}
+		if err := memberlist.ValidateKey(k); err != nil {
+			return nil, errors.WithHint(errors.Newf("gossip key file %s line %d: key of %d bytes", path, line, len(k)),
+				"keys are 16, 24 or 32 bytes (32 for AES-256); make one with `lattice keygen`")
+		}
+		for i, o := range keys {
+			if bytes.Equal(o, k) {
+				return nil, errors.Newf("gossip key file %s line %d: same key as key %d", path, line, i+1)
+			}
+		}
+		keys = append(keys, k)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, errors.Wrapf(err, "read gossip key file %s", path)
+	}
+	if len(keys) == 0 {
+		return nil, errors.WithHint(errors.Newf("gossip key file %s holds no key", path),
+			"add a base64 key per line (first = primary), e.g. from `lattice keygen`")
+	}
+	return keys, nil
+}
+
+// GenerateKey returns a new random AES-256 key.
+func GenerateKey() ([]byte, error) {
+	k := make([]byte, 32)
+	if _, err := io.ReadFull(rand.Reader, k); err != nil {
+		return nil, errors.Wrap(err, "generate gossip key")
+	}
+	return k, nil
+}
+
+// EncodeKey returns the key file form of a key (standard base64).
+func EncodeKey(k []byte) string { return base64.StdEncoding.EncodeToString(k) }

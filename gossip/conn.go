@@ -1,0 +1,344 @@
+package gossip
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+)
+
+// Data streams share memberlist's listener: the transport hands every
+// incoming stream to the mux, which routes those starting with streamMagic
+// to the Node and the rest to memberlist. memberlist's streams start with a
+// message type (0 to 13) or its label marker (244), never with 'L'.
+//
+// A stream starts with a cleartext preamble in each direction:
+//
+//	magic "LTC1", nonce [16]byte, flags byte (1 = encrypted)
+//
+// The two random nonces make every stream's frames unique: each frame is
+// sealed with AES-GCM under the keyring's primary key with additional data
+// binding the label, both nonces, the direction and a sequence number, so a
+// frame cannot be replayed, reordered or moved to another stream or cluster
+// and a peer without a key in the ring can neither read nor forge one.
+// Frames are
+//
+//	length uint32 (big endian), body
+//	body = message                                  (cleartext)
+//	body = version(1) nonce[12] ciphertext+tag[16]  (encrypted)
+//
+// and every length is checked against the configured bound before any
+// allocation.
+var streamMagic = [4]byte{'L', 'T', 'C', '1'}
+
+const (
+	nonceLen      = 16
+	preambleLen   = len(streamMagic) + nonceLen + 1
+	gcmNonceLen   = 12
+	gcmTagLen     = 16
+	cryptVersion  = 1
+	cryptOverhead = 1 + gcmNonceLen + gcmTagLen
+	aadPrefix     = "lattice-gossip/1\x00"
+)
+
+// ErrRejected marks a data stream or handshake refused for a security
+// reason: no common key, another label, a bad frame.
+var ErrRejected = errors.New("gossip: peer rejected")
+
+// ErrBusy marks a session a peer refused because it is at its MaxSyncs.
+var ErrBusy = errors.New("gossip: peer busy")
+
+// keyring holds the AES-GCM ciphers of the keys in use, primary first.
+// Its content is replaced, never modified.
+type keyring struct {
+	keys  [][]byte
+	aeads []cipher.AEAD
+}
+
+func newKeyring(keys [][]byte) (*keyring, error) {
+	kr := &keyring{}
+	for _, k := range keys {
+		b, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, errors.Wrap(err, "aes key")
+		}
+		g, err := cipher.NewGCM(b)
+		if err != nil {
+			return nil, errors.Wrap(err, "aes-gcm")
+		}
+		kr.keys = append(kr.keys, bytes.Clone(k))
+		kr.aeads = append(kr.aeads, g)
+	}
+	return kr, nil
+}
+
+// dataConn is one data stream after its preamble.
+type dataConn struct {
+	c        net.Conn
+	r        *bufio.Reader
+	keys     *atomic.Pointer[keyring] // nil: cleartext
+	aad      []byte                   // prefix; direction and sequence appended per frame
+	sendDir  byte
+	recvDir  byte
+	sendSeq  uint64
+	recvSeq  uint64
+	maxFrame int
+	timeout  time.Duration
+	bytesIn  *atomic.Uint64
+	bytesOut *atomic.Uint64
+
+	wmu   sync.Mutex
+	wbuf  []byte
+	waad  []byte
+	rbuf  []byte
+	raad  []byte
+	plain []byte
+
+	closeOnce sync.Once
+}
+
+type connOptions struct {
+	keys     *atomic.Pointer[keyring]
+	encrypt  bool
+	label    string
+	maxMsg   int
+	timeout  time.Duration
+	bytesIn  *atomic.Uint64
+	bytesOut *atomic.Uint64
+}
+
+func writePreamble(c net.Conn, nonce []byte, encrypt bool) error {
+	var b [preambleLen]byte
+	copy(b[:], streamMagic[:])
+	copy(b[len(streamMagic):], nonce)
+	if encrypt {
+		b[preambleLen-1] = 1
+	}
+	_, err := c.Write(b[:])
+	return err
+}
+
+// readPreamble reads a preamble; skipFirst is set when the mux already
+// consumed the first magic byte.
+func readPreamble(r io.Reader, skipFirst bool) (nonce []byte, encrypted bool, err error) {
+	var b [preambleLen]byte
+	off := 0
+	if skipFirst {
+		b[0] = streamMagic[0]
+		off = 1
+	}
+	if _, err := io.ReadFull(r, b[off:]); err != nil {
+		return nil, false, err
+	}
+	if !bytes.Equal(b[:len(streamMagic)], streamMagic[:]) {
+		return nil, false, errors.Mark(errors.New("not a lattice data stream"), ErrRejected)
+	}
+	if f := b[preambleLen-1]; f > 1 {
+		return nil, false, errors.Mark(errors.Newf("unknown stream flags %d", f), ErrRejected)
+	}
+	return bytes.Clone(b[len(streamMagic) : len(streamMagic)+nonceLen]), b[preambleLen-1] == 1, nil
+}
+
+func newNonce() ([]byte, error) {
+	n := make([]byte, nonceLen)
+	if _, err := io.ReadFull(rand.Reader, n); err != nil {
+		return nil, errors.Wrap(err, "stream nonce")
+	}
+	return n, nil
+}
+
+// clientHandshake runs the preamble on a dialed stream.
+func clientHandshake(c net.Conn, o connOptions) (*dataConn, error) {
+	mine, err := newNonce()
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(o.timeout))
+	if err := writePreamble(c, mine, o.encrypt); err != nil {
+		return nil, errors.Wrap(err, "write preamble")
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	theirs, enc, err := readPreamble(br, false)
+	if err != nil {
+		return nil, errors.Wrap(err, "read preamble")
+	}
+	if enc != o.encrypt {
+		return nil, encryptionMismatch(o.encrypt)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return newDataConn(c, br, o, mine, theirs, 'd', 'a'), nil
+}
+
+// serverHandshake runs the preamble on an accepted stream whose first byte
+// the mux consumed.
+func serverHandshake(c net.Conn, o connOptions) (*dataConn, error) {
+	_ = c.SetDeadline(time.Now().Add(o.timeout))
+	br := bufio.NewReaderSize(c, 64<<10)
+	theirs, enc, err := readPreamble(br, true)
+	if err != nil {
+		return nil, errors.Wrap(err, "read preamble")
+	}
+	if enc != o.encrypt {
+		return nil, encryptionMismatch(o.encrypt)
+	}
+	mine, err := newNonce()
+	if err != nil {
+		return nil, err
+	}
+	if err := writePreamble(c, mine, o.encrypt); err != nil {
+		return nil, errors.Wrap(err, "write preamble")
+	}
+	_ = c.SetDeadline(time.Time{})
+	return newDataConn(c, br, o, theirs, mine, 'a', 'd'), nil
+}
+
+func encryptionMismatch(local bool) error {
+	if local {
+		return errors.Mark(errors.WithHint(errors.New("peer sends in the clear but this node requires encryption"),
+			"give every node the same key file"), ErrRejected)
+	}
+	return errors.Mark(errors.WithHint(errors.New("peer encrypts but this node has no key"),
+		"give every node the same key file"), ErrRejected)
+}
+
+func newDataConn(c net.Conn, br *bufio.Reader, o connOptions, dialerNonce, acceptorNonce []byte, send, recv byte) *dataConn {
+	dc := &dataConn{
+		c:        c,
+		r:        br,
+		sendDir:  send,
+		recvDir:  recv,
+		maxFrame: o.maxMsg + cryptOverhead,
+		timeout:  o.timeout,
+		bytesIn:  o.bytesIn,
+		bytesOut: o.bytesOut,
+	}
+	if o.encrypt {
+		dc.keys = o.keys
+	}
+	aad := append([]byte(aadPrefix), o.label...)
+	aad = append(aad, 0)
+	aad = append(aad, dialerNonce...)
+	dc.aad = append(aad, acceptorNonce...)
+	return dc
+}
+
+func (dc *dataConn) frameAAD(buf *[]byte, dir byte, seq uint64) []byte {
+	b := append((*buf)[:0], dc.aad...)
+	b = append(b, dir)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	*buf = b
+	return b
+}
+
+// ErrTooLarge marks a message over MaxMessageBytes.
+var ErrTooLarge = errors.New("gossip: message too large")
+
+// write sends one message as a frame. Safe for concurrent use.
+func (dc *dataConn) write(msg []byte) error {
+	dc.wmu.Lock()
+	defer dc.wmu.Unlock()
+	if len(msg) > dc.maxFrame-cryptOverhead {
+		return errors.Mark(errors.Newf("message of %d bytes over the limit of %d", len(msg), dc.maxFrame-cryptOverhead), ErrTooLarge)
+	}
+	b := append(dc.wbuf[:0], 0, 0, 0, 0)
+	if dc.keys == nil {
+		b = append(b, msg...)
+	} else {
+		kr := dc.keys.Load()
+		if kr == nil || len(kr.aeads) == 0 {
+			return errors.AssertionFailedf("encrypted stream without keys")
+		}
+		b = append(b, cryptVersion)
+		n := len(b)
+		b = append(b, make([]byte, gcmNonceLen)...)
+		if _, err := io.ReadFull(rand.Reader, b[n:]); err != nil {
+			return errors.Wrap(err, "frame nonce")
+		}
+		b = kr.aeads[0].Seal(b, b[n:n+gcmNonceLen], msg, dc.frameAAD(&dc.waad, dc.sendDir, dc.sendSeq))
+	}
+	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-4))
+	dc.sendSeq++
+	if dc.timeout > 0 {
+		_ = dc.c.SetWriteDeadline(time.Now().Add(dc.timeout))
+	}
+	_, err := dc.c.Write(b)
+	if cap(b) <= 1<<20 {
+		dc.wbuf = b[:0]
+	} else {
+		dc.wbuf = nil
+	}
+	if err != nil {
+		return errors.Wrap(err, "write frame")
+	}
+	if dc.bytesOut != nil {
+		dc.bytesOut.Add(uint64(len(b)))
+	}
+	return nil
+}
+
+// read returns the next message. The slice is valid until the next read.
+// With deadline false it waits for as long as the stream lives.
+func (dc *dataConn) read(deadline bool) ([]byte, error) {
+	if deadline && dc.timeout > 0 {
+		_ = dc.c.SetReadDeadline(time.Now().Add(dc.timeout))
+	} else {
+		_ = dc.c.SetReadDeadline(time.Time{})
+	}
+	var h [4]byte
+	if _, err := io.ReadFull(dc.r, h[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(h[:]))
+	if cap(dc.rbuf) > 1<<20 {
+		dc.rbuf = nil // do not keep a large buffer for the life of the stream
+	}
+	if n > dc.maxFrame {
+		return nil, errors.Mark(errors.Newf("frame of %d bytes over the limit of %d", n, dc.maxFrame), ErrTooLarge)
+	}
+	if cap(dc.rbuf) < n {
+		dc.rbuf = make([]byte, n)
+	}
+	b := dc.rbuf[:n]
+	if _, err := io.ReadFull(dc.r, b); err != nil {
+		return nil, errors.Wrap(err, "read frame")
+	}
+	if dc.bytesIn != nil {
+		dc.bytesIn.Add(uint64(4 + n))
+	}
+	seq := dc.recvSeq
+	dc.recvSeq++
+	if dc.keys == nil {
+		return b, nil
+	}
+	if n < cryptOverhead || b[0] != cryptVersion {
+		return nil, errors.Mark(errors.New("malformed encrypted frame"), ErrRejected)
+	}
+	kr := dc.keys.Load()
+	aad := dc.frameAAD(&dc.raad, dc.recvDir, seq)
+	nonce, ct := b[1:1+gcmNonceLen], b[1+gcmNonceLen:]
+	// A failed Open may overwrite its output, so it must not be the
+	// ciphertext while other keys remain to be tried.
+	for _, a := range kr.aeads {
+		if pt, err := a.Open(dc.plain[:0], nonce, ct, aad); err == nil {
+			if cap(pt) <= 1<<20 {
+				dc.plain = pt[:0]
+			}
+			return pt, nil
+		}
+	}
+	return nil, errors.Mark(errors.WithHint(errors.New("frame does not decrypt with any key in the ring"),
+		"give every node the same key file"), ErrRejected)
+}
+
+func (dc *dataConn) close() {
+	dc.closeOnce.Do(func() { _ = dc.c.Close() })
+}

@@ -1,0 +1,767 @@
+package gossip
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"hash/fnv"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/hashicorp/memberlist"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// ErrClosed is returned by operations on a closed Node.
+var ErrClosed = errors.New("gossip: node closed")
+
+// ErrJoin marks a Join that reached no seed.
+var ErrJoin = errors.New("gossip: join failed")
+
+// ErrNoPeer marks an operation that needs a live peer and found none.
+var ErrNoPeer = errors.New("gossip: no live peer")
+
+// Node is one member of the cluster: it keeps its Replica in sync with the
+// other members' by pushing deltas, relaying them in large clusters, running
+// anti-entropy and serving bootstraps. Its methods are safe for concurrent
+// use. New starts it; Close stops everything it started and waits.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	replica  Replica
+	schema   schemaInfo
+	limits   crdt.Limits
+	ml       *memberlist.Memberlist
+	mux      *mux
+	mlKeys   *memberlist.Keyring // nil in cleartext
+	keys     atomic.Pointer[keyring]
+	keyMu    sync.Mutex
+	dataAddr string
+	meta     []byte
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closed  bool
+	peers   map[string]*peer
+	ring    []string // member names (self included) in ring order
+	inbound map[*dataConn]string
+	schemas map[string]*peerSchema
+
+	sem     chan struct{}
+	syncNow chan struct{}
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	c         counters
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// peer is a live member and the sender that streams deltas to it.
+type peer struct {
+	name   string
+	addr   memberlist.Address
+	meta   nodeMeta
+	queue  chan *outDelta
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	connected   atomic.Bool
+	lastContact atomic.Int64 // unix nanoseconds
+	lag         atomic.Int64 // nanoseconds
+}
+
+// peerSchema is what the last handshake with a peer said about its rules.
+type peerSchema struct {
+	fp       string
+	mismatch []string
+	set      map[string]bool
+}
+
+// New validates cfg, starts memberlist on the configured (or injected)
+// transport and the node's goroutines. The node is alone until Join.
+func New(cfg Config, r Replica) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, errors.AssertionFailedf("gossip: nil replica")
+	}
+	seed := make([]byte, 16)
+	if _, err := crand.Read(seed); err != nil {
+		return nil, errors.Wrap(err, "seed")
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.Name),
+		replica: r,
+		schema:  localSchemaInfo(cfg.Schema),
+		peers:   map[string]*peer{},
+		inbound: map[*dataConn]string{},
+		schemas: map[string]*peerSchema{},
+		sem:     make(chan struct{}, cfg.MaxSyncs),
+		syncNow: make(chan struct{}, 1),
+		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:]))),
+	}
+	n.limits = crdt.DefaultLimits()
+	n.limits.MaxMessageBytes = cfg.MaxMessageBytes
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.ring = []string{cfg.Name}
+
+	mlLog := log.New(&logBridge{log: n.log.With("component", "memberlist")}, "", 0)
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.Logger = mlLog
+	mc.Label = cfg.Label
+
+	inner := cfg.Transport
+	var advIP string
+	var advPort int
+	if cfg.AdvertiseAddr != "" {
+		advIP, advPort, _ = splitHostPort(cfg.AdvertiseAddr)
+	}
+	if inner == nil {
+		host, port, _ := splitHostPort(cfg.BindAddr)
+		nt, err := newNetTransport(host, port, mlLog)
+		if err != nil {
+			return nil, errors.WithHint(errors.Wrapf(err, "bind gossip transport on %s", cfg.BindAddr),
+				"choose a free port for bind, or stop the process that holds it")
+		}
+		inner = nt
+		mc.BindAddr = host
+		mc.BindPort = nt.GetAutoBindPort()
+		if advIP != "" && advPort == 0 {
+			advPort = mc.BindPort
+		}
+	}
+	ip, port, err := inner.FinalAdvertiseAddr(advIP, advPort)
+	if err != nil {
+		_ = inner.Shutdown()
+		return nil, errors.WithHint(errors.Wrap(err, "gossip advertise address"), "set advertise to the ip:port peers can reach")
+	}
+	mc.AdvertiseAddr, mc.AdvertisePort = ip.String(), port
+	if cfg.Transport != nil {
+		mc.BindPort = port
+	}
+	n.dataAddr = net.JoinHostPort(ip.String(), strconv.Itoa(port))
+	n.meta = encodeMeta(&nodeMeta{API: cfg.APIAddr, Data: n.dataAddr, Version: cfg.Version, Schema: n.schema.FP})
+
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys[1:], cfg.Keys[0])
+		if err != nil {
+			_ = inner.Shutdown()
+			return nil, errors.Wrap(err, "gossip keyring")
+		}
+		mc.Keyring = kr
+		n.mlKeys = kr
+		if err := n.refreshKeys(); err != nil {
+			_ = inner.Shutdown()
+			return nil, err
+		}
+	} else {
+		n.log.Warn("gossip runs in the clear: no key file, anyone who reaches the port can join and inject data",
+			"hint", "create a key with `lattice keygen` and set key_file on every node")
+	}
+
+	n.mux = newMux(inner, cfg.IOTimeout, n.acceptStream)
+	mc.Transport = n.mux
+	d := &delegate{n: n}
+	mc.Delegate = d
+	mc.Events = d
+	mc.Alive = d
+	mc.Conflict = d
+	if cfg.MemberlistConfig != nil {
+		cfg.MemberlistConfig(mc)
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		_ = n.mux.Shutdown()
+		return nil, errors.Wrap(err, "start memberlist")
+	}
+	n.mu.Lock()
+	n.ml = ml
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go n.syncLoop()
+	n.log.Info("gossip node started", "addr", n.dataAddr, "encrypted", n.mlKeys != nil, "label", cfg.Label)
+	return n, nil
+}
+
+func newNetTransport(host string, port int, lg *log.Logger) (*memberlist.NetTransport, error) {
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	nc := &memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: lg}
+	var err error
+	// Binding TCP and UDP to the same kernel-chosen port is racy; retry
+	// like memberlist does.
+	for range 10 {
+		var nt *memberlist.NetTransport
+		if nt, err = memberlist.NewNetTransport(nc); err == nil {
+			return nt, nil
+		}
+		if port != 0 || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	return nil, err
+}
+
+// LocalName returns the node's name.
+func (n *Node) LocalName() string { return n.cfg.Name }
+
+// Addr returns the address peers reach this node at (ip:port): a seed for
+// other nodes' Join.
+func (n *Node) Addr() string { return n.dataAddr }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	s := n.c.snapshot()
+	n.mu.Lock()
+	s.Members = len(n.peers)
+	for name := range n.peers {
+		if ps := n.schemas[name]; ps != nil {
+			s.SchemaMismatches += len(ps.mismatch)
+		}
+	}
+	n.mu.Unlock()
+	return s
+}
+
+// Members returns the live peers (alive or suspect), sorted by name.
+func (n *Node) Members() []Member {
+	var out []Member
+	for _, m := range n.ml.Members() {
+		if m.Name == n.cfg.Name {
+			continue
+		}
+		mem := Member{Name: m.Name, Addr: m.Address(), State: stateName(m.State)}
+		if nm, err := decodeMeta(m.Meta); err == nil {
+			mem.APIAddr, mem.Version, mem.SchemaFingerprint = nm.API, nm.Version, nm.Schema
+		}
+		n.mu.Lock()
+		if ps := n.schemas[m.Name]; ps != nil && ps.fp == mem.SchemaFingerprint {
+			mem.SchemaMismatch = slices.Clone(ps.mismatch)
+		} else if mem.SchemaFingerprint != n.schema.FP {
+			mem.SchemaMismatch = []string{"*"}
+		}
+		if p := n.peers[m.Name]; p != nil {
+			if t := p.lastContact.Load(); t != 0 {
+				mem.LastContact = time.Unix(0, t)
+			}
+			mem.Lag = time.Duration(p.lag.Load())
+			mem.Queued = len(p.queue)
+			mem.Connected = p.connected.Load()
+		}
+		n.mu.Unlock()
+		out = append(out, mem)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Join contacts the seeds (Config.Join when none are given) until one
+// answers, retrying with backoff up to JoinRetries times within
+// JoinTimeout, and returns the number of seeds reached. With no seeds at
+// all it does nothing: the node starts a cluster of its own.
+func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
+	if len(seeds) == 0 {
+		seeds = n.cfg.Join
+	}
+	if len(seeds) == 0 {
+		return 0, nil
+	}
+	deadline := time.Now().Add(n.cfg.JoinTimeout)
+	backoff := 100 * time.Millisecond
+	var lastErr error
+	attempts := 0
+	for {
+		if n.ctx.Err() != nil {
+			return 0, ErrClosed
+		}
+		attempts++
+		num, err := n.ml.Join(seeds)
+		if num > 0 {
+			n.log.Info("joined cluster", "seeds_reached", num, "members", len(n.ml.Members()))
+			n.kickSync()
+			return num, nil
+		}
+		lastErr = err
+		if attempts > n.cfg.JoinRetries || time.Now().Add(backoff).After(deadline) {
+			break
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, errors.Mark(errors.Wrapf(ctx.Err(), "join cluster via %s", strings.Join(seeds, ", ")), ErrJoin)
+		case <-n.ctx.Done():
+			t.Stop()
+			return 0, ErrClosed
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no seed answered")
+	}
+	return 0, errors.Mark(errors.WithHint(
+		errors.Wrapf(lastErr, "join cluster: no seed answered (%s) after %d attempts", strings.Join(seeds, ", "), attempts),
+		"check that a seed is running and reachable at that address, and that it has the same cluster label and key file"),
+		ErrJoin)
+}
+
+// Leave announces that the node leaves the cluster and waits up to timeout
+// for the announcement to spread. The node keeps running until Close.
+func (n *Node) Leave(timeout time.Duration) error {
+	if err := n.ml.Leave(timeout); err != nil {
+		return errors.Wrap(err, "leave cluster")
+	}
+	return nil
+}
+
+// Close stops every goroutine and stream the node started and waits for
+// them. Without a prior Leave, peers see the node fail.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		peers := n.peers
+		n.peers = map[string]*peer{}
+		n.mu.Unlock()
+		n.cancel()
+		for _, p := range peers {
+			p.cancel()
+		}
+		err := n.ml.Shutdown()
+		n.mu.Lock()
+		for dc := range n.inbound {
+			dc.close()
+		}
+		n.mu.Unlock()
+		n.wg.Wait()
+		if err != nil {
+			n.closeErr = errors.Wrap(err, "stop memberlist")
+		}
+		n.log.Info("gossip node stopped")
+	})
+	return n.closeErr
+}
+
+// Keys returns the keys in use, primary first (nil in cleartext).
+func (n *Node) Keys() [][]byte {
+	kr := n.keys.Load()
+	if kr == nil {
+		return nil
+	}
+	return slices.Clone(kr.keys)
+}
+
+// ErrNoEncryption marks key operations on a node started without keys.
+var ErrNoEncryption = errors.New("gossip: encryption is off")
+
+// InstallKey adds a key that decrypts (step 1 of a rotation, on every node).
+func (n *Node) InstallKey(key []byte) error {
+	return n.keyOp("install", func(kr *memberlist.Keyring) error { return kr.AddKey(key) })
+}
+
+// UseKey makes an installed key the primary, the one that encrypts (step 2,
+// once every node has installed it).
+func (n *Node) UseKey(key []byte) error {
+	return n.keyOp("use", func(kr *memberlist.Keyring) error { return kr.UseKey(key) })
+}
+
+// RemoveKey drops a key that is not the primary (step 3, once every node
+// uses the new key).
+func (n *Node) RemoveKey(key []byte) error {
+	return n.keyOp("remove", func(kr *memberlist.Keyring) error {
+		found := false
+		for _, k := range kr.GetKeys() {
+			if string(k) == string(key) {
+				found = true
+			}
+		}
+		if !found {
+			return errors.New("key is not installed")
+		}
+		return kr.RemoveKey(key)
+	})
+}
+
+func (n *Node) keyOp(what string, op func(*memberlist.Keyring) error) error {
+	if n.mlKeys == nil {
+		return errors.WithHint(errors.Wrapf(ErrNoEncryption, "%s key", what),
+			"start the node with a key file to enable encryption; it cannot be turned on at run time")
+	}
+	n.keyMu.Lock()
+	defer n.keyMu.Unlock()
+	if err := op(n.mlKeys); err != nil {
+		return errors.Wrapf(err, "%s key", what)
+	}
+	return n.refreshKeys()
+}
+
+// refreshKeys copies memberlist's keyring into the data path's.
+func (n *Node) refreshKeys() error {
+	kr, err := newKeyring(n.mlKeys.GetKeys())
+	if err != nil {
+		return err
+	}
+	n.keys.Store(kr)
+	return nil
+}
+
+func (n *Node) connOpts() connOptions {
+	return connOptions{
+		keys:     &n.keys,
+		encrypt:  n.mlKeys != nil,
+		label:    n.cfg.Label,
+		maxMsg:   n.cfg.MaxMessageBytes,
+		timeout:  n.cfg.IOTimeout,
+		bytesIn:  &n.c.bytesIn,
+		bytesOut: &n.c.bytesOut,
+	}
+}
+
+func (n *Node) intn(k int) int {
+	n.rngMu.Lock()
+	defer n.rngMu.Unlock()
+	return n.rng.IntN(k)
+}
+
+func (n *Node) kickSync() {
+	select {
+	case n.syncNow <- struct{}{}:
+	default:
+	}
+}
+
+// Membership.
+
+func ringKey(name string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return h.Sum64()
+}
+
+func (n *Node) rebuildRingLocked() {
+	names := make([]string, 0, len(n.peers)+1)
+	names = append(names, n.cfg.Name)
+	for name := range n.peers {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		ka, kb := ringKey(a), ringKey(b)
+		switch {
+		case ka < kb:
+			return -1
+		case ka > kb:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	n.ring = names
+}
+
+func (n *Node) addPeer(node *memberlist.Node) {
+	nm, err := decodeMeta(node.Meta)
+	if err != nil {
+		n.log.Warn("peer with unreadable node meta ignored", "peer", node.Name, "err", err)
+		n.c.rejectedPeers.Add(1)
+		return
+	}
+	addr := nm.Data
+	if addr == "" {
+		addr = node.Address()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	if old := n.peers[node.Name]; old != nil {
+		if old.addr.Addr == addr && old.meta == nm {
+			return
+		}
+		old.cancel()
+		n.dropQueued(old)
+	}
+	ctx, cancel := context.WithCancel(n.ctx)
+	p := &peer{
+		name:   node.Name,
+		addr:   memberlist.Address{Addr: addr, Name: node.Name},
+		meta:   nm,
+		queue:  make(chan *outDelta, n.cfg.QueueLen),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	n.peers[node.Name] = p
+	if nm.Schema != n.schema.FP {
+		n.log.Warn("peer has other merge rules; its deltas for the differing collections will not be merged",
+			"peer", node.Name, "peer_schema", nm.Schema, "schema", n.schema.FP)
+	}
+	n.rebuildRingLocked()
+	n.wg.Add(1)
+	go n.runPeer(p)
+	n.kickSync()
+}
+
+func (n *Node) removePeer(name string) {
+	n.mu.Lock()
+	p := n.peers[name]
+	if p != nil {
+		delete(n.peers, name)
+		n.rebuildRingLocked()
+	}
+	var conns []*dataConn
+	for dc, from := range n.inbound {
+		if from == name {
+			conns = append(conns, dc)
+		}
+	}
+	n.mu.Unlock()
+	if p != nil {
+		p.cancel()
+	}
+	for _, dc := range conns {
+		dc.close()
+	}
+}
+
+func (n *Node) peerByName(name string) *peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.peers[name]
+}
+
+// recordSchema stores what a handshake said about a peer's schema and
+// returns the collections whose rules differ.
+func (n *Node) recordSchema(name string, si *schemaInfo) []string {
+	mm := mismatch(&n.schema, si)
+	ps := &peerSchema{fp: si.FP, mismatch: mm, set: map[string]bool{}}
+	for _, c := range mm {
+		ps.set[c] = true
+	}
+	n.mu.Lock()
+	old := n.schemas[name]
+	n.schemas[name] = ps
+	n.mu.Unlock()
+	if len(mm) > 0 && (old == nil || !slices.Equal(old.mismatch, mm)) {
+		n.log.Error("schema mismatch: peer merges these collections under other rules; its deltas for them are not merged",
+			"peer", name, "collections", strings.Join(mm, ","),
+			"hint", "give every node the same collections config")
+	}
+	return mm
+}
+
+// excluded returns the collections not exchanged with a peer.
+func (n *Node) excluded(name string) map[string]bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ps := n.schemas[name]; ps != nil && len(ps.set) > 0 {
+		return ps.set
+	}
+	return nil
+}
+
+// Data streams.
+
+// dial opens a data stream of the given purpose to a peer and runs the
+// handshake. The stream closes when ctx ends.
+func (n *Node) dial(ctx context.Context, p *peer, pur purpose) (*dataConn, error) {
+	c, err := n.mux.DialAddressTimeout(p.addr, n.cfg.IOTimeout)
+	if err != nil {
+		return nil, errors.Wrapf(err, "dial %s at %s", p.name, p.addr.Addr)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	dc, err := clientHandshake(c, n.connOpts())
+	if err != nil {
+		_ = c.Close()
+		return nil, errors.Wrapf(err, "handshake with %s", p.name)
+	}
+	h := encodeHello(&hello{Name: n.cfg.Name, Purpose: pur, Label: n.cfg.Label, Version: n.cfg.Version, Schema: n.schema})
+	err = dc.write(h.bytes())
+	h.free()
+	if err != nil {
+		dc.close()
+		return nil, errors.Wrapf(err, "hello to %s", p.name)
+	}
+	b, err := dc.read(true)
+	if err != nil {
+		dc.close()
+		if errors.Is(err, ErrRejected) {
+			n.c.rejectedPeers.Add(1)
+		}
+		return nil, errors.Wrapf(err, "hello from %s", p.name)
+	}
+	ack, err := decodeHelloAck(b, n.limits)
+	if err != nil {
+		dc.close()
+		n.c.decodeErrors.Add(1)
+		return nil, errors.Wrapf(err, "hello from %s", p.name)
+	}
+	if ack.Name != p.name {
+		dc.close()
+		return nil, errors.Mark(errors.Newf("%s answered as %q", p.name, ack.Name), ErrRejected)
+	}
+	n.recordSchema(ack.Name, &ack.Schema)
+	switch ack.Status {
+	case ackBusy:
+		dc.close()
+		return nil, errors.Mark(errors.Newf("%s is busy: %s", p.name, ack.Reason), ErrBusy)
+	case ackRejected:
+		dc.close()
+		return nil, errors.Mark(errors.Newf("%s rejected the stream: %s", p.name, ack.Reason), ErrRejected)
+	}
+	return dc, nil
+}
+
+// acceptStream takes a data stream from the mux.
+func (n *Node) acceptStream(c net.Conn) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go n.serveStream(c)
+}
+
+func (n *Node) serveStream(c net.Conn) {
+	defer n.wg.Done()
+	dc, err := serverHandshake(c, n.connOpts())
+	if err != nil {
+		_ = c.Close()
+		if errors.Is(err, ErrRejected) {
+			n.c.rejectedPeers.Add(1)
+			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		dc.close()
+		return
+	}
+	n.inbound[dc] = ""
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.inbound, dc)
+		n.mu.Unlock()
+		dc.close()
+	}()
+	b, err := dc.read(true)
+	if err != nil {
+		if errors.Is(err, ErrRejected) {
+			n.c.rejectedPeers.Add(1)
+			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	h, err := decodeHello(b, n.limits)
+	if err != nil {
+		n.c.decodeErrors.Add(1)
+		n.log.Warn("bad hello", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	ack := &helloAck{Name: n.cfg.Name, Schema: n.schema}
+	reject := func(reason string) {
+		n.c.rejectedPeers.Add(1)
+		n.log.Warn("data stream rejected", "peer", h.Name, "reason", reason)
+		ack.Status, ack.Reason = ackRejected, reason
+		m := encodeHelloAck(ack)
+		_ = dc.write(m.bytes())
+		m.free()
+	}
+	switch {
+	case h.Label != n.cfg.Label:
+		reject("cluster label " + strconv.Quote(h.Label) + " is not " + strconv.Quote(n.cfg.Label))
+		return
+	case h.Name == n.cfg.Name:
+		reject("peer uses this node's name")
+		return
+	}
+	n.mu.Lock()
+	if _, ok := n.inbound[dc]; ok {
+		n.inbound[dc] = h.Name
+	}
+	n.mu.Unlock()
+	n.recordSchema(h.Name, &h.Schema)
+	session := h.Purpose == purposeSync || h.Purpose == purposeBootstrap
+	if session {
+		select {
+		case n.sem <- struct{}{}:
+			defer func() { <-n.sem }()
+		default:
+			n.c.syncsRefused.Add(1)
+			ack.Status, ack.Reason = ackBusy, "at max_syncs"
+		}
+	}
+	m := encodeHelloAck(ack)
+	err = dc.write(m.bytes())
+	m.free()
+	if err != nil || ack.Status != ackOK {
+		return
+	}
+	switch h.Purpose {
+	case purposeDeltas:
+		n.readDeltas(dc, h.Name)
+	case purposeSync:
+		n.serveSync(dc, h.Name)
+	case purposeBootstrap:
+		n.serveBootstrap(dc, h.Name)
+	}
+}
+
+// logBridge turns memberlist's log lines into slog records.
+type logBridge struct{ log *slog.Logger }
+
+func (b *logBridge) Write(p []byte) (int, error) {
+	s := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	for _, l := range []struct {
+		tag   string
+		level slog.Level
+	}{{"[DEBUG]", slog.LevelDebug}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}, {"[INFO]", slog.LevelInfo}} {
+		if i := strings.Index(s, l.tag); i >= 0 {
+			level = l.level
+			s = strings.TrimSpace(s[i+len(l.tag):])
+			break
+		}
+	}
+	s = strings.TrimPrefix(s, "memberlist: ")
+	b.log.Log(context.Background(), level, s)
+	return len(p), nil
+}

@@ -1,0 +1,398 @@
+package gossip
+
+import (
+	"context"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// outDelta is a delta encoded once for all the peers it goes to.
+type outDelta struct {
+	frags fragments
+	delta *crdt.Delta // to re-encode without the collections a peer must not get
+	relay bool
+}
+
+// deltasOverhead bounds the bytes of a deltas message besides its
+// fragments.
+const deltasOverhead = 16
+
+// Broadcast sends a local delta to peers: to every peer in clusters of up
+// to PushAllUpTo members, otherwise to Fanout peers that relay it further.
+// It never blocks: a delta that does not fit a peer's queue is dropped and
+// counted, and anti-entropy repairs it.
+func (n *Node) Broadcast(d *crdt.Delta) {
+	if d.Len() == 0 {
+		return
+	}
+	targets, relay := n.targets("", false)
+	n.enqueue(d, targets, relay)
+}
+
+// relay forwards the fragments that were new here to Fanout peers other
+// than the one they came from.
+func (n *Node) relay(d *crdt.Delta, from string) {
+	targets, _ := n.targets(from, true)
+	n.c.fragmentsRelayed.Add(uint64(d.Len() * len(targets)))
+	n.enqueue(d, targets, true)
+}
+
+func (n *Node) enqueue(d *crdt.Delta, targets []*peer, relay bool) {
+	if len(targets) == 0 {
+		return
+	}
+	items := n.encodeOut(d, relay)
+	for _, p := range targets {
+		for _, it := range items {
+			select {
+			case p.queue <- it:
+			default:
+				n.c.fragmentsDropped.Add(uint64(it.frags.n))
+			}
+		}
+	}
+}
+
+// encodeOut encodes d once, split into parts of at most BatchBytes unless a
+// single fragment is larger. A fragment over MaxMessageBytes cannot be sent
+// at all: it is dropped and logged (anti-entropy cannot carry it either).
+func (n *Node) encodeOut(d *crdt.Delta, relay bool) []*outDelta {
+	all := encodeFragments(d)
+	if all.size() <= n.cfg.BatchBytes {
+		return []*outDelta{{frags: all, delta: d, relay: relay}}
+	}
+	var out []*outDelta
+	cur := &outDelta{delta: &crdt.Delta{}, relay: relay}
+	for i, f := range encodeEach(d) {
+		if f.size()+deltasOverhead > n.cfg.MaxMessageBytes {
+			fr := &d.Fragments[i]
+			n.c.fragmentsDropped.Add(1)
+			n.log.Error("record too large to send", "collection", fr.Collection, "key", fr.Key.String(),
+				"bytes", f.size(), "max_message_bytes", n.cfg.MaxMessageBytes,
+				"hint", "raise max_message_bytes on every node")
+			continue
+		}
+		if cur.frags.n > 0 && cur.frags.size()+len(f.body) > n.cfg.BatchBytes {
+			out = append(out, cur)
+			cur = &outDelta{delta: &crdt.Delta{}, relay: relay}
+		}
+		cur.frags.add(f)
+		cur.delta.Fragments = append(cur.delta.Fragments, d.Fragments[i])
+	}
+	if cur.frags.n > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// targets returns the peers a delta goes to and whether they must relay it.
+// Small clusters: everyone. Large ones (and every relay): the successor on
+// a ring of members ordered by a hash of their names, plus Fanout-1 random
+// others, never the peer the delta came from. Every member that receives a
+// new fragment passes it to its successor, so the members that have it are
+// closed under "successor" and the whole ring gets it, however unlucky the
+// random choices; the random links make that take O(log n) hops rather
+// than O(n).
+func (n *Node) targets(from string, relaying bool) ([]*peer, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !relaying && len(n.peers)+1 <= n.cfg.PushAllUpTo {
+		out := make([]*peer, 0, len(n.peers))
+		for _, p := range n.peers {
+			out = append(out, p)
+		}
+		return out, false
+	}
+	out := make([]*peer, 0, n.cfg.Fanout)
+	chosen := map[string]bool{n.cfg.Name: true, from: true}
+	for i, name := range n.ring {
+		if name == n.cfg.Name {
+			succ := n.ring[(i+1)%len(n.ring)]
+			if p := n.peers[succ]; p != nil && !chosen[succ] {
+				out = append(out, p)
+			}
+			chosen[succ] = true
+			break
+		}
+	}
+	want := n.cfg.Fanout - 1
+	if len(out) == 0 {
+		want = n.cfg.Fanout
+	}
+	cands := make([]*peer, 0, len(n.peers))
+	for name, p := range n.peers {
+		if !chosen[name] {
+			cands = append(cands, p)
+		}
+	}
+	for ; want > 0 && len(cands) > 0; want-- {
+		i := n.intn(len(cands))
+		out = append(out, cands[i])
+		cands[i] = cands[len(cands)-1]
+		cands = cands[:len(cands)-1]
+	}
+	return out, true
+}
+
+func (n *Node) dropQueued(p *peer) {
+	for {
+		select {
+		case it := <-p.queue:
+			n.c.fragmentsDropped.Add(uint64(it.frags.n))
+		default:
+			return
+		}
+	}
+}
+
+// runPeer streams a peer's queue to it in batches until the peer leaves or
+// the node closes.
+func (n *Node) runPeer(p *peer) {
+	defer n.wg.Done()
+	var dc *dataConn
+	var stop func() bool
+	disconnect := func() {
+		if dc != nil {
+			stop()
+			dc.close()
+			dc = nil
+		}
+		p.connected.Store(false)
+	}
+	defer disconnect()
+	var batch []*outDelta
+	failures := 0
+	for {
+		if len(batch) == 0 {
+			select {
+			case <-p.ctx.Done():
+				n.dropQueued(p)
+				return
+			case it := <-p.queue:
+				batch = n.fill(p, append(batch, it))
+			}
+		}
+		if dc == nil {
+			var err error
+			dc, err = n.dial(p.ctx, p, purposeDeltas)
+			if err != nil {
+				if p.ctx.Err() != nil {
+					n.dropBatch(batch)
+					clear(batch)
+					batch = batch[:0]
+					continue
+				}
+				failures++
+				n.log.Debug("delta stream to peer failed", "peer", p.name, "attempt", failures, "err", err)
+				if failures >= 3 {
+					n.log.Warn("dropping deltas for unreachable peer; anti-entropy will repair", "peer", p.name, "err", err)
+					n.dropBatch(batch)
+					clear(batch)
+					batch = batch[:0]
+				}
+				t := time.NewTimer(min(25*time.Millisecond<<failures, 2*time.Second))
+				select {
+				case <-p.ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
+				continue
+			}
+			c := dc
+			stop = context.AfterFunc(p.ctx, c.close)
+			failures = 0
+			p.connected.Store(true)
+		}
+		if err := n.writeBatch(p, dc, batch); err != nil {
+			if p.ctx.Err() == nil {
+				n.log.Debug("delta stream to peer broke", "peer", p.name, "err", err)
+			}
+			n.dropBatch(batch)
+			disconnect()
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+func (n *Node) dropBatch(batch []*outDelta) {
+	for _, it := range batch {
+		n.c.fragmentsDropped.Add(uint64(it.frags.n))
+	}
+}
+
+// fill adds queued deltas to a batch until BatchBytes, waiting up to
+// BatchDelay after the first for more to arrive.
+func (n *Node) fill(p *peer, batch []*outDelta) []*outDelta {
+	size := 0
+	for _, it := range batch {
+		size += len(it.frags.body)
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for size < n.cfg.BatchBytes {
+		select {
+		case it := <-p.queue:
+			batch = append(batch, it)
+			size += len(it.frags.body)
+			continue
+		default:
+		}
+		if n.cfg.BatchDelay <= 0 {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(n.cfg.BatchDelay)
+		}
+		select {
+		case it := <-p.queue:
+			batch = append(batch, it)
+			size += len(it.frags.body)
+		case <-timer.C:
+			return batch
+		case <-p.ctx.Done():
+			return batch
+		}
+	}
+	return batch
+}
+
+// writeBatch writes a batch as one or more deltas messages of at most
+// MaxMessageBytes, leaving out the collections the peer merges under other
+// rules.
+func (n *Node) writeBatch(p *peer, dc *dataConn, batch []*outDelta) error {
+	excl := n.excluded(p.name)
+	var flags uint8
+	var all fragments
+	flush := func() error {
+		if all.n == 0 {
+			return nil
+		}
+		msg := appendDeltasHeader(make([]byte, 0, all.size()+deltasOverhead), flags)
+		msg = all.appendTo(msg)
+		if err := dc.write(msg); err != nil {
+			return err
+		}
+		n.c.deltasSent.Add(1)
+		n.c.fragmentsSent.Add(uint64(all.n))
+		all = fragments{}
+		flags = 0
+		return nil
+	}
+	for i, it := range batch {
+		f := it.frags
+		if len(excl) > 0 {
+			kept := &crdt.Delta{}
+			for _, fr := range it.delta.Fragments {
+				if !excl[fr.Collection] {
+					kept.Fragments = append(kept.Fragments, fr)
+				}
+			}
+			if kept.Len() != it.delta.Len() {
+				n.c.fragmentsDropped.Add(uint64(it.delta.Len() - kept.Len()))
+				f = encodeFragments(kept)
+			}
+		}
+		if all.n > 0 && all.size()+len(f.body)+deltasOverhead > n.cfg.MaxMessageBytes {
+			if err := flush(); err != nil {
+				n.dropBatch(batch[i:])
+				return err
+			}
+		}
+		all.add(f)
+		if it.relay {
+			flags |= flagRelay
+		}
+	}
+	return flush()
+}
+
+// readDeltas merges the deltas a peer streams until the stream ends.
+func (n *Node) readDeltas(dc *dataConn, from string) {
+	for {
+		b, err := dc.read(false)
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrRejected):
+				n.c.rejectedPeers.Add(1)
+				n.log.Warn("delta stream rejected", "peer", from, "err", err)
+			case errors.Is(err, ErrTooLarge):
+				n.c.decodeErrors.Add(1)
+				n.log.Warn("delta stream dropped", "peer", from, "err", err)
+			}
+			return
+		}
+		flags, d, err := decodeDeltas(b, n.limits)
+		if err != nil {
+			n.c.decodeErrors.Add(1)
+			n.log.Warn("undecodable delta dropped", "peer", from, "err", err)
+			continue
+		}
+		n.deliver(from, d, flags&flagRelay != 0)
+	}
+}
+
+// deliver merges a remote delta and relays what was new.
+func (n *Node) deliver(from string, d *crdt.Delta, relay bool) {
+	n.c.deltasReceived.Add(1)
+	n.c.fragmentsReceived.Add(uint64(d.Len()))
+	d = n.filter(from, d)
+	if d.Len() == 0 {
+		return
+	}
+	changed, err := n.merge(from, d)
+	if err != nil {
+		return
+	}
+	if p := n.peerByName(from); p != nil {
+		now := time.Now()
+		p.lastContact.Store(now.UnixNano())
+		p.lag.Store(now.UnixNano() - d.MaxStamp().TS.Wall)
+	}
+	if relay && changed.Len() > 0 {
+		n.relay(changed, from)
+	}
+}
+
+// filter drops the fragments of collections a peer merges under other
+// rules.
+func (n *Node) filter(from string, d *crdt.Delta) *crdt.Delta {
+	excl := n.excluded(from)
+	if len(excl) == 0 {
+		return d
+	}
+	kept := &crdt.Delta{}
+	for _, f := range d.Fragments {
+		if !excl[f.Collection] {
+			kept.Fragments = append(kept.Fragments, f)
+		}
+	}
+	if r := d.Len() - kept.Len(); r > 0 {
+		n.c.fragmentsRejected.Add(uint64(r))
+	}
+	return kept
+}
+
+// merge joins d into the replica, counting rejections; an error means the
+// replica failed.
+func (n *Node) merge(from string, d *crdt.Delta) (*crdt.Delta, error) {
+	changed, err := n.replica.Merge(d)
+	if err != nil {
+		if ok, k := isRejection(err); ok {
+			n.c.fragmentsRejected.Add(uint64(k))
+			n.log.Warn("fragments rejected", "peer", from, "count", k, "err", err)
+		} else {
+			n.c.mergeErrors.Add(1)
+			n.log.Error("merge failed", "peer", from, "fragments", d.Len(), "err", err)
+			return nil, err
+		}
+	}
+	n.c.fragmentsMerged.Add(uint64(changed.Len()))
+	return changed, nil
+}

@@ -1,0 +1,119 @@
+package gossip
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats are a Node's counters since it started. Deltas are counted as the
+// batches that cross the wire and as fragments (one record each).
+type Stats struct {
+	Members int // live peers, this node excluded
+
+	DeltasSent        uint64 // delta batches written to peers
+	FragmentsSent     uint64 // fragments in them
+	DeltasReceived    uint64 // delta batches read from peers
+	FragmentsReceived uint64 // fragments in them
+	FragmentsMerged   uint64 // received fragments that changed the replica
+	FragmentsRelayed  uint64 // fragments forwarded to further peers (relay mode)
+	FragmentsDropped  uint64 // not delivered: queue full, peer gone, stream broken, oversized
+	FragmentsRejected uint64 // received but not merged: schema mismatch, clock offset, unknown collection
+
+	BytesIn  uint64 // data-path bytes read (deltas, sessions), framing included
+	BytesOut uint64 // data-path bytes written
+
+	Syncs               uint64 // anti-entropy sessions completed (either side)
+	SyncFailures        uint64 // sessions that ended in an error
+	SyncsRefused        uint64 // sessions refused because of MaxSyncs (either side)
+	SyncRecordsSent     uint64 // records sent by anti-entropy
+	SyncRecordsReceived uint64 // records received by anti-entropy
+	SyncBytes           uint64 // bytes of anti-entropy sessions, both directions
+
+	Bootstraps       uint64 // bootstraps completed as the receiver
+	BootstrapRecords uint64 // records received by bootstrap
+	BootstrapsServed uint64 // bootstraps served to peers
+
+	DecodeErrors     uint64 // malformed, truncated or oversized messages dropped
+	RejectedPeers    uint64 // streams or members refused: bad key, label, handshake, meta
+	SchemaMismatches int    // (peer, collection) pairs whose rules differ now
+	MergeErrors      uint64 // Merge calls that failed
+	NameConflicts    uint64 // another node claimed a member's name
+}
+
+type counters struct {
+	deltasSent, fragmentsSent                             atomic.Uint64
+	deltasReceived, fragmentsReceived, fragmentsMerged    atomic.Uint64
+	fragmentsRelayed, fragmentsDropped, fragmentsRejected atomic.Uint64
+	bytesIn, bytesOut                                     atomic.Uint64
+	syncs, syncFailures, syncsRefused                     atomic.Uint64
+	syncRecordsSent, syncRecordsReceived, syncBytes       atomic.Uint64
+	bootstraps, bootstrapRecords, bootstrapsServed        atomic.Uint64
+	decodeErrors, rejectedPeers, mergeErrors              atomic.Uint64
+	nameConflicts                                         atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		DeltasSent:          c.deltasSent.Load(),
+		FragmentsSent:       c.fragmentsSent.Load(),
+		DeltasReceived:      c.deltasReceived.Load(),
+		FragmentsReceived:   c.fragmentsReceived.Load(),
+		FragmentsMerged:     c.fragmentsMerged.Load(),
+		FragmentsRelayed:    c.fragmentsRelayed.Load(),
+		FragmentsDropped:    c.fragmentsDropped.Load(),
+		FragmentsRejected:   c.fragmentsRejected.Load(),
+		BytesIn:             c.bytesIn.Load(),
+		BytesOut:            c.bytesOut.Load(),
+		Syncs:               c.syncs.Load(),
+		SyncFailures:        c.syncFailures.Load(),
+		SyncsRefused:        c.syncsRefused.Load(),
+		SyncRecordsSent:     c.syncRecordsSent.Load(),
+		SyncRecordsReceived: c.syncRecordsReceived.Load(),
+		SyncBytes:           c.syncBytes.Load(),
+		Bootstraps:          c.bootstraps.Load(),
+		BootstrapRecords:    c.bootstrapRecords.Load(),
+		BootstrapsServed:    c.bootstrapsServed.Load(),
+		DecodeErrors:        c.decodeErrors.Load(),
+		RejectedPeers:       c.rejectedPeers.Load(),
+		MergeErrors:         c.mergeErrors.Load(),
+		NameConflicts:       c.nameConflicts.Load(),
+	}
+}
+
+// Member is a peer as this node sees it.
+type Member struct {
+	Name    string
+	Addr    string // memberlist address (ip:port)
+	APIAddr string
+	Version string
+	State   string // alive, suspect
+	// SchemaFingerprint is the peer's whole-schema fingerprint (node meta).
+	SchemaFingerprint string
+	// SchemaMismatch lists the collections whose rules differ from ours;
+	// none of the peer's deltas for them are merged. Known after the first
+	// stream with the peer; until then a differing SchemaFingerprint is
+	// reported as ["*"].
+	SchemaMismatch []string
+	// LastContact is when a data message from the peer last arrived.
+	LastContact time.Time
+	// Lag is the delay from the origin stamp of the newest write in the last
+	// delta received from this peer to its merge here.
+	Lag time.Duration
+	// Queued is the number of deltas waiting to be sent to the peer.
+	Queued int
+	// Connected reports whether the outgoing delta stream is up.
+	Connected bool
+}
+
+// SyncResult describes one anti-entropy session.
+type SyncResult struct {
+	Peer            string
+	Turns           int // messages exchanged
+	RangesSent      int // range entries sent
+	RecordsSent     int
+	RecordsReceived int
+	RecordsChanged  int // received records that changed the replica
+	BytesSent       uint64
+	BytesReceived   uint64
+	Duration        time.Duration
+}
