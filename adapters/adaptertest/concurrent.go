@@ -50,7 +50,10 @@ func testConcurrentMerge(e *env) {
 	s := e.capture(a, cursor)
 
 	var lastCursor atomic.Pointer[[]byte]
+	var batches, changes, applied atomic.Int64
 	merge := func(b adapters.Batch) {
+		batches.Add(1)
+		changes.Add(int64(len(b.Changes)))
 		for _, c := range b.Changes {
 			if err := r.local(c); err != nil {
 				e.t.Errorf("merge captured change: %+v", err)
@@ -79,8 +82,16 @@ func testConcurrentMerge(e *env) {
 		g := &rng{s: seed ^ 0x5eed}
 		for i := range concurrentApplies {
 			for range 1 + g.intn(4) {
-				table, key, row := e.randomRemoteWrite(g)
-				if err := r.remote(table, key, row); err != nil {
+				table, keyRow, row := e.randomRemoteWrite(g)
+				if g.intn(2) == 0 {
+					// A user writes the row just before the remote write is
+					// applied to it: capture usually reads the user's write
+					// after Apply has overwritten it.
+					if err := e.sys.Exec(e.ctx, e.randomUpdate(g, table, keyRow)); err != nil {
+						userFailures.Add(1)
+					}
+				}
+				if err := r.remote(table, e.key(table, keyRow), row); err != nil {
 					errs <- err
 					return
 				}
@@ -94,6 +105,7 @@ func testConcurrentMerge(e *env) {
 				errs <- err
 				return
 			}
+			applied.Add(int64(len(writes)))
 			if i%8 == 0 {
 				if c := lastCursor.Load(); c != nil {
 					if err := a.Ack(e.ctx, *c); err != nil {
@@ -127,6 +139,8 @@ func testConcurrentMerge(e *env) {
 		e.t.Logf("%d of %d user transactions failed (and wrote nothing)", n, concurrentUsers*concurrentUserTxns)
 	}
 
+	e.t.Logf("while users wrote: %d changes captured in %d batches, %d rows applied", changes.Load(), batches.Load(), applied.Load())
+
 	// Catch up, re-apply what capture moved, until nothing is pending. Each
 	// round ends with a barrier, so every change before it has been merged.
 	for round := 0; ; round++ {
@@ -145,6 +159,7 @@ func testConcurrentMerge(e *env) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
+		e.t.Logf("round %d: re-applying %d rows that capture moved after they were applied", round, len(writes))
 		if err := a.Apply(e.ctx, writes); err != nil {
 			e.t.Fatalf("final apply: %+v", err)
 		}
@@ -162,7 +177,6 @@ func (e *env) randomUserTxn(g *rng) []Op {
 	var ops []Op
 	for range 1 + g.intn(3) {
 		table, keyRow := e.randomKey(g)
-		spec := e.tables[table]
 		switch g.intn(10) {
 		case 0, 1:
 			ops = append(ops, Op{Kind: Delete, Table: table, Row: keyRow})
@@ -170,28 +184,34 @@ func (e *env) randomUserTxn(g *rng) []Op {
 			row := e.randomRow(g, table, keyRow)
 			ops = append(ops, Op{Kind: Delete, Table: table, Row: keyRow}, Op{Kind: Insert, Table: table, Row: row})
 		default:
-			var col *ColumnSpec
-			for col == nil || spec.IsKey(col.Name) {
-				col = &spec.Columns[g.intn(len(spec.Columns))]
-			}
-			row := crdt.Row{col.Name: g.pick(col.Kind, e.f)}
-			for k, v := range keyRow {
-				row[k] = v
-			}
-			ops = append(ops, Op{Kind: Update, Table: table, Row: row})
+			ops = append(ops, e.randomUpdate(g, table, keyRow))
 		}
 	}
 	return ops
 }
 
-// randomRemoteWrite returns a whole row (or a delete) from another replica.
-func (e *env) randomRemoteWrite(g *rng) (string, crdt.Key, crdt.Row) {
-	table, keyRow := e.randomKey(g)
-	key := e.key(table, keyRow)
-	if g.intn(6) == 0 {
-		return table, key, nil
+// randomUpdate sets one non-key column of a row.
+func (e *env) randomUpdate(g *rng, table string, keyRow crdt.Row) Op {
+	spec := e.tables[table]
+	var col *ColumnSpec
+	for col == nil || spec.IsKey(col.Name) {
+		col = &spec.Columns[g.intn(len(spec.Columns))]
 	}
-	return table, key, e.full(table, e.randomRow(g, table, keyRow))
+	row := crdt.Row{col.Name: g.pick(col.Kind, e.f)}
+	for k, v := range keyRow {
+		row[k] = v
+	}
+	return Op{Kind: Update, Table: table, Row: row}
+}
+
+// randomRemoteWrite returns a whole row (or a delete) from another replica,
+// and its key columns.
+func (e *env) randomRemoteWrite(g *rng) (table string, keyRow, row crdt.Row) {
+	table, keyRow = e.randomKey(g)
+	if g.intn(6) == 0 {
+		return table, keyRow, nil
+	}
+	return table, keyRow, e.full(table, e.randomRow(g, table, keyRow))
 }
 
 func (e *env) randomKey(g *rng) (string, crdt.Row) {

@@ -344,7 +344,11 @@ func describeRow(r crdt.Row) string {
 	names := slices.Sorted(maps.Keys(r))
 	parts := make([]string, 0, len(names))
 	for _, n := range names {
-		parts = append(parts, n+"="+r[n].String())
+		s := r[n].String()
+		if len(s) > 60 {
+			s = s[:50] + "...(" + strconv.Itoa(len(s)) + " chars)"
+		}
+		parts = append(parts, n+"="+s)
 	}
 	return "{" + strings.Join(parts, " ") + "}"
 }

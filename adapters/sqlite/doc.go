@@ -1,0 +1,117 @@
+// Package sqlite is the adapter for SQLite database files, on
+// modernc.org/sqlite (pure Go: no cgo). Other processes may read and write
+// the file at the same time with any SQLite library; the adapter sees their
+// writes and they see its own.
+//
+// # Capture
+//
+// Open switches the file to WAL mode (readers and one writer at once) and
+// installs three AFTER triggers per synced table (_lattice_ins_<table>,
+// _lattice_upd_<table>, _lattice_del_<table>). They append each changed row
+// to the _lattice_log table, numbered by an AUTOINCREMENT sequence that never
+// goes back, also across deletes. An insert or update logs the whole new row;
+// a delete logs the old key; an update that changes the primary key logs a
+// delete of the old key before the new row. Values are logged as SQLite's
+// quote() renders them (text with a NUL byte as the hex of its UTF-8), which
+// keeps every storage class and value exact, and name a layout
+// (_lattice_layout), the column list of the table when the triggers were
+// built, so rows logged before a schema change still decode after it. The
+// triggers use only long-standing SQL (quote, instr, char, CASE), since they
+// run inside every writing process's own SQLite.
+//
+// Capture polls: each PollInterval it reads PRAGMA data_version, which
+// changes only when another connection commits, and reads the log only then.
+// A cursor is the log's install ID and a sequence number. Each read of the
+// log after the cursor is one batch, and it ends on a transaction boundary
+// because a SQLite reader sees commits whole. Triggers cannot tell where a
+// transaction ends within the log, so batches cannot be cut shorter than a
+// read: while capture keeps up a batch is the few transactions committed
+// since the last poll, but the backlog written while the adapter was down
+// (or a huge transaction) arrives as one batch. Ack deletes the log rows up
+// to the cursor and records the position in _lattice_meta; capturing from a
+// cursor before it fails with ErrCursor, as does a cursor from another
+// install of the log (after Uninstall), whose numbers mean nothing here.
+//
+// Snapshot reads every synced table and the log's current sequence in one
+// read transaction: every later commit is in the log after that sequence,
+// and nothing before it is in the snapshot twice.
+//
+// # Echo suppression
+//
+// Apply writes in one write transaction that first inserts a row into
+// _lattice_apply and deletes it again last. Every trigger has WHEN NOT
+// EXISTS (SELECT 1 FROM _lattice_apply): within Apply's transaction the
+// marker is visible and the triggers log nothing; no other connection ever
+// sees it, because it is never committed, so their writes are captured as
+// usual. A crash inside Apply rolls the marker back with everything else.
+//
+// # Types
+//
+// SQLite columns hold any value; the declared type says what the
+// application means, and maps to a kind as follows (case-insensitive):
+//
+//	BOOLEAN, BOOL                     bool (stored 1 or 0)
+//	TIMESTAMP, DATETIME, DATE         time (see below)
+//	JSON, JSON TEXT, ...              json (first word JSON)
+//	any type containing INT           int
+//	containing CHAR, CLOB or TEXT     string
+//	containing BLOB                   bytes
+//	containing REAL, FLOA or DOUB     float
+//	<one of the above scalars>[]      list of it, stored as a JSON array
+//
+// Other declared types (NUMERIC, DECIMAL, none at all) are not supported. A
+// table without a primary key, or with a column of an unsupported type, is
+// skipped with a warning, or fails Open with ErrNotInstallable if
+// Config.Tables lists it: a table syncs whole or not at all. Generated
+// columns are left out (each system derives its own).
+//
+// Apply stores a time as RFC 3339 text in UTC with nine fraction digits
+// (2024-05-01T12:00:00.000000000Z), which sorts as text in time order and
+// which SQLite's date functions read; in a DATE column a time at midnight
+// UTC is stored as 2024-05-01. Capture reads those, SQLite's own formats
+// (2024-05-01 12:00:00, with or without fraction and zone; a time without a
+// zone is UTC), Go's time.Time.String form that database/sql drivers store,
+// and integers as Unix seconds. SQLite cannot store NaN (it becomes NULL), so
+// Apply stores a NaN float as the text NaN, and capture reads text NaN and
+// Inf in a float column back as floats. A plain JSON column has NUMERIC
+// affinity: SQLite itself stores a document that is a bare number as a
+// number (and a number beyond 64 bits as a REAL, keeping 15 digits); declare
+// JSON TEXT to keep such documents exact. Objects, arrays and strings are
+// unaffected.
+//
+// Capture converts what it reads to the column's kind. A value that does
+// not fit (text in an INTEGER column, which SQLite allows) is captured as
+// it is, in its own kind, with a warning once per column: nothing is lost,
+// and other systems that cannot hold it reject it with a RowError. Apply is
+// strict: it accepts a column's own kind, an int for a float column and a
+// whole float for an int column, and fails anything else with a RowError
+// before writing. A row whose primary key is NULL (SQLite allows that in
+// rowid tables) cannot be keyed and is not captured, with a warning.
+//
+// # Schema changes
+//
+// Capture reads PRAGMA schema_version with data_version and re-installs when
+// it changes: new columns get new triggers and a new layout, new tables are
+// picked up (unless Config.Tables limits them), and dropped tables' triggers
+// go with them. A table that had no triggers (new, re-created, or newly
+// listed) has its existing rows logged once in the same transaction that
+// creates them, so rows written before the triggers existed are not lost.
+// One window remains: writes to a new column between the ALTER TABLE and the
+// re-install (at most one poll) are logged by the old triggers, without that
+// column; the next write of the row carries it. Dropping a table does not
+// delete its records elsewhere. A time primary key must be stored in the
+// adapter's own time format, or Apply's upserts and deletes will not find
+// the row.
+//
+// # Installation
+//
+// Open installs idempotently: in one write transaction it creates the lattice
+// tables if missing, records a new layout only when a table's columns
+// changed, and rebuilds only the triggers whose SQL differs; a second Open
+// changes nothing. Triggers named _lattice_* for tables no longer synced are
+// dropped. Uninstall drops every trigger and table the adapter created,
+// change log included; do it with the sidecar stopped.
+//
+// Foreign keys are not enforced on the adapter's connections (SQLite's
+// default), so Apply can write rows in any order.
+package sqlite

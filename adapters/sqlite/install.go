@@ -1,0 +1,374 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+)
+
+// formatVersion is the version of the adapter's tables and triggers. A
+// database installed by a newer version is refused rather than misread.
+const formatVersion = 1
+
+// The adapter's own tables. _lattice_log is the change log the triggers
+// fill; _lattice_layout the column lists log rows refer to; _lattice_meta the
+// install ID, format version and acknowledged position; _lattice_apply holds
+// a row only inside Apply's transactions (the echo marker).
+var internalDDL = []string{
+	`CREATE TABLE IF NOT EXISTS _lattice_meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS _lattice_layout(id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, columns TEXT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS _lattice_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, layout INTEGER NOT NULL, op INTEGER NOT NULL, vals TEXT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS _lattice_apply(x INTEGER PRIMARY KEY)`,
+}
+
+var internalTables = []string{"_lattice_log", "_lattice_layout", "_lattice_meta", "_lattice_apply"}
+
+// Log row operations.
+const (
+	opUpsert = 0 // vals: every column of the layout
+	opDelete = 1 // vals: the key columns, in key order
+)
+
+// triggerPrefix starts the name of every trigger the adapter installs.
+const triggerPrefix = "_lattice_"
+
+// ErrNotInstallable marks an Open that cannot sync what it was asked to: a
+// listed table that is missing, has no primary key or has a column of an
+// unsupported type.
+var ErrNotInstallable = errors.New("sqlite: tables cannot be synced")
+
+// openDB opens the database with the pragmas every connection needs.
+func openDB(ctx context.Context, cfg *Config) (*sql.DB, error) {
+	path := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(cfg.Path)
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
+	q.Add("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, errors.Wrapf(err, "open sqlite database %s", cfg.Path)
+	}
+	var mode string
+	if err := db.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode); err != nil {
+		db.Close()
+		return nil, errors.Wrapf(err, "open sqlite database %s", cfg.Path)
+	}
+	if mode != "wal" {
+		db.Close()
+		return nil, errors.WithHint(errors.Newf("sqlite database %s: journal mode is %q, not wal", cfg.Path, mode),
+			"the adapter needs a database file in WAL mode (not :memory:) so that capture can read while others write")
+	}
+	return db, nil
+}
+
+// catalog is what an installation found and set up.
+type catalog struct {
+	installID int64
+	acked     int64
+	tables    map[string]*table
+}
+
+func (c *catalog) infos() []adapters.Table {
+	names := make([]string, 0, len(c.tables))
+	for n := range c.tables {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := make([]adapters.Table, len(names))
+	for i, n := range names {
+		out[i] = c.tables[n].info
+	}
+	return out
+}
+
+// install creates the adapter's tables and (re)creates the capture triggers
+// of every synced table, in one write transaction, changing nothing that is
+// already as it should be. A table whose triggers were missing (new since
+// the last installation, re-created, or newly listed) has its rows written
+// to the log, so that rows written before its triggers existed are not lost.
+func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
+	log := cfg.Logger
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, errors.Wrap(err, "install: begin")
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_lattice_meta'`).Scan(&n); err != nil {
+		return nil, errors.Wrap(err, "install: read schema")
+	}
+	fresh := n == 0
+	for _, ddl := range internalDDL {
+		if _, err := tx.ExecContext(ctx, ddl); err != nil {
+			return nil, errors.Wrap(err, "install: create lattice tables")
+		}
+	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, errors.Wrap(err, "install: random install id")
+	}
+	cat := &catalog{tables: map[string]*table{}}
+	format := int64(0)
+	for _, m := range []struct {
+		key  string
+		init int64
+		dst  *int64
+	}{
+		{"format", formatVersion, &format},
+		{"install", int64(binary.BigEndian.Uint64(rnd[:]) >> 1), &cat.installID},
+		{"acked", 0, &cat.acked},
+	} {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO _lattice_meta(k, v) VALUES(?, ?)`, m.key, m.init); err != nil {
+			return nil, errors.Wrap(err, "install: write meta")
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT v FROM _lattice_meta WHERE k=?`, m.key).Scan(m.dst); err != nil {
+			return nil, errors.Wrap(err, "install: read meta")
+		}
+	}
+	if format > formatVersion {
+		return nil, errors.WithHint(errors.Newf("sqlite database %s was set up by a newer lattice (format %d, this one knows %d)", cfg.Path, format, formatVersion),
+			"upgrade lattice on this node")
+	}
+
+	founds, err := discover(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	synced, err := choose(founds, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+
+	existing := map[string]string{} // trigger name -> sql
+	rows, err := tx.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type='trigger' AND substr(name, 1, ?)=?`, len(triggerPrefix), triggerPrefix)
+	if err != nil {
+		return nil, errors.Wrap(err, "install: list triggers")
+	}
+	for rows.Next() {
+		var name, text string
+		if err := rows.Scan(&name, &text); err != nil {
+			rows.Close()
+			return nil, errors.Wrap(err, "install: list triggers")
+		}
+		existing[name] = text
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, errors.Wrap(err, "install: list triggers")
+	}
+
+	wanted := map[string]bool{}
+	for _, f := range synced {
+		l, err := ensureLayout(ctx, tx, f)
+		if err != nil {
+			return nil, err
+		}
+		missing := false
+		for _, tr := range triggers(l) {
+			wanted[tr.name] = true
+			have, ok := existing[tr.name]
+			if !ok {
+				missing = true
+			}
+			if have == tr.sql {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(tr.name)); err != nil {
+				return nil, errors.Wrapf(err, "install: drop trigger %s", tr.name)
+			}
+			if _, err := tx.ExecContext(ctx, tr.sql); err != nil {
+				return nil, errors.Wrapf(err, "install: create trigger %s", tr.name)
+			}
+			if ok {
+				log.Info("sqlite: capture trigger rebuilt for a schema change", "table", l.table, "trigger", tr.name)
+			}
+		}
+		if missing && !fresh {
+			res, err := tx.ExecContext(ctx, `INSERT INTO _lattice_log(tbl, layout, op, vals) SELECT `+
+				quoteString(l.table)+`, `+strconv.FormatInt(l.id, 10)+`, `+strconv.Itoa(opUpsert)+`, `+
+				rowExpr(quoteIdent(l.table), l.cols)+` FROM `+quoteIdent(l.table))
+			if err != nil {
+				return nil, errors.Wrapf(err, "install: capture existing rows of %s", l.table)
+			}
+			n, _ := res.RowsAffected()
+			log.Warn("sqlite: table had no capture triggers; its existing rows are captured again",
+				"table", l.table, "rows", n)
+		}
+		cat.tables[l.table] = newTable(l)
+	}
+	for name := range existing {
+		if !wanted[name] {
+			if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(name)); err != nil {
+				return nil, errors.Wrapf(err, "install: drop trigger %s", name)
+			}
+			log.Info("sqlite: capture trigger dropped: its table is no longer synced", "trigger", name)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, errors.Wrap(err, "install: commit")
+	}
+	return cat, nil
+}
+
+// choose picks the tables to sync. Problems with a table the config lists
+// are errors; other tables with problems are skipped with a warning.
+func choose(founds []*found, cfg *Config, log *slog.Logger) ([]*found, error) {
+	byName := map[string]*found{}
+	for _, f := range founds {
+		byName[f.name] = f
+	}
+	var problems []string
+	var out []*found
+	if len(cfg.Tables) > 0 {
+		for _, name := range cfg.Tables {
+			f, ok := byName[name]
+			switch {
+			case !ok:
+				problems = append(problems, "table "+name+" does not exist")
+			case len(f.problems) > 0:
+				for _, p := range f.problems {
+					problems = append(problems, "table "+name+": "+p)
+				}
+			default:
+				out = append(out, f)
+			}
+		}
+	} else {
+		for _, f := range founds {
+			if len(f.problems) > 0 {
+				log.Warn("sqlite: table not synced", "table", f.name, "why", strings.Join(f.problems, "; "))
+				continue
+			}
+			out = append(out, f)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.Mark(errors.WithHint(
+			errors.Newf("sqlite database %s: %s", cfg.Path, strings.Join(problems, "; ")),
+			"give every synced table a primary key and declare its columns as "+supportedTypes+
+				"; or leave the table out of the adapter's tables list"), ErrNotInstallable)
+	}
+	if len(out) == 0 {
+		log.Warn("sqlite: no table to sync", "path", cfg.Path)
+	}
+	return out, nil
+}
+
+// ensureLayout returns the table's latest recorded layout if its columns
+// are unchanged, or records a new one.
+func ensureLayout(ctx context.Context, q querier, f *found) (*layout, error) {
+	enc := encodeColumns(f.cols)
+	var id int64
+	var have string
+	err := q.QueryRowContext(ctx, `SELECT id, columns FROM _lattice_layout WHERE tbl=? ORDER BY id DESC LIMIT 1`, f.name).Scan(&id, &have)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, errors.Wrapf(err, "install: read layout of %s", f.name)
+	case have == enc:
+		return newLayout(id, f.name, f.cols), nil
+	}
+	res, err := q.ExecContext(ctx, `INSERT INTO _lattice_layout(tbl, columns) VALUES(?, ?)`, f.name, enc)
+	if err != nil {
+		return nil, errors.Wrapf(err, "install: record layout of %s", f.name)
+	}
+	if id, err = res.LastInsertId(); err != nil {
+		return nil, errors.Wrapf(err, "install: record layout of %s", f.name)
+	}
+	return newLayout(id, f.name, f.cols), nil
+}
+
+type trigger struct{ name, sql string }
+
+// triggers returns the capture triggers of a table. They use only SQL that
+// SQLite has had for a decade (quote, instr, char, CASE), since every
+// process writing the database runs them with its own SQLite library. Each
+// is skipped while _lattice_apply holds a row, which only Apply's own
+// uncommitted transaction can see.
+func triggers(l *layout) []trigger {
+	tbl := quoteIdent(l.table)
+	head := "INSERT INTO _lattice_log(tbl,layout,op,vals) "
+	vals := func(op int, expr string) string {
+		return "VALUES(" + quoteString(l.table) + "," + strconv.FormatInt(l.id, 10) + "," + strconv.Itoa(op) + "," + expr + ")"
+	}
+	guard := " WHEN NOT EXISTS (SELECT 1 FROM _lattice_apply) BEGIN "
+	var keyMoved []string
+	for _, k := range l.key {
+		keyMoved = append(keyMoved, "OLD."+quoteIdent(k.Name)+" IS NOT NEW."+quoteIdent(k.Name))
+	}
+	ins := triggerPrefix + "ins_" + l.table
+	upd := triggerPrefix + "upd_" + l.table
+	del := triggerPrefix + "del_" + l.table
+	return []trigger{
+		{ins, "CREATE TRIGGER " + quoteIdent(ins) + " AFTER INSERT ON " + tbl + guard +
+			head + vals(opUpsert, rowExpr("NEW", l.cols)) + "; END"},
+		// An update that moves a row to a new key deletes the old key first.
+		{upd, "CREATE TRIGGER " + quoteIdent(upd) + " AFTER UPDATE ON " + tbl + guard +
+			head + "SELECT " + quoteString(l.table) + "," + strconv.FormatInt(l.id, 10) + "," + strconv.Itoa(opDelete) + "," +
+			rowExpr("OLD", l.key) + " WHERE " + strings.Join(keyMoved, " OR ") + "; " +
+			head + vals(opUpsert, rowExpr("NEW", l.cols)) + "; END"},
+		{del, "CREATE TRIGGER " + quoteIdent(del) + " AFTER DELETE ON " + tbl + guard +
+			head + vals(opDelete, rowExpr("OLD", l.key)) + "; END"},
+	}
+}
+
+// Uninstall removes everything the adapter installed in the database at
+// cfg.Path: the capture triggers and the lattice tables, change log
+// included. Run it only with the sidecar stopped; a cursor the sidecar kept
+// is worthless afterwards (the next Open starts a new change log, and
+// Capture refuses the old cursor).
+func Uninstall(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	db, err := openDB(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return errors.Wrap(err, "uninstall: begin")
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type='trigger' AND substr(name, 1, ?)=?`, len(triggerPrefix), triggerPrefix)
+	if err != nil {
+		return errors.Wrap(err, "uninstall: list triggers")
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return errors.Wrap(err, "uninstall: list triggers")
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return errors.Wrap(err, "uninstall: list triggers")
+	}
+	for _, n := range names {
+		if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(n)); err != nil {
+			return errors.Wrapf(err, "uninstall: drop trigger %s", n)
+		}
+	}
+	for _, t := range internalTables {
+		if _, err := tx.ExecContext(ctx, `DROP TABLE IF EXISTS `+t); err != nil {
+			return errors.Wrapf(err, "uninstall: drop table %s", t)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return errors.Wrap(err, "uninstall: commit")
+	}
+	cfg.Logger.Info("sqlite: lattice triggers and tables removed", "path", cfg.Path, "triggers", len(names))
+	return nil
+}

@@ -1,0 +1,229 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// column is one synced column as the adapter maps it. Its JSON form is what
+// _lattice_layout stores.
+type column struct {
+	Name string    `json:"name"`
+	Type string    `json:"type"`
+	Kind crdt.Kind `json:"kind"`
+	Elem crdt.Kind `json:"elem,omitempty"`
+	// Key is the column's 1-based position in the primary key, 0 if none.
+	Key     int  `json:"key,omitempty"`
+	NotNull bool `json:"notnull,omitempty"`
+
+	date bool // declared DATE: midnight is stored as YYYY-MM-DD
+}
+
+// layout is the column list a table's triggers write log rows in. A new
+// layout is recorded whenever the table's columns change, and log rows name
+// the layout they were written in, so rows written before a schema change
+// still decode after it.
+type layout struct {
+	id    int64
+	table string
+	cols  []*column
+	key   []*column // key columns in key order
+}
+
+func newLayout(id int64, table string, cols []*column) *layout {
+	l := &layout{id: id, table: table, cols: cols}
+	for _, c := range cols {
+		c.date = strings.EqualFold(strings.TrimSpace(c.Type), "DATE")
+		if c.Key > 0 {
+			l.key = append(l.key, c)
+		}
+	}
+	slices.SortFunc(l.key, func(a, b *column) int { return a.Key - b.Key })
+	return l
+}
+
+// encodeColumns is the stored form of a layout's columns.
+func encodeColumns(cols []*column) string {
+	b, err := json.Marshal(cols)
+	if err != nil {
+		// Only strings and small integers: cannot fail.
+		panic(errors.AssertionFailedf("encode layout: %v", err))
+	}
+	return string(b)
+}
+
+func decodeLayout(id int64, table, columns string) (*layout, error) {
+	var cols []*column
+	if err := json.Unmarshal([]byte(columns), &cols); err != nil {
+		return nil, errors.Wrapf(err, "decode layout %d of table %s", id, table)
+	}
+	if len(cols) == 0 {
+		return nil, errors.Newf("layout %d of table %s has no columns", id, table)
+	}
+	l := newLayout(id, table, cols)
+	if len(l.key) == 0 {
+		return nil, errors.Newf("layout %d of table %s has no key columns", id, table)
+	}
+	return l, nil
+}
+
+// table is a synced table: its current layout, its description for the
+// engine and the statements Apply uses.
+type table struct {
+	*layout
+	info   adapters.Table
+	upsert string // INSERT ... ON CONFLICT (key) DO UPDATE
+	delete string // DELETE ... WHERE key
+	byName map[string]*column
+}
+
+func newTable(l *layout) *table {
+	t := &table{layout: l, byName: map[string]*column{}}
+	t.info.Name = l.table
+	for _, k := range l.key {
+		t.info.Key = append(t.info.Key, k.Name)
+	}
+	names := make([]string, len(l.cols))
+	marks := make([]string, len(l.cols))
+	var sets []string
+	for i, c := range l.cols {
+		t.byName[c.Name] = c
+		t.info.Columns = append(t.info.Columns, adapters.Column{
+			Name: c.Name, Kind: c.Kind, Elem: c.Elem, Type: c.Type,
+			Nullable: !c.NotNull && c.Key == 0,
+		})
+		names[i] = quoteIdent(c.Name)
+		marks[i] = "?"
+		if c.Key == 0 {
+			sets = append(sets, names[i]+"=excluded."+names[i])
+		}
+	}
+	keyNames := make([]string, len(l.key))
+	where := make([]string, len(l.key))
+	for i, k := range l.key {
+		keyNames[i] = quoteIdent(k.Name)
+		where[i] = quoteIdent(k.Name) + "=?"
+	}
+	action := "DO NOTHING"
+	if len(sets) > 0 {
+		action = "DO UPDATE SET " + strings.Join(sets, ",")
+	}
+	t.upsert = "INSERT INTO " + quoteIdent(l.table) + "(" + strings.Join(names, ",") + ") VALUES(" +
+		strings.Join(marks, ",") + ") ON CONFLICT(" + strings.Join(keyNames, ",") + ") " + action
+	t.delete = "DELETE FROM " + quoteIdent(l.table) + " WHERE " + strings.Join(where, " AND ")
+	return t
+}
+
+// quoteIdent quotes an SQL identifier.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// quoteString quotes an SQL string literal.
+func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// querier is what discovery and installation read and write through: a
+// transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// found is a table as discovery found it: its columns, or why it cannot be
+// synced.
+type found struct {
+	name     string
+	cols     []*column
+	problems []string
+}
+
+// isInternal reports whether a table belongs to SQLite or to the adapter.
+func isInternal(name string) bool {
+	l := strings.ToLower(name)
+	return strings.HasPrefix(l, "sqlite_") || strings.HasPrefix(l, "_lattice_")
+}
+
+// discover lists the ordinary tables of the main database with their
+// columns, and what keeps each from being synced.
+func discover(ctx context.Context, q querier) ([]*found, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_table_list WHERE schema='main' AND type='table' ORDER BY name`)
+	if err != nil {
+		return nil, errors.Wrap(err, "list tables")
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, errors.Wrap(err, "list tables")
+		}
+		if !isInternal(n) {
+			names = append(names, n)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, errors.Wrap(err, "list tables")
+	}
+	out := make([]*found, 0, len(names))
+	for _, n := range names {
+		f, err := discoverTable(ctx, q, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func discoverTable(ctx context.Context, q querier, name string) (*found, error) {
+	f := &found{name: name}
+	if err := crdt.ValidateName(name); err != nil {
+		f.problems = append(f.problems, fmt.Sprintf("its name cannot be a collection name: %v", err))
+	}
+	rows, err := q.QueryContext(ctx, `SELECT name, type, "notnull", pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`, name)
+	if err != nil {
+		return nil, errors.Wrapf(err, "read columns of table %s", name)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var cname, ctype string
+		var notNull, pk, hidden int
+		if err := rows.Scan(&cname, &ctype, &notNull, &pk, &hidden); err != nil {
+			return nil, errors.Wrapf(err, "read columns of table %s", name)
+		}
+		if hidden != 0 {
+			// Generated columns are derived from the others; each system
+			// derives its own.
+			continue
+		}
+		if err := crdt.ValidateName(cname); err != nil {
+			f.problems = append(f.problems, fmt.Sprintf("column %q cannot be a field name: %v", cname, err))
+			continue
+		}
+		kind, elem, ok := kindOf(ctype)
+		if !ok {
+			f.problems = append(f.problems, fmt.Sprintf("column %s has unsupported type %q", cname, ctype))
+			continue
+		}
+		if pk > 0 && (kind == crdt.KindJSON || kind == crdt.KindList) {
+			f.problems = append(f.problems, fmt.Sprintf("key column %s has type %q, which cannot be part of a key", cname, ctype))
+			continue
+		}
+		f.cols = append(f.cols, &column{Name: cname, Type: ctype, Kind: kind, Elem: elem, Key: pk, NotNull: notNull != 0})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, errors.Wrapf(err, "read columns of table %s", name)
+	}
+	if !slices.ContainsFunc(f.cols, func(c *column) bool { return c.Key > 0 }) && len(f.problems) == 0 {
+		f.problems = append(f.problems, "it has no primary key")
+	}
+	return f, nil
+}

@@ -1,0 +1,533 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"log/slog"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+	sqlite3 "modernc.org/sqlite"
+)
+
+// Adapter syncs the tables of one SQLite database file. It is safe for
+// concurrent use as adapters.Adapter requires. It starts no goroutines:
+// Capture runs in its caller's.
+type Adapter struct {
+	cfg Config
+	log *slog.Logger
+	db  *sql.DB
+
+	mu      sync.Mutex
+	cat     *catalog
+	layouts map[int64]*layout // every layout seen, by id
+	acked   int64
+	warned  map[string]bool // table.column pairs already warned about
+}
+
+var _ adapters.Adapter = (*Adapter)(nil)
+
+// Open opens the database, switches it to WAL mode, and installs (or
+// checks) the capture triggers of every synced table. It fails with an
+// ErrNotInstallable error naming every problem of a table the config lists.
+func Open(ctx context.Context, cfg Config) (*Adapter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := openDB(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := install(ctx, db, &cfg)
+	if err != nil {
+		db.Close()
+		return nil, errors.Wrapf(err, "sqlite database %s", cfg.Path)
+	}
+	a := &Adapter{cfg: cfg, log: cfg.Logger, db: db, cat: cat, acked: cat.acked,
+		layouts: map[int64]*layout{}, warned: map[string]bool{}}
+	for _, t := range cat.tables {
+		a.layouts[t.id] = t.layout
+	}
+	a.log.Info("sqlite: adapter open", "path", cfg.Path, "tables", len(cat.tables))
+	return a, nil
+}
+
+// Close closes the database. The triggers and the change log stay: see
+// Uninstall.
+func (a *Adapter) Close() error {
+	return errors.Wrapf(a.db.Close(), "close sqlite database %s", a.cfg.Path)
+}
+
+// Tables returns the synced tables, sorted by name.
+func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cat.infos(), nil
+}
+
+func (a *Adapter) catalog() *catalog {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cat
+}
+
+// ErrCursor marks a cursor this database's change log cannot continue
+// from: one from another database or from before an Uninstall, or one from
+// before the acknowledged position, whose changes were discarded.
+var ErrCursor = errors.New("sqlite: cursor not valid for this change log")
+
+// A cursor is the change log's install ID and a log sequence number, 8
+// bytes big-endian each.
+func encodeCursor(install, seq int64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(install))
+	binary.BigEndian.PutUint64(b[8:], uint64(seq))
+	return b
+}
+
+func (a *Adapter) decodeCursor(b []byte) (int64, error) {
+	if len(b) != 16 {
+		return 0, errors.Mark(errors.Newf("cursor of %d bytes, want 16", len(b)), ErrCursor)
+	}
+	install := int64(binary.BigEndian.Uint64(b))
+	seq := int64(binary.BigEndian.Uint64(b[8:]))
+	if want := a.catalog().installID; install != want {
+		return 0, errors.Mark(errors.WithHint(
+			errors.Newf("cursor is from change log %x, this database's is %x", install, want),
+			"the lattice tables were removed (Uninstall) or this is another database file: take a new snapshot"), ErrCursor)
+	}
+	if seq < 0 {
+		return 0, errors.Mark(errors.Newf("cursor sequence %d is negative", seq), ErrCursor)
+	}
+	return seq, nil
+}
+
+// Snapshot reads every synced table in one read transaction, together with
+// the change log's last sequence number, so the snapshot and the cursor
+// describe the same instant: every later commit has a higher sequence.
+func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
+	cat := a.catalog()
+	tx, err := a.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, errors.Wrap(err, "snapshot: begin")
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	var seq int64
+	err = tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name='_lattice_log'`).Scan(&seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, errors.Wrap(err, "snapshot: read log position")
+	}
+	batch := make([]adapters.Change, 0, a.cfg.BatchSize)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := sink(ctx, adapters.Batch{Changes: batch, Cursor: encodeCursor(cat.installID, seq)})
+		batch = make([]adapters.Change, 0, a.cfg.BatchSize)
+		return err
+	}
+	for _, info := range cat.infos() {
+		t := cat.tables[info.Name]
+		rows, err := tx.QueryContext(ctx, `SELECT `+rowExpr(quoteIdent(t.table), t.cols)+` FROM `+quoteIdent(t.table))
+		if err != nil {
+			return nil, errors.Wrapf(err, "snapshot: read table %s", t.table)
+		}
+		for rows.Next() {
+			var vals string
+			if err := rows.Scan(&vals); err != nil {
+				rows.Close()
+				return nil, errors.Wrapf(err, "snapshot: read table %s", t.table)
+			}
+			c, ok, err := a.decode(t.layout, opUpsert, vals)
+			if err != nil {
+				rows.Close()
+				return nil, errors.Wrapf(err, "snapshot: table %s", t.table)
+			}
+			if !ok {
+				continue
+			}
+			batch = append(batch, c)
+			if len(batch) >= a.cfg.BatchSize {
+				if err := flush(); err != nil {
+					rows.Close()
+					return nil, err
+				}
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, errors.Wrapf(err, "snapshot: read table %s", t.table)
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return encodeCursor(cat.installID, seq), nil
+}
+
+// Capture polls the change log and sends what users committed after cursor,
+// one batch per read of the log. A read sees only whole transactions (SQLite
+// readers see commits atomically), so every batch ends on a transaction
+// boundary. It polls cheaply: PRAGMA data_version tells whether another
+// connection committed since the last look, and the log is read only then.
+// A changed PRAGMA schema_version makes it re-install the triggers, so that
+// new columns and tables are captured.
+func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
+	seq, err := a.decodeCursor(cursor)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	acked := a.acked
+	a.mu.Unlock()
+	if seq < acked {
+		return errors.Mark(errors.Newf("cursor at log position %d is before the acknowledged position %d, whose changes were discarded", seq, acked), ErrCursor)
+	}
+	conn, err := a.db.Conn(ctx)
+	if err != nil {
+		return errors.Wrap(err, "capture: connect")
+	}
+	defer conn.Close()
+	var lastData, lastSchema int64 = -1, -1
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		var data, schema int64
+		if err := conn.QueryRowContext(ctx, `SELECT data_version, schema_version FROM pragma_data_version, pragma_schema_version`).Scan(&data, &schema); err != nil {
+			return a.captureErr(ctx, err, "poll")
+		}
+		if schema != lastSchema {
+			if lastSchema >= 0 {
+				if err := a.refresh(ctx); err != nil {
+					return err
+				}
+			}
+			lastSchema = schema
+		}
+		if data != lastData {
+			lastData = data
+			if seq, err = a.readLog(ctx, conn, seq, sink); err != nil {
+				return err
+			}
+		}
+		timer.Reset(a.cfg.PollInterval)
+	}
+}
+
+func (a *Adapter) captureErr(ctx context.Context, err error, what string) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Wrapf(err, "capture: %s %s", what, a.cfg.Path)
+}
+
+// readLog sends the log rows after seq as one batch and returns the new
+// position.
+func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink adapters.Sink) (int64, error) {
+	cat := a.catalog()
+	rows, err := conn.QueryContext(ctx, `SELECT seq, tbl, layout, op, vals FROM _lattice_log WHERE seq > ? ORDER BY seq`, seq)
+	if err != nil {
+		return seq, a.captureErr(ctx, err, "read log")
+	}
+	var changes []adapters.Change
+	last := seq
+	for rows.Next() {
+		var s, layoutID, op int64
+		var tbl, vals string
+		if err := rows.Scan(&s, &tbl, &layoutID, &op, &vals); err != nil {
+			rows.Close()
+			return seq, a.captureErr(ctx, err, "read log")
+		}
+		last = s
+		if _, synced := cat.tables[tbl]; !synced {
+			continue
+		}
+		l, err := a.layout(ctx, conn, layoutID)
+		if err != nil {
+			rows.Close()
+			return seq, err
+		}
+		c, ok, err := a.decode(l, op, vals)
+		if err != nil {
+			rows.Close()
+			return seq, errors.Wrapf(err, "capture: log row %d", s)
+		}
+		if ok {
+			changes = append(changes, c)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return seq, a.captureErr(ctx, err, "read log")
+	}
+	if len(changes) > 0 {
+		if err := sink(ctx, adapters.Batch{Changes: changes, Cursor: encodeCursor(cat.installID, last)}); err != nil {
+			return seq, err
+		}
+	}
+	return last, nil
+}
+
+// layout returns a layout by id, from the cache or the database.
+func (a *Adapter) layout(ctx context.Context, conn *sql.Conn, id int64) (*layout, error) {
+	a.mu.Lock()
+	l, ok := a.layouts[id]
+	a.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	var tbl, cols string
+	if err := conn.QueryRowContext(ctx, `SELECT tbl, columns FROM _lattice_layout WHERE id=?`, id).Scan(&tbl, &cols); err != nil {
+		return nil, a.captureErr(ctx, err, "read layout "+itoa(id))
+	}
+	l, err := decodeLayout(id, tbl, cols)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.layouts[id] = l
+	a.mu.Unlock()
+	return l, nil
+}
+
+// decode turns a log value list into a Change. ok is false for a row that
+// cannot be expressed (a null or malformed key), which is logged and left
+// out.
+func (a *Adapter) decode(l *layout, op int64, vals string) (adapters.Change, bool, error) {
+	c := adapters.Change{Collection: l.table}
+	cols := l.cols
+	if op == opDelete {
+		cols = l.key
+	} else if op != opUpsert {
+		return c, false, errors.Mark(errors.Newf("unknown log operation %d", op), errLiteral)
+	}
+	natives, err := parseLiterals(vals, len(cols))
+	if err != nil {
+		return c, false, err
+	}
+	row := make(crdt.Row, len(cols))
+	for i, col := range cols {
+		v, ok := fromNative(natives[i], col)
+		if !ok {
+			a.warnOnce(l.table, col, v)
+		}
+		row[col.Name] = v
+	}
+	keyVals := make([]crdt.Value, len(l.key))
+	for i, k := range l.key {
+		keyVals[i] = row[k.Name]
+	}
+	key, err := crdt.MakeKey(keyVals...)
+	if err != nil {
+		a.log.Warn("sqlite: row with an unusable primary key not captured", "table", l.table, "err", err)
+		return c, false, nil
+	}
+	c.Key = key
+	if op == opUpsert {
+		c.Row = row
+	}
+	return c, true, nil
+}
+
+func (a *Adapter) warnOnce(table string, c *column, v crdt.Value) {
+	k := table + "." + c.Name
+	a.mu.Lock()
+	first := !a.warned[k]
+	a.warned[k] = true
+	a.mu.Unlock()
+	if first {
+		a.log.Warn("sqlite: value does not fit its column's declared type; captured as it is",
+			"table", table, "column", c.Name, "type", c.Type, "kind", v.Kind().String(), "value", clip(v.String()))
+	}
+}
+
+// refresh re-installs after a schema change and swaps in the new catalog.
+func (a *Adapter) refresh(ctx context.Context) error {
+	cat, err := install(ctx, a.db, &a.cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errors.Wrapf(err, "capture: schema of %s changed", a.cfg.Path)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !maps.EqualFunc(a.cat.tables, cat.tables, func(x, y *table) bool { return x.id == y.id }) {
+		a.log.Info("sqlite: synced tables changed", "tables", len(cat.tables))
+	}
+	cat.acked = a.acked
+	a.cat = cat
+	for _, t := range cat.tables {
+		a.layouts[t.id] = t.layout
+	}
+	return nil
+}
+
+// Ack deletes the log rows up to cursor: Lattice holds them durably.
+func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
+	seq, err := a.decodeCursor(cursor)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	acked := a.acked
+	a.mu.Unlock()
+	if seq <= acked {
+		return nil
+	}
+	tx, err := a.db.BeginTx(ctx, nil)
+	if err != nil {
+		return errors.Wrap(err, "ack: begin")
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_log WHERE seq <= ?`, seq); err != nil {
+		return errors.Wrap(err, "ack: trim change log")
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE _lattice_meta SET v=? WHERE k='acked' AND v < ?`, seq, seq); err != nil {
+		return errors.Wrap(err, "ack: record position")
+	}
+	if err := tx.Commit(); err != nil {
+		return errors.Wrap(err, "ack: commit")
+	}
+	a.mu.Lock()
+	a.acked = max(a.acked, seq)
+	a.mu.Unlock()
+	return nil
+}
+
+// Apply writes rows in one transaction that inserts the echo marker first
+// and deletes it last, so the capture triggers skip every write in between
+// and no other connection ever sees the marker. Each write is converted and
+// checked before the transaction starts; a write SQLite still rejects (a
+// NOT NULL or CHECK constraint) fails the batch with a RowError too.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
+	cat := a.catalog()
+	type stmt struct {
+		w    *adapters.Write
+		t    *table
+		args []any
+	}
+	stmts := make([]stmt, len(writes))
+	for i := range writes {
+		w := &writes[i]
+		t, args, err := prepareWrite(cat, w)
+		if err != nil {
+			return adapters.BadRow(w.Collection, w.Key, err)
+		}
+		stmts[i] = stmt{w: w, t: t, args: args}
+	}
+	tx, err := a.db.BeginTx(ctx, nil)
+	if err != nil {
+		return errors.Wrap(err, "apply: begin")
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO _lattice_apply(x) VALUES(1)`); err != nil {
+		return errors.Wrap(err, "apply: set echo marker")
+	}
+	prepared := map[string]*sql.Stmt{}
+	defer func() {
+		for _, s := range prepared {
+			s.Close()
+		}
+	}()
+	for _, s := range stmts {
+		q := s.t.upsert
+		if s.w.Row == nil {
+			q = s.t.delete
+		}
+		ps, ok := prepared[q]
+		if !ok {
+			if ps, err = tx.PrepareContext(ctx, q); err != nil {
+				return errors.Wrapf(err, "apply: prepare statement for %s", s.t.table)
+			}
+			prepared[q] = ps
+		}
+		if _, err := ps.ExecContext(ctx, s.args...); err != nil {
+			if isRowFault(err) {
+				return adapters.BadRow(s.w.Collection, s.w.Key, err)
+			}
+			return errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_apply`); err != nil {
+		return errors.Wrap(err, "apply: clear echo marker")
+	}
+	if err := tx.Commit(); err != nil {
+		return errors.Wrap(err, "apply: commit")
+	}
+	return nil
+}
+
+// prepareWrite checks a write against its table and returns the arguments
+// of its statement: every column for an upsert, the key for a delete.
+func prepareWrite(cat *catalog, w *adapters.Write) (*table, []any, error) {
+	t, ok := cat.tables[w.Collection]
+	if !ok {
+		return nil, nil, errors.Newf("no synced table %q", w.Collection)
+	}
+	keyVals, err := w.Key.Values()
+	if err != nil {
+		return nil, nil, errors.Wrap(err, "write key")
+	}
+	if len(keyVals) != len(t.key) {
+		return nil, nil, errors.Newf("key has %d elements, table %s has %d key columns", len(keyVals), t.table, len(t.key))
+	}
+	if w.Row == nil {
+		args := make([]any, len(t.key))
+		for i, k := range t.key {
+			if args[i], err = toNative(keyVals[i], k); err != nil {
+				return nil, nil, errors.Wrap(err, "key")
+			}
+		}
+		return t, args, nil
+	}
+	for name := range w.Row {
+		if t.byName[name] == nil {
+			return nil, nil, errors.Newf("table %s has no column %q", t.table, name)
+		}
+	}
+	for i, k := range t.key {
+		v := w.Row[k.Name]
+		if v.IsNull() {
+			return nil, nil, errors.Newf("primary key column %s is missing or null", k.Name)
+		}
+		if !crdt.Equal(v, keyVals[i]) {
+			return nil, nil, errors.Newf("primary key column %s is %s in the row but %s in the write's key", k.Name, v, keyVals[i])
+		}
+	}
+	args := make([]any, len(t.cols))
+	for i, c := range t.cols {
+		if args[i], err = toNative(w.Row[c.Name], c); err != nil {
+			return nil, nil, err
+		}
+	}
+	return t, args, nil
+}
+
+// isRowFault reports whether SQLite rejected a statement for the values it
+// was given rather than for the database's state: a constraint, a type
+// mismatch (a non-integer rowid) or a value too big.
+func isRowFault(err error) bool {
+	var se *sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case 18, 19, 20: // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH
+		return true
+	}
+	return false
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
