@@ -1,0 +1,109 @@
+// Package postgres is the PostgreSQL adapter: it captures the changes a
+// database's users commit through logical replication (the pgoutput plugin)
+// and writes merged rows back in transactions that capture never reports.
+//
+// # Capture
+//
+// Open creates a publication for the synced tables and a replication origin
+// (both idempotently). Snapshot drops any slot left over, then creates the
+// logical replication slot with EXPORT_SNAPSHOT: PostgreSQL returns the
+// slot's consistent point and a snapshot of exactly the transactions
+// committed before it. The tables are read in a REPEATABLE READ transaction
+// that imports that snapshot (SET TRANSACTION SNAPSHOT), and the consistent
+// point is the cursor returned: no transaction falls between the snapshot and
+// the stream, none is in both.
+//
+// Capture streams from the slot (START_REPLICATION, protocol version 1, no
+// in-progress streaming, so a transaction arrives whole at its commit) and
+// delivers batches that end on commits, at most BatchSize changes unless one
+// transaction is larger, after waiting BatchWait for more. The cursor is the
+// commit LSN of the batch's last transaction, 8 bytes big endian. After a
+// restart PostgreSQL sends transactions again from the slot's confirmed
+// position; those at or below the cursor given to Capture are skipped, so
+// nothing before the cursor is delivered twice and nothing after it is lost.
+//
+// Capture sends a standby status update every StatusInterval, and at once
+// after an Ack, reporting as flushed the highest acknowledged cursor, which
+// the engine acks only once the batch is durable in Lattice. When everything
+// delivered is acknowledged and no transaction is pending, it reports the
+// server's own position instead (from keepalives, or the commit of a
+// transaction it dropped): an idle slot, or one that only sees the adapter's
+// own writes, does not hold back WAL.
+//
+// Relation messages are tracked per stream: a column added to a table is
+// captured from its first change on (and appears in Tables), a dropped column
+// is logged and no longer captured, and a column of an unsupported type or a
+// vanished key column stops capture with a clear error. Nothing is skipped
+// silently.
+//
+// # Echo suppression
+//
+// Apply runs on a session that has called pg_replication_origin_session_setup
+// with the adapter's origin, so every transaction it commits carries that
+// origin. On PostgreSQL 15 pgoutput sends an Origin message at the start of
+// such a transaction and capture drops the transaction. On 16 and later
+// capture also passes origin 'none', so the server does not send it at all;
+// note that this drops transactions of every origin, including those a
+// native logical replication subscription writes into the database. Apply
+// upserts (INSERT ... ON CONFLICT (primary key) DO UPDATE, skipped when the
+// row is already equal, so a repeated apply writes nothing) and deletes by
+// primary key, in one transaction per call. Deadlocks with the users'
+// transactions are retried.
+//
+// # Types
+//
+// Values travel as text, read and written by one codec (values.go), so that
+// the snapshot, the stream and Apply agree; the session fixes the text forms
+// (DateStyle ISO, TimeZone UTC, extra_float_digits 3, bytea_output hex).
+// smallint, integer and bigint map to int; real and double precision to
+// float; text, varchar, char, name and enums to string; boolean to bool;
+// timestamptz, timestamp and date to time (a timestamp without time zone is
+// read as UTC, a date as midnight UTC; infinity and -infinity map to
+// 5874898-01-01 and 4714-01-01 BC, times just outside what PostgreSQL
+// stores); uuid to its canonical lowercase string; json and jsonb to json;
+// bytea to bytes; domains to their base type; one-dimensional arrays of these
+// to lists. numeric maps to a string holding its exact decimal text: a float
+// would round (0.1 + 0.2) and an integer would overflow, while the text keeps
+// every digit and the scale. Other types are reported at start-up by table
+// and column.
+//
+// Some values change form when written: a numeric column rounds to its scale
+// (1.5 becomes 1.50), timestamps to microseconds, real to single precision,
+// json text to its canonical form. The next capture of such a row reports the
+// stored form once; it converges and does not loop.
+//
+// # Start-up checks
+//
+// Open reports, with a hint for each: a server older than MinVersion;
+// wal_level not logical; max_replication_slots or max_wal_senders at zero;
+// a database encoding other than UTF8; a role without REPLICATION or without
+// EXECUTE on the replication origin functions; a table without a primary
+// key, with an unusable replica identity (only with ReplicaIdentity keep),
+// without the privileges Apply needs, or with a column of an unsupported
+// type; a slot PostgreSQL invalidated.
+//
+// # Hazards
+//
+//   - Slot retention. A slot keeps every WAL segment its consumer has not
+//     confirmed. A sidecar that stays down makes PostgreSQL keep WAL until the
+//     disk fills. Set max_slot_wal_keep_size to bound it, watch
+//     pg_replication_slots, and drop the slot (Uninstall) of a sidecar that
+//     is gone for good.
+//   - Invalidation. When max_slot_wal_keep_size is exceeded, PostgreSQL
+//     invalidates the slot (wal_status lost) and the changes it held are
+//     gone. The adapter refuses to capture from it (ErrSlotInvalidated); the
+//     remedy is to reset Lattice's cursor so that a new snapshot is taken.
+//   - DDL. Added columns are picked up; dropped columns stop being captured
+//     (the other systems keep their values). TRUNCATE does not say which
+//     rows it removed: capture stops with ErrTruncate. Tables created after
+//     the snapshot are not in the publication: Capture reports them
+//     (ErrPublication) and a new snapshot adds them. A changed primary key
+//     changes records' identity and needs a new snapshot too.
+//   - Replica identity. By default the adapter sets REPLICA IDENTITY FULL on
+//     the synced tables, so that updates carry values stored out of line
+//     (TOAST) that did not change; it costs WAL on updates and deletes. With
+//     ReplicaIdentity keep, such values are left out of the captured row.
+//   - Long transactions. Creating the slot waits for the transactions
+//     running at that moment to finish, and the slot holds WAL from the
+//     oldest transaction still open.
+package postgres
