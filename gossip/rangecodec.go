@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
@@ -22,7 +23,7 @@ import (
 //	fp     := hash:8 count:uvarint
 //	items  := n:uvarint (id:front-coded against the previous item, lo at first, hash:8)*n
 //	id     := shared:uvarint suffixLen:uvarint suffix
-//	wants  := n:uvarint (id front-coded against the previous want)*n
+//	wants  := n:uvarint (id:front-coded against the previous want, hint:uvarint)*n
 
 type rangeKind uint8
 
@@ -240,17 +241,28 @@ func decodeRanges(b []byte, maxEntries, maxItems int) ([]rangeEntry, error) {
 	return out, nil
 }
 
-func appendWants(b []byte, ids []crdt.ID) []byte {
-	b = binary.AppendUvarint(b, uint64(len(ids)))
+// want asks the peer for a record. Hint is the newest write time (wall
+// nanoseconds) of the asker's own copy, 0 if it has none.
+type want struct {
+	ID   crdt.ID
+	Hint int64
+}
+
+func appendWants(b []byte, ws []want) []byte {
+	if len(ws) == 0 {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(len(ws)))
 	var prev crdt.ID
-	for _, id := range ids {
-		b = appendID(b, prev, id)
-		prev = id
+	for _, w := range ws {
+		b = appendID(b, prev, w.ID)
+		b = binary.AppendUvarint(b, uint64(max(w.Hint, 0)))
+		prev = w.ID
 	}
 	return b
 }
 
-func decodeWants(b []byte, max int) ([]crdt.ID, error) {
+func decodeWants(b []byte, max int) ([]want, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
@@ -259,17 +271,24 @@ func decodeWants(b []byte, max int) ([]crdt.ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n > uint64(max) || n > uint64(len(r.b)/2) {
+	if n > uint64(max) || n > uint64(len(r.b)/3) {
 		return nil, decodeErrf("%d wants over the limit", n)
 	}
-	out := make([]crdt.ID, 0, n)
+	out := make([]want, 0, n)
 	var prev crdt.ID
 	for range int(n) {
 		id, err := r.id(prev)
 		if err != nil {
 			return nil, errors.Wrap(err, "want")
 		}
-		out = append(out, id)
+		h, err := r.uvarint()
+		if err != nil {
+			return nil, errors.Wrap(err, "want hint")
+		}
+		if h > math.MaxInt64 {
+			return nil, decodeErrf("want hint out of range")
+		}
+		out = append(out, want{ID: id, Hint: int64(h)})
 		prev = id
 	}
 	if len(r.b) != 0 {

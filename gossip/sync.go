@@ -21,10 +21,15 @@ import (
 //     and answers with their fingerprints.
 //   - An item list (ID, hash) for [lo, hi) is compared with the receiver's
 //     items: it pushes the records the sender lacks and wants those it
-//     lacks. For a record both hold in different states it wants the
-//     sender's first and, once merged, pushes its own only if the join
-//     still differs from what the sender had, so that a one-sided change
-//     crosses the wire once.
+//     lacks. For a record both hold in different states only one side
+//     should send first, the one that is probably newer, so that a
+//     one-sided change (the common case: a node that was away) crosses
+//     the wire once. The receiver wants the record with a hint, the
+//     newest write time of its own copy. The sender answers with its
+//     record if its copy is not older, and otherwise wants the receiver's
+//     instead. Whoever gets a record it waited for merges it and sends
+//     back its own state only if the join still differs from what it got
+//     (concurrent changes on both sides).
 //   - Wants are answered with records; records are merged.
 //
 // A session ends when a side receives an empty turn and has nothing to
@@ -34,26 +39,25 @@ import (
 // waits for the next turn.
 
 const (
-	itemsThreshold = 16
+	itemsThreshold = 8
 	turnBytes      = 1 << 20
 	recordChunk    = 256
 	maxTurns       = 1 << 16
 )
 
-// splitParts chooses how many parts a differing range of c records is cut
-// into: many while nearly every part differs, two near the leaves where a
-// range likely holds a single difference.
+// splitParts chooses how many parts a differing range is cut into: many
+// while the range is large, fewer near the leaves. Measured on 50k records
+// with 50 to 5k differences (itemsThreshold 8), this shape moves the fewest
+// bytes in the fewest turns among the shapes tried.
 func splitParts(mine, theirs uint64) int {
 	c := max(mine, theirs)
 	switch {
-	case c >= 1<<14:
-		return 16
 	case c >= 1<<10:
-		return 8
+		return 16
 	case c >= 1<<7:
-		return 4
+		return 8
 	}
-	return 2
+	return 4
 }
 
 type idRange struct{ lo, hi crdt.ID }
@@ -68,10 +72,14 @@ type reconciler struct {
 	push       []crdt.ID
 	pushed     map[crdt.ID]bool
 	pushRanges []idRange
-	want       []crdt.ID
+	want       []want
 	deferred   map[crdt.ID]bool
 
 	rangesSent      int
+	itemsSent       int
+	wantsSent       int
+	rangeBytes      int
+	recordBytes     int
 	recordsSent     int
 	recordsReceived int
 	recordsChanged  int
@@ -140,7 +148,7 @@ func (rc *reconciler) start() outTurn {
 type outTurn struct {
 	ranges  []byte
 	entries int
-	wants   []crdt.ID
+	wants   []want
 	recs    fragments
 }
 
@@ -180,12 +188,50 @@ func (rc *reconciler) receive(t *syncTurn) error {
 			}
 		}
 	}
-	for _, id := range t.Wants {
-		if rc.allowed(id) {
-			rc.pushID(id)
-		}
+	if err := rc.answerWants(t.Wants); err != nil {
+		return err
 	}
 	rc.work = append(rc.work, t.Entries...)
+	return nil
+}
+
+// answerWants pushes the wanted records, or wants the peer's copy instead
+// where the hint says it is newer than ours.
+func (rc *reconciler) answerWants(ws []want) error {
+	var hinted []crdt.ID
+	hint := map[crdt.ID]int64{}
+	for _, w := range ws {
+		switch {
+		case !rc.allowed(w.ID):
+		case rc.deferred[w.ID]:
+			// We asked for theirs, they asked for ours: ours goes first.
+			delete(rc.deferred, w.ID)
+			rc.pushID(w.ID)
+		case w.Hint == 0:
+			rc.pushID(w.ID)
+		default:
+			hinted = append(hinted, w.ID)
+			hint[w.ID] = w.Hint
+		}
+	}
+	for len(hinted) > 0 {
+		chunk := hinted[:min(recordChunk, len(hinted))]
+		hinted = hinted[len(chunk):]
+		d, err := rc.r.Records(chunk)
+		if err != nil {
+			return errors.Wrap(err, "read wanted records")
+		}
+		for _, f := range d.Fragments {
+			id := crdt.MakeID(f.Collection, f.Key)
+			mine := f.Record.MaxStamp().TS.Wall
+			if mine < hint[id] {
+				rc.want = append(rc.want, want{ID: id, Hint: mine})
+				rc.deferred[id] = true
+			} else {
+				rc.pushID(id)
+			}
+		}
+	}
 	return nil
 }
 
@@ -306,6 +352,9 @@ func (rc *reconciler) next() (outTurn, error) {
 		}
 	}
 	rc.recordsSent += out.recs.n
+	rc.recordBytes += len(out.recs.body)
+	rc.rangeBytes += len(w.b)
+	rc.wantsSent += len(rc.want)
 	out.wants = rc.want
 	rc.want = nil
 	return out, nil
@@ -348,16 +397,16 @@ func (rc *reconciler) process(e *rangeEntry, w *rangeWriter) {
 		}
 		theirs := e.Items
 		j := 0
+		var both []crdt.ID
 		rc.r.Ascend(e.Lo, e.Hi, func(id crdt.ID, h crdt.Hash) bool {
 			for j < len(theirs) && theirs[j].ID < id {
-				rc.wantID(theirs[j].ID)
+				rc.wantID(theirs[j].ID, 0)
 				j++
 			}
 			switch {
 			case j < len(theirs) && theirs[j].ID == id:
-				if theirs[j].Hash != short(h) {
-					rc.wantID(id)
-					rc.deferred[id] = true
+				if theirs[j].Hash != short(h) && rc.allowed(id) {
+					both = append(both, id)
 				}
 				j++
 			default:
@@ -368,14 +417,30 @@ func (rc *reconciler) process(e *rangeEntry, w *rangeWriter) {
 			return true
 		})
 		for ; j < len(theirs); j++ {
-			rc.wantID(theirs[j].ID)
+			rc.wantID(theirs[j].ID, 0)
+		}
+		if len(both) == 0 {
+			return
+		}
+		d, err := rc.r.Records(both)
+		if err != nil {
+			// Without our copies, ask for theirs plainly.
+			d = &crdt.Delta{}
+		}
+		hints := make(map[crdt.ID]int64, d.Len())
+		for _, f := range d.Fragments {
+			hints[crdt.MakeID(f.Collection, f.Key)] = f.Record.MaxStamp().TS.Wall
+		}
+		for _, id := range both {
+			rc.wantID(id, hints[id])
+			rc.deferred[id] = true
 		}
 	}
 }
 
-func (rc *reconciler) wantID(id crdt.ID) {
+func (rc *reconciler) wantID(id crdt.ID, hint int64) {
 	if rc.allowed(id) {
-		rc.want = append(rc.want, id)
+		rc.want = append(rc.want, want{ID: id, Hint: hint})
 	}
 }
 
@@ -385,6 +450,7 @@ func (rc *reconciler) items(lo, hi crdt.ID) *rangeEntry {
 		e.Items = append(e.Items, item{ID: id, Hash: short(h)})
 		return true
 	})
+	rc.itemsSent += len(e.Items)
 	return e
 }
 

@@ -439,7 +439,7 @@ func decodeDeltas(b []byte, lim crdt.Limits) (flags uint64, d *crdt.Delta, err e
 type syncTurn struct {
 	Flags   uint64
 	Entries []rangeEntry
-	Wants   []crdt.ID
+	Wants   []want
 	Records *crdt.Delta
 }
 
