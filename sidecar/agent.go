@@ -1,0 +1,416 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Version is the version of this build, advertised to peers and reported by
+// the API and the CLI. Release builds set it with -ldflags.
+var Version = "0.1.0-dev"
+
+// Options are what a process hands an agent besides its config: the
+// logger, and for tests and the demo, injected parts.
+type Options struct {
+	Logger *slog.Logger
+	// Physical is the HLC's physical clock (default: the system clock).
+	Physical func() int64
+	// Adapter, when set, is used instead of opening the configured one.
+	Adapter adapters.Adapter
+	// StoreOptions adjusts the store options derived from the config.
+	StoreOptions func(*store.Options)
+	// GossipConfig adjusts the gossip config derived from the config.
+	GossipConfig func(*gossip.Config)
+}
+
+// Agent is one running sidecar: the store, the gossip node, the adapter and
+// the HTTP API, wired together. Create it with Start and stop it with Close.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	schema *crdt.Schema
+	store  *store.Store
+	node   *gossip.Node
+	adp    adapters.Adapter
+	token  string
+	info   *typeInfo
+	reg    *prometheus.Registry
+	m      *metrics
+
+	apiLn  net.Listener
+	apiSrv *http.Server
+
+	applyWake chan struct{}
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+
+	ready      atomic.Bool
+	captureSt  atomic.Pointer[loopState]
+	applySt    atomic.Pointer[loopState]
+	closeOnce  sync.Once
+	closeErr   error
+	cursorName string
+}
+
+// loopState is what /v1/status reports of a background loop.
+type loopState struct {
+	State     string    `json:"state"`
+	Error     string    `json:"error,omitempty"`
+	Since     time.Time `json:"since"`
+	Retries   int       `json:"retries,omitempty"`
+	LastBatch time.Time `json:"last_batch,omitzero"`
+}
+
+// Start validates the config, opens the store and the adapter, starts
+// gossip, the HTTP API and the capture and apply loops, and returns once the
+// agent serves. Joining the configured seeds happens in the background,
+// retried until it succeeds.
+func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	log = log.With("node", cfg.Node)
+	schema, err := cfg.Schema()
+	if err != nil {
+		return nil, err
+	}
+	token, err := cfg.API.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:        cfg,
+		log:        log,
+		schema:     schema,
+		token:      token,
+		applyWake:  make(chan struct{}, 1),
+		cursorName: "adapter/" + cfg.Adapter.Kind,
+		reg:        prometheus.NewRegistry(),
+	}
+	a.setState(&a.captureSt, "idle", nil)
+	a.setState(&a.applySt, "idle", nil)
+
+	ok := false
+	defer func() {
+		if !ok {
+			_ = a.Close()
+		}
+	}()
+
+	sopts := store.DefaultOptions()
+	sopts.Logger = log.With("component", "store")
+	sopts.MaxClockOffset = cfg.MaxClockOffset
+	if opts.Physical != nil {
+		sopts.Physical = opts.Physical
+	}
+	if cfg.Store.MemTableSize > 0 {
+		sopts.MemTableSize = cfg.Store.MemTableSize
+	}
+	if cfg.Store.BlockCacheSize > 0 {
+		sopts.BlockCacheSize = cfg.Store.BlockCacheSize
+	}
+	if cfg.Store.SyncWrites != nil {
+		sopts.SyncWrites = *cfg.Store.SyncWrites
+	}
+	if opts.StoreOptions != nil {
+		opts.StoreOptions(&sopts)
+	}
+	if a.store, err = store.Open(cfg.Data, schema, sopts); err != nil {
+		return nil, err
+	}
+
+	a.adp = opts.Adapter
+	if a.adp == nil && cfg.Adapter.Kind != AdapterNone {
+		if a.adp, err = openAdapter(ctx, cfg, log.With("component", "adapter")); err != nil {
+			return nil, err
+		}
+	}
+	var tables []adapters.Table
+	if a.adp != nil {
+		if tables, err = a.adp.Tables(ctx); err != nil {
+			return nil, errors.Wrap(err, "discover the system's tables")
+		}
+	}
+	if a.info, err = newTypeInfo(cfg, schema, tables); err != nil {
+		return nil, err
+	}
+	a.m = newMetrics(a)
+
+	gcfg := gossip.DefaultConfig()
+	gcfg.Name = cfg.Node
+	gcfg.BindAddr = cfg.Bind
+	gcfg.AdvertiseAddr = cfg.Advertise
+	gcfg.Join = cfg.Join
+	gcfg.Label = cfg.Cluster
+	gcfg.APIAddr = cfg.API.Addr
+	gcfg.Version = Version
+	gcfg.Schema = schema
+	gcfg.Logger = log.With("component", "gossip")
+	if cfg.Gossip.PushAllUpTo > 0 {
+		gcfg.PushAllUpTo = cfg.Gossip.PushAllUpTo
+	}
+	if cfg.Gossip.Fanout > 0 {
+		gcfg.Fanout = cfg.Gossip.Fanout
+	}
+	if cfg.Gossip.SyncInterval > 0 {
+		gcfg.SyncInterval = cfg.Gossip.SyncInterval
+	}
+	if cfg.Gossip.BatchDelay > 0 {
+		gcfg.BatchDelay = cfg.Gossip.BatchDelay
+	}
+	if cfg.KeyFile != "" {
+		if gcfg.Keys, err = gossip.LoadKeyFile(cfg.KeyFile); err != nil {
+			return nil, errors.Wrap(err, "config key_file")
+		}
+	} else {
+		log.Warn("no key_file configured: gossip between peers is not encrypted or authenticated")
+	}
+
+	// The API starts before gossip so that the advertised address is the
+	// bound one (port 0 picks a free port).
+	if cfg.API.Addr != "off" {
+		if err := a.listenAPI(); err != nil {
+			return nil, err
+		}
+		gcfg.APIAddr = a.apiLn.Addr().String()
+	}
+	if opts.GossipConfig != nil {
+		opts.GossipConfig(&gcfg)
+	}
+	if a.node, err = gossip.New(gcfg, replica{a}); err != nil {
+		return nil, errors.Wrap(err, "start gossip")
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	if a.apiSrv != nil {
+		a.wg.Go(func() { a.serveAPI() })
+	}
+	a.wg.Go(func() { a.startup(runCtx) })
+	ok = true
+	log.Info("lattice agent started", "version", Version, "replica", a.store.ReplicaID(),
+		"api", a.APIAddr(), "adapter", cfg.Adapter.Kind, "collections", len(schema.Collections()))
+	return a, nil
+}
+
+// startup joins the cluster, bootstraps an empty replica from a peer, and
+// then runs the capture and apply loops until the agent closes.
+func (a *Agent) startup(ctx context.Context) {
+	if len(a.cfg.Join) > 0 {
+		a.joinLoop(ctx)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if a.store.Digest().Count == 0 && len(a.node.Members()) > 1 {
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		if err := a.node.Bootstrap(bctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("bootstrap from a peer failed; anti-entropy will fill in", "err", err)
+		}
+		cancel()
+	}
+	if a.adp != nil {
+		a.wg.Go(func() { a.applyLoop(ctx) })
+		a.wg.Go(func() { a.captureLoop(ctx) })
+	} else {
+		a.ready.Store(true)
+	}
+}
+
+// joinLoop joins the configured seeds, retrying with backoff until one
+// answers or the agent closes.
+func (a *Agent) joinLoop(ctx context.Context) {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		n, err := a.node.Join(ctx, a.cfg.Join)
+		if err == nil {
+			a.log.Info("joined cluster", "contacted", n, "members", len(a.node.Members()))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("join failed; retrying", "attempt", attempt, "seeds", a.cfg.Join, "err", err, "retry_in", delay)
+		if !sleepCtx(ctx, delay) {
+			return
+		}
+		delay = min(delay*2, 30*time.Second)
+	}
+}
+
+// sleepCtx waits for d or until ctx is done; it reports whether d passed.
+// It paces retries against systems that are down; nothing waits on it for
+// correctness.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (a *Agent) setState(p *atomic.Pointer[loopState], state string, err error) {
+	s := &loopState{State: state, Since: time.Now()}
+	if old := p.Load(); old != nil {
+		s.LastBatch = old.LastBatch
+		if old.State == state {
+			s.Since = old.Since
+			s.Retries = old.Retries
+		}
+	}
+	if err != nil {
+		s.Error = err.Error()
+		s.Retries++
+	}
+	p.Store(s)
+}
+
+func (a *Agent) markBatch(p *atomic.Pointer[loopState]) {
+	old := p.Load()
+	s := *old
+	s.LastBatch = time.Now()
+	s.Error = ""
+	s.Retries = 0
+	p.Store(&s)
+}
+
+// Close stops the loops, leaves the cluster, stops the API and closes the
+// adapter and the store, waiting for everything the agent started.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		var errs []error
+		if a.cancel != nil {
+			a.cancel()
+		}
+		if a.apiSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, a.apiSrv.Shutdown(ctx))
+			cancel()
+		} else if a.apiLn != nil {
+			_ = a.apiLn.Close()
+		}
+		if a.node != nil {
+			if err := a.node.Leave(2 * time.Second); err != nil {
+				a.log.Debug("leave", "err", err)
+			}
+		}
+		a.wg.Wait()
+		if a.node != nil {
+			errs = append(errs, a.node.Close())
+		}
+		if a.adp != nil {
+			errs = append(errs, a.adp.Close())
+		}
+		if a.store != nil {
+			errs = append(errs, a.store.Close())
+		}
+		a.closeErr = errors.Join(errs...)
+		if a.closeErr == nil {
+			a.log.Info("lattice agent stopped")
+		}
+	})
+	return a.closeErr
+}
+
+// Kill stops the agent without leaving the cluster or flushing anything
+// beyond what is already durable: the in-process stand-in for a crash.
+func (a *Agent) Kill() {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		if a.apiLn != nil {
+			_ = a.apiLn.Close()
+		}
+		if a.apiSrv != nil {
+			_ = a.apiSrv.Close()
+		}
+		a.wg.Wait()
+		_ = a.node.Close()
+		if a.adp != nil {
+			_ = a.adp.Close()
+		}
+		_ = a.store.Close()
+	})
+}
+
+// Name returns the node name.
+func (a *Agent) Name() string { return a.cfg.Node }
+
+// APIAddr returns the address the API listens on ("" when off).
+func (a *Agent) APIAddr() string {
+	if a.apiLn == nil {
+		return ""
+	}
+	return a.apiLn.Addr().String()
+}
+
+// Store returns the agent's store.
+func (a *Agent) Store() *store.Store { return a.store }
+
+// Node returns the agent's gossip node.
+func (a *Agent) Node() *gossip.Node { return a.node }
+
+// Ready reports whether the agent has caught up with its system: the
+// initial snapshot (if any) is done and capture is running.
+func (a *Agent) Ready() bool { return a.ready.Load() }
+
+// Digest returns the fingerprint of the whole replica.
+func (a *Agent) Digest() crdt.Fingerprint { return a.store.Digest() }
+
+func (a *Agent) listenAPI() error {
+	ln, err := net.Listen("tcp", a.cfg.API.Addr)
+	if err != nil {
+		return errors.WithHint(errors.Wrapf(err, "config api.addr: listen on %s", a.cfg.API.Addr),
+			"another process may hold the port; choose another api.addr or stop it")
+	}
+	a.apiLn = ln
+	a.apiSrv = &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	if a.cfg.API.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.API.TLS.Cert, a.cfg.API.TLS.Key)
+		if err != nil {
+			return errors.Wrap(err, "config api.tls: load certificate and key")
+		}
+		a.apiSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return nil
+}
+
+func (a *Agent) serveAPI() {
+	var err error
+	if a.apiSrv.TLSConfig != nil {
+		err = a.apiSrv.ServeTLS(a.apiLn, "", "")
+	} else {
+		err = a.apiSrv.Serve(a.apiLn)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		a.log.Error("api server stopped", "err", err)
+	}
+}

@@ -1,0 +1,468 @@
+package sidecar
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/store"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The HTTP API speaks JSON. Errors are {"error": "...", "hint": "..."} with
+// a status code that says whose fault it was.
+
+const maxListLimit = 1000
+
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
+	metrics := promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorLog: nil})
+	if a.cfg.API.MetricsPublic {
+		mux.Handle("GET /metrics", metrics)
+	} else {
+		mux.Handle("GET /metrics", a.auth(metrics))
+	}
+	mux.Handle("GET /v1/status", a.auth(http.HandlerFunc(a.status)))
+	mux.Handle("GET /v1/digest", a.auth(http.HandlerFunc(a.digest)))
+	mux.Handle("GET /v1/records/{collection}", a.auth(http.HandlerFunc(a.list)))
+	mux.Handle("GET /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.get)))
+	mux.Handle("PUT /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.put)))
+	mux.Handle("PATCH /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.patch)))
+	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
+	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, errors.Newf("no route for %s %s", r.Method, r.URL.Path), "see docs/api.md")
+	})
+	return a.count(mux)
+}
+
+// count records request metrics.
+func (a *Agent) count(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(sw, r)
+		a.m.apiRequests.WithLabelValues(r.Method, strconv.Itoa(sw.code)).Inc()
+		a.m.apiLatency.Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// auth requires "Authorization: Bearer <token>" when a token is configured.
+func (a *Agent) auth(next http.Handler) http.Handler {
+	if a.token == "" {
+		return next
+	}
+	want := []byte("Bearer " + a.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lattice"`)
+			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"),
+				"send Authorization: Bearer <token> (lattice --token, or the file named by api.token_file)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type apiError struct {
+	Error string `json:"error"`
+	Hint  string `json:"hint,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, err error, hint string) {
+	if hint == "" {
+		if hs := errors.GetAllHints(err); len(hs) > 0 {
+			hint = strings.Join(hs, "; ")
+		}
+	}
+	writeJSON(w, code, apiError{Error: err.Error(), Hint: hint})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"error":"encode response"}` + "\n"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
+	if !a.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "capture": a.captureSt.Load()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// recordJSON is a record as the API shows it.
+type recordJSON struct {
+	Collection string               `json:"collection"`
+	Key        string               `json:"key"`
+	Row        map[string]crdt.Value `json:"row"`
+	Fields     map[string]fieldJSON `json:"fields"`
+}
+
+type fieldJSON struct {
+	Policy  string    `json:"policy"`
+	Time    time.Time `json:"time"`
+	Replica string    `json:"replica"`
+	Source  string    `json:"source,omitempty"`
+	Stamp   string    `json:"stamp"`
+}
+
+// target resolves the collection and key of a request.
+func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*collInfo, *crdt.Collection, crdt.Key, bool) {
+	name := r.PathValue("collection")
+	ci, err := a.info.lookup(name)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err, "")
+		return nil, nil, "", false
+	}
+	col, err := a.schema.Collection(name)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err, "")
+		return nil, nil, "", false
+	}
+	var key crdt.Key
+	if text := r.PathValue("key"); text != "" {
+		if key, err = ci.parseKey(text); err != nil {
+			writeError(w, http.StatusBadRequest, err, "keys are the key columns' values separated by commas, URL-escaped")
+			return nil, nil, "", false
+		}
+	}
+	return ci, col, key, true
+}
+
+func (a *Agent) recordJSON(ci *collInfo, col *crdt.Collection, key crdt.Key, rec *crdt.Record) (*recordJSON, bool) {
+	view := rec.View(col)
+	if view == nil {
+		return nil, false
+	}
+	out := &recordJSON{Collection: ci.name, Key: key.String(), Row: map[string]crdt.Value{}, Fields: map[string]fieldJSON{}}
+	if kr, err := ci.keyRow(key); err == nil {
+		for k, v := range kr {
+			out.Row[k] = v
+		}
+	}
+	for f, v := range view {
+		out.Row[f] = v
+		_, meta, _ := rec.Get(col, f)
+		out.Fields[f] = fieldJSON{
+			Policy:  meta.Policy.String(),
+			Time:    meta.Stamp.TS.GoTime(),
+			Replica: meta.Stamp.Replica.String(),
+			Source:  meta.Source,
+			Stamp:   meta.Stamp.String(),
+		}
+	}
+	return out, true
+}
+
+func (a *Agent) get(w http.ResponseWriter, r *http.Request) {
+	ci, col, key, ok := a.target(w, r)
+	if !ok {
+		return
+	}
+	rec, err := a.store.Get(ci.name, key)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err, "")
+		return
+	}
+	out, exists := a.recordJSON(ci, col, key, rec)
+	if !exists {
+		writeError(w, http.StatusNotFound, errors.Newf("no record %s/%s", ci.name, key), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) list(w http.ResponseWriter, r *http.Request) {
+	ci, col, _, ok := a.target(w, r)
+	if !ok {
+		return
+	}
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxListLimit {
+			writeError(w, http.StatusBadRequest, errors.Newf("limit %q must be between 1 and %d", s, maxListLimit), "")
+			return
+		}
+		limit = n
+	}
+	var after crdt.Key
+	if s := r.URL.Query().Get("after"); s != "" {
+		k, err := ci.parseKey(s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, errors.Wrap(err, "after"), "")
+			return
+		}
+		after = k
+	}
+	out := struct {
+		Records []*recordJSON `json:"records"`
+		Next    string        `json:"next,omitempty"`
+	}{Records: []*recordJSON{}}
+	// Deleted records are skipped, so read until the page is full.
+	for len(out.Records) < limit {
+		entries, err := a.store.Scan(ci.name, after, limit)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err, "")
+			return
+		}
+		for _, e := range entries {
+			after = e.Key
+			if rj, ok := a.recordJSON(ci, col, e.Key, e.Record); ok {
+				out.Records = append(out.Records, rj)
+				if len(out.Records) == limit {
+					break
+				}
+			}
+		}
+		if len(entries) < limit {
+			after = ""
+			break
+		}
+	}
+	if after != "" {
+		out.Next = after.String()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// readBody reads a JSON object body, bounded by api.max_body_bytes.
+func (a *Agent) readBody(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, bool) {
+	body := http.MaxBytesReader(w, r.Body, a.cfg.API.MaxBodyBytes)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge,
+				errors.Newf("request body over the limit of %d bytes", a.cfg.API.MaxBodyBytes), "raise api.max_body_bytes or send less")
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, errors.Wrap(err, "read request body"), "")
+		return nil, false
+	}
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		if err == nil {
+			err = errors.New("body is null")
+		}
+		writeError(w, http.StatusBadRequest, errors.Wrap(err, "request body must be a JSON object of fields"), "")
+		return nil, false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, errors.New("request body holds more than one JSON value"), "")
+		return nil, false
+	}
+	return fields, true
+}
+
+func (a *Agent) put(w http.ResponseWriter, r *http.Request)   { a.write(w, r, true) }
+func (a *Agent) patch(w http.ResponseWriter, r *http.Request) { a.write(w, r, false) }
+
+// write handles PUT (the body is the whole record: fields it leaves out
+// become null) and PATCH (only the fields named change; OR-set fields may
+// take {"add": [...], "remove": [...]}).
+func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
+	ci, col, key, ok := a.target(w, r)
+	if !ok {
+		return
+	}
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	ch := store.Change{Collection: ci.name, Key: key, Row: crdt.Row{}, Full: full}
+	keyRow, _ := ci.keyRow(key)
+	for _, f := range sortedKeys(body) {
+		raw := body[f]
+		if err := crdt.ValidateName(f); err != nil {
+			writeError(w, http.StatusBadRequest, errors.Wrapf(err, "field %q", f), "")
+			return
+		}
+		if slices.Contains(ci.key, f) {
+			v, err := ci.value(f, raw)
+			if err != nil || !crdt.Equal(v, keyRow[f]) {
+				writeError(w, http.StatusBadRequest, errors.Newf("field %s is a key column and differs from the key in the URL", f), "")
+				return
+			}
+			continue
+		}
+		if col.Policy(f).Kind == crdt.ORSet {
+			if ops, isOps, err := setOps(ci, f, raw); err != nil {
+				writeError(w, http.StatusBadRequest, err, "")
+				return
+			} else if isOps {
+				if full {
+					writeError(w, http.StatusBadRequest, errors.Newf("field %s: add/remove needs PATCH; PUT takes the whole set as a list", f), "")
+					return
+				}
+				if ch.Add == nil {
+					ch.Add, ch.Remove = map[string][]crdt.Value{}, map[string][]crdt.Value{}
+				}
+				ch.Add[f], ch.Remove[f] = ops.add, ops.remove
+				continue
+			}
+		} else if isSetOps(raw) {
+			writeError(w, http.StatusBadRequest,
+				errors.Newf("field %s has policy %s: add/remove needs an orset field", f, col.Policy(f)),
+				"set the field's policy to orset in the config, or write the whole value")
+			return
+		}
+		v, err := ci.value(f, raw)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err, "")
+			return
+		}
+		ch.Row[f] = v
+	}
+	a.commit(w, ci, col, key, ch)
+}
+
+type ops struct{ add, remove []crdt.Value }
+
+func isSetOps(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return false
+	}
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(raw, &probe) != nil {
+		return false
+	}
+	_, add := probe["add"]
+	_, rem := probe["remove"]
+	return add || rem
+}
+
+// setOps parses {"add": [...], "remove": [...]}; isOps is false for any
+// other JSON (a whole set as a list, or null).
+func setOps(ci *collInfo, f string, raw json.RawMessage) (o ops, isOps bool, err error) {
+	if !isSetOps(raw) {
+		return o, false, nil
+	}
+	var body struct {
+		Add    []json.RawMessage `json:"add"`
+		Remove []json.RawMessage `json:"remove"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return o, true, errors.Wrapf(err, "field %s: want {\"add\": [...], \"remove\": [...]}", f)
+	}
+	for _, e := range body.Add {
+		v, err := ci.elem(f, e)
+		if err != nil {
+			return o, true, err
+		}
+		o.add = append(o.add, v)
+	}
+	for _, e := range body.Remove {
+		v, err := ci.elem(f, e)
+		if err != nil {
+			return o, true, err
+		}
+		o.remove = append(o.remove, v)
+	}
+	return o, true, nil
+}
+
+func (a *Agent) del(w http.ResponseWriter, r *http.Request) {
+	ci, col, key, ok := a.target(w, r)
+	if !ok {
+		return
+	}
+	a.commit(w, ci, col, key, store.Change{Collection: ci.name, Key: key, Delete: true})
+}
+
+// commit applies one API change and answers with the record's new state.
+func (a *Agent) commit(w http.ResponseWriter, ci *collInfo, col *crdt.Collection, key crdt.Key, ch store.Change) {
+	res, err := a.store.Local(a.cfg.Node, []store.Change{ch}, nil)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err, "")
+		return
+	}
+	if len(res.Failed) > 0 {
+		err := res.Failed[0].Err
+		code := http.StatusBadRequest
+		if errors.Is(err, crdt.ErrUnknownCollection) {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err, "")
+		return
+	}
+	a.afterLocal(res, "api")
+	if ch.Delete {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	rec, err := a.store.Get(ci.name, key)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err, "")
+		return
+	}
+	out, exists := a.recordJSON(ci, col, key, rec)
+	if !exists {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) digest(w http.ResponseWriter, r *http.Request) {
+	d := a.store.Digest()
+	writeJSON(w, http.StatusOK, map[string]any{"node": a.cfg.Node, "digest": d.Hash.String(), "records": d.Count})
+}
+
+func (a *Agent) requeueParked(w http.ResponseWriter, r *http.Request) {
+	parked, err := a.store.Parked(100000)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err, "")
+		return
+	}
+	ids := make([]crdt.ID, 0, len(parked))
+	for _, p := range parked {
+		ids = append(ids, crdt.MakeID(p.Collection, p.Key))
+	}
+	if err := a.store.Requeue(ids); err != nil {
+		writeError(w, http.StatusInternalServerError, err, "")
+		return
+	}
+	a.wakeApply()
+	writeJSON(w, http.StatusOK, map[string]int{"requeued": len(ids)})
+}

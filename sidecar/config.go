@@ -1,0 +1,441 @@
+package sidecar
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is a sidecar's whole configuration, read from YAML (LoadConfig)
+// and overridden by flags. Every key is documented in docs/config.md; the
+// zero value of an optional key means its default.
+type Config struct {
+	// Node is this sidecar's unique name in the cluster; it is also the
+	// source name that prefer policies rank.
+	Node string `yaml:"node"`
+	// Data is the directory of the Badger store.
+	Data string `yaml:"data"`
+	// Bind is the gossip address (host:port, TCP and UDP).
+	Bind string `yaml:"bind"`
+	// Advertise is the address peers use (ip:port); default: the bind
+	// address when it is a specific IP.
+	Advertise string `yaml:"advertise"`
+	// Join lists members to join at start (any live ones).
+	Join []string `yaml:"join"`
+	// Cluster is a label that keeps clusters apart on shared networks.
+	Cluster string `yaml:"cluster"`
+	// KeyFile holds the gossip encryption key(s), one base64 key per line,
+	// the first used for sending. Without it peers talk in the clear.
+	KeyFile string `yaml:"key_file"`
+	// MaxClockOffset is how far ahead of local time a remote timestamp may
+	// be before its delta is rejected (default 500ms).
+	MaxClockOffset time.Duration `yaml:"max_clock_offset"`
+	// Strict rejects collections that are not listed under Collections.
+	Strict bool `yaml:"strict"`
+
+	API         APIConfig                   `yaml:"api"`
+	Adapter     AdapterConfig               `yaml:"adapter"`
+	Collections map[string]CollectionConfig `yaml:"collections"`
+	Gossip      GossipConfig                `yaml:"gossip"`
+	Store       StoreConfig                 `yaml:"store"`
+	Apply       ApplyConfig                 `yaml:"apply"`
+	Log         LogConfig                   `yaml:"log"`
+}
+
+// APIConfig configures the HTTP API.
+type APIConfig struct {
+	// Addr is the listen address (default 127.0.0.1:7070); "off" disables
+	// the API.
+	Addr string `yaml:"addr"`
+	// TokenFile holds the bearer token clients must send. Token sets it
+	// inline (discouraged outside tests). Without either, the API is open:
+	// bind it to loopback.
+	TokenFile string `yaml:"token_file"`
+	Token     string `yaml:"token"`
+	// TLS serves HTTPS when both files are given.
+	TLS TLSConfig `yaml:"tls"`
+	// MaxBodyBytes bounds request bodies (default 1 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MetricsPublic serves /metrics without the token.
+	MetricsPublic bool `yaml:"metrics_public"`
+}
+
+// TLSConfig names a certificate and its key, PEM encoded.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// AdapterConfig chooses and configures the system adapter.
+type AdapterConfig struct {
+	// Kind is none (the HTTP API is the system), sqlite or postgres.
+	Kind string `yaml:"kind"`
+	// DSN locates the system: a file path for sqlite, a connection URL for
+	// postgres.
+	DSN string `yaml:"dsn"`
+	// Tables limits sync to these tables (default: all with a primary key).
+	Tables []string `yaml:"tables"`
+	// PollInterval is how often sqlite capture looks for changes.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// Slot, Publication and Origin name the PostgreSQL replication objects
+	// (defaults derived from the node name).
+	Slot        string `yaml:"slot"`
+	Publication string `yaml:"publication"`
+	Origin      string `yaml:"origin"`
+}
+
+// CollectionConfig holds one collection's rules.
+type CollectionConfig struct {
+	// Key lists the primary-key columns (adapters discover them; API-only
+	// nodes need them).
+	Key []string `yaml:"key"`
+	// KeyTypes gives the kinds of the key columns for nodes without an
+	// adapter (default string): int, string, float, bool, bytes, time. All
+	// nodes must agree, or the same key names different records.
+	KeyTypes []string `yaml:"key_types"`
+	// Deletes is how deletes merge; only lww (the default) is supported.
+	Deletes string `yaml:"deletes"`
+	// Fields maps field names to their merge rule.
+	Fields map[string]FieldConfig `yaml:"fields"`
+}
+
+// FieldConfig is one field's merge rule and, optionally, its value type.
+// In YAML it is either a policy name (lww, orset, max, min) or a mapping
+// {prefer: [src, ...]} / {policy: max, type: time}.
+type FieldConfig struct {
+	Policy string   `yaml:"policy"`
+	Prefer []string `yaml:"prefer"`
+	// Type declares the value kind for API input on nodes whose adapter
+	// does not know the column: int, float, string, bool, bytes, time, json
+	// (for orset fields: the element kind).
+	Type string `yaml:"type"`
+}
+
+// UnmarshalYAML accepts a bare policy name or a mapping.
+func (f *FieldConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		f.Policy = n.Value
+		return nil
+	}
+	type plain FieldConfig
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*f = FieldConfig(p)
+	return nil
+}
+
+// GossipConfig tunes dissemination and anti-entropy.
+type GossipConfig struct {
+	PushAllUpTo  int           `yaml:"push_all_up_to"`
+	Fanout       int           `yaml:"fanout"`
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	BatchDelay   time.Duration `yaml:"batch_delay"`
+}
+
+// StoreConfig tunes the Badger store.
+type StoreConfig struct {
+	// MemTableSize and BlockCacheSize in bytes (defaults from the store).
+	MemTableSize   int64 `yaml:"memtable_size"`
+	BlockCacheSize int64 `yaml:"block_cache_size"`
+	// SyncWrites fsyncs every commit (default true); turning it off trades
+	// the last moments of acknowledged writes for speed.
+	SyncWrites *bool `yaml:"sync_writes"`
+}
+
+// ApplyConfig tunes how merged state is written into the system.
+type ApplyConfig struct {
+	// BatchSize is the number of records per apply transaction (default 500).
+	BatchSize int `yaml:"batch_size"`
+	// MaxBackoff caps the retry delay while the system is down (default 30s).
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+// LogConfig sets up logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `yaml:"level"`
+	// Format is text or json (default text).
+	Format string `yaml:"format"`
+}
+
+// Adapter kinds.
+const (
+	AdapterNone     = "none"
+	AdapterSQLite   = "sqlite"
+	AdapterPostgres = "postgres"
+)
+
+// DefaultConfig returns a configuration with every default filled in, for
+// a node named "lattice" storing in ./lattice-data.
+func DefaultConfig() Config {
+	c := Config{Node: "lattice", Data: "lattice-data"}
+	_ = c.fill()
+	return c
+}
+
+// LoadConfig reads a YAML config file. Unknown keys are errors, so a typo
+// is reported rather than ignored. The result is not yet validated: apply
+// flag overrides, then call Validate.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, errors.Wrapf(err, "read config %s", path)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return c, errors.WithHint(errors.Wrapf(err, "parse config %s", path),
+			"see docs/config.md for every key; examples/ holds working configs")
+	}
+	return c, nil
+}
+
+// Validate fills defaults and rejects bad values with a message that names
+// the key.
+func (c *Config) Validate() error {
+	return c.fill()
+}
+
+func keyErr(key string, format string, args ...any) error {
+	return errors.Newf("config %s: %s", key, fmt.Sprintf(format, args...))
+}
+
+func (c *Config) fill() error {
+	if c.Node == "" {
+		return errors.WithHint(keyErr("node", "missing"), "give every sidecar a unique name, e.g. node: crm")
+	}
+	if err := crdt.ValidateName(c.Node); err != nil || strings.ContainsAny(c.Node, " ,") {
+		return keyErr("node", "%q is not a valid node name (no spaces, commas, slashes or control characters)", c.Node)
+	}
+	if c.Data == "" {
+		return errors.WithHint(keyErr("data", "missing"), "set the directory for this node's store, e.g. data: /var/lib/lattice/crm")
+	}
+	if c.Bind == "" {
+		c.Bind = "0.0.0.0:7946"
+	}
+	if _, _, err := splitHostPort(c.Bind); err != nil {
+		return keyErr("bind", "%v", err)
+	}
+	if c.Advertise != "" {
+		host, _, err := splitHostPort(c.Advertise)
+		if err != nil {
+			return keyErr("advertise", "%v", err)
+		}
+		if net.ParseIP(host) == nil {
+			return keyErr("advertise", "%q must be an IP address and port", c.Advertise)
+		}
+	}
+	for i, j := range c.Join {
+		if _, _, err := splitHostPort(j); err != nil {
+			return keyErr(fmt.Sprintf("join[%d]", i), "%v", err)
+		}
+	}
+	if c.MaxClockOffset == 0 {
+		c.MaxClockOffset = crdt.DefaultMaxOffset
+	}
+	if c.MaxClockOffset < 0 {
+		return keyErr("max_clock_offset", "must be positive")
+	}
+	if c.API.Addr == "" {
+		c.API.Addr = "127.0.0.1:7070"
+	}
+	if c.API.Addr != "off" {
+		if _, _, err := splitHostPort(c.API.Addr); err != nil {
+			return keyErr("api.addr", "%v", err)
+		}
+	}
+	if c.API.MaxBodyBytes == 0 {
+		c.API.MaxBodyBytes = 1 << 20
+	}
+	if c.API.MaxBodyBytes < 0 {
+		return keyErr("api.max_body_bytes", "must be positive")
+	}
+	if (c.API.TLS.Cert == "") != (c.API.TLS.Key == "") {
+		return keyErr("api.tls", "give both cert and key, or neither")
+	}
+	if c.API.Token != "" && c.API.TokenFile != "" {
+		return keyErr("api.token", "set token or token_file, not both")
+	}
+	switch c.Adapter.Kind {
+	case "":
+		c.Adapter.Kind = AdapterNone
+	case AdapterNone:
+	case AdapterSQLite, AdapterPostgres:
+		if c.Adapter.DSN == "" {
+			return errors.WithHint(keyErr("adapter.dsn", "missing for adapter %s", c.Adapter.Kind),
+				"a file path for sqlite, a postgres:// URL for postgres")
+		}
+	case "mysql", "http":
+		return errors.WithHint(keyErr("adapter.kind", "%q is not available in this version", c.Adapter.Kind),
+			"use none, sqlite or postgres")
+	default:
+		return errors.WithHint(keyErr("adapter.kind", "unknown adapter %q", c.Adapter.Kind), "use none, sqlite or postgres")
+	}
+	if c.Adapter.PollInterval < 0 {
+		return keyErr("adapter.poll_interval", "must be positive")
+	}
+	for name, cc := range c.Collections {
+		if _, err := cc.collection(name); err != nil {
+			return err
+		}
+	}
+	if c.Gossip.PushAllUpTo < 0 || c.Gossip.Fanout < 0 || c.Gossip.SyncInterval < 0 || c.Gossip.BatchDelay < 0 {
+		return keyErr("gossip", "values must not be negative")
+	}
+	if c.Apply.BatchSize == 0 {
+		c.Apply.BatchSize = 500
+	}
+	if c.Apply.BatchSize < 0 {
+		return keyErr("apply.batch_size", "must be positive")
+	}
+	if c.Apply.MaxBackoff == 0 {
+		c.Apply.MaxBackoff = 30 * time.Second
+	}
+	if c.Apply.MaxBackoff < 0 {
+		return keyErr("apply.max_backoff", "must be positive")
+	}
+	switch c.Log.Level {
+	case "":
+		c.Log.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		return keyErr("log.level", "%q: use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "":
+		c.Log.Format = "text"
+	case "text", "json":
+	default:
+		return keyErr("log.format", "%q: use text or json", c.Log.Format)
+	}
+	return nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, errors.Newf("%q is not host:port", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, errors.Newf("%q has a bad port", s)
+	}
+	return host, p, nil
+}
+
+// collection converts a collection's config into its crdt rules.
+func (cc CollectionConfig) collection(name string) (*crdt.Collection, error) {
+	key := "collections." + name
+	if err := crdt.ValidateName(name); err != nil {
+		return nil, keyErr(key, "%v", err)
+	}
+	switch cc.Deletes {
+	case "", "lww":
+	default:
+		return nil, errors.WithHint(keyErr(key+".deletes", "%q is not supported", cc.Deletes), "use lww")
+	}
+	if len(cc.KeyTypes) > 0 && len(cc.KeyTypes) != len(cc.Key) {
+		return nil, keyErr(key+".key_types", "lists %d types for %d key columns", len(cc.KeyTypes), len(cc.Key))
+	}
+	for i, t := range cc.KeyTypes {
+		k, err := crdt.ParseKind(t)
+		if err != nil || k == crdt.KindNull || k == crdt.KindJSON || k == crdt.KindList {
+			return nil, keyErr(fmt.Sprintf("%s.key_types[%d]", key, i), "%q: use int, string, float, bool, bytes or time", t)
+		}
+	}
+	fields := map[string]crdt.Policy{}
+	for _, f := range sortedKeys(cc.Fields) {
+		fc := cc.Fields[f]
+		fkey := key + ".fields." + f
+		p, err := fc.policy()
+		if err != nil {
+			return nil, keyErr(fkey, "%v", err)
+		}
+		if fc.Type != "" {
+			if _, err := crdt.ParseKind(fc.Type); err != nil {
+				return nil, keyErr(fkey+".type", "%q: use int, float, string, bool, bytes, time or json", fc.Type)
+			}
+		}
+		fields[f] = p
+	}
+	c, err := crdt.NewCollection(name, cc.Key, fields)
+	if err != nil {
+		return nil, keyErr(key, "%v", err)
+	}
+	return c, nil
+}
+
+func (fc FieldConfig) policy() (crdt.Policy, error) {
+	if len(fc.Prefer) > 0 {
+		if fc.Policy != "" && fc.Policy != "prefer" {
+			return crdt.Policy{}, errors.Newf("prefer list given with policy %q", fc.Policy)
+		}
+		return crdt.Policy{Kind: crdt.Prefer, Prefer: slices.Clone(fc.Prefer)}, nil
+	}
+	if fc.Policy == "" {
+		return crdt.Policy{Kind: crdt.LWW}, nil
+	}
+	k, err := crdt.ParsePolicyKind(fc.Policy)
+	if err != nil {
+		return crdt.Policy{}, err
+	}
+	if k == crdt.Prefer {
+		return crdt.Policy{}, errors.WithHint(errors.New("prefer needs a source list"), "write {prefer: [crm, erp]}")
+	}
+	return crdt.Policy{Kind: k}, nil
+}
+
+// Schema builds the crdt schema of the listed collections.
+func (c *Config) Schema() (*crdt.Schema, error) {
+	var cols []*crdt.Collection
+	for _, name := range sortedKeys(c.Collections) {
+		col, err := c.Collections[name].collection(name)
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, col)
+	}
+	return crdt.NewSchema(c.Strict, cols...)
+}
+
+// ReadToken returns the API token from token or token_file ("" for none).
+func (c *APIConfig) ReadToken() (string, error) {
+	if c.Token != "" {
+		return c.Token, nil
+	}
+	if c.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.TokenFile)
+	if err != nil {
+		return "", errors.Wrapf(err, "config api.token_file: read %s", c.TokenFile)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", errors.WithHint(keyErr("api.token_file", "token in %s is shorter than 16 characters", c.TokenFile),
+			"generate one with: head -c 32 /dev/urandom | base64")
+	}
+	return t, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,50 @@
+// Package sidecar is the Lattice engine: it wires one system adapter, the
+// Badger store and the gossip node into an Agent, and serves the HTTP API
+// and Prometheus metrics. It is the one composition root; cmd/lattice only
+// parses flags and config and calls Start.
+//
+// # Data flow
+//
+// Local changes: the adapter captures rows its system's users commit, in
+// batches that end on transaction boundaries. For each batch the agent
+// calls store.Local, which stamps the changes, diffs them against the merged
+// state (a row equal to it yields nothing) and writes the new state, the
+// resulting delta and the adapter's cursor in one durable transaction. Only
+// then is the delta broadcast and the cursor acknowledged to the system
+// (Adapter.Ack): capture is at-least-once and merging is idempotent, so a
+// crash at any point loses nothing and duplicates nothing visible.
+//
+// Remote changes: gossip hands received deltas to the store (through the
+// replica type, which also counts them and measures propagation delay).
+// Records whose visible state changed are put, in the same transaction, on
+// the store's durable pending-apply queue. The apply loop drains that queue
+// in batches: it writes each record's current merged state (never the raw
+// delta) into the system in one tagged transaction that capture skips, and
+// acknowledges the queue entries afterwards. While the system is down the
+// queue waits and the loop retries with exponential backoff; a row the
+// system rejects for its content is parked (kept, shown in /v1/status,
+// re-queueable with POST /v1/parked/requeue) so that one bad row cannot
+// block the rest.
+//
+// Why no update loops: a remote change reaches the system only through
+// apply, which capture never reports; and if it did, the diff against the
+// merged state would be empty. Each winning change is written into each
+// system once.
+//
+// # Start-up
+//
+// Start opens the store, the adapter and gossip, and serves the API at once.
+// In the background it joins the configured seeds (retrying), streams the
+// full state from a peer if its own store is empty, and then runs capture
+// (preceded, when no cursor is stored, by an initial snapshot of the system)
+// and apply. /readyz turns ready once capture runs.
+//
+// # Types
+//
+// Adapters report the kind of every column; nodes without an adapter take
+// value kinds from the config (collections.X.key_types and fields.F.type)
+// or infer them from JSON. All nodes must agree on the kinds of key columns,
+// or the same key text names different records. An OR-set field may live in
+// a JSON column holding an array: the agent turns the array into a set when
+// it captures and back into an array (in canonical order) when it applies.
+package sidecar

@@ -1,0 +1,339 @@
+package sidecar
+
+import (
+	"context"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/store"
+)
+
+// captureLoop runs the adapter's snapshot (once) and capture, restarting
+// capture from the last durable cursor with backoff when the system fails.
+func (a *Agent) captureLoop(ctx context.Context) {
+	delay := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := a.captureOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		a.m.captureErrors.Inc()
+		a.setState(&a.captureSt, "retrying", err)
+		a.log.Warn("capture stopped; restarting from the last durable cursor", "err", err, "retry_in", delay)
+		if !sleepCtx(ctx, delay) {
+			return
+		}
+		delay = min(delay*2, a.cfg.Apply.MaxBackoff)
+	}
+}
+
+func (a *Agent) captureOnce(ctx context.Context) error {
+	cursor, err := a.store.Cursor(a.cursorName)
+	if err != nil {
+		return err
+	}
+	if cursor == nil {
+		a.setState(&a.captureSt, "snapshot", nil)
+		if cursor, err = a.snapshot(ctx); err != nil {
+			return errors.Wrap(err, "initial snapshot")
+		}
+	}
+	a.setState(&a.captureSt, "capturing", nil)
+	a.ready.Store(true)
+	return a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
+		return a.captured(ctx, b, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil)
+	})
+}
+
+// snapshot stores every row of the system as a captured change, stores the
+// cursor capture continues from, and queues for apply the records the store
+// holds that the system lacks (learned from peers before the snapshot).
+func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
+	seen := map[crdt.ID]struct{}{}
+	start := time.Now()
+	cursor, err := a.adp.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
+		return a.captured(ctx, b, nil, seen)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var missing []crdt.ID
+	lo := crdt.ID("")
+	for {
+		d, err := a.store.ReadRange(lo, "", 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range d.Fragments {
+			ci, err := a.info.lookup(f.Collection)
+			if err != nil || !ci.synced {
+				continue
+			}
+			id := crdt.MakeID(f.Collection, f.Key)
+			if _, ok := seen[id]; !ok && f.Record.Exists() {
+				missing = append(missing, id)
+			}
+		}
+		if d.Len() < 1000 {
+			break
+		}
+		lo = crdt.MakeID(d.Fragments[d.Len()-1].Collection, d.Fragments[d.Len()-1].Key) + "\x00"
+	}
+	if len(missing) > 0 {
+		if err := a.store.Enqueue(missing); err != nil {
+			return nil, err
+		}
+		a.wakeApply()
+	}
+	if _, err := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: cursor}); err != nil {
+		return nil, err
+	}
+	if err := a.adp.Ack(ctx, cursor); err != nil {
+		a.log.Warn("acknowledge snapshot cursor", "err", err)
+	}
+	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing), "took", time.Since(start).Round(time.Millisecond))
+	return cursor, nil
+}
+
+// captured makes a batch of captured changes durable (with its cursor),
+// broadcasts the resulting delta, and acknowledges the cursor.
+func (a *Agent) captured(ctx context.Context, b adapters.Batch, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
+	changes := make([]store.Change, 0, len(b.Changes))
+	for _, c := range b.Changes {
+		ci, err := a.info.lookup(c.Collection)
+		if err != nil {
+			a.m.badRows.Inc()
+			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
+			continue
+		}
+		changes = append(changes, store.Change{
+			Collection: c.Collection,
+			Key:        c.Key,
+			// Partial: a column a capture leaves out is unchanged (adapters
+			// send nulls explicitly).
+			Row: ci.fromSystem(ci.stripKey(c.Row)),
+			Delete:     c.Row == nil,
+			Captured:   true,
+		})
+		if seen != nil {
+			seen[crdt.MakeID(c.Collection, c.Key)] = struct{}{}
+		}
+	}
+	if len(changes) == 0 && cursor == nil {
+		return nil
+	}
+	res, err := a.store.Local(a.cfg.Node, changes, cursor)
+	if err != nil {
+		return err
+	}
+	a.afterLocal(res, "capture")
+	a.markBatch(&a.captureSt)
+	if cursor != nil {
+		if err := a.adp.Ack(ctx, cursor.Value); err != nil && ctx.Err() == nil {
+			a.log.Warn("acknowledge cursor", "err", err)
+		}
+	}
+	return nil
+}
+
+// afterLocal broadcasts a local result, counts it and wakes the applier.
+func (a *Agent) afterLocal(res *store.LocalResult, via string) {
+	for _, f := range res.Failed {
+		a.m.badRows.Inc()
+		a.log.Warn("change rejected", "via", via, "collection", f.Collection, "key", f.Key, "err", f.Err)
+	}
+	if res.Delta.Len() > 0 {
+		a.m.localFragments.Add(float64(res.Delta.Len()))
+		a.node.Broadcast(res.Delta)
+	}
+	if len(res.Effects) > 0 && a.adp != nil {
+		a.wakeApply()
+	}
+}
+
+func (a *Agent) wakeApply() {
+	select {
+	case a.applyWake <- struct{}{}:
+	default:
+	}
+}
+
+// applyLoop writes queued merged records into the system, batch by batch,
+// retrying with backoff while the system is down and setting aside rows the
+// system rejects.
+func (a *Agent) applyLoop(ctx context.Context) {
+	// The tick is a safety net for wakes lost across restarts; every enqueue
+	// also wakes the loop.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	delay := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.applyWake:
+		case <-tick.C:
+		}
+		for ctx.Err() == nil {
+			n, err := a.applyBatch(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				a.m.applyErrors.Inc()
+				a.setState(&a.applySt, "retrying", err)
+				a.log.Warn("apply failed; the queue waits and retries", "err", err, "retry_in", delay, "pending", a.store.PendingLen())
+				if !sleepCtx(ctx, delay) {
+					return
+				}
+				delay = min(delay*2, a.cfg.Apply.MaxBackoff)
+				continue
+			}
+			delay = 100 * time.Millisecond
+			if n == 0 {
+				a.setState(&a.applySt, "idle", nil)
+				break
+			}
+		}
+	}
+}
+
+// applyBatch applies one batch of the pending queue and returns how many
+// records it settled.
+func (a *Agent) applyBatch(ctx context.Context) (int, error) {
+	items, err := a.store.Pending(a.cfg.Apply.BatchSize)
+	if err != nil || len(items) == 0 {
+		return 0, err
+	}
+	writes := make([]adapters.Write, 0, len(items))
+	var settled, apply []store.Pending
+	for _, p := range items {
+		ci, err := a.info.lookup(p.Collection)
+		if err != nil || !ci.synced {
+			// The system does not hold this collection: nothing to write.
+			settled = append(settled, p)
+			continue
+		}
+		col, err := a.schema.Collection(p.Collection)
+		if err != nil {
+			settled = append(settled, p)
+			continue
+		}
+		w := adapters.Write{Collection: p.Collection, Key: p.Key}
+		if view := p.Record.View(col); view != nil {
+			row, err := ci.keyRow(p.Key)
+			if err != nil {
+				if perr := a.store.Park(p, err.Error()); perr != nil {
+					return 0, perr
+				}
+				a.m.parked.Inc()
+				continue
+			}
+			for f, v := range view {
+				row[f] = v
+			}
+			if w.Row, err = ci.toSystem(row); err != nil {
+				if perr := a.store.Park(p, err.Error()); perr != nil {
+					return 0, perr
+				}
+				a.m.parked.Inc()
+				continue
+			}
+		}
+		writes = append(writes, w)
+		apply = append(apply, p)
+	}
+	if len(settled) > 0 {
+		if err := a.store.AckPending(settled); err != nil {
+			return 0, err
+		}
+	}
+	if len(writes) == 0 {
+		return len(settled), nil
+	}
+	a.setState(&a.applySt, "applying", nil)
+	start := time.Now()
+	if err := a.adp.Apply(ctx, writes); err != nil {
+		re, ok := adapters.RowErrorOf(err)
+		if !ok || !errors.Is(err, adapters.ErrBadRow) {
+			return 0, err
+		}
+		for _, p := range apply {
+			if p.Collection == re.Collection && p.Key == re.Key {
+				a.log.Error("the system rejected a row; it is set aside (see /v1/status)",
+					"collection", p.Collection, "key", p.Key, "err", re.Err)
+				if err := a.store.Park(p, re.Err.Error()); err != nil {
+					return 0, err
+				}
+				a.m.parked.Inc()
+				return 1, nil
+			}
+		}
+		return 0, errors.Wrap(err, "apply reported a bad row outside its batch")
+	}
+	a.m.applyLatency.Observe(time.Since(start).Seconds())
+	a.m.appliedRows.Add(float64(len(writes)))
+	a.markBatch(&a.applySt)
+	if err := a.store.AckPending(apply); err != nil {
+		return 0, err
+	}
+	return len(items), nil
+}
+
+// replica is the store as gossip sees it: merging also counts, measures
+// propagation delay and wakes the applier.
+type replica struct{ a *Agent }
+
+var _ gossip.Replica = replica{}
+
+func (r replica) Merge(d *crdt.Delta) (*crdt.Delta, error) {
+	a := r.a
+	res, err := a.store.Merge(d)
+	if err != nil {
+		return nil, err
+	}
+	a.m.receivedFragments.Add(float64(d.Len()))
+	for _, rej := range res.Rejected {
+		reason := "other"
+		switch {
+		case crdt.IsClockOffsetError(rej.Err):
+			reason = "clock_offset"
+		case errors.Is(rej.Err, crdt.ErrUnknownCollection):
+			reason = "unknown_collection"
+		}
+		a.m.rejected.WithLabelValues(reason).Inc()
+		a.log.Warn("remote change rejected", "collection", rej.Collection, "key", rej.Key, "reason", reason, "err", rej.Err)
+	}
+	if res.Changed.Len() > 0 {
+		now := a.store.Clock().Physical()
+		for _, f := range res.Changed.Fragments {
+			if delay := now - f.Record.MaxStamp().TS.Wall; delay >= 0 {
+				a.m.propagation.Observe(float64(delay) / 1e9)
+			}
+		}
+		a.m.mergedFragments.Add(float64(res.Changed.Len()))
+	}
+	if len(res.Effects) > 0 && a.adp != nil {
+		a.wakeApply()
+	}
+	return res.Changed, nil
+}
+
+func (r replica) Digest() crdt.Fingerprint { return r.a.store.Digest() }
+
+func (r replica) Fingerprint(lo, hi crdt.ID) crdt.Fingerprint { return r.a.store.Fingerprint(lo, hi) }
+
+func (r replica) Split(lo, hi crdt.ID, parts int) []crdt.ID { return r.a.store.Split(lo, hi, parts) }
+
+func (r replica) Ascend(lo, hi crdt.ID, fn func(crdt.ID, crdt.Hash) bool) {
+	r.a.store.Ascend(lo, hi, fn)
+}
+
+func (r replica) Records(ids []crdt.ID) (*crdt.Delta, error) { return r.a.store.Records(ids) }
+
+func (r replica) ReadRange(lo, hi crdt.ID, limit int) (*crdt.Delta, error) {
+	return r.a.store.ReadRange(lo, hi, limit)
+}
