@@ -128,10 +128,10 @@ func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
 
 // recordJSON is a record as the API shows it.
 type recordJSON struct {
-	Collection string               `json:"collection"`
-	Key        string               `json:"key"`
+	Collection string                `json:"collection"`
+	Key        string                `json:"key"`
 	Row        map[string]crdt.Value `json:"row"`
-	Fields     map[string]fieldJSON `json:"fields"`
+	Fields     map[string]fieldJSON  `json:"fields"`
 }
 
 type fieldJSON struct {

@@ -114,9 +114,9 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, cursor *store.Cu
 			Key:        c.Key,
 			// Partial: a column a capture leaves out is unchanged (adapters
 			// send nulls explicitly).
-			Row: ci.fromSystem(ci.stripKey(c.Row)),
-			Delete:     c.Row == nil,
-			Captured:   true,
+			Row:      ci.fromSystem(ci.stripKey(c.Row)),
+			Delete:   c.Row == nil,
+			Captured: true,
 		})
 		if seen != nil {
 			seen[crdt.MakeID(c.Collection, c.Key)] = struct{}{}

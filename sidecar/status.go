@@ -9,19 +9,19 @@ import (
 
 // Status is what GET /v1/status returns.
 type Status struct {
-	Node     string          `json:"node"`
-	Replica  string          `json:"replica"`
-	Version  string          `json:"version"`
-	Ready    bool            `json:"ready"`
-	Time     time.Time       `json:"time"`
-	Digest   string          `json:"digest"`
-	Records  uint64          `json:"records"`
-	Members  []gossip.Member `json:"members"`
-	Pending  int             `json:"pending_apply"`
-	Parked   []ParkedJSON    `json:"parked,omitempty"`
-	Adapter  AdapterStatus   `json:"adapter"`
-	Gossip   gossip.Stats    `json:"gossip"`
-	Schema   string          `json:"schema_fingerprint"`
+	Node    string          `json:"node"`
+	Replica string          `json:"replica"`
+	Version string          `json:"version"`
+	Ready   bool            `json:"ready"`
+	Time    time.Time       `json:"time"`
+	Digest  string          `json:"digest"`
+	Records uint64          `json:"records"`
+	Members []gossip.Member `json:"members"`
+	Pending int             `json:"pending_apply"`
+	Parked  []ParkedJSON    `json:"parked,omitempty"`
+	Adapter AdapterStatus   `json:"adapter"`
+	Gossip  gossip.Stats    `json:"gossip"`
+	Schema  string          `json:"schema_fingerprint"`
 }
 
 // AdapterStatus reports the capture and apply loops.
@@ -33,8 +33,8 @@ type AdapterStatus struct {
 
 // ParkedJSON is a record the system rejected, set aside.
 type ParkedJSON struct {
-	Collection string    `json:"collection"`
-	Key        string    `json:"key"`
+	Collection string `json:"collection"`
+	Key        string `json:"key"`
 	Reason     string `json:"reason"`
 }
 

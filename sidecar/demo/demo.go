@@ -201,7 +201,7 @@ func (r *runner) exec(ctx context.Context, s *system, q string, args ...any) err
 
 // row is one customer as a database holds it.
 type row struct {
-	id                                   int64
+	id                                 int64
 	name, status, phone, address, tags string
 }
 
