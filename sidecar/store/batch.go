@@ -6,65 +6,88 @@ import (
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
-// scratch holds the writer's reusable memory: Badger keeps references to
-// keys, values and entries until a transaction commits, after which all of
-// it can be reused. Owned by the writer (Store.wmu).
-type scratch struct {
-	chunks  [][]byte
-	chunk   int // chunk being filled
-	entries [][]badger.Entry
-	slab    int // entry slab being filled
-	enc     []byte
-	key     []byte  // queue keys for reads
-	rkey    []byte  // record keys for reads
-	changed []int32 // fragments of one record that changed it
+// arena hands out byte slices from large chunks. Badger keeps references to
+// keys, values and entries until a transaction commits; the writer resets
+// its arenas only once every transaction of a call has committed.
+type arena struct {
+	chunks [][]byte
+	chunk  int // chunk being filled
 }
 
-const (
-	chunkSize = 1 << 20
-	slabSize  = 1024
-)
+const arenaChunk = 1 << 20
 
-func (sc *scratch) reset() {
-	for i := range sc.chunks {
-		sc.chunks[i] = sc.chunks[i][:0]
+func (a *arena) reset() {
+	for i := range a.chunks {
+		a.chunks[i] = a.chunks[i][:0]
 	}
-	for i := range sc.entries {
-		sc.entries[i] = sc.entries[i][:0]
-	}
-	sc.chunk, sc.slab = 0, 0
+	a.chunk = 0
 }
 
-// alloc returns n bytes of zero length and capacity n that stay untouched
+// alloc returns a slice of length 0 and capacity n that stays untouched
 // until the next reset.
-func (sc *scratch) alloc(n int) []byte {
-	for sc.chunk < len(sc.chunks) {
-		c := sc.chunks[sc.chunk]
+func (a *arena) alloc(n int) []byte {
+	for a.chunk < len(a.chunks) {
+		c := a.chunks[a.chunk]
 		if cap(c)-len(c) >= n {
-			sc.chunks[sc.chunk] = c[:len(c)+n]
+			a.chunks[a.chunk] = c[:len(c)+n]
 			return c[len(c) : len(c) : len(c)+n]
 		}
-		sc.chunk++
+		a.chunk++
 	}
-	c := make([]byte, n, max(n, chunkSize))
-	sc.chunks = append(sc.chunks, c)
+	c := make([]byte, n, max(n, arenaChunk))
+	a.chunks = append(a.chunks, c)
+	a.chunk = len(a.chunks) - 1
 	return c[:0:n]
 }
 
-func (sc *scratch) entry(key, value []byte) *badger.Entry {
-	for sc.slab < len(sc.entries) {
-		s := sc.entries[sc.slab]
+// entries hands out Badger entries from slabs, like arena.
+type entries struct {
+	slabs [][]badger.Entry
+	slab  int
+}
+
+const slabSize = 1024
+
+func (e *entries) reset() {
+	for i := range e.slabs {
+		e.slabs[i] = e.slabs[i][:0]
+	}
+	e.slab = 0
+}
+
+func (e *entries) get(key, value []byte) *badger.Entry {
+	for e.slab < len(e.slabs) {
+		s := e.slabs[e.slab]
 		if len(s) < cap(s) {
 			s = append(s, badger.Entry{Key: key, Value: value})
-			sc.entries[sc.slab] = s
+			e.slabs[e.slab] = s
 			return &s[len(s)-1]
 		}
-		sc.slab++
+		e.slab++
 	}
 	s := make([]badger.Entry, 1, slabSize)
 	s[0] = badger.Entry{Key: key, Value: value}
-	sc.entries = append(sc.entries, s)
+	e.slabs = append(e.slabs, s)
+	e.slab = len(e.slabs) - 1
 	return &s[0]
+}
+
+// scratch is the writer's reusable memory, owned by the writer (Store.wmu).
+type scratch struct {
+	arena   arena
+	entries entries
+	enc     []byte
+	workers []*worker
+	groups  []group
+	order   []int32
+}
+
+func (sc *scratch) reset() {
+	sc.arena.reset()
+	sc.entries.reset()
+	for _, w := range sc.workers {
+		w.arena.reset()
+	}
 }
 
 // treeOp is a range-tree update made visible after its part commits.
@@ -73,11 +96,12 @@ type treeOp struct {
 	hash crdt.Hash
 }
 
-// batch is one writer operation: a sequence of Badger transactions (parts),
-// normally one, each committed when the next record would not fit. A record
-// and its queue entries always go in the same part, so every part leaves the
-// store consistent on its own. In-memory state (range tree, counters) follows
-// each part after it commits. Only the writer holding Store.wmu uses it.
+// batch is one writer call: a sequence of Badger transactions (parts),
+// normally one, each committed when the next record would not fit. A record,
+// its queue chunk and the queue chunks it leaves always share a part, so
+// every part leaves the store consistent on its own. In-memory state (range
+// tree, queue counts) follows each part after it commits. Only the writer
+// holding Store.wmu uses it.
 type batch struct {
 	s     *Store
 	rtxn  *badger.Txn // snapshot for reads, taken before any part commits
@@ -88,22 +112,24 @@ type batch struct {
 	// (Clock.Last) must then be persisted with it.
 	stamped bool
 
-	qseq     uint64 // last queue seq issued, committed or not
-	qseqSet  bool
-	pending  int64 // change of the queue length in this part
-	minLive  bool  // the part deleted queue entries: recompute minLive
-	tree     []treeOp
-	unpark   []crdt.ID
-	park     []crdt.ID
-	effects  uint64
-	acked    uint64
-	parts    int
-	finished bool
+	qseq    uint64         // last queue chunk seq issued, committed or not
+	qseqSet bool           // qseq changed in this part
+	chunk   []crdt.ID      // records of the open chunk (seq qseq)
+	live    map[uint64]int // change of the live count of chunks in this part
+	pending int64          // change of the queue length in this part
+
+	tree    []treeOp
+	unpark  []crdt.ID
+	park    []crdt.ID
+	effects uint64
+	acked   uint64
+	parts   int
+	done    bool
 }
 
-// reserve for the meta entries a commit adds.
+// Room kept for the meta entries and the open queue chunk of a part.
 const (
-	metaReserveBytes = 256
+	metaReserveBytes = 512
 	metaReserveCount = 8
 )
 
@@ -114,21 +140,21 @@ func (s *Store) newBatch() *batch {
 		rtxn: s.db.NewTransaction(false),
 		txn:  s.db.NewTransaction(true),
 		qseq: s.qseq,
-		tree: make([]treeOp, 0, 64),
+		live: map[uint64]int{},
 	}
 }
 
 // discard drops an unfinished batch. Parts committed before stay.
 func (b *batch) discard() {
 	b.rtxn.Discard()
-	if !b.finished {
+	if !b.done {
 		b.txn.Discard()
 	}
 }
 
-// room makes room for a record's entries, committing the current part if
-// they would not fit in it. It fails only when they do not fit in an empty
-// part.
+// room makes room for count entries of size bytes (a record and its queue
+// changes), committing the current part first if they would not fit. It
+// fails only when they do not fit in an empty part.
 func (b *batch) room(count int, size int64) error {
 	count += metaReserveCount
 	size += metaReserveBytes
@@ -150,13 +176,18 @@ func (b *batch) room(count int, size int64) error {
 	return nil
 }
 
+// recordRoom is the room a record value needs with its queue changes.
+func recordRoom(key, value []byte) (int, int64) {
+	return 3, entrySize(key, value) + 2*entrySize(key, nil)
+}
+
 // entrySize estimates an entry's share of Badger's transaction limit.
 func entrySize(key, value []byte) int64 { return int64(len(key)+len(value)) + 16 }
 
 func (b *batch) set(key, value []byte) error {
 	b.size += entrySize(key, value)
 	b.count++
-	if err := b.txn.SetEntry(b.s.scratch.entry(key, value)); err != nil {
+	if err := b.txn.SetEntry(b.s.scratch.entries.get(key, value)); err != nil {
 		return errors.Wrapf(err, "write %s", keyName(key))
 	}
 	return nil
@@ -171,74 +202,110 @@ func (b *batch) del(key []byte) error {
 	return nil
 }
 
-// putRecord writes a record value and, if its hash changed, queues the
-// range-tree update.
-func (b *batch) putRecord(id crdt.ID, h recordHeader, encoded []byte, hashChanged bool) error {
-	sc := &b.s.scratch
-	key := appendRecordKey(sc.alloc(1+len(id)), id)
-	val := appendRecordValue(sc.alloc(1+len(h.hash)+10+len(encoded)), h, encoded)
-	if err := b.set(key, val); err != nil {
+// putValue writes a record value (key 'r'+id), queueing the range-tree
+// update if the hash changed.
+func (b *batch) putValue(id crdt.ID, key, value []byte, hash crdt.Hash, hashChanged bool) error {
+	if err := b.set(key, value); err != nil {
 		return err
 	}
 	if hashChanged {
-		b.tree = append(b.tree, treeOp{id: id, hash: h.hash})
+		b.tree = append(b.tree, treeOp{id: id, hash: hash})
 	}
 	return nil
 }
 
-// isLive reports whether queue entry seq exists.
-func (b *batch) isLive(seq uint64) (bool, error) {
-	if seq == 0 || seq < b.s.minLive || seq > b.s.qseq {
-		return false, nil
-	}
-	key := appendQueueKey(b.s.scratch.key[:0], seq)
-	b.s.scratch.key = key
-	_, err := b.rtxn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, errors.Wrapf(err, "read %s", keyName(key))
-	}
-	return true, nil
+// putRecord builds and writes a record value from its header and encoding.
+func (b *batch) putRecord(id crdt.ID, h recordHeader, encoded []byte, hashChanged bool) error {
+	a := &b.s.scratch.arena
+	key := appendRecordKey(a.alloc(1+len(id)), id)
+	val := appendRecordValue(a.alloc(recordHeaderLen+len(encoded)), h, encoded)
+	return b.putValue(id, key, val, h.hash, hashChanged)
 }
 
-// enqueue puts id on the queue under a new seq, removing its earlier entry
-// (seq old, if still live) and any parked entry, and returns the new seq.
-// The caller writes the record with the returned seq in its header.
-func (b *batch) enqueue(id crdt.ID, old uint64) (uint64, error) {
-	live, err := b.isLive(old)
-	if err != nil {
-		return 0, err
+// liveCount is the number of records that chunk seq holds, with the changes
+// of this part.
+func (b *batch) liveCount(seq uint64) int { return b.s.chunkLive[seq] + b.live[seq] }
+
+// leave takes a record out of queue chunk seq (its old queued seq),
+// deleting the chunk when it was the last record.
+func (b *batch) leave(seq uint64) error {
+	if seq == 0 {
+		return nil
 	}
-	sc := &b.s.scratch
-	if live {
-		if err := b.del(appendQueueKey(sc.alloc(9), old)); err != nil {
+	if b.liveCount(seq) <= 0 {
+		return errors.AssertionFailedf("queue chunk %d has no live record to leave", seq)
+	}
+	b.live[seq]--
+	if b.liveCount(seq) == 0 {
+		return b.del(queueKey(seq))
+	}
+	return nil
+}
+
+// enqueue puts id on the queue in the open chunk, taking it out of its old
+// chunk (seq old, 0 if none) and out of the parked list, and returns the
+// chunk seq to write in the record's header. The caller writes the record.
+func (b *batch) enqueue(id crdt.ID, old uint64) (uint64, error) {
+	if old != 0 {
+		if err := b.leave(old); err != nil {
 			return 0, err
 		}
-		b.pending--
-		b.minLive = true
+	} else {
+		b.pending++
 	}
 	if _, ok := b.s.parked[id]; ok {
-		if err := b.del(append(append(sc.alloc(1+len(id)), prefixParked), id...)); err != nil {
+		a := &b.s.scratch.arena
+		if err := b.del(append(append(a.alloc(1+len(id)), prefixParked), id...)); err != nil {
 			return 0, err
 		}
 		b.unpark = append(b.unpark, id)
 	}
-	b.qseq++
-	b.qseqSet = true
-	if err := b.set(appendQueueKey(sc.alloc(9), b.qseq), append(sc.alloc(len(id)), id...)); err != nil {
-		return 0, err
+	if len(b.chunk) == 0 || len(b.chunk) >= maxChunkIDs {
+		if err := b.flushChunk(); err != nil {
+			return 0, err
+		}
+		b.qseq++
+		b.qseqSet = true
+		b.count++
+		b.size += 64
 	}
-	b.pending++
+	b.chunk = append(b.chunk, id)
+	b.size += int64(len(id)) + 4 // the chunk grows; counted as it does
+	b.live[b.qseq]++
 	b.effects++
 	return b.qseq, nil
+}
+
+// unqueue takes a record off the queue (acknowledged or parked).
+func (b *batch) unqueue(seq uint64) error {
+	if err := b.leave(seq); err != nil {
+		return err
+	}
+	b.pending--
+	return nil
+}
+
+// flushChunk writes the open queue chunk, whose size enqueue counted.
+func (b *batch) flushChunk() error {
+	if len(b.chunk) == 0 {
+		return nil
+	}
+	key := appendQueueKey(b.s.scratch.arena.alloc(9), b.qseq)
+	val := appendChunk(b.s.scratch.arena.alloc(2+len(b.chunk)*24), b.chunk)
+	b.chunk = b.chunk[:0]
+	if err := b.txn.SetEntry(b.s.scratch.entries.get(key, val)); err != nil {
+		return errors.Wrapf(err, "write %s", keyName(key))
+	}
+	return nil
 }
 
 // commitPart commits the current part with the meta entries it needs (and
 // those of extra, for the last part) and then applies its in-memory effects.
 func (b *batch) commitPart(extra func() error) error {
 	s := b.s
+	if err := b.flushChunk(); err != nil {
+		return err
+	}
 	if b.stamped {
 		if err := b.set(keyHLC, encodeTimestamp(s.clock.Last())); err != nil {
 			return err
@@ -269,6 +336,14 @@ func (b *batch) commitPart(extra func() error) error {
 
 	s.qseq = b.qseq
 	s.pendingLen.Add(b.pending)
+	for seq, d := range b.live {
+		if n := s.chunkLive[seq] + d; n > 0 {
+			s.chunkLive[seq] = n
+		} else {
+			delete(s.chunkLive, seq)
+		}
+	}
+	clear(b.live)
 	for _, id := range b.unpark {
 		delete(s.parked, id)
 	}
@@ -276,13 +351,6 @@ func (b *batch) commitPart(extra func() error) error {
 		s.parked[id] = struct{}{}
 	}
 	s.parkedLen.Store(int64(len(s.parked)))
-	if s.pendingLen.Load() == 0 {
-		s.minLive = s.qseq + 1
-	} else if b.minLive {
-		if err := s.refreshMinLive(); err != nil {
-			return err
-		}
-	}
 	if len(b.tree) > 0 {
 		s.treeMu.Lock()
 		for _, op := range b.tree {
@@ -291,35 +359,15 @@ func (b *batch) commitPart(extra func() error) error {
 		s.treeMu.Unlock()
 	}
 
-	s.scratch.reset()
 	b.tree = b.tree[:0]
 	b.unpark, b.park = nil, nil
 	b.size, b.count, b.pending, b.effects, b.acked = 0, 0, 0, 0, 0
-	b.stamped, b.qseqSet, b.minLive = false, false, false
+	b.stamped, b.qseqSet = false, false
 	return nil
 }
 
 // finish commits the last part.
 func (b *batch) finish(extra func() error) error {
-	b.finished = true
+	b.done = true
 	return b.commitPart(extra)
-}
-
-// refreshMinLive sets minLive to the first live queue seq.
-func (s *Store) refreshMinLive() error {
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixQueue}})
-	defer it.Close()
-	it.Rewind()
-	if !it.Valid() {
-		s.minLive = s.qseq + 1
-		return nil
-	}
-	seq, err := parseQueueKey(it.Item().Key())
-	if err != nil {
-		return err
-	}
-	s.minLive = seq
-	return nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"slices"
 
 	"github.com/cockroachdb/errors"
 	"github.com/dgraph-io/badger/v4"
@@ -40,6 +41,7 @@ func (s *Store) Check() (crdt.Fingerprint, error) {
 		return fp, errors.Mark(errors.Newf("clock at %s is behind the persisted bound %s", last, bound), ErrInconsistent)
 	}
 
+	queuedIn := map[uint64][]crdt.ID{} // chunk -> records whose header names it
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
 	var enc []byte
 	for it.Rewind(); it.Valid(); it.Next() {
@@ -79,37 +81,58 @@ func (s *Store) Check() (crdt.Fingerprint, error) {
 			return fp, errors.Mark(errors.Newf("%s: stamp %s above the persisted clock bound %s", keyName(key), ms, bound), ErrInconsistent)
 		}
 		fp = fp.Add(h.hash)
+		if h.queued != 0 {
+			queuedIn[h.queued] = append(queuedIn[h.queued], id)
+		}
 	}
 	it.Close()
 
 	var queued int64
+	chunks := 0
 	it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixQueue}})
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
 		key := item.KeyCopy(nil)
 		seq, err := parseQueueKey(key)
+		if err == nil && seq > s.qseq {
+			err = errors.Mark(errors.Newf("%s above the last issued seq %d", keyName(key), s.qseq), ErrInconsistent)
+		}
+		var ids []crdt.ID
+		if err == nil {
+			err = item.Value(func(v []byte) error {
+				var err error
+				ids, err = parseChunk(key, v)
+				return err
+			})
+		}
 		if err != nil {
 			it.Close()
 			return fp, err
 		}
-		if seq < s.minLive || seq > s.qseq {
+		chunks++
+		live := queuedIn[seq]
+		if len(live) == 0 {
 			it.Close()
-			return fp, errors.Mark(errors.Newf("%s outside [%d, %d]", keyName(key), s.minLive, s.qseq), ErrInconsistent)
+			return fp, errors.Mark(errors.Newf("%s holds no queued record", keyName(key)), ErrInconsistent)
 		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
+		if s.chunkLive[seq] != len(live) {
 			it.Close()
-			return fp, err
+			return fp, errors.Mark(errors.Newf("%s: %d records queued, counted %d", keyName(key), len(live), s.chunkLive[seq]), ErrInconsistent)
 		}
-		if _, err := txn.Get(recordKey(crdt.ID(v))); err != nil {
-			it.Close()
-			return fp, errors.Mark(errors.Wrapf(err, "%s names record %s", keyName(key), crdt.ID(v)), ErrInconsistent)
+		for _, id := range live {
+			if !slices.Contains(ids, id) {
+				it.Close()
+				return fp, errors.Mark(errors.Newf("%s does not list record %s queued in it", keyName(key), id), ErrInconsistent)
+			}
 		}
-		queued++
+		queued += int64(len(live))
 	}
 	it.Close()
+	if chunks != len(queuedIn) || chunks != len(s.chunkLive) {
+		return fp, errors.Mark(errors.Newf("%d queue chunks, %d named by records, %d counted", chunks, len(queuedIn), len(s.chunkLive)), ErrInconsistent)
+	}
 	if n := s.pendingLen.Load(); n != queued {
-		return fp, errors.Mark(errors.Newf("queue holds %d entries, counted %d", queued, n), ErrInconsistent)
+		return fp, errors.Mark(errors.Newf("queue holds %d records, counted %d", queued, n), ErrInconsistent)
 	}
 
 	if d := s.Digest(); d != fp {

@@ -17,9 +17,13 @@
 // the call returns.
 //
 // Merge reads each record once, with the fragments sorted by ID and those of
-// one record joined together, and writes it only if its state changed. Its
-// memory (keys, values, Badger entries, the encode buffer) is reused from
-// call to call.
+// one record joined together, and writes it only if its state changed. The
+// reads, joins, encodings and hashes of a large batch run on up to
+// GOMAXPROCS goroutines (at most 4) that Merge starts and waits for; the
+// writes into the transaction stay on the caller's goroutine, in ID order.
+// Its memory (keys, values, Badger entries, encode buffers) is reused from
+// call to call, and the record values are built in place, so the queue seq
+// is set in them without a copy.
 //
 // # Invariants
 //
@@ -35,8 +39,9 @@
 //     the deltas that built them. The tree is updated after each commit,
 //     under the writer lock, and rebuilt from the record headers at Open.
 //   - A record is on the pending-apply queue at most once. Re-queueing it
-//     gives it a new, larger seq; AckPending removes an entry only if its seq
-//     is still current, so an apply of an older state never hides a newer one.
+//     gives it a new, larger seq (its chunk's); AckPending removes an entry
+//     only if its seq is still current, so an apply of an older state never
+//     hides a newer one.
 //   - Deleted records stay as tombstones; records are never removed.
 //
 // # Persisted layout
@@ -47,9 +52,10 @@
 //	m replica         uint64 BE: the replica ID
 //	m hlc             int64 BE wall + uint32 BE logical: HLC upper bound
 //	m seq             uint64 BE: local sequence number (Seq)
-//	m qseq            uint64 BE: last queue seq issued (seqs are never reused)
-//	r <id>            record: 0x01, hash [16], uvarint queued seq, crdt.AppendRecord bytes
-//	q <seq uint64 BE> pending-apply entry, oldest first: the record's ID
+//	m qseq            uint64 BE: last queue chunk seq issued (never reused)
+//	r <id>            record: 0x01, hash [16], queued chunk seq uint64 BE (0: not queued),
+//	                  crdt.AppendRecord bytes
+//	q <seq uint64 BE> queue chunk, oldest first: 0x01, uvarint n, n x (uvarint len, id)
 //	x <id>            parked entry: 0x01, uvarint seq, varint unix ns, reason
 //	c <name>          adapter cursor: opaque bytes
 //
@@ -57,12 +63,17 @@
 // records sort by collection and key and Scan and ReadRange are range scans.
 //
 // The hash index lives in the record headers rather than under keys of its
-// own: a merge writes one key per record instead of two, and Open rebuilds
-// the range tree by scanning the records (values up to ValueThreshold sit in
-// the LSM tree, so the scan reads no value log). The queue is indexed by seq
-// (the q keys) and by record (the queued seq in the record header, which may
-// name an entry that was acknowledged since: a q key is looked up before it
-// is deleted, and seqs below the oldest live entry need no lookup).
+// own, and so does the queue index by record: a merge writes one key per
+// record, plus one queue chunk per 128 queued records, instead of three keys
+// per record. Open rebuilds the range tree and the queue counts by scanning
+// the records (values up to ValueThreshold sit in the LSM tree, so the scan
+// reads no value log). A record is queued exactly when its header names a
+// chunk; that chunk lists it, and a chunk is deleted in the transaction that
+// takes its last record off the queue. A chunk may still list records that
+// were queued again (in a later chunk) or acknowledged since; Pending skips
+// them. Acknowledging rewrites the record's header, which moves that cost
+// from the merge path to the apply path, where the local system's own write
+// dominates.
 //
 // Data on disk that does not parse is reported as an ErrCorrupt error that
 // names the key, never a panic.

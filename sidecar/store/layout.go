@@ -122,39 +122,44 @@ type recordHeader struct {
 	// hash is crdt.HashRecord of the record under its ID: the persisted
 	// hash index that rebuilds the range tree at Open.
 	hash crdt.Hash
-	// queued is the seq of the record's pending-queue entry when it was last
-	// queued, or 0. The entry may have been acknowledged since; it is never
-	// an entry of another record, because seqs are not reused.
+	// queued is the seq of the queue chunk that holds the record's pending
+	// entry, or 0 when the record is not on the queue. It is the
+	// authoritative queue state of the record: a chunk may still list a
+	// record that has moved on.
 	queued uint64
 }
 
-// appendRecordValue appends a record value: version, hash, queued seq and
-// the record's encoding.
+// recordHeaderLen is the size of a record value's header: version, hash and
+// queued seq (fixed width, so that the writer can set it in place).
+const recordHeaderLen = 1 + len(crdt.Hash{}) + 8
+
+// appendRecordValue appends a record value: header and the record's
+// encoding.
 func appendRecordValue(b []byte, h recordHeader, encoded []byte) []byte {
 	b = append(b, recordValueVersion)
 	b = append(b, h.hash[:]...)
-	b = binary.AppendUvarint(b, h.queued)
+	b = binary.BigEndian.AppendUint64(b, h.queued)
 	return append(b, encoded...)
+}
+
+// setQueued changes the queued seq of a record value in place.
+func setQueued(val []byte, seq uint64) {
+	binary.BigEndian.PutUint64(val[1+len(crdt.Hash{}):], seq)
 }
 
 // parseRecordValue splits a record value into its header and the record's
 // encoding (which aliases val).
 func parseRecordValue(key, val []byte) (recordHeader, []byte, error) {
 	var h recordHeader
-	if len(val) < 1+len(h.hash)+1 {
+	if len(val) < recordHeaderLen+1 {
 		return h, nil, corruptf(key, "record value of %d bytes is truncated", len(val))
 	}
 	if val[0] != recordValueVersion {
 		return h, nil, corruptf(key, "record value version %d, want %d", val[0], recordValueVersion)
 	}
 	copy(h.hash[:], val[1:])
-	rest := val[1+len(h.hash):]
-	q, n := binary.Uvarint(rest)
-	if n <= 0 {
-		return h, nil, corruptf(key, "record value has a bad queue seq")
-	}
-	h.queued = q
-	return h, rest[n:], nil
+	h.queued = binary.BigEndian.Uint64(val[1+len(h.hash):])
+	return h, val[recordHeaderLen:], nil
 }
 
 // decodeRecordValue parses and decodes a record value.
@@ -168,6 +173,53 @@ func decodeRecordValue(key, val []byte, lim crdt.Limits) (recordHeader, *crdt.Re
 		return h, nil, corrupt(key, err)
 	}
 	return h, r, nil
+}
+
+// queueChunkVersion starts every queue chunk.
+const queueChunkVersion = 1
+
+// maxChunkIDs bounds the records of one queue chunk.
+const maxChunkIDs = 128
+
+// appendChunk encodes a queue chunk: the IDs of the records queued in it.
+func appendChunk(b []byte, ids []crdt.ID) []byte {
+	b = append(b, queueChunkVersion)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = binary.AppendUvarint(b, uint64(len(id)))
+		b = append(b, id...)
+	}
+	return b
+}
+
+// parseChunk decodes a queue chunk.
+func parseChunk(key, val []byte) ([]crdt.ID, error) {
+	if len(val) < 1 || val[0] != queueChunkVersion {
+		return nil, corruptf(key, "queue chunk without version %d", queueChunkVersion)
+	}
+	val = val[1:]
+	n, k := binary.Uvarint(val)
+	if k <= 0 || n > maxChunkIDs {
+		return nil, corruptf(key, "queue chunk with a bad count")
+	}
+	val = val[k:]
+	ids := make([]crdt.ID, 0, n)
+	for range n {
+		l, k := binary.Uvarint(val)
+		if k <= 0 || l > uint64(len(val)-k) {
+			return nil, corruptf(key, "queue chunk truncated after %d ids", len(ids))
+		}
+		id := crdt.ID(val[k : k+int(l)])
+		if err := validID(id); err != nil {
+			return nil, corrupt(key, err)
+		}
+		ids = append(ids, id)
+		val = val[k+int(l):]
+	}
+	if len(val) != 0 {
+		return nil, corruptf(key, "%d bytes after the queue chunk", len(val))
+	}
+	return ids, nil
 }
 
 // parkedValue is what a parked entry holds.

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cockroachdb/errors"
+	"github.com/dgraph-io/badger/v4"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -65,7 +68,8 @@ func (s *Store) Merge(d *crdt.Delta) (*MergeResult, error) {
 		return res, nil
 	}
 	frags := d.Fragments
-	order := make([]int32, n)
+	order := slices.Grow(s.scratch.order[:0], n)[:n]
+	s.scratch.order = order
 	sorted := true
 	for i := range order {
 		order[i] = int32(i)
@@ -76,17 +80,27 @@ func (s *Store) Merge(d *crdt.Delta) (*MergeResult, error) {
 	if !sorted {
 		slices.SortStableFunc(order, func(a, b int32) int { return cmpFragment(&frags[a], &frags[b]) })
 	}
-	b := s.newBatch()
-	defer b.discard()
+	groups := s.scratch.groups[:0]
 	for i := 0; i < n; {
 		j := i + 1
 		for j < n && cmpFragment(&frags[order[j]], &frags[order[i]]) == 0 {
 			j++
 		}
-		if err := s.mergeRecord(b, frags, order[i:j], res); err != nil {
+		groups = append(groups, group{lo: int32(i), hi: int32(j)})
+		i = j
+	}
+	s.scratch.groups = groups
+	defer clear(groups) // drop references to records
+
+	b := s.newBatch()
+	defer b.discard()
+	if err := s.prepare(frags, order, groups); err != nil {
+		return nil, err
+	}
+	for i := range groups {
+		if err := s.apply(b, frags, order, &groups[i], res); err != nil {
 			return nil, err
 		}
-		i = j
 	}
 	if err := b.finish(nil); err != nil {
 		return nil, err
@@ -110,14 +124,75 @@ func checkKey(k crdt.Key) error {
 	return nil
 }
 
-// mergeRecord merges the fragments of one record (frags[group...]).
-func (s *Store) mergeRecord(b *batch, frags []crdt.Fragment, group []int32, res *MergeResult) error {
-	f0 := &frags[group[0]]
-	rejectAll := func(err error) {
-		for _, gi := range group {
-			res.Rejected = append(res.Rejected, Rejection{Collection: frags[gi].Collection, Key: frags[gi].Key, Err: err})
+// group is the merge of the fragments of one record: frags[order[lo:hi]].
+// prepare fills it in, apply writes it.
+type group struct {
+	lo, hi   int32
+	id       crdt.ID
+	key      []byte // record key
+	val      []byte // new record value, nil when the state did not change
+	hash     crdt.Hash
+	queued   uint64 // the record's queue chunk before the merge
+	cur      *crdt.Record
+	visible  bool    // the visible state changed
+	changed  []int32 // fragments that changed the state
+	rejected []Rejection
+	err      error // failure of the store itself
+}
+
+// worker is the reusable memory of one prepare goroutine.
+type worker struct {
+	arena   arena
+	enc     []byte
+	changed []int32
+}
+
+// groupsPerWorker is the least number of records worth a prepare goroutine.
+const groupsPerWorker = 256
+
+// prepare reads, joins and encodes every group, on up to GOMAXPROCS
+// goroutines (started and waited for here) for large batches. It writes
+// nothing.
+func (s *Store) prepare(frags []crdt.Fragment, order []int32, groups []group) error {
+	nw := min(runtime.GOMAXPROCS(0), 4, max(len(groups)/groupsPerWorker, 1))
+	for len(s.scratch.workers) < nw {
+		s.scratch.workers = append(s.scratch.workers, &worker{})
+	}
+	run := func(w *worker, gs []group) {
+		w.changed = w.changed[:0]
+		txn := s.db.NewTransaction(false)
+		defer txn.Discard()
+		for i := range gs {
+			s.prepareGroup(w, txn, frags, order, &gs[i])
 		}
-		s.stats.fragsRejected.Add(uint64(len(group)))
+	}
+	if nw == 1 {
+		run(s.scratch.workers[0], groups)
+	} else {
+		var wg sync.WaitGroup
+		per := (len(groups) + nw - 1) / nw
+		for i := range nw {
+			lo, hi := i*per, min((i+1)*per, len(groups))
+			wg.Go(func() { run(s.scratch.workers[i], groups[lo:hi]) })
+		}
+		wg.Wait()
+	}
+	for i := range groups {
+		if groups[i].err != nil {
+			return groups[i].err
+		}
+	}
+	return nil
+}
+
+// prepareGroup computes the new state of one record.
+func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, order []int32, g *group) {
+	idx := order[g.lo:g.hi]
+	f0 := &frags[idx[0]]
+	rejectAll := func(err error) {
+		for _, gi := range idx {
+			g.rejected = append(g.rejected, Rejection{Collection: frags[gi].Collection, Key: frags[gi].Key, Err: err})
+		}
 	}
 	c, err := s.collection(f0.Collection)
 	if err == nil {
@@ -125,77 +200,89 @@ func (s *Store) mergeRecord(b *batch, frags []crdt.Fragment, group []int32, res 
 	}
 	if err != nil {
 		rejectAll(err)
-		return nil
+		return
 	}
-	id := crdt.MakeID(f0.Collection, f0.Key)
-	key := appendRecordKey(s.scratch.rkey[:0], id)
-	s.scratch.rkey = key
-	h, old, _, err := s.getRecord(b.rtxn, key)
+	g.id = crdt.MakeID(f0.Collection, f0.Key)
+	g.key = appendRecordKey(w.arena.alloc(1+len(g.id)), g.id)
+	h, old, _, err := s.getRecord(txn, g.key)
 	if err != nil {
 		if IsCorrupt(err) {
 			s.log.Error("cannot merge into a corrupt record", "err", err)
 			rejectAll(err)
-			return nil
+			return
 		}
-		return err
+		g.err = err
+		return
 	}
+	g.queued = h.queued
 	cur := old
-	s.scratch.changed = s.scratch.changed[:0]
-	for _, gi := range group {
+	first := len(w.changed)
+	for _, gi := range idx {
 		f := &frags[gi]
 		if f.Record.IsEmpty() {
-			s.stats.fragsUnchanged.Add(1)
 			continue
 		}
 		if _, err := s.clock.Update(f.Record.MaxStamp().TS); err != nil {
-			res.Rejected = append(res.Rejected, Rejection{Collection: f.Collection, Key: f.Key, Err: err})
-			s.stats.fragsRejected.Add(1)
+			g.rejected = append(g.rejected, Rejection{Collection: f.Collection, Key: f.Key, Err: err})
 			s.stats.clockRejections.Add(1)
 			continue
 		}
 		next, changed := crdt.Merge(c, cur, f.Record)
 		if !changed {
-			s.stats.fragsUnchanged.Add(1)
 			continue
 		}
 		cur = next
-		s.scratch.changed = append(s.scratch.changed, gi)
+		w.changed = append(w.changed, gi)
 	}
-	changed := s.scratch.changed
-	if len(changed) == 0 {
-		return nil
+	g.changed = w.changed[first:len(w.changed):len(w.changed)]
+	if len(g.changed) == 0 {
+		return
 	}
+	g.cur = cur
+	w.enc = crdt.AppendRecord(w.enc[:0], cur)
+	g.hash = crdt.HashRecord(g.id, w.enc)
+	g.val = appendRecordValue(w.arena.alloc(recordHeaderLen+len(w.enc)), recordHeader{hash: g.hash, queued: h.queued}, w.enc)
+	g.visible = !sameView(c, old, cur)
+}
 
-	enc := crdt.AppendRecord(s.scratch.enc[:0], cur)
-	s.scratch.enc = enc
-	hdr := recordHeader{hash: crdt.HashRecord(id, enc), queued: h.queued}
-	visible := !sameView(c, old, cur)
-	count, size := 1, entrySize(key, enc)+32
-	if visible {
-		count += 3
-		size += 3 * entrySize(key, nil)
-	}
-	if err := b.room(count, size); err != nil {
-		s.log.Error("cannot store a merged record", "record", id.String(), "err", err)
-		rejectAll(err)
+// apply writes a prepared group into the batch and reports it in res.
+func (s *Store) apply(b *batch, frags []crdt.Fragment, order []int32, g *group, res *MergeResult) error {
+	n := uint64(g.hi - g.lo)
+	res.Rejected = append(res.Rejected, g.rejected...)
+	s.stats.fragsRejected.Add(uint64(len(g.rejected)))
+	if g.val == nil {
+		s.stats.fragsUnchanged.Add(n - uint64(len(g.rejected)))
 		return nil
 	}
-	if visible {
-		if hdr.queued, err = b.enqueue(id, h.queued); err != nil {
+	count, size := recordRoom(g.key, g.val)
+	if err := b.room(count, size); err != nil {
+		s.log.Error("cannot store a merged record", "record", g.id.String(), "err", err)
+		for _, gi := range order[g.lo:g.hi] {
+			res.Rejected = append(res.Rejected, Rejection{Collection: frags[gi].Collection, Key: frags[gi].Key, Err: err})
+		}
+		s.stats.fragsRejected.Add(n)
+		return nil
+	}
+	if g.visible {
+		q, err := b.enqueue(g.id, g.queued)
+		if err != nil {
 			return err
 		}
-		res.Effects = append(res.Effects, Effect{Collection: f0.Collection, Key: f0.Key, Record: cur})
+		setQueued(g.val, q)
+		f0 := &frags[order[g.lo]]
+		res.Effects = append(res.Effects, Effect{Collection: f0.Collection, Key: f0.Key, Record: g.cur})
 	}
 	b.stamped = true
-	if err := b.putRecord(id, hdr, enc, true); err != nil {
+	if err := b.putValue(g.id, g.key, g.val, g.hash, true); err != nil {
 		return err
 	}
 	if res.Changed == nil {
 		res.Changed = &crdt.Delta{Fragments: make([]crdt.Fragment, 0, len(frags))}
 	}
-	for _, gi := range changed {
+	for _, gi := range g.changed {
 		res.Changed.Fragments = append(res.Changed.Fragments, frags[gi])
 	}
-	s.stats.fragsMerged.Add(uint64(len(changed)))
+	s.stats.fragsMerged.Add(uint64(len(g.changed)))
+	s.stats.fragsUnchanged.Add(n - uint64(len(g.changed)) - uint64(len(g.rejected)))
 	return nil
 }

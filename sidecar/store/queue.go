@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bytes"
 	"slices"
 	"time"
 
-	"github.com/cockroachdb/errors"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/lattice-crdt/lattice/crdt"
 )
@@ -54,32 +52,36 @@ func (s *Store) Pending(limit int) ([]Pending, error) {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixQueue}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			if limit > 0 && len(out) >= limit {
-				break
-			}
 			item := it.Item()
-			key := item.Key()
+			key := item.KeyCopy(nil)
 			seq, err := parseQueueKey(key)
 			if err != nil {
 				return err
 			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return errors.Wrapf(err, "read %s", keyName(key))
-			}
-			id := crdt.ID(v)
-			col, k, err := id.Split()
-			if err != nil {
-				return corrupt(key, err)
-			}
-			_, r, ok, err := s.getRecord(txn, recordKey(id))
-			if err != nil {
+			var ids []crdt.ID
+			if err := item.Value(func(v []byte) error {
+				ids, err = parseChunk(key, v)
+				return err
+			}); err != nil {
 				return err
 			}
-			if !ok {
-				return corruptf(key, "queued record %s does not exist", id)
+			for _, id := range ids {
+				if limit > 0 && len(out) >= limit {
+					return nil
+				}
+				h, r, ok, err := s.getRecord(txn, recordKey(id))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return corruptf(key, "queued record %s does not exist", id)
+				}
+				if h.queued != seq {
+					continue // queued again since, or acknowledged
+				}
+				col, k, _ := id.Split()
+				out = append(out, Pending{Collection: col, Key: k, Record: r, Seq: seq})
 			}
-			out = append(out, Pending{Collection: col, Key: k, Record: r, Seq: seq})
 		}
 		return nil
 	})
@@ -97,43 +99,44 @@ func (s *Store) AckPending(items []Pending) error {
 	}
 	b := s.newBatch()
 	defer b.discard()
-	seen := map[uint64]bool{}
+	done := map[crdt.ID]bool{}
 	for _, p := range items {
-		if seen[p.Seq] {
+		id := p.ID()
+		if done[id] || p.Seq == 0 {
 			continue
 		}
-		seen[p.Seq] = true
-		ok, err := b.queuedAs(p.Seq, p.ID())
+		ok, err := b.dequeue(id, p.Seq)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			continue
+		if ok {
+			done[id] = true
+			b.acked++
 		}
-		if err := b.room(1, 64); err != nil {
-			return err
-		}
-		if err := b.del(queueKey(p.Seq)); err != nil {
-			return err
-		}
-		b.pending--
-		b.acked++
-		b.minLive = true
 	}
 	return b.finish(nil)
 }
 
-// queuedAs reports whether queue entry seq exists and is for id.
-func (b *batch) queuedAs(seq uint64, id crdt.ID) (bool, error) {
-	if live, err := b.isLive(seq); err != nil || !live {
-		return false, err
-	}
-	key := queueKey(seq)
-	v, ok, err := getValue(b.rtxn, key)
+// dequeue takes a record off the queue if it is queued as seq, and reports
+// whether it was.
+func (b *batch) dequeue(id crdt.ID, seq uint64) (bool, error) {
+	key := recordKey(id)
+	raw, ok, err := getValue(b.rtxn, key)
 	if err != nil || !ok {
 		return false, err
 	}
-	return bytes.Equal(v, []byte(id)), nil
+	h, enc, err := parseRecordValue(key, raw)
+	if err != nil || h.queued != seq {
+		return false, err
+	}
+	if err := b.room(recordRoom(key, raw)); err != nil {
+		return false, err
+	}
+	if err := b.unqueue(seq); err != nil {
+		return false, err
+	}
+	h.queued = 0
+	return true, b.putRecord(id, h, enc, false)
 }
 
 // requeue puts an existing record on the queue again, rewriting its header;
@@ -148,7 +151,7 @@ func (b *batch) requeue(id crdt.ID) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := b.room(4, entrySize(key, enc)+4*entrySize(key, nil)); err != nil {
+	if err := b.room(recordRoom(key, raw)); err != nil {
 		return false, err
 	}
 	if h.queued, err = b.enqueue(id, h.queued); err != nil {
@@ -196,18 +199,10 @@ func (s *Store) Park(p Pending, reason string) error {
 	b := s.newBatch()
 	defer b.discard()
 	id := p.ID()
-	ok, err := b.queuedAs(p.Seq, id)
+	ok, err := b.dequeue(id, p.Seq)
 	if err != nil || !ok {
 		return err
 	}
-	if err := b.room(2, 2*entrySize(parkedKey(id), []byte(reason))); err != nil {
-		return err
-	}
-	if err := b.del(queueKey(p.Seq)); err != nil {
-		return err
-	}
-	b.pending--
-	b.minLive = true
 	val := appendParkedValue(nil, parkedValue{seq: p.Seq, at: s.clock.Physical(), reason: reason})
 	if err := b.set(parkedKey(id), val); err != nil {
 		return err
@@ -274,7 +269,7 @@ func (s *Store) Requeue(ids []crdt.ID) error {
 		if !ok {
 			// The record is gone (it never is, but a parked entry must not
 			// outlive it): drop the parked entry alone.
-			if err := b.room(1, 64); err != nil {
+			if err := b.room(1, entrySize(parkedKey(id), nil)); err != nil {
 				return err
 			}
 			if err := b.del(parkedKey(id)); err != nil {

@@ -47,11 +47,11 @@ type Store struct {
 	closed bool
 
 	// wmu serialises writers. The fields below it are owned by the writer.
-	wmu     sync.Mutex
-	qseq    uint64 // last queue seq issued
-	minLive uint64 // no live queue entry has a seq below this
-	parked  map[crdt.ID]struct{}
-	scratch scratch
+	wmu       sync.Mutex
+	qseq      uint64         // last queue chunk seq issued
+	chunkLive map[uint64]int // records queued in each live queue chunk
+	parked    map[crdt.ID]struct{}
+	scratch   scratch
 
 	seq        atomic.Uint64 // local sequence number
 	pendingLen atomic.Int64
@@ -105,8 +105,9 @@ func Open(dir string, schema *crdt.Schema, opts Options) (*Store, error) {
 		schema: schema,
 		clock:  crdt.NewClock(opts.Physical, opts.MaxClockOffset),
 		dir:    dir,
-		parked: map[crdt.ID]struct{}{},
-		cols:   map[string]*crdt.Collection{},
+		parked:    map[crdt.ID]struct{}{},
+		chunkLive: map[uint64]int{},
+		cols:      map[string]*crdt.Collection{},
 	}
 	s.batchBytes = opts.batchBytes()
 	s.batchCount = db.MaxBatchCount() * 9 / 10
@@ -200,14 +201,15 @@ func (s *Store) create(rtxn *badger.Txn) error {
 		return errors.Wrap(err, "initialise store")
 	}
 	s.replica = id
-	s.minLive = 1
 	return nil
 }
 
-// rebuild fills the range tree from the record headers, counts the queue and
-// loads the parked set.
+// rebuild fills the range tree and the queue counts from the record
+// headers, checks that the queue chunks they name exist, and loads the
+// parked set.
 func (s *Store) rebuild(txn *badger.Txn) error {
 	var tree rangetree.Tree
+	var pending int64
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
@@ -227,30 +229,38 @@ func (s *Store) rebuild(txn *badger.Txn) error {
 			it.Close()
 			return errors.Wrapf(err, "read %s", keyName(key))
 		}
+		if h.queued > s.qseq {
+			it.Close()
+			return corruptf(key, "queued in chunk %d, above the last issued %d", h.queued, s.qseq)
+		}
+		if h.queued != 0 {
+			s.chunkLive[h.queued]++
+			pending++
+		}
 		tree.Set(crdt.ID(strings.Clone(string(id))), h.hash)
 	}
 	it.Close()
 
-	var pending int64
-	s.minLive = s.qseq + 1
+	chunks := 0
 	it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixQueue}})
 	for it.Rewind(); it.Valid(); it.Next() {
-		key := it.Item().Key()
-		seq, err := parseQueueKey(key)
+		seq, err := parseQueueKey(it.Item().Key())
 		if err != nil {
 			it.Close()
 			return err
 		}
-		if seq > s.qseq {
-			it.Close()
-			return corruptf(key, "queue seq above the last issued seq %d", s.qseq)
+		if s.chunkLive[seq] > 0 {
+			chunks++
 		}
-		if pending == 0 {
-			s.minLive = seq
-		}
-		pending++
 	}
 	it.Close()
+	if chunks != len(s.chunkLive) {
+		for seq := range s.chunkLive {
+			if _, err := txn.Get(queueKey(seq)); err != nil {
+				return corruptf(queueKey(seq), "queue chunk missing (%d records are queued in it): %v", s.chunkLive[seq], err)
+			}
+		}
+	}
 
 	it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixParked}})
 	for it.Rewind(); it.Valid(); it.Next() {

@@ -135,7 +135,7 @@ func TestCorruptData(t *testing.T) {
 	}{
 		{"truncated header", func([]byte) []byte { return []byte{recordValueVersion, 1, 2} }, true},
 		{"unknown version", func(g []byte) []byte { b := slices.Clone(g); b[0] = 9; return b }, true},
-		{"bad record body", func(g []byte) []byte { return append(slices.Clone(g[:18]), 0xc1, 0xc1) }, false},
+		{"bad record body", func(g []byte) []byte { return append(slices.Clone(g[:recordHeaderLen]), 0xc1, 0xc1) }, false},
 		{"truncated body", func(g []byte) []byte { return slices.Clone(g[:len(g)-3]) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
