@@ -99,12 +99,12 @@ func Open(dir string, schema *crdt.Schema, opts Options) (*Store, error) {
 		return nil, errors.Wrapf(err, "open store %s", dir)
 	}
 	s := &Store{
-		db:     db,
-		opts:   opts,
-		log:    opts.Logger,
-		schema: schema,
-		clock:  crdt.NewClock(opts.Physical, opts.MaxClockOffset),
-		dir:    dir,
+		db:        db,
+		opts:      opts,
+		log:       opts.Logger,
+		schema:    schema,
+		clock:     crdt.NewClock(opts.Physical, opts.MaxClockOffset),
+		dir:       dir,
 		parked:    map[crdt.ID]struct{}{},
 		chunkLive: map[uint64]int{},
 		cols:      map[string]*crdt.Collection{},
