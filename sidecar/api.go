@@ -40,11 +40,39 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("PATCH /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.patch)))
 	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
 	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, errors.Newf("no route for %s %s", r.Method, r.URL.Path), "see docs/api.md")
-	})
-	return a.count(mux)
+	return a.count(jsonMisses(mux))
 }
+
+// jsonMisses answers requests no route takes (404) or takes with another
+// method (405, with Allow) in the API's JSON error form.
+func jsonMisses(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &codeProbe{header: http.Header{}, code: http.StatusNotFound}
+		h.ServeHTTP(probe, r)
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, probe.code, errors.Newf("%s is not allowed on %s", r.Method, r.URL.Path), "allowed: "+allow)
+			return
+		}
+		writeError(w, probe.code, errors.Newf("no route for %s %s", r.Method, r.URL.Path), "see docs/api.md")
+	})
+}
+
+// codeProbe records the status code and headers a handler writes and
+// discards its body.
+type codeProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *codeProbe) Header() http.Header         { return p.header }
+func (p *codeProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *codeProbe) WriteHeader(code int)        { p.code = code }
 
 // count records request metrics.
 func (a *Agent) count(next http.Handler) http.Handler {
