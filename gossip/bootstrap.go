@@ -67,7 +67,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return errors.Wrap(ctx.Err(), "bootstrap")
 		}
-		n.log.Warn("bootstrap from peer failed, trying the next", "peer", p.name, "err", err)
+		n.log.Warn("bootstrap from peer failed, trying the next", "peer", p.name, "err", err.Error())
 		errs = append(errs, err)
 	}
 	return errors.Mark(errors.Wrapf(errors.Join(errs...), "bootstrap: no peer could serve the state (%d tried)", len(cands)), ErrNoPeer)
@@ -131,7 +131,7 @@ func (n *Node) serveBootstrap(dc *dataConn, from string) {
 	cursor, err := decodeBootstrapReq(b, n.limits)
 	if err != nil {
 		n.c.decodeErrors.Add(1)
-		n.log.Warn("bad bootstrap request", "peer", from, "err", err)
+		n.log.Warn("bad bootstrap request", "peer", from, "err", err.Error())
 		return
 	}
 	excl := n.excluded(from)
@@ -140,7 +140,7 @@ func (n *Node) serveBootstrap(dc *dataConn, from string) {
 	for {
 		d, err := n.replica.ReadRange(cursor, "", limit)
 		if err != nil {
-			n.log.Error("bootstrap read failed", "peer", from, "err", err)
+			n.log.Error("bootstrap read failed", "peer", from, "err", err.Error())
 			return
 		}
 		done := d.Len() < limit
@@ -173,7 +173,7 @@ func (n *Node) serveBootstrap(dc *dataConn, from string) {
 		err = dc.write(m.bytes())
 		m.free()
 		if err != nil {
-			n.log.Debug("bootstrap stream broke", "peer", from, "err", err)
+			n.log.Debug("bootstrap stream broke", "peer", from, "err", err.Error())
 			return
 		}
 		if done {

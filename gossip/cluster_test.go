@@ -102,6 +102,7 @@ func (c *cluster) config(i int) Config {
 	cfg.SyncInterval = 200 * time.Millisecond
 	cfg.IOTimeout = 2 * time.Second
 	cfg.JoinTimeout = 5 * time.Second
+	cfg.ReconnectInterval = 200 * time.Millisecond
 	cfg.MemberlistConfig = fastMemberlist
 	if c.net != nil {
 		cfg.Transport = c.net.NewTransport(cfg.Name)

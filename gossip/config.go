@@ -55,7 +55,9 @@ type Config struct {
 	// ring successor and Fanout-1 random others. Default 3.
 	Fanout int
 	// SyncInterval is the mean period of anti-entropy rounds with a random
-	// peer, jittered by ±50%. Zero disables periodic rounds. Default 2s.
+	// peer, jittered by ±50%; a round also starts after a join and when a
+	// member appears. Zero turns these rounds off (SyncWith and Bootstrap
+	// still work, and the node still answers its peers'). Default 2s.
 	SyncInterval time.Duration
 	// MaxSyncs caps the anti-entropy and bootstrap sessions this node takes
 	// part in at once; sessions offered beyond it are refused. Default 2.
@@ -81,6 +83,12 @@ type Config struct {
 	// IOTimeout bounds each dial, handshake and session read or write.
 	// Default 10s.
 	IOTimeout time.Duration
+	// ReconnectInterval is how often the node tries to rejoin members that
+	// failed (not those that left): memberlist alone never heals a
+	// partition once each side has declared the other dead. Default 10s.
+	ReconnectInterval time.Duration
+	// ReconnectTimeout is how long a failed member is retried. Default 24h.
+	ReconnectTimeout time.Duration
 	// Logger receives the node's logs and memberlist's. Default: discarded.
 	Logger *slog.Logger
 	// Transport, when set, replaces the UDP/TCP transport memberlist and
@@ -106,6 +114,8 @@ const (
 	DefaultJoinTimeout     = 30 * time.Second
 	DefaultJoinRetries     = 10
 	DefaultIOTimeout       = 10 * time.Second
+	DefaultReconnect       = 10 * time.Second
+	DefaultReconnectFor    = 24 * time.Hour
 
 	minMessageBytes = 64 << 10
 	maxNameBytes    = 128
@@ -128,6 +138,9 @@ func DefaultConfig() Config {
 		JoinTimeout:     DefaultJoinTimeout,
 		JoinRetries:     DefaultJoinRetries,
 		IOTimeout:       DefaultIOTimeout,
+
+		ReconnectInterval: DefaultReconnect,
+		ReconnectTimeout:  DefaultReconnectFor,
 	}
 }
 
@@ -150,8 +163,12 @@ func (c *Config) Validate() error {
 		if c.BindAddr == "" {
 			c.BindAddr = DefaultConfig().BindAddr
 		}
-		if _, _, err := splitHostPort(c.BindAddr); err != nil {
-			return errors.WithHint(configErr("bind", "%q: %v", c.BindAddr, err), "use host:port, e.g. 0.0.0.0:7946")
+		host, _, err := splitHostPort(c.BindAddr)
+		if err == nil && host != "" && net.ParseIP(host) == nil {
+			err = errors.Newf("%q is not an IP address", host)
+		}
+		if err != nil {
+			return errors.WithHint(configErr("bind", "%q: %v", c.BindAddr, err), "use ip:port, e.g. 0.0.0.0:7946")
 		}
 	}
 	if c.AdvertiseAddr != "" {
@@ -226,6 +243,8 @@ func (c *Config) Validate() error {
 		{&c.BatchDelay, 0, "batch_delay", true},
 		{&c.JoinTimeout, d.JoinTimeout, "join_timeout", false},
 		{&c.IOTimeout, d.IOTimeout, "io_timeout", false},
+		{&c.ReconnectInterval, d.ReconnectInterval, "reconnect_interval", false},
+		{&c.ReconnectTimeout, d.ReconnectTimeout, "reconnect_timeout", false},
 	} {
 		if *f.v < 0 {
 			return configErr(f.key, "%s is negative", *f.v)

@@ -55,7 +55,7 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 		return
 	}
 	d.n.log.Info("member left", "peer", node.Name, "state", stateName(node.State))
-	d.n.removePeer(node.Name)
+	d.n.removePeer(node.Name, node.Address(), node.State == memberlist.StateDead)
 }
 
 // NotifyUpdate restarts the sender when a member's meta changed.

@@ -58,6 +58,7 @@ type Node struct {
 	ring    []string // member names (self included) in ring order
 	inbound map[*dataConn]string
 	schemas map[string]*peerSchema
+	failed  map[string]failedMember
 
 	sem     chan struct{}
 	syncNow chan struct{}
@@ -82,6 +83,13 @@ type peer struct {
 	connected   atomic.Bool
 	lastContact atomic.Int64 // unix nanoseconds
 	lag         atomic.Int64 // nanoseconds
+}
+
+// failedMember is a member that died (rather than left), retried by the
+// reconnect loop.
+type failedMember struct {
+	addr  string
+	since time.Time
 }
 
 // peerSchema is what the last handshake with a peer said about its rules.
@@ -112,6 +120,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 		peers:   map[string]*peer{},
 		inbound: map[*dataConn]string{},
 		schemas: map[string]*peerSchema{},
+		failed:  map[string]failedMember{},
 		sem:     make(chan struct{}, cfg.MaxSyncs),
 		syncNow: make(chan struct{}, 1),
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:]))),
@@ -194,8 +203,9 @@ func New(cfg Config, r Replica) (*Node, error) {
 	n.mu.Lock()
 	n.ml = ml
 	n.mu.Unlock()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.syncLoop()
+	go n.reconnectLoop()
 	n.log.Info("gossip node started", "addr", n.dataAddr, "encrypted", n.mlKeys != nil, "label", cfg.Label)
 	return n, nil
 }
@@ -456,7 +466,12 @@ func (n *Node) intn(k int) int {
 	return n.rng.IntN(k)
 }
 
+// kickSync asks for an anti-entropy round now (after a join, when a member
+// appears). It does nothing when SyncInterval is 0: anti-entropy is off.
 func (n *Node) kickSync() {
+	if n.cfg.SyncInterval == 0 {
+		return
+	}
 	select {
 	case n.syncNow <- struct{}{}:
 	default:
@@ -493,7 +508,7 @@ func (n *Node) rebuildRingLocked() {
 func (n *Node) addPeer(node *memberlist.Node) {
 	nm, err := decodeMeta(node.Meta)
 	if err != nil {
-		n.log.Warn("peer with unreadable node meta ignored", "peer", node.Name, "err", err)
+		n.log.Warn("peer with unreadable node meta ignored", "peer", node.Name, "err", err.Error())
 		n.c.rejectedPeers.Add(1)
 		return
 	}
@@ -523,6 +538,7 @@ func (n *Node) addPeer(node *memberlist.Node) {
 		cancel: cancel,
 	}
 	n.peers[node.Name] = p
+	delete(n.failed, node.Name)
 	if nm.Schema != n.schema.FP {
 		n.log.Warn("peer has other merge rules; its deltas for the differing collections will not be merged",
 			"peer", node.Name, "peer_schema", nm.Schema, "schema", n.schema.FP)
@@ -533,8 +549,13 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	n.kickSync()
 }
 
-func (n *Node) removePeer(name string) {
+func (n *Node) removePeer(name string, addr string, dead bool) {
 	n.mu.Lock()
+	if dead && !n.closed {
+		n.failed[name] = failedMember{addr: addr, since: time.Now()}
+	} else {
+		delete(n.failed, name)
+	}
 	p := n.peers[name]
 	if p != nil {
 		delete(n.peers, name)
@@ -552,6 +573,39 @@ func (n *Node) removePeer(name string) {
 	}
 	for _, dc := range conns {
 		dc.close()
+	}
+}
+
+// reconnectLoop tries to rejoin failed members every ReconnectInterval, so
+// that the two sides of a healed partition find each other again.
+func (n *Node) reconnectLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		var addrs []string
+		for name, f := range n.failed {
+			if time.Since(f.since) > n.cfg.ReconnectTimeout {
+				delete(n.failed, name)
+				continue
+			}
+			addrs = append(addrs, f.addr)
+		}
+		n.mu.Unlock()
+		if len(addrs) == 0 {
+			continue
+		}
+		if k, err := n.ml.Join(addrs); k > 0 {
+			n.log.Info("reconnected to failed members", "reached", k)
+		} else if err != nil {
+			n.log.Debug("reconnect failed", "members", len(addrs), "err", err.Error())
+		}
 	}
 }
 
@@ -664,7 +718,7 @@ func (n *Node) serveStream(c net.Conn) {
 		_ = c.Close()
 		if errors.Is(err, ErrRejected) {
 			n.c.rejectedPeers.Add(1)
-			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err)
+			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err.Error())
 		}
 		return
 	}
@@ -686,14 +740,14 @@ func (n *Node) serveStream(c net.Conn) {
 	if err != nil {
 		if errors.Is(err, ErrRejected) {
 			n.c.rejectedPeers.Add(1)
-			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err)
+			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err.Error())
 		}
 		return
 	}
 	h, err := decodeHello(b, n.limits)
 	if err != nil {
 		n.c.decodeErrors.Add(1)
-		n.log.Warn("bad hello", "remote", c.RemoteAddr().String(), "err", err)
+		n.log.Warn("bad hello", "remote", c.RemoteAddr().String(), "err", err.Error())
 		return
 	}
 	ack := &helloAck{Name: n.cfg.Name, Schema: n.schema}

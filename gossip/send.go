@@ -185,9 +185,9 @@ func (n *Node) runPeer(p *peer) {
 					continue
 				}
 				failures++
-				n.log.Debug("delta stream to peer failed", "peer", p.name, "attempt", failures, "err", err)
+				n.log.Debug("delta stream to peer failed", "peer", p.name, "attempt", failures, "err", err.Error())
 				if failures >= 3 {
-					n.log.Warn("dropping deltas for unreachable peer; anti-entropy will repair", "peer", p.name, "err", err)
+					n.log.Warn("dropping deltas for unreachable peer; anti-entropy will repair", "peer", p.name, "err", err.Error())
 					n.dropBatch(batch)
 					clear(batch)
 					batch = batch[:0]
@@ -207,7 +207,7 @@ func (n *Node) runPeer(p *peer) {
 		}
 		if err := n.writeBatch(p, dc, batch); err != nil {
 			if p.ctx.Err() == nil {
-				n.log.Debug("delta stream to peer broke", "peer", p.name, "err", err)
+				n.log.Debug("delta stream to peer broke", "peer", p.name, "err", err.Error())
 			}
 			n.dropBatch(batch)
 			disconnect()
@@ -321,17 +321,17 @@ func (n *Node) readDeltas(dc *dataConn, from string) {
 			switch {
 			case errors.Is(err, ErrRejected):
 				n.c.rejectedPeers.Add(1)
-				n.log.Warn("delta stream rejected", "peer", from, "err", err)
+				n.log.Warn("delta stream rejected", "peer", from, "err", err.Error())
 			case errors.Is(err, ErrTooLarge):
 				n.c.decodeErrors.Add(1)
-				n.log.Warn("delta stream dropped", "peer", from, "err", err)
+				n.log.Warn("delta stream dropped", "peer", from, "err", err.Error())
 			}
 			return
 		}
 		flags, d, err := decodeDeltas(b, n.limits)
 		if err != nil {
 			n.c.decodeErrors.Add(1)
-			n.log.Warn("undecodable delta dropped", "peer", from, "err", err)
+			n.log.Warn("undecodable delta dropped", "peer", from, "err", err.Error())
 			continue
 		}
 		n.deliver(from, d, flags&flagRelay != 0)
@@ -386,10 +386,10 @@ func (n *Node) merge(from string, d *crdt.Delta) (*crdt.Delta, error) {
 	if err != nil {
 		if ok, k := isRejection(err); ok {
 			n.c.fragmentsRejected.Add(uint64(k))
-			n.log.Warn("fragments rejected", "peer", from, "count", k, "err", err)
+			n.log.Warn("fragments rejected", "peer", from, "count", k, "err", err.Error())
 		} else {
 			n.c.mergeErrors.Add(1)
-			n.log.Error("merge failed", "peer", from, "fragments", d.Len(), "err", err)
+			n.log.Error("merge failed", "peer", from, "fragments", d.Len(), "err", err.Error())
 			return nil, err
 		}
 	}

@@ -494,7 +494,7 @@ func (n *Node) syncLoop() {
 		<-n.sem
 		if err != nil {
 			if !errors.Is(err, ErrBusy) && n.ctx.Err() == nil {
-				n.log.Debug("anti-entropy round failed", "peer", name, "err", err)
+				n.log.Debug("anti-entropy round failed", "peer", name, "err", err.Error())
 			}
 			continue
 		}
@@ -585,7 +585,7 @@ func (n *Node) serveSync(dc *dataConn, from string) {
 	if err := n.runSession(dc, rc, &res, false); err != nil {
 		n.c.syncFailures.Add(1)
 		if n.ctx.Err() == nil {
-			n.log.Debug("anti-entropy session failed", "peer", from, "err", err)
+			n.log.Debug("anti-entropy session failed", "peer", from, "err", err.Error())
 		}
 	}
 }

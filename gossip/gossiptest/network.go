@@ -21,10 +21,10 @@ import (
 // goroutine scheduling.
 //
 // Packets behave like UDP: they are dropped when lost, partitioned, or when
-// the receiver's buffer is full. Streams behave like TCP: reliable, ordered,
-// buffered (1 MiB per direction, then writes block), delayed like packets;
-// dialing across a partition fails, and starting a partition resets every
-// stream that crosses it.
+// the receiver's buffer is full. Streams behave like TCP: ordered, buffered
+// (1 MiB per direction, then writes block), delayed like packets, and lose
+// data only by being reset (at a set rate per write, or when a partition
+// starts across them); dialing across a partition fails.
 type Network struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -32,6 +32,7 @@ type Network struct {
 	byName map[string]*Transport
 	group  map[string]int // node name -> partition group; absent = 0
 	loss   float64
+	reset  float64
 	delay  time.Duration
 	jitter time.Duration
 	pipes  map[*pipe]struct{}
@@ -118,6 +119,14 @@ func (n *Network) SetLoss(p float64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.loss = p
+}
+
+// SetResetRate sets the probability that a stream write resets the stream
+// (both ends fail; bytes in flight are lost), the way a stream loses data.
+func (n *Network) SetResetRate(p float64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.reset = p
 }
 
 // SetDelay sets the one-way delay of packets and stream writes: base plus
@@ -411,6 +420,13 @@ func (e *pipeEnd) Write(b []byte) (int, error) {
 		// Lock order: the network before a buffer.
 		e.net.mu.Lock()
 		d := e.net.delayLocked()
+		if e.net.reset > 0 && e.net.rng.Float64() < e.net.reset {
+			if _, live := e.net.pipes[e.pipe]; live {
+				e.net.stats.StreamsReset++
+				e.pipe.reset()
+				delete(e.net.pipes, e.pipe)
+			}
+		}
 		e.net.mu.Unlock()
 		p := e.wr
 		p.mu.Lock()

@@ -102,6 +102,14 @@ func (m *MemReplica) Put(collection string, key crdt.Key, row crdt.Row) (*crdt.D
 	})
 }
 
+// SetOps adds and removes elements of an OR-set field as a local change
+// and returns the delta.
+func (m *MemReplica) SetOps(collection string, key crdt.Key, field string, add, remove []crdt.Value) (*crdt.Delta, error) {
+	return m.local(collection, key, func(c *crdt.Collection, cur *crdt.Record, o crdt.Origin) (*crdt.Record, error) {
+		return crdt.SetOps(c, cur, field, add, remove, o)
+	})
+}
+
 // Delete deletes a record as a local change and returns the delta.
 func (m *MemReplica) Delete(collection string, key crdt.Key) (*crdt.Delta, error) {
 	return m.local(collection, key, func(_ *crdt.Collection, cur *crdt.Record, o crdt.Origin) (*crdt.Record, error) {
