@@ -2,8 +2,11 @@ package store
 
 import (
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
@@ -68,6 +71,7 @@ func (e ChangeError) Error() string {
 // localRecord is one record touched by a Local call.
 type localRecord struct {
 	id      crdt.ID
+	key     []byte // record key
 	col     *crdt.Collection
 	change  *Change // first change, for the collection and key
 	hdr     recordHeader
@@ -79,6 +83,51 @@ type localRecord struct {
 	apiChanged bool
 	// captured is the last captured change: what the system now holds.
 	captured *Change
+	// err is set when the record cannot be read (ErrCorrupt).
+	err error
+}
+
+// readLocal reads the records of a Local call, sorted by ID, on up to
+// GOMAXPROCS goroutines (started and waited for here) for large batches.
+// A record that is corrupt gets its err set; other failures are returned.
+func (s *Store) readLocal(recs []*localRecord) error {
+	nw := min(runtime.GOMAXPROCS(0), 4, max(len(recs)/groupsPerWorker, 1))
+	errs := make([]error, nw)
+	run := func(w int, part []*localRecord) {
+		txn := s.db.NewTransaction(false)
+		defer txn.Discard()
+		r := &reader{s: s, txn: txn}
+		defer r.close()
+		for _, lr := range part {
+			h, rec, err := r.get(lr.key)
+			if err != nil {
+				if !IsCorrupt(err) {
+					errs[w] = err
+					return
+				}
+				lr.err = err
+				continue
+			}
+			lr.hdr, lr.old, lr.cur = h, rec, rec
+		}
+	}
+	if nw == 1 {
+		run(0, recs)
+	} else {
+		var wg sync.WaitGroup
+		per := (len(recs) + nw - 1) / nw
+		for i := range nw {
+			lo, hi := min(i*per, len(recs)), min((i+1)*per, len(recs))
+			wg.Go(func() { run(i, recs[lo:hi]) })
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Local records local changes. Each change is stamped with a fresh
@@ -113,12 +162,15 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 	b := s.newBatch()
 	defer b.discard()
 
-	recs := map[crdt.ID]*localRecord{}
-	var order []*localRecord
 	fail := func(i int, err error) {
 		ch := &changes[i]
 		res.Failed = append(res.Failed, ChangeError{Index: i, Collection: ch.Collection, Key: ch.Key, Err: err})
 	}
+	// Find the records, then read them all in key order, then apply the
+	// changes in their order.
+	recs := map[crdt.ID]*localRecord{}
+	var order []*localRecord
+	of := make([]*localRecord, len(changes))
 	for i := range changes {
 		ch := &changes[i]
 		c, err := s.collection(ch.Collection)
@@ -133,19 +185,27 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		id := crdt.MakeID(ch.Collection, ch.Key)
 		lr := recs[id]
 		if lr == nil {
-			h, r, _, err := s.getRecord(b.rtxn, recordKey(id))
-			if err != nil {
-				if !IsCorrupt(err) {
-					return nil, err
-				}
-				s.log.Error("cannot change a corrupt record", "err", err)
-				fail(i, err)
-				continue
-			}
-			lr = &localRecord{id: id, col: c, change: ch, hdr: h, old: r, cur: r}
+			lr = &localRecord{id: id, col: c, change: ch, key: recordKey(id)}
 			recs[id] = lr
 			order = append(order, lr)
 		}
+		of[i] = lr
+	}
+	slices.SortFunc(order, func(a, b *localRecord) int { return strings.Compare(string(a.id), string(b.id)) })
+	if err := s.readLocal(order); err != nil {
+		return nil, err
+	}
+	for i := range changes {
+		ch, lr := &changes[i], of[i]
+		if lr == nil {
+			continue
+		}
+		if lr.err != nil {
+			s.log.Error("cannot change a corrupt record", "err", lr.err)
+			fail(i, lr.err)
+			continue
+		}
+		c := lr.col
 		o := crdt.Origin{Stamp: crdt.Stamp{TS: s.clock.Now(), Replica: s.replica}, Source: source}
 		d, err := changeDelta(c, lr.cur, ch, o)
 		if err != nil {
@@ -173,6 +233,9 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 
 	stateChanged := false
 	for _, lr := range order {
+		if lr.err != nil {
+			continue
+		}
 		queue := lr.apiChanged || (lr.captured != nil && !matchesSystem(lr.col, lr.cur, lr.captured))
 		if !lr.changed && !queue {
 			continue
@@ -183,10 +246,9 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		if lr.changed {
 			hdr.hash = crdt.HashRecord(lr.id, enc)
 		}
-		key := recordKey(lr.id)
-		count, size := 4, entrySize(key, enc)+4*entrySize(key, nil)
-		if err := b.room(count, size); err != nil {
-			return nil, errors.Wrapf(err, "write %s", keyName(key))
+		count, size := recordRoom(lr.key, enc)
+		if err := b.room(count, size+int64(recordHeaderLen)); err != nil {
+			return nil, errors.Wrapf(err, "write %s", keyName(lr.key))
 		}
 		if queue {
 			var err error

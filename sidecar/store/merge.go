@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"runtime"
 	"slices"
 	"strings"
@@ -162,8 +163,10 @@ func (s *Store) prepare(frags []crdt.Fragment, order []int32, groups []group) er
 		w.changed = w.changed[:0]
 		txn := s.db.NewTransaction(false)
 		defer txn.Discard()
+		r := &reader{s: s, txn: txn}
+		defer r.close()
 		for i := range gs {
-			s.prepareGroup(w, txn, frags, order, &gs[i])
+			s.prepareGroup(w, r, frags, order, &gs[i])
 		}
 	}
 	if nw == 1 {
@@ -186,7 +189,7 @@ func (s *Store) prepare(frags []crdt.Fragment, order []int32, groups []group) er
 }
 
 // prepareGroup computes the new state of one record.
-func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, order []int32, g *group) {
+func (s *Store) prepareGroup(w *worker, r *reader, frags []crdt.Fragment, order []int32, g *group) {
 	idx := order[g.lo:g.hi]
 	f0 := &frags[idx[0]]
 	rejectAll := func(err error) {
@@ -204,7 +207,7 @@ func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, 
 	}
 	g.id = crdt.MakeID(f0.Collection, f0.Key)
 	g.key = appendRecordKey(w.arena.alloc(1+len(g.id)), g.id)
-	h, old, _, err := s.getRecord(txn, g.key)
+	h, old, err := r.get(g.key)
 	if err != nil {
 		if IsCorrupt(err) {
 			s.log.Error("cannot merge into a corrupt record", "err", err)
@@ -285,4 +288,57 @@ func (s *Store) apply(b *batch, frags []crdt.Fragment, order []int32, g *group, 
 	s.stats.fragsMerged.Add(uint64(len(g.changed)))
 	s.stats.fragsUnchanged.Add(n - uint64(len(g.changed)) - uint64(len(g.rejected)))
 	return nil
+}
+
+// reader reads records in ascending key order with one iterator: a record
+// close to the previous one costs a few steps instead of a lookup from the
+// top of every memtable and level.
+type reader struct {
+	s   *Store
+	txn *badger.Txn
+	it  *badger.Iterator
+}
+
+// maxSteps is how far the reader walks before it seeks instead.
+const maxSteps = 8
+
+// get returns the record stored under key, or a nil record. Keys must come
+// in ascending order.
+func (r *reader) get(key []byte) (recordHeader, *crdt.Record, error) {
+	if r.it == nil {
+		r.it = r.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
+		r.it.Seek(key)
+	} else {
+		steps := 0
+		for ; r.it.Valid() && steps < maxSteps && bytes.Compare(r.it.Item().Key(), key) < 0; steps++ {
+			r.it.Next()
+		}
+		if steps == maxSteps {
+			r.it.Seek(key)
+		}
+	}
+	if !r.it.Valid() {
+		return recordHeader{}, nil, nil
+	}
+	item := r.it.Item()
+	if !bytes.Equal(item.Key(), key) {
+		return recordHeader{}, nil, nil
+	}
+	var h recordHeader
+	var rec *crdt.Record
+	err := item.Value(func(v []byte) error {
+		var err error
+		h, rec, err = decodeRecordValue(key, v, r.s.opts.Limits)
+		return err
+	})
+	if err != nil && !IsCorrupt(err) {
+		err = errors.Wrapf(err, "read %s", keyName(key))
+	}
+	return h, rec, err
+}
+
+func (r *reader) close() {
+	if r.it != nil {
+		r.it.Close()
+	}
 }
