@@ -365,7 +365,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		// After SIGKILL the old backends need a moment to notice that the
 		// postmaster is gone and release shared memory.
-		if !strings.Contains(err.Error(), "shared memory block is still in use") || time.Now().After(deadline) {
+		msg := err.Error()
+		if !strings.Contains(msg, "shared memory block") || !strings.Contains(msg, "still in use") || time.Now().After(deadline) {
 			return err
 		}
 		select {
