@@ -222,11 +222,11 @@ func TestIntegrationSnapshotUnderWrites(t *testing.T) {
 // a crash loses what was not durable. It records an error if a change at or
 // before the durable cursor is delivered again.
 type engine struct {
-	mu        sync.Mutex
-	ackEvery  int
-	durable   map[int64]bool // event seqs
-	pending   []int64
-	cursor    []byte
+	mu          sync.Mutex
+	ackEvery    int
+	durable     map[int64]bool // event seqs
+	pending     []int64
+	cursor      []byte
 	batches     int
 	delivered   int
 	seen        map[int64]bool
