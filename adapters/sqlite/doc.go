@@ -8,16 +8,18 @@
 // Open switches the file to WAL mode (readers and one writer at once) and
 // installs three AFTER triggers per synced table (_lattice_ins_<table>,
 // _lattice_upd_<table>, _lattice_del_<table>). They append each changed row
-// to the _lattice_log table, numbered by an AUTOINCREMENT sequence that never
-// goes back, also across deletes. An insert or update logs the whole new row;
-// a delete logs the old key; an update that changes the primary key logs a
-// delete of the old key before the new row. Values are logged as SQLite's
-// quote() renders them (text with a NUL byte as the hex of its UTF-8), which
-// keeps every storage class and value exact, and name a layout
-// (_lattice_layout), the column list of the table when the triggers were
-// built, so rows logged before a schema change still decode after it. The
-// triggers use only long-standing SQL (quote, instr, char, CASE), since they
-// run inside every writing process's own SQLite.
+// to the _lattice_log table under a sequence number that never goes back (a
+// rowid, one more than the largest, and Ack always keeps the newest row). An
+// insert or update logs the whole new row; a delete logs the old key; an
+// update that changes the primary key logs a delete of the old key before the
+// new row. The values go into untyped columns c0, c1, ..., so SQLite keeps
+// each exactly as the table held it, storage class and bytes, and the row
+// names a layout (_lattice_layout), the table's column list when the
+// triggers were built, so rows logged before a schema change still decode
+// after it. The triggers are plain INSERTs, since they run inside every
+// writing process's own SQLite, whatever its version; they make a user's
+// insert about twice as expensive in CPU (BenchmarkSQLiteCapture's
+// insert-ratio).
 //
 // Capture polls: each PollInterval it reads PRAGMA data_version, which
 // changes only when another connection commits, and reads the log only then.

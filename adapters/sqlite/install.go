@@ -20,22 +20,47 @@ import (
 const formatVersion = 1
 
 // The adapter's own tables. _lattice_log is the change log the triggers
-// fill; _lattice_layout the column lists log rows refer to; _lattice_meta the
-// install ID, format version and acknowledged position; _lattice_apply holds
-// a row only inside Apply's transactions (the echo marker).
+// fill: a sequence number, the table, the layout and the operation, then the
+// row's values in columns c0, c1, ... declared without a type, so that SQLite
+// keeps each value exactly as the table held it (storage class and all).
+// There are as many value columns as the widest synced table has columns;
+// install adds more when a wider table appears. _lattice_layout holds the
+// column lists log rows refer to; _lattice_meta the install ID, format
+// version and acknowledged position; _lattice_apply holds a row only inside
+// Apply's transactions (the echo marker).
+//
+// The sequence is a plain rowid, which SQLite assigns as one more than the
+// largest in the table: Ack never deletes the newest log row, so numbers are
+// never reused (AUTOINCREMENT would guarantee the same at a third more cost
+// per logged row).
 var internalDDL = []string{
 	`CREATE TABLE IF NOT EXISTS _lattice_meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS _lattice_layout(id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, columns TEXT NOT NULL)`,
-	`CREATE TABLE IF NOT EXISTS _lattice_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, layout INTEGER NOT NULL, op INTEGER NOT NULL, vals TEXT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS _lattice_log(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, layout INTEGER NOT NULL, op INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS _lattice_apply(x INTEGER PRIMARY KEY)`,
+}
+
+// logFixed is the number of _lattice_log columns before the values.
+const logFixed = 4
+
+// valueColumn names the i-th value column of the log.
+func valueColumn(i int) string { return "c" + strconv.Itoa(i) }
+
+// valueColumns returns "c0,c1,...,c<n-1>".
+func valueColumns(n int) string {
+	cols := make([]string, n)
+	for i := range cols {
+		cols[i] = valueColumn(i)
+	}
+	return strings.Join(cols, ",")
 }
 
 var internalTables = []string{"_lattice_log", "_lattice_layout", "_lattice_meta", "_lattice_apply"}
 
 // Log row operations.
 const (
-	opUpsert = 0 // vals: every column of the layout
-	opDelete = 1 // vals: the key columns, in key order
+	opUpsert = 0 // values: every column of the layout
+	opDelete = 1 // values: the key columns, in key order
 )
 
 // triggerPrefix starts the name of every trigger the adapter installs.
@@ -73,7 +98,10 @@ func openDB(ctx context.Context, cfg *Config) (*sql.DB, error) {
 type catalog struct {
 	installID int64
 	acked     int64
-	tables    map[string]*table
+	// schema is PRAGMA schema_version as the installation left it; when the
+	// database's differs, the schema changed and the catalog is stale.
+	schema int64
+	tables map[string]*table
 }
 
 func (c *catalog) infos() []adapters.Table {
@@ -165,6 +193,19 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 		return nil, errors.Wrap(err, "install: list triggers")
 	}
 
+	var width int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('_lattice_log')`).Scan(&width); err != nil {
+		return nil, errors.Wrap(err, "install: read change log columns")
+	}
+	for _, f := range synced {
+		for width-logFixed < len(f.cols) {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE _lattice_log ADD COLUMN `+valueColumn(width-logFixed)); err != nil {
+				return nil, errors.Wrap(err, "install: widen change log")
+			}
+			width++
+		}
+	}
+
 	wanted := map[string]bool{}
 	for _, f := range synced {
 		l, err := ensureLayout(ctx, tx, f)
@@ -192,14 +233,14 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 			}
 		}
 		if missing && !fresh {
-			res, err := tx.ExecContext(ctx, `INSERT INTO _lattice_log(tbl, layout, op, vals) SELECT `+
-				quoteString(l.table)+`, `+strconv.FormatInt(l.id, 10)+`, `+strconv.Itoa(opUpsert)+`, `+
-				rowExpr(quoteIdent(l.table), l.cols)+` FROM `+quoteIdent(l.table))
+			res, err := tx.ExecContext(ctx, `INSERT INTO _lattice_log(tbl,layout,op,`+valueColumns(len(l.cols))+`) SELECT `+
+				quoteString(l.table)+`,`+strconv.FormatInt(l.id, 10)+`,`+strconv.Itoa(opUpsert)+`,`+
+				columnList("", l.cols)+` FROM `+quoteIdent(l.table))
 			if err != nil {
 				return nil, errors.Wrapf(err, "install: capture existing rows of %s", l.table)
 			}
 			n, _ := res.RowsAffected()
-			log.Warn("sqlite: table had no capture triggers; its existing rows are captured again",
+			log.Warn("sqlite: table had no capture triggers; its current rows are captured",
 				"table", l.table, "rows", n)
 		}
 		cat.tables[l.table] = newTable(l)
@@ -211,6 +252,9 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 			}
 			log.Info("sqlite: capture trigger dropped: its table is no longer synced", "trigger", name)
 		}
+	}
+	if err := tx.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&cat.schema); err != nil {
+		return nil, errors.Wrap(err, "install: read schema version")
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, errors.Wrap(err, "install: commit")
@@ -288,35 +332,49 @@ func ensureLayout(ctx context.Context, q querier, f *found) (*layout, error) {
 
 type trigger struct{ name, sql string }
 
-// triggers returns the capture triggers of a table. They use only SQL that
-// SQLite has had for a decade (quote, instr, char, CASE), since every
-// process writing the database runs them with its own SQLite library. Each
-// is skipped while _lattice_apply holds a row, which only Apply's own
-// uncommitted transaction can see.
+// columnList renders the columns as a comma-separated list of references,
+// qualified by ref (NEW, OLD) unless it is empty.
+func columnList(ref string, cols []*column) string {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = quoteIdent(c.Name)
+		if ref != "" {
+			parts[i] = ref + "." + parts[i]
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// triggers returns the capture triggers of a table. They copy the row's
+// values into the log as they are, with SQL any SQLite of the last decade
+// runs, since every process writing the database runs them with its own
+// SQLite library. Each is skipped while _lattice_apply holds a row, which
+// only Apply's own uncommitted transaction can see.
 func triggers(l *layout) []trigger {
 	tbl := quoteIdent(l.table)
-	head := "INSERT INTO _lattice_log(tbl,layout,op,vals) "
-	vals := func(op int, expr string) string {
-		return "VALUES(" + quoteString(l.table) + "," + strconv.FormatInt(l.id, 10) + "," + strconv.Itoa(op) + "," + expr + ")"
+	head := func(n int) string {
+		return "INSERT INTO _lattice_log(tbl,layout,op," + valueColumns(n) + ") "
+	}
+	fixed := func(op int) string {
+		return quoteString(l.table) + "," + strconv.FormatInt(l.id, 10) + "," + strconv.Itoa(op) + ","
 	}
 	guard := " WHEN NOT EXISTS (SELECT 1 FROM _lattice_apply) BEGIN "
 	var keyMoved []string
 	for _, k := range l.key {
 		keyMoved = append(keyMoved, "OLD."+quoteIdent(k.Name)+" IS NOT NEW."+quoteIdent(k.Name))
 	}
+	upsert := head(len(l.cols)) + "VALUES(" + fixed(opUpsert) + columnList("NEW", l.cols) + ")"
 	ins := triggerPrefix + "ins_" + l.table
 	upd := triggerPrefix + "upd_" + l.table
 	del := triggerPrefix + "del_" + l.table
 	return []trigger{
-		{ins, "CREATE TRIGGER " + quoteIdent(ins) + " AFTER INSERT ON " + tbl + guard +
-			head + vals(opUpsert, rowExpr("NEW", l.cols)) + "; END"},
+		{ins, "CREATE TRIGGER " + quoteIdent(ins) + " AFTER INSERT ON " + tbl + guard + upsert + "; END"},
 		// An update that moves a row to a new key deletes the old key first.
 		{upd, "CREATE TRIGGER " + quoteIdent(upd) + " AFTER UPDATE ON " + tbl + guard +
-			head + "SELECT " + quoteString(l.table) + "," + strconv.FormatInt(l.id, 10) + "," + strconv.Itoa(opDelete) + "," +
-			rowExpr("OLD", l.key) + " WHERE " + strings.Join(keyMoved, " OR ") + "; " +
-			head + vals(opUpsert, rowExpr("NEW", l.cols)) + "; END"},
+			head(len(l.key)) + "SELECT " + fixed(opDelete) + columnList("OLD", l.key) +
+			" WHERE " + strings.Join(keyMoved, " OR ") + "; " + upsert + "; END"},
 		{del, "CREATE TRIGGER " + quoteIdent(del) + " AFTER DELETE ON " + tbl + guard +
-			head + vals(opDelete, rowExpr("OLD", l.key)) + "; END"},
+			head(len(l.key)) + "VALUES(" + fixed(opDelete) + columnList("OLD", l.key) + "); END"},
 	}
 }
 
@@ -324,7 +382,9 @@ func triggers(l *layout) []trigger {
 // cfg.Path: the capture triggers and the lattice tables, change log
 // included. Run it only with the sidecar stopped; a cursor the sidecar kept
 // is worthless afterwards (the next Open starts a new change log, and
-// Capture refuses the old cursor).
+// Capture refuses the old cursor). SQLite's own sqlite_sequence table, which
+// the layouts' AUTOINCREMENT created, stays (SQLite cannot drop it), without
+// lattice entries.
 func Uninstall(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,17 +65,36 @@ func (a *Adapter) Close() error {
 	return errors.Wrapf(a.db.Close(), "close sqlite database %s", a.cfg.Path)
 }
 
-// Tables returns the synced tables, sorted by name.
+// Tables returns the synced tables, sorted by name, as the database's
+// schema is now.
 func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cat.infos(), nil
+	cat, err := a.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cat.infos(), nil
 }
 
 func (a *Adapter) catalog() *catalog {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.cat
+}
+
+// current returns the catalog, re-installing first if the schema changed
+// since it was made.
+func (a *Adapter) current(ctx context.Context) (*catalog, error) {
+	var schema int64
+	if err := a.db.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&schema); err != nil {
+		return nil, errors.Wrapf(err, "read schema version of %s", a.cfg.Path)
+	}
+	if cat := a.catalog(); cat.schema == schema {
+		return cat, nil
+	}
+	if err := a.refresh(ctx); err != nil {
+		return nil, err
+	}
+	return a.catalog(), nil
 }
 
 // ErrCursor marks a cursor this database's change log cannot continue
@@ -112,15 +132,17 @@ func (a *Adapter) decodeCursor(b []byte) (int64, error) {
 // the change log's last sequence number, so the snapshot and the cursor
 // describe the same instant: every later commit has a higher sequence.
 func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
-	cat := a.catalog()
+	cat, err := a.current(ctx)
+	if err != nil {
+		return nil, err
+	}
 	tx, err := a.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, errors.Wrap(err, "snapshot: begin")
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	var seq int64
-	err = tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name='_lattice_log'`).Scan(&seq)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM _lattice_log`).Scan(&seq); err != nil {
 		return nil, errors.Wrap(err, "snapshot: read log position")
 	}
 	batch := make([]adapters.Change, 0, a.cfg.BatchSize)
@@ -134,13 +156,24 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 	}
 	for _, info := range cat.infos() {
 		t := cat.tables[info.Name]
-		rows, err := tx.QueryContext(ctx, `SELECT `+rowExpr(quoteIdent(t.table), t.cols)+` FROM `+quoteIdent(t.table))
+		// +column is the column's value unchanged, but without the declared
+		// type, so the driver hands it over as SQLite holds it (it would
+		// parse text in a TIMESTAMP column itself), just as the log does.
+		sel := make([]string, len(t.cols))
+		for i, c := range t.cols {
+			sel[i] = "+" + quoteIdent(c.Name)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+strings.Join(sel, ",")+` FROM `+quoteIdent(t.table))
 		if err != nil {
 			return nil, errors.Wrapf(err, "snapshot: read table %s", t.table)
 		}
+		vals := make([]any, len(t.cols))
+		ptrs := make([]any, len(t.cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
 		for rows.Next() {
-			var vals string
-			if err := rows.Scan(&vals); err != nil {
+			if err := rows.Scan(ptrs...); err != nil {
 				rows.Close()
 				return nil, errors.Wrapf(err, "snapshot: read table %s", t.table)
 			}
@@ -194,7 +227,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		return errors.Wrap(err, "capture: connect")
 	}
 	defer conn.Close()
-	var lastData, lastSchema int64 = -1, -1
+	lastData := int64(-1)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -207,13 +240,10 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		if err := conn.QueryRowContext(ctx, `SELECT data_version, schema_version FROM pragma_data_version, pragma_schema_version`).Scan(&data, &schema); err != nil {
 			return a.captureErr(ctx, err, "poll")
 		}
-		if schema != lastSchema {
-			if lastSchema >= 0 {
-				if err := a.refresh(ctx); err != nil {
-					return err
-				}
+		if schema != a.catalog().schema {
+			if err := a.refresh(ctx); err != nil {
+				return err
 			}
-			lastSchema = schema
 		}
 		if data != lastData {
 			lastData = data
@@ -236,19 +266,35 @@ func (a *Adapter) captureErr(ctx context.Context, err error, what string) error 
 // position.
 func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink adapters.Sink) (int64, error) {
 	cat := a.catalog()
-	rows, err := conn.QueryContext(ctx, `SELECT seq, tbl, layout, op, vals FROM _lattice_log WHERE seq > ? ORDER BY seq`, seq)
+	rows, err := conn.QueryContext(ctx, `SELECT * FROM _lattice_log WHERE seq > ? ORDER BY seq`, seq)
 	if err != nil {
 		return seq, a.captureErr(ctx, err, "read log")
+	}
+	names, err := rows.Columns()
+	if err != nil {
+		rows.Close()
+		return seq, a.captureErr(ctx, err, "read log")
+	}
+	if len(names) < logFixed {
+		rows.Close()
+		return seq, errors.AssertionFailedf("change log has %d columns", len(names))
+	}
+	vals := make([]any, len(names))
+	ptrs := make([]any, len(names))
+	for i := range vals {
+		ptrs[i] = &vals[i]
 	}
 	var changes []adapters.Change
 	last := seq
 	for rows.Next() {
-		var s, layoutID, op int64
-		var tbl, vals string
-		if err := rows.Scan(&s, &tbl, &layoutID, &op, &vals); err != nil {
+		if err := rows.Scan(ptrs...); err != nil {
 			rows.Close()
 			return seq, a.captureErr(ctx, err, "read log")
 		}
+		s, _ := vals[0].(int64)
+		tbl, _ := vals[1].(string)
+		layoutID, _ := vals[2].(int64)
+		op, _ := vals[3].(int64)
 		last = s
 		if _, synced := cat.tables[tbl]; !synced {
 			continue
@@ -258,7 +304,7 @@ func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink a
 			rows.Close()
 			return seq, err
 		}
-		c, ok, err := a.decode(l, op, vals)
+		c, ok, err := a.decode(l, op, vals[logFixed:])
 		if err != nil {
 			rows.Close()
 			return seq, errors.Wrapf(err, "capture: log row %d", s)
@@ -301,20 +347,23 @@ func (a *Adapter) layout(ctx context.Context, conn *sql.Conn, id int64) (*layout
 	return l, nil
 }
 
-// decode turns a log value list into a Change. ok is false for a row that
-// cannot be expressed (a null or malformed key), which is logged and left
-// out.
-func (a *Adapter) decode(l *layout, op int64, vals string) (adapters.Change, bool, error) {
+// errLog marks a change log row that does not decode: a corrupt or
+// hand-edited log.
+var errLog = errors.New("sqlite: malformed change log row")
+
+// decode turns the values of a log row (or a snapshot row) into a Change.
+// ok is false for a row that cannot be expressed (a null or malformed key),
+// which is logged and left out.
+func (a *Adapter) decode(l *layout, op int64, natives []any) (adapters.Change, bool, error) {
 	c := adapters.Change{Collection: l.table}
 	cols := l.cols
 	if op == opDelete {
 		cols = l.key
 	} else if op != opUpsert {
-		return c, false, errors.Mark(errors.Newf("unknown log operation %d", op), errLiteral)
+		return c, false, errors.Mark(errors.Newf("unknown log operation %d", op), errLog)
 	}
-	natives, err := parseLiterals(vals, len(cols))
-	if err != nil {
-		return c, false, err
+	if len(natives) < len(cols) {
+		return c, false, errors.Mark(errors.Newf("%d values for %d columns", len(natives), len(cols)), errLog)
 	}
 	row := make(crdt.Row, len(cols))
 	for i, col := range cols {
@@ -359,7 +408,7 @@ func (a *Adapter) refresh(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return errors.Wrapf(err, "capture: schema of %s changed", a.cfg.Path)
+		return errors.Wrap(err, "re-install after a schema change")
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -374,7 +423,8 @@ func (a *Adapter) refresh(ctx context.Context) error {
 	return nil
 }
 
-// Ack deletes the log rows up to cursor: Lattice holds them durably.
+// Ack deletes the log rows up to cursor (but the newest): Lattice holds them
+// durably.
 func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 	seq, err := a.decodeCursor(cursor)
 	if err != nil {
@@ -391,7 +441,8 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 		return errors.Wrap(err, "ack: begin")
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_log WHERE seq <= ?`, seq); err != nil {
+	// The newest row stays, whatever the cursor: see internalDDL.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_log WHERE seq <= ? AND seq < (SELECT max(seq) FROM _lattice_log)`, seq); err != nil {
 		return errors.Wrap(err, "ack: trim change log")
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE _lattice_meta SET v=? WHERE k='acked' AND v < ?`, seq, seq); err != nil {
@@ -412,7 +463,10 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 // checked before the transaction starts; a write SQLite still rejects (a
 // NOT NULL or CHECK constraint) fails the batch with a RowError too.
 func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
-	cat := a.catalog()
+	cat, err := a.current(ctx)
+	if err != nil {
+		return err
+	}
 	type stmt struct {
 		w    *adapters.Write
 		t    *table

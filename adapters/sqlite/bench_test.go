@@ -1,0 +1,180 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/adapters/sqlite"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+const benchRows = 1000 // rows per user transaction or Apply batch
+
+const benchTable = `(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, at TIMESTAMP, tags TEXT[])`
+
+// benchDB creates a database with a synced table and an identical table the
+// adapter leaves alone, the baseline. It lives on tmpfs (/dev/shm) where
+// there is one, so that fsync, which dominates a commit on disk and varies
+// wildly on a shared machine, is free: the figures are the adapter's own
+// cost. Set LATTICE_BENCH_DIR to measure on another file system.
+func benchDB(b *testing.B) (string, *sql.DB) {
+	b.Helper()
+	dir := os.Getenv("LATTICE_BENCH_DIR")
+	if dir == "" {
+		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+			dir = "/dev/shm"
+		}
+	}
+	if dir == "" {
+		dir = b.TempDir()
+	} else {
+		d, err := os.MkdirTemp(dir, "lattice-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(d) })
+		dir = d
+	}
+	path := filepath.Join(dir, "bench.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(20000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	for _, q := range []string{`CREATE TABLE items` + benchTable, `CREATE TABLE plain` + benchTable} {
+		if _, err := db.Exec(q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return path, db
+}
+
+func benchOpen(b *testing.B, path string) *sqlite.Adapter {
+	cfg := sqlite.DefaultConfig()
+	cfg.Path = path
+	cfg.Tables = []string{"items"}
+	a, err := sqlite.Open(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close() })
+	return a
+}
+
+// userInsert writes n rows in one transaction, as an application would.
+func userInsert(b *testing.B, db *sql.DB, table string, first, n int) time.Duration {
+	start := time.Now()
+	tx, err := db.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := tx.Prepare(`INSERT INTO ` + table + `(id, name, qty, price, at, tags) VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET qty = excluded.qty`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	for i := first; i < first+n; i++ {
+		if _, err := st.Exec(i, "item "+strconv.Itoa(i), i%100, float64(i)/4, at.Add(time.Duration(i)*time.Second), `["a","b"]`); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.Close()
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkSQLiteCapture measures capture end to end: an application
+// commits a transaction of benchRows rows, and the time until all of them
+// reached the sink. rows/s is captured rows per second of that;
+// insert-ratio is the application's insert time into an untracked table
+// over the same insert into the captured one (1 = triggers cost nothing).
+func BenchmarkSQLiteCapture(b *testing.B) {
+	path, db := benchDB(b)
+	a := benchOpen(b, path)
+	cur, err := a.Snapshot(context.Background(), func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	var captured atomic.Int64
+	progress := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Capture(ctx, cur, func(_ context.Context, bt adapters.Batch) error {
+			captured.Add(int64(len(bt.Changes)))
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	defer func() { cancel(); <-done }()
+
+	var capture, inserted, plain time.Duration
+	next := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		plain += userInsert(b, db, "plain", next, benchRows)
+		start := time.Now()
+		inserted += userInsert(b, db, "items", next, benchRows)
+		next += benchRows
+		for captured.Load() < int64(next) {
+			select {
+			case <-progress:
+			case <-time.After(time.Minute):
+				b.Fatalf("captured %d of %d rows", captured.Load(), next)
+			}
+		}
+		capture += time.Since(start)
+	}
+	b.ReportMetric(float64(next)/capture.Seconds(), "rows/s")
+	b.ReportMetric(plain.Seconds()/inserted.Seconds(), "insert-ratio")
+}
+
+// BenchmarkSQLiteApply measures Apply of batches of benchRows merged rows
+// (new rows and updates), rows/s, against the same upserts made with plain
+// database/sql into an untracked table: ratio is Apply's rate over that.
+func BenchmarkSQLiteApply(b *testing.B) {
+	path, db := benchDB(b)
+	a := benchOpen(b, path)
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	tags, _ := crdt.List(crdt.String("a"), crdt.String("b"))
+	batch := func(round int) []adapters.Write {
+		ws := make([]adapters.Write, benchRows)
+		for i := range ws {
+			id := int64(round*benchRows/2 + i) // half updates, half new rows
+			ws[i] = adapters.Write{Collection: "items", Key: crdt.IntKey(id), Row: crdt.Row{
+				"id": crdt.Int(id), "name": crdt.String("item " + strconv.FormatInt(id, 10)), "qty": crdt.Int(int64(round)),
+				"price": crdt.Float(float64(id) / 4), "at": crdt.Time(at.Add(time.Duration(id) * time.Second)), "tags": tags,
+			}}
+		}
+		return ws
+	}
+	var apply, raw time.Duration
+	rows := 0
+	round := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		ws := batch(round)
+		start := time.Now()
+		if err := a.Apply(context.Background(), ws); err != nil {
+			b.Fatal(err)
+		}
+		apply += time.Since(start)
+		raw += userInsert(b, db, "plain", round*benchRows/2, benchRows)
+		rows += len(ws)
+		round++
+	}
+	b.ReportMetric(float64(rows)/apply.Seconds(), "rows/s")
+	b.ReportMetric(raw.Seconds()/apply.Seconds(), "ratio")
+}
