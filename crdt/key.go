@@ -232,12 +232,14 @@ func escapeKeyText(s string) string {
 	if !strings.ContainsAny(s, `,\`) {
 		return s
 	}
+	// Bytes, not runes: ranging over runes would turn invalid UTF-8 into
+	// U+FFFD and the text would name another key.
 	var b strings.Builder
-	for _, r := range s {
-		if r == ',' || r == '\\' {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' || s[i] == '\\' {
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(s[i])
 	}
 	return b.String()
 }

@@ -326,9 +326,6 @@ func (v Value) AppendCanonical(b []byte) []byte {
 	return b
 }
 
-// canonicalString is AppendCanonical as a string, for use as a map key.
-func (v Value) canonicalString() string { return string(v.AppendCanonical(nil)) }
-
 // String renders v for people: logs, the CLI, test failures. It is not a
 // serialization; use MarshalJSON or the wire codec for that.
 func (v Value) String() string {
@@ -468,7 +465,7 @@ func FromJSON(raw json.RawMessage, want, elem Kind) (Value, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return Value{}, errors.Newf("want an RFC 3339 time string, got %s", clip(raw))
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := parseTime(s)
 		if err != nil {
 			return Value{}, errors.Newf("want an RFC 3339 time string, got %s", clip(raw))
 		}
@@ -553,6 +550,20 @@ func clip(b []byte) string {
 	return string(b)
 }
 
+// parseTime parses an RFC 3339 time whose UTC form is also RFC 3339 (years
+// 0 to 9999), so that the text this package renders for it parses back: an
+// offset can push a time at the edge of the range out of it.
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return time.Time{}, errors.Newf("time %s is outside years 0 to 9999 in UTC", s)
+	}
+	return t, nil
+}
+
 // ParseText converts the text form of a scalar (as in a URL path or a CSV
 // cell) to a Value of kind k: integers and floats in Go syntax, booleans as
 // true/false, times as RFC 3339, bytes as base64 (URL-safe or standard).
@@ -579,7 +590,7 @@ func ParseText(s string, k Kind) (Value, error) {
 		}
 		return Bool(b), nil
 	case KindTime:
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := parseTime(s)
 		if err != nil {
 			return Value{}, errors.Newf("%q is not an RFC 3339 time", s)
 		}

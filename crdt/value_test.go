@@ -206,6 +206,12 @@ func TestKeyText(t *testing.T) {
 			t.Errorf("ParseKeyText(%q) = %v, want ErrInvalidKey", tc.text, err)
 		}
 	}
+	// Regression: escaping went rune by rune and turned invalid UTF-8 into
+	// U+FFFD, so the text named another key.
+	odd := crdt.MustKey(crdt.String("\xff,\xfe\\"), crdt.Bytes([]byte{0xff}))
+	if back, err := crdt.ParseKeyText(odd.String(), []crdt.Kind{crdt.KindString, crdt.KindBytes}); err != nil || back != odd {
+		t.Fatalf("ParseKeyText(%q) = %q, %v", odd.String(), back, err)
+	}
 	if crdt.StringKey("a") != crdt.MustKey(crdt.String("a")) || crdt.IntKey(3) != crdt.MustKey(crdt.Int(3)) {
 		t.Fatal("StringKey/IntKey")
 	}
@@ -444,6 +450,10 @@ func TestFromJSONErrors(t *testing.T) {
 		{`[1e999]`, crdt.KindNull, 0},
 		{`-`, crdt.KindNull, 0},
 		{`1`, crdt.Kind(99), 0},
+		// Regression: times that an offset pushes out of years 0-9999 in
+		// UTC render as text that does not parse back.
+		{`"0000-01-01T00:00:00+01:00"`, crdt.KindTime, 0},
+		{`"9999-12-31T23:59:59-01:00"`, crdt.KindTime, 0},
 	} {
 		if v, err := crdt.FromJSON(json.RawMessage(tc.raw), tc.want, tc.elem); err == nil {
 			t.Errorf("FromJSON(%s, %s, %s) = %v, want an error", tc.raw, tc.want, tc.elem, v)
@@ -492,7 +502,8 @@ func TestParseText(t *testing.T) {
 	for _, tc := range []struct {
 		s string
 		k crdt.Kind
-	}{{"x", crdt.KindInt}, {"x", crdt.KindFloat}, {"x", crdt.KindBool}, {"x", crdt.KindTime}, {"!", crdt.KindBytes}, {"x", crdt.KindJSON}} {
+	}{{"x", crdt.KindInt}, {"x", crdt.KindFloat}, {"x", crdt.KindBool}, {"x", crdt.KindTime}, {"!", crdt.KindBytes}, {"x", crdt.KindJSON},
+		{"9999-12-31T23:59:59-01:00", crdt.KindTime}} {
 		if _, err := crdt.ParseText(tc.s, tc.k); err == nil {
 			t.Errorf("ParseText(%q, %s) accepted", tc.s, tc.k)
 		}

@@ -1,0 +1,186 @@
+package crdt_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+const benchFields = 10
+
+// benchReplica makes stamps for one replica with a fake physical clock.
+type benchReplica struct {
+	id     crdt.ReplicaID
+	source string
+	clock  *crdt.Clock
+}
+
+func newBenchReplica(id crdt.ReplicaID, source string, now *int64) *benchReplica {
+	return &benchReplica{id: id, source: source, clock: crdt.NewClock(func() int64 { return *now }, -1)}
+}
+
+func (r *benchReplica) origin() crdt.Origin {
+	return crdt.Origin{Stamp: crdt.Stamp{TS: r.clock.Now(), Replica: r.id}, Source: r.source}
+}
+
+func benchValue(p crdt.PolicyKind, i, gen int) crdt.Value {
+	if p == crdt.ORSet {
+		var elems []crdt.Value
+		for e := range 5 {
+			elems = append(elems, crdt.String(fmt.Sprintf("tag-%d-%d", e+gen, i)))
+		}
+		return must(crdt.List(elems...))
+	}
+	v := int64(100*gen + i)
+	if p == crdt.Min {
+		v = -v
+	}
+	return crdt.Int(v)
+}
+
+// benchStates returns a collection of benchFields fields of one policy, a
+// replica's state and a concurrent state of another replica: both start
+// from a common record, then each rewrites half of the fields (OR-sets: adds
+// two elements and removes one), with a delete-free history.
+func benchStates(tb testing.TB, pol crdt.Policy) (*crdt.Collection, *crdt.Record, *crdt.Record) {
+	fields := map[string]crdt.Policy{}
+	for i := range benchFields {
+		fields[fmt.Sprintf("f%02d", i)] = pol
+	}
+	c := crdt.MustCollection("bench", []string{"id"}, fields)
+	now := int64(1_700_000_000_000_000_000)
+	a := newBenchReplica(1, "crm", &now)
+	b := newBenchReplica(2, "erp", &now)
+	row := func(gen int, from, to int) crdt.Row {
+		r := crdt.Row{}
+		for i := from; i < to; i++ {
+			r[fmt.Sprintf("f%02d", i)] = benchValue(pol.Kind, i, gen)
+		}
+		return r
+	}
+	diff := func(r *benchReplica, s *crdt.Record, rw crdt.Row) *crdt.Record {
+		d, err := crdt.Diff(c, s, rw, r.origin())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return crdt.Join(c, s, d)
+	}
+	base := diff(a, nil, row(0, 0, benchFields))
+	now += 1e6
+	sa := diff(a, base, row(1, 0, benchFields/2))
+	sb := diff(b, base, row(2, benchFields/2, benchFields))
+	return c, sa, sb
+}
+
+// BenchmarkJoin joins two concurrent states of a record of benchFields
+// fields of one policy, as a replica merging a peer's state does.
+func BenchmarkJoin(b *testing.B) {
+	for _, pc := range policyCases {
+		b.Run(pc.name, func(b *testing.B) {
+			c, x, y := benchStates(b, pc.pol)
+			if crdt.EqualRecords(crdt.Join(c, x, y), x) {
+				b.Fatal("the states do not differ")
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = crdt.Join(c, x, y)
+			}
+			b.ReportMetric(float64(benchFields)*float64(b.N)/b.Elapsed().Seconds(), "fields/s")
+		})
+	}
+}
+
+// BenchmarkJoinNoop joins a state with a delta it already holds, the common
+// case of a duplicate delivery; its ns/op is the floor for BenchmarkJoin.
+func BenchmarkJoinNoop(b *testing.B) {
+	c, x, y := benchStates(b, crdt.Policy{Kind: crdt.LWW})
+	xy := crdt.Join(c, x, y)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = crdt.Join(c, xy, y)
+	}
+	b.ReportMetric(float64(benchFields)*float64(b.N)/b.Elapsed().Seconds(), "fields/s")
+}
+
+// BenchmarkDiff diffs an observed row with two changed fields (one LWW, one
+// OR-set) against a merged record of every policy, as capture does.
+func BenchmarkDiff(b *testing.B) {
+	c := mixed()
+	now := int64(1_700_000_000_000_000_000)
+	r := newBenchReplica(1, "r1", &now)
+	row := crdt.Row{
+		"lww": crdt.String("active"), "prefer": crdt.String("+1 555"), "max": crdt.Int(10), "min": crdt.Int(3),
+		"orset": must(crdt.List(crdt.String("a"), crdt.String("b"), crdt.String("c"))), "u": crdt.Float(1.5),
+	}
+	d, err := crdt.Diff(c, nil, row, r.origin())
+	if err != nil {
+		b.Fatal(err)
+	}
+	merged := crdt.Join(c, nil, d)
+	observed := crdt.Row{}
+	for f, v := range merged.View(c) {
+		observed[f] = v
+	}
+	observed["lww"] = crdt.String("suspended")
+	observed["orset"] = must(crdt.List(crdt.String("a"), crdt.String("c"), crdt.String("d")))
+	o := r.origin()
+	if d, err := crdt.Diff(c, merged, observed, o); err != nil || len(d.Fields) != 2 {
+		b.Fatalf("diff: %s, %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = crdt.Diff(c, merged, observed, o)
+	}
+	b.ReportMetric(float64(len(observed))*float64(b.N)/b.Elapsed().Seconds(), "fields/s")
+}
+
+// benchDelta is a delta of 100 records of benchFields fields each, every
+// policy present.
+func benchDelta(b *testing.B) *crdt.Delta {
+	d := &crdt.Delta{}
+	for i := range 100 {
+		pc := policyCases[i%len(policyCases)]
+		c, x, y := benchStates(b, pc.pol)
+		d.Add(pc.name, crdt.MustKey(crdt.String("tenant"), crdt.Int(int64(i))), crdt.Join(c, x, y))
+	}
+	return d
+}
+
+func BenchmarkEncodeDelta(b *testing.B) {
+	d := benchDelta(b)
+	n := len(crdt.EncodeDelta(d))
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = crdt.EncodeDelta(d)
+	}
+	b.ReportMetric(float64(n)/float64(d.Len()), "bytes/record")
+}
+
+func BenchmarkDecodeDelta(b *testing.B) {
+	d := benchDelta(b)
+	msg := crdt.EncodeDelta(d)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := crdt.DecodeDelta(msg, crdt.DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(msg))/float64(d.Len()), "bytes/record")
+}
+
+// BenchmarkAppendRecord encodes one stored state of every policy, as the
+// store does on every merge (and hashes, for anti-entropy).
+func BenchmarkAppendRecord(b *testing.B) {
+	c, x, y := benchStates(b, crdt.Policy{Kind: crdt.ORSet})
+	r := crdt.Join(c, x, y)
+	id := crdt.MakeID("bench", crdt.IntKey(1))
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = crdt.AppendRecord(buf[:0], r)
+		_ = crdt.HashRecord(id, buf)
+	}
+}
