@@ -110,7 +110,13 @@ func (a *Adapter) open(ctx context.Context) error {
 		return err
 	}
 	a.cat = cat
-	if err := checkSlot(ctx, conn, a.cfg.Slot, false); err != nil && !errors.Is(err, ErrSlotMissing) {
+	// A slot that cannot be captured from is reported here, but does not fail
+	// Open: the remedy is a new snapshot, which needs an open adapter.
+	// Capture returns the same error.
+	if err := checkSlot(ctx, conn, a.cfg.Slot, false); errors.Is(err, ErrSlotInvalidated) {
+		a.log.Error("replication slot unusable: capture will fail until a new snapshot is taken",
+			"slot", a.cfg.Slot, "err", err.Error(), "hint", strings.Join(errors.GetAllHints(err), "; "))
+	} else if err != nil && !errors.Is(err, ErrSlotMissing) {
 		return err
 	}
 	if err := ensureOrigin(ctx, conn, a.cfg.Origin); err != nil {

@@ -52,7 +52,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 		if err == nil || !retryable(err) || attempt == maxApplyAttempts {
 			return err
 		}
-		a.log.Debug("apply retried", "attempt", attempt, "err", err)
+		a.log.Debug("apply retried", "attempt", attempt, "err", err.Error())
 		t := time.NewTimer(time.Duration(attempt*attempt) * 5 * time.Millisecond)
 		select {
 		case <-ctx.Done():

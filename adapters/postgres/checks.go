@@ -89,8 +89,9 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool
 			"choose another slot name (adapter.slot) or drop the slot")
 	case walStatus != nil && *walStatus == "lost":
 		return errors.WithHint(errors.Mark(errors.Newf("postgres: replication slot %s was invalidated: PostgreSQL removed WAL it still needed", slot), ErrSlotInvalidated),
-			"changes made while the sidecar was away are lost to capture; drop the slot (SELECT pg_drop_replication_slot('"+slot+"')) "+
-				"and reset Lattice's cursor for this adapter so that it takes a new snapshot; raise max_slot_wal_keep_size to avoid it")
+			"changes made while the sidecar was away are lost to capture: reset Lattice's cursor for this adapter so that it "+
+				"takes a new snapshot, which replaces the slot (or drop it: SELECT pg_drop_replication_slot('"+slot+"')); "+
+				"raise max_slot_wal_keep_size to avoid it")
 	case forCapture && activePID != nil:
 		return errors.WithHint(errors.Mark(errors.Newf("postgres: replication slot %s is in use by process %d", slot, *activePID), ErrSlotInUse),
 			"another sidecar (or a stale connection) streams from this slot; give each sidecar its own node name or slot")
