@@ -205,4 +205,3 @@ func TestIntegrationSlotInvalidated(t *testing.T) {
 	exec(t, app, `INSERT INTO t VALUES (1000, 'after')`)
 	waitFor(t, 10*time.Second, "capture after recovery", func() bool { return len(rec.changes()) == 1 })
 }
-
