@@ -20,12 +20,13 @@ var (
 // NodeMeta returns the node meta: API and data addresses, version and the
 // schema fingerprint.
 func (d *delegate) NodeMeta(limit int) []byte {
-	if len(d.n.meta) > limit {
+	b := d.n.metaBytes()
+	if len(b) > limit {
 		// Config.Validate bounds every field, so this cannot happen.
-		d.n.log.Error("node meta over memberlist's limit", "bytes", len(d.n.meta), "limit", limit)
+		d.n.log.Error("node meta over memberlist's limit", "bytes", len(b), "limit", limit)
 		return nil
 	}
-	return d.n.meta
+	return b
 }
 
 // NotifyMsg ignores memberlist user messages: data travels on streams.
@@ -49,13 +50,15 @@ func (d *delegate) NotifyJoin(node *memberlist.Node) {
 	d.n.addPeer(node)
 }
 
-// NotifyLeave stops the sender of a member that left or died.
+// NotifyLeave stops the sender of a member that left or died. memberlist
+// does not say which (Node.State is not kept up to date in callbacks), so
+// the node meta's leaving flag tells them apart.
 func (d *delegate) NotifyLeave(node *memberlist.Node) {
 	if node.Name == d.n.cfg.Name {
 		return
 	}
-	d.n.log.Info("member left", "peer", node.Name, "state", stateName(node.State))
-	d.n.removePeer(node.Name, node.Address(), node.State == memberlist.StateDead)
+	d.n.log.Info("member gone", "peer", node.Name)
+	d.n.removePeer(node.Name, node.Address())
 }
 
 // NotifyUpdate restarts the sender when a member's meta changed.

@@ -164,6 +164,9 @@ func TestKilledNodeRestartsAndCatchesUp(t *testing.T) {
 	waitFor(t, 20*time.Second, "the others to notice", func() bool {
 		return c.nodes[0].node.Stats().Members == 1 && c.nodes[1].node.Stats().Members == 1
 	})
+	if ms := c.nodes[0].node.Members(); len(ms) != 2 || ms[1].Name != "n02" || ms[1].State != "failed" {
+		t.Fatalf("members after the kill: %+v, want n02 failed", ms)
+	}
 	c.writeConcurrently(seed+1, []int{0, 1}, 200, 500, o)
 	c.start(2, false) // same replica, same name
 	if _, err := c.nodes[2].node.Join(context.Background(), []string{c.nodes[0].node.Addr()}); err != nil {
@@ -172,6 +175,23 @@ func TestKilledNodeRestartsAndCatchesUp(t *testing.T) {
 	c.waitOracle(o, 20*time.Second)
 	if s := c.nodes[2].node.Stats(); s.SyncRecordsReceived == 0 {
 		t.Errorf("restarted node caught up without anti-entropy: %+v", s)
+	}
+}
+
+func TestLeftNodeIsNotReconnected(t *testing.T) {
+	c := newCluster(t, 3, gossiptest.NewNetwork(14), nil)
+	c.joinAll()
+	if err := c.nodes[2].node.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.kill(2)
+	waitFor(t, 10*time.Second, "the leave to spread", func() bool {
+		return c.nodes[0].node.Stats().Members == 1 && c.nodes[1].node.Stats().Members == 1
+	})
+	for _, tn := range c.live() {
+		if ms := tn.node.Members(); len(ms) != 1 {
+			t.Fatalf("%s members: %+v, want only the live peer", tn.name, ms)
+		}
 	}
 }
 

@@ -46,7 +46,8 @@ type Node struct {
 	keys     atomic.Pointer[keyring]
 	keyMu    sync.Mutex
 	dataAddr string
-	meta     []byte
+	metaMu   sync.Mutex
+	meta     nodeMeta
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -59,6 +60,7 @@ type Node struct {
 	inbound map[*dataConn]string
 	schemas map[string]*peerSchema
 	failed  map[string]failedMember
+	leaving map[string]bool // members that announced their leave
 
 	sem     chan struct{}
 	syncNow chan struct{}
@@ -88,8 +90,9 @@ type peer struct {
 // failedMember is a member that died (rather than left), retried by the
 // reconnect loop.
 type failedMember struct {
-	addr  string
-	since time.Time
+	addr        string
+	since       time.Time
+	lastContact time.Time
 }
 
 // peerSchema is what the last handshake with a peer said about its rules.
@@ -121,6 +124,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 		inbound: map[*dataConn]string{},
 		schemas: map[string]*peerSchema{},
 		failed:  map[string]failedMember{},
+		leaving: map[string]bool{},
 		sem:     make(chan struct{}, cfg.MaxSyncs),
 		syncNow: make(chan struct{}, 1),
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:]))),
@@ -166,7 +170,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 		mc.BindPort = port
 	}
 	n.dataAddr = net.JoinHostPort(ip.String(), strconv.Itoa(port))
-	n.meta = encodeMeta(&nodeMeta{API: cfg.APIAddr, Data: n.dataAddr, Version: cfg.Version, Schema: n.schema.FP})
+	n.meta = nodeMeta{API: cfg.APIAddr, Data: n.dataAddr, Version: cfg.Version, Schema: n.schema.FP}
 
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys[1:], cfg.Keys[0])
@@ -251,14 +255,16 @@ func (n *Node) Stats() Stats {
 	return s
 }
 
-// Members returns the live peers (alive or suspect), sorted by name.
+// Members returns the peers sorted by name: the live ones (memberlist's
+// alive and suspect members, State "alive") and those that failed and are
+// being reconnected (State "failed"). Members that left are not listed.
 func (n *Node) Members() []Member {
 	var out []Member
 	for _, m := range n.ml.Members() {
 		if m.Name == n.cfg.Name {
 			continue
 		}
-		mem := Member{Name: m.Name, Addr: m.Address(), State: stateName(m.State)}
+		mem := Member{Name: m.Name, Addr: m.Address(), State: "alive"}
 		if nm, err := decodeMeta(m.Meta); err == nil {
 			mem.APIAddr, mem.Version, mem.SchemaFingerprint = nm.API, nm.Version, nm.Schema
 		}
@@ -279,22 +285,15 @@ func (n *Node) Members() []Member {
 		n.mu.Unlock()
 		out = append(out, mem)
 	}
+	n.mu.Lock()
+	for name, f := range n.failed {
+		if !slices.ContainsFunc(out, func(m Member) bool { return m.Name == name }) {
+			out = append(out, Member{Name: name, Addr: f.addr, State: "failed", LastContact: f.lastContact})
+		}
+	}
+	n.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown"
 }
 
 // Join contacts the seeds (Config.Join when none are given) until one
@@ -349,12 +348,25 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 }
 
 // Leave announces that the node leaves the cluster and waits up to timeout
-// for the announcement to spread. The node keeps running until Close.
+// for the announcement to spread; peers will not try to reconnect to it.
+// The node keeps running until Close.
 func (n *Node) Leave(timeout time.Duration) error {
-	if err := n.ml.Leave(timeout); err != nil {
+	n.metaMu.Lock()
+	n.meta.Leaving = true
+	n.metaMu.Unlock()
+	if err := n.ml.UpdateNode(timeout / 2); err != nil {
+		n.log.Warn("leave: announcing the leave failed", "err", err.Error())
+	}
+	if err := n.ml.Leave(timeout / 2); err != nil {
 		return errors.Wrap(err, "leave cluster")
 	}
 	return nil
+}
+
+func (n *Node) metaBytes() []byte {
+	n.metaMu.Lock()
+	defer n.metaMu.Unlock()
+	return encodeMeta(&n.meta)
 }
 
 // Close stops every goroutine and stream the node started and waits for
@@ -521,8 +533,13 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	if n.closed {
 		return
 	}
+	if nm.Leaving {
+		n.leaving[node.Name] = true
+	}
 	if old := n.peers[node.Name]; old != nil {
-		if old.addr.Addr == addr && old.meta == nm {
+		same := nm
+		same.Leaving = old.meta.Leaving
+		if old.addr.Addr == addr && old.meta == same {
 			return
 		}
 		old.cancel()
@@ -549,10 +566,18 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	n.kickSync()
 }
 
-func (n *Node) removePeer(name string, addr string, dead bool) {
+// removePeer stops the sender of a member that left or failed; a failed
+// one is retried by the reconnect loop.
+func (n *Node) removePeer(name string, addr string) {
 	n.mu.Lock()
-	if dead && !n.closed {
-		n.failed[name] = failedMember{addr: addr, since: time.Now()}
+	left := n.leaving[name]
+	delete(n.leaving, name)
+	if !left && !n.closed {
+		f := failedMember{addr: addr, since: time.Now()}
+		if p := n.peers[name]; p != nil && p.lastContact.Load() != 0 {
+			f.lastContact = time.Unix(0, p.lastContact.Load())
+		}
+		n.failed[name] = f
 	} else {
 		delete(n.failed, name)
 	}

@@ -86,7 +86,7 @@ type Member struct {
 	Addr    string // memberlist address (ip:port)
 	APIAddr string
 	Version string
-	State   string // alive, suspect
+	State   string // alive (memberlist's alive or suspect), failed (being reconnected)
 	// SchemaFingerprint is the peer's whole-schema fingerprint (node meta).
 	SchemaFingerprint string
 	// SchemaMismatch lists the collections whose rules differ from ours;

@@ -603,15 +603,22 @@ func (n *Node) runSession(dc *dataConn, rc *reconciler, res *SyncResult, initiat
 		n.c.syncBytes.Add(uint64(len(m.bytes()) + 4))
 		return nil
 	}
+	// Counters move as records do, not at the end of the session.
+	var reported reconciler
+	report := func() {
+		n.c.syncRecordsSent.Add(uint64(rc.recordsSent - reported.recordsSent))
+		n.c.syncRecordsReceived.Add(uint64(rc.recordsReceived - reported.recordsReceived))
+		n.c.fragmentsMerged.Add(uint64(rc.recordsChanged - reported.recordsChanged))
+		n.c.fragmentsRejected.Add(uint64(rc.rejected - reported.rejected))
+		reported.recordsSent, reported.recordsReceived = rc.recordsSent, rc.recordsReceived
+		reported.recordsChanged, reported.rejected = rc.recordsChanged, rc.rejected
+	}
 	defer func() {
+		report()
 		res.RangesSent = rc.rangesSent
 		res.RecordsSent = rc.recordsSent
 		res.RecordsReceived = rc.recordsReceived
 		res.RecordsChanged = rc.recordsChanged
-		n.c.syncRecordsSent.Add(uint64(rc.recordsSent))
-		n.c.syncRecordsReceived.Add(uint64(rc.recordsReceived))
-		n.c.fragmentsMerged.Add(uint64(rc.recordsChanged))
-		n.c.fragmentsRejected.Add(uint64(rc.rejected))
 		if len(rc.dropped) > 0 {
 			n.c.fragmentsDropped.Add(uint64(len(rc.dropped)))
 			n.log.Error("records too large for anti-entropy", "count", len(rc.dropped), "first", rc.dropped[0].String(),
@@ -643,7 +650,9 @@ func (n *Node) runSession(dc *dataConn, rc *reconciler, res *SyncResult, initiat
 			n.c.syncs.Add(1)
 			return nil
 		}
-		if err := rc.receive(t); err != nil {
+		err = rc.receive(t)
+		report()
+		if err != nil {
 			return err
 		}
 		out, err := rc.next()

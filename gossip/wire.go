@@ -25,7 +25,7 @@ import (
 //	bootReq    [1, 20, from bin]
 //	bootChunk  [1, 21, next bin, done uint, [fragment...]]
 //	schema     [fingerprint, strict uint, [[collection, fingerprint]...]]
-//	meta       [1, api, data address, version, schema fingerprint]  (memberlist node meta)
+//	meta       [1, api, data address, version, schema fingerprint, leaving uint]  (memberlist node meta)
 const (
 	msgHello          crdt.MsgType = 16
 	msgHelloAck       crdt.MsgType = 17
@@ -544,6 +544,10 @@ type nodeMeta struct {
 	Data    string
 	Version string
 	Schema  string
+	// Leaving is set by Leave just before memberlist's leave, so that
+	// peers tell a member that left from one that failed (memberlist does
+	// not say which in its callbacks).
+	Leaving bool
 }
 
 const metaVersion = 1
@@ -551,12 +555,17 @@ const metaVersion = 1
 func encodeMeta(nm *nodeMeta) []byte {
 	m := msgPool.Get().(*msgBuf)
 	m.buf.Reset()
-	_ = m.enc.EncodeArrayLen(5)
+	_ = m.enc.EncodeArrayLen(6)
 	_ = m.enc.EncodeUint(metaVersion)
 	_ = m.enc.EncodeString(nm.API)
 	_ = m.enc.EncodeString(nm.Data)
 	_ = m.enc.EncodeString(nm.Version)
 	_ = m.enc.EncodeString(nm.Schema)
+	leaving := uint64(0)
+	if nm.Leaving {
+		leaving = 1
+	}
+	_ = m.enc.EncodeUint(leaving)
 	out := slices.Clone(m.buf.Bytes())
 	m.free()
 	return out
@@ -589,5 +598,13 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 			return nm, decodeWrap(err, "node meta")
 		}
 	}
-	return nm, d.Skip(n - 5)
+	if n < 6 {
+		return nm, nil
+	}
+	leaving, err := d.Uint()
+	if err != nil {
+		return nm, decodeWrap(err, "node meta")
+	}
+	nm.Leaving = leaving != 0
+	return nm, d.Skip(n - 6)
 }
