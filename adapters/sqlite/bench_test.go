@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -56,10 +57,13 @@ func benchDB(b *testing.B) (string, *sql.DB) {
 	return path, db
 }
 
-func benchOpen(b *testing.B, path string) *sqlite.Adapter {
+func benchOpen(b *testing.B, path string, poll ...time.Duration) *sqlite.Adapter {
 	cfg := sqlite.DefaultConfig()
 	cfg.Path = path
 	cfg.Tables = []string{"items"}
+	if len(poll) > 0 {
+		cfg.PollInterval = poll[0]
+	}
 	a, err := sqlite.Open(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -177,4 +181,62 @@ func BenchmarkSQLiteApply(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows)/apply.Seconds(), "rows/s")
 	b.ReportMetric(raw.Seconds()/apply.Seconds(), "ratio")
+}
+
+// BenchmarkSQLiteCaptureLatency measures how long a one-row user
+// transaction takes to reach the sink (p50-ms, p99-ms), the SQLite share of
+// end-to-end propagation, for two poll intervals. Each write follows the
+// previous capture at once, so it just missed a poll: the figures are the
+// worst phase, about the interval plus the work; writes arriving at random
+// wait half the interval on average.
+func BenchmarkSQLiteCaptureLatency(b *testing.B) {
+	for _, poll := range []time.Duration{time.Millisecond, sqlite.DefaultConfig().PollInterval} {
+		b.Run("poll="+poll.String(), func(b *testing.B) { benchLatency(b, poll) })
+	}
+}
+
+func benchLatency(b *testing.B, poll time.Duration) {
+	path, db := benchDB(b)
+	a := benchOpen(b, path, poll)
+	cur, err := a.Snapshot(context.Background(), func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	arrived := make(chan int64, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Capture(ctx, cur, func(ctx context.Context, bt adapters.Batch) error {
+			for _, c := range bt.Changes {
+				select {
+				case arrived <- c.Row["id"].AsInt():
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	var lat []time.Duration
+	id := int64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		id++
+		start := time.Now()
+		if _, err := db.Exec(`INSERT INTO items(id, name) VALUES(?, 'x')`, id); err != nil {
+			b.Fatal(err)
+		}
+		for got := int64(0); got != id; {
+			select {
+			case got = <-arrived:
+			case <-time.After(time.Minute):
+				b.Fatalf("row %d not captured", id)
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
 }

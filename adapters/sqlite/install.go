@@ -162,7 +162,7 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 		}
 	}
 	if format > formatVersion {
-		return nil, errors.WithHint(errors.Newf("sqlite database %s was set up by a newer lattice (format %d, this one knows %d)", cfg.Path, format, formatVersion),
+		return nil, errors.WithHint(errors.Newf("the lattice tables were set up by a newer lattice (format %d, this one knows %d)", format, formatVersion),
 			"upgrade lattice on this node")
 	}
 
@@ -296,7 +296,7 @@ func choose(founds []*found, cfg *Config, log *slog.Logger) ([]*found, error) {
 	}
 	if len(problems) > 0 {
 		return nil, errors.Mark(errors.WithHint(
-			errors.Newf("sqlite database %s: %s", cfg.Path, strings.Join(problems, "; ")),
+			errors.New(strings.Join(problems, "; ")),
 			"give every synced table a primary key and declare its columns as "+supportedTypes+
 				"; or leave the table out of the adapter's tables list"), ErrNotInstallable)
 	}

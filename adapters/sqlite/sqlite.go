@@ -227,6 +227,13 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		return errors.Wrap(err, "capture: connect")
 	}
 	defer conn.Close()
+	// The poll runs every few milliseconds for as long as the sidecar runs:
+	// one prepared statement, no table read.
+	poll, err := conn.PrepareContext(ctx, `PRAGMA data_version`)
+	if err != nil {
+		return a.captureErr(ctx, err, "prepare poll")
+	}
+	defer poll.Close()
 	lastData := int64(-1)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -236,17 +243,22 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 			return ctx.Err()
 		case <-timer.C:
 		}
-		var data, schema int64
-		if err := conn.QueryRowContext(ctx, `SELECT data_version, schema_version FROM pragma_data_version, pragma_schema_version`).Scan(&data, &schema); err != nil {
+		var data int64
+		if err := poll.QueryRowContext(ctx).Scan(&data); err != nil {
 			return a.captureErr(ctx, err, "poll")
 		}
-		if schema != a.catalog().schema {
-			if err := a.refresh(ctx); err != nil {
-				return err
-			}
-		}
+		// A schema change is a commit too, so it shows in data_version.
 		if data != lastData {
 			lastData = data
+			var schema int64
+			if err := conn.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&schema); err != nil {
+				return a.captureErr(ctx, err, "poll")
+			}
+			if schema != a.catalog().schema {
+				if err := a.refresh(ctx); err != nil {
+					return err
+				}
+			}
 			if seq, err = a.readLog(ctx, conn, seq, sink); err != nil {
 				return err
 			}
