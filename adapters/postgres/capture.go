@@ -249,8 +249,8 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 		if len(names) > 0 {
 			return errors.WithHint(errors.Mark(errors.Newf("postgres: table(s) %s truncated: a truncate does not say which rows it removed, "+
 				"so capture cannot turn it into deletes", strings.Join(names, ", ")), ErrTruncate),
-				"delete rows with DELETE rather than TRUNCATE on synced tables; to recover, reset Lattice's cursor for this adapter "+
-					"so that it takes a new snapshot (rows the other systems still hold come back)")
+				"delete rows with DELETE rather than TRUNCATE on synced tables; to go on, reset Lattice's cursor for this adapter "+
+					"so that it takes a new snapshot")
 		}
 	case *msgCommit:
 		if !s.inTxn {

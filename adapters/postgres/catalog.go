@@ -287,6 +287,14 @@ func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types
 		if identity != "" {
 			c.Identity = identity[0]
 		}
+		// "character" without a length means character(1), to which a cast
+		// truncates: cast to the unbounded bpchar instead.
+		switch typ {
+		case 1042:
+			c.CastType = "bpchar"
+		case 1014:
+			c.CastType = "bpchar[]"
+		}
 		cols = append(cols, pending{byOID[rel], c, typ})
 	}
 	rows.Close()
