@@ -107,7 +107,10 @@
 // column; the next write of the row carries it. Dropping a table does not
 // delete its records elsewhere. A time primary key must be stored in the
 // adapter's own time format, or Apply's upserts and deletes will not find
-// the row.
+// the row. Like every SQLite trigger, the delete trigger does not fire for a
+// row that INSERT OR REPLACE removes because it conflicts on a unique column
+// other than the primary key (unless PRAGMA recursive_triggers is on), so
+// such a removal is not captured.
 //
 // # Installation
 //

@@ -247,11 +247,10 @@ func toNative(v crdt.Value, c *column) (any, error) {
 	case crdt.KindFloat:
 		switch v.Kind() {
 		case crdt.KindFloat:
-			if f := v.AsFloat(); math.IsNaN(f) {
-				return "NaN", nil
-			} else {
+			if f := v.AsFloat(); !math.IsNaN(f) {
 				return f, nil
 			}
+			return "NaN", nil
 		case crdt.KindInt:
 			return float64(v.AsInt()), nil
 		}
