@@ -326,6 +326,8 @@ func (b *batch) commitPart(extra func() error) error {
 		return nil
 	}
 	if err := b.txn.Commit(); err != nil {
+		s.treeSound = false
+		s.log.Error("store commit failed; reading every record from now on", "err", err)
 		return errors.Wrap(err, "commit store transaction")
 	}
 	b.parts++

@@ -207,7 +207,11 @@ func (s *Store) prepareGroup(w *worker, r *reader, frags []crdt.Fragment, order 
 	}
 	g.id = crdt.MakeID(f0.Collection, f0.Key)
 	g.key = appendRecordKey(w.arena.alloc(1+len(g.id)), g.id)
-	h, old, err := r.get(g.key)
+	var h recordHeader
+	var old *crdt.Record
+	if !s.treeSound || s.inTree(g.id) {
+		h, old, err = r.get(g.key)
+	}
 	if err != nil {
 		if IsCorrupt(err) {
 			s.log.Error("cannot merge into a corrupt record", "err", err)

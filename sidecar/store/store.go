@@ -52,6 +52,10 @@ type Store struct {
 	chunkLive map[uint64]int // records queued in each live queue chunk
 	parked    map[crdt.ID]struct{}
 	scratch   scratch
+	// treeSound says the range tree holds exactly the stored records, so a
+	// record it lacks need not be read. A failed commit clears it: the
+	// transaction may have landed without the tree following.
+	treeSound bool
 
 	seq        atomic.Uint64 // local sequence number
 	pendingLen atomic.Int64
@@ -201,7 +205,16 @@ func (s *Store) create(rtxn *badger.Txn) error {
 		return errors.Wrap(err, "initialise store")
 	}
 	s.replica = id
+	s.treeSound = true
 	return nil
+}
+
+// inTree reports whether the range tree holds id. Only the writer calls
+// it: the writer is the only one that changes the tree, so it needs no lock
+// to read it, also from the goroutines of a Merge.
+func (s *Store) inTree(id crdt.ID) bool {
+	_, ok := s.tree.Get(id)
+	return ok
 }
 
 // rebuild fills the range tree and the queue counts from the record
@@ -276,6 +289,7 @@ func (s *Store) rebuild(txn *badger.Txn) error {
 	s.treeMu.Lock()
 	s.tree = tree
 	s.treeMu.Unlock()
+	s.treeSound = true
 	s.pendingLen.Store(pending)
 	s.parkedLen.Store(int64(len(s.parked)))
 	return nil
