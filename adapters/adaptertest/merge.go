@@ -152,7 +152,7 @@ func (r *replica) state() (state, error) {
 			return nil, err
 		}
 		if w.Row != nil {
-			st.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: w.Row})
+			st.putWrite(w)
 		}
 	}
 	return st, nil

@@ -410,6 +410,9 @@ func (s state) put(c adapters.Change) {
 	}
 }
 
+// putWrite records what a system holds after Apply of w.
+func (s state) putWrite(w adapters.Write) { s.put(adapters.Change(w)) }
+
 // systemState reads every table of the system through the harness.
 func (e *env) systemState() state {
 	e.t.Helper()

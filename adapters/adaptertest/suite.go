@@ -435,7 +435,7 @@ func testApplyNotCaptured(e *env) {
 	want := state{}
 	want.put(adapters.Change{Collection: PairsTable, Key: e.key(PairsTable, pairRow("acme", 2, "")), Row: pairRow("acme", 2, "applied")})
 	for _, w := range writes[:3] {
-		want.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: w.Row})
+		want.putWrite(w)
 	}
 	e.checkState("after apply", e.systemState(), want, nil)
 
@@ -469,7 +469,7 @@ func testApplyValues(e *env) {
 		row["id"] = crdt.Int(id)
 		w := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(id), Row: row}
 		writes = append(writes, w)
-		want.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: w.Row})
+		want.putWrite(w)
 	}
 	for _, col := range e.tables[TypesTable].Columns {
 		if col.Name == "id" {
@@ -520,7 +520,7 @@ func testApplyValues(e *env) {
 			}
 			e.t.Logf("apply of NaN: %v", err)
 		} else {
-			want.put(adapters.Change{Collection: nan.Collection, Key: nan.Key, Row: nan.Row})
+			want.putWrite(nan)
 			e.t.Logf("apply of NaN stored it")
 		}
 		e.checkState("after apply of NaN", e.systemState(), want, nil)
@@ -679,8 +679,8 @@ func testBadRows(e *env) {
 				t.Fatalf("apply of the good writes: %+v", err)
 			}
 			want := before
-			want.put(adapters.Change{Collection: good1.Collection, Key: good1.Key, Row: good1.Row})
-			want.put(adapters.Change{Collection: good2.Collection, Key: good2.Key, Row: good2.Row})
+			want.putWrite(good1)
+			want.putWrite(good2)
 			sub.checkState("after re-applying the good writes", sub.systemState(), want, nil)
 		})
 	}
