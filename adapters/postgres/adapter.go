@@ -47,8 +47,9 @@ type Adapter struct {
 	types  *typeCache
 	cat    *catalog
 
-	applyMu sync.Mutex
-	apply   *pgx.Conn
+	applyMu  sync.Mutex
+	apply    *pgx.Conn
+	prepared map[string]string // SQL to prepared statement name on apply
 
 	acked    atomic.Uint64 // highest acknowledged commit LSN
 	ackNudge atomic.Bool   // an Ack arrived since the last status update
@@ -285,7 +286,7 @@ func (a *Adapter) Close() error {
 	a.applyMu.Lock()
 	if a.apply != nil {
 		errs = errors.CombineErrors(errs, a.apply.Close(context.Background()))
-		a.apply = nil
+		a.apply, a.prepared = nil, nil
 	}
 	a.applyMu.Unlock()
 	return errs
@@ -310,7 +311,7 @@ func (a *Adapter) uninstall(ctx context.Context) error {
 	a.applyMu.Lock()
 	if a.apply != nil {
 		_ = a.apply.Close(ctx)
-		a.apply = nil
+		a.apply, a.prepared = nil, nil
 	}
 	a.applyMu.Unlock()
 	a.metaMu.Lock()

@@ -36,22 +36,43 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 
-	b := &pgx.Batch{}
 	refreshed := false
-	for _, w := range writes {
-		sql, args, err := a.statement(ctx, w, &refreshed)
-		if err != nil {
-			return err
+	build := func() ([]stmt, error) {
+		stmts := make([]stmt, len(writes))
+		for i, w := range writes {
+			sql, args, err := a.statement(ctx, w, &refreshed)
+			if err != nil {
+				return nil, err
+			}
+			stmts[i] = stmt{sql, args}
 		}
-		b.Queue(sql, args...)
+		return stmts, nil
 	}
-	// A deadlock with the users' transactions, or a serialization failure,
-	// rolls the whole transaction back: it is safe to run it again.
+	stmts, err := build()
+	if err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
-		err := a.applyOnce(ctx, b, writes)
-		if err == nil || !retryable(err) || attempt == maxApplyAttempts {
+		err := a.applyOnce(ctx, stmts, writes)
+		switch {
+		case err == nil:
+			return nil
+		case staleSchema(err) && !refreshed:
+			// A table or column changed since the catalog was read: read it
+			// again and rebuild the statements once.
+			refreshed = true
+			if _, rerr := a.refresh(ctx); rerr != nil {
+				return errors.CombineErrors(err, rerr)
+			}
+			if stmts, err = build(); err != nil {
+				return err
+			}
+			continue
+		case !retryable(err) || attempt >= maxApplyAttempts:
 			return err
 		}
+		// A deadlock with the users' transactions, or a serialization
+		// failure, rolled the whole transaction back: run it again.
 		a.log.Debug("apply retried", "attempt", attempt, "err", err.Error())
 		t := time.NewTimer(time.Duration(attempt*attempt) * 5 * time.Millisecond)
 		select {
@@ -61,6 +82,13 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 		case <-t.C:
 		}
 	}
+}
+
+// staleSchema reports whether err says a table or column the statements
+// name does not exist (any more).
+func staleSchema(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "42703" || pgErr.Code == "42P01")
 }
 
 // maxApplyAttempts bounds the runs of one Apply transaction that fails on
@@ -79,10 +107,24 @@ func retryable(err error) bool {
 	return false
 }
 
-func (a *Adapter) applyOnce(ctx context.Context, b *pgx.Batch, writes []adapters.Write) error {
+// stmt is the SQL and text arguments of one write.
+type stmt struct {
+	sql  string
+	args []any
+}
+
+func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write) error {
 	conn, err := a.applyConn(ctx)
 	if err != nil {
 		return err
+	}
+	b := &pgx.Batch{}
+	for i, st := range stmts {
+		name, err := a.prepare(ctx, conn, st.sql)
+		if err != nil {
+			return a.applyError(conn, writes[i], len(writes), err)
+		}
+		b.Queue(name, st.args...)
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		br := tx.SendBatch(ctx, b)
@@ -95,15 +137,40 @@ func (a *Adapter) applyOnce(ctx context.Context, b *pgx.Batch, writes []adapters
 		return br.Close()
 	})
 	if err != nil {
-		if conn.IsClosed() {
-			a.apply = nil
-		}
-		if _, ok := adapters.RowErrorOf(err); ok {
-			return err
-		}
-		return errors.Wrapf(classify(err), "apply %d writes to %s", len(writes), a.where())
+		return a.applyError(conn, adapters.Write{}, len(writes), err)
 	}
 	return nil
+}
+
+func (a *Adapter) applyError(conn *pgx.Conn, w adapters.Write, n int, err error) error {
+	if conn.IsClosed() {
+		a.apply, a.prepared = nil, nil
+	}
+	if w.Collection != "" {
+		err = writeError(w, err)
+	}
+	if _, ok := adapters.RowErrorOf(err); ok {
+		return err
+	}
+	return errors.Wrapf(classify(err), "apply %d writes to %s", n, a.where())
+}
+
+// prepare returns the name of the prepared statement for sql on the apply
+// session, preparing it the first time. Prepared statements outlive the
+// transactions that fail, unlike a statement cache that guesses.
+func (a *Adapter) prepare(ctx context.Context, conn *pgx.Conn, sql string) (string, error) {
+	if name, ok := a.prepared[sql]; ok {
+		return name, nil
+	}
+	name := "lattice_apply_" + strconv.Itoa(len(a.prepared))
+	if _, err := conn.Prepare(ctx, name, sql); err != nil {
+		return "", err
+	}
+	if a.prepared == nil {
+		a.prepared = map[string]string{}
+	}
+	a.prepared[sql] = name
+	return name, nil
 }
 
 // writeError marks the errors that concern the write's content as bad rows.
@@ -128,9 +195,9 @@ func (a *Adapter) applyConn(ctx context.Context) (*pgx.Conn, error) {
 	if a.apply != nil && !a.apply.IsClosed() {
 		return a.apply, nil
 	}
-	// Unnamed statements: every argument is text and every placeholder is
-	// cast, so nothing needs describing, and no statement cache can go stale
-	// when a pipelined batch fails half-way.
+	// Statements are prepared by name (see prepare); anything else runs
+	// unnamed, so that no statement cache can go stale when a pipelined
+	// batch fails half-way.
 	cfg := a.connCfg.Copy()
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	conn, err := a.connectWith(ctx, cfg)
@@ -146,7 +213,7 @@ func (a *Adapter) applyConn(ctx context.Context) (*pgx.Conn, error) {
 		}
 		return nil, errors.Wrapf(classify(err), "set up replication origin %s", a.cfg.Origin)
 	}
-	a.apply = conn
+	a.apply, a.prepared = conn, nil
 	return conn, nil
 }
 

@@ -122,7 +122,7 @@ func (s *stream) run(ctx context.Context) error {
 	for {
 		now := time.Now()
 		if s.a.ackNudge.Swap(false) || !now.Before(s.nextStatus) {
-			if err := s.sendStatus(ctx, false); err != nil {
+			if err := s.sendStatus(ctx); err != nil {
 				return err
 			}
 		}
@@ -192,7 +192,7 @@ func (s *stream) handleCopyData(ctx context.Context, data []byte) error {
 			s.idle = lsn(ka.ServerWALEnd)
 		}
 		if ka.ReplyRequested {
-			return s.sendStatus(ctx, false)
+			return s.sendStatus(ctx)
 		}
 	case pglogrepl.XLogDataByteID:
 		x, err := pglogrepl.ParseXLogData(data[1:])
@@ -290,7 +290,7 @@ func (s *stream) deliver(ctx context.Context) error {
 
 // sendStatus reports the flush position: the acknowledged cursor, or, when
 // everything delivered is acknowledged, the idle position if it is further.
-func (s *stream) sendStatus(ctx context.Context, reply bool) error {
+func (s *stream) sendStatus(ctx context.Context) error {
 	acked := lsn(s.a.acked.Load())
 	flush := acked
 	if s.delivered <= acked && s.idle > flush {
@@ -300,7 +300,6 @@ func (s *stream) sendStatus(ctx context.Context, reply bool) error {
 		WALWritePosition: pglogrepl.LSN(flush),
 		WALFlushPosition: pglogrepl.LSN(flush),
 		WALApplyPosition: pglogrepl.LSN(flush),
-		ReplyRequested:   reply,
 	})
 	if err != nil {
 		return errors.Wrapf(err, "send standby status to slot %s", s.a.cfg.Slot)

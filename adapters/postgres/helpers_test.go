@@ -71,6 +71,26 @@ func newDB(t testing.TB, srv *pgtest.Server) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Slots are a server-wide resource: drop this database's (the adapters
+	// are closed by then, their walsenders may take a moment to exit) and
+	// the database with them.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		for ctx.Err() == nil {
+			err = srv.Exec(ctx, "postgres", fmt.Sprintf(`
+				SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '%[1]s' AND active_pid IS NOT NULL;
+				SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '%[1]s' AND active_pid IS NULL`, name))
+			if err == nil {
+				if err = srv.Exec(ctx, "postgres", fmt.Sprintf(`DROP DATABASE %s WITH (FORCE)`, name)); err == nil {
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond) // a walsender is still exiting: poll
+		}
+		t.Errorf("drop database %s: %v", name, err)
+	})
 	return name, dsn
 }
 

@@ -143,6 +143,12 @@ func TestIntegrationSchemaChange(t *testing.T) {
 	if row := rec.changes()[3].Row; !rowEqual(row, crdt.Row{"id": crdt.Int(3), "b": mustList(t, crdt.Int(8))}) {
 		t.Fatalf("after DROP COLUMN: %v", row)
 	}
+	// Apply still knows the dropped column until it finds out.
+	if err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(5), Row: crdt.Row{
+		"id": crdt.Int(5), "b": mustList(t, crdt.Int(9)),
+	}}}); err != nil {
+		t.Fatalf("apply after DROP COLUMN: %+v", err)
+	}
 
 	exec(t, app, `ALTER TABLE t ADD COLUMN p point`)
 	exec(t, app, `INSERT INTO t VALUES (4, '{}', '(1,2)')`)

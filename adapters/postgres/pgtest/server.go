@@ -143,8 +143,8 @@ type Options struct {
 func DefaultSettings() map[string]string {
 	return map[string]string{
 		"wal_level":             "logical",
-		"max_replication_slots": "16",
-		"max_wal_senders":       "16",
+		"max_replication_slots": "32",
+		"max_wal_senders":       "32",
 		"max_connections":       "60",
 		"fsync":                 "off",
 		"full_page_writes":      "off",
