@@ -28,7 +28,7 @@ func benchValue(p crdt.PolicyKind, i, gen int) crdt.Value {
 	if p == crdt.ORSet {
 		var elems []crdt.Value
 		for e := range 5 {
-			elems = append(elems, crdt.String(fmt.Sprintf("tag-%d-%d", e+gen, i)))
+			elems = append(elems, crdt.String(fmt.Sprintf("tag-%d-%d", e+5*gen, i)))
 		}
 		return must(crdt.List(elems...))
 	}
@@ -42,16 +42,22 @@ func benchValue(p crdt.PolicyKind, i, gen int) crdt.Value {
 // benchStates returns a collection of benchFields fields of one policy, a
 // replica's state and a concurrent state of another replica: both start
 // from a common record, then each rewrites half of the fields (OR-sets: adds
-// two elements and removes one), with a delete-free history.
+// five elements and removes five), with a delete-free history.
 func benchStates(tb testing.TB, pol crdt.Policy) (*crdt.Collection, *crdt.Record, *crdt.Record) {
+	return benchStatesOverlap(tb, pol, false)
+}
+
+// benchStatesOverlap is benchStates where, with overlap, both replicas
+// rewrite every field concurrently: every field must really be merged.
+func benchStatesOverlap(tb testing.TB, pol crdt.Policy, overlap bool) (*crdt.Collection, *crdt.Record, *crdt.Record) {
 	fields := map[string]crdt.Policy{}
 	for i := range benchFields {
 		fields[fmt.Sprintf("f%02d", i)] = pol
 	}
 	c := crdt.MustCollection("bench", []string{"id"}, fields)
 	now := int64(1_700_000_000_000_000_000)
-	a := newBenchReplica(1, "crm", &now)
-	b := newBenchReplica(2, "erp", &now)
+	a := newBenchReplica(1, "r0", &now)
+	b := newBenchReplica(2, "r1", &now)
 	row := func(gen int, from, to int) crdt.Row {
 		r := crdt.Row{}
 		for i := from; i < to; i++ {
@@ -68,17 +74,36 @@ func benchStates(tb testing.TB, pol crdt.Policy) (*crdt.Collection, *crdt.Record
 	}
 	base := diff(a, nil, row(0, 0, benchFields))
 	now += 1e6
+	if overlap {
+		// a rewrites the even fields, b all of them, then a the odd ones:
+		// the newest writes alternate between the replicas.
+		even, odd := crdt.Row{}, crdt.Row{}
+		for f, v := range row(1, 0, benchFields) {
+			if f[len(f)-1]%2 == 0 {
+				even[f] = v
+			} else {
+				odd[f] = v
+			}
+		}
+		sa := diff(a, base, even)
+		now += 1e6
+		sb := diff(b, base, row(2, 0, benchFields))
+		now += 1e6
+		return c, diff(a, sa, odd), sb
+	}
 	sa := diff(a, base, row(1, 0, benchFields/2))
 	sb := diff(b, base, row(2, benchFields/2, benchFields))
 	return c, sa, sb
 }
 
 // BenchmarkJoin joins two concurrent states of a record of benchFields
-// fields of one policy, as a replica merging a peer's state does.
+// fields of one policy in which both replicas rewrote every field, as a
+// replica merging a peer's state does: the worst case, where every field is
+// really merged.
 func BenchmarkJoin(b *testing.B) {
 	for _, pc := range policyCases {
 		b.Run(pc.name, func(b *testing.B) {
-			c, x, y := benchStates(b, pc.pol)
+			c, x, y := benchStatesOverlap(b, pc.pol, true)
 			if crdt.EqualRecords(crdt.Join(c, x, y), x) {
 				b.Fatal("the states do not differ")
 			}
@@ -89,6 +114,18 @@ func BenchmarkJoin(b *testing.B) {
 			b.ReportMetric(float64(benchFields)*float64(b.N)/b.Elapsed().Seconds(), "fields/s")
 		})
 	}
+}
+
+// BenchmarkJoinDisjoint joins two concurrent states of a record of every
+// policy in which the replicas rewrote different fields: each field of the
+// result is one of the inputs'.
+func BenchmarkJoinDisjoint(b *testing.B) {
+	c, x, y := benchStates(b, crdt.Policy{Kind: crdt.ORSet})
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = crdt.Join(c, x, y)
+	}
+	b.ReportMetric(float64(benchFields)*float64(b.N)/b.Elapsed().Seconds(), "fields/s")
 }
 
 // BenchmarkJoinNoop joins a state with a delta it already holds, the common
@@ -182,5 +219,25 @@ func BenchmarkAppendRecord(b *testing.B) {
 	for b.Loop() {
 		buf = crdt.AppendRecord(buf[:0], r)
 		_ = crdt.HashRecord(id, buf)
+	}
+}
+
+// TestJoinReturnsInput: joining what a state already holds allocates nothing
+// and returns the state itself (records are immutable, so sharing is safe).
+func TestJoinReturnsInput(t *testing.T) {
+	for _, pc := range policyCases {
+		c, x, y := benchStates(t, pc.pol)
+		xy := crdt.Join(c, x, y)
+		for _, in := range []*crdt.Record{x, y, xy} {
+			if got := crdt.Join(c, xy, in); got != xy {
+				t.Errorf("%s: Join(xy, part) is a new record", pc.name)
+			}
+			if got := crdt.Join(c, in, xy); got != xy {
+				t.Errorf("%s: Join(part, xy) is a new record", pc.name)
+			}
+		}
+		if n := testing.AllocsPerRun(100, func() { crdt.Join(c, xy, y) }); n != 0 {
+			t.Errorf("%s: joining a merged delta allocates %v times", pc.name, n)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -153,7 +154,7 @@ func EncodeFragments(enc *msgpack.Encoder, d *Delta) {
 		f := &d.Fragments[i]
 		_ = enc.EncodeArrayLen(3)
 		_ = enc.EncodeString(f.Collection)
-		_ = enc.EncodeBytes([]byte(f.Key))
+		encodeBin(enc, string(f.Key))
 		encodeRecord(enc, f.Record)
 	}
 }
@@ -206,6 +207,20 @@ func encodeRecord(enc *msgpack.Encoder, r *Record) {
 	}
 }
 
+// encodeBin writes s as a msgpack bin without copying it to a []byte.
+func encodeBin(enc *msgpack.Encoder, s string) {
+	_ = enc.EncodeBytesLen(len(s))
+	writeString(enc, s)
+}
+
+func writeString(enc *msgpack.Encoder, s string) {
+	if w, ok := enc.Writer().(io.StringWriter); ok {
+		_, _ = w.WriteString(s)
+		return
+	}
+	_, _ = enc.Writer().Write([]byte(s))
+}
+
 func encodeStamp(enc *msgpack.Encoder, s Stamp) {
 	if s.IsZero() {
 		_ = enc.EncodeNil()
@@ -239,7 +254,7 @@ func encodeValue(enc *msgpack.Encoder, v Value) {
 	case KindString:
 		_ = enc.EncodeString(v.str)
 	case KindBytes:
-		_ = enc.EncodeBytes([]byte(v.str))
+		encodeBin(enc, v.str)
 	case KindTime:
 		_ = enc.EncodeExtHeader(extTime, 12)
 		var b [12]byte
@@ -248,7 +263,7 @@ func encodeValue(enc *msgpack.Encoder, v Value) {
 		_, _ = enc.Writer().Write(b[:])
 	case KindJSON:
 		_ = enc.EncodeExtHeader(extJSON, len(v.str))
-		_, _ = enc.Writer().Write([]byte(v.str))
+		writeString(enc, v.str)
 	case KindList:
 		_ = enc.EncodeArrayLen(len(v.list))
 		for _, e := range v.list {
@@ -266,6 +281,10 @@ type Decoder struct {
 	dec *msgpack.Decoder
 	br  *bytes.Reader
 	lim Limits
+	// names interns collection, field and source names, which repeat
+	// across the records of a message.
+	names   map[string]string
+	scratch []byte
 }
 
 // NewDecoder checks that b is well-formed msgpack no deeper than the limits
@@ -375,6 +394,59 @@ func (d *Decoder) String(max int) (string, error) {
 	}
 	if len(s) > max {
 		return "", decodeErrf("string of %d bytes over the limit of %d", len(s), max)
+	}
+	return s, nil
+}
+
+// readRaw reads a str or bin payload of at most max bytes into the decoder's
+// scratch buffer, valid until the next call.
+func (d *Decoder) readRaw(limit int, what string, ok func(byte) bool) ([]byte, error) {
+	c, err := d.dec.PeekCode()
+	if err != nil {
+		return nil, decodeErr(err, what)
+	}
+	if !ok(c) {
+		return nil, decodeErrf("want %s, got code 0x%02x", what, c)
+	}
+	n, err := d.dec.DecodeBytesLen()
+	if err != nil {
+		return nil, decodeErr(err, what)
+	}
+	if n < 0 || n > limit || n > d.br.Len() {
+		return nil, decodeErrf("%s of length %d over the limit", what, n)
+	}
+	if cap(d.scratch) < n {
+		d.scratch = make([]byte, n, max(n, 64))
+	}
+	b := d.scratch[:n]
+	if err := d.dec.ReadFull(b); err != nil {
+		return nil, decodeErr(err, what)
+	}
+	return b, nil
+}
+
+// binString reads a binary value of at most max bytes as a string.
+func (d *Decoder) binString(max int) (string, error) {
+	b, err := d.readRaw(max, "binary", msgpcode.IsBin)
+	return string(b), err
+}
+
+// name reads a collection, field or source name (a string of at most 128
+// bytes), interned for the life of the decoder.
+func (d *Decoder) name() (string, error) {
+	b, err := d.readRaw(128, "a string", msgpcode.IsString)
+	if err != nil {
+		return "", err
+	}
+	if s, ok := d.names[string(b)]; ok {
+		return s, nil
+	}
+	s := string(b)
+	if d.names == nil {
+		d.names = make(map[string]string)
+	}
+	if len(d.names) < 1024 {
+		d.names[s] = s
 	}
 	return s, nil
 }
@@ -500,18 +572,18 @@ func (d *Decoder) Fragments() (*Delta, error) {
 			return nil, decodeErrf("fragment %d has %d elements, want 3", i, m)
 		}
 		var f Fragment
-		if f.Collection, err = d.String(128); err != nil {
+		if f.Collection, err = d.name(); err != nil {
 			return nil, errors.Wrapf(err, "fragment %d collection", i)
 		}
 		if err := ValidateName(f.Collection); err != nil {
 			return nil, decodeErr(err, "fragment collection")
 		}
-		kb, err := d.Bytes(MaxKeyBytes)
+		kb, err := d.binString(MaxKeyBytes)
 		if err != nil {
 			return nil, errors.Wrapf(err, "fragment %d key", i)
 		}
 		f.Key = Key(kb)
-		if _, err := f.Key.Values(); err != nil {
+		if err := f.Key.validate(); err != nil {
 			return nil, decodeErr(err, "fragment key")
 		}
 		if f.Record, err = d.Record(); err != nil {
@@ -589,7 +661,7 @@ func (d *Decoder) field() (Field, error) {
 	if n < 1 {
 		return f, decodeErrf("field without a name")
 	}
-	if f.Name, err = d.String(128); err != nil {
+	if f.Name, err = d.name(); err != nil {
 		return f, errors.Wrap(err, "name")
 	}
 	if err := ValidateName(f.Name); err != nil {
@@ -652,7 +724,7 @@ func (d *Decoder) write() (Write, error) {
 		if isNil, err := d.isNil(); err != nil {
 			return w, err
 		} else if !isNil {
-			if w.Source, err = d.String(128); err != nil {
+			if w.Source, err = d.name(); err != nil {
 				return w, errors.Wrap(err, "source")
 			}
 		}
@@ -700,7 +772,6 @@ func (d *Decoder) orset() (*ORSetState, error) {
 		return nil, err
 	}
 	s := &ORSetState{}
-	var live []Dot
 	if n >= 1 {
 		ne, err := d.ArrayLen(d.lim.MaxElems)
 		if err != nil {
@@ -756,7 +827,6 @@ func (d *Decoder) orset() (*ORSetState, error) {
 					return nil, err
 				}
 				el.Entries = append(el.Entries, en)
-				live = append(live, en.Dot())
 			}
 			if err := d.Skip(m - 2); err != nil {
 				return nil, err
@@ -797,16 +867,16 @@ func (d *Decoder) orset() (*ORSetState, error) {
 	s.Ctx = compactContext(vv, cloud)
 	// A live dot the context does not hold would break the join; adding it
 	// is what the sender must have meant.
-	if len(live) > 0 {
-		var missing []Dot
-		for _, dot := range live {
-			if !s.Ctx.Contains(dot) {
-				missing = append(missing, dot)
+	var missing []Dot
+	for _, el := range s.Elems {
+		for _, en := range el.Entries {
+			if !s.Ctx.Contains(en.Dot()) {
+				missing = append(missing, en.Dot())
 			}
 		}
-		if len(missing) > 0 {
-			s.Ctx = s.Ctx.join(contextOf(missing))
-		}
+	}
+	if len(missing) > 0 {
+		s.Ctx = s.Ctx.join(contextOf(missing))
 	}
 	if s.isEmpty() {
 		return nil, nil
@@ -889,11 +959,11 @@ func (d *Decoder) value(allowList bool) (Value, error) {
 		}
 		return String(s), nil
 	case msgpcode.IsBin(c):
-		b, err := d.Bytes(d.lim.MaxValueBytes)
+		b, err := d.binString(d.lim.MaxValueBytes)
 		if err != nil {
 			return Value{}, err
 		}
-		return Value{kind: KindBytes, str: string(b)}, nil
+		return Value{kind: KindBytes, str: b}, nil
 	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
 		if !allowList {
 			return Value{}, decodeErrf("lists do not nest")

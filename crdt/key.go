@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"encoding/binary"
+	"math"
 	"strings"
 
 	"github.com/cockroachdb/errors"
@@ -115,6 +116,76 @@ func (k Key) Values() ([]Value, error) {
 		s = rest
 	}
 	return out, nil
+}
+
+// validate reports whether Values would succeed, without building the
+// values: decoders check every key they read.
+func (k Key) validate() error {
+	s := string(k)
+	if len(s) == 0 || len(s) > MaxKeyBytes {
+		_, err := k.Values()
+		return err
+	}
+	for len(s) > 0 {
+		rest, ok := skipKeyElem(s)
+		if !ok {
+			// Values says what is wrong.
+			_, err := k.Values()
+			return err
+		}
+		s = rest
+	}
+	return nil
+}
+
+// skipKeyElem returns what follows the first element of s if it is one that
+// decodeKeyElem accepts.
+func skipKeyElem(s string) (string, bool) {
+	kind := Kind(s[0] - tagShift)
+	s = s[1:]
+	switch kind {
+	case KindBool:
+		return safeSlice(s, 1), len(s) >= 1 && s[0] <= 1
+	case KindInt:
+		return safeSlice(s, 8), len(s) >= 8
+	case KindFloat:
+		if len(s) < 8 {
+			return "", false
+		}
+		u := binary.BigEndian.Uint64([]byte(s[:8]))
+		bits := ^u
+		if u&(1<<63) != 0 {
+			bits = u &^ (1 << 63)
+		}
+		return s[8:], Float(math.Float64frombits(bits)).num == bits
+	case KindTime:
+		return safeSlice(s, 12), len(s) >= 12 && binary.BigEndian.Uint32([]byte(s[8:12])) < 1e9
+	case KindString, KindBytes:
+		for i := 0; i < len(s); i++ {
+			if s[i] != escByte {
+				continue
+			}
+			if i+1 >= len(s) {
+				return "", false
+			}
+			switch s[i+1] {
+			case escSelf:
+				i++
+			case escTerm:
+				return s[i+2:], true
+			default:
+				return "", false
+			}
+		}
+	}
+	return "", false
+}
+
+func safeSlice(s string, n int) string {
+	if len(s) < n {
+		return ""
+	}
+	return s[n:]
 }
 
 func decodeKeyElem(s string) (Value, string, error) {

@@ -64,6 +64,13 @@ func (c CausalContext) join(o CausalContext) CausalContext {
 	if c.IsEmpty() {
 		return o
 	}
+	// Usually one side has seen everything the other has: no allocation.
+	if c.covers(&o) && c.compact() {
+		return c
+	}
+	if o.covers(&c) && o.compact() {
+		return o
+	}
 	vv := make([]Dot, 0, max(len(c.VV), len(o.VV)))
 	i, j := 0, 0
 	for i < len(c.VV) || j < len(o.VV) {
@@ -81,6 +88,50 @@ func (c CausalContext) join(o CausalContext) CausalContext {
 		}
 	}
 	return compactContext(vv, unionDots(c.Cloud, o.Cloud))
+}
+
+// covers reports whether every dot of o is in c, judging o's version
+// vector by c's alone (exact when c is compact).
+func (c *CausalContext) covers(o *CausalContext) bool {
+	k := 0
+	for _, d := range o.VV {
+		for k < len(c.VV) && c.VV[k].Replica < d.Replica {
+			k++
+		}
+		if k == len(c.VV) || c.VV[k].Replica != d.Replica || c.VV[k].Counter < d.Counter {
+			return false
+		}
+	}
+	for _, d := range o.Cloud {
+		if !c.Contains(d) {
+			return false
+		}
+	}
+	return true
+}
+
+// compact reports whether c is in the form compactContext produces, so that
+// it can stand for a join result as it is.
+func (c *CausalContext) compact() bool {
+	for i, d := range c.VV {
+		if d.Counter == 0 || (i > 0 && c.VV[i-1].Replica >= d.Replica) {
+			return false
+		}
+	}
+	for i, d := range c.Cloud {
+		if i > 0 && cmpDot(c.Cloud[i-1], d) >= 0 {
+			return false
+		}
+		k, ok := slices.BinarySearchFunc(c.VV, d.Replica, func(e Dot, r ReplicaID) int { return cmpUint(uint64(e.Replica), uint64(r)) })
+		var top uint64
+		if ok {
+			top = c.VV[k].Counter
+		}
+		if d.Counter <= top+1 {
+			return false
+		}
+	}
+	return true
 }
 
 func unionDots(a, b []Dot) []Dot {
@@ -210,83 +261,178 @@ func (s *ORSetState) find(v Value) *Elem {
 	return &s.Elems[i]
 }
 
+// emptySet stands in for a nil OR-set in joins; it is never modified.
+var emptySet ORSetState
+
 // joinORSet joins two OR-sets (either may be nil) and drops the adds a delete
 // at deleted hides. Dropping an add keeps its dot in the context, so the join
 // stays a lattice join: the filter removes the same dots whichever order
-// states arrive in.
+// states arrive in. When the result equals an input, that input is returned.
 func joinORSet(a, b *ORSetState, deleted Stamp) *ORSetState {
 	if a.isEmpty() && b.isEmpty() {
 		return nil
 	}
 	if a == nil {
-		a = &ORSetState{}
+		a = &emptySet
 	}
 	if b == nil {
-		b = &ORSetState{}
+		b = &emptySet
 	}
-	out := &ORSetState{Ctx: a.Ctx.join(b.Ctx)}
+	ctx := a.Ctx.join(b.Ctx)
+	sameA := sameContext(ctx, a.Ctx) && a != &emptySet
+	sameB := sameContext(ctx, b.Ctx) && b != &emptySet
+	// As in joinRegister, elements are copied only once the result departs
+	// from both inputs; sameA (sameB) holds while the result's elements are
+	// a prefix of a's (b's).
+	var elems []Elem
+	n := 0
 	i, j := 0, 0
 	for i < len(a.Elems) || j < len(b.Elems) {
-		var entries []Entry
-		var v Value
+		var el Elem
+		inA, inB := -1, -1
 		switch {
 		case j >= len(b.Elems) || (i < len(a.Elems) && Compare(a.Elems[i].Value, b.Elems[j].Value) < 0):
-			v = a.Elems[i].Value
-			entries = joinEntries(a.Elems[i].Entries, nil, &b.Ctx, &a.Ctx, deleted)
+			el.Value = a.Elems[i].Value
+			el.Entries = joinEntries(a.Elems[i].Entries, nil, &b.Ctx, &a.Ctx, deleted)
+			if sameEntries(el.Entries, a.Elems[i].Entries) {
+				inA = i
+			}
 			i++
 		case i >= len(a.Elems) || Compare(b.Elems[j].Value, a.Elems[i].Value) < 0:
-			v = b.Elems[j].Value
-			entries = joinEntries(nil, b.Elems[j].Entries, &b.Ctx, &a.Ctx, deleted)
+			el.Value = b.Elems[j].Value
+			el.Entries = joinEntries(nil, b.Elems[j].Entries, &b.Ctx, &a.Ctx, deleted)
+			if sameEntries(el.Entries, b.Elems[j].Entries) {
+				inB = j
+			}
 			j++
 		default:
-			v = a.Elems[i].Value
-			entries = joinEntries(a.Elems[i].Entries, b.Elems[j].Entries, &b.Ctx, &a.Ctx, deleted)
+			el.Value = a.Elems[i].Value
+			el.Entries = joinEntries(a.Elems[i].Entries, b.Elems[j].Entries, &b.Ctx, &a.Ctx, deleted)
+			if sameEntries(el.Entries, a.Elems[i].Entries) {
+				inA = i
+			}
+			if sameEntries(el.Entries, b.Elems[j].Entries) {
+				el.Value = b.Elems[j].Value
+				inB = j
+			}
 			i++
 			j++
 		}
-		if len(entries) > 0 {
-			out.Elems = append(out.Elems, Elem{Value: v, Entries: entries})
+		if len(el.Entries) == 0 {
+			continue
+		}
+		nowA, nowB := sameA && inA == n, sameB && inB == n
+		if elems == nil && !nowA && !nowB {
+			elems = make([]Elem, 0, max(len(a.Elems), len(b.Elems)))
+			if sameA {
+				elems = append(elems, a.Elems[:n]...)
+			} else if sameB {
+				elems = append(elems, b.Elems[:n]...)
+			}
+		}
+		sameA, sameB = nowA, nowB
+		if elems != nil {
+			elems = append(elems, el)
+		}
+		n++
+	}
+	switch {
+	case sameA && n == len(a.Elems):
+		return a
+	case sameB && n == len(b.Elems):
+		return b
+	case elems == nil && n > 0:
+		// The elements are a prefix of one side, the context is new.
+		if sameA {
+			elems = a.Elems[:n:n]
+		} else {
+			elems = b.Elems[:n:n]
 		}
 	}
+	out := &ORSetState{Elems: elems, Ctx: ctx}
 	if out.isEmpty() {
 		return nil
 	}
 	return out
 }
 
+func sameContext(x, y CausalContext) bool {
+	return sameSlice(x.VV, y.VV) && sameSlice(x.Cloud, y.Cloud)
+}
+
+func sameEntries(x, y []Entry) bool { return sameSlice(x, y) }
+
+// sameSlice reports whether x and y are the same slice: same length, same
+// backing array.
+func sameSlice[T any](x, y []T) bool {
+	return len(x) == len(y) && (len(x) == 0 || &x[0] == &y[0])
+}
+
 // joinEntries keeps a dot that both sides hold, or that one side holds and
-// the other has not seen (Almeida et al., Fig. 3, AWORSet join).
+// the other has not seen (Almeida et al., Fig. 3, AWORSet join). When the
+// result equals an input, that input is returned.
 func joinEntries(ea, eb []Entry, ctxB, ctxA *CausalContext, deleted Stamp) []Entry {
 	var out []Entry
-	keep := func(e Entry) {
-		if e.Stamp.Compare(deleted) > 0 {
-			out = append(out, e)
-		}
-	}
+	n := 0
+	sameA, sameB := true, true
 	i, j := 0, 0
 	for i < len(ea) || j < len(eb) {
+		var e Entry
+		inA, inB := -1, -1
 		switch {
 		case j >= len(eb) || (i < len(ea) && cmpEntry(ea[i], eb[j]) < 0):
-			if !ctxB.Contains(ea[i].Dot()) {
-				keep(ea[i])
-			}
+			e = ea[i]
 			i++
-		case i >= len(ea) || cmpEntry(eb[j], ea[i]) < 0:
-			if !ctxA.Contains(eb[j].Dot()) {
-				keep(eb[j])
+			if ctxB.Contains(e.Dot()) {
+				continue
 			}
+			inA = i - 1
+		case i >= len(ea) || cmpEntry(eb[j], ea[i]) < 0:
+			e = eb[j]
 			j++
+			if ctxA.Contains(e.Dot()) {
+				continue
+			}
+			inB = j - 1
 		default:
-			e := ea[i]
+			e = ea[i]
 			if e.Stamp.Less(eb[j].Stamp) {
 				e = eb[j]
 			}
-			keep(e)
+			if e == ea[i] {
+				inA = i
+			}
+			if e == eb[j] {
+				inB = j
+			}
 			i++
 			j++
 		}
+		if e.Stamp.Compare(deleted) <= 0 {
+			continue
+		}
+		nowA, nowB := sameA && inA == n, sameB && inB == n
+		if out == nil && !nowA && !nowB {
+			out = make([]Entry, 0, len(ea)+len(eb))
+			if sameA {
+				out = append(out, ea[:n]...)
+			} else if sameB {
+				out = append(out, eb[:n]...)
+			}
+		}
+		sameA, sameB = nowA, nowB
+		if out != nil {
+			out = append(out, e)
+		}
+		n++
 	}
-	return out
+	switch {
+	case out != nil || n == 0:
+		return out
+	case sameA:
+		return ea[:n:n]
+	}
+	return eb[:n:n]
 }
 
 // values returns the elements present, in order.

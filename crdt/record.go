@@ -110,40 +110,73 @@ func Join(c *Collection, a, b *Record) *Record {
 	case a.IsEmpty():
 		return normalize(c, b)
 	}
-	out := &Record{
-		Deleted: maxStamp(a.Deleted, b.Deleted),
-		Written: maxStamp(a.Written, b.Written),
-	}
-	out.Fields = make([]Field, 0, max(len(a.Fields), len(b.Fields)))
+	deleted, written := maxStamp(a.Deleted, b.Deleted), maxStamp(a.Written, b.Written)
+	// A join whose result is one of its inputs (a duplicate delivery, a
+	// delta already merged) allocates nothing and returns that input. Fields
+	// are copied only once the result departs from both inputs: sameA
+	// (sameB) holds while the result's fields are a prefix of a's (b's).
+	var fields []Field
+	n := 0
+	sameA, sameB := true, true
 	i, j := 0, 0
 	for i < len(a.Fields) || j < len(b.Fields) {
 		var f Field
 		switch {
 		case j >= len(b.Fields) || (i < len(a.Fields) && a.Fields[i].Name < b.Fields[j].Name):
-			f = pruneField(c, &a.Fields[i], out.Deleted)
+			f = pruneField(c, &a.Fields[i], deleted)
 			i++
 		case i >= len(a.Fields) || b.Fields[j].Name < a.Fields[i].Name:
-			f = pruneField(c, &b.Fields[j], out.Deleted)
+			f = pruneField(c, &b.Fields[j], deleted)
 			j++
 		default:
 			fa, fb := &a.Fields[i], &b.Fields[j]
 			p := c.Policy(fa.Name)
 			f = Field{
 				Name: fa.Name,
-				Reg:  joinRegister(p, fa.Reg, fb.Reg, out.Deleted),
-				Set:  joinORSet(fa.Set, fb.Set, out.Deleted),
+				Reg:  joinRegister(p, fa.Reg, fb.Reg, deleted),
+				Set:  joinORSet(fa.Set, fb.Set, deleted),
 			}
 			i++
 			j++
 		}
-		if len(f.Reg) > 0 || f.Set != nil {
-			out.Fields = append(out.Fields, f)
+		if len(f.Reg) == 0 && f.Set == nil {
+			continue
+		}
+		nowA := sameA && n < len(a.Fields) && sameField(&f, &a.Fields[n])
+		nowB := sameB && n < len(b.Fields) && sameField(&f, &b.Fields[n])
+		if fields == nil && !nowA && !nowB {
+			fields = make([]Field, 0, max(len(a.Fields), len(b.Fields)))
+			if sameA {
+				fields = append(fields, a.Fields[:n]...)
+			} else if sameB {
+				fields = append(fields, b.Fields[:n]...)
+			}
+		}
+		sameA, sameB = nowA, nowB
+		if fields != nil {
+			fields = append(fields, f)
+		}
+		n++
+	}
+	switch {
+	case sameA && n == len(a.Fields) && deleted == a.Deleted && written == a.Written:
+		return a
+	case sameB && n == len(b.Fields) && deleted == b.Deleted && written == b.Written:
+		return b
+	case fields == nil && n > 0:
+		if sameA {
+			fields = a.Fields[:n:n]
+		} else {
+			fields = b.Fields[:n:n]
 		}
 	}
-	if len(out.Fields) == 0 {
-		out.Fields = nil
-	}
-	return out
+	return &Record{Deleted: deleted, Written: written, Fields: fields}
+}
+
+// sameField reports whether f is g itself: same name, same register slice,
+// same OR-set.
+func sameField(f, g *Field) bool {
+	return f.Name == g.Name && sameSlice(f.Reg, g.Reg) && f.Set == g.Set
 }
 
 // normalize returns r itself when it is already in normal form, which is the

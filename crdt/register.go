@@ -75,31 +75,68 @@ func joinRegister(p *Policy, a, b []Write, deleted Stamp) []Write {
 	if len(a)+len(b) == 0 {
 		return nil
 	}
-	out := make([]Write, 0, min(len(a)+len(b), 4))
+	// The result is usually one of the inputs (a delta already merged, a
+	// state older than the other): it is returned as is, and a new slice is
+	// made only once the result departs from both. sameA (sameB) holds while
+	// the kept writes are a prefix of a (b).
+	var out []Write
+	n := 0
+	sameA, sameB := true, true
 	var best *Write
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		var w *Write
+		inA, inB := -1, -1 // where w is, in a and b
 		switch {
 		case j >= len(b) || (i < len(a) && p.before(&a[i], &b[j])):
-			w = &a[i]
+			w, inA = &a[i], i
 			i++
+		case i >= len(a) || p.before(&b[j], &a[i]):
+			w, inB = &b[j], j
+			j++
 		default:
-			w = &b[j]
+			// Not ordered either way: the same write in both, unless the
+			// input is malformed (two writes under one stamp).
+			w, inB = &b[j], j
+			if equalWrite(a[i], b[j]) {
+				inA = i
+				i++
+			}
 			j++
 		}
 		if w.Stamp.Compare(deleted) <= 0 {
 			break
 		}
-		if best == nil || p.cmpWrites(w, best) > 0 {
+		if best != nil && p.cmpWrites(w, best) <= 0 {
+			continue
+		}
+		nowA, nowB := sameA && inA == n, sameB && inB == n
+		if out == nil && !nowA && !nowB {
+			out = make([]Write, 0, min(len(a)+len(b), max(n+1, 4)))
+			if sameA {
+				out = append(out, a[:n]...)
+			} else {
+				out = append(out, b[:n]...)
+			}
+		}
+		sameA, sameB = nowA, nowB
+		if out != nil {
 			out = append(out, *w)
 			best = &out[len(out)-1]
+		} else {
+			best = w
 		}
+		n++
 	}
-	if len(out) == 0 {
+	switch {
+	case n == 0:
 		return nil
+	case out != nil:
+		return out
+	case sameA:
+		return a[:n:n]
 	}
-	return out
+	return b[:n:n]
 }
 
 // registerVisible returns the visible write of a normalized register.
