@@ -56,6 +56,7 @@ type Node struct {
 	mu      sync.Mutex
 	closed  bool
 	peers   map[string]*peer
+	all     []*peer  // the peers, shared read-only; rebuilt on change
 	ring    []string // member names (self included) in ring order
 	inbound map[*dataConn]string
 	schemas map[string]*peerSchema
@@ -81,6 +82,8 @@ type peer struct {
 	queue  chan *outDelta
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	buf []byte // the sender's message buffer
 
 	connected   atomic.Bool
 	lastContact atomic.Int64 // unix nanoseconds
@@ -255,6 +258,20 @@ func (n *Node) Stats() Stats {
 	return s
 }
 
+// Backlog returns the number of deltas queued for the peer with the
+// longest queue. A producer that can wait (a bulk load, a capture catching
+// up) may pace itself on it: deltas beyond QueueLen are dropped and left to
+// anti-entropy, which is much slower than the delta streams.
+func (n *Node) Backlog() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	most := 0
+	for _, p := range n.peers {
+		most = max(most, len(p.queue))
+	}
+	return most
+}
+
 // Members returns the peers sorted by name: the live ones (memberlist's
 // alive and suspect members, State "alive") and those that failed and are
 // being reconnected (State "failed"). Members that left are not listed.
@@ -377,6 +394,7 @@ func (n *Node) Close() error {
 		n.closed = true
 		peers := n.peers
 		n.peers = map[string]*peer{}
+		n.all = nil
 		n.mu.Unlock()
 		n.cancel()
 		for _, p := range peers {
@@ -499,6 +517,10 @@ func ringKey(name string) uint64 {
 }
 
 func (n *Node) rebuildRingLocked() {
+	n.all = make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		n.all = append(n.all, p)
+	}
 	names := make([]string, 0, len(n.peers)+1)
 	names = append(names, n.cfg.Name)
 	for name := range n.peers {

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -99,11 +100,7 @@ func (n *Node) targets(from string, relaying bool) ([]*peer, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !relaying && len(n.peers)+1 <= n.cfg.PushAllUpTo {
-		out := make([]*peer, 0, len(n.peers))
-		for _, p := range n.peers {
-			out = append(out, p)
-		}
-		return out, false
+		return n.all, false
 	}
 	out := make([]*peer, 0, n.cfg.Fanout)
 	chosen := map[string]bool{n.cfg.Name: true, from: true}
@@ -268,23 +265,28 @@ func (n *Node) fill(p *peer, batch []*outDelta) []*outDelta {
 // rules.
 func (n *Node) writeBatch(p *peer, dc *dataConn, batch []*outDelta) error {
 	excl := n.excluded(p.name)
-	var flags uint8
-	var all fragments
+	// The message is built in place: a deltas header whose flags and
+	// fragment count are patched at the end, then the encoded fragments.
+	const head = 9
+	start := func() {
+		p.buf = append(appendDeltasHeader(p.buf[:0], 0), 0xdd, 0, 0, 0, 0)
+	}
+	count := 0
 	flush := func() error {
-		if all.n == 0 {
+		if count == 0 {
 			return nil
 		}
-		msg := appendDeltasHeader(make([]byte, 0, all.size()+deltasOverhead), flags)
-		msg = all.appendTo(msg)
-		if err := dc.write(msg); err != nil {
+		binary.BigEndian.PutUint32(p.buf[head-4:head], uint32(count))
+		if err := dc.write(p.buf); err != nil {
 			return err
 		}
 		n.c.deltasSent.Add(1)
-		n.c.fragmentsSent.Add(uint64(all.n))
-		all = fragments{}
-		flags = 0
+		n.c.fragmentsSent.Add(uint64(count))
+		count = 0
+		start()
 		return nil
 	}
+	start()
 	for i, it := range batch {
 		f := it.frags
 		if len(excl) > 0 {
@@ -299,18 +301,23 @@ func (n *Node) writeBatch(p *peer, dc *dataConn, batch []*outDelta) error {
 				f = encodeFragments(kept)
 			}
 		}
-		if all.n > 0 && all.size()+len(f.body)+deltasOverhead > n.cfg.MaxMessageBytes {
+		if count > 0 && len(p.buf)+len(f.body) > n.cfg.MaxMessageBytes {
 			if err := flush(); err != nil {
 				n.dropBatch(batch[i:])
 				return err
 			}
 		}
-		all.add(f)
+		p.buf = append(p.buf, f.body...)
+		count += f.n
 		if it.relay {
-			flags |= flagRelay
+			p.buf[3] |= flagRelay
 		}
 	}
-	return flush()
+	err := flush()
+	if cap(p.buf) > 4*n.cfg.BatchBytes {
+		p.buf = nil // a one-off large batch; do not keep its buffer
+	}
+	return err
 }
 
 // readDeltas merges the deltas a peer streams until the stream ends.
