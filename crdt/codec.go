@@ -27,7 +27,7 @@ import (
 //	record   [deleted stamp, written stamp, [field...]]
 //	stamp    nil (zero) | [wall int, logical uint, replica uint]
 //	field    [name str, [write...], orset | nil]
-//	write    [stamp, value] | [stamp, value, source str]
+//	write    [stamp, value] | [stamp, value, source str | nil]
 //	orset    [[elem...], [vv dot...], [cloud dot...]]
 //	elem     [value, [entry...]]
 //	entry    [counter uint, stamp]

@@ -248,11 +248,17 @@ func fieldNormal(p *Policy, f *Field, deleted Stamp) bool {
 // Merge joins d into r and reports whether the state changed.
 func Merge(c *Collection, r, d *Record) (*Record, bool) {
 	out := Join(c, r, d)
+	if out == r {
+		return out, false
+	}
 	return out, !EqualRecords(r, out)
 }
 
 // EqualRecords reports whether a and b are the same state.
 func EqualRecords(a, b *Record) bool {
+	if a == b {
+		return true
+	}
 	if a.IsEmpty() || b.IsEmpty() {
 		return a.IsEmpty() == b.IsEmpty()
 	}
