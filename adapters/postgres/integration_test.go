@@ -420,7 +420,7 @@ func TestIntegrationRestarts(t *testing.T) {
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a, r = resume()
+	_, r = resume()
 	progress(100)
 	close(stopWriter)
 	<-writerDone

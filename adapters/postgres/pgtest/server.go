@@ -305,28 +305,25 @@ func (s *Server) chown(paths ...string) error {
 	return nil
 }
 
-func (s *Server) command(ctx context.Context, name string, args ...string) (*exec.Cmd, *os.File, error) {
+// setup makes cmd run as the server's user in its directory, its output
+// going to the server log, which the caller closes once cmd has started.
+func (s *Server) setup(cmd *exec.Cmd) (*os.File, error) {
 	logf, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return nil, nil, errors.Wrap(err, "open server log")
-	}
-	var cmd *exec.Cmd
-	if ctx != nil {
-		cmd = exec.CommandContext(ctx, filepath.Join(s.bin.Dir, name), args...)
-	} else {
-		cmd = exec.Command(filepath.Join(s.bin.Dir, name), args...)
+		return nil, errors.Wrap(err, "open server log")
 	}
 	cmd.Dir = s.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
-	return cmd, logf, nil
+	return logf, nil
 }
 
 func (s *Server) initdb(ctx context.Context) error {
-	cmd, logf, err := s.command(ctx, "initdb", "-D", s.data, "-U", "postgres", "--auth=trust",
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin.Dir, "initdb"), "-D", s.data, "-U", "postgres", "--auth=trust",
 		"--no-sync", "-E", "UTF8", "--locale=C", "--no-instructions")
+	logf, err := s.setup(cmd)
 	if err != nil {
 		return err
 	}
@@ -380,7 +377,9 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) startLocked(ctx context.Context) error {
 	mark := s.logSize()
 	args := append([]string{"-D", s.data, "-p", strconv.Itoa(s.port)}, s.args...)
-	cmd, logf, err := s.command(nil, "postgres", args...)
+	// Not bound to ctx: the server outlives the call that starts it.
+	cmd := exec.Command(filepath.Join(s.bin.Dir, "postgres"), args...)
+	logf, err := s.setup(cmd)
 	if err != nil {
 		return err
 	}
