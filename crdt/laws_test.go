@@ -200,11 +200,6 @@ func TestJoinDeltasLaws(t *testing.T) {
 	}
 }
 
-// viewOf returns a field's visible value, null when absent.
-func viewOf(r *crdt.Record, c *crdt.Collection, f string) crdt.Value {
-	return r.View(c)[f]
-}
-
 // testWrite is a register write as the test oracle sees it.
 type testWrite struct {
 	v   crdt.Value
