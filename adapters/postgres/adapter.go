@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
@@ -51,6 +52,8 @@ type Adapter struct {
 	apply    *pgx.Conn
 	prepared map[string]string // SQL to prepared statement name on apply
 
+	slotWait time.Duration // how long Capture waits for the slot's previous session
+
 	acked    atomic.Uint64 // highest acknowledged commit LSN
 	ackNudge atomic.Bool   // an Ack arrived since the last status update
 	wakeMu   sync.Mutex
@@ -80,7 +83,7 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 	replCfg := connCfg.Config.Copy()
 	replCfg.RuntimeParams["replication"] = "database"
 
-	a := &Adapter{cfg: cfg, log: cfg.Logger, connCfg: connCfg, replCfg: replCfg, types: newTypeCache()}
+	a := &Adapter{cfg: cfg, log: cfg.Logger, connCfg: connCfg, replCfg: replCfg, types: newTypeCache(), slotWait: slotFreeWait}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if err := a.open(ctx); err != nil {
 		_ = a.Close()

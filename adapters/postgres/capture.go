@@ -78,7 +78,7 @@ func (a *Adapter) checkCapture(ctx context.Context, cat *catalog) error {
 	if err != nil {
 		return err
 	}
-	if err := checkSlot(ctx, conn, a.cfg.Slot, true); err != nil {
+	if err := checkSlotWait(ctx, conn, a.cfg.Slot, true, a.slotWait); err != nil {
 		return err
 	}
 	return checkPublication(ctx, conn, a.cfg.Publication, cat)

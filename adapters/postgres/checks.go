@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
@@ -66,6 +67,10 @@ func checkVersion(version int, p *problems) {
 // requires that no other session streams from it. A missing slot is
 // ErrSlotMissing.
 func checkSlot(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool) error {
+	return checkSlotWait(ctx, conn, slot, forCapture, slotFreeWait)
+}
+
+func checkSlotWait(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool, wait time.Duration) error {
 	var plugin, database, walStatus *string
 	var activePID *int32
 	err := conn.QueryRow(ctx, `
@@ -93,10 +98,46 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool
 				"takes a new snapshot, which replaces the slot (or drop it: SELECT pg_drop_replication_slot('"+slot+"')); "+
 				"raise max_slot_wal_keep_size to avoid it")
 	case forCapture && activePID != nil:
-		return errors.WithHint(errors.Mark(errors.Newf("postgres: replication slot %s is in use by process %d", slot, *activePID), ErrSlotInUse),
-			"another sidecar (or a stale connection) streams from this slot; give each sidecar its own node name or slot")
+		// The session of a capture that just ended takes a moment to exit.
+		pid, err := waitSlotFree(ctx, conn, slot, wait)
+		if err != nil {
+			return err
+		}
+		if pid != 0 {
+			return errors.WithHint(errors.Mark(errors.Newf("postgres: replication slot %s is in use by process %d", slot, pid), ErrSlotInUse),
+				"another sidecar (or a stale connection) streams from this slot; give each sidecar its own node name or slot")
+		}
 	}
 	return nil
+}
+
+// slotFreeWait bounds how long capture waits for a slot's previous session
+// to let go of it.
+const slotFreeWait = 5 * time.Second
+
+// waitSlotFree polls until no session streams from the slot, or wait has
+// passed; it returns the pid still using it then, or 0.
+func waitSlotFree(ctx context.Context, conn *pgx.Conn, slot string, wait time.Duration) (int32, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		var pid *int32
+		if err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid); err != nil {
+			return 0, errors.Wrapf(err, "read replication slot %s", slot)
+		}
+		if pid == nil {
+			return 0, nil
+		}
+		if time.Now().After(deadline) {
+			return *pid, nil
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // ensureOrigin creates the replication origin if it does not exist.

@@ -103,7 +103,12 @@
 //     the synced tables, so that updates carry values stored out of line
 //     (TOAST) that did not change; it costs WAL on updates and deletes. With
 //     ReplicaIdentity keep, such values are left out of the captured row.
-//   - Long transactions. Creating the slot waits for the transactions
-//     running at that moment to finish, and the slot holds WAL from the
-//     oldest transaction still open.
+//   - Long and large transactions. Creating the slot waits for the
+//     transactions running at that moment to finish, and the slot holds WAL
+//     from the oldest transaction still open. A transaction arrives whole
+//     and is delivered in one batch, so capture holds its changes in memory:
+//     a bulk update of millions of rows costs memory in proportion.
+//   - One consumer per slot. Capture waits a few seconds for the session of
+//     a capture that just ended to let go of the slot, then reports
+//     ErrSlotInUse: two sidecars must not share a node name (or slot).
 package postgres

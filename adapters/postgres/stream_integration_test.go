@@ -343,3 +343,42 @@ func TestIntegrationSchemas(t *testing.T) {
 		t.Fatalf("captured %s %v", c.Collection, c.Row)
 	}
 }
+
+// TestIntegrationSlotInUse: capture restarted at once after it stopped
+// waits for the old session to let go of the slot; a slot that another
+// session keeps streaming from is reported.
+func TestIntegrationSlotInUse(t *testing.T) {
+	srv := sharedServer(t)
+	name, dsn := newDB(t, srv)
+	app := connect(t, dsn)
+	exec(t, app, `CREATE TABLE t (id int PRIMARY KEY)`)
+	ctx := ctxT(t)
+	a := open(t, testConfig(t, dsn, name))
+	cursor, err := a.Snapshot(ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{a: a, ack: true}
+	for i := range 5 {
+		r := capture(t, a, cursor, rec.sink)
+		exec(t, app, `INSERT INTO t VALUES ($1)`, i)
+		waitFor(t, 10*time.Second, "the insert", func() bool { return len(rec.changes()) == i+1 })
+		if err := r.stop(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("restart %d: capture: %+v", i, err)
+		}
+		cursor = rec.lastCursor()
+	}
+
+	capture(t, a, cursor, rec.sink)
+	waitFor(t, 10*time.Second, "the slot to be active", func() bool {
+		var active bool
+		if err := app.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, a.cfg.Slot).Scan(&active); err != nil {
+			t.Fatal(err)
+		}
+		return active
+	})
+	b := open(t, testConfig(t, dsn, name))
+	b.slotWait = 100 * time.Millisecond
+	err = b.Capture(ctx, cursor, rec.sink)
+	checkErr(t, err, ErrSlotInUse, "own node name", "in use by process")
+}
