@@ -12,7 +12,10 @@
 // than the maximum offset (DefaultMaxOffset, 500 ms) ahead of the physical
 // clock is rejected with an error for which IsClockOffsetError holds, and the
 // clock is left alone: adopting it would drag every later local write into
-// the future and let one bad clock win every conflict.
+// the future and let one bad clock win every conflict. The same rule delays,
+// but does not lose, the writes of a replica whose own physical clock jumped
+// ahead: peers refuse them until their clocks catch up, and anti-entropy
+// delivers them then.
 //
 // Hazard, restarts: the clock lives in memory. Whoever persists state must
 // also persist an upper bound of the timestamps in it (Clock.Last) in the
