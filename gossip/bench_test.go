@@ -404,7 +404,7 @@ func BenchmarkCatchup(b *testing.B) {
 	if err := fresh.node.Bootstrap(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	full := float64(fresh.node.Stats().BytesIn)
+	full := float64(fresh.node.Stats().BootstrapBytes)
 	for i := range ratio {
 		ratio[i] /= full
 	}
@@ -461,4 +461,3 @@ func BenchmarkScale(b *testing.B) {
 	}
 	b.ReportMetric(float64(syncRecs)/float64(seq*(size-1)), "via-anti-entropy")
 }
-

@@ -56,19 +56,39 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	var errs []error
 	start := time.Now()
 	records := 0
-	for _, p := range cands {
-		done, err := n.bootstrapFrom(ctx, p, &cursor, &records)
-		if done {
-			n.c.bootstraps.Add(1)
-			n.log.Info("bootstrap complete", "peer", p.name, "records", records, "took", time.Since(start))
-			n.kickSync()
-			return nil
+	backoff := 50 * time.Millisecond
+	for {
+		busy := 0
+		for _, p := range cands {
+			done, err := n.bootstrapFrom(ctx, p, &cursor, &records)
+			if done {
+				n.c.bootstraps.Add(1)
+				n.log.Info("bootstrap complete", "peer", p.name, "records", records, "took", time.Since(start))
+				n.kickSync()
+				return nil
+			}
+			if ctx.Err() != nil {
+				return errors.Wrap(ctx.Err(), "bootstrap")
+			}
+			if errors.Is(err, ErrBusy) {
+				busy++
+				continue
+			}
+			n.log.Warn("bootstrap from peer failed, trying the next", "peer", p.name, "err", err.Error())
+			errs = append(errs, err)
 		}
-		if ctx.Err() != nil {
+		if busy == 0 || time.Since(start) > 10*n.cfg.IOTimeout {
+			break
+		}
+		// Every peer that answered is busy with other sessions: wait.
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return errors.Wrap(ctx.Err(), "bootstrap")
+		case <-t.C:
 		}
-		n.log.Warn("bootstrap from peer failed, trying the next", "peer", p.name, "err", err.Error())
-		errs = append(errs, err)
+		backoff = min(2*backoff, time.Second)
 	}
 	return errors.Mark(errors.Wrapf(errors.Join(errs...), "bootstrap: no peer could serve the state (%d tried)", len(cands)), ErrNoPeer)
 }
@@ -108,6 +128,7 @@ func (n *Node) bootstrapFrom(ctx context.Context, p *peer, cursor *crdt.ID, reco
 		}
 		*records += d.Len()
 		n.c.bootstrapRecords.Add(uint64(d.Len()))
+		n.c.bootstrapBytes.Add(uint64(len(b) + 4))
 		if done {
 			return true, nil
 		}

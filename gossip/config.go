@@ -51,8 +51,9 @@ type Config struct {
 	// PushAllUpTo is the cluster size (members, this node included) up to
 	// which every delta goes to every peer. Default 16.
 	PushAllUpTo int
-	// Fanout is the number of peers a delta goes to in larger clusters: the
-	// ring successor and Fanout-1 random others. Default 3.
+	// Fanout is the number of peers a delta goes to in larger clusters,
+	// each relaying what was new to it: its ring neighbours (the successor,
+	// and the predecessor from 3 up) and random others. Default 3.
 	Fanout int
 	// SyncInterval is the mean period of anti-entropy rounds with a random
 	// peer, jittered by ±50%; a round also starts after a join and when a

@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -89,13 +90,16 @@ func (n *Node) encodeOut(d *crdt.Delta, relay bool) []*outDelta {
 }
 
 // targets returns the peers a delta goes to and whether they must relay it.
-// Small clusters: everyone. Large ones (and every relay): the successor on
-// a ring of members ordered by a hash of their names, plus Fanout-1 random
-// others, never the peer the delta came from. Every member that receives a
-// new fragment passes it to its successor, so the members that have it are
-// closed under "successor" and the whole ring gets it, however unlucky the
-// random choices; the random links make that take O(log n) hops rather
-// than O(n).
+// Small clusters: everyone. Large ones (and every relay): the neighbours
+// on a ring of members ordered by a hash of their names (the successor,
+// and the predecessor when Fanout is 3 or more) plus random others up to
+// Fanout, never the peer the delta came from. Every member that receives
+// a new fragment passes it to its ring neighbours, so the members that
+// have it are closed under "neighbour" and the whole ring gets it, however
+// unlucky the random choices (pure random push misses about e^-Fanout of
+// the members); with both neighbours, a member missing from one
+// neighbour's view of the membership is still reached from the other
+// side. The random links make it take O(log n) hops rather than O(n).
 func (n *Node) targets(from string, relaying bool) ([]*peer, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -103,28 +107,41 @@ func (n *Node) targets(from string, relaying bool) ([]*peer, bool) {
 		return n.all, false
 	}
 	out := make([]*peer, 0, n.cfg.Fanout)
-	chosen := map[string]bool{n.cfg.Name: true, from: true}
-	for i, name := range n.ring {
-		if name == n.cfg.Name {
-			succ := n.ring[(i+1)%len(n.ring)]
-			if p := n.peers[succ]; p != nil && !chosen[succ] {
+	taken := func(name string) bool {
+		if name == n.cfg.Name || name == from {
+			return true
+		}
+		for _, p := range out {
+			if p.name == name {
+				return true
+			}
+		}
+		return false
+	}
+	slots := n.cfg.Fanout
+	if k := len(n.ring); k > 1 {
+		self := slices.Index(n.ring, n.cfg.Name)
+		neighbours := []string{n.ring[(self+1)%k]}
+		if n.cfg.Fanout >= 3 {
+			neighbours = append(neighbours, n.ring[(self+k-1)%k])
+		}
+		for _, name := range neighbours {
+			slots--
+			if p := n.peers[name]; p != nil && !taken(name) {
 				out = append(out, p)
 			}
-			chosen[succ] = true
-			break
 		}
 	}
-	want := n.cfg.Fanout - 1
-	if len(out) == 0 {
-		want = n.cfg.Fanout
+	if slots <= 0 {
+		return out, true
 	}
-	cands := make([]*peer, 0, len(n.peers))
-	for name, p := range n.peers {
-		if !chosen[name] {
+	cands := make([]*peer, 0, len(n.all))
+	for _, p := range n.all {
+		if !taken(p.name) {
 			cands = append(cands, p)
 		}
 	}
-	for ; want > 0 && len(cands) > 0; want-- {
+	for ; slots > 0 && len(cands) > 0; slots-- {
 		i := n.intn(len(cands))
 		out = append(out, cands[i])
 		cands[i] = cands[len(cands)-1]

@@ -31,6 +31,7 @@ type Stats struct {
 
 	Bootstraps       uint64 // bootstraps completed as the receiver
 	BootstrapRecords uint64 // records received by bootstrap
+	BootstrapBytes   uint64 // bytes of those chunks
 	BootstrapsServed uint64 // bootstraps served to peers
 
 	DecodeErrors     uint64 // malformed, truncated or oversized messages dropped
@@ -48,6 +49,7 @@ type counters struct {
 	syncs, syncFailures, syncsRefused                     atomic.Uint64
 	syncRecordsSent, syncRecordsReceived, syncBytes       atomic.Uint64
 	bootstraps, bootstrapRecords, bootstrapsServed        atomic.Uint64
+	bootstrapBytes                                        atomic.Uint64
 	decodeErrors, rejectedPeers, mergeErrors              atomic.Uint64
 	nameConflicts                                         atomic.Uint64
 }
@@ -72,6 +74,7 @@ func (c *counters) snapshot() Stats {
 		SyncBytes:           c.syncBytes.Load(),
 		Bootstraps:          c.bootstraps.Load(),
 		BootstrapRecords:    c.bootstrapRecords.Load(),
+		BootstrapBytes:      c.bootstrapBytes.Load(),
 		BootstrapsServed:    c.bootstrapsServed.Load(),
 		DecodeErrors:        c.decodeErrors.Load(),
 		RejectedPeers:       c.rejectedPeers.Load(),
