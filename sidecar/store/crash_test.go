@@ -35,8 +35,8 @@ import (
 // the clock is ahead of every stored stamp.
 
 const (
-	crashKeys     = 400 // records per collection
-	crashMaxBatch = 120 // records per batch
+	crashKeys     = 300 // records per collection
+	crashMaxBatch = 60  // records per batch
 	crashDirEnv   = "LATTICE_STORE_CRASH_DIR"
 	crashSeedEnv  = "LATTICE_STORE_CRASH_SEED"
 )
@@ -75,7 +75,9 @@ func crashOptions(logger *slog.Logger) Options {
 	o.IndexCacheSize = 2 << 20
 	o.ValueLogFileSize = 16 << 20
 	o.GCInterval = 0
-	o.SyncWrites = true
+	// A killed process leaves its writes in the page cache: what is under
+	// test is that no commit is half visible, not that fsync works.
+	o.SyncWrites = false
 	return o
 }
 
@@ -189,29 +191,25 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(seed, 1))
-	deadline := time.Now().Add(60 * time.Second)
+	start := time.Now()
 	var lastLocal, lastRemote int64
 	for i := range kills {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d kills in 60 s", i)
-		}
-		lines := runAndKill(t, dir, seed, rng)
+		runAndKill(t, dir, seed, rng)
 		l, r := verifyCrash(t, dir, seed)
 		if l < lastLocal || r < lastRemote {
 			t.Fatalf("kill %d: progress went back: local %d->%d, remote %d->%d", i, lastLocal, l, lastRemote, r)
 		}
 		lastLocal, lastRemote = l, r
-		_ = lines
 	}
 	if lastLocal < 10 || lastRemote < 10 {
 		t.Fatalf("too little progress: %d local and %d remote batches", lastLocal, lastRemote)
 	}
-	t.Logf("%d kills; %d local and %d remote batches committed", kills, lastLocal, lastRemote)
+	t.Logf("%d kills in %s; %d local and %d remote batches committed", kills, time.Since(start).Round(time.Millisecond), lastLocal, lastRemote)
 }
 
 // runAndKill starts the child, lets it commit a random number of batches
 // and kills it with SIGKILL, at a random point of the next one.
-func runAndKill(t *testing.T, dir string, seed uint64, rng *rand.Rand) int {
+func runAndKill(t *testing.T, dir string, seed uint64, rng *rand.Rand) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=crash", crashDirEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(seed, 10))
@@ -225,7 +223,7 @@ func runAndKill(t *testing.T, dir string, seed uint64, rng *rand.Rand) int {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(stdout)
-	want := 1 + rng.IntN(12) // "ready" and some batches
+	want := 1 + rng.IntN(6) // "ready" and some batches
 	lines := 0
 	for lines < want && sc.Scan() {
 		lines++
@@ -248,7 +246,6 @@ func runAndKill(t *testing.T, dir string, seed uint64, rng *rand.Rand) int {
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("child ended with %v, not by the kill\n%s", err, stderr.String())
 	}
-	return lines
 }
 
 // verifyCrash reopens the store and checks the invariants; it returns the
