@@ -78,7 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 		connCfg.RuntimeParams[k] = v
 	}
 	if _, ok := connCfg.RuntimeParams["application_name"]; !ok {
-		connCfg.RuntimeParams["application_name"] = "lattice"
+		connCfg.RuntimeParams["application_name"] = strings.TrimSpace("lattice " + cfg.Node)
 	}
 	replCfg := connCfg.Config.Copy()
 	replCfg.RuntimeParams["replication"] = "database"

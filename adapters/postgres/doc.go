@@ -62,7 +62,9 @@
 // 5874898-01-01 and 4714-01-01 BC, times just outside what PostgreSQL
 // stores); uuid to its canonical lowercase string; json and jsonb to json;
 // bytea to bytes; domains to their base type; one-dimensional arrays of these
-// to lists. numeric maps to a string holding its exact decimal text: a float
+// to lists (whether a list merges as a register or as an add-wins set is the
+// collection's policy, not the adapter's; Apply writes a list in the order
+// given, and an OR-set field's view is sorted). numeric maps to a string holding its exact decimal text: a float
 // would round (0.1 + 0.2) and an integer would overflow, while the text keeps
 // every digit and the scale. Other types are reported at start-up by table
 // and column.
