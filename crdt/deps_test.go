@@ -92,8 +92,13 @@ func TestImportBoundaries(t *testing.T) {
 	}
 }
 
+// seededRand are the math/rand/v2 names that do not touch the global source.
+var seededRand = map[string]bool{"New": true, "NewPCG": true, "NewChaCha8": true, "NewZipf": true,
+	"Rand": true, "Source": true, "PCG": true, "ChaCha8": true, "Zipf": true}
+
 // TestCorePurity checks what imports cannot: the crdt packages never read the
-// system clock and never start goroutines.
+// system clock, never start goroutines and never draw from the global random
+// source.
 func TestCorePurity(t *testing.T) {
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
@@ -113,6 +118,11 @@ func TestCorePurity(t *testing.T) {
 				case *ast.SelectorExpr:
 					if id, ok := n.X.(*ast.Ident); ok && id.Name == "time" && (n.Sel.Name == "Now" || n.Sel.Name == "Since" || n.Sel.Name == "Until" || n.Sel.Name == "Sleep") {
 						t.Errorf("%s calls time.%s", path, n.Sel.Name)
+					}
+					// Seeded generators only: rand.New(rand.NewPCG(seed, ...)),
+					// never the global source.
+					if id, ok := n.X.(*ast.Ident); ok && id.Name == "rand" && !seededRand[n.Sel.Name] {
+						t.Errorf("%s uses the global random source (rand.%s)", path, n.Sel.Name)
 					}
 				}
 				return true
