@@ -105,6 +105,15 @@
 // record; the latter holds when the caller forwarded its clock past every
 // stamp it merged.
 //
+// Hazard, stale rows: a system may report a change to one column while it
+// still holds an older value of another, one that was merged but not yet
+// written into it. Diffing that row against the merged record would write
+// the stale value back as new and undo the newer write. DiffFrom takes the
+// row as it was before the change and diffs only what the change touched,
+// and for OR-sets takes the change's adds and removes rather than the
+// difference to the merged set. Use it whenever the system reports the old
+// row.
+//
 // # Schema
 //
 // A Collection lists key columns and field policies. Its fingerprint hashes

@@ -415,6 +415,29 @@ func Delete(merged *Record, o Origin) (*Record, error) {
 // apply path. An OR-set field must be a list (or null, the empty set); it
 // yields adds and removes for the elements that differ.
 func Diff(c *Collection, merged *Record, row Row, o Origin) (*Record, error) {
+	return diff(c, merged, nil, row, o)
+}
+
+// DiffFrom is Diff for a change a system reports together with the row as
+// it was before the change (old). Only fields that differ between old and
+// row are the change's intent: a field the change left as it was yields
+// nothing even when it differs from the merged record, because the system
+// simply had not received the merged value yet, and writing the stale value
+// back would undo a newer write from elsewhere. An OR-set field yields the
+// adds and removes that turn old into row, not those that turn the merged
+// set into row, so concurrent adds and removes made elsewhere survive.
+//
+// With a nil old (an insert, or a system that does not report the old row),
+// or when the merged record does not exist (the row was deleted here while
+// the system updated it), DiffFrom is Diff.
+func DiffFrom(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error) {
+	if old == nil || !merged.Exists() {
+		return diff(c, merged, nil, row, o)
+	}
+	return diff(c, merged, old, row, o)
+}
+
+func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error) {
 	if row == nil {
 		return Delete(merged, o)
 	}
@@ -441,15 +464,34 @@ func Diff(c *Collection, merged *Record, row Row, o Origin) (*Record, error) {
 			}
 			have := liveSet(merged, cur)
 			var adds, removes []Value
-			for _, w := range want {
-				if have.find(w) == nil {
-					adds = append(adds, w)
+			if old != nil {
+				// The change's intent: what it added to and removed from
+				// the set it started from.
+				before, err := setElems(name, old[name])
+				if err != nil {
+					return nil, err
 				}
-			}
-			if have != nil {
-				for _, e := range have.Elems {
-					if _, found := slices.BinarySearchFunc(want, e.Value, Compare); !found {
-						removes = append(removes, e.Value)
+				for _, w := range want {
+					if _, was := slices.BinarySearchFunc(before, w, Compare); !was && have.find(w) == nil {
+						adds = append(adds, w)
+					}
+				}
+				for _, b := range before {
+					if _, is := slices.BinarySearchFunc(want, b, Compare); !is && have.find(b) != nil {
+						removes = append(removes, b)
+					}
+				}
+			} else {
+				for _, w := range want {
+					if have.find(w) == nil {
+						adds = append(adds, w)
+					}
+				}
+				if have != nil {
+					for _, e := range have.Elems {
+						if _, found := slices.BinarySearchFunc(want, e.Value, Compare); !found {
+							removes = append(removes, e.Value)
+						}
 					}
 				}
 			}
@@ -460,6 +502,15 @@ func Diff(c *Collection, merged *Record, row Row, o Origin) (*Record, error) {
 		}
 		if v.kind == KindList && len(v.list) == 0 {
 			v = Null()
+		}
+		if old != nil {
+			was := old[name]
+			if was.kind == KindList && len(was.list) == 0 {
+				was = Null()
+			}
+			if Equal(was, v) {
+				continue // not changed by this change
+			}
 		}
 		w := Write{Stamp: o.Stamp, Value: v}
 		if p.Kind == Prefer {
