@@ -4,6 +4,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/crdt/rangetree"
 )
 
 // arena hands out byte slices from large chunks. Badger keeps references to
@@ -80,6 +81,7 @@ type scratch struct {
 	workers []*worker
 	groups  []group
 	order   []int32
+	undo    []treeUndo
 }
 
 func (sc *scratch) reset() {
@@ -325,7 +327,7 @@ func (b *batch) commitPart(extra func() error) error {
 		b.txn.Discard()
 		return nil
 	}
-	if err := b.txn.Commit(); err != nil {
+	if err := b.commit(); err != nil {
 		s.treeSound = false
 		s.log.Error("store commit failed; reading every record from now on", "err", err)
 		return errors.Wrap(err, "commit store transaction")
@@ -353,19 +355,73 @@ func (b *batch) commitPart(extra func() error) error {
 		s.parked[id] = struct{}{}
 	}
 	s.parkedLen.Store(int64(len(s.parked)))
-	if len(b.tree) > 0 {
-		s.treeMu.Lock()
-		for _, op := range b.tree {
-			s.tree.Set(op.id, op.hash)
-		}
-		s.treeMu.Unlock()
-	}
-
 	b.tree = b.tree[:0]
 	b.unpark, b.park = nil, nil
 	b.size, b.count, b.pending, b.effects, b.acked = 0, 0, 0, 0, 0
 	b.stamped, b.qseqSet = false, false
 	return nil
+}
+
+// treeOverlap is the number of range-tree updates from which a commit runs
+// them while Badger writes the transaction.
+const treeOverlap = 256
+
+// commit commits the part's transaction and applies its range-tree updates.
+// Readers of the tree never see a record before its commit: the tree lock is
+// held from before the commit until the tree matches it. For a large part
+// the tree is updated while Badger writes, and put back if the commit fails.
+func (b *batch) commit() error {
+	s := b.s
+	if len(b.tree) < treeOverlap {
+		if err := b.txn.Commit(); err != nil {
+			return err
+		}
+		s.treeMu.Lock()
+		for _, op := range b.tree {
+			s.tree.Set(op.id, op.hash)
+		}
+		s.treeMu.Unlock()
+		return nil
+	}
+	done := make(chan error, 1)
+	s.treeMu.Lock()
+	defer s.treeMu.Unlock()
+	b.txn.CommitWith(func(err error) { done <- err })
+	undo := applyTree(&s.tree, b.tree, s.scratch.undo[:0])
+	s.scratch.undo = undo
+	err := <-done
+	if err != nil {
+		revertTree(&s.tree, undo)
+	}
+	clear(undo)
+	return err
+}
+
+// treeUndo restores one range-tree entry.
+type treeUndo struct {
+	treeOp
+	had bool
+}
+
+// applyTree applies ops to t and appends to undo what reverts them.
+func applyTree(t *rangetree.Tree, ops []treeOp, undo []treeUndo) []treeUndo {
+	for _, op := range ops {
+		old, had := t.Get(op.id)
+		undo = append(undo, treeUndo{treeOp: treeOp{id: op.id, hash: old}, had: had})
+		t.Set(op.id, op.hash)
+	}
+	return undo
+}
+
+// revertTree undoes applyTree.
+func revertTree(t *rangetree.Tree, undo []treeUndo) {
+	for i := len(undo) - 1; i >= 0; i-- {
+		if undo[i].had {
+			t.Set(undo[i].id, undo[i].hash)
+		} else {
+			t.Delete(undo[i].id)
+		}
+	}
 }
 
 // finish commits the last part.

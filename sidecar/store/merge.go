@@ -98,6 +98,13 @@ func (s *Store) Merge(d *crdt.Delta) (*MergeResult, error) {
 	if err := s.prepare(frags, order, groups); err != nil {
 		return nil, err
 	}
+	effects := 0
+	for i := range groups {
+		if groups[i].visible {
+			effects++
+		}
+	}
+	res.Effects = make([]Effect, 0, effects)
 	for i := range groups {
 		if err := s.apply(b, frags, order, &groups[i], res); err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/crdt/rangetree"
 	"pgregory.net/rapid"
 )
 
@@ -351,4 +352,42 @@ func mustMergeRapid(t *rapid.T, s *Store, d *crdt.Delta) {
 	if err != nil || len(res.Rejected) > 0 {
 		t.Fatalf("merge: %v %+v", err, res)
 	}
+}
+
+// Reverting the range-tree updates of a failed commit restores the tree.
+func TestPropTreeRevert(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		id := rapid.Custom(func(t *rapid.T) crdt.ID {
+			return crdt.MakeID("c", crdt.IntKey(int64(rapid.IntRange(0, 50).Draw(t, "key"))))
+		})
+		hash := rapid.Custom(func(t *rapid.T) crdt.Hash {
+			var h crdt.Hash
+			h[0] = byte(rapid.IntRange(0, 255).Draw(t, "h0"))
+			h[15] = byte(rapid.IntRange(0, 255).Draw(t, "h15"))
+			return h
+		})
+		var tree rangetree.Tree
+		for _, id := range rapid.SliceOf(id).Draw(rt, "initial") {
+			tree.Set(id, hash.Draw(rt, "hash"))
+		}
+		var before []treeOp
+		tree.Ascend("", "", func(id crdt.ID, h crdt.Hash) bool {
+			before = append(before, treeOp{id, h})
+			return true
+		})
+		var ops []treeOp
+		for _, id := range rapid.SliceOf(id).Draw(rt, "ops") {
+			ops = append(ops, treeOp{id, hash.Draw(rt, "new hash")})
+		}
+		total := tree.Total()
+		revertTree(&tree, applyTree(&tree, ops, nil))
+		var after []treeOp
+		tree.Ascend("", "", func(id crdt.ID, h crdt.Hash) bool {
+			after = append(after, treeOp{id, h})
+			return true
+		})
+		if !slices.Equal(before, after) || tree.Total() != total {
+			rt.Fatalf("tree after revert %v, want %v", after, before)
+		}
+	})
 }
