@@ -46,12 +46,14 @@ func testLogger(t testing.TB, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// fastMemberlist makes failure detection quick for tests.
+// fastMemberlist makes failure detection quick for tests (about a second
+// from a crash to "dead" in a 5-node cluster), yet not so quick that a
+// loaded machine running the race detector makes members flap.
 func fastMemberlist(mc *memberlist.Config) {
-	mc.ProbeInterval = 100 * time.Millisecond
-	mc.ProbeTimeout = 50 * time.Millisecond
-	mc.GossipInterval = 20 * time.Millisecond
-	mc.SuspicionMult = 2
+	mc.ProbeInterval = 200 * time.Millisecond
+	mc.ProbeTimeout = 100 * time.Millisecond
+	mc.GossipInterval = 30 * time.Millisecond
+	mc.SuspicionMult = 3
 	mc.PushPullInterval = time.Second
 	mc.TCPTimeout = 2 * time.Second
 	mc.DeadNodeReclaimTime = 10 * time.Millisecond
