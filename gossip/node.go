@@ -136,6 +136,12 @@ func New(cfg Config, r Replica) (*Node, error) {
 	n.limits.MaxMessageBytes = cfg.MaxMessageBytes
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.ring = []string{cfg.Name}
+	ok := false
+	defer func() {
+		if !ok {
+			n.cancel()
+		}
+	}()
 
 	mlLog := log.New(&logBridge{log: n.log.With("component", "memberlist")}, "", 0)
 	mc := memberlist.DefaultLANConfig()
@@ -213,6 +219,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 	n.wg.Add(2)
 	go n.syncLoop()
 	go n.reconnectLoop()
+	ok = true
 	n.log.Info("gossip node started", "addr", n.dataAddr, "encrypted", n.mlKeys != nil, "label", cfg.Label)
 	return n, nil
 }
