@@ -528,21 +528,28 @@ func (n *Node) rebuildRingLocked() {
 	for _, p := range n.peers {
 		n.all = append(n.all, p)
 	}
-	names := make([]string, 0, len(n.peers)+1)
-	names = append(names, n.cfg.Name)
-	for name := range n.peers {
-		names = append(names, name)
+	type member struct {
+		key  uint64
+		name string
 	}
-	slices.SortFunc(names, func(a, b string) int {
-		ka, kb := ringKey(a), ringKey(b)
+	ms := make([]member, 0, len(n.peers)+1)
+	ms = append(ms, member{ringKey(n.cfg.Name), n.cfg.Name})
+	for name := range n.peers {
+		ms = append(ms, member{ringKey(name), name})
+	}
+	slices.SortFunc(ms, func(a, b member) int {
 		switch {
-		case ka < kb:
+		case a.key < b.key:
 			return -1
-		case ka > kb:
+		case a.key > b.key:
 			return 1
 		}
-		return strings.Compare(a, b)
+		return strings.Compare(a.name, b.name)
 	})
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.name
+	}
 	n.ring = names
 }
 
