@@ -24,7 +24,7 @@ import (
 // older one (rolling upgrades), and missing trailing elements take their zero
 // values. Golden encodings in testdata/wire pin the format.
 //
-//	record   [deleted stamp, written stamp, [field...]]
+//	record   [deleted stamp, written stamp, [field...]] | [..., reset stamp]
 //	stamp    nil (zero) | [wall int, logical uint, replica uint]
 //	field    [name str, [write...], orset | nil]
 //	write    [stamp, value] | [stamp, value, source str | nil]
@@ -164,7 +164,13 @@ func encodeRecord(enc *msgpack.Encoder, r *Record) {
 	if r == nil {
 		r = &Record{}
 	}
-	_ = enc.EncodeArrayLen(3)
+	// Reset is appended only when set, so records without one keep the
+	// encoding (and hash) they had before Reset existed.
+	if r.Reset.IsZero() {
+		_ = enc.EncodeArrayLen(3)
+	} else {
+		_ = enc.EncodeArrayLen(4)
+	}
 	encodeStamp(enc, r.Deleted)
 	encodeStamp(enc, r.Written)
 	_ = enc.EncodeArrayLen(len(r.Fields))
@@ -204,6 +210,9 @@ func encodeRecord(enc *msgpack.Encoder, r *Record) {
 		}
 		encodeDots(enc, f.Set.Ctx.VV)
 		encodeDots(enc, f.Set.Ctx.Cloud)
+	}
+	if !r.Reset.IsZero() {
+		encodeStamp(enc, r.Reset)
 	}
 }
 
@@ -643,7 +652,12 @@ func (d *Decoder) Record() (*Record, error) {
 			r.Fields = nil
 		}
 	}
-	if err := d.Skip(n - 3); err != nil {
+	if n >= 4 {
+		if r.Reset, err = d.stamp(); err != nil {
+			return nil, errors.Wrap(err, "record reset")
+		}
+	}
+	if err := d.Skip(n - 4); err != nil {
 		return nil, err
 	}
 	// Written covers every write, not the delete: raising it to a delete

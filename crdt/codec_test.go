@@ -362,7 +362,7 @@ func TestForwardCompatible(t *testing.T) {
 			}
 			fields = append(fields, with(str(f.Name), arr(writes...), set))
 		}
-		return with(stamp(r.Deleted), stamp(r.Written), arr(fields...))
+		return with(stamp(r.Deleted), stamp(r.Written), arr(fields...), stamp(r.Reset))
 	}
 	d := goldenDelta()
 	var frags []mp

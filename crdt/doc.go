@@ -74,16 +74,34 @@
 //
 // # Records and deletes
 //
-// A Record keeps the stamp of its last delete, the highest stamp written, and
-// its fields. A write is visible only if its stamp is after the delete; the
-// record exists while some write is after the delete. So a delete and a
-// concurrent update are decided by stamp, and a record written after a delete
-// starts clean. Deleted records stay as tombstones (their delete stamp and
-// OR-set contexts), which is what lets a late delta be recognised as old.
+// A Record keeps the stamp of its last delete (Deleted), the highest stamp
+// written (Written), the stamp of the last delete a re-insert saw (Reset),
+// and its fields. The record exists while Written is after Deleted, so a
+// delete and a concurrent update are decided by stamp. Which fields an
+// existing record shows depends on causality, which is why Reset exists:
+//
+//   - an update made without seeing the delete, and newer than it, cancels
+//     the delete: the record comes back whole, the update applied. Showing
+//     only the fields written after the delete (the rule this package first
+//     had) hands systems partial rows that their NOT NULL constraints
+//     reject, so the record ends parked everywhere instead of restored;
+//   - a write made while the record was deleted for the writer is a
+//     re-insert: it carries that delete as Reset, and every field written at
+//     or before Reset is hidden, and dropped, for good. A re-inserted record
+//     starts clean, and does so even on a replica that receives the
+//     re-insert before the delete.
+//
+// Deleted, Written and Reset are max registers and fields are filtered by
+// Reset, so the join is still a lattice join (the Pareto-frontier and OR-set
+// filters commute with a growing Reset exactly as they would with a growing
+// delete stamp). The price: a deleted record keeps its fields, since a late
+// update may bring them back, until a re-insert resets them. Deleted records
+// stay as tombstones (their stamps and OR-set contexts), which is what lets
+// a late delta be recognised as old.
 //
 // Every operation but a delete is a write for this rule, OR-set removes
 // included: a remove stamped after a concurrent delete brings the record
-// back, holding only what was written after the delete.
+// back.
 //
 // Records are immutable. Join is the only way states combine; it is
 // commutative, associative and idempotent, so deltas may be lost, duplicated

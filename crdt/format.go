@@ -20,6 +20,10 @@ func (r *Record) String() string {
 	writeStamp(&b, r.Deleted)
 	b.WriteString(" wr=")
 	writeStamp(&b, r.Written)
+	if !r.Reset.IsZero() {
+		b.WriteString(" reset=")
+		writeStamp(&b, r.Reset)
+	}
 	for i := range r.Fields {
 		f := &r.Fields[i]
 		b.WriteString(" | ")

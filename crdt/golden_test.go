@@ -111,6 +111,10 @@ func goldenCases() []goldenCase {
 		{name: "delta_empty", what: "a delta without fragments", delta: &crdt.Delta{}},
 		{name: "record_customer", what: "a stored record state (AppendRecord, no envelope) using every policy", record: goldenCustomer()},
 		{name: "record_values", what: "a stored record state holding a value of every kind", record: goldenValues()},
+		{name: "record_reinserted", what: "a record re-inserted after a delete: the reset stamp is the fourth element", record: &crdt.Record{
+			Deleted: st(5, 2), Written: st(6, 1), Reset: st(5, 2),
+			Fields: []crdt.Field{{Name: "status", Reg: []crdt.Write{{Stamp: st(6, 1), Value: crdt.String("New")}}}},
+		}},
 	}
 }
 

@@ -8,12 +8,24 @@ import (
 )
 
 // Record is the state of one record: the stamp of its last delete, the
-// highest stamp of any write to it, and its fields sorted by name.
+// highest stamp of any write to it, the stamp of the last delete a re-insert
+// saw, and its fields sorted by name.
 //
-// A field's write is visible only if its stamp is after Deleted, and the
-// record exists while Written is after Deleted. A delete concurrent with an
-// update is therefore decided by stamp, and a write after a delete starts the
-// record afresh: fields written before the delete stay hidden.
+// The record exists while Written is after Deleted, so a delete and a
+// concurrent update are decided by stamp. What an existing record shows
+// depends on how it came back:
+//
+//   - An update that did not see the delete and is newer than it cancels
+//     the delete: the record shows all its fields, as before the delete, with
+//     the update applied. (Showing only the fields written after the delete
+//     would hand systems partial rows their constraints reject.)
+//   - A write that saw the record deleted is a re-insert: it sets Reset to
+//     the delete it saw, and fields written before Reset stay hidden for
+//     good, so a re-inserted record starts clean.
+//
+// Deleted, Written and Reset only grow, and fields at or before Reset are
+// dropped, so the join stays a lattice join. A deleted record keeps its
+// fields (they may come back) until a re-insert resets them.
 //
 // Records are immutable values: Join and the operations return new records
 // that may share parts with their inputs. Never modify a Record, its Fields
@@ -21,6 +33,7 @@ import (
 type Record struct {
 	Deleted Stamp
 	Written Stamp
+	Reset   Stamp
 	Fields  []Field
 }
 
@@ -54,7 +67,7 @@ func (r *Record) Exists() bool { return r != nil && r.Deleted.Less(r.Written) }
 
 // IsEmpty reports whether r holds no information at all.
 func (r *Record) IsEmpty() bool {
-	return r == nil || (r.Deleted.IsZero() && r.Written.IsZero() && len(r.Fields) == 0)
+	return r == nil || (r.Deleted.IsZero() && r.Written.IsZero() && r.Reset.IsZero() && len(r.Fields) == 0)
 }
 
 func (r *Record) field(name string) *Field {
@@ -74,7 +87,7 @@ func (r *Record) MaxStamp() Stamp {
 	if r == nil {
 		return Stamp{}
 	}
-	return maxStamp(maxStamp(r.Deleted, r.Written), r.maxWriteStamp())
+	return maxStamp(maxStamp(maxStamp(r.Deleted, r.Written), r.Reset), r.maxWriteStamp())
 }
 
 // maxWriteStamp returns the highest stamp of a write or live add in r's
@@ -110,7 +123,7 @@ func Join(c *Collection, a, b *Record) *Record {
 	case a.IsEmpty():
 		return normalize(c, b)
 	}
-	deleted, written := maxStamp(a.Deleted, b.Deleted), maxStamp(a.Written, b.Written)
+	deleted, written, reset := maxStamp(a.Deleted, b.Deleted), maxStamp(a.Written, b.Written), maxStamp(a.Reset, b.Reset)
 	// A join whose result is one of its inputs (a duplicate delivery, a
 	// delta already merged) allocates nothing and returns that input. Fields
 	// are copied only once the result departs from both inputs: sameA
@@ -123,18 +136,18 @@ func Join(c *Collection, a, b *Record) *Record {
 		var f Field
 		switch {
 		case j >= len(b.Fields) || (i < len(a.Fields) && a.Fields[i].Name < b.Fields[j].Name):
-			f = pruneField(c, &a.Fields[i], deleted)
+			f = pruneField(c, &a.Fields[i], reset)
 			i++
 		case i >= len(a.Fields) || b.Fields[j].Name < a.Fields[i].Name:
-			f = pruneField(c, &b.Fields[j], deleted)
+			f = pruneField(c, &b.Fields[j], reset)
 			j++
 		default:
 			fa, fb := &a.Fields[i], &b.Fields[j]
 			p := c.Policy(fa.Name)
 			f = Field{
 				Name: fa.Name,
-				Reg:  joinRegister(p, fa.Reg, fb.Reg, deleted),
-				Set:  joinORSet(fa.Set, fb.Set, deleted),
+				Reg:  joinRegister(p, fa.Reg, fb.Reg, reset),
+				Set:  joinORSet(fa.Set, fb.Set, reset),
 			}
 			i++
 			j++
@@ -159,9 +172,9 @@ func Join(c *Collection, a, b *Record) *Record {
 		n++
 	}
 	switch {
-	case sameA && n == len(a.Fields) && deleted == a.Deleted && written == a.Written:
+	case sameA && n == len(a.Fields) && deleted == a.Deleted && written == a.Written && reset == a.Reset:
 		return a
-	case sameB && n == len(b.Fields) && deleted == b.Deleted && written == b.Written:
+	case sameB && n == len(b.Fields) && deleted == b.Deleted && written == b.Written && reset == b.Reset:
 		return b
 	case fields == nil && n > 0:
 		if sameA {
@@ -170,7 +183,7 @@ func Join(c *Collection, a, b *Record) *Record {
 			fields = b.Fields[:n:n]
 		}
 	}
-	return &Record{Deleted: deleted, Written: written, Fields: fields}
+	return &Record{Deleted: deleted, Written: written, Reset: reset, Fields: fields}
 }
 
 // sameField reports whether f is g itself: same name, same register slice,
@@ -184,7 +197,7 @@ func sameField(f, g *Field) bool {
 func normalize(c *Collection, r *Record) *Record {
 	normal := true
 	for i := range r.Fields {
-		if !fieldNormal(c.Policy(r.Fields[i].Name), &r.Fields[i], r.Deleted) {
+		if !fieldNormal(c.Policy(r.Fields[i].Name), &r.Fields[i], r.Reset) {
 			normal = false
 			break
 		}
@@ -192,35 +205,35 @@ func normalize(c *Collection, r *Record) *Record {
 	if normal {
 		return r
 	}
-	out := &Record{Deleted: r.Deleted, Written: r.Written}
+	out := &Record{Deleted: r.Deleted, Written: r.Written, Reset: r.Reset}
 	for i := range r.Fields {
-		if f := pruneField(c, &r.Fields[i], r.Deleted); len(f.Reg) > 0 || f.Set != nil {
+		if f := pruneField(c, &r.Fields[i], r.Reset); len(f.Reg) > 0 || f.Set != nil {
 			out.Fields = append(out.Fields, f)
 		}
 	}
 	return out
 }
 
-func pruneField(c *Collection, f *Field, deleted Stamp) Field {
+func pruneField(c *Collection, f *Field, reset Stamp) Field {
 	p := c.Policy(f.Name)
-	if fieldNormal(p, f, deleted) {
+	if fieldNormal(p, f, reset) {
 		return *f
 	}
 	return Field{
 		Name: f.Name,
-		Reg:  joinRegister(p, f.Reg, nil, deleted),
-		Set:  joinORSet(f.Set, nil, deleted),
+		Reg:  joinRegister(p, f.Reg, nil, reset),
+		Set:  joinORSet(f.Set, nil, reset),
 	}
 }
 
 // fieldNormal reports whether joinRegister and joinORSet would return f's
 // parts unchanged.
-func fieldNormal(p *Policy, f *Field, deleted Stamp) bool {
+func fieldNormal(p *Policy, f *Field, reset Stamp) bool {
 	if len(f.Reg) == 0 && f.Set.isEmpty() {
 		return false
 	}
 	for i := range f.Reg {
-		if f.Reg[i].Stamp.Compare(deleted) <= 0 {
+		if f.Reg[i].Stamp.Compare(reset) <= 0 {
 			return false
 		}
 		if i > 0 && (!p.before(&f.Reg[i-1], &f.Reg[i]) || p.cmpWrites(&f.Reg[i-1], &f.Reg[i]) >= 0) {
@@ -236,7 +249,7 @@ func fieldNormal(p *Policy, f *Field, deleted Stamp) bool {
 				return false
 			}
 			for _, en := range e.Entries {
-				if en.Stamp.Compare(deleted) <= 0 {
+				if en.Stamp.Compare(reset) <= 0 {
 					return false
 				}
 			}
@@ -262,7 +275,7 @@ func EqualRecords(a, b *Record) bool {
 	if a.IsEmpty() || b.IsEmpty() {
 		return a.IsEmpty() == b.IsEmpty()
 	}
-	if a.Deleted != b.Deleted || a.Written != b.Written || len(a.Fields) != len(b.Fields) {
+	if a.Deleted != b.Deleted || a.Written != b.Written || a.Reset != b.Reset || len(a.Fields) != len(b.Fields) {
 		return false
 	}
 	for i := range a.Fields {
@@ -533,10 +546,21 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 		return nil, nil
 	}
 	d.Written = o.Stamp
+	d.Reset = reinsert(merged)
 	if len(d.Fields) == 0 {
 		d.Fields = nil
 	}
 	return d, nil
+}
+
+// reinsert returns the Reset stamp of a write to merged: the delete it
+// sees when the record does not exist (the write re-inserts it, and fields
+// from before the delete stay hidden), else zero.
+func reinsert(merged *Record) Stamp {
+	if merged.Exists() {
+		return Stamp{}
+	}
+	return merged.safeDeleted()
 }
 
 // liveSet returns the OR-set of f as operations must see it: its elements
@@ -606,7 +630,7 @@ func SetOps(c *Collection, merged *Record, field string, add, remove []Value, o 
 	if set == nil {
 		return nil, nil
 	}
-	return &Record{Written: o.Stamp, Fields: []Field{{Name: field, Set: set}}}, nil
+	return &Record{Written: o.Stamp, Reset: reinsert(merged), Fields: []Field{{Name: field, Set: set}}}, nil
 }
 
 // KeyOf builds a record key from the key columns of a row.

@@ -181,6 +181,9 @@ func diffIntent(c *crdt.Collection, v *oracleView, row crdt.Row, o crdt.Origin) 
 	if len(op.Writes) == 0 && len(op.Sets) == 0 && v.exists {
 		return nil
 	}
+	if !v.exists {
+		op.Reset = v.del
+	}
 	return op
 }
 
@@ -202,6 +205,9 @@ func setOpsIntent(v *oracleView, field string, add, remove []crdt.Value) *Op {
 	if len(op.Sets) == 0 {
 		return nil
 	}
+	if !v.exists {
+		op.Reset = v.del
+	}
 	return op
 }
 
@@ -220,6 +226,9 @@ func matchIntent(c *crdt.Collection, d *crdt.Record, want *Op) error {
 	}
 	if d.Written != want.Stamp || !d.Deleted.IsZero() {
 		return errors.Newf("delta %s, want written at %s", d, want.Stamp)
+	}
+	if d.Reset != want.Reset {
+		return errors.Newf("delta %s resets at %s, want %s", d, d.Reset, want.Reset)
 	}
 	fields := map[string]bool{}
 	for _, w := range want.Writes {

@@ -13,12 +13,17 @@ import (
 // rules of DESIGN.md directly:
 //
 //   - D is the highest delete stamp among the known deletes;
+//   - R is the highest reset among the known operations, where an
+//     operation's reset is the delete its replica knew of when it wrote to
+//     the record while the record did not exist there (a re-insert);
 //   - the record exists iff some known write (any other operation) has a
 //     stamp after D;
-//   - a register shows the best known write after D under its policy
+//   - a register shows the best known write after R under its policy
 //     (lww: highest stamp; prefer: source rank, then stamp; max/min: value,
-//     then stamp, null never winning);
-//   - a set holds an element iff some known add of it after D was observed
+//     then stamp, null never winning), so an update that wins over a
+//     concurrent delete brings back the fields from before the delete, and
+//     a re-insert starts clean;
+//   - a set holds an element iff some known add of it after R was observed
 //     by no known operation on that element (add-wins: a remove, or a
 //     re-add, removes only the adds it observed).
 
@@ -30,8 +35,11 @@ type Op struct {
 	Source  string
 	Record  crdt.ID
 	Delete  bool
-	Writes  []RegWrite
-	Sets    []SetEvent
+	// Reset is the delete the writer knew of when the record did not exist
+	// for it (a re-insert); zero otherwise.
+	Reset  crdt.Stamp
+	Writes []RegWrite
+	Sets   []SetEvent
 }
 
 // RegWrite is a register write of one field.
@@ -60,6 +68,7 @@ type oracleWrite struct {
 // oracleView is the visible state of a record for a set of known operations.
 type oracleView struct {
 	exists bool
+	del    crdt.Stamp             // the highest known delete
 	regs   map[string]oracleWrite // best write per register field
 	sets   map[string]map[string]*liveElem
 }
@@ -103,13 +112,27 @@ func beats(p *crdt.Policy, a, b oracleWrite) bool {
 // view computes the visible state of a record from the operations on it
 // that known accepts.
 func view(c *crdt.Collection, ops []*Op, known func(id int) bool) *oracleView {
-	var del crdt.Stamp
+	var del, reset crdt.Stamp
 	for _, op := range ops {
-		if op.Delete && known(op.ID) && del.Less(op.Stamp) {
+		if !known(op.ID) {
+			continue
+		}
+		if op.Delete && del.Less(op.Stamp) {
 			del = op.Stamp
 		}
+		if reset.Less(op.Reset) {
+			reset = op.Reset
+		}
 	}
-	v := &oracleView{regs: map[string]oracleWrite{}, sets: map[string]map[string]*liveElem{}}
+	v := &oracleView{del: del, regs: map[string]oracleWrite{}, sets: map[string]map[string]*liveElem{}}
+	for _, op := range ops {
+		if !op.Delete && known(op.ID) && del.Less(op.Stamp) {
+			v.exists = true
+		}
+	}
+	if !v.exists {
+		return v
+	}
 	// killed[field][elem] holds the adds observed by a known event.
 	killed := map[string]map[string]map[int]bool{}
 	for _, op := range ops {
@@ -130,10 +153,9 @@ func view(c *crdt.Collection, ops []*Op, known func(id int) bool) *oracleView {
 		}
 	}
 	for _, op := range ops {
-		if op.Delete || !known(op.ID) || !del.Less(op.Stamp) {
+		if op.Delete || !known(op.ID) || !reset.Less(op.Stamp) {
 			continue
 		}
-		v.exists = true
 		for _, w := range op.Writes {
 			nw := oracleWrite{value: w.Value, stamp: op.Stamp, source: op.Source}
 			if c.Policy(w.Field).Kind != crdt.Prefer {
