@@ -96,10 +96,8 @@ func (s *Store) readLocal(recs []*localRecord) error {
 	run := func(w int, part []*localRecord) {
 		txn := s.db.NewTransaction(false)
 		defer txn.Discard()
-		r := &reader{s: s, txn: txn}
-		defer r.close()
 		for _, lr := range part {
-			h, rec, err := r.get(lr.key)
+			h, rec, _, err := s.getRecord(txn, lr.key)
 			if err != nil {
 				if !IsCorrupt(err) {
 					errs[w] = err

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"runtime"
 	"slices"
 	"strings"
@@ -168,12 +167,15 @@ func (s *Store) prepare(frags []crdt.Fragment, order []int32, groups []group) er
 	}
 	run := func(w *worker, gs []group) {
 		w.changed = w.changed[:0]
+		// Point lookups, not one iterator walked in key order: an
+		// iterator steps over every version of every key between two
+		// targets (memtables keep old versions until they flush), while a
+		// lookup goes to the newest version and skips tables by their bloom
+		// filters.
 		txn := s.db.NewTransaction(false)
 		defer txn.Discard()
-		r := &reader{s: s, txn: txn}
-		defer r.close()
 		for i := range gs {
-			s.prepareGroup(w, r, frags, order, &gs[i])
+			s.prepareGroup(w, txn, frags, order, &gs[i])
 		}
 	}
 	if nw == 1 {
@@ -196,7 +198,7 @@ func (s *Store) prepare(frags []crdt.Fragment, order []int32, groups []group) er
 }
 
 // prepareGroup computes the new state of one record.
-func (s *Store) prepareGroup(w *worker, r *reader, frags []crdt.Fragment, order []int32, g *group) {
+func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, order []int32, g *group) {
 	idx := order[g.lo:g.hi]
 	f0 := &frags[idx[0]]
 	rejectAll := func(err error) {
@@ -217,7 +219,7 @@ func (s *Store) prepareGroup(w *worker, r *reader, frags []crdt.Fragment, order 
 	var h recordHeader
 	var old *crdt.Record
 	if !s.treeSound || s.inTree(g.id) {
-		h, old, err = r.get(g.key)
+		h, old, _, err = s.getRecord(txn, g.key)
 	}
 	if err != nil {
 		if IsCorrupt(err) {
@@ -299,57 +301,4 @@ func (s *Store) apply(b *batch, frags []crdt.Fragment, order []int32, g *group, 
 	s.stats.fragsMerged.Add(uint64(len(g.changed)))
 	s.stats.fragsUnchanged.Add(n - uint64(len(g.changed)) - uint64(len(g.rejected)))
 	return nil
-}
-
-// reader reads records in ascending key order with one iterator: a record
-// close to the previous one costs a few steps instead of a lookup from the
-// top of every memtable and level.
-type reader struct {
-	s   *Store
-	txn *badger.Txn
-	it  *badger.Iterator
-}
-
-// maxSteps is how far the reader walks before it seeks instead.
-const maxSteps = 8
-
-// get returns the record stored under key, or a nil record. Keys must come
-// in ascending order.
-func (r *reader) get(key []byte) (recordHeader, *crdt.Record, error) {
-	if r.it == nil {
-		r.it = r.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
-		r.it.Seek(key)
-	} else {
-		steps := 0
-		for ; r.it.Valid() && steps < maxSteps && bytes.Compare(r.it.Item().Key(), key) < 0; steps++ {
-			r.it.Next()
-		}
-		if steps == maxSteps {
-			r.it.Seek(key)
-		}
-	}
-	if !r.it.Valid() {
-		return recordHeader{}, nil, nil
-	}
-	item := r.it.Item()
-	if !bytes.Equal(item.Key(), key) {
-		return recordHeader{}, nil, nil
-	}
-	var h recordHeader
-	var rec *crdt.Record
-	err := item.Value(func(v []byte) error {
-		var err error
-		h, rec, err = decodeRecordValue(key, v, r.s.opts.Limits)
-		return err
-	})
-	if err != nil && !IsCorrupt(err) {
-		err = errors.Wrapf(err, "read %s", keyName(key))
-	}
-	return h, rec, err
-}
-
-func (r *reader) close() {
-	if r.it != nil {
-		r.it.Close()
-	}
 }
