@@ -20,6 +20,10 @@ help: ## list the targets
 build: ## build bin/lattice
 	$(GO) build -trimpath -o $(BIN) ./cmd/lattice
 
+.PHONY: demo
+demo: ## three sidecars beside three SQLite databases: conflicts resolved, databases converged
+	$(GO) run ./cmd/lattice demo
+
 .PHONY: test
 test: ## run the unit tests with the race detector (needs nothing but Go)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -55,6 +55,11 @@ type Agent struct {
 	apiSrv *http.Server
 
 	applyWake chan struct{}
+	// captureUp is closed once the initial snapshot (if any) is stored:
+	// applying before would let the snapshot read rows that an apply is
+	// about to overwrite and take them for new user writes.
+	captureUp chan struct{}
+	upOnce    sync.Once
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 
@@ -102,6 +107,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		schema:     schema,
 		token:      token,
 		applyWake:  make(chan struct{}, 1),
+		captureUp:  make(chan struct{}),
 		cursorName: "adapter/" + cfg.Adapter.Kind,
 		reg:        prometheus.NewRegistry(),
 	}

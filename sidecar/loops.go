@@ -43,6 +43,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 	}
 	a.setState(&a.captureSt, "capturing", nil)
 	a.ready.Store(true)
+	a.upOnce.Do(func() { close(a.captureUp) })
 	return a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
 		return a.captured(ctx, b, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil)
 	})
@@ -165,6 +166,11 @@ func (a *Agent) wakeApply() {
 // retrying with backoff while the system is down and setting aside rows the
 // system rejects.
 func (a *Agent) applyLoop(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-a.captureUp:
+	}
 	// The tick is a safety net for wakes lost across restarts; every enqueue
 	// also wakes the loop.
 	tick := time.NewTicker(time.Second)
