@@ -16,9 +16,10 @@ import (
 // Options configure a Store. Start from DefaultOptions; Validate fills the
 // zero values it can and rejects the rest, naming the option.
 //
-// The Badger knobs default to a footprint of roughly 100 MiB for the store
-// (2 memtables of 32 MiB, 32 MiB of block cache, 16 MiB of index cache)
-// instead of Badger's own defaults of about 600 MiB, at the cost of more
+// The Badger knobs default to a smaller footprint than Badger's own: 32 MiB
+// memtables (each takes about 1.3 times that, with room for one
+// transaction), at most 2 waiting to flush, 32 MiB of block cache and 16 MiB
+// of index cache, against 64 MiB, 5, 256 MiB and unbounded. The cost is more
 // frequent flushes and more reads from disk on large working sets.
 type Options struct {
 	// InMemory runs Badger without files (tests). Nothing survives Close and
