@@ -54,7 +54,7 @@ type Adapter struct {
 
 	slotWait time.Duration // how long Capture waits for the slot's previous session
 
-	acked    atomic.Uint64 // highest acknowledged commit LSN
+	acked    atomic.Uint64 // highest acknowledged cursor (a WAL position)
 	ackNudge atomic.Bool   // an Ack arrived since the last status update
 	wakeMu   sync.Mutex
 	wake     context.CancelFunc // interrupts capture's current receive

@@ -16,10 +16,12 @@ import (
 
 // Capture streams the changes committed after cursor from the replication
 // slot to sink, in batches that end on commits, until ctx is done, the
-// adapter is closed, the server fails or sink fails. Transactions at or below
-// cursor, which the server sends again after a restart, are skipped, and so
-// are transactions that carry the adapter's replication origin (its own
-// Apply). A nil cursor starts at the slot's confirmed position.
+// adapter is closed, the server fails or sink fails. A batch's cursor is the
+// WAL position just after the commit record of its last transaction.
+// Transactions whose commit lies before cursor, which the server may send
+// again after a restart, are skipped, and so are transactions that carry the
+// adapter's replication origin (its own Apply). A nil cursor starts at the
+// slot's confirmed position.
 //
 // Capture reports the acknowledged position (see Ack) to the server every
 // StatusInterval; while nothing is pending it reports the server's own WAL
@@ -103,12 +105,12 @@ type stream struct {
 	rels  map[uint32]*relation
 
 	inTxn      bool
-	txnSkip    bool // at or below the start cursor: delivered before
+	txnSkip    bool // committed before the start cursor: delivered before
 	txnOurs    bool // carries our origin: written by Apply
 	txnChanges []adapters.Change
 
 	batch    []adapters.Change
-	batchLSN lsn
+	batchLSN lsn // end of the commit record of the batch's last transaction
 	batchDue time.Time
 
 	delivered  lsn // cursor of the last batch sink accepted
@@ -217,7 +219,9 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 			return errors.Mark(errors.New("begin inside a transaction"), ErrProtocol)
 		}
 		s.inTxn = true
-		s.txnSkip = s.start != 0 && m.FinalLSN <= s.start
+		// The server's own rule: a transaction whose commit record starts
+		// before the start position was delivered before.
+		s.txnSkip = m.FinalLSN < s.start
 		s.txnOurs = false
 		s.txnChanges = nil
 	case *msgOrigin:
@@ -260,15 +264,15 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 		switch {
 		case s.txnSkip:
 		case s.txnOurs || len(s.txnChanges) == 0:
-			if len(s.batch) == 0 && m.CommitLSN > s.idle {
-				s.idle = m.CommitLSN
+			if len(s.batch) == 0 && m.EndLSN > s.idle {
+				s.idle = m.EndLSN
 			}
 		default:
 			if len(s.batch) == 0 {
 				s.batchDue = time.Now().Add(s.a.cfg.BatchWait)
 			}
 			s.batch = append(s.batch, s.txnChanges...)
-			s.batchLSN = m.CommitLSN
+			s.batchLSN = m.EndLSN
 			if len(s.batch) >= s.a.cfg.BatchSize {
 				return s.deliver(ctx)
 			}

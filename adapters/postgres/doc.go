@@ -16,17 +16,23 @@
 // Capture streams from the slot (START_REPLICATION, protocol version 1, no
 // in-progress streaming, so a transaction arrives whole at its commit) and
 // delivers batches that end on commits, at most BatchSize changes unless one
-// transaction is larger, after waiting BatchWait for more. The cursor is the
-// commit LSN of the batch's last transaction, 8 bytes big endian. After a
-// restart PostgreSQL sends transactions again from the slot's confirmed
-// position; those at or below the cursor given to Capture are skipped, so
-// nothing before the cursor is delivered twice and nothing after it is lost.
+// transaction is larger, after waiting BatchWait for more. The cursor is a
+// WAL position, 8 bytes big endian: the end of the commit record of the
+// batch's last transaction, or the slot's consistent point after a snapshot.
+// A transaction belongs after a cursor exactly when its commit record starts
+// at or after it, which is the rule PostgreSQL applies to the position a
+// stream starts from: the commit LSN itself would not do, because a
+// transaction may commit exactly at the consistent point, outside the
+// snapshot. After a restart PostgreSQL sends transactions again from the
+// slot's confirmed position; those before the cursor given to Capture are
+// skipped, so nothing before the cursor is delivered twice and nothing after
+// it is lost.
 //
 // Capture sends a standby status update every StatusInterval, and at once
 // after an Ack, reporting as flushed the highest acknowledged cursor, which
 // the engine acks only once the batch is durable in Lattice. When everything
 // delivered is acknowledged and no transaction is pending, it reports the
-// server's own position instead (from keepalives, or the commit of a
+// server's own position instead (from keepalives, or the end of a
 // transaction it dropped): an idle slot, or one that only sees the adapter's
 // own writes, does not hold back WAL.
 //

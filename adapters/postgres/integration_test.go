@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -117,64 +118,77 @@ func TestIntegrationSnapshotUnderWrites(t *testing.T) {
 				return
 			}
 			committed.Store(seq)
+			time.Sleep(500 * time.Microsecond) // pace the load: capture under -race is slower than the writer
 		}
 	}()
 	waitFor(t, 10*time.Second, "writer to start", func() bool { return committed.Load() > 10 })
 
-	snap := &recorder{}
-	first := true
-	cursor, err := a.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
-		if first {
-			// Make sure users commit while the snapshot is being read.
-			first = false
-			at := committed.Load()
-			waitFor(t, 10*time.Second, "writes during the snapshot", func() bool { return committed.Load() >= at+30 })
+	// round takes a snapshot while users write, captures from its cursor
+	// until the events committed by then arrive, and checks that each
+	// transaction is in the snapshot or in the stream, exactly once. The
+	// last round stops the writer first. Several rounds, because what could
+	// go wrong happens at one WAL position: the slot's consistent point.
+	round := func(final bool) (snap, rec *recorder) {
+		t.Helper()
+		snap = &recorder{}
+		first := true
+		cursor, err := a.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
+			if first {
+				// Make sure users commit while the snapshot is being read.
+				first = false
+				at := committed.Load()
+				waitFor(t, 10*time.Second, "writes during the snapshot", func() bool { return committed.Load() >= at+30 })
+			}
+			if b.Cursor != nil {
+				return errors.New("snapshot batch with a cursor")
+			}
+			return snap.sink(ctx, b)
+		})
+		if err != nil {
+			t.Fatalf("snapshot: %+v", err)
 		}
-		if b.Cursor != nil {
-			return errors.New("snapshot batch with a cursor")
+		rec = &recorder{a: a, ack: true}
+		r := capture(t, a, cursor, rec.sink)
+		at := committed.Load()
+		waitFor(t, 10*time.Second, "writes after the snapshot", func() bool { return committed.Load() >= at+50 })
+		if final {
+			close(stopWriter)
+			if err := <-writerDone; err != nil {
+				t.Fatalf("writer: %v", err)
+			}
 		}
-		return snap.sink(ctx, b)
-	})
-	if err != nil {
-		t.Fatalf("snapshot: %+v", err)
-	}
-	rec := &recorder{a: a, ack: true}
-	r := capture(t, a, cursor, rec.sink)
-	at := committed.Load()
-	waitFor(t, 10*time.Second, "writes after the snapshot", func() bool { return committed.Load() >= at+100 })
-	close(stopWriter)
-	if err := <-writerDone; err != nil {
-		t.Fatalf("writer: %v", err)
-	}
-	last := committed.Load()
-	waitFor(t, 20*time.Second, "capture to catch up", func() bool {
-		ev := eventsOf(rec.changes())
-		return len(ev) > 0 && ev[len(ev)-1] == last
-	})
-	if err := r.stop(); !errors.Is(err, context.Canceled) {
-		t.Fatalf("capture: %+v", err)
-	}
-
-	// Each transaction is in the snapshot or the stream, exactly once.
-	seen := map[int64]int{}
-	snapEvents := eventsOf(snap.changes())
-	for _, s := range snapEvents {
-		seen[s]++
-	}
-	streamEvents := eventsOf(rec.changes())
-	for _, s := range streamEvents {
-		seen[s]++
-	}
-	for s := int64(1); s <= last; s++ {
-		if seen[s] != 1 {
-			t.Fatalf("event %d seen %d times (snapshot %d events, stream %d)", s, seen[s], len(snapEvents), len(streamEvents))
+		last := committed.Load()
+		waitFor(t, 30*time.Second, "capture to catch up", func() bool {
+			return slices.Contains(eventsOf(rec.changes()), last)
+		})
+		if err := r.stop(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("capture: %+v", err)
 		}
+		seen := map[int64]int{}
+		snapEvents := eventsOf(snap.changes())
+		for _, s := range snapEvents {
+			seen[s]++
+		}
+		streamEvents := eventsOf(rec.changes())
+		for _, s := range streamEvents {
+			seen[s]++
+		}
+		for s := int64(1); s <= last; s++ {
+			if seen[s] != 1 {
+				t.Fatalf("event %d seen %d times (snapshot %d events, stream %d)", s, seen[s], len(snapEvents), len(streamEvents))
+			}
+		}
+		if len(snapEvents) == 0 || len(streamEvents) == 0 {
+			t.Fatalf("no overlap: snapshot holds %d events, stream %d", len(snapEvents), len(streamEvents))
+		}
+		t.Logf("snapshot: %d rows, events up to %d; stream: %d changes in %d batches, %d events",
+			len(snap.changes()), slices.Max(snapEvents), len(rec.changes()), len(rec.batches()), len(streamEvents))
+		return snap, rec
 	}
-	if len(streamEvents) == 0 || slices.Max(snapEvents) <= 10 {
-		t.Fatalf("no overlap: snapshot holds events up to %d, stream %d events", slices.Max(snapEvents), len(streamEvents))
+	for range 3 {
+		round(false)
 	}
-	t.Logf("snapshot: %d rows, events up to %d; stream: %d changes in %d batches, %d events",
-		len(snap.changes()), slices.Max(snapEvents), len(rec.changes()), len(rec.batches()), len(streamEvents))
+	snap, rec := round(true)
 
 	// Snapshot folded with the stream is the table.
 	state := map[crdt.Key]crdt.Row{}
@@ -469,4 +483,94 @@ func TestIntegrationRestarts(t *testing.T) {
 	}
 	t.Logf("%d events, %d batches, %d redelivered after restarts, across two server restarts and an adapter restart",
 		maxSeq, e.batches, e.redelivered)
+}
+
+// TestIntegrationSnapshotConsistentPoint stages the case where a
+// transaction commits exactly at the slot's consistent point: it started
+// after the snapshot builder's full-snapshot point and was still running
+// when the builder became consistent, so it is outside the snapshot, and
+// its commit record is the first WAL record after the consistent point. The
+// stream must deliver it.
+func TestIntegrationSnapshotConsistentPoint(t *testing.T) {
+	srv := sharedServer(t)
+	name, dsn := newDB(t, srv)
+	app := connect(t, dsn)
+	exec(t, app, `CREATE TABLE events (seq int PRIMARY KEY)`)
+	a := open(t, testConfig(t, dsn, name))
+	ctx := ctxT(t)
+
+	// begin opens a transaction that inserts seq and returns it with its
+	// transaction id.
+	begin := func(seq int) (pgx.Tx, string) {
+		t.Helper()
+		tx, err := connect(t, dsn).Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO events VALUES ($1)`, seq); err != nil {
+			t.Fatal(err)
+		}
+		var xid string
+		if err := tx.QueryRow(ctx, `SELECT transactionid::text FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'transactionid'`).Scan(&xid); err != nil {
+			t.Fatal(err)
+		}
+		return tx, xid
+	}
+	// awaited waits until the slot's creation waits for transaction xid.
+	awaited := func(xid string) {
+		t.Helper()
+		waitFor(t, 20*time.Second, "slot creation to wait for "+xid, func() bool {
+			var n int
+			if err := app.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND transactionid::text = $1 AND NOT granted`, xid).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n > 0
+		})
+	}
+
+	txA, xidA := begin(1)
+	snap := &recorder{}
+	type result struct {
+		cursor []byte
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := a.Snapshot(ctx, snap.sink)
+		done <- result{c, err}
+	}()
+	awaited(xidA) // the builder saw A running
+	txB, xidB := begin(2)
+	if err := txA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	awaited(xidB) // full-snapshot point passed with B running
+	txC, _ := begin(3)
+	if err := txB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done // consistent, with C running
+	if res.err != nil {
+		t.Fatalf("snapshot: %+v", res.err)
+	}
+	if err := txC.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{a: a, ack: true}
+	capture(t, a, res.cursor, rec.sink)
+	exec(t, app, `INSERT INTO events VALUES (4)`)
+	waitFor(t, 10*time.Second, "the barrier", func() bool { return slices.Contains(eventsOf(rec.changes()), 4) })
+	got := map[int64]string{}
+	for _, s := range eventsOf(snap.changes()) {
+		got[s] += "snapshot "
+	}
+	for _, s := range eventsOf(rec.changes()) {
+		got[s] += "stream "
+	}
+	t.Logf("cursor %s, events %v", lsn(binary.BigEndian.Uint64(res.cursor)), got)
+	for s := int64(1); s <= 4; s++ {
+		if got[s] != "snapshot " && got[s] != "stream " {
+			t.Errorf("event %d: seen in %q, want exactly once", s, got[s])
+		}
+	}
 }

@@ -17,7 +17,7 @@ import (
 // ErrCursor marks cursors that are not this adapter's.
 var ErrCursor = errors.New("postgres: bad cursor")
 
-// encodeCursor encodes a commit LSN as the adapter's cursor: 8 bytes, big
+// encodeCursor encodes a WAL position as the adapter's cursor: 8 bytes, big
 // endian, so that cursors compare as byte strings the way LSNs compare.
 func encodeCursor(l lsn) []byte { return binary.BigEndian.AppendUint64(nil, uint64(l)) }
 

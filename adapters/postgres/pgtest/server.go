@@ -510,7 +510,7 @@ func (s *Server) DSN(db string) string {
 
 // DSNAs returns a connection string for database db as role user.
 func (s *Server) DSNAs(user, db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable&connect_timeout=5", user, s.port, db)
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable&connect_timeout=15", user, s.port, db)
 }
 
 // CreateDB creates database name and returns its DSN.
