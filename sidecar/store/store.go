@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -583,6 +582,3 @@ func (s *Store) Stats() Stats {
 	s.life.RUnlock()
 	return st
 }
-
-// hasPrefix reports whether key starts with p.
-func hasPrefix(key, p []byte) bool { return bytes.HasPrefix(key, p) }
