@@ -157,7 +157,7 @@ func (n *Node) serveBootstrap(dc *dataConn, from string) {
 	}
 	excl := n.excluded(from)
 	limit := recordChunk
-	maxChunk := min(bootstrapChunkBytes*4, n.cfg.MaxMessageBytes-64)
+	maxChunk := min(bootstrapChunkBytes*4, dc.sendMax-64)
 	for {
 		d, err := n.replica.ReadRange(cursor, "", limit)
 		if err != nil {

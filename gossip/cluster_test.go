@@ -133,15 +133,6 @@ func (c *cluster) start(i int, wipe bool) {
 	tn.node = n
 }
 
-func (c *cluster) seed(except int) []string {
-	for i, tn := range c.nodes {
-		if i != except && tn.node != nil {
-			return []string{tn.node.Addr()}
-		}
-	}
-	return nil
-}
-
 // joinAll joins every node to the first live one and waits until all see
 // each other.
 func (c *cluster) joinAll() {

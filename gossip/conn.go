@@ -92,6 +92,7 @@ type dataConn struct {
 	sendSeq  uint64
 	recvSeq  uint64
 	maxFrame int
+	sendMax  int // the largest message the peer accepts
 	timeout  time.Duration
 	bytesIn  *atomic.Uint64
 	bytesOut *atomic.Uint64
@@ -217,6 +218,7 @@ func newDataConn(c net.Conn, br *bufio.Reader, o connOptions, dialerNonce, accep
 		sendDir:  send,
 		recvDir:  recv,
 		maxFrame: o.maxMsg + cryptOverhead,
+		sendMax:  o.maxMsg,
 		timeout:  o.timeout,
 		bytesIn:  o.bytesIn,
 		bytesOut: o.bytesOut,
@@ -246,8 +248,8 @@ var ErrTooLarge = errors.New("gossip: message too large")
 func (dc *dataConn) write(msg []byte) error {
 	dc.wmu.Lock()
 	defer dc.wmu.Unlock()
-	if len(msg) > dc.maxFrame-cryptOverhead {
-		return errors.Mark(errors.Newf("message of %d bytes over the limit of %d", len(msg), dc.maxFrame-cryptOverhead), ErrTooLarge)
+	if len(msg) > dc.sendMax {
+		return errors.Mark(errors.Newf("message of %d bytes over the limit of %d", len(msg), dc.sendMax), ErrTooLarge)
 	}
 	b := append(dc.wbuf[:0], 0, 0, 0, 0)
 	if dc.keys == nil {
@@ -337,6 +339,13 @@ func (dc *dataConn) read(deadline bool) ([]byte, error) {
 	}
 	return nil, errors.Mark(errors.WithHint(errors.New("frame does not decrypt with any key in the ring"),
 		"give every node the same key file"), ErrRejected)
+}
+
+// peerMax lowers the send limit to what the peer said it accepts.
+func (dc *dataConn) peerMax(m int) {
+	if m > 0 && m < dc.sendMax {
+		dc.sendMax = m
+	}
 }
 
 func (dc *dataConn) close() {

@@ -722,7 +722,7 @@ func (n *Node) dial(ctx context.Context, p *peer, pur purpose) (*dataConn, error
 		_ = c.Close()
 		return nil, errors.Wrapf(err, "handshake with %s", p.name)
 	}
-	h := encodeHello(&hello{Name: n.cfg.Name, Purpose: pur, Label: n.cfg.Label, Version: n.cfg.Version, Schema: n.schema})
+	h := encodeHello(&hello{Name: n.cfg.Name, Purpose: pur, Label: n.cfg.Label, Version: n.cfg.Version, Schema: n.schema, MaxMsg: n.cfg.MaxMessageBytes})
 	err = dc.write(h.bytes())
 	h.free()
 	if err != nil {
@@ -748,6 +748,7 @@ func (n *Node) dial(ctx context.Context, p *peer, pur purpose) (*dataConn, error
 		return nil, errors.Mark(errors.Newf("%s answered as %q", p.name, ack.Name), ErrRejected)
 	}
 	n.recordSchema(ack.Name, &ack.Schema)
+	dc.peerMax(ack.MaxMsg)
 	switch ack.Status {
 	case ackBusy:
 		dc.close()
@@ -811,7 +812,8 @@ func (n *Node) serveStream(c net.Conn) {
 		n.log.Warn("bad hello", "remote", c.RemoteAddr().String(), "err", err.Error())
 		return
 	}
-	ack := &helloAck{Name: n.cfg.Name, Schema: n.schema}
+	ack := &helloAck{Name: n.cfg.Name, Schema: n.schema, MaxMsg: n.cfg.MaxMessageBytes}
+	dc.peerMax(h.MaxMsg)
 	reject := func(reason string) {
 		n.c.rejectedPeers.Add(1)
 		n.log.Warn("data stream rejected", "peer", h.Name, "reason", reason)

@@ -318,7 +318,14 @@ func (n *Node) writeBatch(p *peer, dc *dataConn, batch []*outDelta) error {
 				f = encodeFragments(kept)
 			}
 		}
-		if count > 0 && len(p.buf)+len(f.body) > n.cfg.MaxMessageBytes {
+		if f.size()+deltasOverhead > dc.sendMax {
+			// Only a peer with a smaller max_message_bytes gets here.
+			n.c.fragmentsDropped.Add(uint64(f.n))
+			n.log.Warn("delta too large for the peer's max_message_bytes", "peer", p.name,
+				"bytes", f.size(), "peer_max", dc.sendMax, "hint", "give every node the same max_message_bytes")
+			continue
+		}
+		if count > 0 && len(p.buf)+len(f.body) > dc.sendMax {
 			if err := flush(); err != nil {
 				n.dropBatch(batch[i:])
 				return err

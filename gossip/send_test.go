@@ -103,3 +103,33 @@ func TestFullQueueDropsAndAntiEntropyRepairs(t *testing.T) {
 	waitFor(t, 30*time.Second, "anti-entropy to repair the drops", func() bool { return ra.Digest() == rb.Digest() })
 	t.Logf("a: %+v", na.Stats())
 }
+
+// Nodes with different max_message_bytes agree on the smaller one per
+// stream: a session from the larger side does not send what the smaller
+// side would refuse.
+func TestMessageLimitIsNegotiated(t *testing.T) {
+	c := newCluster(t, 2, gossiptest.NewNetwork(15), func(i int, cfg *Config) {
+		cfg.SyncInterval = 0
+		if i == 1 {
+			cfg.MaxMessageBytes = 128 << 10
+			cfg.BatchBytes = 16 << 10
+		}
+	})
+	c.joinAll()
+	a, b := c.nodes[0], c.nodes[1]
+	for k := range 3000 {
+		if _, err := a.rep.Put("people", crdt.IntKey(int64(k)), crdt.Row{"name": crdt.String(strings.Repeat("n", 1000))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := a.node.SyncWith(t.Context(), b.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.rep.Digest() != b.rep.Digest() {
+		t.Fatalf("not in sync after %+v", res)
+	}
+	if s := b.node.Stats(); s.DecodeErrors != 0 || s.RejectedPeers != 0 {
+		t.Fatalf("b refused messages: %+v", s)
+	}
+}

@@ -557,7 +557,7 @@ func (n *Node) syncSession(ctx context.Context, name string) (SyncResult, error)
 	stop := context.AfterFunc(ctx, dc.close)
 	defer stop()
 	defer dc.close()
-	rc := newReconciler(n.replica, n.excluded(name), n.cfg.MaxMessageBytes)
+	rc := newReconciler(n.replica, n.excluded(name), dc.sendMax)
 	err = n.runSession(dc, rc, &res, true)
 	res.Duration = time.Since(start)
 	if err != nil {
@@ -581,7 +581,7 @@ func (n *Node) serveSync(dc *dataConn, from string) {
 	stop := context.AfterFunc(ctx, dc.close)
 	defer stop()
 	res := SyncResult{Peer: from}
-	rc := newReconciler(n.replica, n.excluded(from), n.cfg.MaxMessageBytes)
+	rc := newReconciler(n.replica, n.excluded(from), dc.sendMax)
 	if err := n.runSession(dc, rc, &res, false); err != nil {
 		n.c.syncFailures.Add(1)
 		if n.ctx.Err() == nil {

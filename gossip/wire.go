@@ -18,8 +18,8 @@ import (
 // (an older decoder skips what it does not know). Deltas are embedded with
 // crdt.EncodeFragments, whose array header may be the 5-byte array32 form.
 //
-//	hello      [1, 16, name, purpose, label, version, schema]
-//	helloAck   [1, 17, name, status, reason, schema]
+//	hello      [1, 16, name, purpose, label, version, schema, max message bytes]
+//	helloAck   [1, 17, name, status, reason, schema, max message bytes]
 //	deltas     [1, 18, flags, [fragment...]]
 //	sync       [1, 19, flags, ranges bin, wants bin, [fragment...]]
 //	bootReq    [1, 20, from bin]
@@ -302,16 +302,31 @@ type hello struct {
 	Label   string
 	Version string
 	Schema  schemaInfo
+	// MaxMsg is the largest message the sender accepts (0: unknown).
+	MaxMsg int
 }
 
 func encodeHello(h *hello) *msgBuf {
-	m := newMsg(msgHello, 5)
+	m := newMsg(msgHello, 6)
 	_ = m.enc.EncodeString(h.Name)
 	_ = m.enc.EncodeUint(uint64(h.Purpose))
 	_ = m.enc.EncodeString(h.Label)
 	_ = m.enc.EncodeString(h.Version)
 	encodeSchema(m.enc, &h.Schema)
+	_ = m.enc.EncodeUint(uint64(max(h.MaxMsg, 0)))
 	return m
+}
+
+// optMaxMsg reads the optional trailing max message size.
+func optMaxMsg(d *crdt.Decoder, present bool) (int, error) {
+	if !present {
+		return 0, nil
+	}
+	v, err := d.Uint()
+	if err != nil {
+		return 0, decodeWrap(err, "max message bytes")
+	}
+	return int(min(v, 1<<40)), nil
 }
 
 func decodeHello(b []byte, lim crdt.Limits) (*hello, error) {
@@ -340,7 +355,10 @@ func decodeHello(b []byte, lim crdt.Limits) (*hello, error) {
 	if h.Schema, err = decodeSchema(d); err != nil {
 		return nil, decodeWrap(err, "hello schema")
 	}
-	return h, d.Skip(rest - 5)
+	if h.MaxMsg, err = optMaxMsg(d, rest >= 6); err != nil {
+		return nil, err
+	}
+	return h, d.Skip(rest - 6)
 }
 
 type helloAck struct {
@@ -348,14 +366,16 @@ type helloAck struct {
 	Status uint8
 	Reason string
 	Schema schemaInfo
+	MaxMsg int
 }
 
 func encodeHelloAck(a *helloAck) *msgBuf {
-	m := newMsg(msgHelloAck, 4)
+	m := newMsg(msgHelloAck, 5)
 	_ = m.enc.EncodeString(a.Name)
 	_ = m.enc.EncodeUint(uint64(a.Status))
 	_ = m.enc.EncodeString(a.Reason)
 	encodeSchema(m.enc, &a.Schema)
+	_ = m.enc.EncodeUint(uint64(max(a.MaxMsg, 0)))
 	return m
 }
 
@@ -382,7 +402,10 @@ func decodeHelloAck(b []byte, lim crdt.Limits) (*helloAck, error) {
 	if a.Schema, err = decodeSchema(d); err != nil {
 		return nil, decodeWrap(err, "ack schema")
 	}
-	return a, d.Skip(rest - 4)
+	if a.MaxMsg, err = optMaxMsg(d, rest >= 5); err != nil {
+		return nil, err
+	}
+	return a, d.Skip(rest - 5)
 }
 
 // openMsg checks the envelope of b and that it is of type want with at
@@ -403,16 +426,6 @@ func openMsg(b []byte, lim crdt.Limits, want crdt.MsgType, fields int) (*crdt.De
 		return nil, 0, decodeErrf("message type %d with %d fields, want %d", t, rest, fields)
 	}
 	return d, rest, nil
-}
-
-// msgType returns the type of an enveloped message without decoding it.
-func msgType(b []byte, lim crdt.Limits) (crdt.MsgType, error) {
-	d, err := crdt.NewDecoder(b, lim)
-	if err != nil {
-		return 0, err
-	}
-	t, _, err := d.Envelope()
-	return t, err
 }
 
 // deltasHeader is the fixed prefix of a deltas message: a 4-element array,

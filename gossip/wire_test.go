@@ -331,7 +331,6 @@ func FuzzDecodeMessage(f *testing.F) {
 	lim := crdt.DefaultLimits()
 	lim.MaxMessageBytes = 1 << 20
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = msgType(b, lim)
 		_, _ = decodeHello(b, lim)
 		_, _ = decodeHelloAck(b, lim)
 		_, _, _ = decodeDeltas(b, lim)
