@@ -15,9 +15,17 @@
 //     cursor, in batches that end on transaction boundaries. The engine
 //     makes each batch durable and only then calls Ack with its cursor, so
 //     capture is at-least-once and nothing is acknowledged before it is safe.
+//     Each change carries the row before it (Old) where the system can say,
+//     so that the engine merges what the user changed, not a stale copy of
+//     columns the user did not touch.
 //  4. Apply writes merged rows into the system in one transaction, tagged so
 //     that Capture never reports them: this is the echo guard that keeps
-//     sync free of update loops.
+//     sync free of update loops. It returns its position in capture order,
+//     so that the engine can tell a user's change that the apply overwrote
+//     before capture saw it, and write the merged result back.
+//
+// Cursors are opaque to the engine except for their order: two cursors of
+// one adapter installation compare with bytes.Compare in capture order.
 package adapters
 
 import (
@@ -44,6 +52,9 @@ type Adapter interface {
 	// cancelled). Batches never split a system transaction. Writes made by
 	// Apply are never sent. If sink returns an error, Capture stops and
 	// returns it; the engine restarts capture from its last durable cursor.
+	// A cursor the adapter cannot continue from (older than what it
+	// discarded after Ack, or from another installation) fails with an error
+	// marked ErrCursor: the engine then takes a new snapshot.
 	Capture(ctx context.Context, cursor []byte, sink Sink) error
 
 	// Ack tells the system that everything up to cursor is durable in
@@ -55,11 +66,23 @@ type Adapter interface {
 	// Apply writes rows in one transaction that Capture does not report. A
 	// write with a nil Row deletes the record; otherwise the Row is the
 	// record's whole row, key columns included, and columns it does not name
-	// become null. Apply is idempotent. A row the system rejects for what it
-	// holds (a value of the wrong type, an unknown table) fails the call
-	// with an error that RowErrorOf finds, naming that write; the engine
-	// sets it aside and applies the others.
-	Apply(ctx context.Context, writes []Write) error
+	// become null. An empty list and null are the same value. A Write.Key
+	// that disagrees with the key columns of its Row is a bad row. Apply is
+	// idempotent. A row the system rejects for what it holds (a value of the
+	// wrong type, an unknown table) fails the call with an error that
+	// RowErrorOf finds, naming that write; the engine sets it aside and
+	// applies the others.
+	//
+	// Apply returns its position in capture order: a cursor at or after the
+	// position of every change the system committed before the apply's
+	// transaction. A change captured in a batch that starts at or after it
+	// was committed after the apply; one in an earlier batch may have been
+	// overwritten by it. A conservative (later) position is correct, and
+	// costs only a redundant write.
+	Apply(ctx context.Context, writes []Write) (position []byte, err error)
+
+	// Head returns a cursor at or after every change committed so far.
+	Head(ctx context.Context) ([]byte, error)
 
 	// Close releases the adapter's connections. It does not drop what the
 	// adapter installed in the system (triggers, slots), which must survive
@@ -72,7 +95,8 @@ type Adapter interface {
 type Sink func(ctx context.Context, b Batch) error
 
 // Batch is a group of changes that ends on a system transaction boundary,
-// with the cursor just after it.
+// with the cursor just after it. Snapshot batches carry no cursor: only the
+// cursor Snapshot returns may be stored.
 type Batch struct {
 	Changes []Change
 	Cursor  []byte
@@ -83,8 +107,14 @@ type Change struct {
 	Collection string
 	Key        crdt.Key
 	// Row is the whole row after the change, key columns included, nulls
-	// explicit. It is nil when the row was deleted.
+	// explicit. A column may be left out when the change did not carry its
+	// value (PostgreSQL's unchanged TOAST values): a missing column means
+	// unchanged, not null. Row is nil when the row was deleted.
 	Row crdt.Row
+	// Old is the row before the change, with the same rules, when the
+	// system reports it (SQLite's triggers, PostgreSQL with replica identity
+	// full); nil for an insert, for a snapshot, and when unknown.
+	Old crdt.Row
 }
 
 // Write is one merged row for Apply.
@@ -135,6 +165,10 @@ func (t *Table) KeyKinds() []crdt.Kind {
 	}
 	return out
 }
+
+// ErrCursor marks a cursor an adapter cannot continue capture from: the
+// engine must take a new snapshot.
+var ErrCursor = errors.New("adapters: cursor not valid")
 
 // ErrBadRow marks errors for rows a system cannot hold or a capture cannot
 // express: a value of the wrong type, a missing primary key, an unknown

@@ -31,6 +31,16 @@ type Change struct {
 	// Captured says the change was observed in the local system, which
 	// therefore already holds Row.
 	Captured bool
+	// Base is the row before a captured change, when the system reports
+	// it. Only the fields that differ between Base and Row are the change's
+	// intent (crdt.DiffFrom): a field the change left alone is not written
+	// even if the system's copy of it is stale.
+	Base crdt.Row
+	// Stale says the system may no longer hold Row: an apply may have
+	// overwritten it after the change was committed and before it was
+	// captured. If the change changes the merged state, the record is queued
+	// for apply even when Row equals the new merged view.
+	Stale bool
 }
 
 // Cursor is an adapter's capture position, stored in the same transaction
@@ -83,6 +93,9 @@ type localRecord struct {
 	apiChanged bool
 	// captured is the last captured change: what the system now holds.
 	captured *Change
+	// stale is set when a captured change may have been overwritten in the
+	// system by an apply (Change.Stale).
+	stale bool
 	// err is set when the record cannot be read (ErrCorrupt).
 	err error
 }
@@ -212,6 +225,7 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		}
 		if ch.Captured {
 			lr.captured = ch
+			lr.stale = lr.stale || ch.Stale
 		}
 		if d.IsEmpty() {
 			continue
@@ -234,7 +248,7 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		if lr.err != nil {
 			continue
 		}
-		queue := lr.apiChanged || (lr.captured != nil && !matchesSystem(lr.col, lr.cur, lr.captured))
+		queue := lr.apiChanged || (lr.captured != nil && ((lr.stale && lr.changed) || !matchesSystem(lr.col, lr.cur, lr.captured)))
 		if !lr.changed && !queue {
 			continue
 		}
@@ -331,7 +345,7 @@ func changeDelta(c *crdt.Collection, merged *crdt.Record, ch *Change, o crdt.Ori
 			}
 		}
 		var err error
-		if d, err = crdt.Diff(c, merged, row, o); err != nil {
+		if d, err = crdt.DiffFrom(c, merged, ch.Base, row, o); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,68 @@
+package store
+
+import (
+	"testing"
+
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// A captured change with its base row writes only what it touched: a
+// newer remote value of another field survives, and the system, which holds
+// the stale value, is queued for apply.
+func TestLocalBaseKeepsRemoteWrites(t *testing.T) {
+	s := openMem(t, crdt.MustSchema())
+	key := crdt.IntKey(1)
+	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x0"), "y": str("y0")}, Captured: true}}, nil)
+	drain(t, s)
+	// A remote write of y, newer, merged but not yet applied.
+	var remote crdt.Delta
+	cur := mustGet(t, s, "c", key)
+	col, _ := s.Schema().Collection("c")
+	o := crdt.Origin{Stamp: crdt.Stamp{TS: s.Clock().Now(), Replica: 99}}
+	d, err := crdt.Diff(col, cur, crdt.Row{"y": str("y1")}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote.Add("c", key, d)
+	mustMerge(t, s, &remote)
+	drain(t, s)
+
+	res := mustLocal(t, s, "a", []Change{{
+		Collection: "c", Key: key, Captured: true,
+		Base: crdt.Row{"x": str("x0"), "y": str("y0")},
+		Row:  crdt.Row{"x": str("x1"), "y": str("y0")},
+	}}, nil)
+	view := mustGet(t, s, "c", key).View(col)
+	if view["x"].AsString() != "x1" || view["y"].AsString() != "y1" {
+		t.Fatalf("view = %v, want x1 (local) and y1 (remote)", view)
+	}
+	if len(res.Effects) != 1 {
+		t.Fatalf("effects = %v, want the record queued: the system holds y0", res.Effects)
+	}
+}
+
+// A stale captured change that changes the state queues the record even
+// when the captured row equals the new view: the system may hold an
+// applied row instead.
+func TestLocalStaleQueues(t *testing.T) {
+	s := openMem(t, crdt.MustSchema())
+	key := crdt.IntKey(1)
+	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x0")}, Captured: true}}, nil)
+	drain(t, s)
+	for _, tc := range []struct {
+		name  string
+		stale bool
+		want  int
+	}{{"fresh", false, 0}, {"stale", true, 1}} {
+		res := mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x-" + tc.name)}, Captured: true, Stale: tc.stale}}, nil)
+		if len(res.Effects) != tc.want {
+			t.Fatalf("%s: %d effects, want %d", tc.name, len(res.Effects), tc.want)
+		}
+		drain(t, s)
+	}
+	// A stale change that changes nothing queues nothing.
+	res := mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x-stale")}, Captured: true, Stale: true}}, nil)
+	if len(res.Effects) != 0 || res.Delta.Len() != 0 {
+		t.Fatalf("no-op stale change: %d effects, delta %v", len(res.Effects), res.Delta)
+	}
+}
