@@ -60,6 +60,15 @@ func fastMemberlist(mc *memberlist.Config) {
 	mc.GossipToTheDeadTime = time.Second
 }
 
+// steadyMemberlist keeps the LAN preset's failure detection (which a
+// loaded machine does not trip) but exchanges full membership every second,
+// so that a member missed by the probabilistic gossip is learnt quickly
+// rather than at the preset's 30s push/pull.
+func steadyMemberlist(mc *memberlist.Config) {
+	mc.PushPullInterval = time.Second
+	mc.GossipInterval = 100 * time.Millisecond
+}
+
 var testSchema = crdt.MustSchema(
 	crdt.MustCollection("people", []string{"id"}, map[string]crdt.Policy{
 		"tags": {Kind: crdt.ORSet},

@@ -250,9 +250,8 @@ func TestRelayReachesEveryone(t *testing.T) {
 		cfg.Fanout = 2
 		cfg.SyncInterval = 0
 		// Without anti-entropy a member falsely declared dead loses what
-		// was in flight to it: keep failure detection at the LAN preset,
-		// which a loaded machine does not trip.
-		cfg.MemberlistConfig = nil
+		// was in flight to it: keep failure detection at the LAN preset.
+		cfg.MemberlistConfig = steadyMemberlist
 	})
 	c.joinAll()
 	o := newOracle()
@@ -282,7 +281,7 @@ func TestLargeCluster(t *testing.T) {
 	c := newCluster(t, size, net, func(_ int, cfg *Config) {
 		cfg.Logger = nil
 		cfg.SyncInterval = time.Second
-		cfg.MemberlistConfig = nil // the LAN preset: 50 nodes probing every 100ms is too busy
+		cfg.MemberlistConfig = steadyMemberlist // 50 nodes probing every 200ms is too busy
 	})
 	c.joinAll()
 	o := newOracle()

@@ -344,34 +344,62 @@ func (n *Node) writeBatch(p *peer, dc *dataConn, batch []*outDelta) error {
 	return err
 }
 
-// readDeltas merges the deltas a peer streams until the stream ends.
+// maxCoalesce bounds the fragments readDeltas joins into one Merge.
+const maxCoalesce = 8192
+
+// readDeltas merges the deltas a peer streams until the stream ends. When
+// the replica falls behind, frames pile up in the stream; those already
+// arrived are merged together, so a slow replica (one fsync per Merge)
+// does fewer, larger merges instead of falling further behind.
 func (n *Node) readDeltas(dc *dataConn, from string) {
+	fail := func(err error) {
+		switch {
+		case errors.Is(err, ErrRejected):
+			n.c.rejectedPeers.Add(1)
+			n.log.Warn("delta stream rejected", "peer", from, "err", err.Error())
+		case errors.Is(err, ErrTooLarge):
+			n.c.decodeErrors.Add(1)
+			n.log.Warn("delta stream dropped", "peer", from, "err", err.Error())
+		}
+	}
+	var batch *crdt.Delta
+	relay := false
+	deltas := 0
 	for {
 		b, err := dc.read(false)
 		if err != nil {
-			switch {
-			case errors.Is(err, ErrRejected):
-				n.c.rejectedPeers.Add(1)
-				n.log.Warn("delta stream rejected", "peer", from, "err", err.Error())
-			case errors.Is(err, ErrTooLarge):
-				n.c.decodeErrors.Add(1)
-				n.log.Warn("delta stream dropped", "peer", from, "err", err.Error())
+			if batch.Len() > 0 {
+				n.deliver(from, batch, relay, deltas)
 			}
+			fail(err)
 			return
 		}
 		flags, d, err := decodeDeltas(b, n.limits)
 		if err != nil {
 			n.c.decodeErrors.Add(1)
 			n.log.Warn("undecodable delta dropped", "peer", from, "err", err.Error())
-			continue
+		} else {
+			deltas++
+			relay = relay || flags&flagRelay != 0
+			if batch == nil {
+				batch = d
+			} else {
+				batch.Fragments = append(batch.Fragments, d.Fragments...)
+			}
 		}
-		n.deliver(from, d, flags&flagRelay != 0)
+		if dc.r.Buffered() > 0 && batch.Len() < maxCoalesce {
+			continue // more is already here
+		}
+		if batch.Len() > 0 {
+			n.deliver(from, batch, relay, deltas)
+		}
+		batch, relay, deltas = nil, false, 0
 	}
 }
 
 // deliver merges a remote delta and relays what was new.
-func (n *Node) deliver(from string, d *crdt.Delta, relay bool) {
-	n.c.deltasReceived.Add(1)
+func (n *Node) deliver(from string, d *crdt.Delta, relay bool, deltas int) {
+	n.c.deltasReceived.Add(uint64(deltas))
 	n.c.fragmentsReceived.Add(uint64(d.Len()))
 	d = n.filter(from, d)
 	if d.Len() == 0 {
