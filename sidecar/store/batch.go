@@ -328,7 +328,7 @@ func (b *batch) commitPart(extra func() error) error {
 		return nil
 	}
 	if err := b.commit(); err != nil {
-		s.treeSound = false
+		s.treeSound.Store(false)
 		s.log.Error("store commit failed; reading every record from now on", "err", err)
 		return errors.Wrap(err, "commit store transaction")
 	}

@@ -104,7 +104,7 @@ type localRecord struct {
 // GOMAXPROCS goroutines (started and waited for here) for large batches.
 // A record that is corrupt gets its err set; other failures are returned.
 func (s *Store) readLocal(recs []*localRecord) error {
-	nw := min(runtime.GOMAXPROCS(0), 4, max(len(recs)/groupsPerWorker, 1))
+	nw := min(runtime.GOMAXPROCS(0), 4, max(len(recs)/(pipelineMin/2), 1))
 	errs := make([]error, nw)
 	run := func(w int, part []*localRecord) {
 		txn := s.db.NewTransaction(false)

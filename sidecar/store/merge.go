@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/errors"
 	"github.com/dgraph-io/badger/v4"
@@ -94,20 +95,9 @@ func (s *Store) Merge(d *crdt.Delta) (*MergeResult, error) {
 
 	b := s.newBatch()
 	defer b.discard()
-	if err := s.prepare(frags, order, groups); err != nil {
+	res.Effects = make([]Effect, 0, len(groups))
+	if err := s.mergeGroups(b, frags, order, groups, res); err != nil {
 		return nil, err
-	}
-	effects := 0
-	for i := range groups {
-		if groups[i].visible {
-			effects++
-		}
-	}
-	res.Effects = make([]Effect, 0, effects)
-	for i := range groups {
-		if err := s.apply(b, frags, order, &groups[i], res); err != nil {
-			return nil, err
-		}
 	}
 	if err := b.finish(nil); err != nil {
 		return nil, err
@@ -154,47 +144,89 @@ type worker struct {
 	changed []int32
 }
 
-// groupsPerWorker is the least number of records worth a prepare goroutine.
-const groupsPerWorker = 256
+// pipelineChunk is the number of records a prepare goroutine takes at a
+// time; pipelineMin the least number of records worth the goroutines.
+const (
+	pipelineChunk = 128
+	pipelineMin   = 512
+)
 
-// prepare reads, joins and encodes every group, on up to GOMAXPROCS
-// goroutines (started and waited for here) for large batches. It writes
-// nothing.
-func (s *Store) prepare(frags []crdt.Fragment, order []int32, groups []group) error {
-	nw := min(runtime.GOMAXPROCS(0), 4, max(len(groups)/groupsPerWorker, 1))
-	for len(s.scratch.workers) < nw {
+func (s *Store) worker(i int) *worker {
+	for len(s.scratch.workers) <= i {
 		s.scratch.workers = append(s.scratch.workers, &worker{})
 	}
-	run := func(w *worker, gs []group) {
+	return s.scratch.workers[i]
+}
+
+// mergeGroups reads, joins and encodes the groups and writes them into the
+// batch in order. For a large batch the reads, joins and encodings run on up
+// to GOMAXPROCS goroutines (at most 4, started and waited for here), a chunk
+// of records at a time, while the caller's goroutine writes the chunks into
+// the transaction in order as they become ready.
+func (s *Store) mergeGroups(b *batch, frags []crdt.Fragment, order []int32, groups []group, res *MergeResult) error {
+	// Point lookups, not one iterator walked in key order: an iterator
+	// steps over every version of every key between two targets (memtables
+	// keep old versions until they flush), while a lookup goes to the newest
+	// version and skips tables by their bloom filters.
+	if len(groups) < pipelineMin {
+		w := s.worker(0)
 		w.changed = w.changed[:0]
-		// Point lookups, not one iterator walked in key order: an
-		// iterator steps over every version of every key between two
-		// targets (memtables keep old versions until they flush), while a
-		// lookup goes to the newest version and skips tables by their bloom
-		// filters.
 		txn := s.db.NewTransaction(false)
 		defer txn.Discard()
-		for i := range gs {
-			s.prepareGroup(w, txn, frags, order, &gs[i])
+		for i := range groups {
+			g := &groups[i]
+			if s.prepareGroup(w, txn, frags, order, g); g.err != nil {
+				return g.err
+			}
+			if err := s.apply(b, frags, order, g, res); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	nw := min(runtime.GOMAXPROCS(0), 4)
+	chunks := (len(groups) + pipelineChunk - 1) / pipelineChunk
+	span := func(k int) []group { return groups[k*pipelineChunk : min((k+1)*pipelineChunk, len(groups))] }
+	ready := make([]chan struct{}, chunks)
+	for k := range ready {
+		ready[k] = make(chan struct{})
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for i := range nw {
+		w := s.worker(i)
+		wg.Go(func() {
+			w.changed = w.changed[:0]
+			txn := s.db.NewTransaction(false)
+			defer txn.Discard()
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= chunks {
+					return
+				}
+				gs := span(k)
+				for j := range gs {
+					s.prepareGroup(w, txn, frags, order, &gs[j])
+				}
+				close(ready[k])
+			}
+		})
+	}
+	var err error
+	for k := 0; k < chunks && err == nil; k++ {
+		<-ready[k]
+		gs := span(k)
+		for j := 0; j < len(gs) && err == nil; j++ {
+			if err = gs[j].err; err == nil {
+				err = s.apply(b, frags, order, &gs[j], res)
+			}
 		}
 	}
-	if nw == 1 {
-		run(s.scratch.workers[0], groups)
-	} else {
-		var wg sync.WaitGroup
-		per := (len(groups) + nw - 1) / nw
-		for i := range nw {
-			lo, hi := i*per, min((i+1)*per, len(groups))
-			wg.Go(func() { run(s.scratch.workers[i], groups[lo:hi]) })
-		}
-		wg.Wait()
+	if err != nil {
+		next.Store(int64(chunks)) // the goroutines stop after their chunk
 	}
-	for i := range groups {
-		if groups[i].err != nil {
-			return groups[i].err
-		}
-	}
-	return nil
+	wg.Wait()
+	return err
 }
 
 // prepareGroup computes the new state of one record.
@@ -218,7 +250,7 @@ func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, 
 	g.key = appendRecordKey(w.arena.alloc(1+len(g.id)), g.id)
 	var h recordHeader
 	var old *crdt.Record
-	if !s.treeSound || s.inTree(g.id) {
+	if !s.treeSound.Load() || s.inTree(g.id) {
 		h, old, _, err = s.getRecord(txn, g.key)
 	}
 	if err != nil {

@@ -55,7 +55,7 @@ type Store struct {
 	// treeSound says the range tree holds exactly the stored records, so a
 	// record it lacks need not be read. A failed commit clears it: the
 	// transaction may have landed without the tree following.
-	treeSound bool
+	treeSound atomic.Bool
 
 	seq        atomic.Uint64 // local sequence number
 	pendingLen atomic.Int64
@@ -205,14 +205,14 @@ func (s *Store) create(rtxn *badger.Txn) error {
 		return errors.Wrap(err, "initialise store")
 	}
 	s.replica = id
-	s.treeSound = true
+	s.treeSound.Store(true)
 	return nil
 }
 
-// inTree reports whether the range tree holds id. Only the writer calls
-// it: the writer is the only one that changes the tree, so it needs no lock
-// to read it, also from the goroutines of a Merge.
+// inTree reports whether the range tree holds id.
 func (s *Store) inTree(id crdt.ID) bool {
+	s.treeMu.RLock()
+	defer s.treeMu.RUnlock()
 	_, ok := s.tree.Get(id)
 	return ok
 }
@@ -292,7 +292,7 @@ func (s *Store) rebuild(txn *badger.Txn) error {
 	s.treeMu.Lock()
 	s.tree = tree
 	s.treeMu.Unlock()
-	s.treeSound = true
+	s.treeSound.Store(true)
 	s.pendingLen.Store(pending)
 	s.parkedLen.Store(int64(len(s.parked)))
 	return nil
