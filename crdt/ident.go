@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strings"
+	"sync"
 
 	"github.com/cockroachdb/errors"
 )
@@ -44,15 +45,24 @@ type Hash [16]byte
 // record's encoding (AppendRecord). Equal states under the same ID hash
 // equally on every replica.
 func HashRecord(id ID, encoded []byte) Hash {
-	h := sha256.New()
-	var n [binary.MaxVarintLen64]byte
-	h.Write(n[:binary.PutUvarint(n[:], uint64(len(id)))])
-	h.Write([]byte(id))
-	h.Write(encoded)
+	bp := hashBufs.Get().(*[]byte)
+	b := binary.AppendUvarint((*bp)[:0], uint64(len(id)))
+	b = append(b, id...)
+	b = append(b, encoded...)
+	sum := sha256.Sum256(b)
+	if cap(b) <= 1<<20 {
+		*bp = b
+		hashBufs.Put(bp)
+	}
 	var out Hash
-	copy(out[:], h.Sum(nil))
+	copy(out[:], sum[:])
 	return out
 }
+
+// hashBufs holds buffers for HashRecord: hashing one contiguous buffer with
+// sha256.Sum256 allocates nothing, where a streaming hash allocates three
+// times per record, on every merge.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // Xor returns h XOR o.
 func (h Hash) Xor(o Hash) Hash {
