@@ -82,6 +82,7 @@ type scratch struct {
 	groups  []group
 	order   []int32
 	undo    []treeUndo
+	tree    []treeOp
 }
 
 func (sc *scratch) reset() {
@@ -143,6 +144,7 @@ func (s *Store) newBatch() *batch {
 		txn:  s.db.NewTransaction(true),
 		qseq: s.qseq,
 		live: map[uint64]int{},
+		tree: s.scratch.tree[:0],
 	}
 }
 
@@ -152,6 +154,8 @@ func (b *batch) discard() {
 	if !b.done {
 		b.txn.Discard()
 	}
+	clear(b.tree)
+	b.s.scratch.tree = b.tree[:0]
 }
 
 // room makes room for count entries of size bytes (a record and its queue
