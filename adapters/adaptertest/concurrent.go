@@ -1,7 +1,6 @@
 package adaptertest
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,26 +35,23 @@ func testConcurrentMerge(e *env) {
 
 	r := newReplica(e.tables)
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(_ context.Context, b adapters.Batch) error {
+	cursor := e.snapshot(a, func(b adapters.Batch) error {
 		for _, c := range b.Changes {
-			if err := r.local(c); err != nil {
+			if err := r.snapshot(c); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
 	s := e.capture(a, cursor)
 
 	var lastCursor atomic.Pointer[[]byte]
 	var batches, changes, applied atomic.Int64
-	merge := func(b adapters.Batch) {
+	merge := func(b batch) {
 		batches.Add(1)
 		changes.Add(int64(len(b.Changes)))
 		for _, c := range b.Changes {
-			if err := r.local(c); err != nil {
+			if err := r.local(c, b.Prev); err != nil {
 				e.t.Errorf("merge captured change: %+v", err)
 			}
 		}
@@ -101,10 +97,12 @@ func testConcurrentMerge(e *env) {
 				errs <- err
 				return
 			}
-			if err := a.Apply(e.ctx, writes); err != nil {
+			pos, err := a.Apply(e.ctx, writes)
+			if err != nil {
 				errs <- err
 				return
 			}
+			r.done(writes, pos)
 			applied.Add(int64(len(writes)))
 			if i%8 == 0 {
 				if c := lastCursor.Load(); c != nil {
@@ -139,7 +137,8 @@ func testConcurrentMerge(e *env) {
 		e.t.Logf("%d of %d user transactions failed (and wrote nothing)", n, concurrentUsers*concurrentUserTxns)
 	}
 
-	e.t.Logf("while users wrote: %d changes captured in %d batches, %d rows applied", changes.Load(), batches.Load(), applied.Load())
+	e.t.Logf("while users wrote: %d changes captured in %d batches, %d rows applied, %d re-queued by apply position",
+		changes.Load(), batches.Load(), applied.Load(), r.requeues())
 
 	// Catch up, re-apply what capture moved, until nothing is pending. Each
 	// round ends with a barrier, so every change before it has been merged.
@@ -159,10 +158,12 @@ func testConcurrentMerge(e *env) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		e.t.Logf("round %d: re-applying %d rows that capture moved after they were applied", round, len(writes))
-		if err := a.Apply(e.ctx, writes); err != nil {
+		e.t.Logf("round %d: re-applying %d rows", round, len(writes))
+		pos, err := a.Apply(e.ctx, writes)
+		if err != nil {
 			e.t.Fatalf("final apply: %+v", err)
 		}
+		r.done(writes, pos)
 	}
 	merged, err := r.state()
 	if err != nil {

@@ -14,15 +14,17 @@
 // transaction on a connection of its own, exactly as an application would,
 // untagged), and reads the rows back (Rows: plain queries, converted to
 // Values independently of the adapter). Features says what the system can
-// hold (lists, NaN, time precision), and the suite leaves out the rest.
+// hold (lists, NaN, time precision) and report (old rows, cursors it
+// refuses), and the suite leaves out the rest.
 //
 // # Scenarios
 //
 //   - Tables: discovery returns the suite's tables and nothing else (no
 //     adapter bookkeeping tables), sorted, with keys, kinds and nullability.
-//   - Snapshot: every row, in batches; the snapshot is the state before or
-//     after a user write made while it is read, never a mix; capture from
-//     its cursor delivers exactly what was written after it.
+//   - Snapshot: every row, in batches that carry no cursor; the snapshot is
+//     the state before or after a user write made while it is read, never a
+//     mix; capture from its cursor delivers exactly what was written after
+//     it.
 //   - CaptureTypes: every edge value of every kind (int64 limits, ±Inf,
 //     subnormals, unicode, empty string vs null, zero-length bytes vs null,
 //     times with microseconds before 1970 and in 9999, nested JSON and JSON
@@ -32,6 +34,14 @@
 //     the delete of the old key followed by the row under the new one.
 //   - Transactions: a user transaction arrives whole in one batch, in
 //     statement order, however many rows it touches (3000 here).
+//   - OldRows: the row before each change (Change.Old) is nil for an
+//     insert and, where Features.OldRows says the system reports it, the
+//     whole row before an update or a delete: as Apply left it when Apply
+//     wrote it last, chained through updates of one row in one transaction,
+//     with the delete of the old key (and not the insert of the new one)
+//     when an update moves a row. Every scenario checks old rows the same
+//     way, and checks every old row an adapter reports even without the
+//     feature.
 //   - ApplyNotCaptured: the echo guard. Apply a batch (twice: Apply is
 //     idempotent), then make a user write as a barrier: the barrier must be
 //     the only change captured. A later user write to an applied row is
@@ -39,6 +49,18 @@
 //   - ApplyValues: every edge value written by Apply reads back exactly;
 //     unnamed columns become null; deletes land; an int is accepted for a
 //     float column.
+//   - ApplyPosition: the position Apply returns is at or after the cursor
+//     of a change committed (and captured) before it; a change committed
+//     before it but captured after it comes in a batch that starts before
+//     it; a change committed after it ends after it; positions grow.
+//   - Head: Head is at or after the snapshot's cursor and the cursor of
+//     every change committed before it, and a change committed after it
+//     ends after it.
+//   - Cursors: Capture fails with an error marked adapters.ErrCursor from a
+//     malformed cursor; from a cursor before one the adapter acknowledged,
+//     where Features.RejectsDiscardedCursor says it discards (while the
+//     acknowledged cursor itself still works); from another system's
+//     cursor, where Features.RejectsForeignCursor says it can tell.
 //   - Resume: close the adapter mid-stream, let users write while it is
 //     down, reopen and capture from the last acknowledged cursor: everything
 //     after it arrives in order, nothing at or before it, and a second
@@ -62,16 +84,22 @@
 // # What "merged" means
 //
 // ConcurrentMerge runs a tiny single-replica engine (see replica in
-// merge.go): captured rows are diffed against the merged records with
-// crdt.Diff under a local replica ID and joined; "remote" writes are deltas
-// under another replica ID, joined, and the merged view of their rows
-// applied. Every field is LWW. Because capture runs behind the system, a
-// captured change may be older than an Apply that already reached its row;
-// the engine therefore re-applies the merged view of any applied row after
-// merging a capture for it (harmless when the row was already equal, never
-// captured). After the users stop, rounds of barrier, merge and re-apply run
-// until nothing is pending (a handful at most; more means Apply is captured
-// back) and the system must then hold exactly the merged view of every row.
+// merge.go): captured changes are diffed against the merged records with
+// crdt.DiffFrom and their old rows, under a local replica ID, and joined, so
+// that only what a user changed counts; "remote" writes are deltas under
+// another replica ID, joined, and the merged view of their rows applied.
+// Every field is LWW. Because capture runs behind the system, a captured
+// change may be older than an Apply that already overwrote it. The engine
+// keeps the position each Apply returned for every row it wrote, and
+// re-applies the merged view of a row when a change to it arrives in a batch
+// that starts before that position (comparing, for a change that arrives
+// while the Apply runs, once the Apply returns); a change in a batch that
+// starts at or after the position was committed after the Apply and needs
+// nothing. Without that rule the scenario fails: the system keeps values
+// that Apply wrote over users' changes the merged state holds. After the
+// users stop, rounds of barrier, merge and re-apply run until nothing is
+// pending (a handful at most; more means Apply is captured back) and the
+// system must then hold exactly the merged view of every row.
 // An empty list and null are the same there, because a Lattice register
 // holds an empty list as null.
 //

@@ -66,6 +66,24 @@ type Features struct {
 	// PostgreSQL); zero means nanoseconds. Every time value the suite
 	// writes is a whole multiple of it.
 	TimePrecision time.Duration
+
+	// OldRows is true when captured updates and deletes carry the whole row
+	// as it was before the change (adapters.Change.Old). The suite then
+	// requires it of every update and delete, and a nil Old for every
+	// insert. Without it the suite still checks every Old an adapter
+	// reports.
+	OldRows bool
+
+	// RejectsForeignCursor is true when Capture fails with an error marked
+	// adapters.ErrCursor given a cursor of another system that NewSystem
+	// created (another database file); false when cursors of such systems
+	// share one order (PostgreSQL databases on one server share the WAL).
+	RejectsForeignCursor bool
+
+	// RejectsDiscardedCursor is true when Capture, given a cursor from
+	// before one the same adapter acknowledged, fails with an error marked
+	// adapters.ErrCursor: the changes after it were discarded.
+	RejectsDiscardedCursor bool
 }
 
 // TableSpec describes a table the harness creates, in system-neutral terms.

@@ -1,6 +1,7 @@
 package adaptertest
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"sync"
@@ -15,25 +16,36 @@ import (
 // "merged" means for the concurrent scenario. Every field is LWW. It keeps
 // one crdt.Record per row and changes it only by joining deltas:
 //
-//   - a captured change is diffed against the merged record (crdt.Diff,
-//     stamped by the local clock) and the delta joined, as the engine does;
+//   - a captured change is diffed against the merged record with
+//     crdt.DiffFrom and the change's old row (stamped by the local clock), so
+//     that only what the user changed counts, and the delta joined, as the
+//     engine does;
 //   - a remote write is a delta stamped by the same clock under another
 //     replica ID, joined, and the merged view of its row queued for Apply.
 //
-// One rule goes beyond the plain engine loop, and an engine needs it too:
-// capture runs behind the system, so a captured change can be older, in the
-// system's own order, than an Apply that already reached the row. Merging it
-// moves the merged state without the system having moved, so the replica
-// re-applies the merged view of every row that has been applied before once a
-// captured change for it is merged. The extra write is never captured and
-// leaves a row that was already equal unchanged.
+// Capture runs behind the system, so a captured change can be older, in the
+// system's own order, than an Apply that already overwrote it: merging it
+// moves the merged state without the system having moved. Apply's position
+// tells those changes apart. The replica keeps each record's last apply
+// position, and re-applies the record's merged view when a change to it
+// arrives in a batch that starts before that position (the change may have
+// been committed before the apply); a change in a batch that starts at or
+// after it was committed after the apply, which the system already holds. A
+// change that arrives while the record's Apply runs is compared with the
+// position once the Apply returns it.
 type replica struct {
-	mu      sync.Mutex
-	clock   *crdt.Clock
-	cols    map[string]*crdt.Collection
-	recs    map[crdt.ID]*crdt.Record
-	applied map[crdt.ID]bool
-	pending map[crdt.ID]bool
+	mu    sync.Mutex
+	clock *crdt.Clock
+	cols  map[string]*crdt.Collection
+	recs  map[crdt.ID]*crdt.Record
+	// applied is each applied record's last apply position.
+	applied map[crdt.ID][]byte
+	// inflight holds the records of the Apply under way, each with the
+	// earliest start of a batch that changed it since (nil: none).
+	inflight map[crdt.ID][]byte
+	pending  map[crdt.ID]bool
+	// requeued counts the records queued again by the position rule.
+	requeued int
 }
 
 const (
@@ -43,11 +55,12 @@ const (
 
 func newReplica(tables map[string]*TableSpec) *replica {
 	r := &replica{
-		clock:   crdt.NewClock(func() int64 { return time.Now().UnixNano() }, 0),
-		cols:    map[string]*crdt.Collection{},
-		recs:    map[crdt.ID]*crdt.Record{},
-		applied: map[crdt.ID]bool{},
-		pending: map[crdt.ID]bool{},
+		clock:    crdt.NewClock(func() int64 { return time.Now().UnixNano() }, 0),
+		cols:     map[string]*crdt.Collection{},
+		recs:     map[crdt.ID]*crdt.Record{},
+		applied:  map[crdt.ID][]byte{},
+		inflight: map[crdt.ID][]byte{},
+		pending:  map[crdt.ID]bool{},
 	}
 	for name, spec := range tables {
 		r.cols[name] = crdt.MustCollection(name, spec.Key, nil)
@@ -55,16 +68,16 @@ func newReplica(tables map[string]*TableSpec) *replica {
 	return r
 }
 
-// merge joins the delta that brings a row to what was observed (a nil row
-// deletes it), stamped by replica id.
-func (r *replica) merge(collection string, key crdt.Key, row crdt.Row, id crdt.ReplicaID) error {
+// merge joins the delta that brings a row from old to what was observed (a
+// nil row deletes it; a nil old diffs the whole row), stamped by replica id.
+func (r *replica) merge(collection string, key crdt.Key, old, row crdt.Row, id crdt.ReplicaID) error {
 	c, ok := r.cols[collection]
 	if !ok {
 		return errors.Newf("unknown collection %q", collection)
 	}
 	rid := crdt.MakeID(collection, key)
 	cur := r.recs[rid]
-	d, err := crdt.Diff(c, cur, row, crdt.Origin{Stamp: crdt.Stamp{TS: r.clock.Now(), Replica: id}})
+	d, err := crdt.DiffFrom(c, cur, old, row, crdt.Origin{Stamp: crdt.Stamp{TS: r.clock.Now(), Replica: id}})
 	if err != nil {
 		return errors.Wrapf(err, "diff %s/%s", collection, key)
 	}
@@ -74,15 +87,31 @@ func (r *replica) merge(collection string, key crdt.Key, row crdt.Row, id crdt.R
 	return nil
 }
 
-// local merges a captured change.
-func (r *replica) local(ch adapters.Change) error {
+// snapshot merges a change read by Snapshot, before anything was applied.
+func (r *replica) snapshot(ch adapters.Change) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.merge(ch.Collection, ch.Key, ch.Row, localReplica); err != nil {
+	return r.merge(ch.Collection, ch.Key, nil, ch.Row, localReplica)
+}
+
+// local merges a change captured in a batch that starts at prev, and queues
+// the record again if an Apply may have overwritten the change.
+func (r *replica) local(ch adapters.Change, prev []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.merge(ch.Collection, ch.Key, ch.Old, ch.Row, localReplica); err != nil {
 		return err
 	}
-	if rid := crdt.MakeID(ch.Collection, ch.Key); r.applied[rid] {
+	rid := crdt.MakeID(ch.Collection, ch.Key)
+	if start, running := r.inflight[rid]; running {
+		if start == nil || bytes.Compare(prev, start) < 0 {
+			r.inflight[rid] = prev
+		}
+		return nil
+	}
+	if pos, ok := r.applied[rid]; ok && bytes.Compare(prev, pos) < 0 && !r.pending[rid] {
 		r.pending[rid] = true
+		r.requeued++
 	}
 	return nil
 }
@@ -91,17 +120,40 @@ func (r *replica) local(ch adapters.Change) error {
 func (r *replica) remote(collection string, key crdt.Key, row crdt.Row) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.merge(collection, key, row, remoteReplica); err != nil {
+	if err := r.merge(collection, key, nil, row, remoteReplica); err != nil {
 		return err
 	}
 	r.pending[crdt.MakeID(collection, key)] = true
 	return nil
 }
 
+// done records the position an Apply of writes returned, and queues
+// again the records that a change captured meanwhile, in a batch starting
+// before that position, may have been overwritten by.
+func (r *replica) done(writes []adapters.Write, pos []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range writes {
+		rid := crdt.MakeID(w.Collection, w.Key)
+		r.applied[rid] = pos
+		if start := r.inflight[rid]; start != nil && bytes.Compare(start, pos) < 0 && !r.pending[rid] {
+			r.pending[rid] = true
+			r.requeued++
+		}
+		delete(r.inflight, rid)
+	}
+}
+
+// requeues returns how many records the position rule queued again.
+func (r *replica) requeues() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requeued
+}
+
 // takePending returns the writes that bring the system to the merged state
-// of every queued row, and marks those rows applied. Marking happens before
-// the caller applies, so that a change captured meanwhile queues its row
-// again.
+// of every queued row, and marks those rows in flight until done gets the
+// Apply's position, so that a change captured meanwhile is not missed.
 func (r *replica) takePending() ([]adapters.Write, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -109,7 +161,7 @@ func (r *replica) takePending() ([]adapters.Write, error) {
 	clear(r.pending)
 	out := make([]adapters.Write, 0, len(ids))
 	for _, rid := range ids {
-		r.applied[rid] = true
+		r.inflight[rid] = nil
 		w, err := r.write(rid)
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package adaptertest
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"slices"
@@ -25,6 +26,7 @@ const waitTimeout = 30 * time.Second
 type env struct {
 	t      *testing.T
 	ctx    context.Context
+	h      Harness
 	f      Features
 	sys    System
 	tables map[string]*TableSpec
@@ -36,7 +38,7 @@ func newEnv(t *testing.T, h Harness) *env {
 	t.Helper()
 	f := h.Features()
 	specs := Tables(f)
-	e := &env{t: t, ctx: t.Context(), f: f, tables: map[string]*TableSpec{}, barriers: new(atomic.Int64)}
+	e := &env{t: t, ctx: t.Context(), h: h, f: f, tables: map[string]*TableSpec{}, barriers: new(atomic.Int64)}
 	for i := range specs {
 		e.tables[specs[i].Name] = &specs[i]
 	}
@@ -149,15 +151,69 @@ func (e *env) full(table string, row crdt.Row) crdt.Row {
 	return out
 }
 
-// change is the Change a user write of the whole row should produce.
+// change is the Change a user insert of the whole row should produce: no
+// old row.
 func (e *env) change(table string, row crdt.Row) adapters.Change {
 	return adapters.Change{Collection: table, Key: e.key(table, row), Row: e.full(table, row)}
 }
 
-// deletion is the Change a user delete of the row with these key columns
-// should produce.
-func (e *env) deletion(table string, keyRow crdt.Row) adapters.Change {
-	return adapters.Change{Collection: table, Key: e.key(table, keyRow)}
+// update is the Change a user update of the row old to row should produce.
+func (e *env) update(table string, old, row crdt.Row) adapters.Change {
+	c := e.change(table, row)
+	c.Old = e.full(table, old)
+	return c
+}
+
+// deletion is the Change a user delete of the row old should produce.
+func (e *env) deletion(table string, old crdt.Row) adapters.Change {
+	return adapters.Change{Collection: table, Key: e.key(table, old), Old: e.full(table, old)}
+}
+
+// snapshot takes a snapshot, hands each batch to fn (if not nil), checks
+// that no batch carries a cursor, and returns the snapshot's cursor.
+func (e *env) snapshot(a adapters.Adapter, fn func(adapters.Batch) error) []byte {
+	e.t.Helper()
+	cursor, err := a.Snapshot(e.ctx, func(_ context.Context, b adapters.Batch) error {
+		if len(b.Cursor) != 0 {
+			e.t.Errorf("snapshot batch of %d rows carries a cursor (%x): only Snapshot's returned cursor may be stored", len(b.Changes), b.Cursor)
+		}
+		for _, c := range b.Changes {
+			if c.Old != nil {
+				e.t.Errorf("snapshot %s carries an old row %s", describe(c), describeRow(c.Old))
+			}
+		}
+		if fn == nil {
+			return nil
+		}
+		return fn(b)
+	})
+	if err != nil {
+		e.t.Fatalf("snapshot: %+v", err)
+	}
+	if len(cursor) == 0 {
+		e.t.Fatalf("snapshot returned an empty cursor")
+	}
+	return cursor
+}
+
+// head returns a.Head, failing the test on an error or an empty cursor.
+func (e *env) head(a adapters.Adapter) []byte {
+	e.t.Helper()
+	h, err := a.Head(e.ctx)
+	if err != nil {
+		e.t.Fatalf("head: %+v", err)
+	}
+	if len(h) == 0 {
+		e.t.Fatalf("head returned an empty cursor")
+	}
+	return h
+}
+
+// batch is a captured batch with the cursor it follows: the cursor capture
+// started from, or the previous batch's.
+type batch struct {
+	adapters.Batch
+	Prev []byte
 }
 
 // stream runs Capture in a goroutine and hands its batches to the test.
@@ -165,7 +221,7 @@ type stream struct {
 	e       *env
 	cancel  context.CancelFunc
 	done    chan error
-	batches chan adapters.Batch
+	batches chan batch
 	stopped bool
 }
 
@@ -173,15 +229,17 @@ type stream struct {
 // if the test did not stop it.
 func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 	ctx, cancel := context.WithCancel(e.ctx)
-	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan adapters.Batch, 64)}
+	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan batch, 64)}
+	prev := slices.Clone(cursor)
 	sink := func(ctx context.Context, b adapters.Batch) error {
 		// The adapter may reuse its buffers once the sink returns.
-		cp := adapters.Batch{Cursor: slices.Clone(b.Cursor), Changes: make([]adapters.Change, len(b.Changes))}
+		cp := batch{Batch: adapters.Batch{Cursor: slices.Clone(b.Cursor), Changes: make([]adapters.Change, len(b.Changes))}, Prev: prev}
 		for i, c := range b.Changes {
-			cp.Changes[i] = adapters.Change{Collection: c.Collection, Key: c.Key, Row: maps.Clone(c.Row)}
+			cp.Changes[i] = adapters.Change{Collection: c.Collection, Key: c.Key, Row: maps.Clone(c.Row), Old: maps.Clone(c.Old)}
 		}
 		select {
 		case s.batches <- cp:
+			prev = cp.Cursor
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -218,7 +276,7 @@ func (s *stream) stop() {
 
 // next returns the next batch, failing the test if none comes in time or
 // Capture ends.
-func (s *stream) next() adapters.Batch {
+func (s *stream) next() batch {
 	s.e.t.Helper()
 	select {
 	case b := <-s.batches:
@@ -230,19 +288,19 @@ func (s *stream) next() adapters.Batch {
 	case <-time.After(waitTimeout):
 		s.e.t.Fatalf("no batch captured within %s", waitTimeout)
 	}
-	return adapters.Batch{}
+	return batch{}
 }
 
-// until collects batches until one holds the change want (a barrier), and
-// returns them all.
-func (s *stream) until(want adapters.Change) []adapters.Batch {
+// until collects batches until one holds the change want (a barrier: its
+// collection, key and row), and returns them all.
+func (s *stream) until(want adapters.Change) []batch {
 	s.e.t.Helper()
-	var out []adapters.Batch
+	var out []batch
 	for {
 		b := s.next()
 		out = append(out, b)
 		for _, c := range b.Changes {
-			if c.Collection == want.Collection && c.Key == want.Key {
+			if c.Collection == want.Collection && c.Key == want.Key && rowsEqual(c.Row, want.Row) {
 				return out
 			}
 		}
@@ -251,7 +309,7 @@ func (s *stream) until(want adapters.Change) []adapters.Batch {
 
 // sync writes a barrier and returns the changes captured before it, the
 // barrier left out, and the batches they came in.
-func (s *stream) sync() ([]adapters.Change, []adapters.Batch) {
+func (s *stream) sync() ([]adapters.Change, []batch) {
 	s.e.t.Helper()
 	b := s.e.barrier()
 	batches := s.until(b)
@@ -275,13 +333,15 @@ func (s *stream) sync() ([]adapters.Change, []adapters.Batch) {
 	return out, batches
 }
 
-// check verifies what every batch must satisfy: a cursor, and changes that
-// name a known table, carry a key matching their key columns and name every
-// column of the table (nulls explicit).
-func (s *stream) check(b adapters.Batch) {
+// check verifies what every batch must satisfy: a cursor after the one it
+// follows, and changes that name a known table, carry a key matching their
+// key columns and name every column of the table (nulls explicit).
+func (s *stream) check(b batch) {
 	s.e.t.Helper()
 	if len(b.Cursor) == 0 {
 		s.e.t.Errorf("batch of %d changes has an empty cursor", len(b.Changes))
+	} else if bytes.Compare(b.Cursor, b.Prev) <= 0 {
+		s.e.t.Errorf("batch cursor %x is not after the cursor it follows, %x (cursors compare with bytes.Compare in capture order)", b.Cursor, b.Prev)
 	}
 	if len(b.Changes) == 0 {
 		s.e.t.Errorf("capture delivered an empty batch")
@@ -302,31 +362,46 @@ func (e *env) checkShape(c adapters.Change) {
 		e.t.Errorf("%s: invalid key: %v", describe(c), err)
 		return
 	}
-	if c.Row == nil {
+	if c.Row == nil && c.Old == nil {
 		return
 	}
-	for _, col := range spec.Columns {
-		if _, ok := c.Row[col.Name]; !ok {
-			e.t.Errorf("%s: row does not name column %s (nulls must be explicit)", describe(c), col.Name)
+	if c.Row != nil {
+		for _, col := range spec.Columns {
+			if _, ok := c.Row[col.Name]; !ok {
+				e.t.Errorf("%s: row does not name column %s (nulls must be explicit)", describe(c), col.Name)
+			}
 		}
+		e.checkRowShape(c, "row", spec, c.Row)
 	}
-	for name, v := range c.Row {
+	if c.Old != nil {
+		// An old row may leave out columns whose values the system did not
+		// send, but its key is the change's.
+		e.checkRowShape(c, "old row", spec, c.Old)
+	}
+}
+
+func (e *env) checkRowShape(c adapters.Change, what string, spec *TableSpec, row crdt.Row) {
+	e.t.Helper()
+	for name, v := range row {
 		col := spec.Column(name)
 		if col == nil {
-			e.t.Errorf("%s: row names unknown column %s", describe(c), name)
+			e.t.Errorf("%s: %s names unknown column %s", describe(c), what, name)
 			continue
 		}
 		if !v.IsNull() && v.Kind() != col.Kind {
-			e.t.Errorf("%s: column %s holds a %s, want %s", describe(c), name, v.Kind(), col.Kind)
+			e.t.Errorf("%s: %s column %s holds a %s, want %s", describe(c), what, name, v.Kind(), col.Kind)
 		}
 	}
-	for _, k := range spec.Key {
-		if c.Row[k].IsNull() {
-			e.t.Errorf("%s: key column %s is null", describe(c), k)
+	vals := make([]crdt.Value, len(spec.Key))
+	for i, k := range spec.Key {
+		vals[i] = row[k]
+		if row[k].IsNull() {
+			e.t.Errorf("%s: %s key column %s is null", describe(c), what, k)
+			return
 		}
 	}
-	if k := e.key(c.Collection, c.Row); k != c.Key {
-		e.t.Errorf("%s: key %s does not match the row's key columns (%s)", describe(c), c.Key, k)
+	if k, err := crdt.MakeKey(vals...); err != nil || k != c.Key {
+		e.t.Errorf("%s: key %s does not match the %s's key columns (%s)", describe(c), c.Key, what, k)
 	}
 }
 
@@ -371,11 +446,25 @@ func rowsEqual(a, b crdt.Row) bool {
 	return true
 }
 
+// checkChange compares a captured change with the expected one. The old
+// row must be exactly as expected (nil for an insert) when the system
+// reports old rows, and whenever the adapter reports one.
 func (e *env) checkChange(got, want adapters.Change) {
 	e.t.Helper()
 	if got.Collection != want.Collection || got.Key != want.Key || !rowsEqual(got.Row, want.Row) {
 		e.t.Errorf("captured %s %s\n                want %s %s", describe(got), describeRow(got.Row), describe(want), describeRow(want.Row))
+		return
 	}
+	if (e.f.OldRows || got.Old != nil) && !rowsEqual(got.Old, want.Old) {
+		e.t.Errorf("captured %s with old row %s\n                want old row %s", describe(got), describeOld(got.Old), describeOld(want.Old))
+	}
+}
+
+func describeOld(r crdt.Row) string {
+	if r == nil {
+		return "<none>"
+	}
+	return describeRow(r)
 }
 
 // checkChanges compares captured changes with the expected sequence.
@@ -411,7 +500,9 @@ func (s state) put(c adapters.Change) {
 }
 
 // putWrite records what a system holds after Apply of w.
-func (s state) putWrite(w adapters.Write) { s.put(adapters.Change(w)) }
+func (s state) putWrite(w adapters.Write) {
+	s.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: w.Row})
+}
 
 // systemState reads every table of the system through the harness.
 func (e *env) systemState() state {

@@ -1,7 +1,7 @@
 package adaptertest
 
 import (
-	"context"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -25,8 +25,12 @@ func Run(t *testing.T, h Harness) {
 		{"CaptureTypes", testCaptureTypes},
 		{"CaptureKeys", testCaptureKeys},
 		{"Transactions", testTransactions},
+		{"OldRows", testOldRows},
 		{"ApplyNotCaptured", testApplyNotCaptured},
 		{"ApplyValues", testApplyValues},
+		{"ApplyPosition", testApplyPosition},
+		{"Head", testHead},
+		{"Cursors", testCursors},
 		{"Resume", testResume},
 		{"BadRows", testBadRows},
 		{"ConcurrentMerge", testConcurrentMerge},
@@ -137,7 +141,7 @@ func testSnapshot(e *env) {
 	var duringOnce sync.Once
 	var duringErr error
 	batches := 0
-	cursor, err := a.Snapshot(e.ctx, func(_ context.Context, b adapters.Batch) error {
+	cursor := e.snapshot(a, func(b adapters.Batch) error {
 		batches++
 		for _, c := range b.Changes {
 			if c.Row == nil {
@@ -157,14 +161,8 @@ func testSnapshot(e *env) {
 		})
 		return nil
 	})
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
 	if duringErr != nil {
 		e.t.Fatalf("user write during the snapshot: %+v", duringErr)
-	}
-	if len(cursor) == 0 {
-		e.t.Fatalf("snapshot returned an empty cursor")
 	}
 	e.t.Logf("snapshot: %d rows in %d batches", len(snap[TypesTable])+len(snap[PairsTable]), batches)
 
@@ -199,15 +197,15 @@ func testSnapshot(e *env) {
 		updated := e.typesRow(bulk, bulk-1)
 		updated["s_text"] = crdt.String("written during the snapshot")
 		want = append(want,
-			e.change(TypesTable, updated),
+			e.update(TypesTable, e.typesRow(bulk, bulk-1), updated),
 			e.change(PairsTable, pairRow("during", 1, "inserted during the snapshot")),
-			e.deletion(TypesTable, idRow(1)),
+			e.deletion(TypesTable, e.typesRow(1, 0)),
 		)
 	}
 	want = append(want,
 		e.change(PairsTable, pairRow("acme", 3, "after")),
-		e.change(PairsTable, pairRow("acme", 1, "changed after")),
-		e.deletion(PairsTable, crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Int(2)}),
+		e.update(PairsTable, pairRow("acme", 1, "one"), pairRow("acme", 1, "changed after")),
+		e.deletion(PairsTable, pairRow("acme", 2, "two")),
 	)
 	e.checkChanges(got, want)
 }
@@ -247,11 +245,7 @@ func (e *env) checkSnapshotConsistent(snap, before, after state) (sawWrite bool)
 // row exactly.
 func testCaptureTypes(e *env) {
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
-	s := e.capture(a, cursor)
+	s := e.capture(a, e.snapshot(a, nil))
 	spec := e.tables[TypesTable]
 	id := int64(100)
 	for _, col := range spec.Columns {
@@ -266,21 +260,17 @@ func testCaptureTypes(e *env) {
 			var want []adapters.Change
 			sub.exec(Op{Kind: Insert, Table: TypesTable, Row: row})
 			want = append(want, sub.change(TypesTable, row))
-			for _, v := range vs[1:] {
+			// After the other values: back to null, then the first value again,
+			// then null: null and the edge values ("" , zero-length bytes, 0,
+			// [], JSON null) must stay apart, in rows and in old rows.
+			for _, v := range append(slices.Clone(vs[1:]), crdt.Null(), vs[0], crdt.Null()) {
+				old := maps.Clone(row)
 				row[col.Name] = v
 				sub.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(id), col.Name: v}})
-				want = append(want, sub.change(TypesTable, row))
-			}
-			// Back to the first value, then null, then the first value again:
-			// null and the edge values ("" , zero-length bytes, 0, [], JSON
-			// null) must stay apart.
-			for _, v := range []crdt.Value{crdt.Null(), vs[0], crdt.Null()} {
-				row[col.Name] = v
-				sub.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(id), col.Name: v}})
-				want = append(want, sub.change(TypesTable, row))
+				want = append(want, sub.update(TypesTable, old, row))
 			}
 			sub.exec(Op{Kind: Delete, Table: TypesTable, Row: idRow(id)})
-			want = append(want, sub.deletion(TypesTable, idRow(id)))
+			want = append(want, sub.deletion(TypesTable, row))
 			got, _ := s.with(sub).sync()
 			sub.checkChanges(got, want)
 		})
@@ -304,11 +294,7 @@ func testCaptureTypes(e *env) {
 func testCaptureKeys(e *env) {
 	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 1, "first")})
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
-	s := e.capture(a, cursor)
+	s := e.capture(a, e.snapshot(a, nil))
 	k := func(tenant string, n int64) crdt.Row {
 		return crdt.Row{"tenant": crdt.String(tenant), "n": crdt.Int(n)}
 	}
@@ -325,11 +311,13 @@ func testCaptureKeys(e *env) {
 		e.change(PairsTable, pairRow("globex", 1, "same n, other tenant")),
 		e.change(PairsTable, pairRow("", math.MinInt64, "empty tenant")),
 		e.change(PairsTable, pairRow("a,b\\c", -1, "separators in the key")),
-		e.deletion(PairsTable, k("acme", 1)),
+		// A new key is a new record: its row is an insert, without the old
+		// one, which goes with the delete of the old key.
+		e.deletion(PairsTable, pairRow("acme", 1, "first")),
 		e.change(PairsTable, pairRow("acme", 10, "first")),
-		e.deletion(PairsTable, k("globex", 1)),
+		e.deletion(PairsTable, pairRow("globex", 1, "same n, other tenant")),
 		e.change(PairsTable, pairRow("initech", 1, "same n, other tenant")),
-		e.deletion(PairsTable, k("acme", 2)),
+		e.deletion(PairsTable, pairRow("acme", 2, "second")),
 	})
 }
 
@@ -341,11 +329,7 @@ func testTransactions(e *env) {
 		Op{Kind: Insert, Table: TypesTable, Row: e.typesRow(2, 2)},
 	)
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
-	s := e.capture(a, cursor)
+	s := e.capture(a, e.snapshot(a, nil))
 
 	row1 := e.typesRow(1, 1)
 	row1["s_text"] = crdt.String("in a transaction")
@@ -354,11 +338,11 @@ func testTransactions(e *env) {
 	row3c := crdt.Row{"id": crdt.Int(3), "n_int": crdt.Int(4), "s_text": crdt.String("twice")}
 	small := []adapters.Change{
 		e.change(PairsTable, pairRow("tx", 1, "three rows")),
-		e.change(TypesTable, row1),
-		e.deletion(TypesTable, idRow(2)),
+		e.update(TypesTable, e.typesRow(1, 1), row1),
+		e.deletion(TypesTable, e.typesRow(2, 2)),
 		e.change(TypesTable, row3),
-		e.change(TypesTable, row3b),
-		e.change(TypesTable, row3c),
+		e.update(TypesTable, row3, row3b),
+		e.update(TypesTable, row3b, row3c),
 	}
 	e.exec(
 		Op{Kind: Insert, Table: PairsTable, Row: pairRow("tx", 1, "three rows")},
@@ -408,11 +392,7 @@ func testApplyNotCaptured(e *env) {
 	e.exec(Op{Kind: Insert, Table: TypesTable, Row: e.typesRow(1, 0)})
 	e.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("acme", 1, "user")})
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
-	s := e.capture(a, cursor)
+	s := e.capture(a, e.snapshot(a, nil))
 
 	writes := []adapters.Write{
 		{Collection: TypesTable, Key: crdt.IntKey(1), Row: e.typesRow(1, 3)},
@@ -424,7 +404,7 @@ func testApplyNotCaptured(e *env) {
 		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("nobody", 9, "")), Row: nil},
 	}
 	for round := range 2 {
-		if err := a.Apply(e.ctx, writes); err != nil {
+		if _, err := a.Apply(e.ctx, writes); err != nil {
 			e.t.Fatalf("apply (round %d): %+v", round, err)
 		}
 		got, _ := s.sync()
@@ -439,15 +419,16 @@ func testApplyNotCaptured(e *env) {
 	}
 	e.checkState("after apply", e.systemState(), want, nil)
 
-	// Apply leaves capture on for user writes, including to applied rows.
+	// Apply leaves capture on for user writes, including to applied rows,
+	// whose old rows are what Apply wrote.
 	e.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(2), "n_int": crdt.Int(-5)}})
 	e.exec(Op{Kind: Update, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Int(2), "note": crdt.String("user again")}})
 	row2 := e.typesRow(2, 4)
 	row2["n_int"] = crdt.Int(-5)
 	got, _ := s.sync()
 	e.checkChanges(got, []adapters.Change{
-		e.change(TypesTable, row2),
-		e.change(PairsTable, pairRow("acme", 2, "user again")),
+		e.update(TypesTable, e.typesRow(2, 4), row2),
+		e.update(PairsTable, pairRow("acme", 2, "applied"), pairRow("acme", 2, "user again")),
 	})
 }
 
@@ -455,11 +436,7 @@ func testApplyNotCaptured(e *env) {
 // exactly; updates and deletes by Apply land too.
 func testApplyValues(e *env) {
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
-	s := e.capture(a, cursor)
+	s := e.capture(a, e.snapshot(a, nil))
 
 	want := state{}
 	var writes []adapters.Write
@@ -485,7 +462,7 @@ func testApplyValues(e *env) {
 	// An int is stored in a float column as the same number.
 	writes = append(writes, adapters.Write{Collection: TypesTable, Key: crdt.IntKey(1000), Row: crdt.Row{"id": crdt.Int(1000), "n_float": crdt.Int(-7)}})
 	want.put(adapters.Change{Collection: TypesTable, Key: crdt.IntKey(1000), Row: crdt.Row{"id": crdt.Int(1000), "n_float": crdt.Float(-7)}})
-	if err := a.Apply(e.ctx, writes); err != nil {
+	if _, err := a.Apply(e.ctx, writes); err != nil {
 		e.t.Fatalf("apply: %+v", err)
 	}
 	e.checkState("after apply", e.systemState(), want, nil)
@@ -506,14 +483,14 @@ func testApplyValues(e *env) {
 		second = append(second, adapters.Write{Collection: w.Collection, Key: w.Key, Row: row})
 		want.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: row})
 	}
-	if err := a.Apply(e.ctx, second); err != nil {
+	if _, err := a.Apply(e.ctx, second); err != nil {
 		e.t.Fatalf("apply updates: %+v", err)
 	}
 	e.checkState("after apply of updates", e.systemState(), want, nil)
 
 	if !e.f.NaN {
 		nan := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(2000), Row: crdt.Row{"id": crdt.Int(2000), "n_float": crdt.Float(math.NaN())}}
-		err := a.Apply(e.ctx, []adapters.Write{nan})
+		_, err := a.Apply(e.ctx, []adapters.Write{nan})
 		if err != nil {
 			if re, ok := adapters.RowErrorOf(err); !ok || re.Key != nan.Key {
 				e.t.Errorf("apply of NaN failed without a RowError for it: %+v", err)
@@ -537,14 +514,10 @@ func testApplyValues(e *env) {
 // what users wrote while it was down, and nothing at or before it.
 func testResume(e *env) {
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
-	s := e.capture(a, cursor)
+	s := e.capture(a, e.snapshot(a, nil))
 	// One user transaction at a time, each waited for, so that batches end
 	// between them.
-	var batches []adapters.Batch
+	var batches []batch
 	for i := range 6 {
 		row := pairRow("resume", int64(i), "before restart")
 		e.exec(Op{Kind: Insert, Table: PairsTable, Row: row})
@@ -571,7 +544,7 @@ func testResume(e *env) {
 		want = append(want, b.Changes...)
 	}
 	e.exec(Op{Kind: Update, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("resume"), "n": crdt.Int(0), "note": crdt.String("not acked")}})
-	want = append(want, e.change(PairsTable, pairRow("resume", 0, "not acked")))
+	want = append(want, e.update(PairsTable, pairRow("resume", 0, "before restart"), pairRow("resume", 0, "not acked")))
 	s.until(want[len(want)-1])
 	s.stop()
 	if err := a.Close(); err != nil {
@@ -585,7 +558,7 @@ func testResume(e *env) {
 		want = append(want, e.change(PairsTable, row))
 	}
 	e.exec(Op{Kind: Delete, Table: PairsTable, Row: crdt.Row{"tenant": crdt.String("resume"), "n": crdt.Int(1)}})
-	want = append(want, e.deletion(PairsTable, crdt.Row{"tenant": crdt.String("resume"), "n": crdt.Int(1)}))
+	want = append(want, e.deletion(PairsTable, pairRow("resume", 1, "before restart")))
 
 	b := e.open()
 	s2 := e.capture(b, acked)
@@ -615,16 +588,12 @@ func testResume(e *env) {
 // batch applies once the bad row is set aside.
 func testBadRows(e *env) {
 	a := e.open()
-	cursor, err := a.Snapshot(e.ctx, func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		e.t.Fatalf("snapshot: %+v", err)
-	}
-	s := e.capture(a, cursor)
+	s := e.capture(a, e.snapshot(a, nil))
 	base := []adapters.Write{
 		{Collection: TypesTable, Key: crdt.IntKey(1), Row: e.typesRow(1, 1)},
 		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("acme", 1, "")), Row: pairRow("acme", 1, "base")},
 	}
-	if err := a.Apply(e.ctx, base); err != nil {
+	if _, err := a.Apply(e.ctx, base); err != nil {
 		e.t.Fatalf("apply: %+v", err)
 	}
 	pairKey := e.key(PairsTable, pairRow("acme", 1, ""))
@@ -657,7 +626,7 @@ func testBadRows(e *env) {
 			before := sub.systemState()
 			good1 := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(int64(100 + i)), Row: crdt.Row{"id": crdt.Int(int64(100 + i)), "s_text": crdt.String(c.name)}}
 			good2 := adapters.Write{Collection: PairsTable, Key: pairKey, Row: pairRow("acme", 1, "after "+c.name)}
-			err := a.Apply(sub.ctx, []adapters.Write{good1, c.bad, good2})
+			_, err := a.Apply(sub.ctx, []adapters.Write{good1, c.bad, good2})
 			if err == nil {
 				t.Fatalf("apply of a batch with a bad row (%s) succeeded", c.name)
 			}
@@ -675,7 +644,7 @@ func testBadRows(e *env) {
 			// Nothing of the failed batch landed, and nothing is lost: the
 			// good writes apply once the bad one is set aside.
 			sub.checkState("after the failed apply", sub.systemState(), before, nil)
-			if err := a.Apply(sub.ctx, []adapters.Write{good1, good2}); err != nil {
+			if _, err := a.Apply(sub.ctx, []adapters.Write{good1, good2}); err != nil {
 				t.Fatalf("apply of the good writes: %+v", err)
 			}
 			want := before

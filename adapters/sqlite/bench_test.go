@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,6 +146,89 @@ func BenchmarkSQLiteCapture(b *testing.B) {
 	b.ReportMetric(plain.Seconds()/inserted.Seconds(), "insert-ratio")
 }
 
+// userUpdate updates every row of table in one transaction, one statement
+// per row, as an application would.
+func userUpdate(b *testing.B, db *sql.DB, table string, n, round int) time.Duration {
+	start := time.Now()
+	tx, err := db.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := tx.Prepare(`UPDATE ` + table + ` SET qty = ?, name = ? WHERE id = ?`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		if _, err := st.Exec(round, "item "+strconv.Itoa(i)+" round "+strconv.Itoa(round), i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.Close()
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkSQLiteCaptureUpdate is BenchmarkSQLiteCapture for updates, which
+// log the old row beside the new one: rows/s captured, and update-ratio,
+// the application's update time of an untracked table over the same
+// updates of the captured one.
+func BenchmarkSQLiteCaptureUpdate(b *testing.B) {
+	path, db := benchDB(b)
+	userInsert(b, db, "items", 0, benchRows)
+	userInsert(b, db, "plain", 0, benchRows)
+	a := benchOpen(b, path)
+	cur, err := a.Snapshot(context.Background(), func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	var captured atomic.Int64
+	progress := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Capture(ctx, cur, func(_ context.Context, bt adapters.Batch) error {
+			for _, c := range bt.Changes {
+				if c.Old == nil {
+					return errors.New("update captured without its old row")
+				}
+			}
+			captured.Add(int64(len(bt.Changes)))
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	defer func() { cancel(); <-done }()
+
+	var capture, updated, plain time.Duration
+	want := 0
+	round := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		round++
+		plain += userUpdate(b, db, "plain", benchRows, round)
+		start := time.Now()
+		updated += userUpdate(b, db, "items", benchRows, round)
+		want += benchRows
+		for captured.Load() < int64(want) {
+			select {
+			case <-progress:
+			case err := <-done:
+				b.Fatalf("capture: %v", err)
+			case <-time.After(time.Minute):
+				b.Fatalf("captured %d of %d rows", captured.Load(), want)
+			}
+		}
+		capture += time.Since(start)
+	}
+	b.ReportMetric(float64(want)/capture.Seconds(), "rows/s")
+	b.ReportMetric(plain.Seconds()/updated.Seconds(), "update-ratio")
+}
+
 // BenchmarkSQLiteApply measures Apply of batches of benchRows merged rows
 // (new rows and updates), rows/s, against the same upserts made with plain
 // database/sql into an untracked table: ratio is Apply's rate over that.
@@ -171,7 +255,7 @@ func BenchmarkSQLiteApply(b *testing.B) {
 	for b.Loop() {
 		ws := batch(round)
 		start := time.Now()
-		if err := a.Apply(context.Background(), ws); err != nil {
+		if _, err := a.Apply(context.Background(), ws); err != nil {
 			b.Fatal(err)
 		}
 		apply += time.Since(start)

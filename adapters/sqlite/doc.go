@@ -10,16 +10,30 @@
 // _lattice_upd_<table>, _lattice_del_<table>). They append each changed row
 // to the _lattice_log table under a sequence number that never goes back (a
 // rowid, one more than the largest, and Ack always keeps the newest row). An
-// insert or update logs the whole new row; a delete logs the old key; an
-// update that changes the primary key logs a delete of the old key before the
-// new row. The values go into untyped columns c0, c1, ..., so SQLite keeps
-// each exactly as the table held it, storage class and bytes, and the row
-// names a layout (_lattice_layout), the table's column list when the
-// triggers were built, so rows logged before a schema change still decode
-// after it. The triggers are plain INSERTs, since they run inside every
-// writing process's own SQLite, whatever its version; they make a user's
-// insert about twice as expensive in CPU (BenchmarkSQLiteCapture's
-// insert-ratio).
+// insert logs the new row; an update logs the new row and the old one side
+// by side in one log row; a delete logs the old row. So every captured update
+// and delete carries the row before it (Change.Old), as the table held it,
+// values written by Apply included: the engine merges only the columns the
+// user changed, never a stale copy of the others. An update that changes the
+// primary key logs the delete of the old row, then the new row as an insert
+// (a new record has no old row). The values go into untyped columns c0, c1,
+// ..., so SQLite keeps each exactly as the table held it, storage class and
+// bytes, and the row names a layout (_lattice_layout), the table's column
+// list when the triggers were built, so rows logged before a schema change
+// still decode after it. The log has twice as many value columns as the
+// widest synced table, and SQLite's default limit of 2000 columns caps a
+// synced table at 998. The triggers are plain INSERTs, since they run inside
+// every writing process's own SQLite, whatever its version; they make a
+// user's insert about twice as expensive in CPU (BenchmarkSQLiteCapture's
+// insert-ratio, 0.55 on the development machine) and an update, which logs
+// twice the values, about 2.4 times (BenchmarkSQLiteCaptureUpdate's
+// update-ratio, 0.42).
+//
+// The log's format is versioned in _lattice_meta. Format 1 triggers logged
+// an update as the new row alone and a delete as the key; Open rebuilds them
+// as format 2 triggers and records format 2, which an older lattice refuses
+// to read. Rows that format 1 triggers logged before the upgrade still
+// decode, without an old row.
 //
 // Capture polls: each PollInterval it reads PRAGMA data_version, which
 // changes only when another connection commits, and reads the log only then.
@@ -27,20 +41,26 @@
 // costs a few percent of a core while idle and delays a write by half the
 // interval on average (BenchmarkSQLiteCaptureLatency); 1 ms suits latency
 // benchmarks.
-// A cursor is the log's install ID and a sequence number. Each read of the
-// log after the cursor is one batch, and it ends on a transaction boundary
-// because a SQLite reader sees commits whole. Triggers cannot tell where a
-// transaction ends within the log, so batches cannot be cut shorter than a
-// read: while capture keeps up a batch is the few transactions committed
+//
+// A cursor is the log's install ID and a sequence number, 8 bytes big endian
+// each, so that the cursors of one install compare with bytes.Compare in
+// capture order. Each read of the log after the cursor is one batch, and it
+// ends on a transaction boundary because a SQLite reader sees commits whole.
+// Triggers cannot tell where a transaction ends within the log, so batches
+// cannot be cut shorter than a read: while capture keeps up a batch is the few transactions committed
 // since the last poll, but the backlog written while the adapter was down
 // (or a huge transaction) arrives as one batch. Ack deletes the log rows up
 // to the cursor and records the position in _lattice_meta; capturing from a
 // cursor before it fails with ErrCursor, as does a cursor from another
-// install of the log (after Uninstall), whose numbers mean nothing here.
+// install of the log (after Uninstall, or of another database file), whose
+// numbers mean nothing here. Those errors are marked adapters.ErrCursor too:
+// the engine takes a new snapshot.
 //
 // Snapshot reads every synced table and the log's current sequence in one
 // read transaction: every later commit is in the log after that sequence,
-// and nothing before it is in the snapshot twice.
+// and nothing before it is in the snapshot twice. Its batches carry no
+// cursor; the cursor it returns is that sequence. Head is the cursor of the
+// log's last sequence number.
 //
 // # Echo suppression
 //
@@ -50,6 +70,14 @@
 // marker is visible and the triggers log nothing; no other connection ever
 // sees it, because it is never committed, so their writes are captured as
 // usual. A crash inside Apply rolls the marker back with everything else.
+//
+// Apply returns its position in capture order: the log's last sequence
+// number as its own transaction reads it. SQLite runs one write transaction
+// at a time and Apply's takes the write lock as it begins, so every change
+// committed before the Apply is logged at or below that number and every
+// later one above it. A user's change logged at or below it may have been
+// overwritten by the Apply before capture read it; the engine writes the
+// merged row again.
 //
 // # Types
 //

@@ -35,8 +35,10 @@ type harness struct{}
 
 func (harness) Features() adaptertest.Features {
 	// SQLite turns a bound NaN into NULL, so users cannot store NaN; times
-	// are text and keep nanoseconds.
-	return adaptertest.Features{Lists: true, NaN: false, TimePrecision: 0}
+	// are text and keep nanoseconds. The triggers log old rows; a cursor
+	// names its change log, and Ack deletes what it covers.
+	return adaptertest.Features{Lists: true, NaN: false, TimePrecision: 0,
+		OldRows: true, RejectsForeignCursor: true, RejectsDiscardedCursor: true}
 }
 
 // declType is how a careful application declares each kind in SQLite. JSON

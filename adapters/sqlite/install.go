@@ -17,14 +17,21 @@ import (
 
 // formatVersion is the version of the adapter's tables and triggers. A
 // database installed by a newer version is refused rather than misread.
-const formatVersion = 1
+//
+// Version 2 logs the old row of updates and deletes (opUpdate, opDeleteRow)
+// where version 1 logged only the new row of an update (opUpsert) and the
+// key of a delete (opDelete). Rows logged by version 1 triggers still decode,
+// without an old row; version 1 cannot read version 2 rows, so installing
+// version 2 records it and an older lattice refuses the database.
+const formatVersion = 2
 
 // The adapter's own tables. _lattice_log is the change log the triggers
 // fill: a sequence number, the table, the layout and the operation, then the
 // row's values in columns c0, c1, ... declared without a type, so that SQLite
 // keeps each value exactly as the table held it (storage class and all).
-// There are as many value columns as the widest synced table has columns;
-// install adds more when a wider table appears. _lattice_layout holds the
+// There are twice as many value columns as the widest synced table has
+// columns (an update logs the new row and the old one); install adds more
+// when a wider table appears. _lattice_layout holds the
 // column lists log rows refer to; _lattice_meta the install ID, format
 // version and acknowledged position; _lattice_apply holds a row only inside
 // Apply's transactions (the echo marker).
@@ -57,11 +64,28 @@ func valueColumns(n int) string {
 
 var internalTables = []string{"_lattice_log", "_lattice_layout", "_lattice_meta", "_lattice_apply"}
 
-// Log row operations.
+// Log row operations. The value columns c0, c1, ... hold, for a layout of
+// n columns:
 const (
-	opUpsert = 0 // values: every column of the layout
-	opDelete = 1 // values: the key columns, in key order
+	// opUpsert: the new row in c0..c(n-1). An insert, a row captured when
+	// its table's triggers were created, and (format 1) an update.
+	opUpsert = 0
+	// opDelete (format 1 only): the key columns in key order.
+	opDelete = 1
+	// opUpdate: the new row in c0..c(n-1), the old row in cn..c(2n-1).
+	opUpdate = 2
+	// opDeleteRow: the old row in c0..c(n-1). A delete, and the old key of
+	// an update that moved the row to a new primary key.
+	opDeleteRow = 3
 )
+
+// maxLogColumns bounds the change log's width: SQLite's default limit on the
+// columns of a table (SQLITE_MAX_COLUMN) is 2000.
+const maxLogColumns = 2000
+
+// maxTableColumns is the widest table the log can hold an update of: its
+// new and old rows side by side.
+const maxTableColumns = (maxLogColumns - logFixed) / 2
 
 // triggerPrefix starts the name of every trigger the adapter installs.
 const triggerPrefix = "_lattice_"
@@ -165,6 +189,14 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 		return nil, errors.WithHint(errors.Newf("the lattice tables were set up by a newer lattice (format %d, this one knows %d)", format, formatVersion),
 			"upgrade lattice on this node")
 	}
+	if format < formatVersion {
+		// The triggers below are rebuilt in this format: from now on the log
+		// holds rows an older lattice cannot read.
+		if _, err := tx.ExecContext(ctx, `UPDATE _lattice_meta SET v=? WHERE k='format'`, formatVersion); err != nil {
+			return nil, errors.Wrap(err, "install: write meta")
+		}
+		log.Info("sqlite: change log format upgraded", "from", format, "to", formatVersion)
+	}
 
 	founds, err := discover(ctx, tx)
 	if err != nil {
@@ -198,7 +230,7 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 		return nil, errors.Wrap(err, "install: read change log columns")
 	}
 	for _, f := range synced {
-		for width-logFixed < len(f.cols) {
+		for width-logFixed < 2*len(f.cols) {
 			if _, err := tx.ExecContext(ctx, `ALTER TABLE _lattice_log ADD COLUMN `+valueColumn(width-logFixed)); err != nil {
 				return nil, errors.Wrap(err, "install: widen change log")
 			}
@@ -352,6 +384,7 @@ func columnList(ref string, cols []*column) string {
 // only Apply's own uncommitted transaction can see.
 func triggers(l *layout) []trigger {
 	tbl := quoteIdent(l.table)
+	n := len(l.cols)
 	head := func(n int) string {
 		return "INSERT INTO _lattice_log(tbl,layout,op," + valueColumns(n) + ") "
 	}
@@ -363,18 +396,22 @@ func triggers(l *layout) []trigger {
 	for _, k := range l.key {
 		keyMoved = append(keyMoved, "OLD."+quoteIdent(k.Name)+" IS NOT NEW."+quoteIdent(k.Name))
 	}
-	upsert := head(len(l.cols)) + "VALUES(" + fixed(opUpsert) + columnList("NEW", l.cols) + ")"
+	moved := strings.Join(keyMoved, " OR ")
 	ins := triggerPrefix + "ins_" + l.table
 	upd := triggerPrefix + "upd_" + l.table
 	del := triggerPrefix + "del_" + l.table
 	return []trigger{
-		{ins, "CREATE TRIGGER " + quoteIdent(ins) + " AFTER INSERT ON " + tbl + guard + upsert + "; END"},
-		// An update that moves a row to a new key deletes the old key first.
+		{ins, "CREATE TRIGGER " + quoteIdent(ins) + " AFTER INSERT ON " + tbl + guard +
+			head(n) + "VALUES(" + fixed(opUpsert) + columnList("NEW", l.cols) + "); END"},
+		// An update that moves a row to a new key deletes the old key, then
+		// inserts the new one: for the new key's record it is an insert.
 		{upd, "CREATE TRIGGER " + quoteIdent(upd) + " AFTER UPDATE ON " + tbl + guard +
-			head(len(l.key)) + "SELECT " + fixed(opDelete) + columnList("OLD", l.key) +
-			" WHERE " + strings.Join(keyMoved, " OR ") + "; " + upsert + "; END"},
+			head(n) + "SELECT " + fixed(opDeleteRow) + columnList("OLD", l.cols) + " WHERE " + moved + "; " +
+			head(n) + "SELECT " + fixed(opUpsert) + columnList("NEW", l.cols) + " WHERE " + moved + "; " +
+			head(2*n) + "SELECT " + fixed(opUpdate) + columnList("NEW", l.cols) + "," + columnList("OLD", l.cols) +
+			" WHERE NOT (" + moved + "); END"},
 		{del, "CREATE TRIGGER " + quoteIdent(del) + " AFTER DELETE ON " + tbl + guard +
-			head(len(l.key)) + "VALUES(" + fixed(opDelete) + columnList("OLD", l.key) + "); END"},
+			head(n) + "VALUES(" + fixed(opDeleteRow) + columnList("OLD", l.cols) + "); END"},
 	}
 }
 

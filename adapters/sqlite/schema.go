@@ -222,6 +222,9 @@ func discoverTable(ctx context.Context, q querier, name string) (*found, error) 
 	if err := rows.Err(); err != nil {
 		return nil, errors.Wrapf(err, "read columns of table %s", name)
 	}
+	if len(f.cols) > maxTableColumns {
+		f.problems = append(f.problems, fmt.Sprintf("it has %d columns; the change log holds rows of at most %d", len(f.cols), maxTableColumns))
+	}
 	if !slices.ContainsFunc(f.cols, func(c *column) bool { return c.Key > 0 }) && len(f.problems) == 0 {
 		f.problems = append(f.problems, "it has no primary key")
 	}

@@ -99,11 +99,18 @@ func (a *Adapter) current(ctx context.Context) (*catalog, error) {
 
 // ErrCursor marks a cursor this database's change log cannot continue
 // from: one from another database or from before an Uninstall, or one from
-// before the acknowledged position, whose changes were discarded.
+// before the acknowledged position, whose changes were discarded. Such
+// errors are marked adapters.ErrCursor too.
 var ErrCursor = errors.New("sqlite: cursor not valid for this change log")
 
+// cursorError marks err with ErrCursor and adapters.ErrCursor.
+func cursorError(err error) error {
+	return errors.Mark(errors.Mark(err, ErrCursor), adapters.ErrCursor)
+}
+
 // A cursor is the change log's install ID and a log sequence number, 8
-// bytes big-endian each.
+// bytes big-endian each. Sequence numbers are not negative, so within one
+// install cursors compare with bytes.Compare as their sequence numbers do.
 func encodeCursor(install, seq int64) []byte {
 	b := make([]byte, 16)
 	binary.BigEndian.PutUint64(b, uint64(install))
@@ -113,24 +120,40 @@ func encodeCursor(install, seq int64) []byte {
 
 func (a *Adapter) decodeCursor(b []byte) (int64, error) {
 	if len(b) != 16 {
-		return 0, errors.Mark(errors.Newf("cursor of %d bytes, want 16", len(b)), ErrCursor)
+		return 0, cursorError(errors.Newf("cursor of %d bytes, want 16", len(b)))
 	}
 	install := int64(binary.BigEndian.Uint64(b))
 	seq := int64(binary.BigEndian.Uint64(b[8:]))
 	if want := a.catalog().installID; install != want {
-		return 0, errors.Mark(errors.WithHint(
+		return 0, cursorError(errors.WithHint(
 			errors.Newf("cursor is from change log %x, this database's is %x", install, want),
-			"the lattice tables were removed (Uninstall) or this is another database file: take a new snapshot"), ErrCursor)
+			"the lattice tables were removed (Uninstall) or this is another database file: take a new snapshot"))
 	}
 	if seq < 0 {
-		return 0, errors.Mark(errors.Newf("cursor sequence %d is negative", seq), ErrCursor)
+		return 0, cursorError(errors.Newf("cursor sequence %d is negative", seq))
 	}
 	return seq, nil
+}
+
+// logHead is the query for the change log's last sequence number. Ack
+// never deletes the newest row, so it never goes back.
+const logHead = `SELECT coalesce(max(seq), 0) FROM _lattice_log`
+
+// Head returns the cursor of the change log's last row: every change
+// committed before the call is at or before it.
+func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
+	install := a.catalog().installID
+	var seq int64
+	if err := a.db.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
+		return nil, errors.Wrapf(err, "read change log position of %s", a.cfg.Path)
+	}
+	return encodeCursor(install, seq), nil
 }
 
 // Snapshot reads every synced table in one read transaction, together with
 // the change log's last sequence number, so the snapshot and the cursor
 // describe the same instant: every later commit has a higher sequence.
+// Its batches carry no cursor: only the returned one may be stored.
 func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
 	cat, err := a.current(ctx)
 	if err != nil {
@@ -142,7 +165,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	var seq int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM _lattice_log`).Scan(&seq); err != nil {
+	if err := tx.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
 		return nil, errors.Wrap(err, "snapshot: read log position")
 	}
 	batch := make([]adapters.Change, 0, a.cfg.BatchSize)
@@ -150,7 +173,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		if len(batch) == 0 {
 			return nil
 		}
-		err := sink(ctx, adapters.Batch{Changes: batch, Cursor: encodeCursor(cat.installID, seq)})
+		err := sink(ctx, adapters.Batch{Changes: batch})
 		batch = make([]adapters.Change, 0, a.cfg.BatchSize)
 		return err
 	}
@@ -220,7 +243,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	acked := a.acked
 	a.mu.Unlock()
 	if seq < acked {
-		return errors.Mark(errors.Newf("cursor at log position %d is before the acknowledged position %d, whose changes were discarded", seq, acked), ErrCursor)
+		return cursorError(errors.Newf("cursor at log position %d is before the acknowledged position %d, whose changes were discarded", seq, acked))
 	}
 	conn, err := a.db.Conn(ctx)
 	if err != nil {
@@ -365,18 +388,61 @@ var errLog = errors.New("sqlite: malformed change log row")
 
 // decode turns the values of a log row (or a snapshot row) into a Change.
 // ok is false for a row that cannot be expressed (a null or malformed key),
-// which is logged and left out.
+// which is logged and left out. The row before the change (Change.Old) is
+// known for updates and deletes logged by format 2 triggers, and nil for
+// inserts and for rows logged by format 1 triggers.
 func (a *Adapter) decode(l *layout, op int64, natives []any) (adapters.Change, bool, error) {
 	c := adapters.Change{Collection: l.table}
-	cols := l.cols
-	if op == opDelete {
-		cols = l.key
-	} else if op != opUpsert {
+	n := len(l.cols)
+	var want int
+	switch op {
+	case opUpsert, opDeleteRow:
+		want = n
+	case opUpdate:
+		want = 2 * n
+	case opDelete:
+		want = len(l.key)
+	default:
 		return c, false, errors.Mark(errors.Newf("unknown log operation %d", op), errLog)
 	}
-	if len(natives) < len(cols) {
-		return c, false, errors.Mark(errors.Newf("%d values for %d columns", len(natives), len(cols)), errLog)
+	if len(natives) < want {
+		return c, false, errors.Mark(errors.Newf("%d values for %d columns", len(natives), want), errLog)
 	}
+	var keyRow crdt.Row // the row the key is read from
+	switch op {
+	case opUpsert:
+		c.Row = a.row(l, l.cols, natives[:n])
+		keyRow = c.Row
+	case opUpdate:
+		c.Row = a.row(l, l.cols, natives[:n])
+		c.Old = a.row(l, l.cols, natives[n:2*n])
+		keyRow = c.Row
+	case opDeleteRow:
+		c.Old = a.row(l, l.cols, natives[:n])
+		keyRow = c.Old
+	case opDelete:
+		keyRow = a.row(l, l.key, natives[:len(l.key)])
+	}
+	keyVals := make([]crdt.Value, len(l.key))
+	for i, k := range l.key {
+		keyVals[i] = keyRow[k.Name]
+	}
+	key, err := crdt.MakeKey(keyVals...)
+	if err != nil {
+		a.log.Warn("sqlite: row with an unusable primary key not captured", "table", l.table, "err", err)
+		return c, false, nil
+	}
+	if op == opUpdate && !oldKeyIs(l, c.Old, keyVals) {
+		// The triggers log a key change as a delete and an insert; an update
+		// row whose old key differs is not theirs.
+		return c, false, errors.Mark(errors.New("update row whose old and new keys differ"), errLog)
+	}
+	c.Key = key
+	return c, true, nil
+}
+
+// row converts the values of the given columns.
+func (a *Adapter) row(l *layout, cols []*column, natives []any) crdt.Row {
 	row := make(crdt.Row, len(cols))
 	for i, col := range cols {
 		v, ok := fromNative(natives[i], col)
@@ -385,20 +451,17 @@ func (a *Adapter) decode(l *layout, op int64, natives []any) (adapters.Change, b
 		}
 		row[col.Name] = v
 	}
-	keyVals := make([]crdt.Value, len(l.key))
+	return row
+}
+
+// oldKeyIs reports whether the key columns of old hold keyVals.
+func oldKeyIs(l *layout, old crdt.Row, keyVals []crdt.Value) bool {
 	for i, k := range l.key {
-		keyVals[i] = row[k.Name]
+		if !crdt.Equal(old[k.Name], keyVals[i]) {
+			return false
+		}
 	}
-	key, err := crdt.MakeKey(keyVals...)
-	if err != nil {
-		a.log.Warn("sqlite: row with an unusable primary key not captured", "table", l.table, "err", err)
-		return c, false, nil
-	}
-	c.Key = key
-	if op == opUpsert {
-		c.Row = row
-	}
-	return c, true, nil
+	return true
 }
 
 func (a *Adapter) warnOnce(table string, c *column, v crdt.Value) {
@@ -474,10 +537,18 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 // and no other connection ever sees the marker. Each write is converted and
 // checked before the transaction starts; a write SQLite still rejects (a
 // NOT NULL or CHECK constraint) fails the batch with a RowError too.
-func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
+//
+// The position returned is the change log's last sequence number as the
+// transaction reads it. SQLite runs one write transaction at a time, and
+// Apply's takes the write lock when it begins, so every change committed
+// before it is at or below that number and every later one above it.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, error) {
+	if len(writes) == 0 {
+		return a.Head(ctx)
+	}
 	cat, err := a.current(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type stmt struct {
 		w    *adapters.Write
@@ -489,17 +560,21 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 		w := &writes[i]
 		t, args, err := prepareWrite(cat, w)
 		if err != nil {
-			return adapters.BadRow(w.Collection, w.Key, err)
+			return nil, adapters.BadRow(w.Collection, w.Key, err)
 		}
 		stmts[i] = stmt{w: w, t: t, args: args}
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return errors.Wrap(err, "apply: begin")
+		return nil, errors.Wrap(err, "apply: begin")
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var seq int64
+	if err := tx.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
+		return nil, errors.Wrap(err, "apply: read change log position")
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO _lattice_apply(x) VALUES(1)`); err != nil {
-		return errors.Wrap(err, "apply: set echo marker")
+		return nil, errors.Wrap(err, "apply: set echo marker")
 	}
 	prepared := map[string]*sql.Stmt{}
 	defer func() {
@@ -515,24 +590,24 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 		ps, ok := prepared[q]
 		if !ok {
 			if ps, err = tx.PrepareContext(ctx, q); err != nil {
-				return errors.Wrapf(err, "apply: prepare statement for %s", s.t.table)
+				return nil, errors.Wrapf(err, "apply: prepare statement for %s", s.t.table)
 			}
 			prepared[q] = ps
 		}
 		if _, err := ps.ExecContext(ctx, s.args...); err != nil {
 			if isRowFault(err) {
-				return adapters.BadRow(s.w.Collection, s.w.Key, err)
+				return nil, adapters.BadRow(s.w.Collection, s.w.Key, err)
 			}
-			return errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key)
+			return nil, errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_apply`); err != nil {
-		return errors.Wrap(err, "apply: clear echo marker")
+		return nil, errors.Wrap(err, "apply: clear echo marker")
 	}
 	if err := tx.Commit(); err != nil {
-		return errors.Wrap(err, "apply: commit")
+		return nil, errors.Wrap(err, "apply: commit")
 	}
-	return nil
+	return encodeCursor(cat.installID, seq), nil
 }
 
 // prepareWrite checks a write against its table and returns the arguments

@@ -669,7 +669,7 @@ func TestValueForms(t *testing.T) {
 	// reads back exactly.
 	row := crdt.Row{"id": crdt.Int(20), "t": crdt.Time(when.Add(123)), "d": crdt.Time(time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)),
 		"f": crdt.Float(math.NaN()), "s": crdt.String("nul\x00inside"), "b": crdt.Bool(false)}
-	if err := a.Apply(f.ctx, []adapters.Write{{Collection: "v", Key: crdt.IntKey(20), Row: row}}); err != nil {
+	if _, err := a.Apply(f.ctx, []adapters.Write{{Collection: "v", Key: crdt.IntKey(20), Row: row}}); err != nil {
 		t.Fatal(err)
 	}
 	var ts, ds, fs string
@@ -722,7 +722,7 @@ func TestPlainJSONColumn(t *testing.T) {
 		writes = append(writes, adapters.Write{Collection: "docs", Key: crdt.IntKey(int64(i)), Row: crdt.Row{
 			"id": crdt.Int(int64(i)), "plain": crdt.MustJSON(d), "text": crdt.MustJSON(d)}})
 	}
-	if err := a.Apply(f.ctx, writes); err != nil {
+	if _, err := a.Apply(f.ctx, writes); err != nil {
 		t.Fatal(err)
 	}
 	rows, _ := f.snapshot(a)
@@ -781,8 +781,8 @@ func TestCursors(t *testing.T) {
 		{"another log", append(make([]byte, 8), cur[8:]...)},
 	} {
 		err := a.Capture(f.ctx, tt.cursor, func(context.Context, adapters.Batch) error { return nil })
-		if !errors.Is(err, sqlite.ErrCursor) {
-			t.Errorf("capture from a cursor %s: %v, want ErrCursor", tt.name, err)
+		if !errors.Is(err, sqlite.ErrCursor) || !errors.Is(err, adapters.ErrCursor) {
+			t.Errorf("capture from a cursor %s: %v, want ErrCursor and adapters.ErrCursor", tt.name, err)
 		}
 	}
 	if err := a.Ack(f.ctx, []byte("short")); !errors.Is(err, sqlite.ErrCursor) {
@@ -895,7 +895,7 @@ func TestApplyConstraint(t *testing.T) {
 		{Collection: "items", Key: crdt.IntKey(3), Row: crdt.Row{"id": crdt.Int(3), "name": crdt.String("b"), "qty": crdt.Int(-1)}},
 		{Collection: "items", Key: crdt.IntKey(4), Row: crdt.Row{"id": crdt.Int(5), "name": crdt.String("c")}},
 	} {
-		err := a.Apply(f.ctx, []adapters.Write{ok, bad})
+		_, err := a.Apply(f.ctx, []adapters.Write{ok, bad})
 		re, isRow := adapters.RowErrorOf(err)
 		if !isRow || re.Key != bad.Key {
 			t.Errorf("apply of %s: %v, want a RowError for key %s", rowString(bad.Row), err, bad.Key)
@@ -905,5 +905,99 @@ func TestApplyConstraint(t *testing.T) {
 	var n int
 	if err := f.user.QueryRow(`SELECT count(*) FROM items`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("failed applies wrote %d rows (%v)", n, err)
+	}
+}
+
+// TestLogFormatUpgrade: rows logged by the triggers of format 1, which
+// logged no old rows, still decode after an upgrade (without Old), the
+// triggers are rebuilt to log old rows, and the database is marked so that
+// an older lattice refuses it; a database of a newer format is refused.
+func TestLogFormatUpgrade(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT)`)
+	a := f.open(f.config())
+	_, cur := f.snapshot(a)
+	a.Close()
+
+	// Put back the format 1 triggers of items, as a previous version of
+	// the adapter installed them.
+	var layout int64
+	if err := f.user.QueryRow(`SELECT max(id) FROM _lattice_layout WHERE tbl = 'items'`).Scan(&layout); err != nil {
+		t.Fatal(err)
+	}
+	l := strconv.FormatInt(layout, 10)
+	guard := ` WHEN NOT EXISTS (SELECT 1 FROM _lattice_apply) BEGIN `
+	f.exec(
+		`DROP TRIGGER _lattice_ins_items`, `DROP TRIGGER _lattice_upd_items`, `DROP TRIGGER _lattice_del_items`,
+		`CREATE TRIGGER "_lattice_ins_items" AFTER INSERT ON "items"`+guard+
+			`INSERT INTO _lattice_log(tbl,layout,op,c0,c1) VALUES('items',`+l+`,0,NEW."id",NEW."name"); END`,
+		`CREATE TRIGGER "_lattice_upd_items" AFTER UPDATE ON "items"`+guard+
+			`INSERT INTO _lattice_log(tbl,layout,op,c0) SELECT 'items',`+l+`,1,OLD."id" WHERE OLD."id" IS NOT NEW."id"; `+
+			`INSERT INTO _lattice_log(tbl,layout,op,c0,c1) VALUES('items',`+l+`,0,NEW."id",NEW."name"); END`,
+		`CREATE TRIGGER "_lattice_del_items" AFTER DELETE ON "items"`+guard+
+			`INSERT INTO _lattice_log(tbl,layout,op,c0) VALUES('items',`+l+`,1,OLD."id"); END`,
+		`UPDATE _lattice_meta SET v = 1 WHERE k = 'format'`,
+	)
+	f.exec(`INSERT INTO items VALUES(1, 'one')`, `INSERT INTO items VALUES(2, 'two')`)
+	f.exec(`UPDATE items SET name = 'uno' WHERE id = 1`)
+	f.exec(`UPDATE items SET id = 3 WHERE id = 2`)
+	f.exec(`DELETE FROM items WHERE id = 1`)
+
+	b := f.open(f.config())
+	var format int64
+	if err := f.user.QueryRow(`SELECT v FROM _lattice_meta WHERE k = 'format'`).Scan(&format); err != nil || format != 2 {
+		t.Fatalf("format after the upgrade is %d (%v), want 2", format, err)
+	}
+	f.exec(`UPDATE items SET name = 'three' WHERE id = 3`)
+	f.exec(`DELETE FROM items WHERE id = 3`)
+	fl := f.follow(b, cur)
+	got := fl.sync()
+	named := func(i int64, name string) crdt.Row { return crdt.Row{"id": crdt.Int(i), "name": crdt.String(name)} }
+	want := []adapters.Change{
+		// Format 1: no old rows, a delete carries the key only.
+		{Key: crdt.IntKey(1), Row: named(1, "one")},
+		{Key: crdt.IntKey(2), Row: named(2, "two")},
+		{Key: crdt.IntKey(1), Row: named(1, "uno")},
+		{Key: crdt.IntKey(2)},
+		{Key: crdt.IntKey(3), Row: named(3, "two")},
+		{Key: crdt.IntKey(1)},
+		// Format 2: old rows.
+		{Key: crdt.IntKey(3), Row: named(3, "three"), Old: named(3, "two")},
+		{Key: crdt.IntKey(3), Old: named(3, "three")},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("captured %d changes, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Key != w.Key || (g.Row == nil) != (w.Row == nil) || !rowsEqual(g.Row, w.Row) ||
+			(g.Old == nil) != (w.Old == nil) || !rowsEqual(g.Old, w.Old) {
+			t.Errorf("change %d: %s %s (old %s), want %s %s (old %s)", i, g.Key, rowString(g.Row), rowString(g.Old), w.Key, rowString(w.Row), rowString(w.Old))
+		}
+	}
+	fl.stop()
+	b.Close()
+
+	f.exec(`UPDATE _lattice_meta SET v = 3 WHERE k = 'format'`)
+	_, err := sqlite.Open(f.ctx, f.config())
+	if err == nil || !strings.Contains(err.Error(), "newer lattice") {
+		t.Fatalf("open of a database of format 3: %v, want an error naming a newer lattice", err)
+	}
+	t.Logf("error: %v; hint: %s", err, errors.FlattenHints(err))
+}
+
+// TestTooWideTable: a table whose update does not fit in the change log
+// beside its old row is not synced, with the reason.
+func TestTooWideTable(t *testing.T) {
+	cols := make([]string, 1000)
+	for i := range cols {
+		cols[i] = "c" + strconv.Itoa(i) + " INTEGER"
+	}
+	cols[0] += " PRIMARY KEY"
+	f := newFixture(t, `CREATE TABLE wide(`+strings.Join(cols, ", ")+`)`)
+	cfg := f.config()
+	cfg.Tables = []string{"wide"}
+	_, err := sqlite.Open(f.ctx, cfg)
+	if !errors.Is(err, sqlite.ErrNotInstallable) || !strings.Contains(err.Error(), "table wide: it has 1000 columns") {
+		t.Fatalf("open with a table of 1000 columns: %v, want ErrNotInstallable naming it", err)
 	}
 }
