@@ -24,15 +24,20 @@ import (
 // A write the database rejects for its content (a value of the wrong kind,
 // a constraint, an unknown table or column) fails the call with an
 // adapters.RowError naming it, and nothing of the batch is written.
-func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
+//
+// The position returned is the server's WAL insert position read after the
+// transaction committed. Cursors are the ends of commit records, so every
+// transaction that committed before the Apply's ends at or before it, and
+// every transaction that commits after the read ends after it.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, error) {
+	if len(writes) == 0 {
+		return a.Head(ctx)
+	}
 	ctx, done, err := a.enter(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer done()
-	if len(writes) == 0 {
-		return nil
-	}
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 
@@ -50,26 +55,26 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 	}
 	stmts, err := build()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		err := a.applyOnce(ctx, stmts, writes)
+		pos, err := a.applyOnce(ctx, stmts, writes)
 		switch {
 		case err == nil:
-			return nil
+			return encodeCursor(pos), nil
 		case staleSchema(err) && !refreshed:
 			// A table or column changed since the catalog was read: read it
 			// again and rebuild the statements once.
 			refreshed = true
 			if _, rerr := a.refresh(ctx); rerr != nil {
-				return errors.CombineErrors(err, rerr)
+				return nil, errors.CombineErrors(err, rerr)
 			}
 			if stmts, err = build(); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		case !retryable(err) || attempt >= maxApplyAttempts:
-			return err
+			return nil, err
 		}
 		// A deadlock with the users' transactions, or a serialization
 		// failure, rolled the whole transaction back: run it again.
@@ -78,7 +83,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return nil, err
 		case <-t.C:
 		}
 	}
@@ -113,16 +118,18 @@ type stmt struct {
 	args []any
 }
 
-func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write) error {
+// applyOnce runs the writes in one transaction and returns the WAL insert
+// position read after it committed.
+func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write) (lsn, error) {
 	conn, err := a.applyConn(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	b := &pgx.Batch{}
 	for i, st := range stmts {
 		name, err := a.prepare(ctx, conn, st.sql)
 		if err != nil {
-			return a.applyError(conn, writes[i], len(writes), err)
+			return 0, a.applyError(conn, writes[i], len(writes), err)
 		}
 		b.Queue(name, st.args...)
 	}
@@ -137,9 +144,16 @@ func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters
 		return br.Close()
 	})
 	if err != nil {
-		return a.applyError(conn, adapters.Write{}, len(writes), err)
+		return 0, a.applyError(conn, adapters.Write{}, len(writes), err)
 	}
-	return nil
+	// After the commit: a transaction that committed before it ends at or
+	// before this position. Should the read fail, the writes are in, and
+	// the engine's retry writes them again (Apply is idempotent).
+	pos, err := a.walInsert(ctx, conn)
+	if err != nil {
+		return 0, a.applyError(conn, adapters.Write{}, len(writes), err)
+	}
+	return pos, nil
 }
 
 func (a *Adapter) applyError(conn *pgx.Conn, w adapters.Write, n int, err error) error {

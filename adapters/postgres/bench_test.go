@@ -178,7 +178,7 @@ func BenchmarkPostgresApply(b *testing.B) {
 			}}
 		}
 		start := time.Now()
-		if err := a.Apply(ctx, writes); err != nil {
+		if _, err := a.Apply(ctx, writes); err != nil {
 			b.Fatal(err)
 		}
 		applyTime += time.Since(start)

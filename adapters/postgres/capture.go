@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/lattice-crdt/lattice/adapters"
@@ -21,7 +22,10 @@ import (
 // Transactions whose commit lies before cursor, which the server may send
 // again after a restart, are skipped, and so are transactions that carry the
 // adapter's replication origin (its own Apply). A nil cursor starts at the
-// slot's confirmed position.
+// slot's confirmed position. A cursor before the position this adapter
+// acknowledged, or ahead of the server's WAL, fails with ErrCursor (and
+// adapters.ErrCursor). Updates and deletes carry the old row when the server
+// sends it whole (replica identity full).
 //
 // Capture reports the acknowledged position (see Ack) to the server every
 // StatusInterval; while nothing is pending it reports the server's own WAL
@@ -38,11 +42,15 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 			return err
 		}
 	}
+	if acked := lsn(a.acked.Load()); len(cursor) > 0 && start < acked {
+		return cursorError(errors.WithHint(errors.Newf("postgres: cursor %s is before the acknowledged position %s, "+
+			"which the replication slot has discarded", start, acked), "take a new snapshot"))
+	}
 	cat, err := a.refresh(ctx)
 	if err != nil {
 		return err
 	}
-	if err := a.checkCapture(ctx, cat); err != nil {
+	if err := a.checkCapture(ctx, cat, start); err != nil {
 		return err
 	}
 	a.ackAtLeast(start)
@@ -73,17 +81,60 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	return s.run(ctx)
 }
 
-func (a *Adapter) checkCapture(ctx context.Context, cat *catalog) error {
+func (a *Adapter) checkCapture(ctx context.Context, cat *catalog, start lsn) error {
 	a.metaMu.Lock()
 	defer a.metaMu.Unlock()
 	conn, err := a.metaConn(ctx)
 	if err != nil {
 		return err
 	}
+	head, err := a.walInsert(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if start > head {
+		return cursorError(errors.WithHint(errors.Newf("postgres: cursor %s is ahead of the server's WAL (%s)", start, head),
+			"the cursor is from another server, or this server was restored from a backup: take a new snapshot"))
+	}
 	if err := checkSlotWait(ctx, conn, a.cfg.Slot, true, a.slotWait); err != nil {
 		return err
 	}
 	return checkPublication(ctx, conn, a.cfg.Publication, cat)
+}
+
+// walInsert returns the server's current WAL insert position: every
+// transaction committed so far ends at or before it.
+func (a *Adapter) walInsert(ctx context.Context, conn *pgx.Conn) (lsn, error) {
+	var text string
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&text); err != nil {
+		return 0, errors.Wrapf(classify(err), "read the WAL position of %s", a.where())
+	}
+	l, err := pglogrepl.ParseLSN(text)
+	if err != nil {
+		return 0, errors.Wrapf(err, "parse WAL position %q", text)
+	}
+	return lsn(l), nil
+}
+
+// Head returns the server's current WAL insert position as a cursor: every
+// transaction committed before the call ends at or before it.
+func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
+	ctx, done, err := a.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	conn, err := a.metaConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l, err := a.walInsert(ctx, conn)
+	if err != nil {
+		return nil, a.dropMetaOnFailure(err)
+	}
+	return encodeCursor(l), nil
 }
 
 func (a *Adapter) ackAtLeast(l lsn) {
@@ -410,33 +461,46 @@ func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDel
 	}
 	coll := r.table.Collection
 	var oldKey crdt.Key
+	var old crdt.Row // the whole old row: only with replica identity full
 	if oldKind != 0 {
 		k, err := r.key(oldTup)
 		if err != nil {
 			return err
 		}
 		oldKey = k
+		if oldKind == 'O' {
+			if old, err = r.oldRow(oldTup); err != nil {
+				return err
+			}
+		}
 	}
 	if isDelete {
 		if oldKind == 0 {
 			return errors.Mark(errors.Newf("delete on %s without its key", coll), ErrProtocol)
 		}
-		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey})
+		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey, Old: old})
 		return nil
 	}
-	row, err := r.row(newTup, oldTup, oldKind)
+	row, err := r.row(newTup)
 	if err != nil {
 		return err
+	}
+	for name, v := range old {
+		if _, sent := row[name]; !sent {
+			row[name] = v // unchanged, out of line: the old tuple has it
+		}
 	}
 	key, err := keyOf(coll, r.table.Key, row)
 	if err != nil {
 		return err
 	}
 	if oldKind != 0 && oldKey != key {
-		// The primary key changed: the old record is gone.
-		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey})
+		// The primary key changed: the old record is gone, and the new one
+		// is inserted, with no row before it.
+		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey, Old: old})
+		old = nil
 	}
-	s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: key, Row: row})
+	s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: key, Row: row, Old: old})
 	return nil
 }
 
@@ -465,20 +529,35 @@ func (r *relation) key(tup tuple) (crdt.Key, error) {
 	return k, nil
 }
 
+// oldRow decodes the old tuple of replica identity full: the whole row
+// before the change. A value not sent (an unchanged TOASTed value, which
+// PostgreSQL normally inlines in a full old tuple) is left out.
+func (r *relation) oldRow(tup tuple) (crdt.Row, error) {
+	coll := r.table.Collection
+	if len(tup) != len(r.cols) {
+		return nil, errors.Mark(errors.Newf("old tuple of %s has %d columns, relation has %d", coll, len(tup), len(r.cols)), ErrProtocol)
+	}
+	return r.decodeTuple(tup)
+}
+
 // row decodes a new tuple. A TOASTed value the update did not change is
-// not sent; it is taken from the old row when the server sent one (replica
-// identity full), and otherwise left out of the row, which tells the
-// engine that the field did not change.
-func (r *relation) row(tup, old tuple, oldKind uint8) (crdt.Row, error) {
+// not sent, and left out of the row: the caller fills it in from the old row
+// when the server sent one (replica identity full); otherwise its absence
+// tells the engine that the field did not change.
+func (r *relation) row(tup tuple) (crdt.Row, error) {
 	coll := r.table.Collection
 	if len(tup) != len(r.cols) {
 		return nil, errors.Mark(errors.Newf("tuple of %s has %d columns, relation has %d", coll, len(tup), len(r.cols)), ErrProtocol)
 	}
+	return r.decodeTuple(tup)
+}
+
+// decodeTuple decodes the columns of a tuple; a column not sent ('u') is
+// left out.
+func (r *relation) decodeTuple(tup tuple) (crdt.Row, error) {
+	coll := r.table.Collection
 	row := make(crdt.Row, len(tup))
 	for i, c := range tup {
-		if c.Kind == 'u' && oldKind == 'O' && i < len(old) && old[i].Kind != 'u' {
-			c = old[i]
-		}
 		name := r.cols[i].name
 		switch c.Kind {
 		case 'n':

@@ -119,7 +119,7 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 	rec := &recorder{a: a, ack: true}
 	capture(t, a, cursor, rec.sink)
 	key := crdt.StringKey("00000000-0000-0000-0000-000000000002")
-	if err := a.Apply(ctx, []adapters.Write{{Collection: "accounts", Key: key, Row: crdt.Row{
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "accounts", Key: key, Row: crdt.Row{
 		"id": crdt.String("00000000-0000-0000-0000-000000000002"), "owner": crdt.String("bob"), "balance": crdt.String("1"),
 	}}}); err != nil {
 		t.Fatalf("apply: %+v", err)

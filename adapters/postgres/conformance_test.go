@@ -26,8 +26,13 @@ func TestIntegrationConformance(t *testing.T) {
 // adapter's text codec.
 type harness struct{}
 
+// Features: the adapter runs with replica identity full (the default), so
+// updates and deletes carry the old row. Databases on one server share the
+// WAL, so another system's cursor cannot be told from this one's; a cursor
+// before the one the adapter acknowledged is refused.
 func (harness) Features() adaptertest.Features {
-	return adaptertest.Features{Lists: true, NaN: true, TimePrecision: time.Microsecond}
+	return adaptertest.Features{Lists: true, NaN: true, TimePrecision: time.Microsecond,
+		OldRows: true, RejectsForeignCursor: false, RejectsDiscardedCursor: true}
 }
 
 // sqlTypes maps the suite's kinds to PostgreSQL types.

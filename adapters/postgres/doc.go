@@ -11,7 +11,7 @@
 // committed before it. The tables are read in a REPEATABLE READ transaction
 // that imports that snapshot (SET TRANSACTION SNAPSHOT), and the consistent
 // point is the cursor returned: no transaction falls between the snapshot and
-// the stream, none is in both.
+// the stream, none is in both. Snapshot batches carry no cursor.
 //
 // Capture streams from the slot (START_REPLICATION, protocol version 1, no
 // in-progress streaming, so a transaction arrives whole at its commit) and
@@ -27,6 +27,29 @@
 // slot's confirmed position; those before the cursor given to Capture are
 // skipped, so nothing before the cursor is delivered twice and nothing after
 // it is lost.
+//
+// Cursors compare with bytes.Compare as WAL positions do. Capture refuses,
+// with an error marked ErrCursor and adapters.ErrCursor (the engine then
+// takes a new snapshot), a cursor that is not 8 bytes, one ahead of the
+// server's WAL insert position (from another server, or a server restored
+// from a backup), and one before the position this adapter acknowledged,
+// which the slot has discarded. After a restart the adapter cannot tell a
+// cursor older than the one acknowledged before it from a current one: the
+// slot's confirmed position also moves past transactions capture dropped
+// (Apply's own, or other databases') while nothing was pending, so a cursor
+// before it is normal; databases on one server share the WAL, so another
+// database's cursor is not refused either. The engine never captures from
+// before what it acknowledged.
+//
+// Each captured update and delete carries the row before it (Change.Old)
+// when the server sends the whole old row, which it does with replica
+// identity full (the adapter's default, see Hazards). With a key-only old
+// tuple (replica identity default or index, with ReplicaIdentity keep) or
+// none, Old is nil and the engine diffs the whole row. An unchanged value
+// stored out of line (TOAST) that the new tuple leaves out is taken from the
+// old row, so it is in both; if neither has it, it is left out of both. An
+// update that moves a row to a new key is captured as the delete of the old
+// key, with the old row, and the insert of the new one, without.
 //
 // Capture sends a standby status update every StatusInterval, and at once
 // after an Ack, reporting as flushed the highest acknowledged cursor, which
@@ -55,6 +78,13 @@
 // row is already equal, so a repeated apply writes nothing) and deletes by
 // primary key, in one transaction per call. Deadlocks with the users'
 // transactions are retried.
+//
+// Apply returns its position in capture order: the server's WAL insert
+// position (pg_current_wal_insert_lsn), read after its transaction
+// committed. A user transaction that committed before it ends at or before
+// that position, so its batch starts before it, and the engine knows the
+// Apply may have overwritten it; one that commits after the read ends after
+// it. Head returns the same position, read at the time of the call.
 //
 // # Types
 //
@@ -108,9 +138,13 @@
 //     (ErrPublication) and a new snapshot adds them. A changed primary key
 //     changes records' identity and needs a new snapshot too.
 //   - Replica identity. By default the adapter sets REPLICA IDENTITY FULL on
-//     the synced tables, so that updates carry values stored out of line
-//     (TOAST) that did not change; it costs WAL on updates and deletes. With
-//     ReplicaIdentity keep, such values are left out of the captured row.
+//     the synced tables, so that updates and deletes carry the old row and
+//     updates the values stored out of line (TOAST) that did not change; it
+//     costs WAL on updates and deletes. With ReplicaIdentity keep, such
+//     values are left out of the captured row, and a table without replica
+//     identity full reports no old rows: a user's update then counts every
+//     column the system holds, which writes back a column whose newer merged
+//     value had not been applied yet.
 //   - Long and large transactions. Creating the slot waits for the
 //     transactions running at that moment to finish, and the slot holds WAL
 //     from the oldest transaction still open. A transaction arrives whole

@@ -14,8 +14,15 @@ import (
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
-// ErrCursor marks cursors that are not this adapter's.
+// ErrCursor marks cursors the adapter cannot continue capture from: not a
+// WAL position, ahead of the server's WAL, or before the position the
+// adapter acknowledged. Such errors are marked adapters.ErrCursor too.
 var ErrCursor = errors.New("postgres: bad cursor")
+
+// cursorError marks err with ErrCursor and adapters.ErrCursor.
+func cursorError(err error) error {
+	return errors.Mark(errors.Mark(err, ErrCursor), adapters.ErrCursor)
+}
 
 // encodeCursor encodes a WAL position as the adapter's cursor: 8 bytes, big
 // endian, so that cursors compare as byte strings the way LSNs compare.
@@ -23,7 +30,7 @@ func encodeCursor(l lsn) []byte { return binary.BigEndian.AppendUint64(nil, uint
 
 func decodeCursor(b []byte) (lsn, error) {
 	if len(b) != 8 {
-		return 0, errors.Mark(errors.Newf("postgres: cursor of %d bytes, want 8 (a WAL position)", len(b)), ErrCursor)
+		return 0, cursorError(errors.Newf("postgres: cursor of %d bytes, want 8 (a WAL position)", len(b)))
 	}
 	return lsn(binary.BigEndian.Uint64(b)), nil
 }

@@ -81,7 +81,7 @@ func TestIntegrationFlushPosition(t *testing.T) {
 	// moves past them.
 	for i := range 3 {
 		w := adapters.Write{Collection: "t", Key: crdt.IntKey(int64(10 + i)), Row: crdt.Row{"id": crdt.Int(int64(10 + i)), "v": crdt.String("applied")}}
-		if err := a.Apply(ctx, []adapters.Write{w}); err != nil {
+		if _, err := a.Apply(ctx, []adapters.Write{w}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestIntegrationSchemaChange(t *testing.T) {
 	if c := tables[0].Column("b"); c == nil || c.Kind != crdt.KindList || c.Elem != crdt.KindInt {
 		t.Fatalf("Tables after ADD COLUMN: %+v", tables[0])
 	}
-	if err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(3), Row: crdt.Row{
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(3), Row: crdt.Row{
 		"id": crdt.Int(3), "a": crdt.String("applied"), "b": mustList(t, crdt.Int(7)),
 	}}}); err != nil {
 		t.Fatalf("apply with the new column: %+v", err)
@@ -144,7 +144,7 @@ func TestIntegrationSchemaChange(t *testing.T) {
 		t.Fatalf("after DROP COLUMN: %v", row)
 	}
 	// Apply still knows the dropped column until it finds out.
-	if err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(5), Row: crdt.Row{
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(5), Row: crdt.Row{
 		"id": crdt.Int(5), "b": mustList(t, crdt.Int(9)),
 	}}}); err != nil {
 		t.Fatalf("apply after DROP COLUMN: %+v", err)
@@ -218,15 +218,27 @@ func TestIntegrationToast(t *testing.T) {
 			if len(ins["body"].AsBytes()) != 65536 {
 				t.Fatalf("insert: body of %d bytes", len(ins["body"].AsBytes()))
 			}
+			if old := rec.changes()[0].Old; old != nil {
+				t.Fatalf("insert with an old row %v", old)
+			}
 			body, inRow := upd["body"]
+			old := rec.changes()[1].Old
 			switch mode {
 			case IdentityFull:
 				if !inRow || !crdt.Equal(body, ins["body"]) {
 					t.Fatalf("update with replica identity full: body present %v, equal %v", inRow, crdt.Equal(body, ins["body"]))
 				}
+				// The old row is the whole row before the update.
+				if old == nil || !crdt.Equal(old["body"], ins["body"]) || !crdt.Equal(old["n"], crdt.Int(0)) || !crdt.Equal(old["id"], crdt.Int(1)) {
+					t.Fatalf("update with replica identity full: old row %d columns, body equal %v, n %v", len(old), crdt.Equal(old["body"], ins["body"]), old["n"])
+				}
 			case IdentityKeep:
 				if inRow {
 					t.Fatalf("update with replica identity kept: unchanged body captured as %d bytes, want it left out", len(body.AsBytes()))
+				}
+				// The primary key identifies the row: no old row.
+				if old != nil {
+					t.Fatalf("update with replica identity kept: old row %v, want none", old)
 				}
 			}
 			if !crdt.Equal(upd["n"], crdt.Int(1)) {
@@ -246,13 +258,14 @@ func TestIntegrationOriginInUse(t *testing.T) {
 	ctx := ctxT(t)
 	w := []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}}
 	a := open(t, testConfig(t, dsn, name))
-	if err := a.Apply(ctx, w); err != nil {
+	if _, err := a.Apply(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	b := open(t, testConfig(t, dsn, name))
-	checkErr(t, b.Apply(ctx, w), ErrOriginInUse, "own node name")
+	_, err := b.Apply(ctx, w)
+	checkErr(t, err, ErrOriginInUse, "own node name")
 	a.Close()
-	if err := b.Apply(ctx, w); err != nil {
+	if _, err := b.Apply(ctx, w); err != nil {
 		t.Fatalf("apply once the other adapter closed: %+v", err)
 	}
 }
@@ -269,7 +282,7 @@ func TestIntegrationUninstall(t *testing.T) {
 	if _, err := a.Snapshot(ctx, func(context.Context, adapters.Batch) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}}); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}}); err != nil {
 		t.Fatal(err)
 	}
 	count := func(sql string) int {
@@ -295,7 +308,7 @@ func TestIntegrationUninstall(t *testing.T) {
 	if got := objects(); !slices.Equal(got, []int{0, 0, 0}) {
 		t.Fatalf("after uninstall %v, want none", got)
 	}
-	if err := a.Apply(ctx, nil); !errors.Is(err, ErrClosed) {
+	if _, err := a.Apply(ctx, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("apply after uninstall: %v, want ErrClosed", err)
 	}
 	b := open(t, testConfig(t, dsn, name))
@@ -334,7 +347,7 @@ func TestIntegrationSchemas(t *testing.T) {
 	}
 	rec := &recorder{a: a, ack: true}
 	capture(t, a, cursor, rec.sink)
-	if err := a.Apply(ctx, []adapters.Write{{Collection: "sales.orders", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1), "total": crdt.String("9.99")}}}); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "sales.orders", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1), "total": crdt.String("9.99")}}}); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, app, `UPDATE sales.orders SET total = total * 2`)

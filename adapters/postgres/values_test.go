@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 	"pgregory.net/rapid"
 )
@@ -336,8 +338,8 @@ func TestCursor(t *testing.T) {
 		}
 	})
 	for _, bad := range [][]byte{nil, {1}, make([]byte, 9)} {
-		if _, err := decodeCursor(bad); err == nil {
-			t.Errorf("decodeCursor(%x): want an error", bad)
+		if _, err := decodeCursor(bad); !errors.Is(err, ErrCursor) || !errors.Is(err, adapters.ErrCursor) {
+			t.Errorf("decodeCursor(%x): %v, want ErrCursor and adapters.ErrCursor", bad, err)
 		}
 	}
 }
