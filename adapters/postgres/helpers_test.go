@@ -71,9 +71,10 @@ func newDB(t testing.TB, srv *pgtest.Server) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Slots are a server-wide resource: drop this database's (the adapters
-	// are closed by then, their walsenders may take a moment to exit) and
-	// the database with them.
+	// Slots and replication origins are server-wide resources, origins
+	// limited to max_replication_slots: drop this database's (the adapters
+	// are closed by then, their walsenders and sessions may take a moment to
+	// exit), and the database with them.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -83,11 +84,16 @@ func newDB(t testing.TB, srv *pgtest.Server) (string, string) {
 				SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '%[1]s' AND active_pid IS NOT NULL;
 				SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '%[1]s' AND active_pid IS NULL`, name))
 			if err == nil {
-				if err = srv.Exec(ctx, "postgres", fmt.Sprintf(`DROP DATABASE %s WITH (FORCE)`, name)); err == nil {
-					return
-				}
+				err = srv.Exec(ctx, "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name))
 			}
-			time.Sleep(10 * time.Millisecond) // a walsender is still exiting: poll
+			if err == nil {
+				err = srv.Exec(ctx, "postgres", fmt.Sprintf(
+					`SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = 'lattice_%s'`, name))
+			}
+			if err == nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a walsender or session is still exiting: poll
 		}
 		t.Errorf("drop database %s: %v", name, err)
 	})
