@@ -214,8 +214,15 @@ func FuzzDecodeLogRow(f *testing.F) {
 		if _, err := c.Key.Values(); err != nil {
 			t.Fatalf("accepted a change with an invalid key: %v", err)
 		}
-		if (c.Row != nil) != (op == opUpsert || op == opUpdate) || (c.Old != nil) != (op == opUpdate || op == opDeleteRow) {
+		// An update whose old key differs from the new one loses its old row.
+		if (c.Row != nil) != (op == opUpsert || op == opUpdate) || (c.Old != nil && op != opUpdate && op != opDeleteRow) ||
+			(c.Old == nil && op == opDeleteRow) {
 			t.Fatalf("operation %d decoded to row %v, old %v", op, c.Row, c.Old)
+		}
+		if c.Old != nil {
+			if k, err := crdt.MakeKey(c.Old["a"], c.Old["b"]); err != nil || k != c.Key {
+				t.Fatalf("operation %d decoded to key %s with an old row of key %s (%v)", op, c.Key, k, err)
+			}
 		}
 	})
 }
