@@ -66,3 +66,35 @@ func TestLocalStaleQueues(t *testing.T) {
 		t.Fatalf("no-op stale change: %d effects, delta %v", len(res.Effects), res.Delta)
 	}
 }
+
+// An apply reads a queued record; before it acknowledges, a captured change
+// changes the record: the acknowledgement must not remove the entry, or the
+// system would keep the older state the apply wrote.
+func TestCapturedChangeRequeuesInflightApply(t *testing.T) {
+	s := openMem(t, crdt.MustSchema())
+	key := crdt.IntKey(1)
+	col, _ := s.Schema().Collection("c")
+	// A remote change queues the record for apply.
+	var remote crdt.Delta
+	d, err := crdt.Diff(col, nil, crdt.Row{"x": str("remote")}, crdt.Origin{Stamp: crdt.Stamp{TS: s.Clock().Now(), Replica: 99}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote.Add("c", key, d)
+	mustMerge(t, s, &remote)
+	inflight := mustPending(t, s)
+	if len(inflight) != 1 {
+		t.Fatalf("pending = %v", inflight)
+	}
+	// The system's user writes before the apply lands; capture merges it
+	// and its row equals the new view.
+	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("local")}, Captured: true}}, nil)
+	// The apply (of the older state) finishes and acknowledges.
+	if err := s.AckPending(inflight); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPending(t, s)
+	if len(p) != 1 || p[0].Record.View(col)["x"].AsString() != "local" {
+		t.Fatalf("pending after the ack = %v, want the record queued with x=local", p)
+	}
+}

@@ -248,7 +248,13 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		if lr.err != nil {
 			continue
 		}
-		queue := lr.apiChanged || (lr.captured != nil && ((lr.stale && lr.changed) || !matchesSystem(lr.col, lr.cur, lr.captured)))
+		// A captured change that changes a record still on the queue moves
+		// it to the back, even when the system now holds the new view: an
+		// apply may have read the record before this change and be about to
+		// write the older state over the captured row. Its acknowledgement
+		// then no longer matches, and the record is applied again.
+		queue := lr.apiChanged || (lr.captured != nil &&
+			((lr.changed && (lr.stale || lr.hdr.queued != 0)) || !matchesSystem(lr.col, lr.cur, lr.captured)))
 		if !lr.changed && !queue {
 			continue
 		}
