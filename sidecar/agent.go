@@ -60,8 +60,17 @@ type Agent struct {
 	// about to overwrite and take them for new user writes.
 	captureUp chan struct{}
 	upOnce    sync.Once
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+
+	// applied maps records to the capture position of their last apply, until
+	// capture has passed it; barrier is the system's head when capture
+	// started, covering applies made before this process started. A change
+	// captured in a batch that starts before either may have been
+	// overwritten in the system by that apply (see staleness in loops.go).
+	posMu   sync.Mutex
+	applied map[crdt.ID][]byte
+	barrier []byte
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	ready      atomic.Bool
 	captureSt  atomic.Pointer[loopState]
@@ -108,6 +117,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		token:      token,
 		applyWake:  make(chan struct{}, 1),
 		captureUp:  make(chan struct{}),
+		applied:    map[crdt.ID][]byte{},
 		cursorName: "adapter/" + cfg.Adapter.Kind,
 		reg:        prometheus.NewRegistry(),
 	}

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -35,18 +36,108 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if cursor == nil {
+	if len(cursor) == 0 {
 		a.setState(&a.captureSt, "snapshot", nil)
 		if cursor, err = a.snapshot(ctx); err != nil {
 			return errors.Wrap(err, "initial snapshot")
+		}
+	} else {
+		a.posMu.Lock()
+		first := a.barrier == nil && len(a.applied) == 0
+		a.posMu.Unlock()
+		if first {
+			// Applies made before this process started are unknown: until
+			// capture passes the system's current head, any captured change
+			// may have been overwritten by one.
+			head, err := a.adp.Head(ctx)
+			if err != nil {
+				return errors.Wrap(err, "read the system's capture head")
+			}
+			a.posMu.Lock()
+			a.barrier = head
+			a.posMu.Unlock()
 		}
 	}
 	a.setState(&a.captureSt, "capturing", nil)
 	a.ready.Store(true)
 	a.upOnce.Do(func() { close(a.captureUp) })
-	return a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
-		return a.captured(ctx, b, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil)
+	prev := cursor
+	err = a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
+		if err := a.captured(ctx, b, prev, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil); err != nil {
+			return err
+		}
+		prev = b.Cursor
+		return nil
 	})
+	if errors.Is(err, adapters.ErrCursor) && ctx.Err() == nil {
+		// The system cannot continue from the stored cursor (its change log
+		// was reset): forget it, so that the next attempt takes a new
+		// snapshot. Rows equal to the merged state diff to nothing.
+		a.log.Error("the system cannot resume capture from the stored cursor; taking a new snapshot", "err", err)
+		if _, ferr := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: []byte{}}); ferr != nil {
+			return errors.Wrap(ferr, "forget the cursor")
+		}
+	}
+	return err
+}
+
+// stale reports whether a change to id captured in a batch that starts at
+// prev may have been overwritten in the system by an apply before capture
+// saw it.
+func (a *Agent) stale(id crdt.ID, prev []byte) bool {
+	a.posMu.Lock()
+	defer a.posMu.Unlock()
+	if a.barrier != nil && bytes.Compare(prev, a.barrier) < 0 {
+		return true
+	}
+	pos, ok := a.applied[id]
+	return ok && bytes.Compare(prev, pos) < 0
+}
+
+// passed forgets the apply positions capture has passed: changes after
+// cursor were committed after those applies.
+func (a *Agent) passed(cursor []byte) {
+	a.posMu.Lock()
+	defer a.posMu.Unlock()
+	if a.barrier != nil && bytes.Compare(cursor, a.barrier) >= 0 {
+		a.barrier = nil
+	}
+	for id, pos := range a.applied {
+		if bytes.Compare(cursor, pos) >= 0 {
+			delete(a.applied, id)
+		}
+	}
+}
+
+// inFlight is the apply position of a record whose apply has started and
+// whose position is not known yet: it orders after every cursor, so every
+// change to the record counts as stale until the apply reports its position.
+var inFlight = bytes.Repeat([]byte{0xff}, 64)
+
+// applying marks ids as being applied, before the apply starts, so that a
+// capture batch handled between the apply's commit and appliedAt cannot
+// miss it.
+func (a *Agent) applying(ids []crdt.ID) {
+	a.posMu.Lock()
+	defer a.posMu.Unlock()
+	for _, id := range ids {
+		a.applied[id] = inFlight
+	}
+}
+
+// appliedAt records the capture position of an apply of ids. Without a
+// position (an adapter that reports none) the in-flight marks stay until a
+// later apply of the same record replaces them, which keeps its changes
+// conservatively stale.
+func (a *Agent) appliedAt(ids []crdt.ID, pos []byte) {
+	if len(pos) == 0 {
+		return
+	}
+	a.posMu.Lock()
+	defer a.posMu.Unlock()
+	for _, id := range ids {
+		a.applied[id] = pos
+	}
 }
 
 // snapshot stores every row of the system as a captured change, stores the
@@ -56,7 +147,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	seen := map[crdt.ID]struct{}{}
 	start := time.Now()
 	cursor, err := a.adp.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
-		return a.captured(ctx, b, nil, seen)
+		return a.captured(ctx, b, nil, nil, seen)
 	})
 	if err != nil {
 		return nil, err
@@ -100,8 +191,9 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 }
 
 // captured makes a batch of captured changes durable (with its cursor),
-// broadcasts the resulting delta, and acknowledges the cursor.
-func (a *Agent) captured(ctx context.Context, b adapters.Batch, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
+// broadcasts the resulting delta, and acknowledges the cursor. prev is the
+// cursor the batch starts after (nil for snapshot batches).
+func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
 	changes := make([]store.Change, 0, len(b.Changes))
 	for _, c := range b.Changes {
 		ci, err := a.info.lookup(c.Collection)
@@ -110,15 +202,20 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, cursor *store.Cu
 			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
 			continue
 		}
-		changes = append(changes, store.Change{
+		ch := store.Change{
 			Collection: c.Collection,
 			Key:        c.Key,
 			// Partial: a column a capture leaves out is unchanged (adapters
 			// send nulls explicitly).
 			Row:      ci.fromSystem(ci.stripKey(c.Row)),
+			Base:     ci.fromSystem(ci.stripKey(c.Old)),
 			Delete:   c.Row == nil,
 			Captured: true,
-		})
+		}
+		if cursor != nil {
+			ch.Stale = a.stale(crdt.MakeID(c.Collection, c.Key), prev)
+		}
+		changes = append(changes, ch)
 		if seen != nil {
 			seen[crdt.MakeID(c.Collection, c.Key)] = struct{}{}
 		}
@@ -133,6 +230,7 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, cursor *store.Cu
 	a.afterLocal(res, "capture")
 	a.markBatch(&a.captureSt)
 	if cursor != nil {
+		a.passed(cursor.Value)
 		if err := a.adp.Ack(ctx, cursor.Value); err != nil && ctx.Err() == nil {
 			a.log.Warn("acknowledge cursor", "err", err)
 		}
@@ -261,8 +359,14 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		return len(settled), nil
 	}
 	a.setState(&a.applySt, "applying", nil)
+	ids := make([]crdt.ID, len(writes))
+	for i, w := range writes {
+		ids[i] = crdt.MakeID(w.Collection, w.Key)
+	}
+	a.applying(ids)
 	start := time.Now()
-	if err := a.adp.Apply(ctx, writes); err != nil {
+	pos, err := a.adp.Apply(ctx, writes)
+	if err != nil {
 		re, ok := adapters.RowErrorOf(err)
 		if !ok || !errors.Is(err, adapters.ErrBadRow) {
 			return 0, err
@@ -280,6 +384,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		}
 		return 0, errors.Wrap(err, "apply reported a bad row outside its batch")
 	}
+	a.appliedAt(ids, pos)
 	a.m.applyLatency.Observe(time.Since(start).Seconds())
 	a.m.appliedRows.Add(float64(len(writes)))
 	a.markBatch(&a.applySt)

@@ -33,9 +33,10 @@ type AdapterStatus struct {
 
 // ParkedJSON is a record the system rejected, set aside.
 type ParkedJSON struct {
-	Collection string `json:"collection"`
-	Key        string `json:"key"`
-	Reason     string `json:"reason"`
+	Collection string    `json:"collection"`
+	Key        string    `json:"key"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
 }
 
 // Status returns the agent's status.
@@ -61,7 +62,7 @@ func (a *Agent) Status() Status {
 	}
 	if parked, err := a.store.Parked(100); err == nil {
 		for _, p := range parked {
-			s.Parked = append(s.Parked, ParkedJSON{Collection: p.Collection, Key: p.Key.String(), Reason: p.Reason})
+			s.Parked = append(s.Parked, ParkedJSON{Collection: p.Collection, Key: p.Key.String(), Reason: p.Reason, At: p.At})
 		}
 	}
 	return s

@@ -267,7 +267,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "  %s\n", b)
 	}
 	for _, p := range s.Parked {
-		fmt.Fprintf(stdout, "parked    %s/%s: %s\n", p.Collection, p.Key, p.Reason)
+		fmt.Fprintf(stdout, "parked    %s/%s since %s: %s\n", p.Collection, p.Key, p.At.Format("2006-01-02 15:04:05"), p.Reason)
 	}
 	return nil
 }
