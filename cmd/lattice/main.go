@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -439,14 +438,4 @@ func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return f.Close()
-}
-
-// sortedNames is used by the demo and bench printers.
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
