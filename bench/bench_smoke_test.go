@@ -4,16 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// database/sql keeps a connection opener per DB until Close; the
-		// SQLite driver's are closed by Cluster.Close.
-		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
-}
 
 // TestScenarios runs each scenario small, so that `make test` keeps them
 // working; the benchmarks run them in earnest.
