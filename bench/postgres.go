@@ -1,0 +1,326 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+	"github.com/lattice-crdt/lattice/sidecar"
+)
+
+// PostgresTable is the table PostgreSQL clusters sync. Its name keeps it
+// apart from an application's tables, since the databases may be a user's
+// own (`lattice bench --postgres`).
+const PostgresTable = "lattice_bench"
+
+// PostgresSchema creates PostgresTable: the same shape as the SQLite
+// scenarios' items table.
+const PostgresSchema = `CREATE TABLE ` + PostgresTable + ` (id bigint PRIMARY KEY, v text, n bigint)`
+
+// postgresPrefix names the replication slot, publication and origin of
+// each node (postgresPrefix + node name), so that the bench never touches
+// those of a sidecar that runs for real beside the same database.
+const postgresPrefix = "lattice_bench_"
+
+// PostgresCluster is a cluster whose sidecars each sit beside a PostgreSQL
+// database, with the postgres adapter syncing PostgresTable.
+type PostgresCluster struct {
+	*Cluster
+	// DSNs are the nodes' databases, in node order.
+	DSNs []string
+	// conns hold one connection per database for checks; only the
+	// goroutine driving a scenario uses them.
+	conns []*pgx.Conn
+	// names are the nodes' slot, publication and origin names.
+	names []string
+	// nextKey is the first key the next throughput run inserts from, per
+	// node (keys of node i start at (i+1)<<40).
+	nextKey int64
+}
+
+// StartPostgresCluster creates PostgresTable in each database (dropping one
+// left over by an earlier run) and starts one sidecar per database, with
+// the options of StartCluster (Nodes is len(dsns); SQLite must be off).
+// Each database needs wal_level=logical and a role allowed to create
+// replication slots, publications and origins (a superuser is simplest).
+// Close drops the table and the replication objects again.
+func StartPostgresCluster(ctx context.Context, dsns []string, o ClusterOptions) (*PostgresCluster, error) {
+	if len(dsns) < 2 {
+		return nil, errors.Newf("postgres cluster: need at least two databases, got %d", len(dsns))
+	}
+	if o.SQLite {
+		return nil, errors.New("postgres cluster: SQLite must be off")
+	}
+	if o.Nodes != 0 && o.Nodes != len(dsns) {
+		return nil, errors.Newf("postgres cluster: %d nodes for %d databases", o.Nodes, len(dsns))
+	}
+	o.Nodes = len(dsns)
+	pc := &PostgresCluster{DSNs: dsns, names: make([]string, len(dsns))}
+	for i, dsn := range dsns {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			pc.closeConns()
+			return nil, errors.Wrapf(err, "connect to database %d", i+1)
+		}
+		pc.conns = append(pc.conns, conn)
+		if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS `+PostgresTable); err != nil {
+			pc.closeConns()
+			return nil, errors.Wrapf(err, "drop %s left over in database %d", PostgresTable, i+1)
+		}
+		if _, err := conn.Exec(ctx, PostgresSchema); err != nil {
+			pc.closeConns()
+			return nil, errors.Wrapf(err, "create %s in database %d", PostgresTable, i+1)
+		}
+	}
+	configure := o.Configure
+	o.Configure = func(i int, c *sidecar.Config) {
+		name := postgresPrefix + c.Node
+		pc.names[i] = name
+		c.Adapter = sidecar.AdapterConfig{
+			Kind:        sidecar.AdapterPostgres,
+			DSN:         dsns[i],
+			Tables:      []string{PostgresTable},
+			Slot:        name,
+			Publication: name,
+			Origin:      name,
+		}
+		if configure != nil {
+			configure(i, c)
+		}
+	}
+	c, err := StartCluster(ctx, o)
+	if err != nil {
+		pc.uninstall(ctx)
+		pc.closeConns()
+		return nil, err
+	}
+	pc.Cluster = c
+	return pc, nil
+}
+
+// Close stops the sidecars, then drops the table, the slots, the
+// publications and the origins the cluster created.
+func (pc *PostgresCluster) Close() {
+	pc.Cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pc.uninstall(ctx)
+	pc.closeConns()
+}
+
+// uninstall drops what the cluster installed, best effort: the objects of
+// node i live in database i.
+func (pc *PostgresCluster) uninstall(ctx context.Context) {
+	for i, conn := range pc.conns {
+		if name := pc.names[i]; name != "" {
+			_, _ = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, name)
+			_, _ = conn.Exec(ctx, `DROP PUBLICATION IF EXISTS `+pgx.Identifier{name}.Sanitize())
+			_, _ = conn.Exec(ctx, `SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = $1`, name)
+		}
+		_, _ = conn.Exec(ctx, `DROP TABLE IF EXISTS `+PostgresTable)
+	}
+}
+
+func (pc *PostgresCluster) closeConns() {
+	for _, c := range pc.conns {
+		_ = c.Close(context.Background())
+	}
+	pc.conns = nil
+}
+
+// count returns the number of rows in node i's table.
+func (pc *PostgresCluster) count(ctx context.Context, i int) (int64, error) {
+	var n int64
+	err := pc.conns[i].QueryRow(ctx, `SELECT count(*) FROM `+PostgresTable).Scan(&n)
+	return n, errors.Wrapf(err, "count rows in %s", pc.Nodes[i].Name)
+}
+
+// PostgresEndToEnd measures, one change at a time, the time from a commit
+// in one PostgreSQL database to the changed row being visible in another
+// (polled with a prepared statement): capture from the slot, store, gossip,
+// merge and apply. Each sample waits for the whole cluster to converge
+// before the next, so samples do not overlap.
+func PostgresEndToEnd(ctx context.Context, pc *PostgresCluster, o EndToEndOptions) (Latencies, error) {
+	if o.Samples == 0 {
+		o.Samples = 200
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.From == o.To || o.From < 0 || o.To < 0 || o.From >= len(pc.Nodes) || o.To >= len(pc.Nodes) {
+		return Latencies{}, errors.Newf("end-to-end needs two distinct nodes of %d, got %d and %d", len(pc.Nodes), o.From, o.To)
+	}
+	from, to := pc.conns[o.From], pc.conns[o.To]
+	const read = "lattice_bench_read"
+	if _, err := to.Prepare(ctx, read, `SELECT v FROM `+PostgresTable+` WHERE id = 1`); err != nil {
+		return Latencies{}, errors.Wrap(err, "prepare read")
+	}
+	defer func() { _ = to.Deallocate(context.Background(), read) }()
+	write := `INSERT INTO ` + PostgresTable + ` (id, v, n) VALUES (1, $1, $2)
+		ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = excluded.n`
+	ds := make([]time.Duration, 0, o.Samples)
+	for i := range o.Samples {
+		v := fmt.Sprintf("sample-%d-%d", time.Now().UnixNano(), i)
+		start := time.Now()
+		if _, err := from.Exec(ctx, write, v, i); err != nil {
+			return Latencies{}, errors.Wrapf(err, "write in %s", pc.Nodes[o.From].Name)
+		}
+		deadline := start.Add(o.Timeout)
+		for {
+			var got *string
+			err := to.QueryRow(ctx, read).Scan(&got)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return Latencies{}, errors.Wrapf(err, "read in %s", pc.Nodes[o.To].Name)
+			}
+			if got != nil && *got == v {
+				break
+			}
+			if time.Now().After(deadline) {
+				return Latencies{}, errors.Newf("sample %d not visible in %s within %s", i, pc.Nodes[o.To].Name, o.Timeout)
+			}
+			// Paces the polling, which would otherwise take a core from
+			// the sidecars; a round trip costs about as much.
+			time.Sleep(100 * time.Microsecond)
+		}
+		ds = append(ds, time.Since(start))
+		if err := pc.WaitFor(ctx, o.Timeout, pc.Converged); err != nil {
+			return Latencies{}, err
+		}
+	}
+	return Summarise(ds), nil
+}
+
+// PostgresThroughput has a writer in every database insert rows as fast as
+// it can for a while, in transactions of Batch rows (one INSERT statement
+// per row, sent in one round trip), then waits until every database holds
+// every row and the replicas converged. The rates count rows and field
+// updates (two per row) converged cluster-wide per second, from the first
+// write to convergence. It can run more than once on a cluster: each run
+// inserts new keys.
+func PostgresThroughput(ctx context.Context, pc *PostgresCluster, o ThroughputOptions) (ThroughputResult, error) {
+	if o.Duration == 0 {
+		o.Duration = 3 * time.Second
+	}
+	if o.Batch == 0 {
+		o.Batch = 100
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 120 * time.Second
+	}
+	before := make([]int64, len(pc.Nodes))
+	for i := range pc.Nodes {
+		n, err := pc.count(ctx, i)
+		if err != nil {
+			return ThroughputResult{}, err
+		}
+		before[i] = n
+	}
+	writers := make([]*pgx.Conn, len(pc.DSNs))
+	defer func() {
+		for _, w := range writers {
+			if w != nil {
+				_ = w.Close(context.Background())
+			}
+		}
+	}()
+	for i, dsn := range pc.DSNs {
+		w, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return ThroughputResult{}, errors.Wrapf(err, "connect a writer to %s", pc.Nodes[i].Name)
+		}
+		writers[i] = w
+	}
+	insert := `INSERT INTO ` + PostgresTable + ` (id, v, n) VALUES ($1, $2, $3)`
+	type result struct {
+		rows int64
+		err  error
+	}
+	results := make(chan result, len(writers))
+	first := pc.nextKey
+	start := time.Now()
+	stop := start.Add(o.Duration)
+	for i, w := range writers {
+		go func() {
+			base := int64(i+1)<<40 + first
+			var k int64
+			for time.Now().Before(stop) {
+				err := pgx.BeginFunc(ctx, w, func(tx pgx.Tx) error {
+					var b pgx.Batch
+					for j := range int64(o.Batch) {
+						b.Queue(insert, base+k+j, "payload-0123456789", k+j)
+					}
+					return tx.SendBatch(ctx, &b).Close()
+				})
+				if err != nil {
+					results <- result{k, errors.Wrapf(err, "insert in %s", pc.Nodes[i].Name)}
+					return
+				}
+				k += int64(o.Batch)
+			}
+			results <- result{k, nil}
+		}()
+	}
+	var rows, most int64
+	var err error
+	for range writers {
+		r := <-results
+		rows += r.rows
+		most = max(most, r.rows)
+		err = errors.CombineErrors(err, r.err)
+	}
+	writeDone := time.Since(start)
+	pc.nextKey += most
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	// Counting a large table costs a few milliseconds: poll every 5ms, an
+	// error small against seconds of work.
+	deadline := start.Add(o.Duration + o.Timeout)
+	for i := 0; i < len(pc.Nodes); {
+		n, err := pc.count(ctx, i)
+		if err != nil {
+			return ThroughputResult{}, err
+		}
+		if n-before[i] >= rows {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			return ThroughputResult{}, errors.Newf("timed out: %s holds %d of %d new rows", pc.Nodes[i].Name, n-before[i], rows)
+		}
+		select {
+		case <-ctx.Done():
+			return ThroughputResult{}, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := pc.WaitFor(ctx, time.Until(deadline), pc.Converged); err != nil {
+		return ThroughputResult{}, err
+	}
+	total := time.Since(start)
+	r := ThroughputResult{
+		Rows:         rows,
+		Fields:       2 * rows,
+		WriteSeconds: writeDone.Seconds(),
+		TotalSeconds: total.Seconds(),
+	}
+	r.FieldsPerSec = float64(r.Fields) / r.TotalSeconds
+	r.RowsPerSecond = float64(r.Rows) / r.TotalSeconds
+	return r, nil
+}
+
+// median returns the median of xs (0 for none); xs is not changed.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

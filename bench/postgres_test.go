@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lattice-crdt/lattice/adapters/postgres/pgtest"
+)
+
+// logWriter routes the sidecars' logs to t.Log.
+type logWriter struct{ tb testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(logWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startServers starts n throwaway PostgreSQL servers at once and creates a
+// database in each; they stop when tb ends.
+func startServers(tb testing.TB, bin pgtest.Binaries, n int) []string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srvs := make([]*pgtest.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { srvs[i], errs[i] = pgtest.New(ctx, bin, pgtest.Options{}) })
+	}
+	wg.Wait()
+	for _, s := range srvs {
+		if s != nil {
+			tb.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					tb.Errorf("close postgresql: %v", err)
+				}
+			})
+		}
+	}
+	var dsns []string
+	for i, s := range srvs {
+		if errs[i] != nil {
+			tb.Fatalf("start postgresql: %v", errs[i])
+		}
+		dsn, err := s.CreateDB(ctx, fmt.Sprintf("db%d", i+1))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		dsns = append(dsns, dsn)
+	}
+	return dsns
+}
+
+// TestIntegrationPostgresScenarios runs the PostgreSQL scenarios small, on
+// three databases of one server, so that `make test-integration` keeps
+// them working; BenchmarkPostgresPropagation runs them in earnest on three
+// servers.
+func TestIntegrationPostgresScenarios(t *testing.T) {
+	bin := pgtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := pgtest.New(ctx, bin, pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var dsns []string
+	for _, name := range []string{"crm", "erp", "web"} {
+		dsn, err := srv.CreateDB(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dsns = append(dsns, dsn)
+	}
+	pc, err := StartPostgresCluster(ctx, dsns, ClusterOptions{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("%+v", err)
+	}
+	l, err := PostgresEndToEnd(ctx, pc, EndToEndOptions{Samples: 10, From: 0, To: 2})
+	if err != nil {
+		pc.Close()
+		t.Fatalf("end-to-end: %+v", err)
+	}
+	if l.Samples != 10 || l.P50ms <= 0 || l.P99ms < l.P50ms {
+		t.Errorf("implausible latencies %+v", l)
+	}
+	// Two runs: the second must insert new keys and count only those.
+	for run := range 2 {
+		r, err := PostgresThroughput(ctx, pc, ThroughputOptions{Duration: 300 * time.Millisecond, Batch: 20})
+		if err != nil {
+			pc.Close()
+			t.Fatalf("throughput run %d: %+v", run, err)
+		}
+		if r.Rows == 0 || r.RowsPerSecond <= 0 || r.Fields != 2*r.Rows {
+			t.Errorf("implausible throughput %+v", r)
+		}
+		t.Logf("throughput run %d: %+v", run, r)
+	}
+	// Every database holds the same rows: 1 from end-to-end, the rest from
+	// the writers.
+	var tables [][]string
+	for i := range pc.Nodes {
+		rows, err := pc.conns[i].Query(ctx, `SELECT id || '=' || v || '/' || n FROM `+PostgresTable+` ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, got)
+	}
+	for i := 1; i < len(tables); i++ {
+		if !slices.Equal(tables[i], tables[0]) {
+			t.Errorf("%s holds %d rows, %s %d, and they differ", pc.Nodes[i].Name, len(tables[i]), pc.Nodes[0].Name, len(tables[0]))
+		}
+	}
+	t.Logf("end-to-end %+v", l)
+
+	// Close drops what the cluster installed.
+	pc.Close()
+	for i, name := range []string{"crm", "erp", "web"} {
+		var slots, pubs, origins, tabs int
+		conn, err := pgx.Connect(ctx, dsns[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		q := func(sql string, dst *int) {
+			if err := conn.QueryRow(ctx, sql).Scan(dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q(`SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'lattice_bench_%'`, &slots)
+		q(`SELECT count(*) FROM pg_publication WHERE pubname LIKE 'lattice_bench_%'`, &pubs)
+		q(`SELECT count(*) FROM pg_replication_origin WHERE roname LIKE 'lattice_bench_%'`, &origins)
+		q(`SELECT count(*) FROM pg_tables WHERE tablename = '`+PostgresTable+`'`, &tabs)
+		if slots+pubs+origins+tabs != 0 {
+			t.Errorf("%s keeps %d slots, %d publications, %d origins, %d tables after Close", name, slots, pubs, origins, tabs)
+		}
+	}
+}
+
+// BenchmarkPostgresPropagation: three PostgreSQL servers, three sidecars
+// with the postgres adapter. p50-ms and p99-ms: a row committed in database
+// A until it is visible in database B, 300 samples per iteration, the
+// percentiles over all of them. rows/s and fields/s: writers in all three
+// databases insert rows as fast as they can for 3 s; rows (two fields each)
+// converged in every database per second, from the first write to
+// convergence, the median over iterations.
+func BenchmarkPostgresPropagation(b *testing.B) {
+	dsns := startServers(b, pgtest.RequireBinaries(b), 3)
+	ctx := context.Background()
+	pc, err := StartPostgresCluster(ctx, dsns, ClusterOptions{Logger: testLogger(b)})
+	if err != nil {
+		b.Fatalf("%+v", err)
+	}
+	defer pc.Close()
+	b.ReportAllocs()
+	var all []time.Duration
+	var rows, fields []float64
+	for b.Loop() {
+		l, err := PostgresEndToEnd(ctx, pc, EndToEndOptions{Samples: 300, From: 0, To: 1})
+		if err != nil {
+			b.Fatalf("%+v", err)
+		}
+		for _, ms := range l.Raw {
+			all = append(all, time.Duration(ms*1e6))
+		}
+		r, err := PostgresThroughput(ctx, pc, ThroughputOptions{Duration: 3 * time.Second})
+		if err != nil {
+			b.Fatalf("%+v", err)
+		}
+		rows = append(rows, r.RowsPerSecond)
+		fields = append(fields, r.FieldsPerSec)
+	}
+	l := Summarise(all)
+	b.ReportMetric(l.P50ms, "p50-ms")
+	b.ReportMetric(l.P99ms, "p99-ms")
+	b.ReportMetric(float64(l.Samples), "samples")
+	b.ReportMetric(median(rows), "rows/s")
+	b.ReportMetric(median(fields), "fields/s")
+}
