@@ -99,7 +99,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		log = NewLogger(os.Stderr, cfg.Log)
 	}
 	log = log.With("node", cfg.Node)
 	schema, err := cfg.Schema()

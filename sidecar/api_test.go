@@ -17,7 +17,7 @@ import (
 
 // testLogger routes logs to t.Log.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: PlainErrors}))
 }
 
 type tWriter struct{ t testing.TB }

@@ -15,7 +15,7 @@ import (
 // captureLoop runs the adapter's snapshot (once) and capture, restarting
 // capture from the last durable cursor with backoff when the system fails.
 func (a *Agent) captureLoop(ctx context.Context) {
-	delay := 200 * time.Millisecond
+	delay := min(200*time.Millisecond, a.cfg.Apply.MaxBackoff)
 	for ctx.Err() == nil {
 		err := a.captureOnce(ctx)
 		if ctx.Err() != nil {
@@ -273,7 +273,8 @@ func (a *Agent) applyLoop(ctx context.Context) {
 	// also wakes the loop.
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	delay := 100 * time.Millisecond
+	first := min(100*time.Millisecond, a.cfg.Apply.MaxBackoff)
+	delay := first
 	for {
 		select {
 		case <-ctx.Done():
@@ -296,7 +297,7 @@ func (a *Agent) applyLoop(ctx context.Context) {
 				delay = min(delay*2, a.cfg.Apply.MaxBackoff)
 				continue
 			}
-			delay = 100 * time.Millisecond
+			delay = first
 			if n == 0 {
 				a.setState(&a.applySt, "idle", nil)
 				break

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"time"
 
+	"github.com/lattice-crdt/lattice/sidecar"
 	"github.com/lattice-crdt/lattice/sidecar/demo"
 )
 
@@ -19,7 +19,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	opts := demo.Options{Dir: *dir, Out: stdout, Timeout: *timeout}
 	if *verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+		opts.Logger = sidecar.NewLogger(stderr, sidecar.LogConfig{Level: "info"})
 	}
 	return demo.Run(ctx, opts)
 }

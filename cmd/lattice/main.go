@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -183,7 +182,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.Log)
+	log := sidecar.NewLogger(stderr, cfg.Log)
 	a, err := sidecar.Start(ctx, cfg, sidecar.Options{Logger: log})
 	if err != nil {
 		return err
@@ -191,16 +190,6 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	<-ctx.Done()
 	log.Info("shutting down")
 	return a.Close()
-}
-
-func newLogger(w io.Writer, lc sidecar.LogConfig) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(lc.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if lc.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // clientFlags adds --api, --token and --ca to a client command.
