@@ -223,17 +223,26 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	a.writeRecord(w, ci, col, key, http.StatusNotFound)
+}
+
+// writeRecord answers with a record's current state, or with missing when
+// it does not exist (404 for a read, 204 after a write that left nothing).
+func (a *Agent) writeRecord(w http.ResponseWriter, ci *collInfo, col *crdt.Collection, key crdt.Key, missing int) {
 	rec, err := a.store.Get(ci.name, key)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err, "")
 		return
 	}
 	out, exists := a.recordJSON(ci, col, key, rec)
-	if !exists {
-		writeError(w, http.StatusNotFound, errors.Newf("no record %s/%s", ci.name, key), "")
-		return
+	switch {
+	case exists:
+		writeJSON(w, http.StatusOK, out)
+	case missing == http.StatusNotFound:
+		writeError(w, missing, errors.Newf("no record %s/%s", ci.name, key), "")
+	default:
+		w.WriteHeader(missing)
 	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *Agent) list(w http.ResponseWriter, r *http.Request) {
@@ -459,17 +468,7 @@ func (a *Agent) commit(w http.ResponseWriter, ci *collInfo, col *crdt.Collection
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	rec, err := a.store.Get(ci.name, key)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err, "")
-		return
-	}
-	out, exists := a.recordJSON(ci, col, key, rec)
-	if !exists {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	a.writeRecord(w, ci, col, key, http.StatusNoContent)
 }
 
 func (a *Agent) digest(w http.ResponseWriter, r *http.Request) {
