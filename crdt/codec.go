@@ -634,8 +634,11 @@ func (d *Decoder) Record() (*Record, error) {
 			r.Fields = make([]Field, 0, nf)
 		}
 		last := ""
+		// One backing array holds the writes of every field: most fields
+		// have one, and a slice per field is an allocation per field.
+		wslab := make([]Write, 0, nf)
 		for i := range nf {
-			f, err := d.field()
+			f, err := d.field(&wslab)
 			if err != nil {
 				return nil, errors.Wrapf(err, "field %d", i)
 			}
@@ -666,7 +669,7 @@ func (d *Decoder) Record() (*Record, error) {
 	return r, nil
 }
 
-func (d *Decoder) field() (Field, error) {
+func (d *Decoder) field(wslab *[]Write) (Field, error) {
 	var f Field
 	n, err := d.ArrayLen(1 << 16)
 	if err != nil {
@@ -686,9 +689,7 @@ func (d *Decoder) field() (Field, error) {
 		if err != nil {
 			return f, errors.Wrapf(err, "field %s writes", f.Name)
 		}
-		if nw > 0 {
-			f.Reg = make([]Write, 0, nw)
-		}
+		start := len(*wslab)
 		for range nw {
 			w, err := d.write()
 			if err != nil {
@@ -697,10 +698,14 @@ func (d *Decoder) field() (Field, error) {
 			if w.Stamp.IsZero() {
 				return f, decodeErrf("field %s: write without a stamp", f.Name)
 			}
-			if k := len(f.Reg); k > 0 && f.Reg[k-1].Stamp.Compare(w.Stamp) <= 0 {
+			if k := len(*wslab); k > start && (*wslab)[k-1].Stamp.Compare(w.Stamp) <= 0 {
 				return f, decodeErrf("field %s: writes out of order", f.Name)
 			}
-			f.Reg = append(f.Reg, w)
+			*wslab = append(*wslab, w)
+		}
+		if end := len(*wslab); end > start {
+			// Capped, so that no append through one field reaches the next.
+			f.Reg = (*wslab)[start:end:end]
 		}
 	}
 	if n >= 3 {
@@ -794,6 +799,9 @@ func (d *Decoder) orset() (*ORSetState, error) {
 		if ne > 0 {
 			s.Elems = make([]Elem, 0, ne)
 		}
+		// One backing array holds the entries of every element, most of
+		// which have one.
+		slab := make([]Entry, 0, ne)
 		for range ne {
 			m, err := d.ArrayLen(1 << 16)
 			if err != nil {
@@ -816,6 +824,7 @@ func (d *Decoder) orset() (*ORSetState, error) {
 			if err != nil {
 				return nil, errors.Wrap(err, "entries")
 			}
+			start := len(slab)
 			for range nen {
 				k, err := d.ArrayLen(1 << 16)
 				if err != nil {
@@ -834,13 +843,16 @@ func (d *Decoder) orset() (*ORSetState, error) {
 				if en.Counter == 0 || en.Stamp.IsZero() {
 					return nil, decodeErrf("entry with zero dot")
 				}
-				if j := len(el.Entries); j > 0 && cmpEntry(el.Entries[j-1], en) >= 0 {
+				if j := len(slab); j > start && cmpEntry(slab[j-1], en) >= 0 {
 					return nil, decodeErrf("entries out of order")
 				}
 				if err := d.Skip(k - 2); err != nil {
 					return nil, err
 				}
-				el.Entries = append(el.Entries, en)
+				slab = append(slab, en)
+			}
+			if end := len(slab); end > start {
+				el.Entries = slab[start:end:end]
 			}
 			if err := d.Skip(m - 2); err != nil {
 				return nil, err
