@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/bench"
+)
+
+const benchUsage = "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]"
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", benchUsage, stderr)
+	o := bench.RunOptions{}
+	fs.IntVar(&o.Nodes, "nodes", bench.DefaultNodes, "sidecars per cluster, all in this process on loopback")
+	fs.IntVar(&o.Samples, "samples", bench.DefaultSamples, "end-to-end samples: changes made one at a time")
+	fs.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "how long the writers write in the throughput scenarios")
+	fs.BoolVar(&o.SQLite, "sqlite", true, "each sidecar beside its own SQLite database; false: the sidecars' API is the system")
+	var pg listFlag
+	fs.Var(&pg, "postgres", "also run the PostgreSQL scenarios in these databases, one per sidecar, comma-separated or repeated\n"+
+		"(wal_level=logical; the bench creates and drops the table "+bench.PostgresTable+" and slots named lattice_bench_<node>)")
+	jsonPath := fs.String("json", "", "write the report, raw samples included, as JSON to FILE")
+	svgPath := fs.String("svg", "", "write a plot of the latency distribution and the throughput as SVG to FILE")
+	dir := fs.String("dir", "", "keep the databases and stores in DIR (default: temporary directories, removed afterwards)")
+	verbose := fs.Bool("verbose", false, "print the sidecars' logs to standard error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return errors.Newf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case o.Nodes < 2:
+		return errors.Newf("--nodes %d: need at least 2", o.Nodes)
+	case o.Samples < 1:
+		return errors.Newf("--samples %d: need at least 1", o.Samples)
+	case o.Duration <= 0:
+		return errors.Newf("--duration %s: must be positive", o.Duration)
+	}
+	o.Postgres = pg
+	o.Dir = *dir
+	o.Progress = stderr
+	if *verbose {
+		o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	// Open the output files first, so that a bad path fails before the run.
+	var jsonFile, svgFile *os.File
+	for _, f := range []struct {
+		path string
+		dst  **os.File
+	}{{*jsonPath, &jsonFile}, {*svgPath, &svgFile}} {
+		if f.path == "" {
+			continue
+		}
+		file, err := os.Create(f.path)
+		if err != nil {
+			return errors.Wrapf(err, "create %s", f.path)
+		}
+		defer file.Close()
+		*f.dst = file
+	}
+
+	r, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	m := r.Machine
+	fmt.Fprintf(stdout, "lattice %s, %d nodes, %s/%s, %d CPUs", r.Version, r.Nodes, m.OS, m.Arch, m.CPUs)
+	if len(m.Load) > 0 {
+		fmt.Fprintf(stdout, ", load average %.2f at the start", m.Load[0])
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout)
+	if err := r.WriteTable(stdout); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		file  *os.File
+		write func(io.Writer) error
+	}{{jsonFile, r.WriteJSON}, {svgFile, r.WriteSVG}} {
+		if f.file == nil {
+			continue
+		}
+		if err := f.write(f.file); err != nil {
+			return errors.Wrapf(err, "write %s", f.file.Name())
+		}
+		if err := f.file.Close(); err != nil {
+			return errors.Wrapf(err, "close %s", f.file.Name())
+		}
+		fmt.Fprintf(stdout, "\nwrote %s", f.file.Name())
+	}
+	if jsonFile != nil || svgFile != nil {
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
