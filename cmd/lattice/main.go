@@ -4,6 +4,7 @@
 //	lattice status|get|put|patch|delete      talk to a running sidecar
 //	lattice keygen                           make a gossip encryption key
 //	lattice demo                             three sidecars, three SQLite databases, conflicts resolved
+//	lattice bench                            convergence benchmarks: a table, JSON and an SVG plot
 //	lattice version
 package main
 
@@ -43,6 +44,7 @@ func init() {
 		{"delete", "delete COLLECTION KEY", "delete a record", runDelete},
 		{"keygen", "keygen [--out FILE]", "make a 256-bit gossip encryption key", runKeygen},
 		{"demo", "demo [--dir DIR]", "run three sidecars beside three SQLite databases and resolve classic sync conflicts", runDemo},
+		{"bench", "bench [flags]", "run convergence benchmarks; print a table, write JSON and an SVG plot", runBench},
 		{"version", "version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			fmt.Fprintln(out, "lattice", sidecar.Version)
 			return nil
