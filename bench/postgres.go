@@ -102,7 +102,8 @@ func StartPostgresCluster(ctx context.Context, dsns []string, o ClusterOptions) 
 }
 
 // Close stops the sidecars, then drops the table, the slots, the
-// publications and the origins the cluster created.
+// publications and the origins the cluster created. Calling it again does
+// nothing.
 func (pc *PostgresCluster) Close() {
 	pc.Cluster.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

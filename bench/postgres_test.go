@@ -78,38 +78,39 @@ func startServers(tb testing.TB, bin pgtest.Binaries, n int) []string {
 	return dsns
 }
 
-// TestIntegrationPostgresScenarios runs the PostgreSQL scenarios small, on
-// three databases of one server, so that `make test-integration` keeps
-// them working; BenchmarkPostgresPropagation runs them in earnest on three
-// servers.
-func TestIntegrationPostgresScenarios(t *testing.T) {
-	bin := pgtest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// oneServer starts a throwaway server with the named databases and
+// returns their DSNs; it stops when t ends.
+func oneServer(t *testing.T, names ...string) []string {
+	t.Helper()
+	srv := pgtest.Start(t, pgtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := pgtest.New(ctx, bin, pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
 	var dsns []string
-	for _, name := range []string{"crm", "erp", "web"} {
+	for _, name := range names {
 		dsn, err := srv.CreateDB(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		dsns = append(dsns, dsn)
 	}
+	return dsns
+}
+
+// TestIntegrationPostgresScenarios runs the PostgreSQL scenarios small, on
+// three databases of one server, so that `make test-integration` keeps
+// them working; BenchmarkPostgresPropagation runs them in earnest on three
+// servers.
+func TestIntegrationPostgresScenarios(t *testing.T) {
+	dsns := oneServer(t, "crm", "erp", "web")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	pc, err := StartPostgresCluster(ctx, dsns, ClusterOptions{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("%+v", err)
 	}
+	defer pc.Close() // Close may run twice
 	l, err := PostgresEndToEnd(ctx, pc, EndToEndOptions{Samples: 10, From: 0, To: 2})
 	if err != nil {
-		pc.Close()
 		t.Fatalf("end-to-end: %+v", err)
 	}
 	if l.Samples != 10 || l.P50ms <= 0 || l.P99ms < l.P50ms {
@@ -119,7 +120,6 @@ func TestIntegrationPostgresScenarios(t *testing.T) {
 	for run := range 2 {
 		r, err := PostgresThroughput(ctx, pc, ThroughputOptions{Duration: 300 * time.Millisecond, Batch: 20})
 		if err != nil {
-			pc.Close()
 			t.Fatalf("throughput run %d: %+v", run, err)
 		}
 		if r.Rows == 0 || r.RowsPerSecond <= 0 || r.Fields != 2*r.Rows {
@@ -220,4 +220,34 @@ func BenchmarkPostgresPropagation(b *testing.B) {
 	b.ReportMetric(float64(l.Samples), "samples")
 	b.ReportMetric(median(rows), "rows/s")
 	b.ReportMetric(median(fields), "fields/s")
+}
+
+// TestIntegrationRunPostgres runs Run small with PostgreSQL databases, as
+// `lattice bench --postgres` does: four scenarios, each with its own
+// figures.
+func TestIntegrationRunPostgres(t *testing.T) {
+	dsns := oneServer(t, "db1", "db2")
+	r, err := Run(context.Background(), RunOptions{
+		Nodes: 2, Samples: 4, Duration: 200 * time.Millisecond, SQLite: true, Postgres: dsns,
+		Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("%+v", err)
+	}
+	var titles []string
+	for _, s := range r.Scenarios {
+		titles = append(titles, s.Title())
+	}
+	want := []string{"end-to-end (sqlite)", "throughput (sqlite)", "end-to-end (postgres)", "throughput (postgres)"}
+	if !slices.Equal(titles, want) {
+		t.Fatalf("scenarios %q, want %q", titles, want)
+	}
+	sl, pl := r.Scenarios[0].Latency, r.Scenarios[2].Latency
+	st, pt := r.Scenarios[1].Throughput, r.Scenarios[3].Throughput
+	if sl == nil || pl == nil || st == nil || pt == nil || sl == pl || st == pt {
+		t.Fatalf("scenarios share or lack results: %+v", r.Scenarios)
+	}
+	if pl.Samples != 4 || pt.Rows == 0 || pt.RowsPerSecond <= 0 {
+		t.Errorf("postgres results %+v, %+v", *pl, *pt)
+	}
 }

@@ -165,18 +165,19 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 		return nil, errors.Wrap(err, "start postgres cluster")
 	}
 	defer pc.Close()
-	l, err = PostgresEndToEnd(ctx, pc, EndToEndOptions{Samples: o.Samples, From: 0, To: len(o.Postgres) - 1})
+	pl, err := PostgresEndToEnd(ctx, pc, EndToEndOptions{Samples: o.Samples, From: 0, To: len(o.Postgres) - 1})
 	if err != nil {
 		return nil, errors.Wrap(err, pe2e.Title())
 	}
-	pe2e.Latency = &l
+	pe2e.Latency = &pl
 	r.Scenarios = append(r.Scenarios, pe2e)
 	ptput := Scenario{Name: ScenarioThroughput, System: SystemPostgres}
 	progress(ptput, fmt.Sprintf("%d databases writing for %s, then until converged", len(o.Postgres), o.Duration))
-	if t, err = PostgresThroughput(ctx, pc, ThroughputOptions{Duration: o.Duration}); err != nil {
+	pt, err := PostgresThroughput(ctx, pc, ThroughputOptions{Duration: o.Duration})
+	if err != nil {
 		return nil, errors.Wrap(err, ptput.Title())
 	}
-	ptput.Throughput = &t
+	ptput.Throughput = &pt
 	r.Scenarios = append(r.Scenarios, ptput)
 	return r, nil
 }
