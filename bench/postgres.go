@@ -331,3 +331,29 @@ func median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// checkPostgres connects to each database and checks wal_level, so that a
+// bad DSN fails before any scenario runs rather than after the others.
+func checkPostgres(ctx context.Context, dsns []string) error {
+	for i, dsn := range dsns {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		conn, err := pgx.Connect(cctx, dsn)
+		if err != nil {
+			cancel()
+			return errors.WithHint(errors.Wrapf(err, "connect to postgres database %d", i+1),
+				"give one postgres:// URL per sidecar, e.g. postgres://user@localhost:5432/db1")
+		}
+		var level string
+		err = conn.QueryRow(cctx, `SHOW wal_level`).Scan(&level)
+		_ = conn.Close(context.Background())
+		cancel()
+		if err != nil {
+			return errors.Wrapf(err, "read wal_level of postgres database %d", i+1)
+		}
+		if level != "logical" {
+			return errors.WithHint(errors.Newf("postgres database %d: wal_level is %s, not logical", i+1, level),
+				"set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL")
+		}
+	}
+	return nil
+}

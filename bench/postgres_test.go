@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
 	"github.com/lattice-crdt/lattice/adapters/postgres/pgtest"
 )
@@ -249,5 +250,35 @@ func TestIntegrationRunPostgres(t *testing.T) {
 	}
 	if pl.Samples != 4 || pt.Rows == 0 || pt.RowsPerSecond <= 0 {
 		t.Errorf("postgres results %+v, %+v", *pl, *pt)
+	}
+}
+
+// TestIntegrationRunChecksPostgres: a database without wal_level=logical,
+// or one that does not answer, fails Run at once, with a hint, before any
+// scenario runs.
+func TestIntegrationRunChecksPostgres(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"wal_level": "replica"}})
+	ctx := context.Background()
+	var progress strings.Builder
+	for _, tt := range []struct {
+		name string
+		dsns []string
+		want string
+	}{
+		{"wal_level", []string{srv.DSN("postgres"), srv.DSN("postgres")}, "wal_level is replica"},
+		{"unreachable", []string{"postgres://nobody@127.0.0.1:1/none?connect_timeout=5", srv.DSN("postgres")}, "connect to postgres database 1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Run(ctx, RunOptions{SQLite: true, Postgres: tt.dsns, Progress: &progress})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Run: %v, want an error about %q", err, tt.want)
+			}
+			if len(errors.GetAllHints(err)) == 0 {
+				t.Errorf("no hint in %+v", err)
+			}
+		})
+	}
+	if progress.Len() > 0 {
+		t.Errorf("scenarios ran before the check: %s", progress.String())
 	}
 }

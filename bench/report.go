@@ -35,10 +35,13 @@ type Report struct {
 // Machine describes the machine a report was measured on. Figures from a
 // loaded machine are slower: Load says how busy it was when the run began.
 type Machine struct {
+	// OS and Arch are runtime.GOOS and runtime.GOARCH.
 	OS   string `json:"os"`
 	Arch string `json:"arch"`
-	CPUs int    `json:"cpus"`
-	Go   string `json:"go"`
+	// CPUs is the number of logical CPUs.
+	CPUs int `json:"cpus"`
+	// Go is the Go version the binary was built with.
+	Go string `json:"go"`
 	// Load is the 1, 5 and 15 minute load average (Linux only).
 	Load []float64 `json:"load,omitempty"`
 }
@@ -79,8 +82,10 @@ type Scenario struct {
 	Name string `json:"name"`
 	// System is what the sidecars sat beside: SystemSQLite, SystemAPI or
 	// SystemPostgres.
-	System     string            `json:"system"`
-	Latency    *Latencies        `json:"latency,omitempty"`
+	System string `json:"system"`
+	// Latency is set for an end-to-end scenario.
+	Latency *Latencies `json:"latency,omitempty"`
+	// Throughput is set for a throughput scenario.
 	Throughput *ThroughputResult `json:"throughput,omitempty"`
 }
 
@@ -89,10 +94,13 @@ func (s Scenario) Title() string { return s.Name + " (" + s.System + ")" }
 
 // Figure is one number of a report, as a table row.
 type Figure struct {
-	Scenario string  `json:"scenario"`
-	Figure   string  `json:"figure"`
-	Value    float64 `json:"value"`
-	Unit     string  `json:"unit"`
+	// Scenario is the scenario's Title.
+	Scenario string `json:"scenario"`
+	// Figure names the number: p50, p99, rows, ...
+	Figure string  `json:"figure"`
+	Value  float64 `json:"value"`
+	// Unit is ms, rows/s, fields/s, rows, s, or empty for a count.
+	Unit string `json:"unit"`
 }
 
 // Figures returns the report's numbers in table order: for a latency the

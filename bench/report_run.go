@@ -73,6 +73,11 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 		return nil, errors.WithHint(errors.New("bench: postgres: one database, need at least 2"),
 			"give one database per sidecar, e.g. three databases on one server")
 	}
+	if len(o.Postgres) > 0 {
+		if err := checkPostgres(ctx, o.Postgres); err != nil {
+			return nil, err
+		}
+	}
 	progress := func(s Scenario, what string) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "%s: %s\n", s.Title(), what)

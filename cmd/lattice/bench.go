@@ -47,8 +47,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	// Open the output files first, so that a bad path fails before the run.
+	// Create the output files first, so that a bad path fails before the
+	// run; a failed run removes them again.
 	var jsonFile, svgFile *os.File
+	ok := false
 	for _, f := range []struct {
 		path string
 		dst  **os.File
@@ -60,7 +62,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return errors.Wrapf(err, "create %s", f.path)
 		}
-		defer file.Close()
+		defer func() {
+			_ = file.Close()
+			if !ok {
+				_ = os.Remove(file.Name())
+			}
+		}()
 		*f.dst = file
 	}
 
@@ -96,5 +103,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if jsonFile != nil || svgFile != nil {
 		fmt.Fprintln(stdout)
 	}
+	ok = true
 	return nil
 }
