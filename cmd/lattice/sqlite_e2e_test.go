@@ -269,7 +269,7 @@ type writer struct {
 	// rows counts the rows acknowledged SQL writes changed; unsure those of
 	// SQL writes with unknown outcome.
 	rows, unsure atomic.Int64
-	lastEr atomic.Value
+	lastEr       atomic.Value
 }
 
 func (w *writer) prefix() string {
