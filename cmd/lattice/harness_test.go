@@ -20,7 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,9 +62,11 @@ func latticeBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(buildDir, "lattice")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if p, err := exec.LookPath("go"); err == nil {
-			goTool = p
+		// go test puts its own GOROOT/bin first on the test's PATH.
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = fmt.Errorf("find the go command to build lattice: %v", err)
+			return
 		}
 		args := []string{"build", "-o", binPath}
 		if raceEnabled {
@@ -109,6 +111,10 @@ func poll(timeout time.Duration, cond func() (bool, string)) (string, bool) {
 		<-tick.C
 	}
 }
+
+// envShowLogs set to 1 prints every agent's whole log at the end of each
+// test, failed or not.
+const envShowLogs = "LATTICE_E2E_LOGS"
 
 // raceEnv configures the race detector in race-enabled children: report
 // every race (the log check fails the test), and do not linger for a second
@@ -183,7 +189,6 @@ type cluster struct {
 	tokenFile   string
 	token       string
 	collections string // YAML of the collections section, indented by two
-	extra       string // more top-level YAML
 	agents      []*agent
 }
 
@@ -226,7 +231,10 @@ func (c *cluster) add(name, adapter string) *agent {
 	c.agents = append(c.agents, a)
 	t.Cleanup(func() {
 		a.killGroup()
-		if t.Failed() {
+		switch {
+		case os.Getenv(envShowLogs) == "1":
+			t.Logf("--- %s log (%s):\n%s", a.name, a.logPath, a.logText())
+		case t.Failed():
 			t.Logf("--- %s log (%s), last 150 lines:\n%s", a.name, a.logPath, a.logTail(150))
 		}
 		if a.client != nil {
@@ -271,8 +279,8 @@ apply:
   max_backoff: 1s
 log:
   level: info
-%s`, a.name, filepath.Join(a.dir, "store"), a.gossip, a.gossip, strings.Join(join, ", "),
-		a.c.keyFile, a.api, a.c.tokenFile, a.adapter, a.c.collections, a.c.extra)
+`, a.name, filepath.Join(a.dir, "store"), a.gossip, a.gossip, strings.Join(join, ", "),
+		a.c.keyFile, a.api, a.c.tokenFile, a.adapter, a.c.collections)
 	if err := os.WriteFile(a.cfgPath, []byte(cfg), 0o644); err != nil {
 		a.t.Fatal(err)
 	}
@@ -340,9 +348,7 @@ func (a *agent) launch() {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = append(os.Environ(), raceEnv)
-	// Own process group, so that cleanup can kill it whole; SIGKILL when the
-	// test binary dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	err = cmd.Start()
 	logf.Close()
 	if err != nil {
@@ -716,6 +722,53 @@ func (a *agent) metric(name string) (float64, error) {
 		return 0, fmt.Errorf("metric %s not found", name)
 	}
 	return sum, nil
+}
+
+// tableRow is a row of a compared table.
+type tableRow interface {
+	key() int64
+	canon() string
+}
+
+// diffTables describes how two tables (rows in key order) differ: the
+// number of rows that do and the first five ("" if none).
+func diffTables[R tableRow](a, b []R) string {
+	ma, mb := map[int64]string{}, map[int64]string{}
+	var ids []int64
+	for _, r := range a {
+		ma[r.key()] = r.canon()
+		ids = append(ids, r.key())
+	}
+	for _, r := range b {
+		mb[r.key()] = r.canon()
+		if _, ok := ma[r.key()]; !ok {
+			ids = append(ids, r.key())
+		}
+	}
+	slices.Sort(ids)
+	var out []string
+	n := 0
+	for _, id := range ids {
+		x, okx := ma[id]
+		y, oky := mb[id]
+		if okx && oky && x == y {
+			continue
+		}
+		n++
+		if len(out) < 5 {
+			if !okx {
+				x = "(absent)"
+			}
+			if !oky {
+				y = "(absent)"
+			}
+			out = append(out, fmt.Sprintf("id %d: %s vs %s", id, x, y))
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d rows differ; %s", n, strings.Join(out, "; "))
 }
 
 // jsonString renders v as compact JSON, for messages and comparisons.
