@@ -78,48 +78,72 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 			return nil, err
 		}
 	}
-	progress := func(s Scenario, what string) {
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "%s: %s\n", s.Title(), what)
-		}
-	}
-	dir := func(name string) (string, error) {
-		if o.Dir == "" {
-			return "", nil
-		}
-		d := filepath.Join(o.Dir, name)
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", errors.Wrapf(err, "create %s", d)
-		}
-		return d, nil
-	}
-	system := SystemAPI
-	if o.SQLite {
-		system = SystemSQLite
-	}
-	copts := func(scenario string) (ClusterOptions, error) {
-		d, err := dir(system + "-" + scenario)
-		if err != nil {
-			return ClusterOptions{}, err
-		}
-		co := ClusterOptions{Nodes: o.Nodes, Dir: d, SQLite: o.SQLite, Logger: o.Logger}
-		if !o.SQLite {
-			co.Configure = func(_ int, c *sidecar.Config) { c.Collections = apiCollections() }
-		}
-		return co, nil
-	}
 	r := newReport(o.Nodes)
+	for _, run := range []func(context.Context, RunOptions) (Scenario, error){runEndToEnd, runThroughput} {
+		sc, err := run(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		r.Scenarios = append(r.Scenarios, sc)
+	}
+	if len(o.Postgres) > 0 {
+		scs, err := runPostgres(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		r.Scenarios = append(r.Scenarios, scs...)
+	}
+	return r, nil
+}
 
-	e2e := Scenario{Name: ScenarioEndToEnd, System: system}
-	progress(e2e, fmt.Sprintf("%d nodes, %d changes one at a time, from node 1 to node %d", o.Nodes, o.Samples, o.Nodes))
-	co, err := copts(ScenarioEndToEnd)
+func (o RunOptions) progress(s Scenario, format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "%s: %s\n", s.Title(), fmt.Sprintf(format, args...))
+	}
+}
+
+// dir returns the directory for one cluster: a new subdirectory of Dir, or
+// "" (a temporary directory) without Dir.
+func (o RunOptions) dir(name string) (string, error) {
+	if o.Dir == "" {
+		return "", nil
+	}
+	d := filepath.Join(o.Dir, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", errors.Wrapf(err, "create %s", d)
+	}
+	return d, nil
+}
+
+func (o RunOptions) system() string {
+	if o.SQLite {
+		return SystemSQLite
+	}
+	return SystemAPI
+}
+
+// startLocal starts a fresh SQLite or API cluster for one scenario.
+func startLocal(ctx context.Context, o RunOptions, scenario string) (*Cluster, error) {
+	d, err := o.dir(o.system() + "-" + scenario)
 	if err != nil {
 		return nil, err
 	}
-	c, err := StartCluster(ctx, co)
-	if err != nil {
-		return nil, errors.Wrapf(err, "start %s cluster", system)
+	co := ClusterOptions{Nodes: o.Nodes, Dir: d, SQLite: o.SQLite, Logger: o.Logger}
+	if !o.SQLite {
+		co.Configure = func(_ int, c *sidecar.Config) { c.Collections = apiCollections() }
 	}
+	c, err := StartCluster(ctx, co)
+	return c, errors.Wrapf(err, "start %s cluster", o.system())
+}
+
+func runEndToEnd(ctx context.Context, o RunOptions) (Scenario, error) {
+	sc := Scenario{Name: ScenarioEndToEnd, System: o.system()}
+	o.progress(sc, "%d nodes, %d changes one at a time, from node 1 to node %d", o.Nodes, o.Samples, o.Nodes)
+	c, err := startLocal(ctx, o, sc.Name)
+	if err != nil {
+		return sc, err
+	}
+	defer c.Close()
 	eo := EndToEndOptions{Samples: o.Samples, From: 0, To: o.Nodes - 1}
 	var l Latencies
 	if o.SQLite {
@@ -127,21 +151,21 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 	} else {
 		l, err = apiEndToEnd(ctx, c, eo)
 	}
-	c.Close()
 	if err != nil {
-		return nil, errors.Wrap(err, e2e.Title())
+		return sc, errors.Wrap(err, sc.Title())
 	}
-	e2e.Latency = &l
-	r.Scenarios = append(r.Scenarios, e2e)
+	sc.Latency = &l
+	return sc, nil
+}
 
-	tput := Scenario{Name: ScenarioThroughput, System: system}
-	progress(tput, fmt.Sprintf("%d nodes writing for %s, then until converged", o.Nodes, o.Duration))
-	if co, err = copts(ScenarioThroughput); err != nil {
-		return nil, err
+func runThroughput(ctx context.Context, o RunOptions) (Scenario, error) {
+	sc := Scenario{Name: ScenarioThroughput, System: o.system()}
+	o.progress(sc, "%d nodes writing for %s, then until converged", o.Nodes, o.Duration)
+	c, err := startLocal(ctx, o, sc.Name)
+	if err != nil {
+		return sc, err
 	}
-	if c, err = StartCluster(ctx, co); err != nil {
-		return nil, errors.Wrapf(err, "start %s cluster", system)
-	}
+	defer c.Close()
 	to := ThroughputOptions{Duration: o.Duration}
 	var t ThroughputResult
 	if o.SQLite {
@@ -149,19 +173,21 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 	} else {
 		t, err = apiThroughput(ctx, c, to)
 	}
-	c.Close()
 	if err != nil {
-		return nil, errors.Wrap(err, tput.Title())
+		return sc, errors.Wrap(err, sc.Title())
 	}
-	tput.Throughput = &t
-	r.Scenarios = append(r.Scenarios, tput)
+	sc.Throughput = &t
+	return sc, nil
+}
 
-	if len(o.Postgres) == 0 {
-		return r, nil
-	}
-	pe2e := Scenario{Name: ScenarioEndToEnd, System: SystemPostgres}
-	progress(pe2e, fmt.Sprintf("%d databases, %d changes one at a time, from database 1 to database %d", len(o.Postgres), o.Samples, len(o.Postgres)))
-	d, err := dir(SystemPostgres)
+// runPostgres runs both scenarios on one PostgreSQL cluster: the
+// throughput run counts only the rows it inserts.
+func runPostgres(ctx context.Context, o RunOptions) ([]Scenario, error) {
+	e2e := Scenario{Name: ScenarioEndToEnd, System: SystemPostgres}
+	tput := Scenario{Name: ScenarioThroughput, System: SystemPostgres}
+	n := len(o.Postgres)
+	o.progress(e2e, "%d databases, %d changes one at a time, from database 1 to database %d", n, o.Samples, n)
+	d, err := o.dir(SystemPostgres)
 	if err != nil {
 		return nil, err
 	}
@@ -170,21 +196,18 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 		return nil, errors.Wrap(err, "start postgres cluster")
 	}
 	defer pc.Close()
-	pl, err := PostgresEndToEnd(ctx, pc, EndToEndOptions{Samples: o.Samples, From: 0, To: len(o.Postgres) - 1})
+	l, err := PostgresEndToEnd(ctx, pc, EndToEndOptions{Samples: o.Samples, From: 0, To: n - 1})
 	if err != nil {
-		return nil, errors.Wrap(err, pe2e.Title())
+		return nil, errors.Wrap(err, e2e.Title())
 	}
-	pe2e.Latency = &pl
-	r.Scenarios = append(r.Scenarios, pe2e)
-	ptput := Scenario{Name: ScenarioThroughput, System: SystemPostgres}
-	progress(ptput, fmt.Sprintf("%d databases writing for %s, then until converged", len(o.Postgres), o.Duration))
-	pt, err := PostgresThroughput(ctx, pc, ThroughputOptions{Duration: o.Duration})
+	e2e.Latency = &l
+	o.progress(tput, "%d databases writing for %s, then until converged", n, o.Duration)
+	t, err := PostgresThroughput(ctx, pc, ThroughputOptions{Duration: o.Duration})
 	if err != nil {
-		return nil, errors.Wrap(err, ptput.Title())
+		return nil, errors.Wrap(err, tput.Title())
 	}
-	ptput.Throughput = &pt
-	r.Scenarios = append(r.Scenarios, ptput)
-	return r, nil
+	tput.Throughput = &t
+	return []Scenario{e2e, tput}, nil
 }
 
 // apiCollections declares the items collection for sidecars without an
