@@ -14,7 +14,7 @@ import (
 // success, never a server error, and always well-formed.
 func FuzzAPIRecords(f *testing.F) {
 	for _, seed := range []struct {
-		method            uint8
+		method          uint8
 		coll, key, body string
 	}{
 		{0, "customers", "1", `{"name":"a","tags":["x"]}`},
