@@ -35,6 +35,9 @@ var ErrNoPeer = errors.New("gossip: no live peer")
 // anti-entropy and serving bootstraps. Its methods are safe for concurrent
 // use. New starts it; Close stops everything it started and waits.
 type Node struct {
+	// closing is set when Close begins; memberlist's log bridge reads it.
+	closing atomic.Bool
+
 	cfg      Config
 	log      *slog.Logger
 	replica  Replica
@@ -143,7 +146,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 		}
 	}()
 
-	mlLog := log.New(&logBridge{log: n.log.With("component", "memberlist")}, "", 0)
+	mlLog := log.New(&logBridge{log: n.log.With("component", "memberlist"), closing: &n.closing}, "", 0)
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name
 	mc.Logger = mlLog
@@ -282,40 +285,41 @@ func (n *Node) Backlog() int {
 // Members returns the peers sorted by name: the live ones (memberlist's
 // alive and suspect members, State "alive") and those that failed and are
 // being reconnected (State "failed"). Members that left are not listed.
+//
+// It reads the node's own copies of each member's address and meta, taken
+// in memberlist's callbacks: the *memberlist.Node values memberlist hands
+// out are updated in place, and reading them outside its callbacks races.
 func (n *Node) Members() []Member {
-	var out []Member
-	for _, m := range n.ml.Members() {
-		if m.Name == n.cfg.Name {
-			continue
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]Member, 0, len(n.peers)+len(n.failed))
+	for name, p := range n.peers {
+		mem := Member{
+			Name:              name,
+			Addr:              p.addr.Addr,
+			State:             "alive",
+			APIAddr:           p.meta.API,
+			Version:           p.meta.Version,
+			SchemaFingerprint: p.meta.Schema,
+			Lag:               time.Duration(p.lag.Load()),
+			Queued:            len(p.queue),
+			Connected:         p.connected.Load(),
 		}
-		mem := Member{Name: m.Name, Addr: m.Address(), State: "alive"}
-		if nm, err := decodeMeta(m.Meta); err == nil {
-			mem.APIAddr, mem.Version, mem.SchemaFingerprint = nm.API, nm.Version, nm.Schema
-		}
-		n.mu.Lock()
-		if ps := n.schemas[m.Name]; ps != nil && ps.fp == mem.SchemaFingerprint {
+		if ps := n.schemas[name]; ps != nil && ps.fp == mem.SchemaFingerprint {
 			mem.SchemaMismatch = slices.Clone(ps.mismatch)
 		} else if mem.SchemaFingerprint != n.schema.FP {
 			mem.SchemaMismatch = []string{"*"}
 		}
-		if p := n.peers[m.Name]; p != nil {
-			if t := p.lastContact.Load(); t != 0 {
-				mem.LastContact = time.Unix(0, t)
-			}
-			mem.Lag = time.Duration(p.lag.Load())
-			mem.Queued = len(p.queue)
-			mem.Connected = p.connected.Load()
+		if t := p.lastContact.Load(); t != 0 {
+			mem.LastContact = time.Unix(0, t)
 		}
-		n.mu.Unlock()
 		out = append(out, mem)
 	}
-	n.mu.Lock()
 	for name, f := range n.failed {
-		if !slices.ContainsFunc(out, func(m Member) bool { return m.Name == name }) {
+		if _, live := n.peers[name]; !live {
 			out = append(out, Member{Name: name, Addr: f.addr, State: "failed", LastContact: f.lastContact})
 		}
 	}
-	n.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
@@ -396,6 +400,7 @@ func (n *Node) metaBytes() []byte {
 // Close stops every goroutine and stream the node started and waits for
 // them. Without a prior Leave, peers see the node fail.
 func (n *Node) Close() error {
+	n.closing.Store(true)
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
 		n.closed = true
@@ -862,8 +867,13 @@ func (n *Node) serveStream(c net.Conn) {
 	}
 }
 
-// logBridge turns memberlist's log lines into slog records.
-type logBridge struct{ log *slog.Logger }
+// logBridge turns memberlist's log lines into slog records. Once the node
+// is closing, memberlist's complaints about its own closed sockets are
+// expected and go to debug.
+type logBridge struct {
+	log     *slog.Logger
+	closing *atomic.Bool
+}
 
 func (b *logBridge) Write(p []byte) (int, error) {
 	s := strings.TrimSpace(string(p))
@@ -879,6 +889,9 @@ func (b *logBridge) Write(p []byte) (int, error) {
 		}
 	}
 	s = strings.TrimPrefix(s, "memberlist: ")
+	if b.closing != nil && b.closing.Load() && level > slog.LevelDebug {
+		level = slog.LevelDebug
+	}
 	b.log.Log(context.Background(), level, s)
 	return len(p), nil
 }
