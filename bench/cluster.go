@@ -1,9 +1,3 @@
-// Package bench measures Lattice clusters end to end: it launches sidecars
-// in one process on loopback, each beside its own SQLite database (or with
-// the HTTP API as its system), drives workloads against them the way users
-// would, and reports latency and throughput figures as tables, JSON and SVG
-// plots. The Go benchmarks in this package and `lattice bench` run the same
-// scenarios.
 package bench
 
 import (

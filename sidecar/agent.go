@@ -146,11 +146,25 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if cfg.Store.SyncWrites != nil {
 		sopts.SyncWrites = *cfg.Store.SyncWrites
 	}
+	// Without an adapter the API is the system: nothing is ever applied.
+	sopts.NoApplyQueue = cfg.Adapter.Kind == AdapterNone && opts.Adapter == nil
 	if opts.StoreOptions != nil {
 		opts.StoreOptions(&sopts)
 	}
 	if a.store, err = store.Open(cfg.Data, schema, sopts); err != nil {
 		return nil, err
+	}
+	if sopts.NoApplyQueue {
+		// Left over from a time this node had an adapter: nothing will
+		// apply them now.
+		if left, err := a.store.Pending(0); err != nil {
+			return nil, err
+		} else if len(left) > 0 {
+			log.Warn("dropping the apply queue of a former adapter", "records", len(left))
+			if err := a.store.AckPending(left); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	a.adp = opts.Adapter

@@ -98,3 +98,27 @@ func TestCapturedChangeRequeuesInflightApply(t *testing.T) {
 		t.Fatalf("pending after the ack = %v, want the record queued with x=local", p)
 	}
 }
+
+// Without an apply queue, effects are reported and nothing is queued.
+func TestNoApplyQueue(t *testing.T) {
+	s := openMem(t, crdt.MustSchema(), func(o *Options) { o.NoApplyQueue = true })
+	col, _ := s.Schema().Collection("c")
+	var remote crdt.Delta
+	d, err := crdt.Diff(col, nil, crdt.Row{"x": str("remote")}, crdt.Origin{Stamp: crdt.Stamp{TS: s.Clock().Now(), Replica: 99}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote.Add("c", crdt.IntKey(1), d)
+	if res := mustMerge(t, s, &remote); len(res.Effects) != 1 {
+		t.Fatalf("merge effects = %v, want one", res.Effects)
+	}
+	if res := mustLocal(t, s, "api", []Change{{Collection: "c", Key: crdt.IntKey(2), Row: crdt.Row{"x": str("local")}}}, nil); len(res.Effects) != 1 {
+		t.Fatalf("local effects = %v, want one", res.Effects)
+	}
+	if n := s.PendingLen(); n != 0 {
+		t.Fatalf("pending = %d, want 0", n)
+	}
+	if fp, err := s.Check(); err != nil || fp != s.Digest() {
+		t.Fatalf("check = %v, %v", fp, err)
+	}
+}

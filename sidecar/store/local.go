@@ -269,9 +269,11 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 			return nil, errors.Wrapf(err, "write %s", keyName(lr.key))
 		}
 		if queue {
-			var err error
-			if hdr.queued, err = b.enqueue(lr.id, lr.hdr.queued); err != nil {
-				return nil, err
+			if !s.opts.NoApplyQueue {
+				var err error
+				if hdr.queued, err = b.enqueue(lr.id, lr.hdr.queued); err != nil {
+					return nil, err
+				}
 			}
 			res.Effects = append(res.Effects, Effect{Collection: lr.change.Collection, Key: lr.change.Key, Record: lr.cur})
 		}

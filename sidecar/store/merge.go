@@ -312,11 +312,13 @@ func (s *Store) apply(b *batch, frags []crdt.Fragment, order []int32, g *group, 
 		return nil
 	}
 	if g.visible {
-		q, err := b.enqueue(g.id, g.queued)
-		if err != nil {
-			return err
+		if !s.opts.NoApplyQueue {
+			q, err := b.enqueue(g.id, g.queued)
+			if err != nil {
+				return err
+			}
+			setQueued(g.val, q)
 		}
-		setQueued(g.val, q)
 		f0 := &frags[order[g.lo]]
 		res.Effects = append(res.Effects, Effect{Collection: f0.Collection, Key: f0.Key, Record: g.cur})
 	}

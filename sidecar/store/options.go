@@ -78,6 +78,10 @@ type Options struct {
 	// this number.
 	NumLevelZeroTables int
 
+	// NoApplyQueue keeps no pending-apply queue, for a replica whose system
+	// is its own HTTP API (no adapter): nothing is ever applied, and a queue
+	// would only grow. Merge and Local still report their effects.
+	NoApplyQueue bool
 	// GCInterval is how often value-log GC runs. Default 5m; 0 disables it.
 	GCInterval time.Duration
 	// GCDiscardRatio is the fraction of a value-log file that must be
