@@ -316,7 +316,7 @@ func (s *Server) setup(cmd *exec.Cmd) (*os.File, error) {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr(s.cred)
 	return logf, nil
 }
 
