@@ -307,16 +307,7 @@ func PostgresThroughput(ctx context.Context, pc *PostgresCluster, o ThroughputOp
 		case <-time.After(time.Millisecond):
 		}
 	}
-	total := time.Since(start)
-	r := ThroughputResult{
-		Rows:         rows,
-		Fields:       2 * rows,
-		WriteSeconds: writeDone.Seconds(),
-		TotalSeconds: total.Seconds(),
-	}
-	r.FieldsPerSec = float64(r.Fields) / r.TotalSeconds
-	r.RowsPerSecond = float64(r.Rows) / r.TotalSeconds
-	return r, nil
+	return throughput(rows, writeDone, time.Since(start)), nil
 }
 
 // median returns the median of xs (0 for none); xs is not changed.

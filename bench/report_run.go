@@ -376,14 +376,5 @@ func apiThroughput(ctx context.Context, c *Cluster, o ThroughputOptions) (Throug
 	if err != nil {
 		return ThroughputResult{}, err
 	}
-	total := time.Since(start)
-	r := ThroughputResult{
-		Rows:         rows,
-		Fields:       2 * rows,
-		WriteSeconds: writeDone.Seconds(),
-		TotalSeconds: total.Seconds(),
-	}
-	r.FieldsPerSec = float64(r.Fields) / r.TotalSeconds
-	r.RowsPerSecond = float64(r.Rows) / r.TotalSeconds
-	return r, nil
+	return throughput(rows, writeDone, time.Since(start)), nil
 }

@@ -198,14 +198,18 @@ func Throughput(ctx context.Context, c *Cluster, o ThroughputOptions) (Throughpu
 	if err != nil {
 		return ThroughputResult{}, err
 	}
-	total := time.Since(start)
-	r := ThroughputResult{
-		Rows:         want,
-		Fields:       2 * want,
-		WriteSeconds: writeDone.Seconds(),
-		TotalSeconds: total.Seconds(),
+	return throughput(want, writeDone, time.Since(start)), nil
+}
+
+// throughput is the result of rows (two fields each) written in writing
+// and converged everywhere after total.
+func throughput(rows int64, writing, total time.Duration) ThroughputResult {
+	return ThroughputResult{
+		Rows:          rows,
+		Fields:        2 * rows,
+		WriteSeconds:  writing.Seconds(),
+		TotalSeconds:  total.Seconds(),
+		FieldsPerSec:  float64(2*rows) / total.Seconds(),
+		RowsPerSecond: float64(rows) / total.Seconds(),
 	}
-	r.FieldsPerSec = float64(r.Fields) / r.TotalSeconds
-	r.RowsPerSecond = float64(r.Rows) / r.TotalSeconds
-	return r, nil
 }
