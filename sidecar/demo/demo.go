@@ -418,7 +418,8 @@ func (r *runner) deleteVsUpdate(ctx context.Context) error {
 		fmt.Fprintln(r.out, "   Won: the delete. It is newer than the update, so Umbrella is gone from all three databases,")
 		fmt.Fprintln(r.out, "   and the late update cannot bring it back.")
 	} else {
-		fmt.Fprintln(r.out, "   Won: the update. It is newer than the delete, so Umbrella lives on with the updated field.")
+		fmt.Fprintln(r.out, "   Won: the update. It is newer than the delete and was made without seeing it, so it cancels")
+		fmt.Fprintln(r.out, "   the delete: Umbrella lives on, whole, with the update applied, in all three databases.")
 		if err := r.show(ctx, []int64{4}); err != nil {
 			return err
 		}
