@@ -190,7 +190,6 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	gcfg.AdvertiseAddr = cfg.Advertise
 	gcfg.Join = cfg.Join
 	gcfg.Label = cfg.Cluster
-	gcfg.APIAddr = cfg.API.Addr
 	gcfg.Version = Version
 	gcfg.Schema = schema
 	gcfg.Logger = log.With("component", "gossip")
@@ -206,12 +205,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if cfg.Gossip.BatchDelay > 0 {
 		gcfg.BatchDelay = cfg.Gossip.BatchDelay
 	}
+	// Without a key file gossip runs in the clear, and says so.
 	if cfg.KeyFile != "" {
 		if gcfg.Keys, err = gossip.LoadKeyFile(cfg.KeyFile); err != nil {
 			return nil, errors.Wrap(err, "config key_file")
 		}
-	} else {
-		log.Warn("no key_file configured: gossip between peers is not encrypted or authenticated")
 	}
 
 	// The API starts before gossip so that the advertised address is the
@@ -361,26 +359,6 @@ func (a *Agent) Close() error {
 		}
 	})
 	return a.closeErr
-}
-
-// Kill stops the agent without leaving the cluster or flushing anything
-// beyond what is already durable: the in-process stand-in for a crash.
-func (a *Agent) Kill() {
-	a.closeOnce.Do(func() {
-		a.cancel()
-		if a.apiLn != nil {
-			_ = a.apiLn.Close()
-		}
-		if a.apiSrv != nil {
-			_ = a.apiSrv.Close()
-		}
-		a.wg.Wait()
-		_ = a.node.Close()
-		if a.adp != nil {
-			_ = a.adp.Close()
-		}
-		_ = a.store.Close()
-	})
 }
 
 // Name returns the node name.

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -194,19 +195,20 @@ func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*collInfo, *crdt
 }
 
 func (a *Agent) recordJSON(ci *collInfo, col *crdt.Collection, key crdt.Key, rec *crdt.Record) (*recordJSON, bool) {
-	view := rec.View(col)
-	if view == nil {
+	if !rec.Exists() {
 		return nil, false
 	}
 	out := &recordJSON{Collection: ci.name, Key: key.String(), Row: map[string]crdt.Value{}, Fields: map[string]fieldJSON{}}
 	if kr, err := ci.keyRow(key); err == nil {
-		for k, v := range kr {
-			out.Row[k] = v
-		}
+		maps.Copy(out.Row, kr)
 	}
-	for f, v := range view {
+	for _, fld := range rec.Fields {
+		f := fld.Name
+		v, meta, ok := rec.Get(col, f)
+		if !ok {
+			continue
+		}
 		out.Row[f] = v
-		_, meta, _ := rec.Get(col, f)
 		out.Fields[f] = fieldJSON{
 			Policy:  meta.Policy.String(),
 			Time:    meta.Stamp.TS.GoTime(),
@@ -375,7 +377,7 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
 				ch.Add[f], ch.Remove[f] = ops.add, ops.remove
 				continue
 			}
-		} else if isSetOps(raw) {
+		} else if setOpsBody(raw) != nil {
 			writeError(w, http.StatusBadRequest,
 				errors.Newf("field %s has policy %s: add/remove needs an orset field", f, col.Policy(f)),
 				"set the field's policy to orset in the config, or write the whole value")
@@ -393,48 +395,56 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
 
 type ops struct{ add, remove []crdt.Value }
 
-func isSetOps(raw json.RawMessage) bool {
+// setOpsBody returns the members of a {"add": ..., "remove": ...} object,
+// or nil for any other JSON.
+func setOpsBody(raw json.RawMessage) map[string]json.RawMessage {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
-		return false
+		return nil
 	}
-	var probe map[string]json.RawMessage
-	if json.Unmarshal(raw, &probe) != nil {
-		return false
+	var body map[string]json.RawMessage
+	if json.Unmarshal(raw, &body) != nil {
+		return nil
 	}
-	_, add := probe["add"]
-	_, rem := probe["remove"]
-	return add || rem
+	_, add := body["add"]
+	_, rem := body["remove"]
+	if !add && !rem {
+		return nil
+	}
+	return body
 }
 
 // setOps parses {"add": [...], "remove": [...]}; isOps is false for any
 // other JSON (a whole set as a list, or null).
 func setOps(ci *collInfo, f string, raw json.RawMessage) (o ops, isOps bool, err error) {
-	if !isSetOps(raw) {
+	body := setOpsBody(raw)
+	if body == nil {
 		return o, false, nil
 	}
-	var body struct {
-		Add    []json.RawMessage `json:"add"`
-		Remove []json.RawMessage `json:"remove"`
+	bad := func(err error) (ops, bool, error) {
+		return ops{}, true, errors.Wrapf(err, "field %s: want {\"add\": [...], \"remove\": [...]}", f)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return o, true, errors.Wrapf(err, "field %s: want {\"add\": [...], \"remove\": [...]}", f)
-	}
-	for _, e := range body.Add {
-		v, err := ci.elem(f, e)
-		if err != nil {
-			return o, true, err
+	for _, name := range sortedKeys(body) {
+		var dst *[]crdt.Value
+		switch name {
+		case "add":
+			dst = &o.add
+		case "remove":
+			dst = &o.remove
+		default:
+			return bad(errors.Newf("unknown member %q", name))
 		}
-		o.add = append(o.add, v)
-	}
-	for _, e := range body.Remove {
-		v, err := ci.elem(f, e)
-		if err != nil {
-			return o, true, err
+		var elems []json.RawMessage
+		if err := json.Unmarshal(body[name], &elems); err != nil {
+			return bad(errors.Wrap(err, name))
 		}
-		o.remove = append(o.remove, v)
+		for _, e := range elems {
+			v, err := ci.elem(f, e)
+			if err != nil {
+				return o, true, err
+			}
+			*dst = append(*dst, v)
+		}
 	}
 	return o, true, nil
 }

@@ -3,6 +3,8 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -152,27 +154,26 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The range tree lists every record without decoding one; only the
+	// records the snapshot did not see are read, to skip tombstones.
+	var unseen []crdt.ID
+	a.store.Ascend("", "", func(id crdt.ID, _ crdt.Hash) bool {
+		if _, ok := seen[id]; !ok {
+			unseen = append(unseen, id)
+		}
+		return true
+	})
 	var missing []crdt.ID
-	lo := crdt.ID("")
-	for {
-		d, err := a.store.ReadRange(lo, "", 1000)
+	for part := range slices.Chunk(unseen, 1000) {
+		d, err := a.store.Records(part)
 		if err != nil {
 			return nil, err
 		}
 		for _, f := range d.Fragments {
-			ci, err := a.info.lookup(f.Collection)
-			if err != nil || !ci.synced {
-				continue
-			}
-			id := crdt.MakeID(f.Collection, f.Key)
-			if _, ok := seen[id]; !ok && f.Record.Exists() {
-				missing = append(missing, id)
+			if ci, err := a.info.lookup(f.Collection); err == nil && ci.synced && f.Record.Exists() {
+				missing = append(missing, crdt.MakeID(f.Collection, f.Key))
 			}
 		}
-		if d.Len() < 1000 {
-			break
-		}
-		lo = crdt.MakeID(d.Fragments[d.Len()-1].Collection, d.Fragments[d.Len()-1].Key) + "\x00"
 	}
 	if len(missing) > 0 {
 		if err := a.store.Enqueue(missing); err != nil {
@@ -202,6 +203,7 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
 			continue
 		}
+		id := crdt.MakeID(c.Collection, c.Key)
 		ch := store.Change{
 			Collection: c.Collection,
 			Key:        c.Key,
@@ -213,11 +215,11 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			Captured: true,
 		}
 		if cursor != nil {
-			ch.Stale = a.stale(crdt.MakeID(c.Collection, c.Key), prev)
+			ch.Stale = a.stale(id, prev)
 		}
 		changes = append(changes, ch)
 		if seen != nil {
-			seen[crdt.MakeID(c.Collection, c.Key)] = struct{}{}
+			seen[id] = struct{}{}
 		}
 	}
 	if len(changes) == 0 && cursor == nil {
@@ -330,21 +332,14 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		w := adapters.Write{Collection: p.Collection, Key: p.Key}
 		if view := p.Record.View(col); view != nil {
 			row, err := ci.keyRow(p.Key)
+			if err == nil {
+				maps.Copy(row, view)
+				w.Row, err = ci.toSystem(row)
+			}
 			if err != nil {
-				if perr := a.store.Park(p, err.Error()); perr != nil {
-					return 0, perr
+				if err := a.park(p, err); err != nil {
+					return 0, err
 				}
-				a.m.parked.Inc()
-				continue
-			}
-			for f, v := range view {
-				row[f] = v
-			}
-			if w.Row, err = ci.toSystem(row); err != nil {
-				if perr := a.store.Park(p, err.Error()); perr != nil {
-					return 0, perr
-				}
-				a.m.parked.Inc()
 				continue
 			}
 		}
@@ -374,12 +369,9 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		}
 		for _, p := range apply {
 			if p.Collection == re.Collection && p.Key == re.Key {
-				a.log.Error("the system rejected a row; it is set aside (see /v1/status)",
-					"collection", p.Collection, "key", p.Key, "err", re.Err)
-				if err := a.store.Park(p, re.Err.Error()); err != nil {
+				if err := a.park(p, re.Err); err != nil {
 					return 0, err
 				}
-				a.m.parked.Inc()
 				return 1, nil
 			}
 		}
@@ -393,6 +385,17 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(items), nil
+}
+
+// park sets aside a record that cannot be written into the system.
+func (a *Agent) park(p store.Pending, why error) error {
+	a.log.Error("a record cannot be written into the system; it is set aside (see /v1/status)",
+		"collection", p.Collection, "key", p.Key, "err", why)
+	if err := a.store.Park(p, why.Error()); err != nil {
+		return err
+	}
+	a.m.parked.Inc()
+	return nil
 }
 
 // replica is the store as gossip sees it: merging also counts, measures
@@ -422,7 +425,13 @@ func (r replica) Merge(d *crdt.Delta) (*crdt.Delta, error) {
 	if res.Changed.Len() > 0 {
 		now := a.store.Clock().Physical()
 		for _, f := range res.Changed.Fragments {
-			if delay := now - f.Record.MaxStamp().TS.Wall; delay >= 0 {
+			// A decoded record's Written covers every write in it, so the
+			// newest stamp is at hand without walking the record again.
+			newest := f.Record.Written
+			if newest.Less(f.Record.Deleted) {
+				newest = f.Record.Deleted
+			}
+			if delay := now - newest.TS.Wall; delay >= 0 {
 				a.m.propagation.Observe(float64(delay) / 1e9)
 			}
 		}

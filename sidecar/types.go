@@ -39,24 +39,22 @@ func newTypeInfo(cfg Config, schema *crdt.Schema, tables []adapters.Table) (*typ
 		}
 		ci := &collInfo{name: t.Name, key: slices.Clone(t.Key), kinds: map[string]crdt.Kind{}, elems: map[string]crdt.Kind{}, synced: true}
 		ci.keyKinds = t.KeyKinds()
-		for _, c := range t.Columns {
-			ci.kinds[c.Name] = c.Kind
-			if c.Kind == crdt.KindList {
-				ci.elems[c.Name] = c.Elem
-			}
-		}
 		col, err := schema.Collection(t.Name)
 		if err != nil {
 			return nil, err
 		}
 		for _, c := range t.Columns {
-			if c.Kind == crdt.KindJSON && col.Policy(c.Name).Kind == crdt.ORSet {
+			switch {
+			case c.Kind == crdt.KindJSON && col.Policy(c.Name).Kind == crdt.ORSet:
 				if ci.jsonSets == nil {
 					ci.jsonSets = map[string]bool{}
 				}
 				ci.jsonSets[c.Name] = true
-				ci.kinds[c.Name] = crdt.KindList
-				ci.elems[c.Name] = crdt.KindNull
+				ci.kinds[c.Name], ci.elems[c.Name] = crdt.KindList, crdt.KindNull
+			case c.Kind == crdt.KindList:
+				ci.kinds[c.Name], ci.elems[c.Name] = c.Kind, c.Elem
+			default:
+				ci.kinds[c.Name] = c.Kind
 			}
 		}
 		if cc, ok := cfg.Collections[t.Name]; ok && len(cc.Key) > 0 && !slices.Equal(cc.Key, t.Key) {
@@ -129,18 +127,7 @@ func (ci *collInfo) parseKey(text string) (crdt.Key, error) {
 
 // keyRow returns the key columns of k as a row.
 func (ci *collInfo) keyRow(k crdt.Key) (crdt.Row, error) {
-	vals, err := k.Values()
-	if err != nil {
-		return nil, err
-	}
-	if len(vals) != len(ci.key) {
-		return nil, errors.Newf("collection %s: key has %d elements, want %d", ci.name, len(vals), len(ci.key))
-	}
-	row := make(crdt.Row, len(vals))
-	for i, v := range vals {
-		row[ci.key[i]] = v
-	}
-	return row, nil
+	return (&crdt.Collection{Name: ci.name, Key: ci.key}).KeyRow(k)
 }
 
 // stripKey returns row without its key columns (they are the record's key,
