@@ -145,14 +145,9 @@ func (pc *PostgresCluster) count(ctx context.Context, i int) (int64, error) {
 // merge and apply. Each sample waits for the whole cluster to converge
 // before the next, so samples do not overlap.
 func PostgresEndToEnd(ctx context.Context, pc *PostgresCluster, o EndToEndOptions) (Latencies, error) {
-	if o.Samples == 0 {
-		o.Samples = 200
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Second
-	}
-	if o.From == o.To || o.From < 0 || o.To < 0 || o.From >= len(pc.Nodes) || o.To >= len(pc.Nodes) {
-		return Latencies{}, errors.Newf("end-to-end needs two distinct nodes of %d, got %d and %d", len(pc.Nodes), o.From, o.To)
+	o, err := o.check(len(pc.Nodes))
+	if err != nil {
+		return Latencies{}, err
 	}
 	from, to := pc.conns[o.From], pc.conns[o.To]
 	const read = "lattice_bench_read"
@@ -162,36 +157,18 @@ func PostgresEndToEnd(ctx context.Context, pc *PostgresCluster, o EndToEndOption
 	defer func() { _ = to.Deallocate(context.Background(), read) }()
 	write := `INSERT INTO ` + PostgresTable + ` (id, v, n) VALUES (1, $1, $2)
 		ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = excluded.n`
-	ds := make([]time.Duration, 0, o.Samples)
-	for i := range o.Samples {
-		v := fmt.Sprintf("sample-%d-%d", time.Now().UnixNano(), i)
-		start := time.Now()
-		if _, err := from.Exec(ctx, write, v, i); err != nil {
-			return Latencies{}, errors.Wrapf(err, "write in %s", pc.Nodes[o.From].Name)
-		}
-		deadline := start.Add(o.Timeout)
-		for {
+	return sample(ctx, pc.Cluster, o,
+		func(i int, v string) error {
+			_, err := from.Exec(ctx, write, v, i)
+			return err
+		},
+		func(v string) (bool, error) {
 			var got *string
-			err := to.QueryRow(ctx, read).Scan(&got)
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-				return Latencies{}, errors.Wrapf(err, "read in %s", pc.Nodes[o.To].Name)
+			if err := to.QueryRow(ctx, read).Scan(&got); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return false, err
 			}
-			if got != nil && *got == v {
-				break
-			}
-			if time.Now().After(deadline) {
-				return Latencies{}, errors.Newf("sample %d not visible in %s within %s", i, pc.Nodes[o.To].Name, o.Timeout)
-			}
-			// Paces the polling, which would otherwise take a core from
-			// the sidecars; a round trip costs about as much.
-			time.Sleep(100 * time.Microsecond)
-		}
-		ds = append(ds, time.Since(start))
-		if err := pc.WaitFor(ctx, o.Timeout, pc.Converged); err != nil {
-			return Latencies{}, err
-		}
-	}
-	return Summarise(ds), nil
+			return got != nil && *got == v, nil
+		})
 }
 
 // PostgresThroughput has a writer in every database insert rows as fast as
@@ -202,15 +179,10 @@ func PostgresEndToEnd(ctx context.Context, pc *PostgresCluster, o EndToEndOption
 // write to convergence. It can run more than once on a cluster: each run
 // inserts new keys.
 func PostgresThroughput(ctx context.Context, pc *PostgresCluster, o ThroughputOptions) (ThroughputResult, error) {
-	if o.Duration == 0 {
-		o.Duration = 3 * time.Second
-	}
-	if o.Batch == 0 {
-		o.Batch = 100
-	}
 	if o.Timeout == 0 {
 		o.Timeout = 120 * time.Second
 	}
+	o = o.withDefaults()
 	before := make([]int64, len(pc.Nodes))
 	for i := range pc.Nodes {
 		n, err := pc.count(ctx, i)

@@ -251,11 +251,9 @@ func apiClients(c *Cluster) ([]*sidecar.Client, func(), error) {
 // apiEndToEnd is EndToEnd for sidecars whose API is the system: from a PUT
 // answered by one sidecar to a GET of another returning the new value.
 func apiEndToEnd(ctx context.Context, c *Cluster, o EndToEndOptions) (Latencies, error) {
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Second
-	}
-	if o.From == o.To || o.From < 0 || o.To < 0 || o.From >= len(c.Nodes) || o.To >= len(c.Nodes) {
-		return Latencies{}, errors.Newf("end-to-end needs two distinct nodes of %d, got %d and %d", len(c.Nodes), o.From, o.To)
+	o, err := o.check(len(c.Nodes))
+	if err != nil {
+		return Latencies{}, err
 	}
 	clients, done, err := apiClients(c)
 	if err != nil {
@@ -263,49 +261,19 @@ func apiEndToEnd(ctx context.Context, c *Cluster, o EndToEndOptions) (Latencies,
 	}
 	defer done()
 	from, to := clients[o.From], clients[o.To]
-	ds := make([]time.Duration, 0, o.Samples)
-	for i := range o.Samples {
-		v := fmt.Sprintf("sample-%d-%d", time.Now().UnixNano(), i)
-		want, _ := json.Marshal(v)
-		start := time.Now()
-		if _, err := from.Put(ctx, "items", "1", map[string]any{"v": v, "n": i}); err != nil {
-			return Latencies{}, errors.Wrapf(err, "write to %s", c.Nodes[o.From].Name)
-		}
-		deadline := start.Add(o.Timeout)
-		for {
+	return sample(ctx, c, o,
+		func(i int, v string) error {
+			_, err := from.Put(ctx, "items", "1", map[string]any{"v": v, "n": i})
+			return err
+		},
+		func(v string) (bool, error) {
+			want, _ := json.Marshal(v)
 			rec, err := to.Get(ctx, "items", "1")
-			if err != nil && !errors.Is(err, sidecar.ErrNotFound) {
-				return Latencies{}, errors.Wrapf(err, "read from %s", c.Nodes[o.To].Name)
+			if errors.Is(err, sidecar.ErrNotFound) {
+				return false, nil
 			}
-			if err == nil && string(rec.Row["v"]) == string(want) {
-				break
-			}
-			if time.Now().After(deadline) {
-				return Latencies{}, errors.Newf("sample %d not visible at %s within %s", i, c.Nodes[o.To].Name, o.Timeout)
-			}
-			time.Sleep(100 * time.Microsecond) // pacing, as in EndToEnd
-		}
-		ds = append(ds, time.Since(start))
-		if err := c.WaitFor(ctx, o.Timeout, sameDigests(c)); err != nil {
-			return Latencies{}, err
-		}
-	}
-	return Summarise(ds), nil
-}
-
-// sameDigests is Cluster.Converged for sidecars without an adapter: their
-// pending-apply queue has no system to drain into, so only the digests
-// count.
-func sameDigests(c *Cluster) func() (bool, string) {
-	return func() (bool, string) {
-		first := c.Nodes[0].Agent.Digest()
-		for _, n := range c.Nodes[1:] {
-			if d := n.Agent.Digest(); d != first {
-				return false, fmt.Sprintf("%s digest %s differs from %s's %s", n.Name, d, c.Nodes[0].Name, first)
-			}
-		}
-		return true, ""
-	}
+			return err == nil && string(rec.Row["v"]) == string(want), err
+		})
 }
 
 // apiWriters is the number of concurrent writers per node in
@@ -316,12 +284,7 @@ const apiWriters = 4
 // PUT new records into every sidecar as fast as they can for a while, then
 // it waits until every replica holds every record and they converged.
 func apiThroughput(ctx context.Context, c *Cluster, o ThroughputOptions) (ThroughputResult, error) {
-	if o.Duration == 0 {
-		o.Duration = 3 * time.Second
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 60 * time.Second
-	}
+	o = o.withDefaults()
 	clients, done, err := apiClients(c)
 	if err != nil {
 		return ThroughputResult{}, err
@@ -371,7 +334,7 @@ func apiThroughput(ctx context.Context, c *Cluster, o ThroughputOptions) (Throug
 				return false, fmt.Sprintf("%s holds %d of %d records", n.Name, got, rows)
 			}
 		}
-		return sameDigests(c)()
+		return c.Converged()
 	})
 	if err != nil {
 		return ThroughputResult{}, err

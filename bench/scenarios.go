@@ -60,41 +60,75 @@ type EndToEndOptions struct {
 // store, gossip, merge and apply. Each sample waits for the whole cluster to
 // converge before the next, so samples do not overlap.
 func EndToEnd(ctx context.Context, c *Cluster, o EndToEndOptions) (Latencies, error) {
+	o, err := o.check(len(c.Nodes))
+	if err != nil {
+		return Latencies{}, err
+	}
+	from, to := c.Nodes[o.From], c.Nodes[o.To]
+	if from.DB == nil || to.DB == nil {
+		return Latencies{}, errors.New("end-to-end needs two distinct SQLite nodes")
+	}
+	read, err := to.DB.PrepareContext(ctx, `SELECT v FROM items WHERE id = 1`)
+	if err != nil {
+		return Latencies{}, errors.Wrap(err, "prepare read")
+	}
+	defer read.Close()
+	return sample(ctx, c, o,
+		func(i int, v string) error {
+			_, err := from.DB.ExecContext(ctx, `INSERT INTO items (id, v, n) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = excluded.n`, v, i)
+			return err
+		},
+		func(v string) (bool, error) {
+			var got sql.NullString
+			if err := read.QueryRowContext(ctx).Scan(&got); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return false, err
+			}
+			return got.String == v, nil
+		})
+}
+
+// check fills the defaults of o and checks its nodes against a cluster of
+// n nodes.
+func (o EndToEndOptions) check(n int) (EndToEndOptions, error) {
 	if o.Samples == 0 {
 		o.Samples = 200
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
-	if o.From == o.To || o.From >= len(c.Nodes) || o.To >= len(c.Nodes) || c.Nodes[o.From].DB == nil {
-		return Latencies{}, errors.New("end-to-end needs two distinct SQLite nodes")
+	if o.From == o.To || o.From < 0 || o.To < 0 || o.From >= n || o.To >= n {
+		return o, errors.Newf("end-to-end needs two distinct nodes of %d, got %d and %d", n, o.From, o.To)
 	}
-	from, to := c.Nodes[o.From], c.Nodes[o.To]
-	read, err := to.DB.PrepareContext(ctx, `SELECT v FROM items WHERE id = 1`)
-	if err != nil {
-		return Latencies{}, errors.Wrap(err, "prepare read")
-	}
-	defer read.Close()
+	return o, nil
+}
+
+// sample takes o.Samples end-to-end samples one at a time: write makes
+// change i, carrying the value v, in node From's system, and visible reports
+// whether node To's system shows v. After each sample it waits for the whole
+// cluster to converge, so samples do not overlap.
+func sample(ctx context.Context, c *Cluster, o EndToEndOptions, write func(i int, v string) error, visible func(v string) (bool, error)) (Latencies, error) {
+	from, to := c.Nodes[o.From].Name, c.Nodes[o.To].Name
 	ds := make([]time.Duration, 0, o.Samples)
 	for i := range o.Samples {
 		v := fmt.Sprintf("sample-%d-%d", time.Now().UnixNano(), i)
 		start := time.Now()
-		if _, err := from.DB.ExecContext(ctx, `INSERT INTO items (id, v, n) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = excluded.n`, v, i); err != nil {
-			return Latencies{}, errors.Wrap(err, "write")
+		if err := write(i, v); err != nil {
+			return Latencies{}, errors.Wrapf(err, "write in %s", from)
 		}
 		deadline := start.Add(o.Timeout)
 		for {
-			var got sql.NullString
-			err := read.QueryRowContext(ctx).Scan(&got)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return Latencies{}, errors.Wrap(err, "read")
+			ok, err := visible(v)
+			if err != nil {
+				return Latencies{}, errors.Wrapf(err, "read in %s", to)
 			}
-			if got.String == v {
+			if ok {
 				break
 			}
 			if time.Now().After(deadline) {
-				return Latencies{}, errors.Newf("sample %d not visible at %s within %s", i, to.Name, o.Timeout)
+				return Latencies{}, errors.Newf("sample %d not visible in %s within %s", i, to, o.Timeout)
 			}
+			// Paces the polling, which would otherwise take a core from the
+			// sidecars; a round trip costs about as much.
 			time.Sleep(100 * time.Microsecond)
 		}
 		ds = append(ds, time.Since(start))
@@ -127,15 +161,7 @@ type ThroughputResult struct {
 // and the replicas converged. The rate is field updates (two per row)
 // converged cluster-wide per second, from the first write to convergence.
 func Throughput(ctx context.Context, c *Cluster, o ThroughputOptions) (ThroughputResult, error) {
-	if o.Duration == 0 {
-		o.Duration = 3 * time.Second
-	}
-	if o.Batch == 0 {
-		o.Batch = 100
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 60 * time.Second
-	}
+	o = o.withDefaults()
 	// Rows already there (from an earlier scenario) count towards the
 	// target every database must reach, not towards the rate.
 	before := make([]int64, len(c.Nodes))
@@ -199,6 +225,20 @@ func Throughput(ctx context.Context, c *Cluster, o ThroughputOptions) (Throughpu
 		return ThroughputResult{}, err
 	}
 	return throughput(want, writeDone, time.Since(start)), nil
+}
+
+// withDefaults fills the options left zero.
+func (o ThroughputOptions) withDefaults() ThroughputOptions {
+	if o.Duration == 0 {
+		o.Duration = 3 * time.Second
+	}
+	if o.Batch == 0 {
+		o.Batch = 100
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
+	return o
 }
 
 // throughput is the result of rows (two fields each) written in writing
