@@ -35,7 +35,6 @@ type NetStats struct {
 type inflight[M any] struct {
 	Delivery[M]
 	due int
-	seq int // tie-break for a stable order before shuffling
 }
 
 // Network is a seeded simulated network between nodes 0..n-1 that drops,
@@ -48,7 +47,6 @@ type Network[M any] struct {
 	cfg   NetConfig
 	n     int
 	now   int
-	seq   int
 	group []int // partition group of each node
 	queue []inflight[M]
 	stats NetStats
@@ -128,8 +126,7 @@ func (nw *Network[M]) enqueue(from, to int, m M) {
 	if nw.cfg.MaxDelay > 0 {
 		delay += nw.rng.IntN(nw.cfg.MaxDelay + 1)
 	}
-	nw.seq++
-	nw.queue = append(nw.queue, inflight[M]{Delivery: Delivery[M]{From: from, To: to, Msg: m}, due: nw.now + delay, seq: nw.seq})
+	nw.queue = append(nw.queue, inflight[M]{Delivery: Delivery[M]{From: from, To: to, Msg: m}, due: nw.now + delay})
 }
 
 // Crash loses every message in flight from or to node.
