@@ -82,12 +82,15 @@ func (r *Record) field(name string) *Field {
 }
 
 // MaxStamp returns the highest stamp anywhere in r: the timestamp a receiver
-// must forward its clock to (Clock.Update) before merging r.
+// must forward its clock to (Clock.Update) before merging r. It costs no
+// walk: Written covers every write in a record, because operations set it
+// to their stamp, Join takes the larger, and the decoder raises it to the
+// highest write it reads (a peer cannot be trusted with it).
 func (r *Record) MaxStamp() Stamp {
 	if r == nil {
 		return Stamp{}
 	}
-	return maxStamp(maxStamp(maxStamp(r.Deleted, r.Written), r.Reset), r.maxWriteStamp())
+	return maxStamp(maxStamp(r.Deleted, r.Written), r.Reset)
 }
 
 // maxWriteStamp returns the highest stamp of a write or live add in r's

@@ -425,13 +425,7 @@ func (r replica) Merge(d *crdt.Delta) (*crdt.Delta, error) {
 	if res.Changed.Len() > 0 {
 		now := a.store.Clock().Physical()
 		for _, f := range res.Changed.Fragments {
-			// A decoded record's Written covers every write in it, so the
-			// newest stamp is at hand without walking the record again.
-			newest := f.Record.Written
-			if newest.Less(f.Record.Deleted) {
-				newest = f.Record.Deleted
-			}
-			if delay := now - newest.TS.Wall; delay >= 0 {
+			if delay := now - f.Record.MaxStamp().TS.Wall; delay >= 0 {
 				a.m.propagation.Observe(float64(delay) / 1e9)
 			}
 		}
