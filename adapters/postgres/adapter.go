@@ -214,7 +214,7 @@ func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 	var p problems
 	cat, err := discover(ctx, conn, &a.cfg, a.types, &p)
 	if err != nil {
-		return nil, a.dropMetaOnFailure(err)
+		return nil, err
 	}
 	if err := p.err(); err != nil {
 		return nil, err
@@ -231,13 +231,6 @@ func (a *Adapter) catalog() *catalog {
 	a.metaMu.Lock()
 	defer a.metaMu.Unlock()
 	return a.cat
-}
-
-func (a *Adapter) dropMetaOnFailure(err error) error {
-	if a.meta != nil && a.meta.IsClosed() {
-		a.meta = nil
-	}
-	return err
 }
 
 // Ack records that everything up to cursor is durable in Lattice. Capture

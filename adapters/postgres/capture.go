@@ -132,7 +132,7 @@ func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
 	}
 	l, err := a.walInsert(ctx, conn)
 	if err != nil {
-		return nil, a.dropMetaOnFailure(err)
+		return nil, err
 	}
 	return encodeCursor(l), nil
 }
@@ -439,8 +439,7 @@ func (a *Adapter) resolveType(ctx context.Context, oid uint32) (pgType, error) {
 	if err != nil {
 		return pgType{}, err
 	}
-	t, err := a.types.resolve(ctx, conn, oid)
-	return t, a.dropMetaOnFailure(err)
+	return a.types.resolve(ctx, conn, oid)
 }
 
 // change turns an insert, update or delete into changes of the current
