@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/crdt/crdttest"
 	"pgregory.net/rapid"
 )
 
@@ -200,42 +201,6 @@ func TestJoinDeltasLaws(t *testing.T) {
 	}
 }
 
-// testWrite is a register write as the test oracle sees it.
-type testWrite struct {
-	v   crdt.Value
-	s   crdt.Stamp
-	src string
-}
-
-// beats reports whether a wins over b under policy p, written out from the
-// policy table of DESIGN.md independently of the package.
-func beats(p *crdt.Policy, a, b testWrite) bool {
-	switch p.Kind {
-	case crdt.Prefer:
-		rank := func(s string) int {
-			if i := slices.Index(p.Prefer, s); i >= 0 {
-				return len(p.Prefer) - i
-			}
-			return 0
-		}
-		if ra, rb := rank(a.src), rank(b.src); ra != rb {
-			return ra > rb
-		}
-	case crdt.Max, crdt.Min:
-		an, bn := a.v.IsNull(), b.v.IsNull()
-		switch {
-		case an && !bn:
-			return false
-		case bn && !an:
-			return true
-		}
-		if c := crdt.Compare(a.v, b.v); c != 0 {
-			return (c > 0) == (p.Kind == crdt.Max)
-		}
-	}
-	return b.s.Less(a.s)
-}
-
 func setValue(t *rapid.T, v crdt.Value) crdt.Value {
 	if v.IsNull() {
 		return v
@@ -321,13 +286,13 @@ func checkOp(t *rapid.T, w *world, r *replica, k crdt.Key, before *crdt.Record, 
 			case crdt.ORSet:
 				want = setValue(t, v)
 			default:
-				nw := testWrite{v: v, s: o.origin.Stamp}
+				nw := crdt.Write{Value: v, Stamp: o.origin.Stamp}
 				if p.Kind == crdt.Prefer {
-					nw.src = o.origin.Source
+					nw.Source = o.origin.Source
 				}
 				want = v
-				if pw, ok := visibleWrite(before, f); ok && !beats(p, nw, pw) {
-					want = pw.v
+				if pw, ok := visibleWrite(before, f); ok && !crdttest.Beats(p, nw, pw) {
+					want = pw.Value
 				}
 			}
 			if got := now[f]; !crdt.Equal(got, want) {
@@ -390,17 +355,16 @@ func checkOp(t *rapid.T, w *world, r *replica, k crdt.Key, before *crdt.Record, 
 
 // visibleWrite returns the visible write of a register field, also when its
 // value is null (which View and Get leave out).
-func visibleWrite(r *crdt.Record, f string) (testWrite, bool) {
+func visibleWrite(r *crdt.Record, f string) (crdt.Write, bool) {
 	if !r.Exists() {
-		return testWrite{}, false
+		return crdt.Write{}, false
 	}
 	for _, fl := range r.Fields {
 		if fl.Name == f && len(fl.Reg) > 0 {
-			w := fl.Reg[len(fl.Reg)-1]
-			return testWrite{v: w.Value, s: w.Stamp, src: w.Source}, true
+			return fl.Reg[len(fl.Reg)-1], true
 		}
 	}
-	return testWrite{}, false
+	return crdt.Write{}, false
 }
 
 // joinKeys returns the field names of two rows.

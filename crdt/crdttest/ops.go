@@ -165,15 +165,15 @@ func diffIntent(c *crdt.Collection, v *oracleView, row crdt.Row, o crdt.Origin) 
 		if val.Kind() == crdt.KindList && len(val.AsList()) == 0 {
 			val = crdt.Null()
 		}
-		nw := oracleWrite{value: val, stamp: o.Stamp}
+		nw := crdt.Write{Value: val, Stamp: o.Stamp}
 		if c.Policy(f).Kind == crdt.Prefer {
-			nw.source = o.Source
+			nw.Source = o.Source
 		}
 		vis, ok := v.visible(f)
 		switch {
 		case !ok && val.IsNull():
 			continue
-		case ok && (crdt.Equal(vis.value, val) || !beats(c.Policy(f), nw, vis)):
+		case ok && (crdt.Equal(vis.Value, val) || !Beats(c.Policy(f), nw, vis)):
 			continue
 		}
 		op.Writes = append(op.Writes, RegWrite{Field: f, Value: val})

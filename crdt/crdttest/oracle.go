@@ -58,18 +58,11 @@ type SetEvent struct {
 	Observed []int
 }
 
-// oracleWrite is a register write with its origin.
-type oracleWrite struct {
-	value  crdt.Value
-	stamp  crdt.Stamp
-	source string
-}
-
 // oracleView is the visible state of a record for a set of known operations.
 type oracleView struct {
 	exists bool
-	del    crdt.Stamp             // the highest known delete
-	regs   map[string]oracleWrite // best write per register field
+	del    crdt.Stamp            // the highest known delete
+	regs   map[string]crdt.Write // best write per register field
 	sets   map[string]map[string]*liveElem
 }
 
@@ -81,8 +74,12 @@ type liveElem struct {
 
 func elemKey(v crdt.Value) string { return string(v.AppendCanonical(nil)) }
 
-// beats reports whether write a wins over write b under policy p.
-func beats(p *crdt.Policy, a, b oracleWrite) bool {
+// Beats reports whether register write a wins over write b under policy p.
+// It is the policy table of DESIGN.md written out on its own, not crdt's
+// order, so that tests can check crdt against it: prefer ranks sources
+// (unlisted last), max and min compare values (null never wins), and every
+// policy falls back to the stamp.
+func Beats(p *crdt.Policy, a, b crdt.Write) bool {
 	switch p.Kind {
 	case crdt.Prefer:
 		rank := func(s string) int {
@@ -91,22 +88,22 @@ func beats(p *crdt.Policy, a, b oracleWrite) bool {
 			}
 			return 0
 		}
-		if ra, rb := rank(a.source), rank(b.source); ra != rb {
+		if ra, rb := rank(a.Source), rank(b.Source); ra != rb {
 			return ra > rb
 		}
 	case crdt.Max, crdt.Min:
-		an, bn := a.value.IsNull(), b.value.IsNull()
+		an, bn := a.Value.IsNull(), b.Value.IsNull()
 		switch {
 		case an && !bn:
 			return false
 		case bn && !an:
 			return true
 		}
-		if c := crdt.Compare(a.value, b.value); c != 0 {
+		if c := crdt.Compare(a.Value, b.Value); c != 0 {
 			return (c > 0) == (p.Kind == crdt.Max)
 		}
 	}
-	return b.stamp.Less(a.stamp)
+	return b.Stamp.Less(a.Stamp)
 }
 
 // view computes the visible state of a record from the operations on it
@@ -124,7 +121,7 @@ func view(c *crdt.Collection, ops []*Op, known func(id int) bool) *oracleView {
 			reset = op.Reset
 		}
 	}
-	v := &oracleView{del: del, regs: map[string]oracleWrite{}, sets: map[string]map[string]*liveElem{}}
+	v := &oracleView{del: del, regs: map[string]crdt.Write{}, sets: map[string]map[string]*liveElem{}}
 	for _, op := range ops {
 		if !op.Delete && known(op.ID) && del.Less(op.Stamp) {
 			v.exists = true
@@ -157,11 +154,11 @@ func view(c *crdt.Collection, ops []*Op, known func(id int) bool) *oracleView {
 			continue
 		}
 		for _, w := range op.Writes {
-			nw := oracleWrite{value: w.Value, stamp: op.Stamp, source: op.Source}
+			nw := crdt.Write{Value: w.Value, Stamp: op.Stamp, Source: op.Source}
 			if c.Policy(w.Field).Kind != crdt.Prefer {
-				nw.source = ""
+				nw.Source = ""
 			}
-			if cur, ok := v.regs[w.Field]; !ok || beats(c.Policy(w.Field), nw, cur) {
+			if cur, ok := v.regs[w.Field]; !ok || Beats(c.Policy(w.Field), nw, cur) {
 				v.regs[w.Field] = nw
 			}
 		}
@@ -193,10 +190,10 @@ func (v *oracleView) row(c *crdt.Collection) crdt.Row {
 	}
 	row := crdt.Row{}
 	for f, w := range v.regs {
-		if c.Policy(f).Kind == crdt.ORSet || w.value.IsNull() {
+		if c.Policy(f).Kind == crdt.ORSet || w.Value.IsNull() {
 			continue
 		}
-		row[f] = w.value
+		row[f] = w.Value
 	}
 	for f, elems := range v.sets {
 		if c.Policy(f).Kind != crdt.ORSet || len(elems) == 0 {
@@ -216,9 +213,9 @@ func (v *oracleView) row(c *crdt.Collection) crdt.Row {
 }
 
 // visible returns the visible write of a register field, null ones included.
-func (v *oracleView) visible(f string) (oracleWrite, bool) {
+func (v *oracleView) visible(f string) (crdt.Write, bool) {
 	if !v.exists {
-		return oracleWrite{}, false
+		return crdt.Write{}, false
 	}
 	w, ok := v.regs[f]
 	return w, ok

@@ -623,9 +623,9 @@ func (s *Sim) checkRecord(r *replica, id crdt.ID) error {
 		}
 		_, meta, _ := rec.Get(c, f)
 		w, _ := want.visible(f)
-		if meta.Stamp != w.stamp || meta.Source != w.source {
+		if meta.Stamp != w.Stamp || meta.Source != w.Source {
 			return errors.Newf("%s at %s: field %s written at %s by %q, oracle says %s by %q\n state %s%s",
-				id, r.name, f, meta.Stamp, meta.Source, w.stamp, w.source, rec, s.history(id))
+				id, r.name, f, meta.Stamp, meta.Source, w.Stamp, w.Source, rec, s.history(id))
 		}
 	}
 	return nil
