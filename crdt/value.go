@@ -421,67 +421,60 @@ func FromJSON(raw json.RawMessage, want, elem Kind) (Value, error) {
 	case KindNull:
 		return inferJSON(raw)
 	case KindBool:
-		var b bool
-		if err := json.Unmarshal(raw, &b); err != nil {
-			return Value{}, errors.Newf("want a boolean, got %s", clip(raw))
-		}
-		return Bool(b), nil
+		b, err := jsonAs[bool](raw, "a boolean")
+		return Bool(b), err
 	case KindInt:
-		var i int64
-		if err := json.Unmarshal(raw, &i); err != nil {
-			return Value{}, errors.Newf("want an integer, got %s", clip(raw))
-		}
-		return Int(i), nil
+		i, err := jsonAs[int64](raw, "an integer")
+		return Int(i), err
 	case KindFloat:
-		var f float64
-		if err := json.Unmarshal(raw, &f); err != nil {
-			var s string
-			if json.Unmarshal(raw, &s) == nil {
+		f, err := jsonAs[float64](raw, "a number")
+		if err != nil {
+			// Non-finite floats travel as strings (MarshalJSON).
+			if s, serr := jsonAs[string](raw, ""); serr == nil {
 				if g, perr := strconv.ParseFloat(s, 64); perr == nil && (math.IsInf(g, 0) || math.IsNaN(g)) {
 					return Float(g), nil
 				}
 			}
-			return Value{}, errors.Newf("want a number, got %s", clip(raw))
+			return Value{}, err
 		}
 		return Float(f), nil
 	case KindString:
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return Value{}, errors.Newf("want a string, got %s", clip(raw))
-		}
-		return String(s), nil
+		s, err := jsonAs[string](raw, "a string")
+		return String(s), err
 	case KindBytes:
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return Value{}, errors.Newf("want a base64 string, got %s", clip(raw))
+		const what = "a base64 string"
+		s, err := jsonAs[string](raw, what)
+		if err != nil {
+			return Value{}, err
 		}
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return Value{}, errors.Newf("want a base64 string, got %s", clip(raw))
+			return Value{}, errors.Newf("want %s, got %s", what, clip(raw))
 		}
 		return Bytes(b), nil
 	case KindTime:
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return Value{}, errors.Newf("want an RFC 3339 time string, got %s", clip(raw))
+		const what = "an RFC 3339 time string"
+		s, err := jsonAs[string](raw, what)
+		if err != nil {
+			return Value{}, err
 		}
 		t, err := parseTime(s)
 		if err != nil {
-			return Value{}, errors.Newf("want an RFC 3339 time string, got %s", clip(raw))
+			return Value{}, errors.Newf("want %s, got %s", what, clip(raw))
 		}
 		return Time(t), nil
 	case KindJSON:
 		return JSON(raw)
 	case KindList:
-		var elems []json.RawMessage
-		if err := json.Unmarshal(raw, &elems); err != nil {
-			return Value{}, errors.Newf("want an array, got %s", clip(raw))
+		if elem == KindList {
+			return Value{}, errors.New("lists do not nest")
+		}
+		elems, err := jsonAs[[]json.RawMessage](raw, "an array")
+		if err != nil {
+			return Value{}, err
 		}
 		out := make([]Value, len(elems))
 		for i, e := range elems {
-			if elem == KindList {
-				return Value{}, errors.New("lists do not nest")
-			}
 			v, err := FromJSON(e, elem, KindNull)
 			if err != nil {
 				return Value{}, errors.Wrapf(err, "element %d", i)
@@ -491,6 +484,15 @@ func FromJSON(raw json.RawMessage, want, elem Kind) (Value, error) {
 		return List(out...)
 	}
 	return Value{}, errors.Newf("unknown kind %s", want)
+}
+
+// jsonAs unmarshals raw as a T, or explains that it wanted what.
+func jsonAs[T any](raw json.RawMessage, what string) (T, error) {
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, errors.Newf("want %s, got %s", what, clip(raw))
+	}
+	return v, nil
 }
 
 // inferJSON maps a JSON value to the closest kind: booleans, integers that fit
