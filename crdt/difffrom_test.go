@@ -28,20 +28,15 @@ func mustList(t interface{ Fatal(...any) }, vs ...string) Value {
 	return l
 }
 
-func apply(t testing.TB, c *Collection, r, d *Record) *Record {
-	t.Helper()
-	return Join(c, r, d)
-}
-
 // A user changes one field while a newer value of another field has been
 // merged but not yet written into the user's system: the stale value the
 // captured row carries must not overwrite the newer one.
 func TestDiffFromKeepsConcurrentRemoteWrite(t *testing.T) {
 	c := diffFromCollection()
 	base, _ := Diff(c, nil, Row{"status": String("Prospect"), "phone": String("100")}, Origin{Stamp: st(1, 1)})
-	merged := apply(t, c, nil, base)
+	merged := Join(c, nil, base)
 	remote, _ := Diff(c, merged, Row{"status": String("Active")}, Origin{Stamp: st(2, 2)})
-	merged = apply(t, c, merged, remote)
+	merged = Join(c, merged, remote)
 
 	old := Row{"status": String("Prospect"), "phone": String("100")}
 	row := Row{"status": String("Prospect"), "phone": String("200")}
@@ -49,14 +44,14 @@ func TestDiffFromKeepsConcurrentRemoteWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := apply(t, c, merged, d).View(c)
+	got := Join(c, merged, d).View(c)
 	if got["status"].AsString() != "Active" || got["phone"].AsString() != "200" {
 		t.Fatalf("view = %v, want status Active (remote) and phone 200 (local)", got)
 	}
 	// Plain Diff, which does not know the old row, loses the remote write:
 	// the reason DiffFrom exists.
 	d2, _ := Diff(c, merged, row, Origin{Stamp: st(3, 1)})
-	if apply(t, c, merged, d2).View(c)["status"].AsString() != "Prospect" {
+	if Join(c, merged, d2).View(c)["status"].AsString() != "Prospect" {
 		t.Fatal("Diff no longer overwrites with the captured row; revisit DiffFrom's doc")
 	}
 }
@@ -65,16 +60,16 @@ func TestDiffFromKeepsConcurrentRemoteWrite(t *testing.T) {
 func TestDiffFromSetIntent(t *testing.T) {
 	c := diffFromCollection()
 	base, _ := Diff(c, nil, Row{"tags": mustList(t, "eu", "trial")}, Origin{Stamp: st(1, 1)})
-	merged := apply(t, c, nil, base)
+	merged := Join(c, nil, base)
 	// Elsewhere, priority was added and eu removed.
 	remote, _ := SetOps(c, merged, "tags", []Value{String("priority")}, []Value{String("eu")}, Origin{Stamp: st(2, 2)})
-	merged = apply(t, c, merged, remote)
+	merged = Join(c, merged, remote)
 	// Here the user, still seeing [eu trial], adds vip and removes trial.
 	d, err := DiffFrom(c, merged, Row{"tags": mustList(t, "eu", "trial")}, Row{"tags": mustList(t, "eu", "vip")}, Origin{Stamp: st(3, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := apply(t, c, merged, d).View(c)["tags"]
+	got := Join(c, merged, d).View(c)["tags"]
 	if want := mustList(t, "priority", "vip"); !Equal(got, want) {
 		t.Fatalf("tags = %v, want %v", got, want)
 	}
@@ -94,15 +89,15 @@ func TestDiffFromFallsBackToDiff(t *testing.T) {
 	}
 	// The record was deleted here while the system updated it: the update
 	// brings back the whole row the system holds.
-	merged := apply(t, c, nil, d1)
+	merged := Join(c, nil, d1)
 	del, _ := Delete(merged, Origin{Stamp: st(2, 2)})
-	merged = apply(t, c, merged, del)
+	merged = Join(c, merged, del)
 	upd := Row{"status": String("Active"), "tags": mustList(t, "a"), "phone": String("9")}
 	d3, err := DiffFrom(c, merged, row, upd, Origin{Stamp: st(3, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := apply(t, c, merged, d3).View(c); len(got) != 3 {
+	if got := Join(c, merged, d3).View(c); len(got) != 3 {
 		t.Fatalf("update after a concurrent delete = %v, want the whole row", got)
 	}
 	// A deleted row is a delete, old or not.
