@@ -216,9 +216,9 @@ func FuzzDecodeLogRow(f *testing.F) {
 		if _, err := c.Key.Values(); err != nil {
 			t.Fatalf("accepted a change with an invalid key: %v", err)
 		}
-		// An update whose old key differs from the new one loses its old row.
-		if (c.Row != nil) != (op == opUpsert || op == opUpdate) || (c.Old != nil && op != opUpdate && op != opDeleteRow) ||
-			(c.Old == nil && op == opDeleteRow) {
+		// An update whose old key differs from the new one is refused (see
+		// decode), so every accepted update and delete carries its old row.
+		if (c.Row != nil) != (op == opUpsert || op == opUpdate) || (c.Old != nil) != (op == opUpdate || op == opDeleteRow) {
 			t.Fatalf("operation %d decoded to row %v, old %v", op, c.Row, c.Old)
 		}
 		if c.Old != nil {
