@@ -76,13 +76,13 @@ func hashOf(i int) crdt.Hash {
 func TestTreeLarge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var tr Tree
-	model := map[crdt.ID]crdt.Hash{}
+	m := model{}
 	const n = 20_000
 	perm := rng.Perm(n)
 	for i, k := range perm {
 		id := crdt.MakeID("c", crdt.IntKey(int64(k)))
 		tr.Set(id, hashOf(k))
-		model[id] = hashOf(k)
+		m[id] = hashOf(k)
 		if i%4000 == 0 {
 			check(t, &tr)
 		}
@@ -94,7 +94,7 @@ func TestTreeLarge(t *testing.T) {
 	for _, k := range perm[:500] {
 		id := crdt.MakeID("c", crdt.IntKey(int64(k)))
 		tr.Set(id, hashOf(k+1))
-		model[id] = hashOf(k + 1)
+		m[id] = hashOf(k + 1)
 	}
 	check(t, &tr)
 	for i, k := range rng.Perm(n)[:n-7] {
@@ -105,31 +105,23 @@ func TestTreeLarge(t *testing.T) {
 		if tr.Delete(id) {
 			t.Fatalf("second Delete(%s) = true", id)
 		}
-		delete(model, id)
+		delete(m, id)
 		if i%2000 == 0 {
 			check(t, &tr)
 			lo := crdt.MakeID("c", crdt.IntKey(int64(rng.IntN(n))))
 			hi := crdt.MakeID("c", crdt.IntKey(int64(rng.IntN(n))))
-			var want crdt.Fingerprint
-			for id, h := range model {
-				if id >= lo && id < hi {
-					want = want.Add(h)
-				}
-			}
-			if got := tr.Fingerprint(lo, hi); got != want {
+			if got, want := tr.Fingerprint(lo, hi), m.fingerprint(lo, hi); got != want {
 				t.Fatalf("Fingerprint(%s, %s) = %v, want %v", lo, hi, got, want)
 			}
 		}
 	}
 	ids = check(t, &tr)
-	want := make([]crdt.ID, 0, len(model))
-	for id, h := range model {
-		want = append(want, id)
+	for id, h := range m {
 		if got, ok := tr.Get(id); !ok || got != h {
 			t.Fatalf("Get(%s) = %v, %v", id, got, ok)
 		}
 	}
-	slices.Sort(want)
+	want := m.sorted()
 	if !slices.Equal(ids, want) {
 		t.Fatalf("ids %v, want %v", ids, want)
 	}
