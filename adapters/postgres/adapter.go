@@ -242,14 +242,8 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 	if err != nil {
 		return err
 	}
-	for {
-		cur := a.acked.Load()
-		if uint64(pos) <= cur {
-			return nil
-		}
-		if a.acked.CompareAndSwap(cur, uint64(pos)) {
-			break
-		}
+	if !a.ackAtLeast(pos) {
+		return nil
 	}
 	a.ackNudge.Store(true)
 	a.wakeMu.Lock()

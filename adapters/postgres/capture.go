@@ -137,11 +137,16 @@ func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
 	return encodeCursor(l), nil
 }
 
-func (a *Adapter) ackAtLeast(l lsn) {
+// ackAtLeast raises the acknowledged position to l and reports whether it
+// moved.
+func (a *Adapter) ackAtLeast(l lsn) bool {
 	for {
 		cur := a.acked.Load()
-		if uint64(l) <= cur || a.acked.CompareAndSwap(cur, uint64(l)) {
-			return
+		if uint64(l) <= cur {
+			return false
+		}
+		if a.acked.CompareAndSwap(cur, uint64(l)) {
+			return true
 		}
 	}
 }
