@@ -177,6 +177,14 @@ func (fl *follower) waitErr() error {
 	}
 }
 
+// captureErr runs Capture from cursor and returns its error. A Capture that
+// wrongly accepts the cursor returns at its deadline instead of running on.
+func (f *fixture) captureErr(a *sqlite.Adapter, cursor []byte) error {
+	ctx, cancel := context.WithTimeout(f.ctx, waitTimeout)
+	defer cancel()
+	return a.Capture(ctx, cursor, func(context.Context, adapters.Batch) error { return nil })
+}
+
 func rowString(r crdt.Row) string {
 	if r == nil {
 		return "<deleted>"
@@ -780,7 +788,7 @@ func TestCursors(t *testing.T) {
 		{"malformed", []byte{1, 2, 3}},
 		{"another log", append(make([]byte, 8), cur[8:]...)},
 	} {
-		err := a.Capture(f.ctx, tt.cursor, func(context.Context, adapters.Batch) error { return nil })
+		err := f.captureErr(a, tt.cursor)
 		if !errors.Is(err, sqlite.ErrCursor) || !errors.Is(err, adapters.ErrCursor) {
 			t.Errorf("capture from a cursor %s: %v, want ErrCursor and adapters.ErrCursor", tt.name, err)
 		}
@@ -792,8 +800,7 @@ func TestCursors(t *testing.T) {
 	// after it.
 	a.Close()
 	b := f.open(f.config())
-	err := b.Capture(f.ctx, cur, func(context.Context, adapters.Batch) error { return nil })
-	if !errors.Is(err, sqlite.ErrCursor) {
+	if err := f.captureErr(b, cur); !errors.Is(err, sqlite.ErrCursor) {
 		t.Errorf("after restart, capture from before the acked position: %v, want ErrCursor", err)
 	}
 	f.exec(`INSERT INTO items VALUES(100, 'after ack')`)
