@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,25 +192,10 @@ func rowString(r crdt.Row) string {
 		return "<deleted>"
 	}
 	var parts []string
-	for _, k := range sortedKeys(r) {
+	for _, k := range slices.Sorted(maps.Keys(r)) {
 		parts = append(parts, k+"="+r[k].String())
 	}
 	return strings.Join(parts, " ")
-}
-
-func sortedKeys(r crdt.Row) []string {
-	keys := make([]string, 0, len(r))
-	for k := range r {
-		keys = append(keys, k)
-	}
-	for i := range keys {
-		for j := i + 1; j < len(keys); j++ {
-			if keys[j] < keys[i] {
-				keys[i], keys[j] = keys[j], keys[i]
-			}
-		}
-	}
-	return keys
 }
 
 func expectRows(t *testing.T, got []adapters.Change, want ...string) {
@@ -393,7 +380,7 @@ func TestUninstall(t *testing.T) {
 	if err := sqlite.Uninstall(f.ctx, f.config()); err != nil {
 		t.Fatalf("uninstall: %+v", err)
 	}
-	// SQLite's own sqlite_sequence, created for the log's AUTOINCREMENT,
+	// SQLite's own sqlite_sequence, created for the layouts' AUTOINCREMENT,
 	// cannot be dropped; it stays, without lattice entries.
 	after := f.schema()
 	if got := strings.Replace(after.objects, "table sqlite_sequence: CREATE TABLE sqlite_sequence(name,seq)\n", "", 1); got != before.objects {
