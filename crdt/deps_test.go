@@ -41,9 +41,17 @@ type listedPackage struct {
 
 func listPackages(t *testing.T) []listedPackage {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-json", module+"/...").Output()
+	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("go list unavailable: %v", err)
+		t.Skipf("no go command to list the packages with: %v", err)
+	}
+	out, err := exec.Command(goTool, "list", "-json", module+"/...").Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("go list: %v\n%s", err, stderr)
 	}
 	var pkgs []listedPackage
 	dec := json.NewDecoder(strings.NewReader(string(out)))
