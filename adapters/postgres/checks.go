@@ -73,9 +73,10 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool
 func checkSlotWait(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool, wait time.Duration) error {
 	var plugin, database, walStatus *string
 	var activePID *int32
+	var cur string
 	err := conn.QueryRow(ctx, `
-		SELECT s.plugin, s.database, s.wal_status, s.active_pid
-		FROM pg_replication_slots s WHERE s.slot_name = $1`, slot).Scan(&plugin, &database, &walStatus, &activePID)
+		SELECT s.plugin, s.database, s.wal_status, s.active_pid, current_database()
+		FROM pg_replication_slots s WHERE s.slot_name = $1`, slot).Scan(&plugin, &database, &walStatus, &activePID, &cur)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errors.WithHint(errors.Mark(errors.Newf("postgres: replication slot %s does not exist", slot), ErrSlotMissing),
 			"the slot is created by the initial snapshot; if it was dropped, changes made since are lost to capture: "+
@@ -83,10 +84,6 @@ func checkSlotWait(ctx context.Context, conn *pgx.Conn, slot string, forCapture 
 	}
 	if err != nil {
 		return errors.Wrapf(err, "read replication slot %s", slot)
-	}
-	var cur string
-	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&cur); err != nil {
-		return errors.Wrap(err, "read current database")
 	}
 	switch {
 	case plugin == nil || *plugin != "pgoutput" || database == nil || *database != cur:
