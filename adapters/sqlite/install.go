@@ -207,22 +207,9 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 		return nil, err
 	}
 
-	existing := map[string]string{} // trigger name -> sql
-	rows, err := tx.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type='trigger' AND substr(name, 1, ?)=?`, len(triggerPrefix), triggerPrefix)
+	existing, err := listTriggers(ctx, tx)
 	if err != nil {
-		return nil, errors.Wrap(err, "install: list triggers")
-	}
-	for rows.Next() {
-		var name, text string
-		if err := rows.Scan(&name, &text); err != nil {
-			rows.Close()
-			return nil, errors.Wrap(err, "install: list triggers")
-		}
-		existing[name] = text
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, errors.Wrap(err, "install: list triggers")
+		return nil, errors.Wrap(err, "install")
 	}
 
 	var width int
@@ -364,6 +351,24 @@ func ensureLayout(ctx context.Context, q querier, f *found) (*layout, error) {
 
 type trigger struct{ name, sql string }
 
+// listTriggers returns the adapter's triggers in the database, name to SQL.
+func listTriggers(ctx context.Context, q querier) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type='trigger' AND substr(name, 1, ?)=?`, len(triggerPrefix), triggerPrefix)
+	if err != nil {
+		return nil, errors.Wrap(err, "list triggers")
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, text string
+		if err := rows.Scan(&name, &text); err != nil {
+			return nil, errors.Wrap(err, "list triggers")
+		}
+		out[name] = text
+	}
+	return out, errors.Wrap(rows.Err(), "list triggers")
+}
+
 // columnList renders the columns as a comma-separated list of references,
 // qualified by ref (NEW, OLD) unless it is empty.
 func columnList(ref string, cols []*column) string {
@@ -436,24 +441,11 @@ func Uninstall(ctx context.Context, cfg Config) error {
 		return errors.Wrap(err, "uninstall: begin")
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type='trigger' AND substr(name, 1, ?)=?`, len(triggerPrefix), triggerPrefix)
+	names, err := listTriggers(ctx, tx)
 	if err != nil {
-		return errors.Wrap(err, "uninstall: list triggers")
+		return errors.Wrap(err, "uninstall")
 	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return errors.Wrap(err, "uninstall: list triggers")
-		}
-		names = append(names, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return errors.Wrap(err, "uninstall: list triggers")
-	}
-	for _, n := range names {
+	for n := range names {
 		if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS `+quoteIdent(n)); err != nil {
 			return errors.Wrapf(err, "uninstall: drop trigger %s", n)
 		}
