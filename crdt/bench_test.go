@@ -224,20 +224,28 @@ func BenchmarkAppendRecord(b *testing.B) {
 
 // TestJoinReturnsInput: joining what a state already holds allocates nothing
 // and returns the state itself (records are immutable, so sharing is safe).
+// It runs on the benchmarks' states, overlapping ones included, so that
+// make test also builds what only the benchmarks would.
 func TestJoinReturnsInput(t *testing.T) {
 	for _, pc := range policyCases {
-		c, x, y := benchStates(t, pc.pol)
-		xy := crdt.Join(c, x, y)
-		for _, in := range []*crdt.Record{x, y, xy} {
-			if got := crdt.Join(c, xy, in); got != xy {
-				t.Errorf("%s: Join(xy, part) is a new record", pc.name)
+		for _, overlap := range []bool{false, true} {
+			name := fmt.Sprintf("%s (overlap %v)", pc.name, overlap)
+			c, x, y := benchStatesOverlap(t, pc.pol, overlap)
+			xy := crdt.Join(c, x, y)
+			if overlap && crdt.EqualRecords(xy, x) {
+				t.Errorf("%s: the states do not differ", name)
 			}
-			if got := crdt.Join(c, in, xy); got != xy {
-				t.Errorf("%s: Join(part, xy) is a new record", pc.name)
+			for _, in := range []*crdt.Record{x, y, xy} {
+				if got := crdt.Join(c, xy, in); got != xy {
+					t.Errorf("%s: Join(xy, part) is a new record", name)
+				}
+				if got := crdt.Join(c, in, xy); got != xy {
+					t.Errorf("%s: Join(part, xy) is a new record", name)
+				}
 			}
-		}
-		if n := testing.AllocsPerRun(100, func() { crdt.Join(c, xy, y) }); n != 0 {
-			t.Errorf("%s: joining a merged delta allocates %v times", pc.name, n)
+			if n := testing.AllocsPerRun(100, func() { crdt.Join(c, xy, y) }); n != 0 {
+				t.Errorf("%s: joining a merged delta allocates %v times", name, n)
+			}
 		}
 	}
 }
