@@ -15,8 +15,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -194,13 +196,23 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return a.Close()
 }
 
-// clientFlags adds --api, --token and --ca to a client command.
-func clientFlags(fs *flag.FlagSet) func() (*sidecar.Client, error) {
+// clientFlags adds --api, --token, --token-file and --ca to a client
+// command. The function it returns parses args, checks that there are
+// between lo and hi positional arguments (hi < 0: no limit), and builds the
+// client.
+func clientFlags(fs *flag.FlagSet) func(args []string, lo, hi int) (*sidecar.Client, error) {
 	api := fs.String("api", envOr("LATTICE_API", "127.0.0.1:7070"), "agent API address or URL (env LATTICE_API)")
 	token := fs.String("token", os.Getenv("LATTICE_TOKEN"), "API bearer token (env LATTICE_TOKEN)")
 	tokenFile := fs.String("token-file", "", "file holding the API token")
 	ca := fs.String("ca", "", "PEM file of the CA to trust for an https API")
-	return func() (*sidecar.Client, error) {
+	return func(args []string, lo, hi int) (*sidecar.Client, error) {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if n := fs.NArg(); n < lo || (hi >= 0 && n > hi) {
+			fs.Usage()
+			return nil, flag.ErrHelp
+		}
 		t := *token
 		if *tokenFile != "" {
 			b, err := os.ReadFile(*tokenFile)
@@ -224,10 +236,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("status", "status [--api ADDR] [--token T] [--json]", stderr)
 	client := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := client(args, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -273,30 +282,23 @@ func printJSON(w io.Writer, raw []byte) error {
 }
 
 func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("get", "get COLLECTION [KEY] [--after KEY] [--limit N]", stderr)
+	fs := newFlags("get", "get [--after KEY] [--limit N] COLLECTION [KEY]", stderr)
 	client := clientFlags(fs)
 	after := fs.String("after", "", "list: start after this key")
 	limit := fs.Int("limit", 100, "list: at most this many records")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := client(args, 1, 2)
 	if err != nil {
 		return err
 	}
 	var raw json.RawMessage
-	switch fs.NArg() {
-	case 1:
-		path := fmt.Sprintf("/v1/records/%s?limit=%d", fs.Arg(0), *limit)
+	if fs.NArg() == 1 {
+		q := url.Values{"limit": {strconv.Itoa(*limit)}}
 		if *after != "" {
-			path += "&after=" + *after
+			q.Set("after", *after)
 		}
-		err = c.Do(ctx, "GET", path, nil, &raw)
-	case 2:
+		err = c.Do(ctx, "GET", "/v1/records/"+url.PathEscape(fs.Arg(0))+"?"+q.Encode(), nil, &raw)
+	} else {
 		err = c.Do(ctx, "GET", sidecar.RecordPath(fs.Arg(0), fs.Arg(1)), nil, &raw)
-	default:
-		fs.Usage()
-		return flag.ErrHelp
 	}
 	if err != nil {
 		return err
@@ -358,18 +360,11 @@ func runPatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runWrite(ctx context.Context, name, method string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(name, name+" COLLECTION KEY field=value...", stderr)
 	client := clientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() < 2 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	body, err := parseAssignments(fs.Args()[2:], method == "PATCH")
+	c, err := client(args, 2, -1)
 	if err != nil {
 		return err
 	}
-	c, err := client()
+	body, err := parseAssignments(fs.Args()[2:], method == "PATCH")
 	if err != nil {
 		return err
 	}
@@ -387,14 +382,7 @@ func runWrite(ctx context.Context, name, method string, args []string, stdout, s
 func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("delete", "delete COLLECTION KEY", stderr)
 	client := clientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	c, err := client()
+	c, err := client(args, 2, 2)
 	if err != nil {
 		return err
 	}
