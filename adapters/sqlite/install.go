@@ -121,7 +121,9 @@ func openDB(ctx context.Context, cfg *Config) (*sql.DB, error) {
 // catalog is what an installation found and set up.
 type catalog struct {
 	installID int64
-	acked     int64
+	// acked is the acknowledged position as the installation read it: where
+	// Open starts. The Adapter keeps the current one.
+	acked int64
 	// schema is PRAGMA schema_version as the installation left it; when the
 	// database's differs, the schema changed and the catalog is stale.
 	schema int64

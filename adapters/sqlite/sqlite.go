@@ -490,7 +490,6 @@ func (a *Adapter) refresh(ctx context.Context) error {
 	if !maps.EqualFunc(a.cat.tables, cat.tables, func(x, y *table) bool { return x.id == y.id }) {
 		a.log.Info("sqlite: synced tables changed", "tables", len(cat.tables))
 	}
-	cat.acked = a.acked
 	a.cat = cat
 	for _, t := range cat.tables {
 		a.layouts[t.id] = t.layout
