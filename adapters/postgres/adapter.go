@@ -52,7 +52,7 @@ type Adapter struct {
 	apply    *pgx.Conn
 	prepared map[string]string // SQL to prepared statement name on apply
 
-	slotWait time.Duration // how long Capture waits for the slot's previous session
+	slotWait time.Duration // how long Capture and Snapshot wait for the slot's previous session
 
 	acked    atomic.Uint64 // highest acknowledged cursor (a WAL position)
 	ackNudge atomic.Bool   // an Ack arrived since the last status update
@@ -117,7 +117,7 @@ func (a *Adapter) open(ctx context.Context) error {
 	// A slot that cannot be captured from is reported here, but does not fail
 	// Open: the remedy is a new snapshot, which needs an open adapter.
 	// Capture returns the same error.
-	if err := checkSlot(ctx, conn, a.cfg.Slot, false); errors.Is(err, ErrSlotInvalidated) {
+	if err := a.checkSlot(ctx, conn, false); errors.Is(err, ErrSlotInvalidated) {
 		a.log.Error("replication slot unusable: capture will fail until a new snapshot is taken",
 			"slot", a.cfg.Slot, "err", err.Error(), "hint", strings.Join(errors.GetAllHints(err), "; "))
 	} else if err != nil && !errors.Is(err, ErrSlotMissing) {

@@ -96,7 +96,7 @@ func (a *Adapter) checkCapture(ctx context.Context, cat *catalog, start lsn) err
 		return cursorError(errors.WithHint(errors.Newf("postgres: cursor %s is ahead of the server's WAL (%s)", start, head),
 			"the cursor is from another server, or this server was restored from a backup: take a new snapshot"))
 	}
-	if err := checkSlotWait(ctx, conn, a.cfg.Slot, true, a.slotWait); err != nil {
+	if err := a.checkSlot(ctx, conn, true); err != nil {
 		return err
 	}
 	return checkPublication(ctx, conn, a.cfg.Publication, cat)

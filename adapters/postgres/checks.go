@@ -64,13 +64,11 @@ func checkVersion(version int, p *problems) {
 
 // checkSlot checks the replication slot: it must be a logical pgoutput slot
 // of this database that PostgreSQL has not invalidated; forCapture also
-// requires that no other session streams from it. A missing slot is
+// requires that no other session streams from it, after waiting up to
+// slotWait for the session of a capture that just ended. A missing slot is
 // ErrSlotMissing.
-func checkSlot(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool) error {
-	return checkSlotWait(ctx, conn, slot, forCapture, slotFreeWait)
-}
-
-func checkSlotWait(ctx context.Context, conn *pgx.Conn, slot string, forCapture bool, wait time.Duration) error {
+func (a *Adapter) checkSlot(ctx context.Context, conn *pgx.Conn, forCapture bool) error {
+	slot := a.cfg.Slot
 	var plugin, database, walStatus *string
 	var activePID *int32
 	var cur string
@@ -96,7 +94,7 @@ func checkSlotWait(ctx context.Context, conn *pgx.Conn, slot string, forCapture 
 				"raise max_slot_wal_keep_size to avoid it")
 	case forCapture && activePID != nil:
 		// The session of a capture that just ended takes a moment to exit.
-		pid, err := waitSlotFree(ctx, conn, slot, wait)
+		pid, err := waitSlotFree(ctx, conn, slot, a.slotWait)
 		if err != nil {
 			return err
 		}

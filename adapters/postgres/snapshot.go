@@ -120,7 +120,7 @@ func (a *Adapter) resetSlot(ctx context.Context, cat *catalog) error {
 	if err != nil {
 		return err
 	}
-	err = checkSlot(ctx, conn, a.cfg.Slot, true)
+	err = a.checkSlot(ctx, conn, true)
 	switch {
 	case errors.Is(err, ErrSlotMissing):
 	case err == nil || errors.Is(err, ErrSlotInvalidated):
