@@ -370,7 +370,7 @@ func (a *Adapter) layout(ctx context.Context, conn *sql.Conn, id int64) (*layout
 	}
 	var tbl, cols string
 	if err := conn.QueryRowContext(ctx, `SELECT tbl, columns FROM _lattice_layout WHERE id=?`, id).Scan(&tbl, &cols); err != nil {
-		return nil, a.captureErr(ctx, err, "read layout "+itoa(id))
+		return nil, a.captureErr(ctx, err, "read layout "+strconv.FormatInt(id, 10))
 	}
 	l, err := decodeLayout(id, tbl, cols)
 	if err != nil {
@@ -669,5 +669,3 @@ func isRowFault(err error) bool {
 	}
 	return false
 }
-
-func itoa(i int64) string { return strconv.FormatInt(i, 10) }
