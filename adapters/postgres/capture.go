@@ -370,9 +370,8 @@ func (s *stream) sendStatus(ctx context.Context) error {
 
 // relation is a table as the stream describes it.
 type relation struct {
-	table  *table // nil: not synced, its changes are ignored
-	cols   []relCol
-	keyIdx []int // positions of the table's key columns in cols
+	table *table // nil: not synced, its changes are ignored
+	cols  []relCol
 }
 
 type relCol struct {
@@ -399,12 +398,10 @@ func (s *stream) relation(ctx context.Context, m *msgRelation) error {
 		r.cols = append(r.cols, relCol{name: c.Name, typ: typ})
 	}
 	for _, k := range t.Key {
-		i := slices.IndexFunc(r.cols, func(c relCol) bool { return c.name == k })
-		if i < 0 {
+		if !slices.ContainsFunc(r.cols, func(c relCol) bool { return c.name == k }) {
 			return errors.WithHint(errors.Mark(errors.Newf("postgres: table %s: key column %s is gone from the table", t.Collection, k), ErrSchemaChange),
 				"a record's key cannot change: restore the column, or sync the table under a new name and reset Lattice's cursor")
 		}
-		r.keyIdx = append(r.keyIdx, i)
 	}
 	prev := s.rels[m.RelID]
 	var before []relCol
@@ -467,15 +464,17 @@ func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDel
 	var oldKey crdt.Key
 	var old crdt.Row // the whole old row: only with replica identity full
 	if oldKind != 0 {
-		k, err := r.key(oldTup)
+		// A key-only old tuple ('K') sends the other columns as nulls: only
+		// its key is kept.
+		o, err := r.decodeTuple("old tuple", oldTup)
 		if err != nil {
 			return err
 		}
-		oldKey = k
+		if oldKey, err = keyOf(coll, r.table.Key, o); err != nil {
+			return err
+		}
 		if oldKind == 'O' {
-			if old, err = r.oldRow(oldTup); err != nil {
-				return err
-			}
+			old = o
 		}
 	}
 	if isDelete {
@@ -485,7 +484,7 @@ func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDel
 		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey, Old: old})
 		return nil
 	}
-	row, err := r.row(newTup)
+	row, err := r.decodeTuple("tuple", newTup)
 	if err != nil {
 		return err
 	}
@@ -508,58 +507,16 @@ func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDel
 	return nil
 }
 
-// key decodes the key columns of an old tuple.
-func (r *relation) key(tup tuple) (crdt.Key, error) {
+// decodeTuple decodes the columns of a tuple (what names it in errors). A
+// column not sent ('u': a value stored out of line that the update did not
+// change) is left out: the caller fills it in from the old row when the
+// server sent one (replica identity full); otherwise its absence tells the
+// engine that the field did not change.
+func (r *relation) decodeTuple(what string, tup tuple) (crdt.Row, error) {
 	coll := r.table.Collection
 	if len(tup) != len(r.cols) {
-		return "", errors.Mark(errors.Newf("old tuple of %s has %d columns, relation has %d", coll, len(tup), len(r.cols)), ErrProtocol)
+		return nil, errors.Mark(errors.Newf("%s of %s has %d columns, relation has %d", what, coll, len(tup), len(r.cols)), ErrProtocol)
 	}
-	vals := make([]crdt.Value, len(r.keyIdx))
-	for i, ci := range r.keyIdx {
-		c := tup[ci]
-		if c.Kind != 't' {
-			return "", adapters.BadRow(coll, "", errors.Newf("key column %s not sent (kind %q)", r.cols[ci].name, c.Kind))
-		}
-		v, err := decodeText(r.cols[ci].typ, string(c.Data))
-		if err != nil {
-			return "", adapters.BadRow(coll, "", errors.Wrapf(err, "key column %s", r.cols[ci].name))
-		}
-		vals[i] = v
-	}
-	k, err := crdt.MakeKey(vals...)
-	if err != nil {
-		return "", adapters.BadRow(coll, "", err)
-	}
-	return k, nil
-}
-
-// oldRow decodes the old tuple of replica identity full: the whole row
-// before the change. A value not sent (an unchanged TOASTed value, which
-// PostgreSQL normally inlines in a full old tuple) is left out.
-func (r *relation) oldRow(tup tuple) (crdt.Row, error) {
-	coll := r.table.Collection
-	if len(tup) != len(r.cols) {
-		return nil, errors.Mark(errors.Newf("old tuple of %s has %d columns, relation has %d", coll, len(tup), len(r.cols)), ErrProtocol)
-	}
-	return r.decodeTuple(tup)
-}
-
-// row decodes a new tuple. A TOASTed value the update did not change is
-// not sent, and left out of the row: the caller fills it in from the old row
-// when the server sent one (replica identity full); otherwise its absence
-// tells the engine that the field did not change.
-func (r *relation) row(tup tuple) (crdt.Row, error) {
-	coll := r.table.Collection
-	if len(tup) != len(r.cols) {
-		return nil, errors.Mark(errors.Newf("tuple of %s has %d columns, relation has %d", coll, len(tup), len(r.cols)), ErrProtocol)
-	}
-	return r.decodeTuple(tup)
-}
-
-// decodeTuple decodes the columns of a tuple; a column not sent ('u') is
-// left out.
-func (r *relation) decodeTuple(tup tuple) (crdt.Row, error) {
-	coll := r.table.Collection
 	row := make(crdt.Row, len(tup))
 	for i, c := range tup {
 		name := r.cols[i].name
