@@ -97,14 +97,11 @@ func userInsert(b *testing.B, db *sql.DB, table string, first, n int) time.Durat
 	return time.Since(start)
 }
 
-// BenchmarkSQLiteCapture measures capture end to end: an application
-// commits a transaction of benchRows rows, and the time until all of them
-// reached the sink. rows/s is captured rows per second of that;
-// insert-ratio is the application's insert time into an untracked table
-// over the same insert into the captured one (1 = triggers cost nothing).
-func BenchmarkSQLiteCapture(b *testing.B) {
-	path, db := benchDB(b)
-	a := benchOpen(b, path)
+// benchCapture snapshots a and runs Capture from the snapshot's cursor
+// until the benchmark ends, failing it if check (when not nil) refuses a
+// change. It returns a function that waits until n changes in all have
+// reached the sink.
+func benchCapture(b *testing.B, a *sqlite.Adapter, check func(adapters.Change) error) (wait func(n int)) {
 	cur, err := a.Snapshot(context.Background(), func(context.Context, adapters.Batch) error { return nil })
 	if err != nil {
 		b.Fatal(err)
@@ -115,6 +112,13 @@ func BenchmarkSQLiteCapture(b *testing.B) {
 	done := make(chan error, 1)
 	go func() {
 		done <- a.Capture(ctx, cur, func(_ context.Context, bt adapters.Batch) error {
+			if check != nil {
+				for _, c := range bt.Changes {
+					if err := check(c); err != nil {
+						return err
+					}
+				}
+			}
 			captured.Add(int64(len(bt.Changes)))
 			select {
 			case progress <- struct{}{}:
@@ -123,7 +127,29 @@ func BenchmarkSQLiteCapture(b *testing.B) {
 			return nil
 		})
 	}()
-	defer func() { cancel(); <-done }()
+	b.Cleanup(func() { cancel(); <-done })
+	return func(n int) {
+		for captured.Load() < int64(n) {
+			select {
+			case <-progress:
+			case err := <-done:
+				done <- err // for the cleanup
+				b.Fatalf("capture: %v", err)
+			case <-time.After(time.Minute):
+				b.Fatalf("captured %d of %d rows", captured.Load(), n)
+			}
+		}
+	}
+}
+
+// BenchmarkSQLiteCapture measures capture end to end: an application
+// commits a transaction of benchRows rows, and the time until all of them
+// reached the sink. rows/s is captured rows per second of that;
+// insert-ratio is the application's insert time into an untracked table
+// over the same insert into the captured one (1 = triggers cost nothing).
+func BenchmarkSQLiteCapture(b *testing.B) {
+	path, db := benchDB(b)
+	wait := benchCapture(b, benchOpen(b, path), nil)
 
 	var capture, inserted, plain time.Duration
 	next := 0
@@ -133,13 +159,7 @@ func BenchmarkSQLiteCapture(b *testing.B) {
 		start := time.Now()
 		inserted += userInsert(b, db, "items", next, benchRows)
 		next += benchRows
-		for captured.Load() < int64(next) {
-			select {
-			case <-progress:
-			case <-time.After(time.Minute):
-				b.Fatalf("captured %d of %d rows", captured.Load(), next)
-			}
-		}
+		wait(next)
 		capture += time.Since(start)
 	}
 	b.ReportMetric(float64(next)/capture.Seconds(), "rows/s")
@@ -178,31 +198,12 @@ func BenchmarkSQLiteCaptureUpdate(b *testing.B) {
 	path, db := benchDB(b)
 	userInsert(b, db, "items", 0, benchRows)
 	userInsert(b, db, "plain", 0, benchRows)
-	a := benchOpen(b, path)
-	cur, err := a.Snapshot(context.Background(), func(context.Context, adapters.Batch) error { return nil })
-	if err != nil {
-		b.Fatal(err)
-	}
-	var captured atomic.Int64
-	progress := make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- a.Capture(ctx, cur, func(_ context.Context, bt adapters.Batch) error {
-			for _, c := range bt.Changes {
-				if c.Old == nil {
-					return errors.New("update captured without its old row")
-				}
-			}
-			captured.Add(int64(len(bt.Changes)))
-			select {
-			case progress <- struct{}{}:
-			default:
-			}
-			return nil
-		})
-	}()
-	defer func() { cancel(); <-done }()
+	wait := benchCapture(b, benchOpen(b, path), func(c adapters.Change) error {
+		if c.Old == nil {
+			return errors.New("update captured without its old row")
+		}
+		return nil
+	})
 
 	var capture, updated, plain time.Duration
 	want := 0
@@ -214,15 +215,7 @@ func BenchmarkSQLiteCaptureUpdate(b *testing.B) {
 		start := time.Now()
 		updated += userUpdate(b, db, "items", benchRows, round)
 		want += benchRows
-		for captured.Load() < int64(want) {
-			select {
-			case <-progress:
-			case err := <-done:
-				b.Fatalf("capture: %v", err)
-			case <-time.After(time.Minute):
-				b.Fatalf("captured %d of %d rows", captured.Load(), want)
-			}
-		}
+		wait(want)
 		capture += time.Since(start)
 	}
 	b.ReportMetric(float64(want)/capture.Seconds(), "rows/s")
