@@ -73,20 +73,23 @@ func benchOpen(b *testing.B, path string, poll ...time.Duration) *sqlite.Adapter
 	return a
 }
 
-// userInsert writes n rows in one transaction, as an application would.
-func userInsert(b *testing.B, db *sql.DB, table string, first, n int) time.Duration {
+// userTxn runs the statement q once for each row i from first to
+// first+n-1, in one transaction, as an application would, and returns how
+// long it took. args appends row i's arguments to buf.
+func userTxn(b *testing.B, db *sql.DB, q string, first, n int, args func(buf []any, i int) []any) time.Duration {
 	start := time.Now()
 	tx, err := db.Begin()
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := tx.Prepare(`INSERT INTO ` + table + `(id, name, qty, price, at, tags) VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET qty = excluded.qty`)
+	st, err := tx.Prepare(q)
 	if err != nil {
 		b.Fatal(err)
 	}
-	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	var buf []any
 	for i := first; i < first+n; i++ {
-		if _, err := st.Exec(i, "item "+strconv.Itoa(i), i%100, float64(i)/4, at.Add(time.Duration(i)*time.Second), `["a","b"]`); err != nil {
+		buf = args(buf[:0], i)
+		if _, err := st.Exec(buf...); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -95,6 +98,15 @@ func userInsert(b *testing.B, db *sql.DB, table string, first, n int) time.Durat
 		b.Fatal(err)
 	}
 	return time.Since(start)
+}
+
+// userInsert writes n rows in one transaction, as an application would.
+func userInsert(b *testing.B, db *sql.DB, table string, first, n int) time.Duration {
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	return userTxn(b, db, `INSERT INTO `+table+`(id, name, qty, price, at, tags) VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET qty = excluded.qty`,
+		first, n, func(buf []any, i int) []any {
+			return append(buf, i, "item "+strconv.Itoa(i), i%100, float64(i)/4, at.Add(time.Duration(i)*time.Second), `["a","b"]`)
+		})
 }
 
 // benchCapture snapshots a and runs Capture from the snapshot's cursor
@@ -169,25 +181,9 @@ func BenchmarkSQLiteCapture(b *testing.B) {
 // userUpdate updates every row of table in one transaction, one statement
 // per row, as an application would.
 func userUpdate(b *testing.B, db *sql.DB, table string, n, round int) time.Duration {
-	start := time.Now()
-	tx, err := db.Begin()
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := tx.Prepare(`UPDATE ` + table + ` SET qty = ?, name = ? WHERE id = ?`)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range n {
-		if _, err := st.Exec(round, "item "+strconv.Itoa(i)+" round "+strconv.Itoa(round), i); err != nil {
-			b.Fatal(err)
-		}
-	}
-	st.Close()
-	if err := tx.Commit(); err != nil {
-		b.Fatal(err)
-	}
-	return time.Since(start)
+	return userTxn(b, db, `UPDATE `+table+` SET qty = ?, name = ? WHERE id = ?`, 0, n, func(buf []any, i int) []any {
+		return append(buf, round, "item "+strconv.Itoa(i)+" round "+strconv.Itoa(round), i)
+	})
 }
 
 // BenchmarkSQLiteCaptureUpdate is BenchmarkSQLiteCapture for updates, which
