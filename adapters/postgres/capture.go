@@ -317,23 +317,26 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 			return errors.Mark(errors.New("commit outside a transaction"), ErrProtocol)
 		}
 		s.inTxn = false
+		changes := s.txnChanges
+		s.txnChanges = nil
 		switch {
 		case s.txnSkip:
-		case s.txnOurs || len(s.txnChanges) == 0:
+		case s.txnOurs || len(changes) == 0:
 			if len(s.batch) == 0 && m.EndLSN > s.idle {
 				s.idle = m.EndLSN
 			}
 		default:
 			if len(s.batch) == 0 {
 				s.batchDue = time.Now().Add(s.a.cfg.BatchWait)
+				s.batch = changes
+			} else {
+				s.batch = append(s.batch, changes...)
 			}
-			s.batch = append(s.batch, s.txnChanges...)
 			s.batchLSN = m.EndLSN
 			if len(s.batch) >= s.a.cfg.BatchSize {
 				return s.deliver(ctx)
 			}
 		}
-		s.txnChanges = nil
 	}
 	return nil
 }
