@@ -420,7 +420,9 @@ func TestSchemaChanges(t *testing.T) {
 		// The barrier after the ALTER is captured after the re-install:
 		// capture re-installs before it reads the log.
 		fl.sync()
-		waitFor(t, func() bool { return hasColumn(t, a, "items", "price") })
+		if !hasColumn(t, a, "items", "price") {
+			t.Fatal("Tables lacks the new column items.price")
+		}
 		f.exec(`UPDATE items SET price = 9.5 WHERE id = 1`)
 		expectRows(t, fl.sync(), `items/1 id=1 name="one" price=9.5`)
 	})
@@ -429,16 +431,20 @@ func TestSchemaChanges(t *testing.T) {
 		// these rows, yet they are captured.
 		f.exec(`CREATE TABLE tags(name TEXT PRIMARY KEY, color TEXT)`,
 			`INSERT INTO tags VALUES('red', '#f00')`, `INSERT INTO tags VALUES('blue', '#00f')`)
-		// Tables re-installs when the schema changed; wait for it so the
-		// rows are logged before the barrier.
-		waitFor(t, func() bool { return hasColumn(t, a, "tags", "color") })
+		// Tables re-installs when the schema changed, so the rows are
+		// logged before the barrier.
+		if !hasColumn(t, a, "tags", "color") {
+			t.Fatal("Tables lacks the new table tags")
+		}
 		expectRows(t, fl.sync(), `tags/red color="#f00" name="red"`, `tags/blue color="#00f" name="blue"`)
 		f.exec(`UPDATE tags SET color = '#0000ff' WHERE name = 'blue'`)
 		expectRows(t, fl.sync(), `tags/blue color="#0000ff" name="blue"`)
 	})
 	t.Run("table dropped and re-created", func(t *testing.T) {
 		f.exec(`DROP TABLE tags`, `CREATE TABLE tags(name TEXT PRIMARY KEY, weight INTEGER)`, `INSERT INTO tags VALUES('green', 3)`)
-		waitFor(t, func() bool { return hasColumn(t, a, "tags", "weight") })
+		if !hasColumn(t, a, "tags", "weight") {
+			t.Fatal("Tables lacks the re-created table's column tags.weight")
+		}
 		expectRows(t, fl.sync(), `tags/green name="green" weight=3`)
 		f.exec(`DELETE FROM tags WHERE name = 'green'`)
 		expectRows(t, fl.sync(), `tags/green <deleted>`)
@@ -451,7 +457,9 @@ func TestSchemaChanges(t *testing.T) {
 		got := fl2.sync()
 		// Logged under the old layout: the row without the new column.
 		expectRows(t, got, `items/2 id=2 name="two" price=1.5`)
-		waitFor(t, func() bool { return hasColumn(t, a, "items", "note") })
+		if !hasColumn(t, a, "items", "note") {
+			t.Fatal("Tables lacks the new column items.note")
+		}
 		f.exec(`UPDATE items SET note = 'n' WHERE id = 2`)
 		expectRows(t, fl2.sync(), `items/2 id=2 name="two" note="n" price=1.5`)
 		fl = fl2
@@ -459,7 +467,9 @@ func TestSchemaChanges(t *testing.T) {
 	t.Run("unsupported column in an unlisted table", func(t *testing.T) {
 		f.exec(`ALTER TABLE tags ADD COLUMN amount NUMERIC`)
 		fl.sync()
-		waitFor(t, func() bool { return !hasTable(t, a, "tags") })
+		if hasTable(t, a, "tags") {
+			t.Fatal("Tables still lists tags, which has an unsupported column")
+		}
 		f.exec(`INSERT INTO tags VALUES('ignored', 1, 2)`)
 		expectRows(t, fl.sync())
 	})
@@ -482,6 +492,8 @@ func TestSchemaChangeListedTable(t *testing.T) {
 	t.Logf("error: %v\nhint: %s", err, errors.FlattenHints(err))
 }
 
+// hasTable reports whether a syncs the table. Tables re-installs first when
+// the schema changed, so it answers for the schema as it is now.
 func hasTable(t *testing.T, a *sqlite.Adapter, name string) bool {
 	tables, err := a.Tables(t.Context())
 	if err != nil {
@@ -506,18 +518,6 @@ func hasColumn(t *testing.T, a *sqlite.Adapter, table, column string) bool {
 		}
 	}
 	return false
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", waitTimeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // TestDiscovery checks which tables are synced, how columns map, and how
