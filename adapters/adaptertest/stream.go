@@ -362,9 +362,6 @@ func (e *env) checkShape(c adapters.Change) {
 		e.t.Errorf("%s: invalid key: %v", describe(c), err)
 		return
 	}
-	if c.Row == nil && c.Old == nil {
-		return
-	}
 	if c.Row != nil {
 		for _, col := range spec.Columns {
 			if _, ok := c.Row[col.Name]; !ok {
