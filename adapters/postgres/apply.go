@@ -231,39 +231,35 @@ func (a *Adapter) applyConn(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// lookup finds the table of a collection and checks that it has the named
+// lookup finds the table of a write and checks that it has the row's
 // columns, re-reading the catalog once per Apply if it does not (the table
 // or column may have been created since).
 func (a *Adapter) lookup(ctx context.Context, w adapters.Write, refreshed *bool) (*table, error) {
 	for {
-		t := a.catalog().byColl[w.Collection]
-		ok := t != nil
-		if ok {
-			for name := range w.Row {
-				if t.column(name) == nil {
-					ok = false
-					break
-				}
-			}
-		}
-		if ok {
-			return t, nil
-		}
-		if *refreshed {
-			if t == nil {
-				return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("unknown table %s", w.Collection))
-			}
-			for name := range w.Row {
-				if t.column(name) == nil {
-					return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("table %s has no column %s", w.Collection, name))
-				}
-			}
+		t, err := tableOf(a.catalog(), w)
+		if err == nil || *refreshed {
+			return t, err
 		}
 		*refreshed = true
 		if _, err := a.refresh(ctx); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// tableOf returns the table of a write, or a bad row if the catalog has no
+// such table or the table lacks one of the row's columns.
+func tableOf(cat *catalog, w adapters.Write) (*table, error) {
+	t := cat.byColl[w.Collection]
+	if t == nil {
+		return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("unknown table %s", w.Collection))
+	}
+	for name := range w.Row {
+		if t.column(name) == nil {
+			return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("table %s has no column %s", w.Collection, name))
+		}
+	}
+	return t, nil
 }
 
 // statement builds the SQL and text arguments of one write.
