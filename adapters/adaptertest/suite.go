@@ -658,11 +658,3 @@ func testBadRows(e *env) {
 		e.t.Errorf("apply was captured: %s", describe(c))
 	}
 }
-
-func mustListOf(vs ...crdt.Value) crdt.Value {
-	l, err := crdt.List(vs...)
-	if err != nil {
-		panic(err)
-	}
-	return l
-}

@@ -79,11 +79,16 @@ func edgeValues(k crdt.Kind, f Features) []crdt.Value {
 	return nil
 }
 
+// mustList is a list of strings.
 func mustList(elems ...string) crdt.Value {
 	vs := make([]crdt.Value, len(elems))
 	for i, e := range elems {
 		vs[i] = crdt.String(e)
 	}
+	return mustListOf(vs...)
+}
+
+func mustListOf(vs ...crdt.Value) crdt.Value {
 	l, err := crdt.List(vs...)
 	if err != nil {
 		panic(err)
