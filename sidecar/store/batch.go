@@ -107,7 +107,7 @@ type treeOp struct {
 // holding Store.wmu uses it.
 type batch struct {
 	s     *Store
-	rtxn  *badger.Txn // snapshot for reads, taken before any part commits
+	rtxn  *badger.Txn // snapshot for reads (see reader)
 	txn   *badger.Txn
 	size  int64
 	count int64
@@ -140,7 +140,6 @@ func (s *Store) newBatch() *batch {
 	s.scratch.reset()
 	return &batch{
 		s:    s,
-		rtxn: s.db.NewTransaction(false),
 		txn:  s.db.NewTransaction(true),
 		qseq: s.qseq,
 		live: map[uint64]int{},
@@ -148,9 +147,21 @@ func (s *Store) newBatch() *batch {
 	}
 }
 
+// reader returns the batch's read snapshot, opened at its first read: the
+// queue operations read a record before they write it, so that is before any
+// part commits. Merge and Local read on snapshots of their own.
+func (b *batch) reader() *badger.Txn {
+	if b.rtxn == nil {
+		b.rtxn = b.s.db.NewTransaction(false)
+	}
+	return b.rtxn
+}
+
 // discard drops an unfinished batch. Parts committed before stay.
 func (b *batch) discard() {
-	b.rtxn.Discard()
+	if b.rtxn != nil {
+		b.rtxn.Discard()
+	}
 	if !b.done {
 		b.txn.Discard()
 	}

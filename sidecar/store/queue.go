@@ -121,7 +121,7 @@ func (s *Store) AckPending(items []Pending) error {
 // whether it was.
 func (b *batch) dequeue(id crdt.ID, seq uint64) (bool, error) {
 	key := recordKey(id)
-	raw, ok, err := getValue(b.rtxn, key)
+	raw, ok, err := getValue(b.reader(), key)
 	if err != nil || !ok {
 		return false, err
 	}
@@ -143,7 +143,7 @@ func (b *batch) dequeue(id crdt.ID, seq uint64) (bool, error) {
 // it reports false when the record does not exist.
 func (b *batch) requeue(id crdt.ID) (bool, error) {
 	key := recordKey(id)
-	raw, ok, err := getValue(b.rtxn, key)
+	raw, ok, err := getValue(b.reader(), key)
 	if err != nil || !ok {
 		return false, err
 	}
