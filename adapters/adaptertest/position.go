@@ -229,14 +229,9 @@ func testCursors(e *env) {
 	}
 
 	if e.f.RejectsForeignCursor {
-		other := e.h.NewSystem(e.t, Tables(e.f))
-		oa, err := other.Open(e.ctx)
-		if err != nil {
-			e.t.Fatalf("open adapter on another system: %+v", err)
-		}
-		defer oa.Close()
 		oe := *e
-		oe.sys = other
+		oe.sys = e.h.NewSystem(e.t, Tables(e.f))
+		oa := oe.open()
 		oe.snapshot(oa, nil)
 		oe.exec(Op{Kind: Insert, Table: PairsTable, Row: pairRow("other", 1, "other system")})
 		e.captureFails(a, oe.head(oa), "another system's cursor")
