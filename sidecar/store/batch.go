@@ -231,11 +231,11 @@ func (b *batch) putValue(id crdt.ID, key, value []byte, hash crdt.Hash, hashChan
 	return nil
 }
 
-// putRecord builds and writes a record value from its header and encoding.
-func (b *batch) putRecord(id crdt.ID, h recordHeader, encoded []byte, hashChanged bool) error {
-	a := &b.s.scratch.arena
-	key := appendRecordKey(a.alloc(1+len(id)), id)
-	val := appendRecordValue(a.alloc(recordHeaderLen+len(encoded)), h, encoded)
+// putRecord builds and writes a record value from its header and encoding
+// under key, the record key of id, which must stay unchanged until the batch
+// is done.
+func (b *batch) putRecord(id crdt.ID, key []byte, h recordHeader, encoded []byte, hashChanged bool) error {
+	val := appendRecordValue(b.s.scratch.arena.alloc(recordHeaderLen+len(encoded)), h, encoded)
 	return b.putValue(id, key, val, h.hash, hashChanged)
 }
 

@@ -281,7 +281,7 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 			b.stamped = true
 			stateChanged = true
 		}
-		if err := b.putRecord(lr.id, hdr, enc, lr.changed); err != nil {
+		if err := b.putRecord(lr.id, lr.key, hdr, enc, lr.changed); err != nil {
 			return nil, err
 		}
 	}

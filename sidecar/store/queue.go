@@ -136,7 +136,7 @@ func (b *batch) dequeue(id crdt.ID, seq uint64) (bool, error) {
 		return false, err
 	}
 	h.queued = 0
-	return true, b.putRecord(id, h, enc, false)
+	return true, b.putRecord(id, key, h, enc, false)
 }
 
 // requeue puts an existing record on the queue again, rewriting its header;
@@ -157,7 +157,7 @@ func (b *batch) requeue(id crdt.ID) (bool, error) {
 	if h.queued, err = b.enqueue(id, h.queued); err != nil {
 		return false, err
 	}
-	return true, b.putRecord(id, h, enc, false)
+	return true, b.putRecord(id, key, h, enc, false)
 }
 
 // Enqueue puts records on the pending-apply queue (for instance after an
