@@ -37,19 +37,20 @@
 //
 // Capture polls: each PollInterval it reads PRAGMA data_version, which
 // changes only when another connection commits, and reads the log only then.
-// A poll is one prepared PRAGMA, some tens of microseconds: the default 5 ms
-// costs a few percent of a core while idle and delays a write by half the
-// interval on average (BenchmarkSQLiteCaptureLatency); 1 ms suits latency
-// benchmarks.
+// A poll is one prepared PRAGMA, a few microseconds; waking up for it costs
+// more, and the default 5 ms costs a few percent of a core while idle. A
+// write waits for the next poll: half the interval on average, the whole
+// interval at worst (the case BenchmarkSQLiteCaptureLatency measures); 1 ms
+// suits latency benchmarks.
 //
 // A cursor is the log's install ID and a sequence number, 8 bytes big endian
 // each, so that the cursors of one install compare with bytes.Compare in
 // capture order. Each read of the log after the cursor is one batch, and it
 // ends on a transaction boundary because a SQLite reader sees commits whole.
 // Triggers cannot tell where a transaction ends within the log, so batches
-// cannot be cut shorter than a read: while capture keeps up a batch is the few transactions committed
-// since the last poll, but the backlog written while the adapter was down
-// (or a huge transaction) arrives as one batch. Ack deletes the log rows up
+// cannot be cut shorter than a read: while capture keeps up a batch is the
+// few transactions committed since the last poll, but the backlog written
+// while the adapter was down (or a huge transaction) arrives as one batch. Ack deletes the log rows up
 // to the cursor and records the position in _lattice_meta; capturing from a
 // cursor before it fails with ErrCursor, as does a cursor from another
 // install of the log (after Uninstall, or of another database file), whose
