@@ -50,12 +50,12 @@
 // Triggers cannot tell where a transaction ends within the log, so batches
 // cannot be cut shorter than a read: while capture keeps up a batch is the
 // few transactions committed since the last poll, but the backlog written
-// while the adapter was down (or a huge transaction) arrives as one batch. Ack deletes the log rows up
-// to the cursor and records the position in _lattice_meta; capturing from a
-// cursor before it fails with ErrCursor, as does a cursor from another
-// install of the log (after Uninstall, or of another database file), whose
-// numbers mean nothing here. Those errors are marked adapters.ErrCursor too:
-// the engine takes a new snapshot.
+// while the adapter was down (or a huge transaction) arrives as one batch.
+// Ack deletes the log rows up to the cursor and records the position in
+// _lattice_meta; capturing from a cursor before it fails with ErrCursor, as
+// does a cursor from another install of the log (after Uninstall, or of
+// another database file), whose numbers mean nothing here. Those errors are
+// marked adapters.ErrCursor too: the engine takes a new snapshot.
 //
 // Snapshot reads every synced table and the log's current sequence in one
 // read transaction: every later commit is in the log after that sequence,
