@@ -13,7 +13,7 @@ import (
 // to create fresh, isolated systems holding the suite's tables. Run calls
 // its methods from the test goroutine only.
 type Harness interface {
-	// Features says which values the system can hold.
+	// Features says what the system can hold and report.
 	Features() Features
 
 	// NewSystem creates an empty system (a new database, file or schema)
@@ -49,7 +49,8 @@ type System interface {
 	Rows(ctx context.Context, table string) ([]crdt.Row, error)
 }
 
-// Features says what a system can hold; the suite leaves out what it cannot.
+// Features says what a system can hold and report; the suite leaves out
+// what it cannot.
 type Features struct {
 	// Lists is true when the system has a list (array) column type. The
 	// types table then has a column "l_tags" of kind list with string
