@@ -65,11 +65,12 @@ func (s *Store) Pending(limit int) ([]Pending, error) {
 			}); err != nil {
 				return err
 			}
+			current := func(h recordHeader) bool { return h.queued == seq }
 			for _, id := range ids {
 				if limit > 0 && len(out) >= limit {
 					return nil
 				}
-				h, r, ok, err := s.getRecord(txn, recordKey(id))
+				h, r, ok, err := s.getRecordIf(txn, recordKey(id), current)
 				if err != nil {
 					return err
 				}
@@ -77,7 +78,7 @@ func (s *Store) Pending(limit int) ([]Pending, error) {
 					return corruptf(key, "queued record %s does not exist", id)
 				}
 				if h.queued != seq {
-					continue // queued again since, or acknowledged
+					continue // queued again since, or acknowledged: not decoded
 				}
 				col, k, _ := id.Split()
 				out = append(out, Pending{Collection: col, Key: k, Record: r, Seq: seq})

@@ -445,6 +445,12 @@ func (s *Store) read(fn func(txn *badger.Txn) error) error {
 // getRecord reads one record from txn. The returned record is nil when
 // absent.
 func (s *Store) getRecord(txn *badger.Txn, key []byte) (recordHeader, *crdt.Record, bool, error) {
+	return s.getRecordIf(txn, key, nil)
+}
+
+// getRecordIf is getRecord that decodes the record only when keep, if not
+// nil, accepts its header; otherwise the record returned is nil.
+func (s *Store) getRecordIf(txn *badger.Txn, key []byte, keep func(recordHeader) bool) (recordHeader, *crdt.Record, bool, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return recordHeader{}, nil, false, nil
@@ -455,9 +461,15 @@ func (s *Store) getRecord(txn *badger.Txn, key []byte) (recordHeader, *crdt.Reco
 	var h recordHeader
 	var r *crdt.Record
 	err = item.Value(func(v []byte) error {
+		var enc []byte
 		var err error
-		h, r, err = decodeRecordValue(key, v, s.opts.Limits)
-		return err
+		if h, enc, err = parseRecordValue(key, v); err != nil || (keep != nil && !keep(h)) {
+			return err
+		}
+		if r, err = crdt.DecodeRecord(enc, s.opts.Limits); err != nil {
+			return corrupt(key, err)
+		}
+		return nil
 	})
 	if err != nil {
 		if IsCorrupt(err) {
