@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -262,7 +263,7 @@ func tableOf(cat *catalog, w adapters.Write) (*table, error) {
 	return t, nil
 }
 
-// statement builds the SQL and text arguments of one write.
+// statement returns the SQL and text arguments of one write.
 func (a *Adapter) statement(ctx context.Context, w adapters.Write, refreshed *bool) (string, []any, error) {
 	t, err := a.lookup(ctx, w, refreshed)
 	if err != nil {
@@ -278,10 +279,6 @@ func (a *Adapter) statement(ctx context.Context, w adapters.Write, refreshed *bo
 	if len(keyVals) != len(t.Key) {
 		return bad(errors.Newf("key has %d elements, table %s has %d key columns", len(keyVals), w.Collection, len(t.Key)))
 	}
-	keyOf := map[string]crdt.Value{}
-	for i, k := range t.Key {
-		keyOf[k] = keyVals[i]
-	}
 	arg := func(c *column, v crdt.Value) (any, error) {
 		s, ok, err := encodeText(c.Type, v)
 		if err != nil {
@@ -292,67 +289,88 @@ func (a *Adapter) statement(ctx context.Context, w adapters.Write, refreshed *bo
 		}
 		return s, nil
 	}
-	cast := func(i int, c *column) string {
-		return "$" + strconv.Itoa(i+1) + "::text::" + c.CastType
-	}
 
 	if w.Row == nil {
-		var sb strings.Builder
 		args := make([]any, len(t.Key))
-		sb.WriteString("DELETE FROM " + t.qualified() + " WHERE ")
 		for i, k := range t.Key {
-			c := t.column(k)
-			if i > 0 {
-				sb.WriteString(" AND ")
-			}
-			sb.WriteString(pgx.Identifier{k}.Sanitize() + " = " + cast(i, c))
-			if args[i], err = arg(c, keyVals[i]); err != nil {
+			if args[i], err = arg(t.column(k), keyVals[i]); err != nil {
 				return bad(err)
 			}
 		}
-		return sb.String(), args, nil
+		return t.deleteSQL, args, nil
 	}
-
-	names := make([]string, len(t.Columns))
-	params := make([]string, len(t.Columns))
 	args := make([]any, len(t.Columns))
-	var sets, cur, excl []string
 	for i := range t.Columns {
 		c := &t.Columns[i]
 		v, inRow := w.Row[c.Name]
-		if kv, isKey := keyOf[c.Name]; isKey {
+		if k := slices.Index(t.Key, c.Name); k >= 0 {
 			switch {
 			case !inRow:
 				return bad(errors.Newf("key column %s is missing from the row", c.Name))
-			case !crdt.Equal(v, kv):
-				return bad(errors.Newf("key column %s is %s in the row but %s in the key", c.Name, v, kv))
+			case !crdt.Equal(v, keyVals[k]):
+				return bad(errors.Newf("key column %s is %s in the row but %s in the key", c.Name, v, keyVals[k]))
 			}
 		}
-		var err error
 		if args[i], err = arg(c, v); err != nil {
 			return bad(err)
 		}
+	}
+	return t.upsertSQL, args, nil
+}
+
+// applySQL builds the statements Apply runs on the table: an upsert of a
+// whole row, one parameter per column, that leaves a row already equal
+// untouched, and a delete by key, one parameter per key column. Parameters
+// are text, cast to the column's type. A table that fails the start-up
+// checks (no key, a key column missing) gets none.
+func (t *table) applySQL() (upsert, del string) {
+	if len(t.Key) == 0 {
+		return "", ""
+	}
+	cast := func(i int, c *column) string {
+		return "$" + strconv.Itoa(i+1) + "::text::" + c.CastType
+	}
+	var sb strings.Builder
+	sb.WriteString("DELETE FROM " + t.qualified() + " WHERE ")
+	for i, k := range t.Key {
+		c := t.column(k)
+		if c == nil {
+			return "", ""
+		}
+		if i > 0 {
+			sb.WriteString(" AND ")
+		}
+		sb.WriteString(pgx.Identifier{k}.Sanitize() + " = " + cast(i, c))
+	}
+	del = sb.String()
+
+	names := make([]string, len(t.Columns))
+	params := make([]string, len(t.Columns))
+	var sets, cur, excl []string
+	for i := range t.Columns {
+		c := &t.Columns[i]
 		id := pgx.Identifier{c.Name}.Sanitize()
 		names[i] = id
 		params[i] = cast(i, c)
-		if _, isKey := keyOf[c.Name]; !isKey {
-			sets = append(sets, id+" = EXCLUDED."+id)
-			cmp := ""
-			switch {
-			case c.Type.Scalar == scalarJSON && c.Type.Array:
-				cmp = "::jsonb[]"
-			case c.Type.Scalar == scalarJSON:
-				cmp = "::jsonb" // json has no equality operator
-			}
-			cur = append(cur, "cur."+id+cmp)
-			excl = append(excl, "EXCLUDED."+id+cmp)
+		if slices.Contains(t.Key, c.Name) {
+			continue
 		}
+		sets = append(sets, id+" = EXCLUDED."+id)
+		cmp := ""
+		switch {
+		case c.Type.Scalar == scalarJSON && c.Type.Array:
+			cmp = "::jsonb[]"
+		case c.Type.Scalar == scalarJSON:
+			cmp = "::jsonb" // json has no equality operator
+		}
+		cur = append(cur, "cur."+id+cmp)
+		excl = append(excl, "EXCLUDED."+id+cmp)
 	}
 	keys := make([]string, len(t.Key))
 	for i, k := range t.Key {
 		keys[i] = pgx.Identifier{k}.Sanitize()
 	}
-	var sb strings.Builder
+	sb.Reset()
 	sb.WriteString("INSERT INTO " + t.qualified() + " AS cur (" + strings.Join(names, ", ") + ")")
 	if t.identityAlways() {
 		sb.WriteString(" OVERRIDING SYSTEM VALUE")
@@ -364,5 +382,5 @@ func (a *Adapter) statement(ctx context.Context, w adapters.Write, refreshed *bo
 		sb.WriteString(" DO UPDATE SET " + strings.Join(sets, ", ") +
 			" WHERE (" + strings.Join(cur, ", ") + ") IS DISTINCT FROM (" + strings.Join(excl, ", ") + ")")
 	}
-	return sb.String(), args, nil
+	return sb.String(), del
 }

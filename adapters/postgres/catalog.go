@@ -58,6 +58,9 @@ type table struct {
 	Key          []string
 	Columns      []column
 	ReplIdent    byte
+
+	// upsertSQL and deleteSQL are Apply's statements (see applySQL).
+	upsertSQL, deleteSQL string
 }
 
 func (t *table) qualified() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
@@ -105,6 +108,7 @@ func newCatalog(ts []*table) *catalog {
 	for _, t := range ts {
 		c.byColl[t.Collection] = t
 		c.byName[[2]string{t.Schema, t.Name}] = t
+		t.upsertSQL, t.deleteSQL = t.applySQL()
 	}
 	return c
 }
