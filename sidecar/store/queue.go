@@ -93,6 +93,29 @@ func (s *Store) Pending(limit int) ([]Pending, error) {
 // record was queued again since (its Seq changed): the newer state is still
 // to be applied. Entries already gone are ignored.
 func (s *Store) AckPending(items []Pending) error {
+	return s.queueBatch(func(b *batch) error {
+		done := map[crdt.ID]bool{}
+		for _, p := range items {
+			id := p.ID()
+			if done[id] || p.Seq == 0 {
+				continue
+			}
+			ok, err := b.dequeue(id, p.Seq)
+			if err != nil {
+				return err
+			}
+			if ok {
+				done[id] = true
+				b.acked++
+			}
+		}
+		return nil
+	})
+}
+
+// queueBatch runs fn on a new batch under the writer lock and commits what
+// it wrote: the frame of the queue operations.
+func (s *Store) queueBatch(fn func(b *batch) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed {
@@ -100,20 +123,8 @@ func (s *Store) AckPending(items []Pending) error {
 	}
 	b := s.newBatch()
 	defer b.discard()
-	done := map[crdt.ID]bool{}
-	for _, p := range items {
-		id := p.ID()
-		if done[id] || p.Seq == 0 {
-			continue
-		}
-		ok, err := b.dequeue(id, p.Seq)
-		if err != nil {
-			return err
-		}
-		if ok {
-			done[id] = true
-			b.acked++
-		}
+	if err := fn(b); err != nil {
+		return err
 	}
 	return b.finish(nil)
 }
@@ -171,19 +182,14 @@ func (s *Store) Enqueue(ids []crdt.ID) error {
 			return err
 		}
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	b := s.newBatch()
-	defer b.discard()
-	for _, id := range dedupe(ids) {
-		if _, err := b.requeue(id); err != nil {
-			return err
+	return s.queueBatch(func(b *batch) error {
+		for _, id := range dedupe(ids) {
+			if _, err := b.requeue(id); err != nil {
+				return err
+			}
 		}
-	}
-	return b.finish(nil)
+		return nil
+	})
 }
 
 // Park moves a queue entry that the local system keeps refusing out of the
@@ -192,24 +198,19 @@ func (s *Store) Enqueue(ids []crdt.ID) error {
 // state gets its own attempt. A parked record that is queued again (by a
 // change, Enqueue or Requeue) leaves the parked list.
 func (s *Store) Park(p Pending, reason string) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	b := s.newBatch()
-	defer b.discard()
-	id := p.ID()
-	ok, err := b.dequeue(id, p.Seq)
-	if err != nil || !ok {
-		return err
-	}
-	val := appendParkedValue(nil, parkedValue{seq: p.Seq, at: s.clock.Physical(), reason: reason})
-	if err := b.set(parkedKey(id), val); err != nil {
-		return err
-	}
-	b.park = append(b.park, id)
-	return b.finish(nil)
+	return s.queueBatch(func(b *batch) error {
+		id := p.ID()
+		ok, err := b.dequeue(id, p.Seq)
+		if err != nil || !ok {
+			return err
+		}
+		val := appendParkedValue(nil, parkedValue{seq: p.Seq, at: s.clock.Physical(), reason: reason})
+		if err := b.set(parkedKey(id), val); err != nil {
+			return err
+		}
+		b.park = append(b.park, id)
+		return nil
+	})
 }
 
 // Parked returns up to limit parked entries (a limit <= 0 means all) in ID
@@ -252,34 +253,29 @@ func (s *Store) Parked(limit int) ([]Parked, error) {
 // Requeue moves parked records back to the queue. IDs that are not parked
 // are skipped.
 func (s *Store) Requeue(ids []crdt.ID) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	b := s.newBatch()
-	defer b.discard()
-	for _, id := range dedupe(ids) {
-		if _, ok := s.parked[id]; !ok {
-			continue
-		}
-		ok, err := b.requeue(id)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			// The record is gone (it never is, but a parked entry must not
-			// outlive it): drop the parked entry alone.
-			if err := b.room(1, entrySize(parkedKey(id), nil)); err != nil {
+	return s.queueBatch(func(b *batch) error {
+		for _, id := range dedupe(ids) {
+			if _, ok := s.parked[id]; !ok {
+				continue
+			}
+			ok, err := b.requeue(id)
+			if err != nil {
 				return err
 			}
-			if err := b.del(parkedKey(id)); err != nil {
-				return err
+			if !ok {
+				// The record is gone (it never is, but a parked entry must
+				// not outlive it): drop the parked entry alone.
+				if err := b.room(1, entrySize(parkedKey(id), nil)); err != nil {
+					return err
+				}
+				if err := b.del(parkedKey(id)); err != nil {
+					return err
+				}
+				b.unpark = append(b.unpark, id)
 			}
-			b.unpark = append(b.unpark, id)
 		}
-	}
-	return b.finish(nil)
+		return nil
+	})
 }
 
 func dedupe(ids []crdt.ID) []crdt.ID {
