@@ -214,8 +214,8 @@ func discover(ctx context.Context, q querier, cfg *Config, types *typeCache, p *
 			return nil, errors.Wrap(err, "list tables")
 		}
 		name := [2]string{t.Schema, t.Name}
-		if want != nil && !slices.Contains(want, name) || want == nil && !slices.Contains(cfg.Schemas, t.Schema) {
-			continue
+		if want != nil && !slices.Contains(want, name) {
+			continue // without an allow-list, the query kept the tables of cfg.Schemas only
 		}
 		found[name] = true
 		if len(ident) == 1 {
