@@ -76,12 +76,14 @@ type Adapter interface {
 	// Apply returns its position in capture order: a cursor at or after the
 	// position of every change the system committed before the apply's
 	// transaction. A change captured in a batch that starts at or after it
-	// was committed after the apply; one in an earlier batch may have been
-	// overwritten by it. A conservative (later) position is correct, and
+	// (a batch starts at the cursor Capture was given, or at the previous
+	// batch's cursor) was committed after the apply; one in an earlier batch
+	// may have been overwritten by it. A conservative (later) position is correct, and
 	// costs only a redundant write.
 	Apply(ctx context.Context, writes []Write) (position []byte, err error)
 
 	// Head returns a cursor at or after every change committed so far.
+	// Capture may start from it.
 	Head(ctx context.Context) ([]byte, error)
 
 	// Close releases the adapter's connections. It does not drop what the
@@ -91,7 +93,9 @@ type Adapter interface {
 }
 
 // Sink receives captured batches. It returns only once the batch is
-// durable (or failed).
+// durable (or failed). The batch, its changes and their rows belong to the
+// sink once passed: the adapter does not reuse them, and the sink may keep
+// them.
 type Sink func(ctx context.Context, b Batch) error
 
 // Batch is a group of changes that ends on a system transaction boundary,
@@ -141,7 +145,8 @@ type Column struct {
 	// Elem is the element kind of a list column.
 	Elem crdt.Kind
 	// Type is the system's own type name, for messages.
-	Type     string
+	Type string
+	// Nullable reports whether the column accepts null.
 	Nullable bool
 }
 
