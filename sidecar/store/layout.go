@@ -83,10 +83,7 @@ var ErrCorrupt = errors.New("store: corrupt data")
 func IsCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
 
 func corruptf(key []byte, format string, args ...any) error {
-	err := errors.Newf(format, args...)
-	return errors.Mark(errors.WithHint(errors.Wrapf(err, "store key %s", keyName(key)),
-		"the data directory is damaged: restore it from a backup, or move it aside so that the replica "+
-			"starts empty under a new replica id and recovers its state from its peers"), ErrCorrupt)
+	return corrupt(key, errors.Newf(format, args...))
 }
 
 func corrupt(key []byte, err error) error {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"log/slog"
 	"strings"
 	"sync"
@@ -338,8 +339,7 @@ func parseQueueKey(key []byte) (uint64, error) {
 	if len(key) != 9 || key[0] != prefixQueue {
 		return 0, corruptf(key, "queue key of %d bytes, want 9", len(key))
 	}
-	seq := uint64(key[1])<<56 | uint64(key[2])<<48 | uint64(key[3])<<40 | uint64(key[4])<<32 |
-		uint64(key[5])<<24 | uint64(key[6])<<16 | uint64(key[7])<<8 | uint64(key[8])
+	seq := binary.BigEndian.Uint64(key[1:])
 	if seq == 0 {
 		return 0, corruptf(key, "queue seq 0")
 	}
