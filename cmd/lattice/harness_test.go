@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -728,6 +729,90 @@ func (a *agent) metric(name string) (float64, error) {
 type tableRow interface {
 	key() int64
 	canon() string
+}
+
+// canonTags is a tags column in canonical form: sorted, and nil when empty
+// (an OR-set without elements and NULL alike).
+func canonTags(tags []string) []string {
+	if len(tags) == 0 {
+		return nil
+	}
+	return slices.Sorted(slices.Values(tags))
+}
+
+// settledTables reports whether the cluster has settled (clusterSettled)
+// and every agent's system holds the same table; read returns the table of
+// agent i's system, in key order.
+func settledTables[R tableRow](c *cluster, read func(i int) ([]R, error)) (bool, string) {
+	if ok, why := c.clusterSettled(); !ok {
+		return false, why
+	}
+	first, err := read(0)
+	if err != nil {
+		return false, fmt.Sprintf("%s: %v", c.agents[0].name, err)
+	}
+	for i, a := range c.agents[1:] {
+		rows, err := read(i + 1)
+		if err != nil {
+			return false, fmt.Sprintf("%s: %v", a.name, err)
+		}
+		if d := diffTables(first, rows); d != "" {
+			return false, fmt.Sprintf("%s and %s differ: %s", c.agents[0].name, a.name, d)
+		}
+	}
+	return true, ""
+}
+
+// writeStats counts what a workload writer was told.
+type writeStats struct {
+	name       string
+	acks, errs atomic.Int64
+	lastErr    atomic.Value // string
+}
+
+func (s *writeStats) stats() *writeStats { return s }
+
+func (s *writeStats) fail(err error) {
+	s.errs.Add(1)
+	s.lastErr.Store(err.Error())
+}
+
+// runPaced calls step every pace in a goroutine of wg until ctx is done.
+// The pace bounds the load on a small machine; nothing waits on it for
+// correctness.
+func runPaced(ctx context.Context, wg *sync.WaitGroup, pace time.Duration, step func(context.Context)) {
+	wg.Go(func() {
+		tick := time.NewTicker(pace)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			step(ctx)
+		}
+	})
+}
+
+// waitAcks waits until every writer in ws has had more writes acknowledged
+// since the call.
+func waitAcks[W interface{ stats() *writeStats }](t testing.TB, timeout time.Duration, what string, ws []W, more int64) {
+	t.Helper()
+	base := make([]int64, len(ws))
+	for i, w := range ws {
+		base[i] = w.stats().acks.Load()
+	}
+	waitFor(t, timeout, what, func() (bool, string) {
+		for i, w := range ws {
+			s := w.stats()
+			if got := s.acks.Load() - base[i]; got < more {
+				last, _ := s.lastErr.Load().(string)
+				return false, fmt.Sprintf("writer %s has %d of %d (errors %d, last %q)", s.name, got, more, s.errs.Load(), last)
+			}
+		}
+		return true, ""
+	})
 }
 
 // diffTables describes how two tables (rows in key order) differ: the

@@ -5,8 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,11 +77,7 @@ func (r *pgRow) canon() string {
 		return "(absent)"
 	}
 	c := *r
-	c.Tags = slices.Clone(r.Tags)
-	sort.Strings(c.Tags)
-	if len(c.Tags) == 0 {
-		c.Tags = nil
-	}
+	c.Tags = canonTags(r.Tags)
 	return jsonString(c)
 }
 
@@ -274,23 +269,7 @@ func startPostgresCluster(t *testing.T, seed string) (*cluster, []*pgNode) {
 
 // pgSettled reports whether the cluster settled with identical tables.
 func pgSettled(ctx context.Context, c *cluster, nodes []*pgNode) (bool, string) {
-	if ok, why := c.clusterSettled(); !ok {
-		return false, why
-	}
-	first, err := nodes[0].rows(ctx)
-	if err != nil {
-		return false, fmt.Sprintf("%s: %v", nodes[0].name, err)
-	}
-	for _, n := range nodes[1:] {
-		rows, err := n.rows(ctx)
-		if err != nil {
-			return false, fmt.Sprintf("%s: %v", n.name, err)
-		}
-		if d := diffTables(first, rows); d != "" {
-			return false, fmt.Sprintf("%s and %s differ: %s", nodes[0].name, n.name, d)
-		}
-	}
-	return true, ""
+	return settledTables(c, func(i int) ([]*pgRow, error) { return nodes[i].rows(ctx) })
 }
 
 // concurrently runs one statement in each of several databases at once:
@@ -555,15 +534,14 @@ func pgWriteCounts(t *testing.T, nodes []*pgNode) func() string {
 }
 
 // pgWriter inserts rows of its own into one database, and updates the
-// status of the shared rows 7..10, until stopped.
+// status of the shared rows 7..10, until stopped. Its name is its node's
+// number.
 type pgWriter struct {
+	writeStats
 	node   int
 	conn   *pgConn
 	rnd    *rand.Rand
 	next   int64
-	acks   atomic.Int64
-	errs   atomic.Int64
-	lastEr atomic.Value
 	mu     sync.Mutex
 	acked  map[int64]string // id -> name of inserts that committed
 	maybe  map[int64]string // inserts whose outcome is unknown
@@ -577,8 +555,7 @@ func (w *pgWriter) step(ctx context.Context) {
 		if err == nil {
 			w.shared.Add(1)
 		} else {
-			w.errs.Add(1)
-			w.lastEr.Store(err.Error())
+			w.fail(err)
 		}
 		return
 	}
@@ -593,12 +570,10 @@ func (w *pgWriter) step(ctx context.Context) {
 		w.acked[id] = name
 		w.acks.Add(1)
 	case errors.Is(err, errNotSent):
-		w.errs.Add(1)
-		w.lastEr.Store(err.Error())
+		w.fail(err)
 	default:
 		w.maybe[id] = name
-		w.errs.Add(1)
-		w.lastEr.Store(err.Error())
+		w.fail(err)
 	}
 }
 
@@ -617,48 +592,24 @@ func testPostgresRestarts(t *testing.T, c *cluster, nodes []*pgNode, a, b, cc *p
 	t.Logf("workload seed %d", seed)
 	var writers []*pgWriter
 	for i, n := range nodes {
-		w := &pgWriter{node: i + 1, conn: &pgConn{dsn: n.dsn}, rnd: rand.New(rand.NewPCG(seed, uint64(i))),
-			acked: map[int64]string{}, maybe: map[int64]string{}}
+		w := &pgWriter{writeStats: writeStats{name: strconv.Itoa(i + 1)}, node: i + 1, conn: &pgConn{dsn: n.dsn},
+			rnd: rand.New(rand.NewPCG(seed, uint64(i))), acked: map[int64]string{}, maybe: map[int64]string{}}
 		writers = append(writers, w)
 	}
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, w := range writers {
-		wg.Go(func() {
-			defer w.conn.close()
-			// The pace bounds the load on a small machine; nothing waits
-			// on it for correctness.
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-tick.C:
-				}
-				w.step(wctx)
-			}
-		})
+		runPaced(wctx, &wg, 10*time.Millisecond, w.step)
 	}
-	defer func() { stop(); wg.Wait() }()
-	waitAcks := func(what string, ws []*pgWriter, more int64) {
-		t.Helper()
-		base := make([]int64, len(ws))
-		for i, w := range ws {
-			base[i] = w.acks.Load()
+	defer func() {
+		stop()
+		wg.Wait()
+		for _, w := range writers {
+			w.conn.close()
 		}
-		waitFor(t, 90*time.Second, what, func() (bool, string) {
-			for i, w := range ws {
-				if got := w.acks.Load() - base[i]; got < more {
-					last, _ := w.lastEr.Load().(string)
-					return false, fmt.Sprintf("writer %d has %d of %d (errors %d, last %q)", w.node, got, more, w.errs.Load(), last)
-				}
-			}
-			return true, ""
-		})
-	}
+	}()
 	start := time.Now()
-	waitAcks("inserts on every side", writers, 100)
+	waitAcks(t, 90*time.Second, "inserts on every side", writers, 100)
 
 	t.Logf("restarting b's PostgreSQL after %s", time.Since(start).Round(time.Millisecond))
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -667,14 +618,14 @@ func testPostgresRestarts(t *testing.T, c *cluster, nodes []*pgNode, a, b, cc *p
 		t.Fatalf("restart b's postgresql: %v", err)
 	}
 	cancel()
-	waitAcks("inserts on every side after b's PostgreSQL restarted", writers, 100)
+	waitAcks(t, 90*time.Second, "inserts on every side after b's PostgreSQL restarted", writers, 100)
 
 	t.Logf("SIGKILL c's sidecar after %s", time.Since(start).Round(time.Millisecond))
 	cc.kill()
-	waitAcks("inserts while c's sidecar is down", writers, 100)
+	waitAcks(t, 90*time.Second, "inserts while c's sidecar is down", writers, 100)
 	cc.restart(60 * time.Second)
 	t.Logf("c's sidecar back after %s", time.Since(start).Round(time.Millisecond))
-	waitAcks("inserts after c's sidecar restarted", writers, 100)
+	waitAcks(t, 90*time.Second, "inserts after c's sidecar restarted", writers, 100)
 	stop()
 	wg.Wait()
 	var acked, maybe int

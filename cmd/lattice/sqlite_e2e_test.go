@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,11 +87,7 @@ func (r *row) canon() string {
 		return "(absent)"
 	}
 	c := *r
-	c.Tags = slices.Clone(r.Tags)
-	sort.Strings(c.Tags)
-	if len(c.Tags) == 0 {
-		c.Tags = nil
-	}
+	c.Tags = canonTags(r.Tags)
 	return jsonString(c)
 }
 
@@ -253,8 +248,10 @@ func classify(err error) outcome {
 	}
 }
 
-// writer is one source of writes: a node's SQL file or its API.
+// writer is one source of writes: a node's SQL file or its API. Its name
+// is s<node> or a<node>.
 type writer struct {
+	writeStats
 	node   int
 	viaAPI bool
 	l      *ledger
@@ -265,19 +262,9 @@ type writer struct {
 	next   int64   // next unique key suffix
 	live   []int64 // own unique rows known to exist
 	myTags map[int64][]string
-	acks   atomic.Int64
-	errs   atomic.Int64
 	// rows counts the rows acknowledged SQL writes changed; unsure those of
 	// SQL writes with unknown outcome.
 	rows, unsure atomic.Int64
-	lastEr       atomic.Value
-}
-
-func (w *writer) prefix() string {
-	if w.viaAPI {
-		return fmt.Sprintf("a%d", w.node)
-	}
-	return fmt.Sprintf("s%d", w.node)
 }
 
 // step makes one write, chosen at random, and records its outcome.
@@ -307,12 +294,10 @@ func (w *writer) step(ctx context.Context) {
 }
 
 func (w *writer) done(o outcome, err error) {
-	switch o {
-	case acked:
+	if o == acked {
 		w.acks.Add(1)
-	default:
-		w.errs.Add(1)
-		w.lastEr.Store(err.Error())
+	} else {
+		w.fail(err)
 	}
 }
 
@@ -333,7 +318,7 @@ func (w *writer) uniqInsert(ctx context.Context) {
 	if w.viaAPI {
 		id += apiOffset
 	}
-	name := fmt.Sprintf("%s-row-%d", w.prefix(), w.next)
+	name := fmt.Sprintf("%s-row-%d", w.name, w.next)
 	want := &row{ID: id, Name: strp(name), Status: strp("new")}
 	var err error
 	if w.viaAPI {
@@ -365,7 +350,7 @@ func (w *writer) pickLive() int64 {
 
 func (w *writer) uniqUpdate(ctx context.Context) {
 	id := w.pickLive()
-	status := fmt.Sprintf("%s-upd-%d", w.prefix(), w.seq)
+	status := fmt.Sprintf("%s-upd-%d", w.name, w.seq)
 	w.l.mu.Lock()
 	want := *w.l.uniq[id].acked
 	w.l.mu.Unlock()
@@ -421,7 +406,7 @@ func (w *writer) uniqDelete(ctx context.Context) {
 // side.
 func (w *writer) sharedStatus(ctx context.Context) {
 	id := 1 + w.rnd.Int64N(sharedA)
-	v := fmt.Sprintf("%s-st-%d", w.prefix(), w.seq)
+	v := fmt.Sprintf("%s-st-%d", w.name, w.seq)
 	w.l.mu.Lock()
 	w.l.shared[id].status[v] = true
 	w.l.mu.Unlock()
@@ -438,7 +423,7 @@ func (w *writer) sharedStatus(ctx context.Context) {
 // one row from each side.
 func (w *writer) sharedOwnColumn(ctx context.Context) {
 	id := 1 + w.rnd.Int64N(sharedA)
-	v := fmt.Sprintf("%s-c-%d", w.prefix(), w.seq)
+	v := fmt.Sprintf("%s-c-%d", w.name, w.seq)
 	n, err := w.exec(ctx, fmt.Sprintf(`UPDATE items SET c%d=? WHERE id=?`, w.node), v, id)
 	if err == nil && n != 1 {
 		w.l.fault("node %d: shared row %d missing from its database", w.node, id)
@@ -496,7 +481,7 @@ func (w *writer) rmwTags(ctx context.Context, id int64, change func([]string) ([
 
 func (w *writer) tagAdd(ctx context.Context) {
 	id := 1 + w.rnd.Int64N(sharedA)
-	e := fmt.Sprintf("%s-t-%d", w.prefix(), w.seq)
+	e := fmt.Sprintf("%s-t-%d", w.name, w.seq)
 	var err error
 	if w.viaAPI {
 		_, err = w.api.Patch(ctx, "items", strconv.FormatInt(id, 10), map[string]any{"tags": map[string]any{"add": []string{e}}})
@@ -567,7 +552,7 @@ func (w *writer) tagRemove(ctx context.Context) {
 // others delete: an upsert, which re-inserts a deleted row.
 func (w *writer) sharedBUpdate(ctx context.Context) {
 	id := sharedA + 1 + w.rnd.Int64N(sharedB-sharedA)
-	st := fmt.Sprintf("%s-b-%d", w.prefix(), w.seq)
+	st := fmt.Sprintf("%s-b-%d", w.name, w.seq)
 	col := fmt.Sprintf("c%d", w.node)
 	w.l.mu.Lock()
 	w.l.shared[id].written["status"][st] = true
@@ -634,23 +619,7 @@ func sqliteSettled(ctx context.Context, c *cluster, nodes []*sqliteNode) (bool, 
 			return false, fmt.Sprintf("%s has captured up to %d of %d logged changes", n.name, acked, last)
 		}
 	}
-	if ok, why := c.clusterSettled(); !ok {
-		return false, why
-	}
-	first, err := readItems(ctx, nodes[0].db)
-	if err != nil {
-		return false, err.Error()
-	}
-	for _, n := range nodes[1:] {
-		rows, err := readItems(ctx, n.db)
-		if err != nil {
-			return false, err.Error()
-		}
-		if d := diffTables(first, rows); d != "" {
-			return false, fmt.Sprintf("%s and %s differ: %s", nodes[0].name, n.name, d)
-		}
-	}
-	return true, ""
+	return settledTables(c, func(i int) ([]*row, error) { return readItems(ctx, nodes[i].db) })
 }
 
 func TestEndToEndSQLite(t *testing.T) {
@@ -690,8 +659,12 @@ func TestEndToEndSQLite(t *testing.T) {
 	var writers []*writer
 	for i, n := range nodes {
 		for _, viaAPI := range []bool{false, true} {
-			w := &writer{node: i + 1, viaAPI: viaAPI, l: l, rnd: rand.New(rand.NewPCG(seed, uint64(2*i+btoi(viaAPI)))),
-				myTags: map[int64][]string{}}
+			name := fmt.Sprintf("s%d", i+1)
+			if viaAPI {
+				name = fmt.Sprintf("a%d", i+1)
+			}
+			w := &writer{writeStats: writeStats{name: name}, node: i + 1, viaAPI: viaAPI, l: l,
+				rnd: rand.New(rand.NewPCG(seed, uint64(2*i+btoi(viaAPI)))), myTags: map[int64][]string{}}
 			if viaAPI {
 				cl, err := sidecar.NewClient(n.api, c.token, "")
 				if err != nil {
@@ -713,47 +686,19 @@ func TestEndToEndSQLite(t *testing.T) {
 		if w.viaAPI {
 			pace = 16 * time.Millisecond
 		}
-		wg.Go(func() {
-			tick := time.NewTicker(pace)
-			defer tick.Stop()
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-tick.C:
-				}
-				w.step(wctx)
-			}
-		})
+		runPaced(wctx, &wg, pace, w.step)
 	}
 	defer func() { stopWriters(); wg.Wait() }()
-	acksOf := func(w *writer) int64 { return w.acks.Load() }
-	waitAcks := func(what string, ws []*writer, more int64) {
-		t.Helper()
-		base := make([]int64, len(ws))
-		for i, w := range ws {
-			base[i] = acksOf(w)
-		}
-		waitFor(t, 60*time.Second, what, func() (bool, string) {
-			for i, w := range ws {
-				if got := acksOf(w) - base[i]; got < more {
-					last, _ := w.lastEr.Load().(string)
-					return false, fmt.Sprintf("writer %s has %d of %d (errors %d, last %q)", w.prefix(), got, more, w.errs.Load(), last)
-				}
-			}
-			return true, ""
-		})
-	}
-	waitAcks("writes on every side", writers, 100)
+	waitAcks(t, 60*time.Second, "writes on every side", writers, 100)
 
 	victim := nodes[1]
 	victimSQL := writers[2]
 	t.Logf("SIGKILL %s after %s", victim.name, time.Since(start).Round(time.Millisecond))
 	victim.kill()
-	waitAcks(victim.name+"'s database taking writes while its agent is down", []*writer{victimSQL, writers[0], writers[4]}, 150)
+	waitAcks(t, 60*time.Second, victim.name+"'s database taking writes while its agent is down", []*writer{victimSQL, writers[0], writers[4]}, 150)
 	victim.restart(60 * time.Second)
 	t.Logf("%s restarted and ready after %s", victim.name, time.Since(start).Round(time.Millisecond))
-	waitAcks("writes on every side after the restart", writers, 100)
+	waitAcks(t, 60*time.Second, "writes on every side after the restart", writers, 100)
 	stopWriters()
 	wg.Wait()
 
