@@ -193,12 +193,7 @@ func (r *reader) tuple(what string) tuple {
 		switch kind {
 		case 'n', 'u':
 		case 't', 'b':
-			l := r.u32(what)
-			if l > uint32(len(r.b)) {
-				r.fail(what)
-				return nil
-			}
-			data = r.bytes(int(l), what)
+			data = r.bytes(int(r.u32(what)), what)
 		default:
 			r.fail(what)
 			return nil
@@ -281,11 +276,7 @@ func decodeMessage(data []byte) (any, error) {
 		m = tr
 	case 'M':
 		msg := &msgMessage{Flags: r.u8("message"), LSN: lsn(r.u64("message")), Prefix: r.cstring("message")}
-		l := r.u32("message")
-		if l > uint32(len(r.b)) {
-			r.fail("message")
-		}
-		msg.Content = r.bytes(int(l), "message")
+		msg.Content = r.bytes(int(r.u32("message")), "message")
 		m = msg
 	default:
 		return nil, errors.Mark(errors.Newf("unknown replication message type %q", data[0]), ErrProtocol)
