@@ -108,8 +108,9 @@ func (c *Config) Validate() error {
 	if _, err := pgx.ParseConfig(c.DSN); err != nil {
 		return bad("dsn", "%v", err)
 	}
+	d := DefaultConfig()
 	if len(c.Schemas) == 0 {
-		c.Schemas = []string{"public"}
+		c.Schemas = d.Schemas
 	}
 	for _, s := range c.Schemas {
 		if s == "" {
@@ -142,19 +143,19 @@ func (c *Config) Validate() error {
 	}
 	switch c.ReplicaIdentity {
 	case "":
-		c.ReplicaIdentity = IdentityFull
+		c.ReplicaIdentity = d.ReplicaIdentity
 	case IdentityFull, IdentityKeep:
 	default:
 		return bad("replica_identity", "%q: want full or keep", c.ReplicaIdentity)
 	}
 	if c.StatusInterval == 0 {
-		c.StatusInterval = 10 * time.Second
+		c.StatusInterval = d.StatusInterval
 	}
 	if c.StatusInterval < time.Millisecond || c.StatusInterval > 10*time.Minute {
 		return bad("status_interval", "%s: want between 1ms and 10m", c.StatusInterval)
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 1000
+		c.BatchSize = d.BatchSize
 	}
 	if c.BatchSize < 0 {
 		return bad("batch_size", "%d: want a positive number", c.BatchSize)
