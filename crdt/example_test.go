@@ -2,11 +2,9 @@ package crdt_test
 
 import (
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/crdt/crdttest"
 )
 
 // A Clock takes its physical time as a function, so it can be driven by
@@ -43,7 +41,7 @@ func ExampleDiff() {
 	tags, _ := crdt.SetOf(crdt.String("vip"))
 	d, _ := crdt.Diff(c, nil, crdt.Row{"id": crdt.Int(7), "status": crdt.String("active"), "tags": tags}, crm)
 	merged := crdt.Join(c, nil, d)
-	fmt.Println(sortedRow(merged.View(c)))
+	fmt.Println(crdttest.FormatRow(merged.View(c)))
 
 	// The merged row, written into another system and read back: no delta.
 	erp := crdt.Origin{Stamp: crdt.Stamp{TS: crdt.Timestamp{Wall: 2}, Replica: 2}, Source: "erp"}
@@ -73,8 +71,8 @@ func ExampleJoin() {
 
 	one := crdt.Join(c, crdt.Join(c, a, b), crdt.Join(c, del, late))
 	two := crdt.Join(c, late, crdt.Join(c, del, crdt.Join(c, b, a)))
-	fmt.Println(crdt.EqualRecords(one, two), sortedRow(one.View(c)))
-	fmt.Println(sortedRow(crdt.Join(c, crdt.Join(c, a, b), del).View(c)))
+	fmt.Println(crdt.EqualRecords(one, two), crdttest.FormatRow(one.View(c)))
+	fmt.Println(crdttest.FormatRow(crdt.Join(c, crdt.Join(c, a, b), del).View(c)))
 	// Output:
 	// true {status="reopened"}
 	// <none>
@@ -93,8 +91,8 @@ func ExampleSetOps() {
 	// adds it again.
 	rm, _ := crdt.SetOps(c, s, "tags", nil, []crdt.Value{crdt.String("go")}, at(2, 1))
 	readd, _ := crdt.SetOps(c, s, "tags", []crdt.Value{crdt.String("go")}, nil, at(2, 2))
-	fmt.Println(sortedRow(crdt.Join(c, crdt.Join(c, s, rm), readd).View(c)))
-	fmt.Println(sortedRow(crdt.Join(c, s, rm).View(c)))
+	fmt.Println(crdttest.FormatRow(crdt.Join(c, crdt.Join(c, s, rm), readd).View(c)))
+	fmt.Println(crdttest.FormatRow(crdt.Join(c, s, rm).View(c)))
 	// Output:
 	// {tags=["crdt", "go"]}
 	// {tags=["crdt"]}
@@ -115,15 +113,4 @@ func ExampleMakeKey() {
 	// true true
 	// ["acme" 7] acme,7
 	// true orders/acme,7
-}
-
-func sortedRow(r crdt.Row) string {
-	if r == nil {
-		return "<none>"
-	}
-	var parts []string
-	for _, f := range slices.Sorted(maps.Keys(r)) {
-		parts = append(parts, f+"="+r[f].String())
-	}
-	return "{" + strings.Join(parts, " ") + "}"
 }
