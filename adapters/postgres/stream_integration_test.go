@@ -120,7 +120,7 @@ func TestIntegrationSchemaChange(t *testing.T) {
 		{"id": crdt.Int(1), "a": crdt.String("touched"), "b": crdt.Null()},
 	}
 	for i, w := range want {
-		if !rowEqual(got[i].Row, w) {
+		if !sameRow(got[i].Row, w) {
 			t.Fatalf("change %d: %v, want %v", i, got[i].Row, w)
 		}
 	}
@@ -140,7 +140,7 @@ func TestIntegrationSchemaChange(t *testing.T) {
 	exec(t, app, `ALTER TABLE t DROP COLUMN a`)
 	exec(t, app, `UPDATE t SET b = '{8}' WHERE id = 3`)
 	waitFor(t, 10*time.Second, "the update", func() bool { return len(rec.changes()) >= 4 })
-	if row := rec.changes()[3].Row; !rowEqual(row, crdt.Row{"id": crdt.Int(3), "b": mustList(t, crdt.Int(8))}) {
+	if row := rec.changes()[3].Row; !sameRow(row, crdt.Row{"id": crdt.Int(3), "b": mustList(t, crdt.Int(8))}) {
 		t.Fatalf("after DROP COLUMN: %v", row)
 	}
 	// Apply still knows the dropped column until it finds out.
@@ -154,20 +154,6 @@ func TestIntegrationSchemaChange(t *testing.T) {
 	exec(t, app, `INSERT INTO t VALUES (4, '{}', '(1,2)')`)
 	err = r.wait(t, 10*time.Second)
 	checkErr(t, err, ErrUnsupportedType, "supported:", "table t column p", "point")
-}
-
-// rowEqual compares rows exactly: same columns, equal values.
-func rowEqual(a, b crdt.Row) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		w, ok := b[k]
-		if !ok || !crdt.Equal(v, w) {
-			return false
-		}
-	}
-	return true
 }
 
 // TestIntegrationTruncate: a truncate cannot be turned into deletes, so
