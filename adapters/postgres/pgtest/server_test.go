@@ -124,10 +124,7 @@ func TestIntegrationThreeServers(t *testing.T) {
 }
 
 func TestFindBinaries(t *testing.T) {
-	b, err := FindBinaries()
-	if err != nil {
-		t.Skipf("no binaries: %v", err)
-	}
+	b := RequireBinaries(t) // a skip without binaries fails under LATTICE_REQUIRE_INTEGRATION=1
 	if b.Version < 10 || b.Dir == "" {
 		t.Fatalf("binaries %+v", b)
 	}
