@@ -185,10 +185,10 @@ func TestCrashRecovery(t *testing.T) {
 		kills, _ = strconv.Atoi(v)
 	}
 	seed := rand.Uint64()
-	t.Logf("seed %d (rerun a failure with the same seed by setting %s)", seed, crashSeedEnv)
 	if v := os.Getenv(crashSeedEnv); v != "" {
 		seed, _ = strconv.ParseUint(v, 10, 64)
 	}
+	t.Logf("seed %d (rerun a failure with the same seed by setting %s)", seed, crashSeedEnv)
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(seed, 1))
 	start := time.Now()
@@ -252,17 +252,20 @@ func runAndKill(t *testing.T, dir string, seed uint64, rng *rand.Rand) {
 // local cursor and the latest remote batch.
 func verifyCrash(t *testing.T, dir string, seed uint64) (int64, int64) {
 	t.Helper()
-	s, err := Open(dir, crashSchema(), crashOptions(testLogger(t)))
+	// The physical clock reads an hour back, so that Clock.Now rests on the
+	// bound restored at Open alone, not on the time that passed since the
+	// stamps were made.
+	o := crashOptions(testLogger(t))
+	o.Physical = func() int64 { return time.Now().Add(-time.Hour).UnixNano() }
+	s, err := Open(dir, crashSchema(), o)
 	if err != nil {
 		t.Fatalf("reopen after kill: %v", err)
 	}
 	defer s.Close()
-	digest, err := s.Check()
-	if err != nil {
+	// Check recomputes the digest from the stored records and compares it
+	// with the range tree's.
+	if _, err := s.Check(); err != nil {
 		t.Fatalf("check after kill: %v", err)
-	}
-	if digest != s.Digest() {
-		t.Fatalf("digest %s, recomputed %s", s.Digest(), digest)
 	}
 	now := s.Clock().Now()
 	markers := map[string]map[int64]int64{}
