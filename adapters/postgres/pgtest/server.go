@@ -110,17 +110,12 @@ func Require(t testing.TB) Binaries {
 	if os.Getenv(EnvIntegration) != "1" {
 		t.Skipf("integration test: set %s=1 (make test-integration) to run it", EnvIntegration)
 	}
-	return requireBinaries(t)
+	return RequireBinaries(t)
 }
 
 // RequireBinaries is Require without the LATTICE_INTEGRATION gate, for
 // benchmarks, which only run when asked for.
 func RequireBinaries(t testing.TB) Binaries {
-	t.Helper()
-	return requireBinaries(t)
-}
-
-func requireBinaries(t testing.TB) Binaries {
 	t.Helper()
 	b, err := FindBinaries()
 	if err != nil {
