@@ -163,12 +163,10 @@ func TestPropMergeOrderAndGrouping(t *testing.T) {
 			rt.Fatalf("digests differ: %s and %s", a.Digest(), b.Digest())
 		}
 		for _, s := range []*Store{a, b} {
-			fp, err := s.Check()
-			if err != nil {
+			// Check also compares the digest recomputed from the records
+			// with the range tree's.
+			if _, err := s.Check(); err != nil {
 				rt.Fatalf("check: %v", err)
-			}
-			if fp != s.Digest() {
-				rt.Fatalf("recomputed digest %s, tree %s", fp, s.Digest())
 			}
 		}
 	})
