@@ -105,14 +105,22 @@ func TestIntegrationThreeServers(t *testing.T) {
 			errs <- err
 		}()
 	}
+	var failed error
 	for range servers {
 		if err := <-errs; err != nil {
-			t.Fatal(err)
+			failed = err
 		}
+	}
+	for _, s := range servers {
+		if s != nil { // stop the servers that started, also when another failed
+			t.Cleanup(func() { _ = s.Close() })
+		}
+	}
+	if failed != nil {
+		t.Fatal(failed)
 	}
 	ports := map[int]bool{}
 	for _, s := range servers {
-		defer s.Close()
 		ports[s.Port()] = true
 		if err := s.Exec(ctx, "postgres", `SELECT 1`); err != nil {
 			t.Fatal(err)
