@@ -22,8 +22,8 @@
 // (Pdeathsig), whose children then exit on their own; only the temporary
 // directory may be left behind.
 //
-// Trade-offs: a server costs one initdb (about half a second) and a start
-// (a few hundred milliseconds), so a test that needs three servers can start
-// them concurrently for about a second. Tests that share a server use one
-// database each (CreateDB), which costs a few milliseconds.
+// Trade-offs: a server costs an initdb and a start, about 0.6 s on two cores
+// with PostgreSQL 15 (a restart on the same data about 30 ms), and three
+// servers started concurrently take one to two seconds. Tests that share a
+// server use one database each (CreateDB), about 0.1 s.
 package pgtest
