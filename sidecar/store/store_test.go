@@ -756,9 +756,28 @@ func TestSplitBatches(t *testing.T) {
 	for i := range 500 {
 		changes = append(changes, Change{Collection: "people", Key: crdt.IntKey(int64(i)), Row: crdt.Row{"name": str(strings.Repeat("y", 100))}})
 	}
+	splits := small.Stats().Splits
 	res := mustLocal(t, small, "api", changes, &Cursor{Name: "c", Value: []byte("9")})
-	if res.Delta.Len() != 500 || small.Stats().LocalTxns != 1 {
-		t.Fatalf("local delta %d", res.Delta.Len())
+	if st := small.Stats(); res.Delta.Len() != 500 || st.LocalTxns != 1 || st.Splits == splits {
+		t.Fatalf("local delta %d, %d local txns, %d splits before and %d after", res.Delta.Len(), st.LocalTxns, splits, st.Splits)
+	}
+	if got, _ := small.Cursor("c"); string(got) != "9" {
+		t.Fatalf("cursor %q after the split batch", got)
+	}
+	// A split batch that fails after its first parts committed leaves the
+	// cursor where it was: its last record, in key order, fits in no part.
+	for i := range changes {
+		changes[i].Row = crdt.Row{"name": str(strings.Repeat("z", 100))}
+	}
+	changes = append(changes, Change{Collection: "people", Key: crdt.IntKey(1 << 40), Row: crdt.Row{"name": str(strings.Repeat("z", 32<<10))}})
+	if _, err := small.Local("api", changes, &Cursor{Name: "c", Value: []byte("10")}); err == nil {
+		t.Fatal("Local stored a record larger than a transaction")
+	}
+	if v := mustGet(t, small, "people", crdt.IntKey(0)).View(mustCol(schema, "people")); !crdt.Equal(v["name"], changes[0].Row["name"]) {
+		t.Fatalf("first part of the failed batch not committed: %v", v)
+	}
+	if got, _ := small.Cursor("c"); string(got) != "9" {
+		t.Fatalf("cursor %q after a batch that failed in its last part, want 9", got)
 	}
 	if _, err := small.Check(); err != nil {
 		t.Fatal(err)
