@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,22 +68,21 @@ func testCLI(t *testing.T, c *cluster, nodes []*sqliteNode) {
 	with := func(cmd string, rest ...string) []string {
 		return append(append([]string{cmd}, auth...), rest...)
 	}
-	const key = "9000001"
+	const keyID = 9000001
+	key := strconv.Itoa(keyID)
 	ctx := context.Background()
 	// inAll waits until every database holds want as row key (nil: no row).
 	inAll := func(what string, want *row) {
 		t.Helper()
 		waitFor(t, 30*time.Second, what+" in every database", func() (bool, string) {
 			for _, n := range nodes {
-				rows, err := readItems(ctx, n.db)
+				rows, err := readItems(ctx, n.db, "id = ?", keyID)
 				if err != nil {
 					return false, err.Error()
 				}
 				var got *row
-				for _, r := range rows {
-					if r.ID == 9000001 {
-						got = r
-					}
+				if len(rows) > 0 {
+					got = rows[0]
 				}
 				if got.canon() != want.canon() {
 					return false, fmt.Sprintf("%s holds %s", n.name, got.canon())
@@ -91,7 +91,7 @@ func testCLI(t *testing.T, c *cluster, nodes []*sqliteNode) {
 			return true, ""
 		})
 	}
-	want := &row{ID: 9000001, Name: strp("from-cli"), Status: strp("Active")}
+	want := &row{ID: keyID, Name: strp("from-cli"), Status: strp("Active")}
 
 	runCLICases(t, n1.agent, []cliCase{
 		{name: "status", args: with("status"), wantOut: []string{"node      n1", "ready     true", "members   2", "adapter   sqlite (capture capturing"}},

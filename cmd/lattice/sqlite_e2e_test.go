@@ -117,9 +117,13 @@ func openSQLite(t testing.TB, path string) *sql.DB {
 	return db
 }
 
-// readItems returns the items table in key order.
-func readItems(ctx context.Context, db *sql.DB) ([]*row, error) {
-	rs, err := db.QueryContext(ctx, `SELECT id, name, status, c1, c2, c3, tags FROM items ORDER BY id`)
+// readItems returns the rows of the items table that match where (every
+// row when it is empty), in key order.
+func readItems(ctx context.Context, db *sql.DB, where string, args ...any) ([]*row, error) {
+	if where != "" {
+		where = "WHERE " + where
+	}
+	rs, err := db.QueryContext(ctx, `SELECT id, name, status, c1, c2, c3, tags FROM items `+where+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -619,7 +623,7 @@ func sqliteSettled(ctx context.Context, c *cluster, nodes []*sqliteNode) (bool, 
 			return false, fmt.Sprintf("%s has captured up to %d of %d logged changes", n.name, acked, last)
 		}
 	}
-	return settledTables(c, func(i int) ([]*row, error) { return readItems(ctx, nodes[i].db) })
+	return settledTables(c, func(i int) ([]*row, error) { return readItems(ctx, nodes[i].db, "") })
 }
 
 func TestEndToEndSQLite(t *testing.T) {
@@ -640,7 +644,7 @@ func TestEndToEndSQLite(t *testing.T) {
 	waitFor(t, 30*time.Second, "the seed rows in every database", func() (bool, string) {
 		return sqliteSettled(ctx, c, nodes)
 	})
-	if rows, err := readItems(ctx, nodes[2].db); err != nil || len(rows) != sharedB {
+	if rows, err := readItems(ctx, nodes[2].db, ""); err != nil || len(rows) != sharedB {
 		t.Fatalf("n3 holds %d rows (%v), want the %d seeded in n1", len(rows), err, sharedB)
 	}
 	for _, n := range nodes {
@@ -714,7 +718,7 @@ func TestEndToEndSQLite(t *testing.T) {
 	for _, f := range l.faults {
 		t.Error(f)
 	}
-	final, err := readItems(ctx, nodes[0].db)
+	final, err := readItems(ctx, nodes[0].db, "")
 	if err != nil {
 		t.Fatal(err)
 	}
