@@ -382,9 +382,10 @@ func (b *batch) commitPart(extra func() error) error {
 const treeOverlap = 256
 
 // commit commits the part's transaction and applies its range-tree updates.
-// Readers of the tree never see a record before its commit: the tree lock is
-// held from before the commit until the tree matches it. For a large part
-// the tree is updated while Badger writes, and put back if the commit fails.
+// Readers of the tree never see a record before its commit: a small part
+// updates the tree after the commit; a large one holds the tree lock from
+// before the commit, updates the tree while Badger writes, and puts it back
+// if the commit fails.
 func (b *batch) commit() error {
 	s := b.s
 	if len(b.tree) < treeOverlap {

@@ -39,10 +39,10 @@
 //     tree maps every record ID to that hash, and Digest is their XOR and
 //     count: equal on replicas holding equal states, whatever the order of
 //     the deltas that built them. The tree follows each commit under the
-//     writer lock, and readers never see it ahead of the data: its lock is
-//     held from before a commit until the tree matches it (for a large
-//     commit the tree is updated while Badger writes, and put back if the
-//     commit fails). Open rebuilds it from the record headers.
+//     writer lock, and readers never see it ahead of the data: a small
+//     commit updates it after Badger committed; a large one holds its lock
+//     from before the commit, updates it while Badger writes and puts it
+//     back if the commit fails. Open rebuilds it from the record headers.
 //   - A record is on the pending-apply queue at most once. Re-queueing it
 //     gives it a new, larger seq (its chunk's); AckPending removes an entry
 //     only if its seq is still current, so an apply of an older state never
@@ -92,8 +92,9 @@
 //     them while flushes run) and its caches. A replica of 1M records of 5
 //     fields holds about 130 MB of Go heap with the default options. During
 //     a write burst (a bootstrap) Badger's table builders also keep pooled
-//     buffers of a few memtables' size each: about 700 MB right after
-//     loading 1M records, given back one buffer every 2 s once writes stop.
+//     buffers of a few memtables' size each: 0.5 to 0.9 GB right after
+//     loading 1M records, from run to run (BenchmarkStoreMemory
+//     fill-heap-MB), given back one buffer every 2 s once writes stop.
 //   - After a crash between a commit and the broadcast of its delta, the
 //     delta is not sent again; anti-entropy brings peers up to date.
 //   - A batch split into several transactions is atomic per part only:
