@@ -48,8 +48,11 @@ func (m *mux) StreamCh() <-chan net.Conn { return m.streamCh }
 func (m *mux) Shutdown() error {
 	var err error
 	m.once.Do(func() {
-		close(m.done)
+		// The transport first, while the loop still takes its streams:
+		// memberlist's NetTransport hands each accepted stream over on an
+		// unbuffered channel, and its Shutdown waits for that hand-over.
 		err = m.NodeAwareTransport.Shutdown()
+		close(m.done)
 		m.mu.Lock()
 		for c := range m.pending {
 			_ = c.Close()
