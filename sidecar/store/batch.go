@@ -127,7 +127,6 @@ type batch struct {
 	effects uint64
 	acked   uint64
 	parts   int
-	done    bool
 }
 
 // Room kept for the meta entries and the open queue chunk of a part.
@@ -157,14 +156,14 @@ func (b *batch) reader() *badger.Txn {
 	return b.rtxn
 }
 
-// discard drops an unfinished batch. Parts committed before stay.
+// discard drops an unfinished batch. Parts committed before stay. Badger's
+// Discard does nothing on a transaction already committed or discarded, and
+// releases one whose commit failed before it started.
 func (b *batch) discard() {
 	if b.rtxn != nil {
 		b.rtxn.Discard()
 	}
-	if !b.done {
-		b.txn.Discard()
-	}
+	b.txn.Discard()
 	clear(b.tree)
 	b.s.scratch.tree = b.tree[:0]
 }
@@ -181,9 +180,6 @@ func (b *batch) room(count int, size int64) error {
 	if int64(count) > b.s.batchCount || size > b.s.batchBytes {
 		return errors.Newf("record of %d bytes in %d entries exceeds the transaction limit of %d bytes",
 			size, count, b.s.batchBytes)
-	}
-	if b.count == 0 {
-		return nil
 	}
 	if err := b.commitPart(nil); err != nil {
 		return err
@@ -441,7 +437,4 @@ func revertTree(t *rangetree.Tree, undo []treeUndo) {
 }
 
 // finish commits the last part.
-func (b *batch) finish(extra func() error) error {
-	b.done = true
-	return b.commitPart(extra)
-}
+func (b *batch) finish(extra func() error) error { return b.commitPart(extra) }
