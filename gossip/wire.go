@@ -163,11 +163,23 @@ func encodeFragments(d *crdt.Delta) fragments {
 	return out
 }
 
-// encodeEach encodes each fragment of d separately.
+// encodeEach encodes each fragment of d separately, into one shared
+// buffer: concatenated, the bodies are encodeFragments(d).body.
 func encodeEach(d *crdt.Delta) []fragments {
-	out := make([]fragments, 0, d.Len())
+	m := msgPool.Get().(*msgBuf)
+	m.buf.Reset()
+	ends := make([]int, d.Len())
 	for i := range d.Fragments {
-		out = append(out, encodeFragments(&crdt.Delta{Fragments: d.Fragments[i : i+1]}))
+		crdt.EncodeFragments(m.enc, &crdt.Delta{Fragments: d.Fragments[i : i+1]})
+		ends[i] = m.buf.Len()
+	}
+	b := slices.Clone(m.buf.Bytes())
+	m.free()
+	out := make([]fragments, d.Len())
+	start := 0
+	for i, end := range ends {
+		out[i] = fragments{n: 1, body: b[start+arrayHeaderLen(b[start:end]) : end : end]}
+		start = end
 	}
 	return out
 }

@@ -121,6 +121,13 @@ func TestMessagesRoundTrip(t *testing.T) {
 	}
 	d := testDelta()
 	f := encodeFragments(d)
+	var each fragments
+	for _, e := range encodeEach(d) {
+		each.add(e)
+	}
+	if each.n != f.n || !bytes.Equal(each.body, f.body) {
+		t.Fatalf("fragments encoded one by one differ from the delta's encoding")
+	}
 	flags, gd, err := decodeDeltas(f.appendTo(appendDeltasHeader(nil, flagRelay)), lim)
 	if err != nil || flags != flagRelay || gd.Len() != 2 || !crdt.EqualRecords(gd.Fragments[0].Record, d.Fragments[0].Record) {
 		t.Fatalf("deltas: %d %+v %v", flags, gd, err)
