@@ -172,9 +172,13 @@ type stream struct {
 	delivered  lsn // cursor of the last batch sink accepted
 	idle       lsn // every transaction committed at or below it was delivered or dropped
 	nextStatus time.Time
+
+	wait      context.Context // of the current receive; Ack cancels it through a.wake
+	waitUntil time.Time       // its deadline
 }
 
 func (s *stream) run(ctx context.Context) error {
+	defer s.endWait()
 	cfg := &s.a.cfg
 	s.nextStatus = time.Now() // report the start position at once
 	for {
@@ -218,22 +222,35 @@ func (s *stream) run(ctx context.Context) error {
 }
 
 // receive waits for the next message until deadline. An Ack interrupts the
-// wait so that its position reaches the server promptly.
+// wait so that its position reaches the server promptly. The wait's context
+// serves every receive until its deadline changes or it ends, not one
+// message each.
 func (s *stream) receive(ctx context.Context, deadline time.Time) (pgproto3.BackendMessage, error) {
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	s.a.wakeMu.Lock()
-	s.a.wake = cancel
-	s.a.wakeMu.Unlock()
-	defer func() {
+	if s.wait == nil || s.wait.Err() != nil || !deadline.Equal(s.waitUntil) {
+		s.endWait()
+		var cancel context.CancelFunc
+		s.wait, cancel = context.WithDeadline(ctx, deadline)
+		s.waitUntil = deadline
 		s.a.wakeMu.Lock()
-		s.a.wake = nil
+		s.a.wake = cancel
 		s.a.wakeMu.Unlock()
-	}()
-	if s.a.ackNudge.Load() {
-		cancel()
 	}
-	return s.conn.ReceiveMessage(rctx)
+	if s.a.ackNudge.Load() {
+		s.endWait()
+		return nil, context.Canceled
+	}
+	return s.conn.ReceiveMessage(s.wait)
+}
+
+// endWait cancels the context of the current wait, if any.
+func (s *stream) endWait() {
+	s.a.wakeMu.Lock()
+	if s.a.wake != nil {
+		s.a.wake()
+		s.a.wake = nil
+	}
+	s.a.wakeMu.Unlock()
+	s.wait = nil
 }
 
 func (s *stream) handleCopyData(ctx context.Context, data []byte) error {
