@@ -366,8 +366,6 @@ func TestIntegrationRestarts(t *testing.T) {
 	}
 	e.cursor = cursor
 
-	// run captures until the events committed reach target, then returns
-	// Capture's error (after the caller's disruption) or nil.
 	// progress waits until capture has delivered n more events.
 	delivered := func() int {
 		e.mu.Lock()
