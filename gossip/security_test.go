@@ -73,7 +73,7 @@ func inject(t *testing.T, from *Node, target *Node, targetName string) error {
 			Value: crdt.String("injected")}}}},
 	})
 	msg := encodeFragments(d)
-	if err := dc.write(msg.appendTo(appendDeltasHeader(nil, 0))); err != nil {
+	if err := dc.write(deltasMessage(&msg, 0)); err != nil {
 		return err
 	}
 	b, err := dc.read(true)

@@ -286,7 +286,7 @@ func (n *Node) writeBatch(p *peer, dc *dataConn, batch []*outDelta) error {
 	// fragment count are patched at the end, then the encoded fragments.
 	const head = 9
 	start := func() {
-		p.buf = append(appendDeltasHeader(p.buf[:0], 0), 0xdd, 0, 0, 0, 0)
+		p.buf = appendFragmentsHeader(appendDeltasHeader(p.buf[:0], 0), 0)
 	}
 	count := 0
 	flush := func() error {

@@ -126,6 +126,13 @@ func newMsg(t crdt.MsgType, fields int) *msgBuf {
 
 func (m *msgBuf) bytes() []byte { return m.buf.Bytes() }
 
+// writeFragments appends f to the message as an array of fragments.
+func (m *msgBuf) writeFragments(f *fragments) {
+	var h [5]byte
+	m.buf.Write(appendFragmentsHeader(h[:0], f.n))
+	m.buf.Write(f.body)
+}
+
 func (m *msgBuf) free() {
 	if m.buf.Cap() <= 4<<20 {
 		msgPool.Put(m)
@@ -138,10 +145,9 @@ type fragments struct {
 	body []byte
 }
 
-func (f *fragments) appendTo(b []byte) []byte {
-	b = append(b, 0xdd, 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(b[len(b)-4:], uint32(f.n))
-	return append(b, f.body...)
+// appendFragmentsHeader appends the array32 header of n fragments.
+func appendFragmentsHeader(b []byte, n int) []byte {
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
 }
 
 func (f *fragments) size() int { return 5 + len(f.body) }
@@ -480,7 +486,7 @@ func encodeSync(flags uint64, ranges []byte, wants []byte, recs *fragments) *msg
 	if recs == nil {
 		recs = &fragments{}
 	}
-	m.buf.Write(recs.appendTo(nil))
+	m.writeFragments(recs)
 	return m
 }
 
@@ -539,7 +545,7 @@ func encodeBootstrapChunk(next crdt.ID, done bool, recs *fragments) *msgBuf {
 		dn = 1
 	}
 	_ = m.enc.EncodeUint(dn)
-	m.buf.Write(recs.appendTo(nil))
+	m.writeFragments(recs)
 	return m
 }
 

@@ -94,6 +94,11 @@ func TestWantsRoundTrip(t *testing.T) {
 	})
 }
 
+// deltasMessage builds a deltas message as writeBatch does.
+func deltasMessage(f *fragments, flags uint8) []byte {
+	return append(appendFragmentsHeader(appendDeltasHeader(nil, flags), f.n), f.body...)
+}
+
 func testDelta() *crdt.Delta {
 	d := &crdt.Delta{}
 	s := crdt.Stamp{TS: crdt.Timestamp{Wall: 1e18, Logical: 2}, Replica: 7}
@@ -128,7 +133,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if each.n != f.n || !bytes.Equal(each.body, f.body) {
 		t.Fatalf("fragments encoded one by one differ from the delta's encoding")
 	}
-	flags, gd, err := decodeDeltas(f.appendTo(appendDeltasHeader(nil, flagRelay)), lim)
+	flags, gd, err := decodeDeltas(deltasMessage(&f, flagRelay), lim)
 	if err != nil || flags != flagRelay || gd.Len() != 2 || !crdt.EqualRecords(gd.Fragments[0].Record, d.Fragments[0].Record) {
 		t.Fatalf("deltas: %d %+v %v", flags, gd, err)
 	}
@@ -325,7 +330,7 @@ func messageSeeds() [][]byte {
 		out = append(out, slices.Clone(m.bytes()))
 		m.free()
 	}
-	out = append(out, f.appendTo(appendDeltasHeader(nil, flagRelay)))
+	out = append(out, deltasMessage(&f, flagRelay))
 	out = append(out, encodeMeta(&nodeMeta{API: "a", Data: "b", Version: "c", Schema: "d"}))
 	return out
 }
