@@ -39,7 +39,8 @@ CREATE TABLE customer_writes (
 	id         int NOT NULL,
 	op         text NOT NULL,
 	by_lattice bool NOT NULL,
-	state      jsonb
+	state      jsonb,
+	lsn        pg_lsn NOT NULL DEFAULT pg_current_wal_insert_lsn() -- before the commit
 );
 CREATE FUNCTION count_customer_write() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -267,8 +268,34 @@ func startPostgresCluster(t *testing.T, seed string) (*cluster, []*pgNode) {
 	return c, nodes
 }
 
-// pgSettled reports whether the cluster settled with identical tables.
+// captured reports whether the agent has captured every write users made to
+// its database: its slot's confirmed position, which follows what the agent
+// acknowledged, has passed the last of them.
+func (n *pgNode) captured(ctx context.Context) (bool, error) {
+	c, err := n.read.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	var ok bool
+	err = c.QueryRow(ctx, `SELECT confirmed_flush_lsn >= COALESCE((SELECT MAX(lsn) FROM customer_writes WHERE NOT by_lattice), '0/0')
+		FROM pg_replication_slots WHERE slot_name = $1`, "lattice_"+n.name).Scan(&ok)
+	if err != nil {
+		n.read.close()
+		return false, err
+	}
+	return ok, nil
+}
+
+// pgSettled reports whether every agent has captured its users' writes and
+// the cluster settled with identical tables. Without the first condition a
+// write not yet captured can look settled: Apply may have overwritten it in
+// its own database, and no other database has it yet.
 func pgSettled(ctx context.Context, c *cluster, nodes []*pgNode) (bool, string) {
+	for _, n := range nodes {
+		if ok, err := n.captured(ctx); err != nil || !ok {
+			return false, fmt.Sprintf("%s has not captured its users' last write (%v)", n.name, err)
+		}
+	}
 	return settledTables(c, func(i int) ([]*pgRow, error) { return nodes[i].rows(ctx) })
 }
 
