@@ -306,17 +306,9 @@ func (n *Node) writeBatch(p *peer, dc *dataConn, batch []*outDelta) error {
 	start()
 	for i, it := range batch {
 		f := it.frags
-		if len(excl) > 0 {
-			kept := &crdt.Delta{}
-			for _, fr := range it.delta.Fragments {
-				if !excl[fr.Collection] {
-					kept.Fragments = append(kept.Fragments, fr)
-				}
-			}
-			if kept.Len() != it.delta.Len() {
-				n.c.fragmentsDropped.Add(uint64(it.delta.Len() - kept.Len()))
-				f = encodeFragments(kept)
-			}
+		if kept, left := withoutCollections(it.delta, excl); left > 0 {
+			n.c.fragmentsDropped.Add(uint64(left))
+			f = encodeFragments(kept)
 		}
 		if f.size()+deltasOverhead > dc.sendMax {
 			// Only a peer with a smaller max_message_bytes gets here.
@@ -422,20 +414,27 @@ func (n *Node) deliver(from string, d *crdt.Delta, relay bool, deltas int) {
 // filter drops the fragments of collections a peer merges under other
 // rules.
 func (n *Node) filter(from string, d *crdt.Delta) *crdt.Delta {
-	excl := n.excluded(from)
-	if len(excl) == 0 {
-		return d
+	d, left := withoutCollections(d, n.excluded(from))
+	n.c.fragmentsRejected.Add(uint64(left))
+	return d
+}
+
+// withoutCollections returns d without the fragments of the excluded
+// collections (d itself when it has none) and how many it left out.
+func withoutCollections(d *crdt.Delta, excluded map[string]bool) (*crdt.Delta, int) {
+	if len(excluded) == 0 {
+		return d, 0
 	}
-	kept := &crdt.Delta{}
+	kept := &crdt.Delta{Fragments: make([]crdt.Fragment, 0, d.Len())}
 	for _, f := range d.Fragments {
-		if !excl[f.Collection] {
+		if !excluded[f.Collection] {
 			kept.Fragments = append(kept.Fragments, f)
 		}
 	}
-	if r := d.Len() - kept.Len(); r > 0 {
-		n.c.fragmentsRejected.Add(uint64(r))
+	if kept.Len() == d.Len() {
+		return d, 0
 	}
-	return kept
+	return kept, d.Len() - kept.Len()
 }
 
 // merge joins d into the replica, counting rejections; an error means the

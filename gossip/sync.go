@@ -158,14 +158,8 @@ func (t *outTurn) empty() bool { return t.entries == 0 && len(t.wants) == 0 && t
 // and its entries.
 func (rc *reconciler) receive(t *syncTurn) error {
 	if t.Records.Len() > 0 {
-		d := &crdt.Delta{Fragments: make([]crdt.Fragment, 0, t.Records.Len())}
-		for _, f := range t.Records.Fragments {
-			if !rc.excluded[f.Collection] {
-				d.Fragments = append(d.Fragments, f)
-			} else {
-				rc.rejected++
-			}
-		}
+		d, left := withoutCollections(t.Records, rc.excluded)
+		rc.rejected += left
 		rc.recordsReceived += d.Len()
 		changed, err := rc.r.Merge(d)
 		if err != nil {
