@@ -592,7 +592,7 @@ func (d *Decoder) Fragments() (*Delta, error) {
 			return nil, errors.Wrapf(err, "fragment %d key", i)
 		}
 		f.Key = Key(kb)
-		if err := f.Key.validate(); err != nil {
+		if err := f.Key.Validate(); err != nil {
 			return nil, decodeErr(err, "fragment key")
 		}
 		if f.Record, err = d.Record(); err != nil {

@@ -118,9 +118,9 @@ func (k Key) Values() ([]Value, error) {
 	return out, nil
 }
 
-// validate reports whether Values would succeed, without building the
+// Validate reports whether Values would succeed, without building the
 // values: decoders check every key they read.
-func (k Key) validate() error {
+func (k Key) Validate() error {
 	s := string(k)
 	if len(s) == 0 || len(s) > MaxKeyBytes {
 		_, err := k.Values()

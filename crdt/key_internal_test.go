@@ -21,7 +21,7 @@ func FuzzKeyValidate(f *testing.F) {
 	f.Add([]byte("\x05a\x00\x07"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := Key(b).Values()
-		verr := Key(b).validate()
+		verr := Key(b).Validate()
 		if (err == nil) != (verr == nil) {
 			t.Fatalf("%x: Values error %v, validate error %v", b, err, verr)
 		}

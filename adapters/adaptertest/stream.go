@@ -358,7 +358,7 @@ func (e *env) checkShape(c adapters.Change) {
 		e.t.Errorf("change for unknown collection %q", c.Collection)
 		return
 	}
-	if _, err := c.Key.Values(); err != nil {
+	if err := c.Key.Validate(); err != nil {
 		e.t.Errorf("%s: invalid key: %v", describe(c), err)
 		return
 	}

@@ -189,7 +189,7 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 			fail(i, err)
 			continue
 		}
-		if _, err := ch.Key.Values(); err != nil {
+		if err := ch.Key.Validate(); err != nil {
 			fail(i, err)
 			continue
 		}
