@@ -171,6 +171,9 @@ func (rc *reconciler) receive(t *syncTurn) error {
 		}
 		rc.recordsChanged += changed.Len()
 		for _, f := range d.Fragments {
+			if len(rc.deferred) == 0 {
+				break // nothing waits for a record: no ID to build
+			}
 			id := crdt.MakeID(f.Collection, f.Key)
 			if !rc.deferred[id] {
 				continue
