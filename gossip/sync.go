@@ -2,6 +2,8 @@ package gossip
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -114,7 +116,7 @@ func topRanges(excluded map[string]bool) []idRange {
 	for c := range excluded {
 		cuts = append(cuts, idRange{crdt.ID(c + "\x00"), crdt.ID(c + "\x01")})
 	}
-	sortRanges(cuts)
+	slices.SortFunc(cuts, func(a, b idRange) int { return strings.Compare(string(a.lo), string(b.lo)) })
 	var out []idRange
 	lo := crdt.ID("")
 	for _, c := range cuts {
@@ -124,14 +126,6 @@ func topRanges(excluded map[string]bool) []idRange {
 		lo = c.hi
 	}
 	return append(out, idRange{lo, ""})
-}
-
-func sortRanges(rs []idRange) {
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].lo < rs[j-1].lo; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
 }
 
 // start returns the first turn: the fingerprints of the top ranges.
