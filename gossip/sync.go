@@ -531,8 +531,6 @@ func (n *Node) syncSession(ctx context.Context, name string) (SyncResult, error)
 	if p == nil {
 		return res, errors.Mark(errors.Newf("anti-entropy with %s: not a live member", name), ErrNoPeer)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	ctx, stopAll := mergeCancel(ctx, n.ctx)
 	defer stopAll()
 	start := time.Now()
