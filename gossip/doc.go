@@ -63,14 +63,13 @@
 //     their own, at most MaxSyncs at a time per node (offers beyond that
 //     are refused and retried later).
 //
-// Measured on a 2-core machine shared with other work (see the benchmarks;
-// medians of runs): a write reaches the two other nodes of a 3-node
-// loopback cluster in 2.2 ms at the median (the 2 ms BatchDelay is most of
-// it) and 4.5 ms at p99 at 1,000 writes/s; three nodes writing at once
-// converge 80k to 150k field updates/s with in-memory replicas (about 75k
-// per CPU-second) and about 40k/s with Badger stores fsyncing every
-// commit; in a 50-node cluster a write reaches every node in about 18 ms
-// at the median and 60 to 120 ms at p99.
+// Measured on a 2-core machine (docs/benchmarks.md has the figures, medians
+// of three runs, and the commands): a write reaches the two other nodes of
+// a 3-node loopback cluster in 2.2 ms at the median (the 2 ms BatchDelay is
+// most of it) and 3.1 ms at p99 at 1,000 writes/s; three nodes writing at
+// once converge 166k field updates/s with in-memory replicas and 60k/s
+// with Badger stores fsyncing every commit; in a 50-node cluster a write
+// reaches every node in 16 ms at the median and 50 ms at p99.
 //
 // # Dissemination
 //
@@ -117,7 +116,7 @@
 // bounded, so a wiped peer's full state flows in 1 MiB turns, and a
 // session lasts at most ten IOTimeouts: a larger repair goes on in the next
 // rounds, keeping what was merged. Measured: 200k records, 2k changed
-// while a node was away: back in sync 0.1 s after it restarts, moving 360
+// while a node was away: back in sync 0.06 s after it restarts, moving 360
 // bytes per changed record, 2.3x the bytes of the changed records and 2.4%
 // of a full-state transfer.
 //
