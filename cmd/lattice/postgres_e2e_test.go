@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -301,12 +302,23 @@ func pgSettled(ctx context.Context, c *cluster, nodes []*pgNode) (bool, string) 
 
 // concurrently runs one statement in each of several databases at once:
 // each on its own connection, opened beforehand, all released together.
-func concurrently(t *testing.T, nodes []*pgNode, stmts map[int][]string) {
+// stmt is a user's statement that touches one row.
+type stmt struct {
+	id  int64
+	sql string
+}
+
+// concurrently runs each node's statements at once, each on its own
+// connection, and returns, per node, how many of its statements touched
+// each row: a delete or update that finds the row already gone (Lattice
+// brought another side's delete first) writes nothing.
+func concurrently(t *testing.T, nodes []*pgNode, stmts map[int][]stmt) map[int]map[int64]int {
 	t.Helper()
 	ctx := context.Background()
 	type job struct {
+		node int
 		conn *pgx.Conn
-		sql  string
+		stmt stmt
 	}
 	var jobs []job
 	for i, list := range stmts {
@@ -316,25 +328,44 @@ func concurrently(t *testing.T, nodes []*pgNode, stmts map[int][]string) {
 				t.Fatal(err)
 			}
 			defer c.Close(ctx)
-			jobs = append(jobs, job{c, s})
+			jobs = append(jobs, job{i, c, s})
 		}
 	}
 	release := make(chan struct{})
 	errs := make([]error, len(jobs))
+	affected := make([]int64, len(jobs))
 	var wg sync.WaitGroup
 	for i, j := range jobs {
 		wg.Go(func() {
 			<-release
-			_, errs[i] = j.conn.Exec(ctx, j.sql)
+			tag, err := j.conn.Exec(ctx, j.stmt.sql)
+			errs[i], affected[i] = err, tag.RowsAffected()
 		})
 	}
 	close(release)
 	wg.Wait()
+	touched := map[int]map[int64]int{}
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("%s: %v", jobs[i].sql, err)
+			t.Fatalf("%s: %v", jobs[i].stmt.sql, err)
+		}
+		if touched[jobs[i].node] == nil {
+			touched[jobs[i].node] = map[int64]int{}
+		}
+		if affected[i] > 0 {
+			touched[jobs[i].node][jobs[i].stmt.id]++
 		}
 	}
+	return touched
+}
+
+// users returns how many user writes of row id each node's statements made.
+func users(touched map[int]map[int64]int, nodes int, id int64) []int {
+	out := make([]int, nodes)
+	for d := range out {
+		out[d] = touched[d][id]
+	}
+	return out
 }
 
 // candidates ranks the states a row may pass through in merge order: a
@@ -442,26 +473,32 @@ func TestIntegrationPostgresEndToEnd(t *testing.T) {
 		//   row 3: b deletes it while c updates it;
 		//   row 4: a and b both delete it;
 		//   row 100: a and b insert it with different values.
-		concurrently(t, nodes, map[int][]string{
+		touched := concurrently(t, nodes, map[int][]stmt{
 			0: {
-				`UPDATE customers SET status = 'Active' WHERE id = 1`,
-				`UPDATE customers SET phone = '+1 555 9999' WHERE id = 2`,
-				`DELETE FROM customers WHERE id = 4`,
-				`INSERT INTO customers VALUES (100, 'Newco from a', 'Active', '+1 555 1000', '100 A St', NULL)
-					ON CONFLICT (id) DO UPDATE SET name = excluded.name, status = excluded.status, phone = excluded.phone, address = excluded.address`,
+				{1, `UPDATE customers SET status = 'Active' WHERE id = 1`},
+				{2, `UPDATE customers SET phone = '+1 555 9999' WHERE id = 2`},
+				{4, `DELETE FROM customers WHERE id = 4`},
+				{100, `INSERT INTO customers VALUES (100, 'Newco from a', 'Active', '+1 555 1000', '100 A St', NULL)
+					ON CONFLICT (id) DO UPDATE SET name = excluded.name, status = excluded.status, phone = excluded.phone, address = excluded.address`},
 			},
 			1: {
-				`UPDATE customers SET status = 'On Hold' WHERE id = 1`,
-				`DELETE FROM customers WHERE id = 3`,
-				`DELETE FROM customers WHERE id = 4`,
-				`INSERT INTO customers VALUES (100, 'Newco from b', 'Prospect', '+1 555 2000', '100 B St', NULL)
-					ON CONFLICT (id) DO UPDATE SET name = excluded.name, status = excluded.status, phone = excluded.phone, address = excluded.address`,
+				{1, `UPDATE customers SET status = 'On Hold' WHERE id = 1`},
+				{3, `DELETE FROM customers WHERE id = 3`},
+				{4, `DELETE FROM customers WHERE id = 4`},
+				{100, `INSERT INTO customers VALUES (100, 'Newco from b', 'Prospect', '+1 555 2000', '100 B St', NULL)
+					ON CONFLICT (id) DO UPDATE SET name = excluded.name, status = excluded.status, phone = excluded.phone, address = excluded.address`},
 			},
 			2: {
-				`UPDATE customers SET address = '9 New Rd' WHERE id = 2`,
-				`UPDATE customers SET status = 'Churned' WHERE id = 3`,
+				{2, `UPDATE customers SET address = '9 New Rd' WHERE id = 2`},
+				{3, `UPDATE customers SET status = 'Churned' WHERE id = 3`},
 			},
 		})
+		// Usually every statement touches its row, but a delete may reach
+		// another database before that database's own statement runs: the
+		// statement then writes nothing, and the users wrote less there.
+		if got, want := users(touched, 3, 1), []int{1, 1, 0}; !slices.Equal(got, want) {
+			t.Fatalf("row 1: users wrote %v, want %v (no statement deletes row 1)", got, want)
+		}
 		waitFor(t, 60*time.Second, "convergence", func() (bool, string) { return pgSettled(ctx, c, nodes) })
 		final, err := a.rows(ctx)
 		if err != nil {
@@ -497,7 +534,7 @@ func TestIntegrationPostgresEndToEnd(t *testing.T) {
 		if *st1.Status == "Active" {
 			cand = candidates{onHold.canon(): {1}, active.canon(): {2}}
 		}
-		rowHistory(t, nodes, logs, 1, []int{1, 1, 0}, cand, st1.canon())
+		rowHistory(t, nodes, logs, 1, users(touched, 3, 1), cand, st1.canon())
 
 		// Row 2, two fields from two sides: both changes survive. a and c
 		// each get their own write and one of the other's; b one write of
@@ -505,7 +542,7 @@ func TestIntegrationPostgresEndToEnd(t *testing.T) {
 		phone := row(2, "Globex", "Active", "+1 555 9999", "2 Oak Ave")
 		addr := row(2, "Globex", "Active", "+1 555 0102", "9 New Rd")
 		both := row(2, "Globex", "Active", "+1 555 9999", "9 New Rd")
-		rowHistory(t, nodes, logs, 2, []int{1, 0, 1}, candidates{phone.canon(): {1, 0}, addr.canon(): {0, 1}, both.canon(): {1, 1}}, both.canon())
+		rowHistory(t, nodes, logs, 2, users(touched, 3, 2), candidates{phone.canon(): {1, 0}, addr.canon(): {0, 1}, both.canon(): {1, 1}}, both.canon())
 
 		// Row 3, a delete racing an update: the later stamp wins. If the
 		// update wins it restores the whole row (the record's other fields
@@ -516,12 +553,14 @@ func TestIntegrationPostgresEndToEnd(t *testing.T) {
 		if byID[3] != nil {
 			cand3 = candidates{gone: {1}, updated.canon(): {2}}
 		}
-		rowHistory(t, nodes, logs, 3, []int{0, 1, 1}, cand3, byID[3].canon())
+		rowHistory(t, nodes, logs, 3, users(touched, 3, 3), cand3, byID[3].canon())
 		t.Logf("row 3: %s won", map[bool]string{true: "the update", false: "the delete"}[byID[3] != nil])
 
 		// Row 4, deleted on two sides: exactly one delete reaches c, none
-		// reaches a or b (deleting an absent row writes nothing).
-		rowHistory(t, nodes, logs, 4, []int{1, 1, 0}, candidates{gone: {1}}, gone)
+		// reaches a or b (deleting an absent row writes nothing), unless one
+		// side's delete arrived before the other's own statement ran: then
+		// that side's users wrote nothing, and Lattice deleted the row there.
+		rowHistory(t, nodes, logs, 4, users(touched, 3, 4), candidates{gone: {1}}, gone)
 
 		// Row 100, inserted on two sides: one whole row wins.
 		fromA := row(100, "Newco from a", "Active", "+1 555 1000", "100 A St")
@@ -532,7 +571,7 @@ func TestIntegrationPostgresEndToEnd(t *testing.T) {
 		} else if byID[100].canon() != fromB.canon() {
 			t.Errorf("row 100 ended %s, want one of the two inserted rows", byID[100].canon())
 		}
-		rowHistory(t, nodes, logs, 100, []int{1, 1, 0}, cand100, byID[100].canon())
+		rowHistory(t, nodes, logs, 100, users(touched, 3, 100), cand100, byID[100].canon())
 		checkQuiet(t, c, pgWriteCounts(t, nodes))
 	})
 	if t.Failed() {
