@@ -35,8 +35,7 @@
 // Everything is driven by one seeded math/rand/v2 source and iterates in
 // sorted order, so a Config (its Seed included) reproduces a run exactly;
 // RandomConfig derives varied fault mixes from a seed. The simulator reads
-// no clock, does no I/O and starts no goroutines. Network is generic over
-// its message type so that other packages' tests can reuse the fault model.
+// no clock, does no I/O and starts no goroutines.
 //
 // Trade-offs: histories are small (tens of operations on a few records) so
 // that thousands of seeds run in seconds; the oracle is quadratic in the
