@@ -90,6 +90,22 @@ func inject(t *testing.T, from *Node, target *Node, targetName string) error {
 	return nil
 }
 
+// injectRefused checks that x cannot push a record into target: the
+// attempt fails, target counts a rejected stream and merges nothing.
+func injectRefused(t *testing.T, x *Node, target *testNode) {
+	t.Helper()
+	before := target.node.Stats().RejectedPeers
+	if err := inject(t, x, target.node, target.name); err == nil {
+		t.Fatal("inject: the target answered")
+	}
+	waitFor(t, 5*time.Second, "the target to count the rejected stream", func() bool {
+		return target.node.Stats().RejectedPeers > before
+	})
+	if r := target.rep.Get("people", crdt.IntKey(666)); r != nil {
+		t.Fatalf("injected record merged: %+v", r)
+	}
+}
+
 func TestNodeWithoutTheKeyCannotJoinOrInject(t *testing.T) {
 	key := mustKey(t)
 	net := gossiptest.NewNetwork(7)
@@ -110,16 +126,7 @@ func TestNodeWithoutTheKeyCannotJoinOrInject(t *testing.T) {
 				t.Fatalf("join: %v, want ErrJoin", err)
 			}
 			t.Logf("join refused: %v", err)
-			before := target.node.Stats().RejectedPeers
-			if err := inject(t, x, target.node, target.name); err == nil {
-				t.Fatal("inject: the target answered")
-			}
-			waitFor(t, 5*time.Second, "the target to count the rejected stream", func() bool {
-				return target.node.Stats().RejectedPeers > before
-			})
-			if r := target.rep.Get("people", crdt.IntKey(666)); r != nil {
-				t.Fatalf("injected record merged: %+v", r)
-			}
+			injectRefused(t, x, target)
 			if got := target.node.Stats().Members; got != 1 {
 				t.Fatalf("members = %d, want 1", got)
 			}
@@ -138,16 +145,7 @@ func TestOtherLabelIsIgnored(t *testing.T) {
 			if _, err := x.Join(context.Background(), []string{target.node.Addr()}); !errors.Is(err, ErrJoin) {
 				t.Fatalf("join: %v, want ErrJoin", err)
 			}
-			before := target.node.Stats().RejectedPeers
-			if err := inject(t, x, target.node, target.name); err == nil {
-				t.Fatal("inject: the target answered")
-			}
-			waitFor(t, 5*time.Second, "the target to count the rejected stream", func() bool {
-				return target.node.Stats().RejectedPeers > before
-			})
-			if r := target.rep.Get("people", crdt.IntKey(666)); r != nil {
-				t.Fatal("injected record merged")
-			}
+			injectRefused(t, x, target)
 		})
 	}
 }
