@@ -174,7 +174,7 @@ func (c *cluster) live() []*testNode {
 }
 
 // waitMembers waits until every live node has every other live node as a
-// peer with an open delta stream.
+// peer. Delta streams open with the first delta, so they may not be up yet.
 func (c *cluster) waitMembers(timeout time.Duration) {
 	c.t.Helper()
 	live := c.live()
