@@ -39,14 +39,11 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
-	shuffle := func(ps []*peer) {
-		for i := len(ps) - 1; i > 0; i-- {
-			j := n.intn(i + 1)
-			ps[i], ps[j] = ps[j], ps[i]
-		}
+	n.rngMu.Lock()
+	for _, ps := range [][]*peer{same, other} {
+		n.rng.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
 	}
-	shuffle(same)
-	shuffle(other)
+	n.rngMu.Unlock()
 	cands := append(same, other...)
 	if len(cands) == 0 {
 		return errors.Mark(errors.WithHint(errors.New("bootstrap: no live peer"),
