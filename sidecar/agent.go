@@ -35,6 +35,16 @@ type Options struct {
 	StoreOptions func(*store.Options)
 	// GossipConfig adjusts the gossip config derived from the config.
 	GossipConfig func(*gossip.Config)
+
+	knobs testingKnobs
+}
+
+// testingKnobs are hooks that tests use to force an interleaving of the
+// agent's loops; all are nil outside tests.
+type testingKnobs struct {
+	// beforeLocal runs in the capture loop after a captured batch is
+	// prepared and before it is handed to store.Local.
+	beforeLocal func(adapters.Batch)
 }
 
 // Agent is one running sidecar: the store, the gossip node, the adapter and
@@ -50,6 +60,7 @@ type Agent struct {
 	info   *typeInfo
 	reg    *prometheus.Registry
 	m      *metrics
+	knobs  testingKnobs
 
 	apiLn  net.Listener
 	apiSrv *http.Server
@@ -120,6 +131,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		applied:    map[crdt.ID][]byte{},
 		cursorName: "adapter/" + cfg.Adapter.Kind,
 		reg:        prometheus.NewRegistry(),
+		knobs:      opts.knobs,
 	}
 	a.setState(&a.captureSt, "idle", nil)
 	a.setState(&a.applySt, "idle", nil)

@@ -215,7 +215,11 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			Captured: true,
 		}
 		if cursor != nil {
-			ch.Stale = a.stale(id, prev)
+			// Decided inside Local, under the store's writer lock: an apply
+			// acknowledged between a decision made here and Local would
+			// find its queue entry unchanged and leave the system holding
+			// the applied row over the user's change.
+			ch.StaleCheck = func() bool { return a.stale(id, prev) }
 		}
 		changes = append(changes, ch)
 		if seen != nil {
@@ -224,6 +228,9 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 	}
 	if len(changes) == 0 && cursor == nil {
 		return nil
+	}
+	if a.knobs.beforeLocal != nil && cursor != nil {
+		a.knobs.beforeLocal(b)
 	}
 	res, err := a.store.Local(a.cfg.Node, changes, cursor)
 	if err != nil {

@@ -1,24 +1,42 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
 	_ "modernc.org/sqlite"
 )
 
 // sqliteNode is an agent beside its own SQLite database.
 type sqliteNode struct {
-	a    *Agent
-	db   *sql.DB
-	cfg  Config
-	path string
+	a     *Agent
+	db    *sql.DB
+	cfg   Config
+	path  string
+	knobs testingKnobs
 }
 
 func startSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration) *sqliteNode {
+	t.Helper()
+	n := newSQLiteNode(t, dir, name, join, poll)
+	n.start(t)
+	return n
+}
+
+// newSQLiteNode prepares a node and its database without starting it, so
+// that a test can set knobs first.
+func newSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration) *sqliteNode {
 	t.Helper()
 	n := &sqliteNode{path: filepath.Join(dir, name+".db")}
 	db, err := sql.Open("sqlite", "file:"+n.path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
@@ -41,13 +59,12 @@ func startSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Du
 			"customers": {Fields: map[string]FieldConfig{"tags": {Policy: "orset"}}},
 		},
 	}
-	n.start(t)
 	return n
 }
 
 func (n *sqliteNode) start(t *testing.T) {
 	t.Helper()
-	a, err := Start(context.Background(), n.cfg, Options{Logger: testLogger(t)})
+	a, err := Start(context.Background(), n.cfg, Options{Logger: testLogger(t), knobs: n.knobs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,4 +138,130 @@ func TestCaptureRacesApply(t *testing.T) {
 
 	want := `Acme|Active|200|["eu","priority","vip"]`
 	converged(t, 1, want, a, b)
+}
+
+// storeRow renders the merged state of customer id as row renders the
+// database's row.
+func (n *sqliteNode) storeRow(t *testing.T, id int) string {
+	t.Helper()
+	r, err := n.a.Store().Get("customers", crdt.IntKey(int64(id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := r.View(mustCollection(t, n.a, "customers"))
+	if view == nil {
+		return "<none>"
+	}
+	str := func(f string) string {
+		if v, ok := view[f]; ok {
+			return v.Text()
+		}
+		return ""
+	}
+	tags := ""
+	if v, ok := view["tags"]; ok {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags = string(b)
+	}
+	return strings.Join([]string{str("name"), str("status"), str("phone"), tags}, "|")
+}
+
+func mustCollection(t *testing.T, a *Agent, name string) *crdt.Collection {
+	t.Helper()
+	c, err := a.schema.Collection(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tablesDiffer compares customer id in every database with the other
+// databases and with its own store's merged state; it returns "" when all
+// agree, or what differs.
+func tablesDiffer(t *testing.T, id int, nodes ...*sqliteNode) string {
+	t.Helper()
+	var diffs []string
+	first := nodes[0].row(t, id)
+	for _, n := range nodes {
+		db, st := n.row(t, id), n.storeRow(t, id)
+		if db != first {
+			diffs = append(diffs, fmt.Sprintf("%s's database holds %q, %s's holds %q", n.cfg.Node, db, nodes[0].cfg.Node, first))
+		}
+		if db != st {
+			diffs = append(diffs, fmt.Sprintf("%s's database holds %q, its store %q", n.cfg.Node, db, st))
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// settled waits until the stores agree and nothing is left to apply.
+func settled(t *testing.T, nodes ...*sqliteNode) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "stores equal with empty queues", func() bool {
+		for _, n := range nodes {
+			if n.a.Store().PendingLen() > 0 || n.a.Digest() != nodes[0].a.Digest() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// The same field changed in two systems at once, the demo's first step, with
+// the interleaving that made it diverge: b's capture loop has taken its
+// user's change and not yet stored it when a's change arrives, is applied
+// over the user's row and acknowledged. b's change is stamped last and wins;
+// the apply that overwrote it in b's database must be repaired, so both
+// databases end holding it, as both stores do.
+func TestCaptureRacesApplyAck(t *testing.T) {
+	dir := t.TempDir()
+	a := startSQLiteNode(t, dir, "a", nil, time.Millisecond)
+	b := newSQLiteNode(t, dir, "b", []string{a.a.Node().Addr()}, time.Millisecond)
+	var armed atomic.Bool
+	reached, release := make(chan struct{}), make(chan struct{})
+	var held []byte // the cursor of the batch the hook holds
+	b.knobs.beforeLocal = func(batch adapters.Batch) {
+		if armed.CompareAndSwap(true, false) {
+			held = batch.Cursor
+			close(reached)
+			<-release
+		}
+	}
+	b.start(t)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before b closes, should the test fail early
+
+	a.exec(t, `INSERT INTO customers VALUES (1, 'Acme', 'Prospect', '100', NULL)`)
+	converged(t, 1, `Acme|Prospect|100|`, a, b)
+
+	armed.Store(true)
+	b.exec(t, `UPDATE customers SET status = 'Active' WHERE id = 1`)
+	select {
+	case <-reached:
+	case <-time.After(15 * time.Second):
+		t.Fatal("b never captured its user's change")
+	}
+	// b's capture holds its batch. a's user changes the same field; b
+	// applies it over its user's row and acknowledges the queue entry.
+	a.exec(t, `UPDATE customers SET status = 'On Hold' WHERE id = 1`)
+	waitFor(t, 15*time.Second, "a's change applied at b", func() bool {
+		return b.row(t, 1) == `Acme|On Hold|100|` && b.a.Store().PendingLen() == 0
+	})
+	unblock()
+
+	waitFor(t, 15*time.Second, "b stores the held batch", func() bool {
+		cur, err := b.a.Store().Cursor(b.a.cursorName)
+		return err == nil && bytes.Equal(cur, held)
+	})
+	settled(t, a, b)
+	if d := tablesDiffer(t, 1, a, b); d != "" {
+		t.Fatalf("the stores agree but the databases do not: %s", d)
+	}
+	if got, want := a.row(t, 1), `Acme|Active|100|`; got != want {
+		t.Fatalf("row = %q, want %q (b's change, stamped last)", got, want)
+	}
 }

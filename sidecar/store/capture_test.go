@@ -67,6 +67,38 @@ func TestLocalStaleQueues(t *testing.T) {
 	}
 }
 
+// StaleCheck is decided inside Local, under the writer lock that queue
+// acknowledgements take too, and a true answer counts as Stale.
+func TestLocalStaleCheckUnderWriterLock(t *testing.T) {
+	s := openMem(t, crdt.MustSchema())
+	key := crdt.IntKey(1)
+	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x0")}, Captured: true}}, nil)
+	drain(t, s)
+	for _, tc := range []struct {
+		name  string
+		stale bool
+		want  int
+	}{{"fresh", false, 0}, {"stale", true, 1}} {
+		calls, unlocked := 0, false
+		check := func() bool {
+			calls++
+			if s.wmu.TryLock() {
+				unlocked = true
+				s.wmu.Unlock()
+			}
+			return tc.stale
+		}
+		res := mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x-" + tc.name)}, Captured: true, StaleCheck: check}}, nil)
+		if calls != 1 || unlocked {
+			t.Fatalf("%s: StaleCheck called %d times, outside the writer lock: %v", tc.name, calls, unlocked)
+		}
+		if len(res.Effects) != tc.want {
+			t.Fatalf("%s: %d effects, want %d", tc.name, len(res.Effects), tc.want)
+		}
+		drain(t, s)
+	}
+}
+
 // An apply reads a queued record; before it acknowledges, a captured change
 // changes the record: the acknowledgement must not remove the entry, or the
 // system would keep the older state the apply wrote.

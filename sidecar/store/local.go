@@ -41,6 +41,13 @@ type Change struct {
 	// captured. If the change changes the merged state, the record is queued
 	// for apply even when Row equals the new merged view.
 	Stale bool
+	// StaleCheck, when set, decides Stale inside Local, under the store's
+	// writer lock, so that no queue acknowledgement (AckPending) lands
+	// between the decision and the write. A check made before Local can be
+	// overtaken: an apply that overwrote the change in the system and was
+	// acknowledged after the check would leave the system holding the
+	// applied row while the store holds the change. True counts as Stale.
+	StaleCheck func() bool
 }
 
 // Cursor is an adapter's capture position, stored in the same transaction
@@ -225,7 +232,7 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		}
 		if ch.Captured {
 			lr.captured = ch
-			lr.stale = lr.stale || ch.Stale
+			lr.stale = lr.stale || ch.Stale || (ch.StaleCheck != nil && ch.StaleCheck())
 		}
 		if d.IsEmpty() {
 			continue
