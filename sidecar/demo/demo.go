@@ -4,15 +4,18 @@
 // fields of one row changed on two sides, a set changed on three sides, and
 // a delete racing an update. It shows what each database held before and
 // after, which value won and why, how many writes each database received,
-// and checks that the three databases end identical.
+// and checks after every step that the three databases hold the same rows,
+// each the rows its own sidecar's merged state holds.
 //
 // Every change is made the way a user would make it: with SQL, directly in a
 // database file. Lattice captures it there, and writes merged state back.
 package demo
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -75,8 +78,10 @@ type runner struct {
 }
 
 // Run plays the demo. It returns an error if the databases do not end
-// identical, or if any database received more writes than the changes made
-// elsewhere (an update war).
+// identical to each other and to their sidecars' merged states, or on an
+// update war: a sidecar capturing more changes than its users made, or a
+// database receiving more writes than the changes made elsewhere allow
+// (writeCount.check).
 func Run(ctx context.Context, opts Options) (err error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
@@ -226,8 +231,10 @@ func (r *runner) rows(ctx context.Context, s *system) ([]row, error) {
 	return out, rs.Err()
 }
 
-// converge waits until the three databases hold the same rows, the three
-// replicas have the same digest, and no sidecar has anything left to apply.
+// converge waits until the three databases hold the same rows, each the
+// rows its own sidecar's merged state holds, the three replicas have the
+// same digest, and no sidecar has anything left to apply. Equal digests
+// alone would say nothing about the databases.
 func (r *runner) converge(ctx context.Context) error {
 	deadline := time.Now().Add(r.opts.Timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -254,32 +261,135 @@ func (r *runner) converge(ctx context.Context) error {
 }
 
 func (r *runner) converged(ctx context.Context) (bool, string, error) {
-	var first []row
-	var digest crdt.Fingerprint
-	for i, s := range r.systems {
+	for _, s := range r.systems {
 		if !s.agent.Ready() {
 			return false, s.name + " is not ready", nil
 		}
 		if n := s.agent.Store().PendingLen(); n > 0 {
 			return false, fmt.Sprintf("%s has %d records to apply", s.name, n), nil
 		}
-		rows, err := r.rows(ctx, s)
-		if err != nil {
-			return false, "", err
-		}
-		d := s.agent.Digest()
-		if i == 0 {
-			first, digest = rows, d
-			continue
-		}
-		if !slices.Equal(rows, first) {
-			return false, fmt.Sprintf("%s and %s differ: %v vs %v (digests %v %v)", s.name, r.systems[0].name, rows, first, d, digest), nil
-		}
-		if d != digest {
-			return false, fmt.Sprintf("replica digests of %s and %s differ", s.name, r.systems[0].name), nil
+	}
+	why, err := r.checkTables(ctx)
+	if err != nil || why != "" {
+		return false, why, err
+	}
+	first := r.systems[0]
+	for _, s := range r.systems[1:] {
+		if s.agent.Digest() != first.agent.Digest() {
+			return false, fmt.Sprintf("the replica digests of %s and %s differ", s.name, first.name), nil
 		}
 	}
 	return true, "", nil
+}
+
+// checkTables compares the customers table of every database with the
+// first database's and with its own sidecar's merged state. It returns ""
+// when all agree, else what differs.
+func (r *runner) checkTables(ctx context.Context) (string, error) {
+	var first []row
+	for i, s := range r.systems {
+		rows, err := r.rows(ctx, s)
+		if err != nil {
+			return "", err
+		}
+		merged, err := r.storeRows(s)
+		if err != nil {
+			return "", err
+		}
+		if d := diffRows(rows, merged); d != "" {
+			return fmt.Sprintf("%s's database and its sidecar's merged state differ: %s", s.name, d), nil
+		}
+		if i == 0 {
+			first = rows
+			continue
+		}
+		if d := diffRows(rows, first); d != "" {
+			return fmt.Sprintf("the databases of %s and %s differ: %s", s.name, r.systems[0].name, d), nil
+		}
+	}
+	return "", nil
+}
+
+// storeRows returns the customers as a sidecar's merged state holds them,
+// in the form rows reads them from a database.
+func (r *runner) storeRows(s *system) ([]row, error) {
+	st := s.agent.Store()
+	col, err := st.Schema().Collection("customers")
+	if err != nil {
+		return nil, err
+	}
+	var ids []crdt.ID
+	st.Ascend("", "", func(id crdt.ID, _ crdt.Hash) bool {
+		ids = append(ids, id)
+		return true
+	})
+	d, err := st.Records(ids)
+	if err != nil {
+		return nil, errors.Wrapf(err, "read %s's merged state", s.name)
+	}
+	var out []row
+	for _, f := range d.Fragments {
+		view := f.Record.View(col)
+		if f.Collection != "customers" || view == nil {
+			continue
+		}
+		vals, err := f.Key.Values()
+		if err != nil || len(vals) != 1 || vals[0].Kind() != crdt.KindInt {
+			return nil, errors.Newf("%s holds customer key %s, not one integer", s.name, f.Key)
+		}
+		text := func(field string) string {
+			if v, ok := view[field]; ok {
+				return v.Text()
+			}
+			return ""
+		}
+		w := row{id: vals[0].AsInt(), name: text("name"), status: text("status"), phone: text("phone"), address: text("address")}
+		if v, ok := view["tags"]; ok {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, err
+			}
+			w.tags = string(b)
+		}
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b row) int { return cmp.Compare(a.id, b.id) })
+	return out, nil
+}
+
+// diffRows describes the first difference between two customer lists ("" if
+// none). Tags compare as sets: a database keeps a set in any order.
+func diffRows(a, b []row) string {
+	for i := 0; i < len(a) || i < len(b); i++ {
+		switch {
+		case i >= len(a):
+			return fmt.Sprintf("customer %d is missing from the first", b[i].id)
+		case i >= len(b):
+			return fmt.Sprintf("customer %d is missing from the second", a[i].id)
+		case a[i].id != b[i].id:
+			return fmt.Sprintf("customer %d is where customer %d is", a[i].id, b[i].id)
+		}
+		x, y := a[i], b[i]
+		x.tags, y.tags = setText(x.tags), setText(y.tags)
+		if x != y {
+			return fmt.Sprintf("[%s] vs [%s]", strings.Join(strings.Fields(a[i].String()), " "), strings.Join(strings.Fields(b[i].String()), " "))
+		}
+	}
+	return ""
+}
+
+// setText is a tags column as a sorted set ("" for none); text that is not
+// a JSON array of strings stays as it is.
+func setText(s string) string {
+	var l []string
+	if s == "" || json.Unmarshal([]byte(s), &l) != nil {
+		return s
+	}
+	if len(l) == 0 {
+		return ""
+	}
+	slices.Sort(l)
+	return strings.Join(slices.Compact(l), ",")
 }
 
 // show prints the customers table, once if all databases agree, else per
@@ -454,31 +564,71 @@ func (r *runner) finish(ctx context.Context) error {
 	if err := r.show(ctx, nil); err != nil {
 		return err
 	}
-	fmt.Fprintln(r.out, "\nWrites each database received:")
-	fmt.Fprintf(r.out, "   %-4s %12s %14s %24s\n", "db", "from users", "from Lattice", "changes made elsewhere")
+	fmt.Fprintln(r.out, "\nWrites each database received, and changes each sidecar captured from it:")
+	fmt.Fprintf(r.out, "   %-4s %12s %14s %24s %10s\n", "db", "from users", "from Lattice", "changes made elsewhere", "captured")
 	total := 0
 	for _, s := range r.systems {
 		total += s.userWrites
 	}
-	var war []string
+	var wars []error
 	for _, s := range r.systems {
 		n, err := r.writes(ctx, s)
 		if err != nil {
 			return err
 		}
-		fromLattice := n - s.userWrites
-		elsewhere := total - s.userWrites
-		fmt.Fprintf(r.out, "   %-4s %12d %14d %24d\n", s.name, s.userWrites, fromLattice, elsewhere)
-		if fromLattice > elsewhere {
-			war = append(war, s.name)
+		w := writeCount{
+			system:      s.name,
+			fromUsers:   s.userWrites,
+			fromLattice: n - s.userWrites,
+			elsewhere:   total - s.userWrites,
+			captured:    int(s.agent.Store().Stats().LocalChanges),
+		}
+		fmt.Fprintf(r.out, "   %-4s %12d %14d %24d %10d\n", w.system, w.fromUsers, w.fromLattice, w.elsewhere, w.captured)
+		if err := w.check(); err != nil {
+			wars = append(wars, err)
 		}
 	}
-	if len(war) > 0 {
-		return errors.Newf("update war: %s received more writes from Lattice than changes were made elsewhere", strings.Join(war, ", "))
+	if err := errors.Join(wars...); err != nil {
+		return err
 	}
-	fmt.Fprintln(r.out, "   No update war: no database received more writes than changes were made elsewhere,")
-	fmt.Fprintln(r.out, "   and Lattice's own writes were never captured back as new changes.")
+	fmt.Fprintln(r.out, "   Each change made elsewhere reaches a database once. Where it crossed a change made")
+	fmt.Fprintln(r.out, "   in that database before the sidecar captured it, the merged value is written back")
+	fmt.Fprintln(r.out, "   once more, so no database needs more writes than twice the changes made elsewhere.")
+	fmt.Fprintln(r.out, "   No sidecar captured more changes than its users made: Lattice's own writes were")
+	fmt.Fprintln(r.out, "   never captured back as new changes. No update war.")
 	d := r.systems[0].agent.Digest()
 	fmt.Fprintf(r.out, "\nAll three databases are identical (replica digest %s, %d records).\n", d.Hash.String()[:16], d.Count)
+	return nil
+}
+
+// writeCount is what one database received and what its sidecar captured
+// from it over a demo run.
+type writeCount struct {
+	system string
+	// fromUsers and fromLattice count the rows written in the database by
+	// its users and by its sidecar's applies.
+	fromUsers, fromLattice int
+	// elsewhere counts the rows written by users of the other databases.
+	elsewhere int
+	// captured counts the changes the sidecar took from its database that
+	// changed the merged state.
+	captured int
+}
+
+// check fails on what only an update war produces. The design allows each
+// change made elsewhere to be written into a database once, plus one
+// write-back of the merged value when it crossed a change this database's
+// users made before capture saw it (the apply overwrote that change, and
+// the merged record is written again). A write of Lattice's own captured
+// back as a change is a loop whatever the counts.
+func (w writeCount) check() error {
+	if w.captured > w.fromUsers {
+		return errors.Newf("update war: %s's sidecar captured %d changes but its users made %d: Lattice's own writes came back as changes",
+			w.system, w.captured, w.fromUsers)
+	}
+	if allowed := 2 * w.elsewhere; w.fromLattice > allowed {
+		return errors.Newf("update war: %s received %d writes from Lattice for %d changes made elsewhere (at most %d: each once, and one write-back of the merged value each)",
+			w.system, w.fromLattice, w.elsewhere, allowed)
+	}
 	return nil
 }
