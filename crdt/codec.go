@@ -51,38 +51,6 @@ const (
 	extJSON int8 = 1
 )
 
-// Limits bound what a decoder accepts. Input beyond a limit is an
-// ErrDecode error; no limit lets a small message allocate a large amount of
-// memory, because every length is also checked against the bytes left.
-type Limits struct {
-	MaxMessageBytes int // whole message
-	MaxFragments    int // records in one delta
-	MaxFields       int // fields in one record
-	MaxWrites       int // writes kept in one register
-	MaxElems        int // elements in one OR-set
-	MaxEntries      int // live adds of one element
-	MaxDots         int // dots in one causal context part
-	MaxValueBytes   int // one string, bytes or JSON value
-	MaxListLen      int // elements of one list value
-	MaxDepth        int // msgpack nesting
-}
-
-// DefaultLimits returns limits suited to deltas and stored records.
-func DefaultLimits() Limits {
-	return Limits{
-		MaxMessageBytes: 64 << 20,
-		MaxFragments:    1 << 20,
-		MaxFields:       4096,
-		MaxWrites:       1024,
-		MaxElems:        1 << 20,
-		MaxEntries:      1 << 12,
-		MaxDots:         1 << 20,
-		MaxValueBytes:   16 << 20,
-		MaxListLen:      1 << 20,
-		MaxDepth:        32,
-	}
-}
-
 // ErrDecode marks errors for malformed, oversized or incompatible input.
 var ErrDecode = errors.New("crdt: cannot decode")
 
@@ -300,7 +268,7 @@ type Decoder struct {
 // allow and returns a decoder for it.
 func NewDecoder(b []byte, lim Limits) (*Decoder, error) {
 	if len(b) > lim.MaxMessageBytes {
-		return nil, decodeErrf("message of %d bytes over the limit of %d", len(b), lim.MaxMessageBytes)
+		return nil, errors.Wrap(decodeTooLarge(LimitMessageBytes, len(b), lim.MaxMessageBytes), "message")
 	}
 	if err := CheckMsgpack(b, lim.MaxDepth); err != nil {
 		return nil, err
@@ -332,6 +300,25 @@ func (d *Decoder) ArrayLen(max int) (int, error) {
 	}
 	if n > max || n > d.br.Len() {
 		return 0, decodeErrf("array of %d elements over the limit of %d", n, min(max, d.br.Len()))
+	}
+	return n, nil
+}
+
+// limitedLen reads an array header of at most max elements, where max is
+// the limit named limit. A nil reads as length 0.
+func (d *Decoder) limitedLen(max int, limit string) (int, error) {
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return 0, decodeErr(err, "array")
+	}
+	if n < 0 {
+		return 0, nil
+	}
+	if n > max {
+		return 0, decodeTooLarge(limit, n, max)
+	}
+	if n > d.br.Len() {
+		return 0, decodeErrf("array of %d elements in %d bytes", n, d.br.Len())
 	}
 	return n, nil
 }
@@ -407,9 +394,10 @@ func (d *Decoder) String(max int) (string, error) {
 	return s, nil
 }
 
-// readRaw reads a str or bin payload of at most max bytes into the decoder's
-// scratch buffer, valid until the next call.
-func (d *Decoder) readRaw(limit int, what string, ok func(byte) bool) ([]byte, error) {
+// readRaw reads a str or bin payload of at most limit bytes into the
+// decoder's scratch buffer, valid until the next call. A payload over a limit
+// that has a name (limitName not empty) is an ErrTooLarge error.
+func (d *Decoder) readRaw(limit int, limitName, what string, ok func(byte) bool) ([]byte, error) {
 	c, err := d.dec.PeekCode()
 	if err != nil {
 		return nil, decodeErr(err, what)
@@ -420,6 +408,9 @@ func (d *Decoder) readRaw(limit int, what string, ok func(byte) bool) ([]byte, e
 	n, err := d.dec.DecodeBytesLen()
 	if err != nil {
 		return nil, decodeErr(err, what)
+	}
+	if n > limit && limitName != "" {
+		return nil, decodeTooLarge(limitName, n, limit)
 	}
 	if n < 0 || n > limit || n > d.br.Len() {
 		return nil, decodeErrf("%s of length %d over the limit", what, n)
@@ -435,15 +426,15 @@ func (d *Decoder) readRaw(limit int, what string, ok func(byte) bool) ([]byte, e
 }
 
 // binString reads a binary value of at most max bytes as a string.
-func (d *Decoder) binString(max int) (string, error) {
-	b, err := d.readRaw(max, "binary", msgpcode.IsBin)
+func (d *Decoder) binString(max int, limitName string) (string, error) {
+	b, err := d.readRaw(max, limitName, "binary", msgpcode.IsBin)
 	return string(b), err
 }
 
 // name reads a collection, field or source name (a string of at most 128
 // bytes), interned for the life of the decoder.
 func (d *Decoder) name() (string, error) {
-	b, err := d.readRaw(128, "a string", msgpcode.IsString)
+	b, err := d.readRaw(128, "", "a string", msgpcode.IsString)
 	if err != nil {
 		return "", err
 	}
@@ -567,7 +558,7 @@ func DecodeRecord(b []byte, lim Limits) (*Record, error) {
 
 // Fragments reads an array of fragments as written by EncodeFragments.
 func (d *Decoder) Fragments() (*Delta, error) {
-	n, err := d.ArrayLen(d.lim.MaxFragments)
+	n, err := d.limitedLen(d.lim.MaxFragments, LimitFragments)
 	if err != nil {
 		return nil, errors.Wrap(err, "delta")
 	}
@@ -587,7 +578,7 @@ func (d *Decoder) Fragments() (*Delta, error) {
 		if err := ValidateName(f.Collection); err != nil {
 			return nil, decodeErr(err, "fragment collection")
 		}
-		kb, err := d.binString(MaxKeyBytes)
+		kb, err := d.binString(MaxKeyBytes, "")
 		if err != nil {
 			return nil, errors.Wrapf(err, "fragment %d key", i)
 		}
@@ -610,6 +601,7 @@ func (d *Decoder) Fragments() (*Delta, error) {
 // repairs what a peer cannot be trusted with: Written is raised to the
 // highest write stamp and every live dot is added to its context.
 func (d *Decoder) Record() (*Record, error) {
+	start := d.br.Len()
 	n, err := d.ArrayLen(1 << 16)
 	if err != nil {
 		return nil, errors.Wrap(err, "record")
@@ -626,7 +618,7 @@ func (d *Decoder) Record() (*Record, error) {
 		}
 	}
 	if n >= 3 {
-		nf, err := d.ArrayLen(d.lim.MaxFields)
+		nf, err := d.limitedLen(d.lim.MaxFields, LimitFields)
 		if err != nil {
 			return nil, errors.Wrap(err, "record fields")
 		}
@@ -663,6 +655,9 @@ func (d *Decoder) Record() (*Record, error) {
 	if err := d.Skip(n - 4); err != nil {
 		return nil, err
 	}
+	if size := start - d.br.Len(); size > d.lim.MaxRecordBytes {
+		return nil, errors.Wrap(decodeTooLarge(LimitRecordBytes, size, d.lim.MaxRecordBytes), "record")
+	}
 	// Written covers every write, not the delete: raising it to a delete
 	// stamp would change the state (and its hash) of every tombstone.
 	r.Written = maxStamp(r.Written, r.maxWriteStamp())
@@ -685,7 +680,7 @@ func (d *Decoder) field(wslab *[]Write) (Field, error) {
 		return f, decodeErr(err, "field name")
 	}
 	if n >= 2 {
-		nw, err := d.ArrayLen(d.lim.MaxWrites)
+		nw, err := d.limitedLen(d.lim.MaxWrites, LimitWrites)
 		if err != nil {
 			return f, errors.Wrapf(err, "field %s writes", f.Name)
 		}
@@ -792,7 +787,7 @@ func (d *Decoder) orset() (*ORSetState, error) {
 	}
 	s := &ORSetState{}
 	if n >= 1 {
-		ne, err := d.ArrayLen(d.lim.MaxElems)
+		ne, err := d.limitedLen(d.lim.MaxElems, LimitElems)
 		if err != nil {
 			return nil, errors.Wrap(err, "elements")
 		}
@@ -820,7 +815,7 @@ func (d *Decoder) orset() (*ORSetState, error) {
 			if k := len(s.Elems); k > 0 && Compare(s.Elems[k-1].Value, el.Value) >= 0 {
 				return nil, decodeErrf("set elements out of order")
 			}
-			nen, err := d.ArrayLen(d.lim.MaxEntries)
+			nen, err := d.limitedLen(d.lim.MaxEntries, LimitEntries)
 			if err != nil {
 				return nil, errors.Wrap(err, "entries")
 			}
@@ -911,7 +906,7 @@ func (d *Decoder) orset() (*ORSetState, error) {
 }
 
 func (d *Decoder) dots() ([]Dot, error) {
-	n, err := d.ArrayLen(d.lim.MaxDots)
+	n, err := d.limitedLen(d.lim.MaxDots, LimitDots)
 	if err != nil {
 		return nil, err
 	}
@@ -979,13 +974,13 @@ func (d *Decoder) value(allowList bool) (Value, error) {
 		}
 		return Float(f), nil
 	case msgpcode.IsString(c):
-		s, err := d.String(d.lim.MaxValueBytes)
+		b, err := d.readRaw(d.lim.MaxValueBytes, LimitValueBytes, "a string", msgpcode.IsString)
 		if err != nil {
 			return Value{}, err
 		}
-		return String(s), nil
+		return String(string(b)), nil
 	case msgpcode.IsBin(c):
-		b, err := d.binString(d.lim.MaxValueBytes)
+		b, err := d.binString(d.lim.MaxValueBytes, LimitValueBytes)
 		if err != nil {
 			return Value{}, err
 		}
@@ -994,7 +989,7 @@ func (d *Decoder) value(allowList bool) (Value, error) {
 		if !allowList {
 			return Value{}, decodeErrf("lists do not nest")
 		}
-		n, err := d.ArrayLen(d.lim.MaxListLen)
+		n, err := d.limitedLen(d.lim.MaxListLen, LimitListLen)
 		if err != nil {
 			return Value{}, err
 		}
@@ -1011,8 +1006,11 @@ func (d *Decoder) value(allowList bool) (Value, error) {
 		if err != nil {
 			return Value{}, decodeErr(err, "ext")
 		}
-		if n > d.lim.MaxValueBytes || n > d.br.Len() || n < 0 {
-			return Value{}, decodeErrf("ext value of %d bytes over the limit", n)
+		if n > d.lim.MaxValueBytes {
+			return Value{}, decodeTooLarge(LimitValueBytes, n, d.lim.MaxValueBytes)
+		}
+		if n > d.br.Len() || n < 0 {
+			return Value{}, decodeErrf("ext value of %d bytes in %d", n, d.br.Len())
 		}
 		b := make([]byte, n)
 		if err := d.dec.ReadFull(b); err != nil {

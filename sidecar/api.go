@@ -117,6 +117,10 @@ func (a *Agent) auth(next http.Handler) http.Handler {
 type apiError struct {
 	Error string `json:"error"`
 	Hint  string `json:"hint,omitempty"`
+	// Limit names the size limit a write is over (crdt.Limit*).
+	Limit string `json:"limit,omitempty"`
+	// Field names the field a write was refused for.
+	Field string `json:"field,omitempty"`
 }
 
 func writeError(w http.ResponseWriter, code int, err error, hint string) {
@@ -125,7 +129,11 @@ func writeError(w http.ResponseWriter, code int, err error, hint string) {
 			hint = strings.Join(hs, "; ")
 		}
 	}
-	writeJSON(w, code, apiError{Error: err.Error(), Hint: hint})
+	out := apiError{Error: err.Error(), Hint: hint}
+	if le, ok := crdt.LimitOf(err); ok {
+		out.Limit = le.Limit
+	}
+	writeJSON(w, code, out)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -466,11 +474,14 @@ func (a *Agent) commit(w http.ResponseWriter, ci *collInfo, col *crdt.Collection
 	}
 	if len(res.Failed) > 0 {
 		err := res.Failed[0].Err
-		code := http.StatusBadRequest
-		if errors.Is(err, crdt.ErrUnknownCollection) {
+		code, hint := http.StatusBadRequest, ""
+		switch {
+		case errors.Is(err, crdt.ErrUnknownCollection):
 			code = http.StatusNotFound
+		case crdt.IsTooLarge(err):
+			code, hint = http.StatusRequestEntityTooLarge, "nothing was stored: write fewer fields, set elements or bytes (docs/api.md lists the limits)"
 		}
-		writeError(w, code, err, "")
+		writeError(w, code, err, hint)
 		return
 	}
 	a.afterLocal(res, "api")

@@ -324,7 +324,17 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	}
 	writes := make([]adapters.Write, 0, len(items))
 	var settled, apply []store.Pending
+	parked := 0
 	for _, p := range items {
+		if p.Err != nil {
+			// The stored state does not decode: it cannot be written, and
+			// must not hold up the records behind it.
+			if err := a.park(p, p.Err); err != nil {
+				return 0, err
+			}
+			parked++
+			continue
+		}
 		ci, err := a.info.lookup(p.Collection)
 		if err != nil || !ci.synced {
 			// The system does not hold this collection: nothing to write.
@@ -347,6 +357,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 				if err := a.park(p, err); err != nil {
 					return 0, err
 				}
+				parked++
 				continue
 			}
 		}
@@ -359,7 +370,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		}
 	}
 	if len(writes) == 0 {
-		return len(settled), nil
+		return len(settled) + parked, nil
 	}
 	a.setState(&a.applySt, "applying", nil)
 	ids := make([]crdt.ID, len(writes))
@@ -425,6 +436,8 @@ func (r replica) Merge(d *crdt.Delta) (*crdt.Delta, error) {
 			reason = "clock_offset"
 		case errors.Is(rej.Err, crdt.ErrUnknownCollection):
 			reason = "unknown_collection"
+		case crdt.IsTooLarge(rej.Err):
+			reason = "too_large"
 		}
 		a.m.rejected.WithLabelValues(reason).Inc()
 		a.log.Warn("remote change rejected", "collection", rej.Collection, "key", rej.Key, "reason", reason, "err", rej.Err)

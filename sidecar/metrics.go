@@ -47,7 +47,7 @@ func newMetrics(a *Agent) *metrics {
 		parked:            f("parked_total", "Records the system rejected, set aside for an operator."),
 	}
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "deltas_rejected_total",
-		Help: "Received record fragments refused, by reason (clock_offset, unknown_collection, other)."}, []string{"reason"})
+		Help: "Received record fragments refused, by reason (clock_offset, unknown_collection, too_large, other)."}, []string{"reason"})
 	m.propagation = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "lattice", Name: "propagation_delay_seconds",
 		Help:    "Time from a change's origin stamp to its merge here.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}})

@@ -88,8 +88,8 @@ func corruptf(key []byte, format string, args ...any) error {
 
 func corrupt(key []byte, err error) error {
 	return errors.Mark(errors.WithHint(errors.Wrapf(err, "store key %s", keyName(key)),
-		"the data directory is damaged: restore it from a backup, or move it aside so that the replica "+
-			"starts empty under a new replica id and recovers its state from its peers"), ErrCorrupt)
+		"keep the data directory as it is: it may hold writes that no other replica has; "+
+			"stop the agent and copy the directory before any repair"), ErrCorrupt)
 }
 
 // keyName renders a store key for error messages.

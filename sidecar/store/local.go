@@ -77,7 +77,9 @@ type ChangeError struct {
 	Key        crdt.Key
 	// Err is marked crdt.ErrPolicy, crdt.ErrInvalidKey or
 	// crdt.ErrUnknownCollection for a change that does not fit the schema,
-	// or ErrCorrupt when the record it changes cannot be read.
+	// crdt.ErrTooLarge when the record it changes would be over the store's
+	// Limits (every change of that record in the call then fails), or
+	// ErrCorrupt when the record it changes cannot be read.
 	Err error
 }
 
@@ -105,6 +107,8 @@ type localRecord struct {
 	stale bool
 	// err is set when the record cannot be read (ErrCorrupt).
 	err error
+	// changes are the indexes of the changes that changed the record.
+	changes []int
 }
 
 // readLocal reads the records of a Local call, sorted by ID, on up to
@@ -245,10 +249,9 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		if !ch.Captured {
 			lr.apiChanged = true
 		}
+		lr.changes = append(lr.changes, i)
 		res.Delta.Add(ch.Collection, ch.Key, d)
-		s.stats.localChanges.Add(1)
 	}
-	s.stats.localFailed.Add(uint64(len(res.Failed)))
 
 	stateChanged := false
 	for _, lr := range order {
@@ -265,8 +268,20 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		if !lr.changed && !queue {
 			continue
 		}
-		enc := crdt.AppendRecord(s.scratch.enc[:0], lr.cur)
+		enc, err := crdt.EncodeRecord(s.scratch.enc[:0], lr.cur, s.opts.Limits)
 		s.scratch.enc = enc
+		if err != nil {
+			// The record would be over a limit: none of its changes is
+			// stored or sent, so that every replica can read what it
+			// holds.
+			for _, i := range lr.changes {
+				fail(i, err)
+			}
+			res.Delta.Fragments = slices.DeleteFunc(res.Delta.Fragments, func(f crdt.Fragment) bool {
+				return f.Collection == lr.change.Collection && f.Key == lr.change.Key
+			})
+			continue
+		}
 		hdr := lr.hdr
 		if lr.changed {
 			hdr.hash = crdt.HashRecord(lr.id, enc)
@@ -292,6 +307,9 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 			return nil, err
 		}
 	}
+	slices.SortFunc(res.Failed, func(a, b ChangeError) int { return a.Index - b.Index })
+	s.stats.localChanges.Add(uint64(res.Delta.Len()))
+	s.stats.localFailed.Add(uint64(len(res.Failed)))
 	seq := s.seq.Load()
 	if stateChanged {
 		seq++

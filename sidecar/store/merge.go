@@ -38,8 +38,9 @@ type Rejection struct {
 	Key        crdt.Key
 	// Err says why: crdt.IsClockOffsetError for a stamp too far in the
 	// future, crdt.ErrUnknownCollection for a collection a strict schema
-	// does not list, crdt.ErrInvalidKey, or ErrCorrupt for a stored record
-	// that cannot be read.
+	// does not list, crdt.ErrInvalidKey, crdt.ErrTooLarge when the merged
+	// record would be over the store's Limits, or ErrCorrupt for a stored
+	// record that cannot be read.
 	Err error
 }
 
@@ -53,7 +54,10 @@ type Rejection struct {
 //
 // A fragment is rejected, not merged, when its highest stamp is too far
 // ahead of the local clock (the clock is not moved), when its collection is
-// unknown to a strict schema, or when its key is empty or too long. The
+// unknown to a strict schema, when its key is empty or too long, or when the
+// record it merges into would be over the store's Limits (all fragments of
+// that record that would change it are then rejected and the record is left
+// as it was). The
 // error return is for failures of the store itself; the batch may then be
 // partly applied, which is harmless because merging is idempotent.
 func (s *Store) Merge(d *crdt.Delta) (*MergeResult, error) {
@@ -286,8 +290,16 @@ func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, 
 	if len(g.changed) == 0 {
 		return
 	}
+	if w.enc, err = crdt.EncodeRecord(w.enc[:0], cur, s.opts.Limits); err != nil {
+		// The merged record would be over a limit: keep the record as it
+		// was, so that everything stored stays readable.
+		for _, gi := range g.changed {
+			g.rejected = append(g.rejected, Rejection{Collection: frags[gi].Collection, Key: frags[gi].Key, Err: err})
+		}
+		w.changed, g.changed = w.changed[:first], nil
+		return
+	}
 	g.cur = cur
-	w.enc = crdt.AppendRecord(w.enc[:0], cur)
 	g.hash = crdt.HashRecord(g.id, w.enc)
 	g.val = appendRecordValue(w.arena.alloc(recordHeaderLen+len(w.enc)), recordHeader{hash: g.hash, queued: h.queued}, w.enc)
 	g.visible = !sameView(c, old, cur)

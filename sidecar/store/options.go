@@ -35,8 +35,10 @@ type Options struct {
 	// Logger receives the store's and Badger's logs (Badger's info messages
 	// at debug level). Default: discard.
 	Logger *slog.Logger
-	// Limits bound the decoding of stored records, as a defence against a
-	// corrupted disk. Default crdt.DefaultLimits().
+	// Limits bound the records the store accepts (Local and Merge refuse a
+	// record over any of them with a crdt.ErrTooLarge error) and the
+	// decoding of stored records: the same value, so that every record the
+	// store writes it can read. Default crdt.DefaultLimits().
 	Limits crdt.Limits
 	// SyncWrites fsyncs every commit, so that Merge and Local return only
 	// once their writes survive a power loss. Default true. Without it a
@@ -159,7 +161,7 @@ func (o *Options) Validate() error {
 	switch {
 	case lim.MaxMessageBytes <= 0 || lim.MaxFragments <= 0 || lim.MaxFields <= 0 || lim.MaxWrites <= 0 ||
 		lim.MaxElems <= 0 || lim.MaxEntries <= 0 || lim.MaxDots <= 0 || lim.MaxValueBytes <= 0 ||
-		lim.MaxListLen <= 0 || lim.MaxDepth <= 0:
+		lim.MaxListLen <= 0 || lim.MaxDepth <= 0 || lim.MaxRecordBytes <= 0:
 		return bad("Limits", "every limit must be positive (leave Limits zero for the defaults)")
 	case o.MemTableSize < 1<<20:
 		return bad("MemTableSize", "%d is below 1 MiB", o.MemTableSize)

@@ -14,11 +14,15 @@ type Pending struct {
 	Collection string
 	Key        crdt.Key
 	// Record is the record's current merged state (not the state when it
-	// was queued).
+	// was queued). It is nil when Err is set.
 	Record *crdt.Record
 	// Seq identifies this queueing of the record; it changes each time the
 	// record is queued again.
 	Seq uint64
+	// Err is set, marked ErrCorrupt, when the record cannot be decoded (it
+	// was written under larger limits, or damaged): the caller parks it, so
+	// that it never holds up the records behind it.
+	Err error
 }
 
 // ID returns the record's ID.
@@ -28,7 +32,8 @@ func (p Pending) ID() crdt.ID { return crdt.MakeID(p.Collection, p.Key) }
 type Parked struct {
 	Collection string
 	Key        crdt.Key
-	// Record is the record's current merged state.
+	// Record is the record's current merged state, nil when it cannot be
+	// decoded (Reason then says why).
 	Record *crdt.Record
 	// Seq is the queue entry that was parked.
 	Seq uint64
@@ -71,6 +76,13 @@ func (s *Store) Pending(limit int) ([]Pending, error) {
 					return nil
 				}
 				h, r, ok, err := s.getRecordIf(txn, recordKey(id), current)
+				if IsCorrupt(err) && h.queued == seq {
+					// The header is sound and says the record is queued
+					// here; only its state does not decode.
+					col, k, _ := id.Split()
+					out = append(out, Pending{Collection: col, Key: k, Seq: seq, Err: err})
+					continue
+				}
 				if err != nil {
 					return err
 				}
@@ -238,7 +250,7 @@ func (s *Store) Parked(limit int) ([]Parked, error) {
 				return err
 			}
 			_, r, _, err := s.getRecord(txn, recordKey(id))
-			if err != nil {
+			if err != nil && !IsCorrupt(err) {
 				return err
 			}
 			col, k, _ := id.Split()

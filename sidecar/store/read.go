@@ -121,7 +121,8 @@ func (s *Store) Ascend(lo, hi crdt.ID, fn func(crdt.ID, crdt.Hash) bool) {
 }
 
 // Records returns the current states of the given records as a delta,
-// skipping those the store does not have.
+// skipping those the store does not have and those that do not decode
+// (logged): no peer could read them either, and the others must still flow.
 func (s *Store) Records(ids []crdt.ID) (*crdt.Delta, error) {
 	d := &crdt.Delta{}
 	err := s.read(func(txn *badger.Txn) error {
@@ -131,6 +132,10 @@ func (s *Store) Records(ids []crdt.ID) (*crdt.Delta, error) {
 				return err
 			}
 			_, r, ok, err := s.getRecord(txn, recordKey(id))
+			if IsCorrupt(err) {
+				s.log.Error("a stored record cannot be read; it is left out", "err", err)
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -148,7 +153,8 @@ func (s *Store) Records(ids []crdt.ID) (*crdt.Delta, error) {
 
 // ReadRange returns up to limit records with IDs in [lo, hi) in ID order (an
 // empty hi means no upper bound; a limit <= 0 means no limit): the chunks of
-// a bootstrap.
+// a bootstrap. Records that do not decode are left out (logged), as in
+// Records.
 func (s *Store) ReadRange(lo, hi crdt.ID, limit int) (*crdt.Delta, error) {
 	d := &crdt.Delta{}
 	err := s.read(func(txn *badger.Txn) error {
@@ -173,6 +179,10 @@ func (s *Store) ReadRange(lo, hi crdt.ID, limit int) (*crdt.Delta, error) {
 			}
 			col, key, _ := id.Split()
 			r, err := s.decodeItem(item)
+			if IsCorrupt(err) {
+				s.log.Error("a stored record cannot be read; it is left out", "err", err)
+				continue
+			}
 			if err != nil {
 				return err
 			}
