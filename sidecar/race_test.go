@@ -18,7 +18,7 @@ type sqliteNode struct {
 	path string
 }
 
-func startSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration) *sqliteNode {
+func startSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration, mods ...func(*Config)) *sqliteNode {
 	t.Helper()
 	n := &sqliteNode{path: filepath.Join(dir, name+".db")}
 	db, err := sql.Open("sqlite", "file:"+n.path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
@@ -40,6 +40,9 @@ func startSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Du
 		Collections: map[string]CollectionConfig{
 			"customers": {Fields: map[string]FieldConfig{"tags": {Policy: "orset"}}},
 		},
+	}
+	for _, mod := range mods {
+		mod(&n.cfg)
 	}
 	n.start(t)
 	return n
