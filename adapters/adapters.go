@@ -92,6 +92,18 @@ type Adapter interface {
 	Close() error
 }
 
+// CatalogNotifier is implemented by adapters that notice when the system's
+// catalog changes while they run: a table or column added, dropped or
+// altered. The engine then calls Tables again and maps what is new, without
+// waiting for its periodic look. It is optional: the engine also calls
+// Tables every adapter.catalog_interval.
+type CatalogNotifier interface {
+	// CatalogChanged returns a channel that receives a value after the
+	// tables Tables reports changed. It is buffered, never closed, and the
+	// same channel on every call; one value may stand for several changes.
+	CatalogChanged() <-chan struct{}
+}
+
 // Sink receives captured batches. It returns only once the batch is
 // durable (or failed). The batch, its changes and their rows belong to the
 // sink once passed: the adapter does not reuse them, and the sink may keep

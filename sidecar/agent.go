@@ -57,10 +57,13 @@ type Agent struct {
 	node   *gossip.Node
 	adp    adapters.Adapter
 	token  string
-	info   *typeInfo
-	reg    *prometheus.Registry
-	m      *metrics
-	knobs  testingKnobs
+	// info maps the system's catalog; catalog.go replaces it while running.
+	info    atomic.Pointer[typeInfo]
+	catMu   sync.Mutex      // serializes catalog refreshes; guards catMiss
+	catMiss map[string]bool // unknown names a refresh was asked about
+	reg     *prometheus.Registry
+	m       *metrics
+	knobs   testingKnobs
 
 	apiLn  net.Listener
 	apiSrv *http.Server
@@ -129,6 +132,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		applyWake:  make(chan struct{}, 1),
 		captureUp:  make(chan struct{}),
 		applied:    map[crdt.ID][]byte{},
+		catMiss:    map[string]bool{},
 		cursorName: "adapter/" + cfg.Adapter.Kind,
 		reg:        prometheus.NewRegistry(),
 		knobs:      opts.knobs,
@@ -191,9 +195,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 			return nil, errors.Wrap(err, "discover the system's tables")
 		}
 	}
-	if a.info, err = newTypeInfo(cfg, schema, tables); err != nil {
+	ti, err := newTypeInfo(cfg, schema, tables)
+	if err != nil {
 		return nil, err
 	}
+	a.info.Store(ti)
 	a.m = newMetrics(a)
 
 	gcfg := gossip.DefaultConfig()
@@ -270,6 +276,7 @@ func (a *Agent) startup(ctx context.Context) {
 	if a.adp != nil {
 		a.wg.Go(func() { a.applyLoop(ctx) })
 		a.wg.Go(func() { a.captureLoop(ctx) })
+		a.wg.Go(func() { a.catalogLoop(ctx) })
 	} else {
 		a.ready.Store(true)
 	}

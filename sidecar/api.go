@@ -182,7 +182,7 @@ type fieldJSON struct {
 // target resolves the collection and key of a request.
 func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*collInfo, *crdt.Collection, crdt.Key, bool) {
 	name := r.PathValue("collection")
-	ci, err := a.info.lookup(name)
+	ci, err := a.typeInfo().lookup(name)
 	if err != nil {
 		writeError(w, http.StatusNotFound, err, "")
 		return nil, nil, "", false

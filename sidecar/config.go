@@ -87,6 +87,12 @@ type AdapterConfig struct {
 	Tables []string `yaml:"tables"`
 	// PollInterval is how often sqlite capture looks for changes.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// CatalogInterval is how often the agent reads the system's tables
+	// and columns again, to map those created while it runs (default 10s).
+	// Adapters that notice schema changes (sqlite) report them at once,
+	// and a captured change naming an unknown table or column triggers a
+	// look too.
+	CatalogInterval time.Duration `yaml:"catalog_interval"`
 	// Slot, Publication and Origin name the PostgreSQL replication objects
 	// (defaults derived from the node name).
 	Slot        string `yaml:"slot"`
@@ -286,6 +292,12 @@ func (c *Config) fill() error {
 	}
 	if c.Adapter.PollInterval < 0 {
 		return keyErr("adapter.poll_interval", "must be positive")
+	}
+	if c.Adapter.CatalogInterval == 0 {
+		c.Adapter.CatalogInterval = 10 * time.Second
+	}
+	if c.Adapter.CatalogInterval < 0 {
+		return keyErr("adapter.catalog_interval", "must be positive")
 	}
 	for name, cc := range c.Collections {
 		if _, err := cc.collection(name); err != nil {

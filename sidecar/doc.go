@@ -39,6 +39,16 @@
 // (preceded, when no cursor is stored, by an initial snapshot of the system)
 // and apply. /readyz turns ready once capture runs.
 //
+// # The live catalog
+//
+// The mapping of the system's tables and columns (typeInfo) is replaced while
+// running (catalog.go): every adapter.catalog_interval, when an adapter that
+// implements adapters.CatalogNotifier reports a change, and before a captured
+// batch that names an unknown table or column is read. A new table gets every
+// record of its collection queued for apply; parked records of a collection
+// that gained a table or column are requeued. Held by
+// TestTableCreatedWhileRunning and TestColumnAddedWhileRunning.
+//
 // # Types
 //
 // Adapters report the kind of every column; nodes without an adapter take

@@ -170,7 +170,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 			return nil, err
 		}
 		for _, f := range d.Fragments {
-			if ci, err := a.info.lookup(f.Collection); err == nil && ci.synced && f.Record.Exists() {
+			if ci, err := a.typeInfo().lookup(f.Collection); err == nil && ci.synced && f.Record.Exists() {
 				missing = append(missing, crdt.MakeID(f.Collection, f.Key))
 			}
 		}
@@ -195,9 +195,20 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 // broadcasts the resulting delta, and acknowledges the cursor. prev is the
 // cursor the batch starts after (nil for snapshot batches).
 func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
+	if a.needsCatalog(b.Changes) {
+		// A table or column created since the last look: map it before the
+		// batch is read with the old mapping (key columns taken for fields).
+		if err := a.refreshCatalog(ctx, false); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.log.Warn("refresh of the system's catalog failed; the previous mapping stays", "err", err)
+		}
+	}
+	info := a.typeInfo()
 	changes := make([]store.Change, 0, len(b.Changes))
 	for _, c := range b.Changes {
-		ci, err := a.info.lookup(c.Collection)
+		ci, err := info.lookup(c.Collection)
 		if err != nil {
 			a.m.badRows.Inc()
 			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
@@ -325,6 +336,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	writes := make([]adapters.Write, 0, len(items))
 	var settled, apply []store.Pending
 	parked := 0
+	info := a.typeInfo()
 	for _, p := range items {
 		if p.Err != nil {
 			// The stored state does not decode: it cannot be written, and
@@ -335,7 +347,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 			parked++
 			continue
 		}
-		ci, err := a.info.lookup(p.Collection)
+		ci, err := info.lookup(p.Collection)
 		if err != nil || !ci.synced {
 			// The system does not hold this collection: nothing to write.
 			settled = append(settled, p)

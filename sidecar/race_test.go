@@ -27,16 +27,16 @@ type sqliteNode struct {
 	knobs testingKnobs
 }
 
-func startSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration) *sqliteNode {
+func startSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration, mods ...func(*Config)) *sqliteNode {
 	t.Helper()
-	n := newSQLiteNode(t, dir, name, join, poll)
+	n := newSQLiteNode(t, dir, name, join, poll, mods...)
 	n.start(t)
 	return n
 }
 
 // newSQLiteNode prepares a node and its database without starting it, so
 // that a test can set knobs first.
-func newSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration) *sqliteNode {
+func newSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Duration, mods ...func(*Config)) *sqliteNode {
 	t.Helper()
 	n := &sqliteNode{path: filepath.Join(dir, name+".db")}
 	db, err := sql.Open("sqlite", "file:"+n.path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
@@ -58,6 +58,9 @@ func newSQLiteNode(t *testing.T, dir, name string, join []string, poll time.Dura
 		Collections: map[string]CollectionConfig{
 			"customers": {Fields: map[string]FieldConfig{"tags": {Policy: "orset"}}},
 		},
+	}
+	for _, mod := range mods {
+		mod(&n.cfg)
 	}
 	return n
 }

@@ -131,9 +131,13 @@
 // go with them. A table that had no triggers (new, re-created, or newly
 // listed) has its existing rows logged once in the same transaction that
 // creates them, so rows written before the triggers existed are not lost.
-// One window remains: writes to a new column between the ALTER TABLE and the
-// re-install (at most one poll) are logged by the old triggers, without that
-// column; the next write of the row carries it. Dropping a table does not
+// Writes to a new column between the ALTER TABLE and the re-install (at most
+// one poll) are logged by the old triggers, without that column; so the
+// re-install logs every row that holds a value in a new column as an update
+// of those columns from null (a DEFAULT of the new column counts as such a
+// write). After a re-install that changed the synced tables or their
+// columns, CatalogChanged signals, so that the engine maps them at once.
+// Dropping a table does not
 // delete its records elsewhere. A time primary key must be stored in the
 // adapter's own time format, or Apply's upserts and deletes will not find
 // the row. Like every SQLite trigger, the delete trigger does not fire for a

@@ -229,7 +229,7 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 
 	wanted := map[string]bool{}
 	for _, f := range synced {
-		l, err := ensureLayout(ctx, tx, f)
+		l, prev, err := ensureLayout(ctx, tx, f)
 		if err != nil {
 			return nil, err
 		}
@@ -263,6 +263,10 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 			n, _ := res.RowsAffected()
 			log.Warn("sqlite: table had no capture triggers; its current rows are captured",
 				"table", l.table, "rows", n)
+		} else if prev != nil && !fresh {
+			if err := logNewColumns(ctx, tx, log, prev, l); err != nil {
+				return nil, err
+			}
 		}
 		cat.tables[l.table] = newTable(l)
 	}
@@ -328,27 +332,71 @@ func choose(founds []*found, cfg *Config, log *slog.Logger) ([]*found, error) {
 }
 
 // ensureLayout returns the table's latest recorded layout if its columns
-// are unchanged, or records a new one.
-func ensureLayout(ctx context.Context, q querier, f *found) (*layout, error) {
+// are unchanged, or records a new one and returns the one it replaces too
+// (nil if none, or if that one no longer decodes).
+func ensureLayout(ctx context.Context, q querier, f *found) (l, prev *layout, err error) {
 	enc := encodeColumns(f.cols)
 	var id int64
 	var have string
-	err := q.QueryRowContext(ctx, `SELECT id, columns FROM _lattice_layout WHERE tbl=? ORDER BY id DESC LIMIT 1`, f.name).Scan(&id, &have)
+	err = q.QueryRowContext(ctx, `SELECT id, columns FROM _lattice_layout WHERE tbl=? ORDER BY id DESC LIMIT 1`, f.name).Scan(&id, &have)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
-		return nil, errors.Wrapf(err, "install: read layout of %s", f.name)
+		return nil, nil, errors.Wrapf(err, "install: read layout of %s", f.name)
 	case have == enc:
-		return newLayout(id, f.name, f.cols), nil
+		return newLayout(id, f.name, f.cols), nil, nil
+	default:
+		prev, _ = decodeLayout(id, f.name, have)
 	}
 	res, err := q.ExecContext(ctx, `INSERT INTO _lattice_layout(tbl, columns) VALUES(?, ?)`, f.name, enc)
 	if err != nil {
-		return nil, errors.Wrapf(err, "install: record layout of %s", f.name)
+		return nil, nil, errors.Wrapf(err, "install: record layout of %s", f.name)
 	}
 	if id, err = res.LastInsertId(); err != nil {
-		return nil, errors.Wrapf(err, "install: record layout of %s", f.name)
+		return nil, nil, errors.Wrapf(err, "install: record layout of %s", f.name)
 	}
-	return newLayout(id, f.name, f.cols), nil
+	return newLayout(id, f.name, f.cols), prev, nil
+}
+
+// logNewColumns logs, for each row that holds a value in a column the
+// table gained since layout prev, an update of those columns from null.
+// Their values were written by a default or by statements that ran with
+// the triggers of the old layout, which did not log them.
+func logNewColumns(ctx context.Context, q querier, log *slog.Logger, prev, l *layout) error {
+	var added []*column
+	for _, c := range l.cols {
+		if !slices.ContainsFunc(prev.cols, func(p *column) bool { return p.Name == c.Name }) && c.Key == 0 {
+			added = append(added, c)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	old := make([]string, len(l.cols))
+	for i, c := range l.cols {
+		old[i] = quoteIdent(c.Name)
+		if slices.Contains(added, c) {
+			old[i] = "NULL"
+		}
+	}
+	where := make([]string, len(added))
+	for i, c := range added {
+		where[i] = quoteIdent(c.Name) + " IS NOT NULL"
+	}
+	res, err := q.ExecContext(ctx, `INSERT INTO _lattice_log(tbl,layout,op,`+valueColumns(2*len(l.cols))+`) SELECT `+
+		quoteString(l.table)+`,`+strconv.FormatInt(l.id, 10)+`,`+strconv.Itoa(opUpdate)+`,`+
+		columnList("", l.cols)+`,`+strings.Join(old, ",")+` FROM `+quoteIdent(l.table)+` WHERE `+strings.Join(where, " OR "))
+	if err != nil {
+		return errors.Wrapf(err, "install: capture the new columns of %s", l.table)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		names := make([]string, len(added))
+		for i, c := range added {
+			names[i] = c.Name
+		}
+		log.Info("sqlite: values of new columns captured", "table", l.table, "columns", names, "rows", n)
+	}
+	return nil
 }
 
 type trigger struct{ name, sql string }

@@ -30,9 +30,14 @@ type Adapter struct {
 	layouts map[int64]*layout // every layout seen, by id
 	acked   int64
 	warned  map[string]bool // table.column pairs already warned about
+
+	changed chan struct{} // see CatalogChanged
 }
 
-var _ adapters.Adapter = (*Adapter)(nil)
+var (
+	_ adapters.Adapter         = (*Adapter)(nil)
+	_ adapters.CatalogNotifier = (*Adapter)(nil)
+)
 
 // Open opens the database, switches it to WAL mode, and installs (or
 // checks) the capture triggers of every synced table. It fails with an
@@ -51,7 +56,7 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 		return nil, errors.Wrapf(err, "sqlite database %s", cfg.Path)
 	}
 	a := &Adapter{cfg: cfg, log: cfg.Logger, db: db, cat: cat, acked: cat.acked,
-		layouts: map[int64]*layout{}, warned: map[string]bool{}}
+		layouts: map[int64]*layout{}, warned: map[string]bool{}, changed: make(chan struct{}, 1)}
 	for _, t := range cat.tables {
 		a.layouts[t.id] = t.layout
 	}
@@ -74,6 +79,11 @@ func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	}
 	return cat.infos(), nil
 }
+
+// CatalogChanged returns a channel that receives a value after the synced
+// tables or their columns changed: Capture notices a schema change within a
+// poll interval, installs the triggers of what is new, and then signals.
+func (a *Adapter) CatalogChanged() <-chan struct{} { return a.changed }
 
 func (a *Adapter) catalog() *catalog {
 	a.mu.Lock()
@@ -489,6 +499,10 @@ func (a *Adapter) refresh(ctx context.Context) error {
 	defer a.mu.Unlock()
 	if !maps.EqualFunc(a.cat.tables, cat.tables, func(x, y *table) bool { return x.id == y.id }) {
 		a.log.Info("sqlite: synced tables changed", "tables", len(cat.tables))
+		select {
+		case a.changed <- struct{}{}:
+		default:
+		}
 	}
 	a.cat = cat
 	for _, t := range cat.tables {

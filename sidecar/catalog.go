@@ -1,0 +1,171 @@
+package sidecar
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// The catalog is live: the agent maps the tables and columns the adapter
+// reports (typeInfo), and maps them again when they change while it runs:
+// every adapter.catalog_interval, whenever an adapter that implements
+// adapters.CatalogNotifier says so, and at once when a captured change names
+// a table or column the mapping lacks. What the new mapping gains is
+// written into the system without a manual step:
+//
+//   - a new table: every record of its collection the store holds is queued
+//     for apply (remote changes that arrived before the table existed were
+//     settled without a write), and its parked records are requeued;
+//   - a new column: the parked records of its collection are requeued (a
+//     merged value for a column the system lacked was refused and parked).
+
+// typeInfo returns the current mapping of the system's catalog.
+func (a *Agent) typeInfo() *typeInfo { return a.info.Load() }
+
+// catalogLoop refreshes the mapping periodically and when the adapter
+// reports a change, until ctx is done.
+func (a *Agent) catalogLoop(ctx context.Context) {
+	var changed <-chan struct{}
+	if n, ok := a.adp.(adapters.CatalogNotifier); ok {
+		changed = n.CatalogChanged()
+	}
+	tick := time.NewTicker(a.cfg.Adapter.CatalogInterval)
+	defer tick.Stop()
+	for {
+		periodic := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			periodic = true
+		case <-changed:
+		}
+		if err := a.refreshCatalog(ctx, periodic); err != nil && ctx.Err() == nil {
+			a.log.Warn("refresh of the system's catalog failed; the previous mapping stays", "err", err)
+		}
+	}
+}
+
+// refreshCatalog reads the adapter's tables, swaps in their mapping and
+// queues what the new mapping makes writable. forget clears the names that
+// an earlier refresh did not find (see needsCatalog).
+func (a *Agent) refreshCatalog(ctx context.Context, forget bool) error {
+	a.catMu.Lock()
+	defer a.catMu.Unlock()
+	if forget {
+		clear(a.catMiss)
+	}
+	tables, err := a.adp.Tables(ctx)
+	if err != nil {
+		return errors.Wrap(err, "discover the system's tables")
+	}
+	ti, err := newTypeInfo(a.cfg, a.schema, tables)
+	if err != nil {
+		return err
+	}
+	old := a.info.Swap(ti)
+	newTables, newColumns := catalogGains(old, ti)
+	if len(newTables) == 0 && len(newColumns) == 0 {
+		return nil
+	}
+	a.log.Info("the system's catalog changed", "new_tables", newTables, "new_columns", newColumns)
+	var queue []crdt.ID
+	for _, name := range newTables {
+		a.store.Ascend(crdt.ID(name+"\x00"), crdt.ID(name+"\x01"), func(id crdt.ID, _ crdt.Hash) bool {
+			queue = append(queue, id)
+			return true
+		})
+	}
+	parked, err := a.store.Parked(0)
+	if err != nil {
+		return err
+	}
+	var requeue []crdt.ID
+	for _, p := range parked {
+		if slices.Contains(newTables, p.Collection) || slices.Contains(newColumns, p.Collection) {
+			requeue = append(requeue, p.ID())
+		}
+	}
+	if len(requeue) > 0 {
+		if err := a.store.Requeue(requeue); err != nil {
+			return err
+		}
+	}
+	if len(queue) > 0 {
+		if err := a.store.Enqueue(queue); err != nil {
+			return err
+		}
+	}
+	if len(queue) > 0 || len(requeue) > 0 {
+		a.log.Info("records queued for the system after a catalog change", "queued", len(queue), "requeued", len(requeue))
+		a.wakeApply()
+	}
+	return nil
+}
+
+// catalogGains lists the synced collections in next that prev did not
+// sync (new tables), and those that gained columns (by collection name).
+func catalogGains(prev, next *typeInfo) (newTables, newColumns []string) {
+	for name, ci := range next.colls {
+		if !ci.synced {
+			continue
+		}
+		var pc *collInfo
+		if prev != nil {
+			pc = prev.colls[name]
+		}
+		if pc == nil || !pc.synced {
+			newTables = append(newTables, name)
+			continue
+		}
+		for f := range ci.kinds {
+			if _, ok := pc.kinds[f]; !ok {
+				newColumns = append(newColumns, name)
+				break
+			}
+		}
+	}
+	slices.Sort(newTables)
+	slices.Sort(newColumns)
+	return newTables, newColumns
+}
+
+// needsCatalog reports whether a captured batch names a table or column the
+// mapping lacks, and which of those names no refresh has been asked about
+// since the last periodic one: a name a refresh did not find is not worth
+// another until then.
+func (a *Agent) needsCatalog(changes []adapters.Change) bool {
+	ti := a.typeInfo()
+	var unknown []string
+	for _, c := range changes {
+		ci, ok := ti.colls[c.Collection]
+		if !ok || !ci.synced {
+			unknown = append(unknown, c.Collection)
+			continue
+		}
+		for _, row := range []crdt.Row{c.Row, c.Old} {
+			for f := range row {
+				if _, ok := ci.kinds[f]; !ok {
+					unknown = append(unknown, c.Collection+"."+f)
+				}
+			}
+		}
+	}
+	if len(unknown) == 0 {
+		return false
+	}
+	a.catMu.Lock()
+	defer a.catMu.Unlock()
+	ask := false
+	for _, n := range unknown {
+		if !a.catMiss[n] {
+			a.catMiss[n] = true
+			ask = true
+		}
+	}
+	return ask
+}
