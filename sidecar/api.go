@@ -75,15 +75,40 @@ func (p *codeProbe) Header() http.Header         { return p.header }
 func (p *codeProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *codeProbe) WriteHeader(code int)        { p.code = code }
 
-// count records request metrics.
+// count records request metrics. Every label comes from a fixed set, so
+// that no client can grow /metrics: the method is a known one or "other",
+// the route is the pattern that matched (which ServeMux records in
+// r.Pattern) or "other", and the code is one this API writes.
 func (a *Agent) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		start := time.Now()
 		next.ServeHTTP(sw, r)
-		a.m.apiRequests.WithLabelValues(r.Method, strconv.Itoa(sw.code)).Inc()
+		a.m.apiRequests.WithLabelValues(methodLabel(r.Method), routeLabel(r.Pattern), strconv.Itoa(sw.code)).Inc()
 		a.m.apiLatency.Observe(time.Since(start).Seconds())
 	})
+}
+
+// methodLabel returns method if it is one HTTP defines, else "other".
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+// routeLabel returns the path of a registered pattern ("GET /v1/status"
+// gives "/v1/status"), or "other" when no pattern matched.
+func routeLabel(pattern string) string {
+	if pattern == "" {
+		return "other"
+	}
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		return path
+	}
+	return pattern
 }
 
 type statusWriter struct {
