@@ -41,7 +41,7 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("PATCH /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.patch)))
 	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
 	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
-	return a.count(jsonMisses(mux))
+	return a.count(newGuard(a.cfg.API, a.token).wrap(jsonMisses(mux)))
 }
 
 // jsonMisses answers requests no route takes (404) or takes with another

@@ -68,6 +68,11 @@ type APIConfig struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MetricsPublic serves /metrics without the token.
 	MetricsPublic bool `yaml:"metrics_public"`
+	// AllowedHosts lists the host names (or addresses) clients may use to
+	// reach the API besides loopback ones and the address a request
+	// arrives on; other Host headers get 421, which stops DNS rebinding.
+	// "*" accepts any.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // TLSConfig names a certificate and its key, PEM encoded.
@@ -265,6 +270,13 @@ func (c *Config) fill() error {
 	}
 	if (c.API.TLS.Cert == "") != (c.API.TLS.Key == "") {
 		return keyErr("api.tls", "give both cert and key, or neither")
+	}
+	for _, h := range c.API.AllowedHosts {
+		bare := strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		if h == "" || strings.ContainsAny(h, "/ \t@") || (strings.Contains(h, ":") && net.ParseIP(bare) == nil) {
+			return errors.WithHint(keyErr("api.allowed_hosts", "%q is not a host name or address", h),
+				"list names as clients write them in URLs, without scheme or port: lattice.example.com")
+		}
 	}
 	if c.API.Token != "" && c.API.TokenFile != "" {
 		return keyErr("api.token", "set token or token_file, not both")
