@@ -132,7 +132,7 @@ func (a *Agent) auth(next http.Handler) http.Handler {
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lattice"`)
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"),
-				"send Authorization: Bearer <token> (lattice --token, or the file named by api.token_file)")
+				"send Authorization: Bearer <token> (the CLI: --token-file FILE or LATTICE_TOKEN; the agent reads it from api.token_file)")
 			return
 		}
 		next.ServeHTTP(w, r)
