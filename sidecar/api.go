@@ -172,12 +172,29 @@ func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers without authentication, so it names only a class of
+// reason, never an error's text (which may name database hosts and users);
+// /v1/status has the details.
 func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "capture": a.captureSt.Load()})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": a.notReadyReason()})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// notReadyReason is one of a fixed set of texts that say why the agent is
+// not ready.
+func (a *Agent) notReadyReason() string {
+	if st := a.captureSt.Load(); st != nil {
+		switch st.State {
+		case "retrying":
+			return "capture failing"
+		case "snapshot":
+			return "initial snapshot"
+		}
+	}
+	return "starting"
 }
 
 // recordJSON is a record as the API shows it.
