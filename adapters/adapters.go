@@ -71,7 +71,11 @@ type Adapter interface {
 	// idempotent. A row the system rejects for what it holds (a value of the
 	// wrong type, an unknown table) fails the call with an error that
 	// RowErrorOf finds, naming that write; the engine sets it aside and
-	// applies the others.
+	// applies the others. An error that means the system cannot take writes
+	// now (down, unreachable, out of resources, a lock or deadlock that
+	// outlasted retries) is marked ErrUnavailable: the engine retries the
+	// whole batch later. Any other error names neither: the engine applies
+	// the batch's writes one at a time to find the one that fails.
 	//
 	// Apply returns its position in capture order: a cursor at or after the
 	// position of every change the system committed before the apply's
@@ -186,6 +190,11 @@ func (t *Table) KeyKinds() []crdt.Kind {
 // ErrCursor marks a cursor an adapter cannot continue capture from: the
 // engine must take a new snapshot.
 var ErrCursor = errors.New("adapters: cursor not valid")
+
+// ErrUnavailable marks Apply errors that concern the system's state, not
+// any write: the system is down or busy, and the same batch may succeed
+// later.
+var ErrUnavailable = errors.New("adapters: system unavailable")
 
 // ErrBadRow marks errors for rows a system cannot hold or a capture cannot
 // express: a value of the wrong type, a missing primary key, an unknown

@@ -12,10 +12,14 @@ import (
 
 // openAdapter opens the adapter the config names.
 func openAdapter(ctx context.Context, cfg Config, log *slog.Logger) (adapters.Adapter, error) {
+	dsn, err := cfg.Adapter.ReadDSN()
+	if err != nil {
+		return nil, err
+	}
 	switch cfg.Adapter.Kind {
 	case AdapterSQLite:
 		c := sqlite.DefaultConfig()
-		c.Path = cfg.Adapter.DSN
+		c.Path = dsn
 		c.Tables = cfg.Adapter.Tables
 		if cfg.Adapter.PollInterval > 0 {
 			c.PollInterval = cfg.Adapter.PollInterval
@@ -28,7 +32,7 @@ func openAdapter(ctx context.Context, cfg Config, log *slog.Logger) (adapters.Ad
 		return a, nil
 	case AdapterPostgres:
 		c := postgres.DefaultConfig()
-		c.DSN = cfg.Adapter.DSN
+		c.DSN = dsn
 		c.Node = cfg.Node
 		c.Tables = cfg.Adapter.Tables
 		c.Slot = cfg.Adapter.Slot

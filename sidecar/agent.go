@@ -225,6 +225,9 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	}
 	// Without a key file gossip runs in the clear, and says so.
 	if cfg.KeyFile != "" {
+		if err := CheckPrivate(cfg.KeyFile, "key_file"); err != nil {
+			return nil, err
+		}
 		if gcfg.Keys, err = gossip.LoadKeyFile(cfg.KeyFile); err != nil {
 			return nil, errors.Wrap(err, "config key_file")
 		}
@@ -421,6 +424,9 @@ func (a *Agent) listenAPI() error {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	if a.cfg.API.TLS.Cert != "" {
+		if err := CheckPrivate(a.cfg.API.TLS.Key, "api.tls.key"); err != nil {
+			return err
+		}
 		cert, err := tls.LoadX509KeyPair(a.cfg.API.TLS.Cert, a.cfg.API.TLS.Key)
 		if err != nil {
 			return errors.Wrap(err, "config api.tls: load certificate and key")

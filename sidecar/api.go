@@ -41,7 +41,7 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("PATCH /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.patch)))
 	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
 	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
-	return a.count(jsonMisses(mux))
+	return a.count(newGuard(a.cfg.API, a.token).wrap(jsonMisses(mux)))
 }
 
 // jsonMisses answers requests no route takes (404) or takes with another
@@ -75,15 +75,40 @@ func (p *codeProbe) Header() http.Header         { return p.header }
 func (p *codeProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *codeProbe) WriteHeader(code int)        { p.code = code }
 
-// count records request metrics.
+// count records request metrics. Every label comes from a fixed set, so
+// that no client can grow /metrics: the method is a known one or "other",
+// the route is the pattern that matched (which ServeMux records in
+// r.Pattern) or "other", and the code is one this API writes.
 func (a *Agent) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		start := time.Now()
 		next.ServeHTTP(sw, r)
-		a.m.apiRequests.WithLabelValues(r.Method, strconv.Itoa(sw.code)).Inc()
+		a.m.apiRequests.WithLabelValues(methodLabel(r.Method), routeLabel(r.Pattern), strconv.Itoa(sw.code)).Inc()
 		a.m.apiLatency.Observe(time.Since(start).Seconds())
 	})
+}
+
+// methodLabel returns method if it is one HTTP defines, else "other".
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+// routeLabel returns the path of a registered pattern ("GET /v1/status"
+// gives "/v1/status"), or "other" when no pattern matched.
+func routeLabel(pattern string) string {
+	if pattern == "" {
+		return "other"
+	}
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		return path
+	}
+	return pattern
 }
 
 type statusWriter struct {
@@ -107,7 +132,7 @@ func (a *Agent) auth(next http.Handler) http.Handler {
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lattice"`)
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"),
-				"send Authorization: Bearer <token> (lattice --token, or the file named by api.token_file)")
+				"send Authorization: Bearer <token> (the CLI: --token-file FILE or LATTICE_TOKEN; the agent reads it from api.token_file)")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -155,12 +180,29 @@ func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers without authentication, so it names only a class of
+// reason, never an error's text (which may name database hosts and users);
+// /v1/status has the details.
 func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "capture": a.captureSt.Load()})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": a.notReadyReason()})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// notReadyReason is one of a fixed set of texts that say why the agent is
+// not ready.
+func (a *Agent) notReadyReason() string {
+	if st := a.captureSt.Load(); st != nil {
+		switch st.State {
+		case "retrying":
+			return "capture failing"
+		case "snapshot":
+			return "initial snapshot"
+		}
+	}
+	return "starting"
 }
 
 // recordJSON is a record as the API shows it.

@@ -68,9 +68,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, out any)
 	if err != nil {
 		return errors.Wrap(err, "build request")
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	// Always JSON, also without a body: the API refuses writes that do not
+	// say so (an HTML form cannot).
+	req.Header.Set("Content-Type", "application/json")
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -57,9 +58,10 @@ type APIConfig struct {
 	// Addr is the listen address (default 127.0.0.1:7070); "off" disables
 	// the API.
 	Addr string `yaml:"addr"`
-	// TokenFile holds the bearer token clients must send. Token sets it
-	// inline (discouraged outside tests). Without either, the API is open:
-	// bind it to loopback.
+	// TokenFile holds the bearer token clients must send; it must be
+	// private to its owner (chmod 600). Token sets it inline (at least 16
+	// characters; discouraged outside tests). Without either, the API is
+	// open: bind it to loopback.
 	TokenFile string `yaml:"token_file"`
 	Token     string `yaml:"token"`
 	// TLS serves HTTPS when both files are given.
@@ -68,6 +70,11 @@ type APIConfig struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MetricsPublic serves /metrics without the token.
 	MetricsPublic bool `yaml:"metrics_public"`
+	// AllowedHosts lists the host names (or addresses) clients may use to
+	// reach the API besides loopback ones and the address a request
+	// arrives on; other Host headers get 421, which stops DNS rebinding.
+	// "*" accepts any.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // TLSConfig names a certificate and its key, PEM encoded.
@@ -83,6 +90,9 @@ type AdapterConfig struct {
 	// DSN locates the system: a file path for sqlite, a connection URL for
 	// postgres.
 	DSN string `yaml:"dsn"`
+	// DSNFile holds the DSN instead, for one that carries a password; like
+	// every secret file it must be private to its owner (chmod 600).
+	DSNFile string `yaml:"dsn_file"`
 	// Tables limits sync to these tables (default: all with a primary key).
 	Tables []string `yaml:"tables"`
 	// PollInterval is how often sqlite capture looks for changes.
@@ -272,15 +282,28 @@ func (c *Config) fill() error {
 	if (c.API.TLS.Cert == "") != (c.API.TLS.Key == "") {
 		return keyErr("api.tls", "give both cert and key, or neither")
 	}
+	for _, h := range c.API.AllowedHosts {
+		bare := strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		if h == "" || strings.ContainsAny(h, "/ \t@") || (strings.Contains(h, ":") && net.ParseIP(bare) == nil) {
+			return errors.WithHint(keyErr("api.allowed_hosts", "%q is not a host name or address", h),
+				"list names as clients write them in URLs, without scheme or port: lattice.example.com")
+		}
+	}
 	if c.API.Token != "" && c.API.TokenFile != "" {
 		return keyErr("api.token", "set token or token_file, not both")
+	}
+	if c.API.Token != "" && len(c.API.Token) < minTokenLen {
+		return errors.WithHint(keyErr("api.token", "shorter than %d characters", minTokenLen), tokenHint)
+	}
+	if c.Adapter.DSN != "" && c.Adapter.DSNFile != "" {
+		return keyErr("adapter.dsn", "set dsn or dsn_file, not both")
 	}
 	switch c.Adapter.Kind {
 	case "":
 		c.Adapter.Kind = AdapterNone
 	case AdapterNone:
 	case AdapterSQLite, AdapterPostgres:
-		if c.Adapter.DSN == "" {
+		if c.Adapter.DSN == "" && c.Adapter.DSNFile == "" {
 			return errors.WithHint(keyErr("adapter.dsn", "missing for adapter %s", c.Adapter.Kind),
 				"a file path for sqlite, a postgres:// URL for postgres")
 		}
@@ -423,6 +446,11 @@ func (c *Config) Schema() (*crdt.Schema, error) {
 	return crdt.NewSchema(c.Strict, cols...)
 }
 
+const (
+	minTokenLen = 16
+	tokenHint   = "generate one with: head -c 32 /dev/urandom | base64"
+)
+
 // ReadToken returns the API token from token or token_file ("" for none).
 func (c *APIConfig) ReadToken() (string, error) {
 	if c.Token != "" {
@@ -431,16 +459,68 @@ func (c *APIConfig) ReadToken() (string, error) {
 	if c.TokenFile == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(c.TokenFile)
+	t, err := ReadSecretFile(c.TokenFile, "api.token_file")
 	if err != nil {
-		return "", errors.Wrapf(err, "config api.token_file: read %s", c.TokenFile)
+		return "", err
 	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < 16 {
-		return "", errors.WithHint(keyErr("api.token_file", "token in %s is shorter than 16 characters", c.TokenFile),
-			"generate one with: head -c 32 /dev/urandom | base64")
+	if len(t) < minTokenLen {
+		return "", errors.WithHint(keyErr("api.token_file", "token in %s is shorter than %d characters", c.TokenFile, minTokenLen), tokenHint)
 	}
 	return t, nil
+}
+
+// ReadDSN returns the DSN from dsn or dsn_file.
+func (c *AdapterConfig) ReadDSN() (string, error) {
+	if c.DSNFile == "" {
+		return c.DSN, nil
+	}
+	dsn, err := ReadSecretFile(c.DSNFile, "adapter.dsn_file")
+	if err != nil {
+		return "", err
+	}
+	if dsn == "" {
+		return "", keyErr("adapter.dsn_file", "%s is empty", c.DSNFile)
+	}
+	return dsn, nil
+}
+
+// CheckPrivate refuses a secret file (a key, a token, a DSN) that its
+// owner's group or other users may open: they could read the secret, or
+// replace it. key names the config key or flag that names the file.
+func CheckPrivate(path, key string) error {
+	what := "config " + key
+	if strings.HasPrefix(key, "-") {
+		what = key // a flag, not a config key
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return errors.Wrap(err, what)
+	}
+	if runtime.GOOS == "windows" {
+		return nil // permissions are ACLs there, not mode bits
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return errors.WithHint(errors.Newf("%s: %s is open to other users (mode %04o)", what, path, perm),
+			"chmod 600 "+path)
+	}
+	return nil
+}
+
+// ReadSecretFile reads a secret file that CheckPrivate accepts and returns
+// its content without surrounding white space.
+func ReadSecretFile(path, key string) (string, error) {
+	if err := CheckPrivate(path, key); err != nil {
+		return "", err
+	}
+	what := "config " + key
+	if strings.HasPrefix(key, "-") {
+		what = key
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", errors.Wrapf(err, "%s: read %s", what, path)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

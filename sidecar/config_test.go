@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -138,5 +139,67 @@ func TestReadToken(t *testing.T) {
 	}
 	if _, err := (&APIConfig{TokenFile: "/nonexistent/token"}).ReadToken(); err == nil {
 		t.Fatal("missing token file accepted")
+	}
+}
+
+// Secrets in files that other users may open are refused, with a hint
+// that fixes the mode; an inline token has the same minimum length.
+func TestSecretFilesMustBePrivate(t *testing.T) {
+	open := func(name, body string) string {
+		p := writeFile(t, name, body)
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	token := open("api.token", "0123456789abcdef0123\n")
+	if _, err := (&APIConfig{TokenFile: token}).ReadToken(); err == nil || !strings.Contains(err.Error(), "config api.token_file") ||
+		!strings.Contains(strings.Join(errors.GetAllHints(err), ";"), "chmod 600 "+token) {
+		t.Fatalf("ReadToken of a 0644 file = %v, hints %q", err, errors.GetAllHints(err))
+	}
+	if err := os.Chmod(token, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&APIConfig{TokenFile: token}).ReadToken(); err == nil {
+		t.Fatal("a token file its group may read was accepted")
+	}
+	if err := os.Chmod(token, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := (&APIConfig{TokenFile: token}).ReadToken(); err != nil || tok != "0123456789abcdef0123" {
+		t.Fatalf("ReadToken of a 0400 file = %q, %v", tok, err)
+	}
+
+	dsn := open("dsn", "postgres://u:secret@localhost/db\n")
+	if _, err := (&AdapterConfig{DSNFile: dsn}).ReadDSN(); err == nil || !strings.Contains(err.Error(), "config adapter.dsn_file") {
+		t.Fatalf("ReadDSN of a 0644 file = %v", err)
+	}
+	if err := os.Chmod(dsn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := (&AdapterConfig{DSNFile: dsn}).ReadDSN(); err != nil || got != "postgres://u:secret@localhost/db" {
+		t.Fatalf("ReadDSN = %q, %v", got, err)
+	}
+
+	// The gossip key file, checked when the agent starts.
+	key := open("gossip.key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
+	_, err := Start(t.Context(), Config{Node: "k", Data: filepath.Join(t.TempDir(), "d"), Bind: "127.0.0.1:0",
+		KeyFile: key, API: APIConfig{Addr: "off"}}, Options{Logger: testLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), "config key_file") ||
+		!strings.Contains(strings.Join(errors.GetAllHints(err), ";"), "chmod 600 "+key) {
+		t.Fatalf("Start with a 0644 key file = %v", err)
+	}
+
+	for _, c := range []Config{
+		{Node: "a", Data: "/tmp/x", API: APIConfig{Token: "short"}},
+		{Node: "a", Data: "/tmp/x", Adapter: AdapterConfig{Kind: "sqlite", DSN: "a.db", DSNFile: dsn}},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%+v) accepted", c)
+		}
+	}
+	c := Config{Node: "a", Data: "/tmp/x", Adapter: AdapterConfig{Kind: "sqlite", DSNFile: dsn}}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("dsn_file alone: %v", err)
 	}
 }

@@ -24,7 +24,11 @@
 // queue waits and the loop retries with exponential backoff; a row the
 // system rejects for its content is parked (kept, shown in /v1/status,
 // re-queueable with POST /v1/parked/requeue) so that one bad row cannot
-// block the rest.
+// block the rest. The adapter says which: an error naming a write
+// (adapters.ErrBadRow) parks it; one marked adapters.ErrUnavailable retries
+// the batch; any other error names no write, so the loop applies the
+// batch's records one at a time and parks the one that fails alone while the
+// system still answers (TestUnclassifiedApplyErrorParksOneRow).
 //
 // Why no update loops: a remote change reaches the system only through
 // apply, which capture never reports; and if it did, the diff against the

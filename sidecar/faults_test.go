@@ -37,7 +37,7 @@ func (f *faultyAdapter) Apply(ctx context.Context, ws []adapters.Write) ([]byte,
 		f.downFor--
 		f.downFailed++
 		f.mu.Unlock()
-		return nil, errors.New("connection refused: the system is down")
+		return nil, errors.Mark(errors.New("connection refused: the system is down"), adapters.ErrUnavailable)
 	}
 	reject := f.reject
 	f.mu.Unlock()
@@ -235,3 +235,102 @@ func TestInvalidCursorTakesNewSnapshot(t *testing.T) {
 }
 
 func itoa(i int) string { return crdt.Int(int64(i)).String() }
+
+// failingSnapshot is the real SQLite adapter whose initial snapshot fails
+// with an error that names a database host and user, as a driver's does.
+type failingSnapshot struct{ adapters.Adapter }
+
+const secretErrText = "dial tcp db.internal.example:5432: password authentication failed for user alice"
+
+func (failingSnapshot) Snapshot(context.Context, adapters.Sink) ([]byte, error) {
+	return nil, errors.New(secretErrText)
+}
+
+// The unauthenticated endpoints say why the agent is not ready as a class
+// of reason, never with the error's text; /v1/status, behind the token,
+// has the details.
+func TestUnauthenticatedEndpointsHoldNoErrorText(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sys.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := sqlite.DefaultConfig()
+	cfg.Path = path
+	real, err := sqlite.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "0123456789abcdef-readyz"
+	a, err := Start(context.Background(), Config{
+		Node: "sys", Data: filepath.Join(dir, "sys"), Bind: "127.0.0.1:0",
+		API:     APIConfig{Addr: "127.0.0.1:0", Token: token},
+		Adapter: AdapterConfig{Kind: AdapterSQLite, DSN: path},
+		Apply:   ApplyConfig{MaxBackoff: 50 * time.Millisecond},
+	}, Options{Logger: testLogger(t), Adapter: failingSnapshot{real}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Close() }()
+	waitFor(t, 10*time.Second, "capture failing", func() bool {
+		st := a.Status()
+		return st.Adapter.Capture != nil && st.Adapter.Capture.State == "retrying"
+	})
+	res := do(t, a, "GET", "/readyz", "", "")
+	if res.code != 503 || !strings.Contains(res.body, `"reason":"capture failing"`) {
+		t.Fatalf("/readyz = %d %s", res.code, res.body)
+	}
+	for _, path := range []string{"/readyz", "/healthz"} {
+		if res := do(t, a, "GET", path, "", ""); strings.Contains(res.body, "db.internal") || strings.Contains(res.body, "alice") {
+			t.Fatalf("%s shows the error text: %s", path, res.body)
+		}
+	}
+	if res := do(t, a, "GET", "/v1/status", token, ""); res.code != 200 || !strings.Contains(res.body, secretErrText) {
+		t.Fatalf("/v1/status with the token lacks the error: %d %s", res.code, res.body)
+	}
+}
+
+// A user's trigger that raises an error SQLite does not class as a
+// constraint fails the whole batch without naming a row: the agent applies
+// the batch's records one at a time, parks the one that fails, and the rest
+// of the batch and later changes reach the database.
+func TestUnclassifiedApplyErrorParksOneRow(t *testing.T) {
+	_, sys, api, db := startFaulty(t)
+	for _, ev := range []string{"INSERT", "UPDATE"} {
+		if _, err := db.Exec(`CREATE TRIGGER user_check_` + ev + ` BEFORE ` + ev + ` ON customers
+			WHEN NEW.name = 'bad' BEGIN SELECT json('{not json'); END`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := NewClient(api.APIAddr(), "", "")
+	ctx := context.Background()
+	for i, n := range []string{"ok1", "bad", "ok2"} {
+		if _, err := c.Put(ctx, "customers", itoa(i+1), map[string]any{"name": n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 15*time.Second, "good rows applied, bad one parked", func() bool {
+		return names(t, db) == "1=ok1 3=ok2" && sys.Store().PendingLen() == 0 && len(sys.Status().Parked) == 1
+	})
+	if p := sys.Status().Parked[0]; p.Key != "2" || !strings.Contains(p.Reason, "malformed JSON") {
+		t.Fatalf("parked = %+v", p)
+	}
+	// Later changes flow, also to the parked record once it can be held.
+	if _, err := c.Put(ctx, "customers", "4", map[string]any{"name": "later"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "customers", "2", map[string]any{"name": "fixed"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "later changes applied", func() bool {
+		return names(t, db) == "1=ok1 2=fixed 3=ok2 4=later" && sys.Store().PendingLen() == 0
+	})
+	if st := sys.Status(); st.Adapter.Apply.Error != "" {
+		t.Fatalf("apply state = %+v", st.Adapter.Apply)
+	}
+}

@@ -41,7 +41,8 @@ func FuzzAPIRecords(f *testing.F) {
 		} else if key != "" {
 			path += "?after=" + url.QueryEscape(key)
 		}
-		req := httptest.NewRequest(method, "http://lattice"+path, strings.NewReader(body))
+		req := httptest.NewRequest(method, "http://127.0.0.1"+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code >= 500 {

@@ -394,18 +394,23 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	pos, err := a.adp.Apply(ctx, writes)
 	if err != nil {
 		re, ok := adapters.RowErrorOf(err)
-		if !ok || !errors.Is(err, adapters.ErrBadRow) {
+		switch {
+		case ok && errors.Is(err, adapters.ErrBadRow):
+			for _, p := range apply {
+				if p.Collection == re.Collection && p.Key == re.Key {
+					if err := a.park(p, re.Err); err != nil {
+						return 0, err
+					}
+					return 1, nil
+				}
+			}
+			return 0, errors.Wrap(err, "apply reported a bad row outside its batch")
+		case errors.Is(err, adapters.ErrUnavailable):
 			return 0, err
 		}
-		for _, p := range apply {
-			if p.Collection == re.Collection && p.Key == re.Key {
-				if err := a.park(p, re.Err); err != nil {
-					return 0, err
-				}
-				return 1, nil
-			}
-		}
-		return 0, errors.Wrap(err, "apply reported a bad row outside its batch")
+		// An error that names no write and does not say the system is
+		// unavailable: find the write that causes it.
+		return a.applyEach(ctx, apply, writes, err)
 	}
 	a.appliedAt(ids, pos)
 	a.m.applyLatency.Observe(time.Since(start).Seconds())
@@ -415,6 +420,46 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(items), nil
+}
+
+// applyEach applies a batch whose Apply failed with an error that named no
+// write (batchErr) one write at a time, in order. A write that fails alone
+// with a bad row, or with an error that names no write while the system
+// answers (its Head can be read), is parked; the others are applied. An
+// unavailable system ends the pass: what is left stays queued and the error
+// is retried with backoff.
+func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []adapters.Write, batchErr error) (int, error) {
+	a.log.Warn("apply of a batch failed with an error that names no record; applying its records one at a time",
+		"records", len(writes), "err", batchErr)
+	settled := 0
+	for i, w := range writes {
+		id := crdt.MakeID(w.Collection, w.Key)
+		pos, err := a.adp.Apply(ctx, []adapters.Write{w})
+		if err == nil {
+			a.appliedAt([]crdt.ID{id}, pos)
+			a.m.appliedRows.Inc()
+			if err := a.store.AckPending(items[i : i+1]); err != nil {
+				return settled, err
+			}
+			settled++
+			continue
+		}
+		why := err
+		if re, ok := adapters.RowErrorOf(err); ok && errors.Is(err, adapters.ErrBadRow) {
+			why = re.Err
+		} else if errors.Is(err, adapters.ErrUnavailable) || ctx.Err() != nil {
+			return settled, err
+		} else if _, herr := a.adp.Head(ctx); herr != nil {
+			// The system does not answer: the write may not be at fault.
+			return settled, errors.CombineErrors(err, herr)
+		}
+		if err := a.park(items[i], why); err != nil {
+			return settled, err
+		}
+		settled++
+	}
+	a.markBatch(&a.applySt)
+	return settled, nil
 }
 
 // park sets aside a record that cannot be written into the system.

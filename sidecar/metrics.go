@@ -54,7 +54,8 @@ func newMetrics(a *Agent) *metrics {
 	m.applyLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "lattice", Name: "apply_batch_seconds",
 		Help: "Time to write one batch of merged records into the system.", Buckets: prometheus.DefBuckets})
 	m.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "api_requests_total",
-		Help: "HTTP API requests by method and status code."}, []string{"method", "code"})
+		Help: "HTTP API requests by method (a known one or other), route (the matched pattern or other) and status code."},
+		[]string{"method", "route", "code"})
 	m.apiLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "lattice", Name: "api_request_seconds",
 		Help: "HTTP API request latency.", Buckets: prometheus.DefBuckets})
 	a.reg.MustRegister(m.rejected, m.propagation, m.applyLatency, m.apiRequests, m.apiLatency,

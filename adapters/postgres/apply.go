@@ -22,9 +22,14 @@ import (
 // server, so that every value reaches the column exactly as its text form
 // says.
 //
-// A write the database rejects for its content (a value of the wrong kind,
-// a constraint, an unknown table or column) fails the call with an
-// adapters.RowError naming it, and nothing of the batch is written.
+// A write the server rejects fails the call with an adapters.RowError
+// naming it, and nothing of the batch is written: every server error counts
+// as the write's own (a value of the wrong kind, a constraint, an unknown
+// column, an index row too large, a privilege, a user's trigger raising),
+// except the classes that say the server cannot take writes now (see
+// unavailableClass), which are marked adapters.ErrUnavailable, as are
+// errors that are not the server's (a lost connection). An error the server
+// raises at commit (a deferred constraint or trigger) names no write.
 //
 // The position returned is the server's WAL insert position read after the
 // transaction committed. Cursors are the ends of commit records, so every
@@ -167,7 +172,12 @@ func (a *Adapter) applyError(conn *pgx.Conn, w adapters.Write, n int, err error)
 	if _, ok := adapters.RowErrorOf(err); ok {
 		return err
 	}
-	return errors.Wrapf(classify(err), "apply %d writes to %s", n, a.where())
+	err = errors.Wrapf(classify(err), "apply %d writes to %s", n, a.where())
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || unavailableClass(pgErr.Code) {
+		err = errors.Mark(err, adapters.ErrUnavailable)
+	}
+	return err
 }
 
 // prepare returns the name of the prepared statement for sql on the apply
@@ -188,20 +198,38 @@ func (a *Adapter) prepare(ctx context.Context, conn *pgx.Conn, sql string) (stri
 	return name, nil
 }
 
-// writeError marks the errors that concern the write's content as bad rows.
+// writeError marks a server error raised by one write's statement as that
+// write's bad row, unless its class says the server cannot take writes now;
+// errors that are not the server's are left to applyError.
 func writeError(w adapters.Write, err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case strings.HasPrefix(pgErr.Code, "22"), // data exception: bad text, out of range, too long
-			strings.HasPrefix(pgErr.Code, "23"), // integrity constraint violation
-			pgErr.Code == "42P01",               // undefined table
-			pgErr.Code == "42703",               // undefined column
-			pgErr.Code == "42804":               // datatype mismatch
-			return adapters.BadRow(w.Collection, w.Key, err)
-		}
+	if errors.As(err, &pgErr) && !unavailableClass(pgErr.Code) {
+		return adapters.BadRow(w.Collection, w.Key, err)
 	}
 	return err
+}
+
+// unavailableClass reports whether a SQLSTATE belongs to a class that
+// concerns the server or the session rather than the statement's rows:
+// retrying the same writes later may succeed.
+func unavailableClass(code string) bool {
+	if len(code) < 2 {
+		return true
+	}
+	switch code[:2] {
+	case "08", // connection exception
+		"28", // invalid authorization
+		"3D", // invalid catalog name: the database is gone
+		"25", // invalid transaction state (a failed transaction)
+		"40", // transaction rollback: deadlock, serialization failure
+		"53", // insufficient resources: disk full, out of memory, too many connections
+		"55", // object not in prerequisite state: lock not available
+		"57", // operator intervention: shutdown, statement timeout, cancel
+		"58", // system error: I/O
+		"XX": // internal error
+		return true
+	}
+	return false
 }
 
 // applyConn returns the apply session, opening it and setting up the

@@ -579,15 +579,15 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, errors.Wrap(err, "apply: begin")
+		return nil, unavailable(errors.Wrap(err, "apply: begin"))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	var seq int64
 	if err := tx.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
-		return nil, errors.Wrap(err, "apply: read change log position")
+		return nil, unavailable(errors.Wrap(err, "apply: read change log position"))
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO _lattice_apply(x) VALUES(1)`); err != nil {
-		return nil, errors.Wrap(err, "apply: set echo marker")
+		return nil, unavailable(errors.Wrap(err, "apply: set echo marker"))
 	}
 	prepared := map[string]*sql.Stmt{}
 	defer func() {
@@ -611,14 +611,14 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 			if isRowFault(err) {
 				return nil, adapters.BadRow(s.w.Collection, s.w.Key, err)
 			}
-			return nil, errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key)
+			return nil, unavailable(errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key))
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_apply`); err != nil {
-		return nil, errors.Wrap(err, "apply: clear echo marker")
+		return nil, unavailable(errors.Wrap(err, "apply: clear echo marker"))
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, errors.Wrap(err, "apply: commit")
+		return nil, unavailable(errors.Wrap(err, "apply: commit"))
 	}
 	return encodeCursor(cat.installID, seq), nil
 }
@@ -667,6 +667,23 @@ func prepareWrite(cat *catalog, w *adapters.Write) (*table, []any, error) {
 		}
 	}
 	return t, args, nil
+}
+
+// unavailable marks err adapters.ErrUnavailable when SQLite says the
+// database cannot take writes now (busy, locked, I/O, full, read-only,
+// unopenable) or the error is not SQLite's (a closed handle, a cancelled
+// context); other errors name no write and the engine looks for the one at
+// fault.
+func unavailable(err error) error {
+	var se *sqlite3.Error
+	if !errors.As(err, &se) {
+		return errors.Mark(err, adapters.ErrUnavailable)
+	}
+	switch se.Code() & 0xff {
+	case 5, 6, 7, 8, 10, 11, 13, 14, 26: // BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
+		return errors.Mark(err, adapters.ErrUnavailable)
+	}
+	return err
 }
 
 // isRowFault reports whether SQLite rejected a statement for the values it

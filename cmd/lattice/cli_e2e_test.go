@@ -64,7 +64,7 @@ func runCLICases(t *testing.T, a *agent, cases []cliCase) {
 // through the CLI on n1 must reach every database.
 func testCLI(t *testing.T, c *cluster, nodes []*sqliteNode) {
 	n1 := nodes[0]
-	auth := []string{"--api", n1.api, "--token", c.token}
+	auth := []string{"--api", n1.api, "--token-file", c.tokenFile}
 	with := func(cmd string, rest ...string) []string {
 		return append(append([]string{cmd}, auth...), rest...)
 	}
@@ -114,7 +114,7 @@ func testCLI(t *testing.T, c *cluster, nodes []*sqliteNode) {
 
 	// The merged record, served by another node, says where each value came
 	// from.
-	out, errOut, code := cli(t, nil, "get", "--api", nodes[2].api, "--token", c.token, "items", key)
+	out, errOut, code := cli(t, nil, "get", "--api", nodes[2].api, "--token-file", c.tokenFile, "items", key)
 	if code != 0 {
 		t.Fatalf("get on n3: exit %d: %s", code, errOut)
 	}
@@ -138,7 +138,7 @@ func testCLI(t *testing.T, c *cluster, nodes []*sqliteNode) {
 	badToken := "wrong-token-0123456789"
 	runCLICases(t, n1.agent, []cliCase{
 		{name: "get deleted", args: with("get", "items", key), wantCode: 1, wantErr: []string{"(404)", "no record items/9000001"}, wantNoData: true},
-		{name: "wrong token", args: []string{"put", "--api", n1.api, "--token", badToken, "items", "77", "name=x"}, wantCode: 1,
+		{name: "wrong token", args: []string{"put", "--api", n1.api, "items", "77", "name=x"}, env: []string{"LATTICE_TOKEN=" + badToken}, wantCode: 1,
 			wantErr: []string{"missing or wrong bearer token (401)", "hint: send Authorization: Bearer"}, wantNoData: true},
 		{name: "no token", args: []string{"status", "--api", n1.api}, wantCode: 1, wantErr: []string{"(401)"}, wantNoData: true},
 		{name: "token file", args: []string{"status", "--api", n1.api, "--token-file", c.tokenFile}, wantOut: []string{"node      n1"}},
@@ -168,9 +168,9 @@ func TestAgentFromFlags(t *testing.T) {
 	c := newCluster(t, "")
 	a := c.add("solo", "")
 	a.args = []string{"--name", "solo", "--data", filepath.Join(a.dir, "store"), "--bind", a.gossip,
-		"--api", a.api, "--token", c.token, "--key-file", c.keyFile, "--cluster", "lattice-e2e"}
+		"--api", a.api, "--token-file", c.tokenFile, "--key-file", c.keyFile, "--cluster", "lattice-e2e"}
 	a.start(30 * time.Second)
-	auth := []string{"--api", a.api, "--token", c.token}
+	auth := []string{"--api", a.api, "--token-file", c.tokenFile}
 	runCLICases(t, a, []cliCase{
 		{name: "put", args: append(append([]string{"put"}, auth...), "notes", "n-1", "text=hello", "n=3"), wantOut: []string{`"hello"`}},
 		{name: "patch", args: append(append([]string{"patch"}, auth...), "notes", "n-1", "n=4")},
@@ -190,7 +190,7 @@ func TestAgentConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p

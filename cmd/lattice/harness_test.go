@@ -172,6 +172,8 @@ type agent struct {
 	adapter string
 	// args, when set, replace "--config FILE" on the command line.
 	args []string
+	// env is added to the process's environment.
+	env []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -348,7 +350,7 @@ func (a *agent) launch() {
 	cmd.Dir = a.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.Env = append(os.Environ(), raceEnv)
+	cmd.Env = append(append(os.Environ(), raceEnv), a.env...)
 	cmd.SysProcAttr = childAttr()
 	err = cmd.Start()
 	logf.Close()

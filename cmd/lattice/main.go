@@ -39,7 +39,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"agent", "agent [--config FILE] [flags]", "run a sidecar", runAgent},
-		{"status", "status [--api ADDR] [--token T] [--json]", "show a sidecar's status", runStatus},
+		{"status", "status [--api ADDR] [--token-file FILE] [--json]", "show a sidecar's status", runStatus},
 		{"get", "get COLLECTION [KEY]", "show a record, or list a collection", runGet},
 		{"put", "put COLLECTION KEY field=value...", "replace a record (fields not given become null)", runPut},
 		{"patch", "patch COLLECTION KEY field=value... set+=elem set-=elem", "change some fields of a record", runPatch},
@@ -90,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
+			if err := refuseTokenFlag(args[1:]); err != nil {
+				return err
+			}
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
@@ -104,6 +107,44 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  lattice %-58s %s\n", c.usage, c.help)
 	}
 	fmt.Fprintln(w, "\nRun 'lattice COMMAND --help' for a command's flags.")
+}
+
+// refuseTokenFlag refuses a token given on the command line, where every
+// user of the machine can read it (ps, /proc/PID/cmdline).
+func refuseTokenFlag(args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); name == "token" {
+			return errors.WithHint(
+				errors.New("--token is not accepted: a token on the command line is visible to every user of this machine"),
+				"put the token in a file only you can read (chmod 600) and pass --token-file FILE, or set LATTICE_TOKEN")
+		}
+	}
+	return nil
+}
+
+// dsnHasPassword reports whether a DSN (a URL or key=value pairs) carries
+// a password.
+func dsnHasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	if u, err := url.Parse(dsn); err == nil && u.Query().Has("password") {
+		return true
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
+			return true
+		}
+	}
+	return false
 }
 
 func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
@@ -140,11 +181,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var join listFlag
 	fs.Var(&join, "join", "members to join, comma-separated or repeated (config: join)")
 	api := fs.String("api", "", "HTTP API listen address, or off (config: api.addr)")
-	token := fs.String("token", "", "API bearer token (config: api.token; prefer api.token_file)")
+	tokenFile := fs.String("token-file", "", "file holding the API bearer token, private to its owner (config: api.token_file; env LATTICE_TOKEN)")
 	cluster := fs.String("cluster", "", "cluster label (config: cluster)")
 	keyFile := fs.String("key-file", "", "gossip key file (config: key_file)")
 	adapterKind := fs.String("adapter", "", "adapter kind: none, sqlite or postgres (config: adapter.kind)")
-	dsn := fs.String("dsn", "", "adapter DSN: a file path for sqlite, a URL for postgres (config: adapter.dsn)")
+	dsn := fs.String("dsn", "", "adapter DSN: a file path for sqlite, a URL for postgres (config: adapter.dsn); one with a password belongs in --dsn-file")
+	dsnFile := fs.String("dsn-file", "", "file holding the adapter DSN, private to its owner (config: adapter.dsn_file; env LATTICE_DSN)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (config: log.level)")
 	logFormat := fs.String("log-format", "", "text or json (config: log.format)")
 	if err := fs.Parse(args); err != nil {
@@ -170,15 +212,30 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	set(&cfg.Bind, *bind)
 	set(&cfg.Advertise, *advertise)
 	set(&cfg.API.Addr, *api)
-	set(&cfg.API.Token, *token)
 	set(&cfg.Cluster, *cluster)
 	set(&cfg.KeyFile, *keyFile)
 	set(&cfg.Adapter.Kind, *adapterKind)
-	set(&cfg.Adapter.DSN, *dsn)
 	set(&cfg.Log.Level, *logLevel)
 	set(&cfg.Log.Format, *logFormat)
-	if *token != "" {
-		cfg.API.TokenFile = ""
+	// Secrets: a flag names a file and overrides the config; the
+	// environment is used only when neither names one.
+	switch env := os.Getenv("LATTICE_TOKEN"); {
+	case *tokenFile != "":
+		cfg.API.Token, cfg.API.TokenFile = "", *tokenFile
+	case env != "" && cfg.API.Token == "" && cfg.API.TokenFile == "":
+		if len(env) < 16 {
+			return errors.WithHint(errors.New("LATTICE_TOKEN is shorter than 16 characters"),
+				"generate one with: head -c 32 /dev/urandom | base64")
+		}
+		cfg.API.Token = env
+	}
+	switch env := os.Getenv("LATTICE_DSN"); {
+	case *dsn != "":
+		cfg.Adapter.DSN, cfg.Adapter.DSNFile = *dsn, ""
+	case *dsnFile != "":
+		cfg.Adapter.DSN, cfg.Adapter.DSNFile = "", *dsnFile
+	case env != "" && cfg.Adapter.DSN == "" && cfg.Adapter.DSNFile == "":
+		cfg.Adapter.DSN = env
 	}
 	if len(join) > 0 {
 		cfg.Join = join
@@ -187,6 +244,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := sidecar.NewLogger(stderr, cfg.Log)
+	if dsnHasPassword(*dsn) {
+		log.Warn("the --dsn flag holds a password, which every user of this machine can read in the process list",
+			"hint", "put the DSN in a file only you can read (chmod 600) and pass --dsn-file FILE, or set LATTICE_DSN")
+	}
 	a, err := sidecar.Start(ctx, cfg, sidecar.Options{Logger: log})
 	if err != nil {
 		return err
@@ -196,14 +257,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return a.Close()
 }
 
-// clientFlags adds --api, --token, --token-file and --ca to a client
-// command. The function it returns parses args, checks that there are
+// clientFlags adds --api, --token-file and --ca to a client command; the
+// token comes from that file or from LATTICE_TOKEN, never from an argument. The function it returns parses args, checks that there are
 // between lo and hi positional arguments (hi < 0: no limit), and builds the
 // client.
 func clientFlags(fs *flag.FlagSet) func(args []string, lo, hi int) (*sidecar.Client, error) {
 	api := fs.String("api", envOr("LATTICE_API", "127.0.0.1:7070"), "agent API address or URL (env LATTICE_API)")
-	token := fs.String("token", os.Getenv("LATTICE_TOKEN"), "API bearer token (env LATTICE_TOKEN)")
-	tokenFile := fs.String("token-file", "", "file holding the API token")
+	tokenFile := fs.String("token-file", "", "file holding the API token, private to its owner (default: env LATTICE_TOKEN)")
 	ca := fs.String("ca", "", "PEM file of the CA to trust for an https API")
 	return func(args []string, lo, hi int) (*sidecar.Client, error) {
 		if err := fs.Parse(args); err != nil {
@@ -213,13 +273,12 @@ func clientFlags(fs *flag.FlagSet) func(args []string, lo, hi int) (*sidecar.Cli
 			fs.Usage()
 			return nil, flag.ErrHelp
 		}
-		t := *token
+		t := os.Getenv("LATTICE_TOKEN")
 		if *tokenFile != "" {
-			b, err := os.ReadFile(*tokenFile)
-			if err != nil {
-				return nil, errors.Wrap(err, "read token file")
+			var err error
+			if t, err = sidecar.ReadSecretFile(*tokenFile, "--token-file"); err != nil {
+				return nil, err
 			}
-			t = strings.TrimSpace(string(b))
 		}
 		return sidecar.NewClient(*api, t, *ca)
 	}
@@ -233,7 +292,7 @@ func envOr(k, def string) string {
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("status", "status [--api ADDR] [--token T] [--json]", stderr)
+	fs := newFlags("status", "status [--api ADDR] [--token-file FILE] [--json]", stderr)
 	client := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	c, err := client(args, 0, 0)

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A token never appears where other users of the machine can read it: not
+// in --help (as a flag default taken from LATTICE_TOKEN), not on the
+// command line of a running agent, and --token is refused with the ways
+// that keep it private.
+func TestTokenStaysOffTheCommandLine(t *testing.T) {
+	const token = "env-token-that-must-stay-private-0123"
+	env := []string{"LATTICE_TOKEN=" + token}
+	for _, args := range [][]string{
+		{"--help"}, {"agent", "--help"}, {"status", "--help"}, {"get", "--help"}, {"put", "--help"},
+		{"patch", "--help"}, {"delete", "--help"},
+	} {
+		out, errOut, _ := cli(t, env, args...)
+		if strings.Contains(out+errOut, token) {
+			t.Errorf("lattice %s prints the token:\n%s%s", strings.Join(args, " "), out, errOut)
+		}
+	}
+	for _, args := range [][]string{
+		{"agent", "--name", "x", "--data", t.TempDir(), "--token", token},
+		{"agent", "--token=" + token},
+		{"status", "-token", token},
+		{"get", "--api", "127.0.0.1:1", "--token=" + token, "items"},
+	} {
+		_, errOut, code := cli(t, nil, args...)
+		if code != 1 || !strings.Contains(errOut, "--token is not accepted") ||
+			!strings.Contains(errOut, "--token-file") || !strings.Contains(errOut, "LATTICE_TOKEN") {
+			t.Errorf("lattice %s: exit %d\n%s", strings.Join(args, " "), code, errOut)
+		}
+	}
+
+	// An agent that takes its token from the environment uses it, and its
+	// command line does not hold it.
+	c := newCluster(t, "")
+	a := c.add("solo", "")
+	a.args = []string{"--name", "solo", "--data", filepath.Join(a.dir, "store"), "--bind", a.gossip,
+		"--api", a.api, "--key-file", c.keyFile, "--cluster", "lattice-e2e"}
+	a.env = env
+	a.start(30 * time.Second)
+	defer a.stop(30 * time.Second)
+	if runtime.GOOS == "linux" {
+		a.mu.Lock()
+		pid := a.cmd.Process.Pid
+		a.mu.Unlock()
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cmdline) == 0 || bytes.Contains(cmdline, []byte(token)) {
+			t.Fatalf("the agent's command line %q holds the token", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		}
+	}
+	if _, errOut, code := cli(t, nil, "status", "--api", a.api); code != 1 || !strings.Contains(errOut, "(401)") {
+		t.Fatalf("status without the token: exit %d\n%s", code, errOut)
+	}
+	if out, errOut, code := cli(t, env, "status", "--api", a.api); code != 0 || !strings.Contains(out, "node      solo") {
+		t.Fatalf("status with LATTICE_TOKEN: exit %d\n%s%s", code, out, errOut)
+	}
+	c.checkLogs()
+}
+
+// A token, key or DSN file that other users may open stops the agent, with
+// the command that fixes it.
+func TestAgentRefusesOpenSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tokenFile := write("api.token", "0123456789abcdef0123456789\n", 0o644)
+	dsnFile := write("dsn", filepath.Join(dir, "sys.db")+"\n", 0o604)
+	for _, tc := range []struct {
+		name string
+		args []string
+		file string
+	}{
+		{"token file", []string{"--name", "a", "--data", dir + "/a", "--api", "127.0.0.1:0", "--token-file", tokenFile}, tokenFile},
+		{"dsn file", []string{"--name", "b", "--data", dir + "/b", "--api", "127.0.0.1:0", "--adapter", "sqlite", "--dsn-file", dsnFile}, dsnFile},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, code := cli(t, nil, append([]string{"agent"}, tc.args...)...)
+			if code != 1 || !strings.Contains(errOut, "open to other users") || !strings.Contains(errOut, "hint: chmod 600 "+tc.file) {
+				t.Fatalf("exit %d\n%s", code, errOut)
+			}
+		})
+	}
+}
+
+func TestDSNHasPassword(t *testing.T) {
+	for dsn, want := range map[string]bool{
+		"postgres://lattice:s3cret@db/crm":                 true,
+		"postgres://lattice@db/crm?password=s3cret":        true,
+		"host=db user=lattice password=s3cret":             true,
+		"postgres://lattice@db/crm?sslmode=require":        false,
+		"host=db user=lattice dbname=crm":                  false,
+		"/var/lib/app/crm.db":                              false,
+		"file:/var/lib/app/crm.db?_pragma=foreign_keys(1)": false,
+	} {
+		if got := dsnHasPassword(dsn); got != want {
+			t.Errorf("dsnHasPassword(%q) = %v, want %v", dsn, got, want)
+		}
+	}
+}
