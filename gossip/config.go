@@ -81,9 +81,23 @@ type Config struct {
 	// JoinRetries is the number of attempts after the first that Join makes
 	// within JoinTimeout. Default 10.
 	JoinRetries int
-	// IOTimeout bounds each dial, handshake and session read or write.
-	// Default 10s.
+	// IOTimeout bounds each dial and each session read or write. Default
+	// 10s.
 	IOTimeout time.Duration
+	// HandshakeTimeout bounds the unauthenticated phase of an incoming
+	// stream, from accept to a checked hello: a client that is slower is
+	// cut off and counted. Default 5s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout is how long an incoming delta stream may stay silent;
+	// senders keep idle streams open with a keepalive every third of it.
+	// Every node should use the same value. Default 30s.
+	IdleTimeout time.Duration
+	// MaxHandshakes caps the incoming streams still in their
+	// unauthenticated phase, over all sources; streams beyond it are closed
+	// at once and counted. Default 64.
+	MaxHandshakes int
+	// MaxHandshakesPerHost caps them per source IP. Default 8.
+	MaxHandshakesPerHost int
 	// ReconnectInterval is how often the node tries to rejoin members that
 	// failed (not those that left): memberlist alone never heals a
 	// partition once each side has declared the other dead. Default 10s.
@@ -104,19 +118,23 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultPushAllUpTo     = 16
-	DefaultFanout          = 3
-	DefaultSyncInterval    = 2 * time.Second
-	DefaultMaxSyncs        = 2
-	DefaultBatchDelay      = 2 * time.Millisecond
-	DefaultBatchBytes      = 64 << 10
-	DefaultQueueLen        = 4096
-	DefaultMaxMessageBytes = 16 << 20
-	DefaultJoinTimeout     = 30 * time.Second
-	DefaultJoinRetries     = 10
-	DefaultIOTimeout       = 10 * time.Second
-	DefaultReconnect       = 10 * time.Second
-	DefaultReconnectFor    = 24 * time.Hour
+	DefaultPushAllUpTo          = 16
+	DefaultFanout               = 3
+	DefaultSyncInterval         = 2 * time.Second
+	DefaultMaxSyncs             = 2
+	DefaultBatchDelay           = 2 * time.Millisecond
+	DefaultBatchBytes           = 64 << 10
+	DefaultQueueLen             = 4096
+	DefaultMaxMessageBytes      = 16 << 20
+	DefaultJoinTimeout          = 30 * time.Second
+	DefaultJoinRetries          = 10
+	DefaultIOTimeout            = 10 * time.Second
+	DefaultHandshakeTimeout     = 5 * time.Second
+	DefaultIdleTimeout          = 30 * time.Second
+	DefaultMaxHandshakes        = 64
+	DefaultMaxHandshakesPerHost = 8
+	DefaultReconnect            = 10 * time.Second
+	DefaultReconnectFor         = 24 * time.Hour
 
 	minMessageBytes = 64 << 10
 	maxNameBytes    = 128
@@ -139,6 +157,11 @@ func DefaultConfig() Config {
 		JoinTimeout:     DefaultJoinTimeout,
 		JoinRetries:     DefaultJoinRetries,
 		IOTimeout:       DefaultIOTimeout,
+
+		HandshakeTimeout:     DefaultHandshakeTimeout,
+		IdleTimeout:          DefaultIdleTimeout,
+		MaxHandshakes:        DefaultMaxHandshakes,
+		MaxHandshakesPerHost: DefaultMaxHandshakesPerHost,
 
 		ReconnectInterval: DefaultReconnect,
 		ReconnectTimeout:  DefaultReconnectFor,
@@ -220,6 +243,8 @@ func (c *Config) Validate() error {
 		{&c.BatchBytes, d.BatchBytes, "batch_bytes"},
 		{&c.QueueLen, d.QueueLen, "queue_len"},
 		{&c.MaxMessageBytes, d.MaxMessageBytes, "max_message_bytes"},
+		{&c.MaxHandshakes, d.MaxHandshakes, "max_handshakes"},
+		{&c.MaxHandshakesPerHost, d.MaxHandshakesPerHost, "max_handshakes_per_host"},
 	} {
 		if err := fill(f.v, f.def, f.key); err != nil {
 			return err
@@ -244,6 +269,8 @@ func (c *Config) Validate() error {
 		{&c.BatchDelay, 0, "batch_delay", true},
 		{&c.JoinTimeout, d.JoinTimeout, "join_timeout", false},
 		{&c.IOTimeout, d.IOTimeout, "io_timeout", false},
+		{&c.HandshakeTimeout, d.HandshakeTimeout, "handshake_timeout", false},
+		{&c.IdleTimeout, d.IdleTimeout, "idle_timeout", false},
 		{&c.ReconnectInterval, d.ReconnectInterval, "reconnect_interval", false},
 		{&c.ReconnectTimeout, d.ReconnectTimeout, "reconnect_timeout", false},
 	} {
@@ -253,6 +280,12 @@ func (c *Config) Validate() error {
 		if *f.v == 0 && !f.zero {
 			*f.v = f.def
 		}
+	}
+	if c.MaxHandshakesPerHost > c.MaxHandshakes {
+		return configErr("max_handshakes_per_host", "%d is over max_handshakes (%d)", c.MaxHandshakesPerHost, c.MaxHandshakes)
+	}
+	if c.IdleTimeout < 30*time.Millisecond {
+		return configErr("idle_timeout", "%s is below 30ms", c.IdleTimeout)
 	}
 	if c.BatchDelay > time.Second {
 		return configErr("batch_delay", "%s is over 1s", c.BatchDelay)

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,10 @@ const (
 // ErrRejected marks a data stream or handshake refused for a security
 // reason: no common key, another label, a bad frame.
 var ErrRejected = errors.New("gossip: peer rejected")
+
+// errUnauthenticated marks, besides ErrRejected, a stream whose peer does
+// not hold a key of the ring.
+var errUnauthenticated = errors.New("gossip: peer not authenticated")
 
 // ErrBusy marks a session a peer refused because it is at its MaxSyncs.
 var ErrBusy = errors.New("gossip: peer busy")
@@ -180,9 +185,9 @@ func clientHandshake(c net.Conn, o connOptions) (*dataConn, error) {
 }
 
 // serverHandshake runs the preamble on an accepted stream whose first byte
-// the mux consumed.
-func serverHandshake(c net.Conn, o connOptions) (*dataConn, error) {
-	_ = c.SetDeadline(time.Now().Add(o.timeout))
+// the mux consumed. The deadline stays in force for the hello.
+func serverHandshake(c net.Conn, o connOptions, deadline time.Time) (*dataConn, error) {
+	_ = c.SetDeadline(deadline)
 	br := bufio.NewReaderSize(c, 64<<10)
 	theirs, enc, err := readPreamble(br, true)
 	if err != nil {
@@ -198,17 +203,16 @@ func serverHandshake(c net.Conn, o connOptions) (*dataConn, error) {
 	if err := writePreamble(c, mine, o.encrypt); err != nil {
 		return nil, errors.Wrap(err, "write preamble")
 	}
-	_ = c.SetDeadline(time.Time{})
 	return newDataConn(c, br, o, theirs, mine, 'a', 'd'), nil
 }
 
 func encryptionMismatch(local bool) error {
 	if local {
-		return errors.Mark(errors.WithHint(errors.New("peer sends in the clear but this node requires encryption"),
-			"give every node the same key file"), ErrRejected)
+		return errors.Mark(errors.Mark(errors.WithHint(errors.New("peer sends in the clear but this node requires encryption"),
+			"give every node the same key file"), ErrRejected), errUnauthenticated)
 	}
-	return errors.Mark(errors.WithHint(errors.New("peer encrypts but this node has no key"),
-		"give every node the same key file"), ErrRejected)
+	return errors.Mark(errors.Mark(errors.WithHint(errors.New("peer encrypts but this node has no key"),
+		"give every node the same key file"), ErrRejected), errUnauthenticated)
 }
 
 func newDataConn(c net.Conn, br *bufio.Reader, o connOptions, dialerNonce, acceptorNonce []byte, send, recv byte) *dataConn {
@@ -287,31 +291,31 @@ func (dc *dataConn) write(msg []byte) error {
 	return nil
 }
 
-// read returns the next message. The slice is valid until the next read.
-// With deadline false it waits for as long as the stream lives.
-func (dc *dataConn) read(deadline bool) ([]byte, error) {
-	if deadline && dc.timeout > 0 {
-		_ = dc.c.SetReadDeadline(time.Now().Add(dc.timeout))
-	} else {
-		_ = dc.c.SetReadDeadline(time.Time{})
-	}
+// maxHelloBytes bounds the first frame in each direction of a stream: the
+// hello and its answer, read before the peer is known.
+const maxHelloBytes = 64 << 10
+
+// read returns the next message, waiting at most the IO timeout. The slice
+// is valid until the next read.
+func (dc *dataConn) read() ([]byte, error) {
+	return dc.readFrame(dc.maxFrame, time.Now().Add(dc.timeout))
+}
+
+// readFrame returns the next message of at most limit bytes (framing and
+// sealing included), failing once deadline passes.
+func (dc *dataConn) readFrame(limit int, deadline time.Time) ([]byte, error) {
+	_ = dc.c.SetReadDeadline(deadline)
 	var h [4]byte
 	if _, err := io.ReadFull(dc.r, h[:]); err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint32(h[:]))
-	if cap(dc.rbuf) > 1<<20 {
-		dc.rbuf = nil // do not keep a large buffer for the life of the stream
+	n, err := frameLen(h, limit)
+	if err != nil {
+		return nil, err
 	}
-	if n > dc.maxFrame {
-		return nil, errors.Mark(errors.Newf("frame of %d bytes over the limit of %d", n, dc.maxFrame), ErrTooLarge)
-	}
-	if cap(dc.rbuf) < n {
-		dc.rbuf = make([]byte, n)
-	}
-	b := dc.rbuf[:n]
-	if _, err := io.ReadFull(dc.r, b); err != nil {
-		return nil, errors.Wrap(err, "read frame")
+	b, err := dc.readBody(n)
+	if err != nil {
+		return nil, err
 	}
 	if dc.bytesIn != nil {
 		dc.bytesIn.Add(uint64(4 + n))
@@ -337,8 +341,45 @@ func (dc *dataConn) read(deadline bool) ([]byte, error) {
 			return pt, nil
 		}
 	}
-	return nil, errors.Mark(errors.WithHint(errors.New("frame does not decrypt with any key in the ring"),
-		"give every node the same key file"), ErrRejected)
+	return nil, errors.Mark(errors.Mark(errors.WithHint(errors.New("frame does not decrypt with any key in the ring"),
+		"give every node the same key file"), ErrRejected), errUnauthenticated)
+}
+
+// frameLen reads a frame header. The length is compared with limit as an
+// unsigned value before it becomes an int, so that no length wraps negative
+// where int has 32 bits.
+func frameLen(h [4]byte, limit int) (int, error) {
+	l := binary.BigEndian.Uint32(h[:])
+	if limit < 0 || uint64(l) > uint64(limit) {
+		return 0, errors.Mark(errors.Newf("frame of %d bytes over the limit of %d", l, limit), ErrTooLarge)
+	}
+	return int(l), nil
+}
+
+// readChunk is the most a frame's buffer grows ahead of the bytes that
+// arrived: a peer that announces a large frame and sends nothing costs
+// this much, not the announced length.
+const readChunk = 64 << 10
+
+// readBody reads n bytes into the stream's read buffer, growing it as the
+// bytes arrive.
+func (dc *dataConn) readBody(n int) ([]byte, error) {
+	if cap(dc.rbuf) > 1<<20 {
+		dc.rbuf = nil // do not keep a large buffer for the life of the stream
+	}
+	b := dc.rbuf[:0]
+	for len(b) < n {
+		step := min(n-len(b), max(len(b), readChunk))
+		b = slices.Grow(b, step)
+		k, err := io.ReadFull(dc.r, b[len(b):len(b)+step])
+		b = b[:len(b)+k]
+		if err != nil {
+			dc.rbuf = b[:0]
+			return nil, errors.Wrap(err, "read frame")
+		}
+	}
+	dc.rbuf = b[:0]
+	return b, nil
 }
 
 // peerMax lowers the send limit to what the peer said it accepts.

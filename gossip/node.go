@@ -201,7 +201,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 			"hint", "create a key with `lattice keygen` and set key_file on every node")
 	}
 
-	n.mux = newMux(inner, cfg.IOTimeout, n.acceptStream)
+	n.mux = newMux(inner, &n.cfg, &n.c, n.acceptStream)
 	mc.Transport = n.mux
 	d := &delegate{n: n}
 	mc.Delegate = d
@@ -734,7 +734,7 @@ func (n *Node) dial(ctx context.Context, p *peer, pur purpose) (*dataConn, error
 		dc.close()
 		return nil, errors.Wrapf(err, "hello to %s", p.name)
 	}
-	b, err := dc.read(true)
+	b, err := dc.readFrame(maxHelloBytes, time.Now().Add(n.cfg.IOTimeout))
 	if err != nil {
 		dc.close()
 		if errors.Is(err, ErrRejected) {
@@ -765,28 +765,41 @@ func (n *Node) dial(ctx context.Context, p *peer, pur purpose) (*dataConn, error
 	return dc, nil
 }
 
-// acceptStream takes a data stream from the mux.
-func (n *Node) acceptStream(c net.Conn) {
+// acceptStream takes a data stream from the mux, with its gate slot.
+func (n *Node) acceptStream(c net.Conn, a *admission) {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
 		_ = c.Close()
+		a.done()
 		return
 	}
 	n.wg.Add(1)
 	n.mu.Unlock()
-	go n.serveStream(c)
+	go n.serveStream(c, a)
 }
 
-func (n *Node) serveStream(c net.Conn) {
+// handshakeFailed counts and logs an incoming stream that failed before
+// its hello was checked.
+func (n *Node) handshakeFailed(c net.Conn, err error) {
+	r := rejectMalformed
+	switch {
+	case isTimeout(err):
+		r = rejectTimeout
+	case errors.Is(err, errUnauthenticated):
+		r = rejectUnauthenticated
+	}
+	n.c.reject(r)
+	n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "reason", r.String(), "err", err.Error())
+}
+
+func (n *Node) serveStream(c net.Conn, a *admission) {
 	defer n.wg.Done()
-	dc, err := serverHandshake(c, n.connOpts())
+	defer a.done()
+	dc, err := serverHandshake(c, n.connOpts(), a.deadline)
 	if err != nil {
 		_ = c.Close()
-		if errors.Is(err, ErrRejected) {
-			n.c.rejectedPeers.Add(1)
-			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err.Error())
-		}
+		n.handshakeFailed(c, err)
 		return
 	}
 	n.mu.Lock()
@@ -803,24 +816,21 @@ func (n *Node) serveStream(c net.Conn) {
 		n.mu.Unlock()
 		dc.close()
 	}()
-	b, err := dc.read(true)
+	b, err := dc.readFrame(maxHelloBytes, a.deadline)
 	if err != nil {
-		if errors.Is(err, ErrRejected) {
-			n.c.rejectedPeers.Add(1)
-			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err.Error())
-		}
+		n.handshakeFailed(c, err)
 		return
 	}
 	h, err := decodeHello(b, n.limits)
 	if err != nil {
 		n.c.decodeErrors.Add(1)
-		n.log.Warn("bad hello", "remote", c.RemoteAddr().String(), "err", err.Error())
+		n.handshakeFailed(c, err)
 		return
 	}
 	ack := &helloAck{Name: n.cfg.Name, Schema: n.schema, MaxMsg: n.cfg.MaxMessageBytes}
 	dc.peerMax(h.MaxMsg)
 	reject := func(reason string) {
-		n.c.rejectedPeers.Add(1)
+		n.c.reject(rejectRefused)
 		n.log.Warn("data stream rejected", "peer", h.Name, "reason", reason)
 		ack.Status, ack.Reason = ackRejected, reason
 		m := encodeHelloAck(ack)
@@ -854,6 +864,7 @@ func (n *Node) serveStream(c net.Conn) {
 	m := encodeHelloAck(ack)
 	err = dc.write(m.bytes())
 	m.free()
+	a.done() // the peer is known: its stream leaves the gate
 	if err != nil || ack.Status != ackOK {
 		return
 	}

@@ -76,7 +76,7 @@ func inject(t *testing.T, from *Node, target *Node, targetName string) error {
 	if err := dc.write(deltasMessage(&msg, 0)); err != nil {
 		return err
 	}
-	b, err := dc.read(true)
+	b, err := dc.read()
 	if err != nil {
 		return err
 	}
