@@ -170,6 +170,14 @@
 //   - No callback from memberlist blocks or calls back into memberlist (it
 //     holds its node lock): they update the node's maps and start or cancel
 //     goroutines.
+//   - A stream is served only for a current member (waiting up to a second
+//     for memberlist to report one that just joined) whose memberlist
+//     address is the stream's source host, and a member's data address
+//     must be on that host too. Per peer: one incoming session, one delta
+//     stream (a new one replaces the old), at most four streams; incoming
+//     sessions leave one of MaxSyncs to the node's own anti-entropy. What a
+//     hello said about a peer's schema is dropped when the peer leaves.
+//     Failed-stream warnings are rate-limited per source.
 //   - Nothing waits without a bound: an incoming stream has HandshakeTimeout
 //     from accept to its checked hello, and at most MaxHandshakes (and
 //     MaxHandshakesPerHost per source) are in that phase at once; the hello

@@ -61,13 +61,16 @@ type Node struct {
 	peers   map[string]*peer
 	all     []*peer  // the peers, shared read-only; rebuilt on change
 	ring    []string // member names (self included) in ring order
-	inbound map[*dataConn]string
+	inbound map[*dataConn]inStream
+	joined  chan struct{} // closed and replaced whenever a member is added
 	schemas map[string]*peerSchema
 	failed  map[string]failedMember
 	leaving map[string]bool // members that announced their leave
 
-	sem     chan struct{}
+	sem     chan struct{} // MaxSyncs session slots, both directions
+	inSem   chan struct{} // the slots incoming sessions may take: one fewer
 	syncNow chan struct{}
+	warns   warnLimiter
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -77,9 +80,21 @@ type Node struct {
 	closeErr  error
 }
 
+// inStream is an incoming stream: its peer (empty until the hello is
+// checked) and its purpose.
+type inStream struct {
+	from    string
+	purpose purpose
+}
+
+// maxStreamsPerPeer caps the incoming streams of one peer: its delta
+// stream, one session, and room for a delta stream being replaced.
+const maxStreamsPerPeer = 4
+
 // peer is a live member and the sender that streams deltas to it.
 type peer struct {
 	name   string
+	host   net.IP // memberlist's address of the member
 	addr   memberlist.Address
 	meta   nodeMeta
 	queue  chan *outDelta
@@ -127,11 +142,13 @@ func New(cfg Config, r Replica) (*Node, error) {
 		replica: r,
 		schema:  localSchemaInfo(cfg.Schema),
 		peers:   map[string]*peer{},
-		inbound: map[*dataConn]string{},
+		inbound: map[*dataConn]inStream{},
+		joined:  make(chan struct{}),
 		schemas: map[string]*peerSchema{},
 		failed:  map[string]failedMember{},
 		leaving: map[string]bool{},
 		sem:     make(chan struct{}, cfg.MaxSyncs),
+		inSem:   make(chan struct{}, max(1, cfg.MaxSyncs-1)),
 		syncNow: make(chan struct{}, 1),
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:]))),
 	}
@@ -569,6 +586,14 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	if addr == "" {
 		addr = node.Address()
 	}
+	if !sameHost(addrHost(addr), node.Addr) {
+		// Peers would dial whatever a member advertises: keep them to
+		// the member's own host.
+		n.c.rejectedPeers.Add(1)
+		n.warns.warn(n.log, "meta:"+node.Name, "member ignored: its data address is not on its own host",
+			"peer", node.Name, "addr", node.Address(), "data_addr", addr)
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -589,6 +614,7 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	ctx, cancel := context.WithCancel(n.ctx)
 	p := &peer{
 		name:   node.Name,
+		host:   slices.Clone(node.Addr),
 		addr:   memberlist.Address{Addr: addr, Name: node.Name},
 		meta:   nm,
 		queue:  make(chan *outDelta, n.cfg.QueueLen),
@@ -602,6 +628,8 @@ func (n *Node) addPeer(node *memberlist.Node) {
 			"peer", node.Name, "peer_schema", nm.Schema, "schema", n.schema.FP)
 	}
 	n.rebuildRingLocked()
+	close(n.joined)
+	n.joined = make(chan struct{})
 	n.wg.Add(1)
 	go n.runPeer(p)
 	n.kickSync()
@@ -627,9 +655,10 @@ func (n *Node) removePeer(name string, addr string) {
 		delete(n.peers, name)
 		n.rebuildRingLocked()
 	}
+	delete(n.schemas, name)
 	var conns []*dataConn
-	for dc, from := range n.inbound {
-		if from == name {
+	for dc, in := range n.inbound {
+		if in.from == name {
 			conns = append(conns, dc)
 		}
 	}
@@ -690,6 +719,11 @@ func (n *Node) recordSchema(name string, si *schemaInfo) []string {
 		ps.set[c] = true
 	}
 	n.mu.Lock()
+	if n.peers[name] == nil {
+		// Gone meanwhile: keep nothing about a peer that is not a member.
+		n.mu.Unlock()
+		return mm
+	}
 	old := n.schemas[name]
 	n.schemas[name] = ps
 	n.mu.Unlock()
@@ -790,7 +824,8 @@ func (n *Node) handshakeFailed(c net.Conn, err error) {
 		r = rejectUnauthenticated
 	}
 	n.c.reject(r)
-	n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "reason", r.String(), "err", err.Error())
+	n.warns.warn(n.log, r.String()+":"+remoteHost(c), "data stream rejected", "remote", c.RemoteAddr().String(),
+		"reason", r.String(), "err", err.Error())
 }
 
 func (n *Node) serveStream(c net.Conn, a *admission) {
@@ -808,7 +843,7 @@ func (n *Node) serveStream(c net.Conn, a *admission) {
 		dc.close()
 		return
 	}
-	n.inbound[dc] = ""
+	n.inbound[dc] = inStream{}
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
@@ -831,7 +866,8 @@ func (n *Node) serveStream(c net.Conn, a *admission) {
 	dc.peerMax(h.MaxMsg)
 	reject := func(reason string) {
 		n.c.reject(rejectRefused)
-		n.log.Warn("data stream rejected", "peer", h.Name, "reason", reason)
+		n.warns.warn(n.log, "refused:"+a.host, "data stream rejected", "peer", h.Name,
+			"remote", c.RemoteAddr().String(), "reason", reason)
 		ack.Status, ack.Reason = ackRejected, reason
 		m := encodeHelloAck(ack)
 		_ = dc.write(m.bytes())
@@ -845,18 +881,55 @@ func (n *Node) serveStream(c net.Conn, a *admission) {
 		reject("peer uses this node's name")
 		return
 	}
+	p := n.waitMember(h.Name, a.deadline)
+	switch {
+	case p == nil:
+		reject("not a member")
+		return
+	case !sameHost(a.host, p.host):
+		reject("connection from " + a.host + ", not from the member's host " + p.host.String())
+		return
+	}
+	session := h.Purpose == purposeSync || h.Purpose == purposeBootstrap
+	var replaced []*dataConn
 	n.mu.Lock()
-	if _, ok := n.inbound[dc]; ok {
-		n.inbound[dc] = h.Name
+	streams, sessions := 0, 0
+	for other, in := range n.inbound {
+		if in.from != h.Name {
+			continue
+		}
+		streams++
+		switch {
+		case in.purpose == purposeDeltas && h.Purpose == purposeDeltas:
+			// The peer replaces its delta stream: the old one is dead
+			// on its side.
+			replaced = append(replaced, other)
+		case in.purpose != purposeDeltas:
+			sessions++
+		}
+	}
+	over := streams-len(replaced) >= maxStreamsPerPeer
+	if !over {
+		if _, ok := n.inbound[dc]; ok {
+			n.inbound[dc] = inStream{from: h.Name, purpose: h.Purpose}
+		}
 	}
 	n.mu.Unlock()
+	if over {
+		reject("too many streams from this peer")
+		return
+	}
+	for _, o := range replaced {
+		o.close()
+	}
 	n.recordSchema(h.Name, &h.Schema)
-	session := h.Purpose == purposeSync || h.Purpose == purposeBootstrap
 	if session {
-		select {
-		case n.sem <- struct{}{}:
-			defer func() { <-n.sem }()
-		default:
+		if sessions > 0 {
+			n.c.syncsRefused.Add(1)
+			ack.Status, ack.Reason = ackBusy, "a session with this peer is running"
+		} else if n.takeInSlot() {
+			defer n.releaseInSlot()
+		} else {
 			n.c.syncsRefused.Add(1)
 			ack.Status, ack.Reason = ackBusy, "at max_syncs"
 		}
@@ -876,6 +949,76 @@ func (n *Node) serveStream(c net.Conn, a *admission) {
 	case purposeBootstrap:
 		n.serveBootstrap(dc, h.Name)
 	}
+}
+
+// waitMember returns the live member of that name, waiting until the
+// deadline (at most a second) for memberlist to report it: a node that just
+// joined through this one may dial before its join is processed here.
+func (n *Node) waitMember(name string, deadline time.Time) *peer {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	deadline = minTime(deadline, time.Now().Add(time.Second))
+	for {
+		n.mu.Lock()
+		p, joined := n.peers[name], n.joined
+		n.mu.Unlock()
+		if p != nil {
+			return p
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		if t == nil {
+			t = time.NewTimer(wait)
+		}
+		select {
+		case <-joined:
+		case <-t.C:
+			return nil
+		case <-n.ctx.Done():
+			return nil
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// takeInSlot takes a session slot for an incoming session, leaving at
+// least one of MaxSyncs to this node's own anti-entropy.
+func (n *Node) takeInSlot() bool {
+	select {
+	case n.inSem <- struct{}{}:
+	default:
+		return false
+	}
+	select {
+	case n.sem <- struct{}{}:
+		return true
+	default:
+		<-n.inSem
+		return false
+	}
+}
+
+func (n *Node) releaseInSlot() {
+	<-n.sem
+	<-n.inSem
+}
+
+// sameHost reports whether host (an IP in text) is ip.
+func sameHost(host string, ip net.IP) bool {
+	h := net.ParseIP(host)
+	return h != nil && h.Equal(ip)
 }
 
 // logBridge turns memberlist's log lines into slog records. Once the node

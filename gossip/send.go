@@ -361,10 +361,10 @@ func (n *Node) readDeltas(dc *dataConn, from string) {
 		switch {
 		case errors.Is(err, ErrRejected):
 			n.c.rejectedPeers.Add(1)
-			n.log.Warn("delta stream rejected", "peer", from, "err", err.Error())
+			n.warns.warn(n.log, "deltas:"+from, "delta stream rejected", "peer", from, "err", err.Error())
 		case errors.Is(err, ErrTooLarge):
 			n.c.decodeErrors.Add(1)
-			n.log.Warn("delta stream dropped", "peer", from, "err", err.Error())
+			n.warns.warn(n.log, "deltas:"+from, "delta stream dropped", "peer", from, "err", err.Error())
 		}
 	}
 	var batch *crdt.Delta
