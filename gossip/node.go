@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -45,9 +46,10 @@ type Node struct {
 	limits   crdt.Limits
 	ml       *memberlist.Memberlist
 	mux      *mux
-	mlKeys   *memberlist.Keyring // nil in cleartext
+	mlKeys   *memberlist.Keyring // nil in cleartext; holds memberlistKey of each ring key
 	keys     atomic.Pointer[keyring]
 	keyMu    sync.Mutex
+	ringKeys map[string][]byte // memberlist's key -> ring key, under keyMu
 	dataAddr string
 	metaMu   sync.Mutex
 	meta     nodeMeta
@@ -202,7 +204,17 @@ func New(cfg Config, r Replica) (*Node, error) {
 	n.meta = nodeMeta{API: cfg.APIAddr, Data: n.dataAddr, Version: cfg.Version, Schema: n.schema.FP}
 
 	if len(cfg.Keys) > 0 {
-		kr, err := memberlist.NewKeyring(cfg.Keys[1:], cfg.Keys[0])
+		n.ringKeys = map[string][]byte{}
+		var mks [][]byte
+		for _, k := range cfg.Keys {
+			mk, err := n.addRingKey(k)
+			if err != nil {
+				_ = inner.Shutdown()
+				return nil, err
+			}
+			mks = append(mks, mk)
+		}
+		kr, err := memberlist.NewKeyring(mks[1:], mks[0])
 		if err != nil {
 			_ = inner.Shutdown()
 			return nil, errors.Wrap(err, "gossip keyring")
@@ -458,48 +470,75 @@ var ErrNoEncryption = errors.New("gossip: encryption is off")
 
 // InstallKey adds a key that decrypts (step 1 of a rotation, on every node).
 func (n *Node) InstallKey(key []byte) error {
-	return n.keyOp("install", func(kr *memberlist.Keyring) error { return kr.AddKey(key) })
+	return n.keyOp("install", key, func(kr *memberlist.Keyring, mk []byte) error { return kr.AddKey(mk) })
 }
 
 // UseKey makes an installed key the primary, the one that encrypts (step 2,
 // once every node has installed it).
 func (n *Node) UseKey(key []byte) error {
-	return n.keyOp("use", func(kr *memberlist.Keyring) error { return kr.UseKey(key) })
+	return n.keyOp("use", key, func(kr *memberlist.Keyring, mk []byte) error { return kr.UseKey(mk) })
 }
 
 // RemoveKey drops a key that is not the primary (step 3, once every node
 // uses the new key).
 func (n *Node) RemoveKey(key []byte) error {
-	return n.keyOp("remove", func(kr *memberlist.Keyring) error {
+	return n.keyOp("remove", key, func(kr *memberlist.Keyring, mk []byte) error {
 		found := false
 		for _, k := range kr.GetKeys() {
-			if string(k) == string(key) {
+			if string(k) == string(mk) {
 				found = true
 			}
 		}
 		if !found {
 			return errors.New("key is not installed")
 		}
-		return kr.RemoveKey(key)
+		return kr.RemoveKey(mk)
 	})
 }
 
-func (n *Node) keyOp(what string, op func(*memberlist.Keyring) error) error {
+func (n *Node) keyOp(what string, key []byte, op func(kr *memberlist.Keyring, mk []byte) error) error {
 	if n.mlKeys == nil {
 		return errors.WithHint(errors.Wrapf(ErrNoEncryption, "%s key", what),
 			"start the node with a key file to enable encryption; it cannot be turned on at run time")
 	}
+	if err := memberlist.ValidateKey(key); err != nil {
+		return errors.Wrapf(err, "%s key", what)
+	}
 	n.keyMu.Lock()
 	defer n.keyMu.Unlock()
-	if err := op(n.mlKeys); err != nil {
+	mk, err := n.addRingKey(key)
+	if err != nil {
+		return err
+	}
+	if err := op(n.mlKeys, mk); err != nil {
 		return errors.Wrapf(err, "%s key", what)
 	}
 	return n.refreshKeys()
 }
 
-// refreshKeys copies memberlist's keyring into the data path's.
+// addRingKey remembers a ring key under the key memberlist gets for it,
+// and returns that key. The caller holds keyMu (or is New).
+func (n *Node) addRingKey(k []byte) ([]byte, error) {
+	mk, err := memberlistKey(k)
+	if err != nil {
+		return nil, err
+	}
+	n.ringKeys[string(mk)] = bytes.Clone(k)
+	return mk, nil
+}
+
+// refreshKeys makes the data path's keyring the ring keys of memberlist's
+// keys, in memberlist's order (primary first).
 func (n *Node) refreshKeys() error {
-	kr, err := newKeyring(n.mlKeys.GetKeys())
+	var keys [][]byte
+	for _, mk := range n.mlKeys.GetKeys() {
+		k, ok := n.ringKeys[string(mk)]
+		if !ok {
+			return errors.AssertionFailedf("memberlist holds a key of no ring key")
+		}
+		keys = append(keys, k)
+	}
+	kr, err := newKeyring(keys)
 	if err != nil {
 		return err
 	}
