@@ -33,10 +33,14 @@ type Config struct {
 	AdvertiseAddr string
 	// Join lists seeds ("host:port") that Join uses when given none.
 	Join []string
-	// Keys are AES keys of 16, 24 or 32 bytes (32 selects AES-256-GCM). The
-	// first is primary and encrypts; all decrypt. No keys means cleartext,
-	// which New logs as a warning.
+	// Keys are AES keys of 16, 24 or 32 bytes. The first is primary and
+	// encrypts; all decrypt. No keys means cleartext, which Validate refuses
+	// on a non-loopback BindAddr unless Insecure is set.
 	Keys [][]byte
+	// Insecure allows cleartext (no Keys) on a non-loopback BindAddr:
+	// anyone who reaches the port can then join, read every record and
+	// write any. For closed networks only; New logs a warning.
+	Insecure bool
 	// Label is the cluster label. Nodes with another label are ignored, on
 	// memberlist's packets and streams and on the data streams.
 	Label string
@@ -141,8 +145,9 @@ const (
 	maxMetaField    = 128
 )
 
-// DefaultConfig returns the defaults: bind 0.0.0.0:7946, no keys, push to
-// every peer up to 16 members, anti-entropy every 2s.
+// DefaultConfig returns the defaults: bind 0.0.0.0:7946, no keys (which
+// Validate refuses there: set Keys, a loopback BindAddr or Insecure), push
+// to every peer up to 16 members, anti-entropy every 2s.
 func DefaultConfig() Config {
 	return Config{
 		BindAddr:        "0.0.0.0:7946",
@@ -171,6 +176,10 @@ func DefaultConfig() Config {
 // ErrConfig marks configuration errors.
 var ErrConfig = errors.New("gossip: invalid config")
 
+// ErrInsecure marks, besides ErrConfig, a config that would expose a
+// cleartext cluster on the network.
+var ErrInsecure = errors.New("gossip: cleartext on a network address")
+
 func configErr(key string, format string, args ...any) error {
 	return errors.Mark(errors.Newf("gossip config %s: "+format, append([]any{key}, args...)...), ErrConfig)
 }
@@ -193,6 +202,12 @@ func (c *Config) Validate() error {
 		}
 		if err != nil {
 			return errors.WithHint(configErr("bind", "%q: %v", c.BindAddr, err), "use ip:port, e.g. 0.0.0.0:7946")
+		}
+		if ip := net.ParseIP(host); len(c.Keys) == 0 && !c.Insecure && (ip == nil || !ip.IsLoopback()) {
+			return errors.Mark(errors.WithHint(
+				configErr("key_file", "none set, and gossip binds %s: anyone who reaches it could join, read every record and write any", c.BindAddr),
+				"make a key with `lattice keygen --out /etc/lattice/gossip.key`, copy the file to every node and set key_file: /etc/lattice/gossip.key; "+
+					"or bind gossip to 127.0.0.1; or, on a closed network only, set insecure: true"), ErrInsecure)
 		}
 	}
 	if c.AdvertiseAddr != "" {

@@ -227,7 +227,8 @@ func New(cfg Config, r Replica) (*Node, error) {
 		}
 	} else {
 		n.log.Warn("gossip runs in the clear: no key file, anyone who reaches the port can join and inject data",
-			"hint", "create a key with `lattice keygen` and set key_file on every node")
+			"bind", cfg.BindAddr, "insecure", cfg.Insecure,
+			"hint", "make a key with `lattice keygen --out gossip.key` and set key_file on every node")
 	}
 
 	n.mux = newMux(inner, &n.cfg, &n.c, n.acceptStream)
