@@ -291,14 +291,19 @@ func (d *Decoder) Msgpack() *msgpack.Decoder { return d.dec }
 // ArrayLen reads an array header of at most max elements. A nil reads as
 // length 0.
 func (d *Decoder) ArrayLen(max int) (int, error) {
+	c, err := d.dec.PeekCode()
+	if err != nil {
+		return 0, decodeErr(err, "array")
+	}
 	n, err := d.dec.DecodeArrayLen()
 	if err != nil {
 		return 0, decodeErr(err, "array")
 	}
-	if n < 0 {
+	if c == msgpcode.Nil {
 		return 0, nil
 	}
-	if n > max || n > d.br.Len() {
+	// A 32-bit length reads negative where int has 32 bits.
+	if n < 0 || n > max || n > d.br.Len() {
 		return 0, decodeErrf("array of %d elements over the limit of %d", n, min(max, d.br.Len()))
 	}
 	return n, nil
@@ -464,7 +469,7 @@ func (d *Decoder) Bytes(max int) ([]byte, error) {
 	if err != nil {
 		return nil, decodeErr(err, "bytes")
 	}
-	if n > max || n > d.br.Len() {
+	if n < 0 || n > max || n > d.br.Len() {
 		return nil, decodeErrf("bytes of length %d over the limit", n)
 	}
 	b := make([]byte, n)

@@ -108,7 +108,7 @@ func (n *Node) bootstrapFrom(ctx context.Context, p *peer, cursor *crdt.ID, reco
 		return false, err
 	}
 	for {
-		b, err := dc.read(true)
+		b, err := dc.read()
 		if err != nil {
 			return false, errors.Wrap(err, "read chunk")
 		}
@@ -142,7 +142,7 @@ func (n *Node) serveBootstrap(dc *dataConn, from string) {
 	defer cancel()
 	stop := context.AfterFunc(ctx, dc.close)
 	defer stop()
-	b, err := dc.read(true)
+	b, err := dc.read()
 	if err != nil {
 		return
 	}

@@ -33,10 +33,14 @@ type Config struct {
 	AdvertiseAddr string
 	// Join lists seeds ("host:port") that Join uses when given none.
 	Join []string
-	// Keys are AES keys of 16, 24 or 32 bytes (32 selects AES-256-GCM). The
-	// first is primary and encrypts; all decrypt. No keys means cleartext,
-	// which New logs as a warning.
+	// Keys are AES keys of 16, 24 or 32 bytes. The first is primary and
+	// encrypts; all decrypt. No keys means cleartext, which Validate refuses
+	// on a non-loopback BindAddr unless Insecure is set.
 	Keys [][]byte
+	// Insecure allows cleartext (no Keys) on a non-loopback BindAddr:
+	// anyone who reaches the port can then join, read every record and
+	// write any. For closed networks only; New logs a warning.
+	Insecure bool
 	// Label is the cluster label. Nodes with another label are ignored, on
 	// memberlist's packets and streams and on the data streams.
 	Label string
@@ -81,9 +85,23 @@ type Config struct {
 	// JoinRetries is the number of attempts after the first that Join makes
 	// within JoinTimeout. Default 10.
 	JoinRetries int
-	// IOTimeout bounds each dial, handshake and session read or write.
-	// Default 10s.
+	// IOTimeout bounds each dial and each session read or write. Default
+	// 10s.
 	IOTimeout time.Duration
+	// HandshakeTimeout bounds the unauthenticated phase of an incoming
+	// stream, from accept to a checked hello: a client that is slower is
+	// cut off and counted. Default 5s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout is how long an incoming delta stream may stay silent;
+	// senders keep idle streams open with a keepalive every third of it.
+	// Every node should use the same value. Default 30s.
+	IdleTimeout time.Duration
+	// MaxHandshakes caps the incoming streams still in their
+	// unauthenticated phase, over all sources; streams beyond it are closed
+	// at once and counted. Default 64.
+	MaxHandshakes int
+	// MaxHandshakesPerHost caps them per source IP. Default 8.
+	MaxHandshakesPerHost int
 	// ReconnectInterval is how often the node tries to rejoin members that
 	// failed (not those that left): memberlist alone never heals a
 	// partition once each side has declared the other dead. Default 10s.
@@ -104,27 +122,32 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultPushAllUpTo     = 16
-	DefaultFanout          = 3
-	DefaultSyncInterval    = 2 * time.Second
-	DefaultMaxSyncs        = 2
-	DefaultBatchDelay      = 2 * time.Millisecond
-	DefaultBatchBytes      = 64 << 10
-	DefaultQueueLen        = 4096
-	DefaultMaxMessageBytes = 16 << 20
-	DefaultJoinTimeout     = 30 * time.Second
-	DefaultJoinRetries     = 10
-	DefaultIOTimeout       = 10 * time.Second
-	DefaultReconnect       = 10 * time.Second
-	DefaultReconnectFor    = 24 * time.Hour
+	DefaultPushAllUpTo          = 16
+	DefaultFanout               = 3
+	DefaultSyncInterval         = 2 * time.Second
+	DefaultMaxSyncs             = 2
+	DefaultBatchDelay           = 2 * time.Millisecond
+	DefaultBatchBytes           = 64 << 10
+	DefaultQueueLen             = 4096
+	DefaultMaxMessageBytes      = 16 << 20
+	DefaultJoinTimeout          = 30 * time.Second
+	DefaultJoinRetries          = 10
+	DefaultIOTimeout            = 10 * time.Second
+	DefaultHandshakeTimeout     = 5 * time.Second
+	DefaultIdleTimeout          = 30 * time.Second
+	DefaultMaxHandshakes        = 64
+	DefaultMaxHandshakesPerHost = 8
+	DefaultReconnect            = 10 * time.Second
+	DefaultReconnectFor         = 24 * time.Hour
 
 	minMessageBytes = 64 << 10
 	maxNameBytes    = 128
 	maxMetaField    = 128
 )
 
-// DefaultConfig returns the defaults: bind 0.0.0.0:7946, no keys, push to
-// every peer up to 16 members, anti-entropy every 2s.
+// DefaultConfig returns the defaults: bind 0.0.0.0:7946, no keys (which
+// Validate refuses there: set Keys, a loopback BindAddr or Insecure), push
+// to every peer up to 16 members, anti-entropy every 2s.
 func DefaultConfig() Config {
 	return Config{
 		BindAddr:        "0.0.0.0:7946",
@@ -140,6 +163,11 @@ func DefaultConfig() Config {
 		JoinRetries:     DefaultJoinRetries,
 		IOTimeout:       DefaultIOTimeout,
 
+		HandshakeTimeout:     DefaultHandshakeTimeout,
+		IdleTimeout:          DefaultIdleTimeout,
+		MaxHandshakes:        DefaultMaxHandshakes,
+		MaxHandshakesPerHost: DefaultMaxHandshakesPerHost,
+
 		ReconnectInterval: DefaultReconnect,
 		ReconnectTimeout:  DefaultReconnectFor,
 	}
@@ -147,6 +175,10 @@ func DefaultConfig() Config {
 
 // ErrConfig marks configuration errors.
 var ErrConfig = errors.New("gossip: invalid config")
+
+// ErrInsecure marks, besides ErrConfig, a config that would expose a
+// cleartext cluster on the network.
+var ErrInsecure = errors.New("gossip: cleartext on a network address")
 
 func configErr(key string, format string, args ...any) error {
 	return errors.Mark(errors.Newf("gossip config %s: "+format, append([]any{key}, args...)...), ErrConfig)
@@ -170,6 +202,12 @@ func (c *Config) Validate() error {
 		}
 		if err != nil {
 			return errors.WithHint(configErr("bind", "%q: %v", c.BindAddr, err), "use ip:port, e.g. 0.0.0.0:7946")
+		}
+		if ip := net.ParseIP(host); len(c.Keys) == 0 && !c.Insecure && (ip == nil || !ip.IsLoopback()) {
+			return errors.Mark(errors.WithHint(
+				configErr("key_file", "none set, and gossip binds %s: anyone who reaches it could join, read every record and write any", c.BindAddr),
+				"make a key with `lattice keygen --out /etc/lattice/gossip.key`, copy the file to every node and set key_file: /etc/lattice/gossip.key; "+
+					"or bind gossip to 127.0.0.1; or, on a closed network only, set insecure: true"), ErrInsecure)
 		}
 	}
 	if c.AdvertiseAddr != "" {
@@ -220,6 +258,8 @@ func (c *Config) Validate() error {
 		{&c.BatchBytes, d.BatchBytes, "batch_bytes"},
 		{&c.QueueLen, d.QueueLen, "queue_len"},
 		{&c.MaxMessageBytes, d.MaxMessageBytes, "max_message_bytes"},
+		{&c.MaxHandshakes, d.MaxHandshakes, "max_handshakes"},
+		{&c.MaxHandshakesPerHost, d.MaxHandshakesPerHost, "max_handshakes_per_host"},
 	} {
 		if err := fill(f.v, f.def, f.key); err != nil {
 			return err
@@ -244,6 +284,8 @@ func (c *Config) Validate() error {
 		{&c.BatchDelay, 0, "batch_delay", true},
 		{&c.JoinTimeout, d.JoinTimeout, "join_timeout", false},
 		{&c.IOTimeout, d.IOTimeout, "io_timeout", false},
+		{&c.HandshakeTimeout, d.HandshakeTimeout, "handshake_timeout", false},
+		{&c.IdleTimeout, d.IdleTimeout, "idle_timeout", false},
 		{&c.ReconnectInterval, d.ReconnectInterval, "reconnect_interval", false},
 		{&c.ReconnectTimeout, d.ReconnectTimeout, "reconnect_timeout", false},
 	} {
@@ -253,6 +295,12 @@ func (c *Config) Validate() error {
 		if *f.v == 0 && !f.zero {
 			*f.v = f.def
 		}
+	}
+	if c.MaxHandshakesPerHost > c.MaxHandshakes {
+		return configErr("max_handshakes_per_host", "%d is over max_handshakes (%d)", c.MaxHandshakesPerHost, c.MaxHandshakes)
+	}
+	if c.IdleTimeout < 30*time.Millisecond {
+		return configErr("idle_timeout", "%s is below 30ms", c.IdleTimeout)
 	}
 	if c.BatchDelay > time.Second {
 		return configErr("batch_delay", "%s is over 1s", c.BatchDelay)

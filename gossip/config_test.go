@@ -14,6 +14,7 @@ func TestConfigValidate(t *testing.T) {
 	good := func() Config {
 		c := DefaultConfig()
 		c.Name = "crm"
+		c.Keys = [][]byte{make([]byte, 32)}
 		return c
 	}
 	for _, tc := range []struct {
@@ -30,6 +31,12 @@ func TestConfigValidate(t *testing.T) {
 		{"advertise ok", func(c *Config) { c.AdvertiseAddr = "10.0.0.5:7946" }, ""},
 		{"short key", func(c *Config) { c.Keys = [][]byte{make([]byte, 7)} }, "key_file"},
 		{"aes-256 key", func(c *Config) { c.Keys = [][]byte{make([]byte, 32)} }, ""},
+		{"cleartext on every address", func(c *Config) { c.Keys = nil }, "key_file"},
+		{"cleartext on an interface", func(c *Config) { c.Keys, c.BindAddr = nil, "10.0.0.5:7946" }, "key_file"},
+		{"cleartext on every v6 address", func(c *Config) { c.Keys, c.BindAddr = nil, "[::]:7946" }, "key_file"},
+		{"cleartext on loopback", func(c *Config) { c.Keys, c.BindAddr = nil, "127.0.0.1:7946" }, ""},
+		{"cleartext on v6 loopback", func(c *Config) { c.Keys, c.BindAddr = nil, "[::1]:7946" }, ""},
+		{"cleartext said insecure", func(c *Config) { c.Keys, c.Insecure = nil, true }, ""},
 		{"long label", func(c *Config) { c.Label = strings.Repeat("l", 256) }, "cluster"},
 		{"long api", func(c *Config) { c.APIAddr = strings.Repeat("a", 200) }, "api.addr"},
 		{"negative fanout", func(c *Config) { c.Fanout = -1 }, "fanout"},
@@ -58,6 +65,19 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error naming %s", err, tc.wantKey)
 			}
 		})
+	}
+}
+
+// The refusal of a cleartext network bind says how to make a key.
+func TestCleartextRefusalSaysHowToMakeAKey(t *testing.T) {
+	c := DefaultConfig()
+	c.Name = "crm"
+	err := c.Validate()
+	if !errors.Is(err, ErrInsecure) {
+		t.Fatalf("Validate = %v, want ErrInsecure", err)
+	}
+	if h := errors.FlattenHints(err); !strings.Contains(h, "lattice keygen") || !strings.Contains(h, "insecure: true") {
+		t.Fatalf("hint %q does not say how to make a key or how to opt out", h)
 	}
 }
 

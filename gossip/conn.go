@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,62 +26,103 @@ import (
 //
 // A stream starts with a cleartext preamble in each direction:
 //
-//	magic "LTC1", nonce [16]byte, flags byte (1 = encrypted)
+//	magic "LTC2", nonce [16]byte, flags byte (1 = encrypted)
 //
-// The two random nonces make every stream's frames unique: each frame is
-// sealed with AES-GCM under the keyring's primary key with additional data
-// binding the label, both nonces, the direction and a sequence number, so a
-// frame cannot be replayed, reordered or moved to another stream or cluster
-// and a peer without a key in the ring can neither read nor forge one.
-// Frames are
+// Encrypted frames are sealed with AES-256-GCM under a key of their own
+// stream and direction:
+//
+//	stream key = HKDF-SHA256(secret: a ring key, salt: dialer nonce ||
+//	             acceptor nonce, info: "lattice-gossip/2 stream" 0 label 0 direction)
+//
+// and the frame's sequence number as the GCM nonce, so a nonce is never
+// reused under a key whatever the traffic (random nonces under one
+// long-lived key would collide after about 2^32 frames cluster-wide).
+// memberlist gets its own key from each ring key (HKDF with another info,
+// memberlistKey), never the ring key itself. The additional data binds the
+// label, both nonces, the direction and the sequence number as well, so a
+// frame cannot be replayed, reordered or moved to another stream or
+// cluster, and a peer without a key in the ring can neither read nor forge
+// one. The sender seals with the ring's primary key as of each frame and
+// the receiver tries every key of the ring, so a key rotation reaches
+// running streams at the next frame. Frames are
 //
 //	length uint32 (big endian), body
-//	body = message                                  (cleartext)
-//	body = version(1) nonce[12] ciphertext+tag[16]  (encrypted)
+//	body = message                          (cleartext)
+//	body = version(2) ciphertext+tag[16]    (encrypted)
 //
-// and every length is checked against the configured bound before any
-// allocation.
-var streamMagic = [4]byte{'L', 'T', 'C', '1'}
+// and every length is checked against its bound before any allocation.
+// Version 2 (magic "LTC2") does not interoperate with version 1 ("LTC1"):
+// upgrade every node of a cluster together.
+var streamMagic = [4]byte{'L', 'T', 'C', '2'}
 
 const (
-	nonceLen      = 16
-	preambleLen   = len(streamMagic) + nonceLen + 1
-	gcmNonceLen   = 12
-	gcmTagLen     = 16
-	cryptVersion  = 1
-	cryptOverhead = 1 + gcmNonceLen + gcmTagLen
-	aadPrefix     = "lattice-gossip/1\x00"
+	nonceLen       = 16
+	preambleLen    = len(streamMagic) + nonceLen + 1
+	gcmNonceLen    = 12
+	gcmTagLen      = 16
+	cryptVersion   = 2
+	cryptOverhead  = 1 + gcmTagLen
+	aadPrefix      = "lattice-gossip/2\x00"
+	streamInfo     = "lattice-gossip/2 stream"
+	memberlistInfo = "lattice-gossip/2 memberlist"
 )
 
 // ErrRejected marks a data stream or handshake refused for a security
 // reason: no common key, another label, a bad frame.
 var ErrRejected = errors.New("gossip: peer rejected")
 
+// errUnauthenticated marks, besides ErrRejected, a stream whose peer does
+// not hold a key of the ring.
+var errUnauthenticated = errors.New("gossip: peer not authenticated")
+
 // ErrBusy marks a session a peer refused because it is at its MaxSyncs.
 var ErrBusy = errors.New("gossip: peer busy")
 
-// keyring holds the AES-GCM ciphers of the keys in use, primary first.
-// Its content is replaced, never modified.
+// keyring holds the keys in use, primary first. Its content is replaced,
+// never modified.
 type keyring struct {
-	keys  [][]byte
-	aeads []cipher.AEAD
+	keys [][]byte
 }
 
 func newKeyring(keys [][]byte) (*keyring, error) {
 	kr := &keyring{}
 	for _, k := range keys {
-		b, err := aes.NewCipher(k)
-		if err != nil {
+		if _, err := aes.NewCipher(k); err != nil {
 			return nil, errors.Wrap(err, "aes key")
 		}
-		g, err := cipher.NewGCM(b)
-		if err != nil {
-			return nil, errors.Wrap(err, "aes-gcm")
-		}
 		kr.keys = append(kr.keys, bytes.Clone(k))
-		kr.aeads = append(kr.aeads, g)
 	}
 	return kr, nil
+}
+
+// memberlistKey derives the key memberlist uses from a ring key; it has the
+// ring key's length, which memberlist requires.
+func memberlistKey(k []byte) ([]byte, error) {
+	mk, err := hkdf.Key(sha256.New, k, nil, memberlistInfo, len(k))
+	return mk, errors.Wrap(err, "derive memberlist key")
+}
+
+// streamAEAD derives the AES-256-GCM cipher of one stream direction from a
+// ring key.
+func streamAEAD(k, dialerNonce, acceptorNonce []byte, label string, dir byte) (cipher.AEAD, error) {
+	salt := append(slices.Clip(dialerNonce), acceptorNonce...)
+	info := streamInfo + "\x00" + label + "\x00" + string(dir)
+	sk, err := hkdf.Key(sha256.New, k, salt, info, 32)
+	if err != nil {
+		return nil, errors.Wrap(err, "derive stream key")
+	}
+	b, err := aes.NewCipher(sk)
+	if err != nil {
+		return nil, errors.Wrap(err, "aes key")
+	}
+	g, err := cipher.NewGCM(b)
+	return g, errors.Wrap(err, "aes-gcm")
+}
+
+// dirKeys are one direction's ciphers, derived from one keyring.
+type dirKeys struct {
+	from  *keyring
+	aeads []cipher.AEAD // in the ring's order
 }
 
 // dataConn is one data stream after its preamble.
@@ -87,6 +131,9 @@ type dataConn struct {
 	r        *bufio.Reader
 	keys     *atomic.Pointer[keyring] // nil: cleartext
 	aad      []byte                   // prefix; direction and sequence appended per frame
+	dialerN  []byte
+	accN     []byte
+	label    string
 	sendDir  byte
 	recvDir  byte
 	sendSeq  uint64
@@ -100,8 +147,10 @@ type dataConn struct {
 	wmu   sync.Mutex
 	wbuf  []byte
 	waad  []byte
+	wkeys dirKeys // under wmu
 	rbuf  []byte
 	raad  []byte
+	rkeys dirKeys // reader only
 	plain []byte
 
 	closeOnce sync.Once
@@ -180,9 +229,9 @@ func clientHandshake(c net.Conn, o connOptions) (*dataConn, error) {
 }
 
 // serverHandshake runs the preamble on an accepted stream whose first byte
-// the mux consumed.
-func serverHandshake(c net.Conn, o connOptions) (*dataConn, error) {
-	_ = c.SetDeadline(time.Now().Add(o.timeout))
+// the mux consumed. The deadline stays in force for the hello.
+func serverHandshake(c net.Conn, o connOptions, deadline time.Time) (*dataConn, error) {
+	_ = c.SetDeadline(deadline)
 	br := bufio.NewReaderSize(c, 64<<10)
 	theirs, enc, err := readPreamble(br, true)
 	if err != nil {
@@ -198,17 +247,16 @@ func serverHandshake(c net.Conn, o connOptions) (*dataConn, error) {
 	if err := writePreamble(c, mine, o.encrypt); err != nil {
 		return nil, errors.Wrap(err, "write preamble")
 	}
-	_ = c.SetDeadline(time.Time{})
 	return newDataConn(c, br, o, theirs, mine, 'a', 'd'), nil
 }
 
 func encryptionMismatch(local bool) error {
 	if local {
-		return errors.Mark(errors.WithHint(errors.New("peer sends in the clear but this node requires encryption"),
-			"give every node the same key file"), ErrRejected)
+		return errors.Mark(errors.Mark(errors.WithHint(errors.New("peer sends in the clear but this node requires encryption"),
+			"give every node the same key file"), ErrRejected), errUnauthenticated)
 	}
-	return errors.Mark(errors.WithHint(errors.New("peer encrypts but this node has no key"),
-		"give every node the same key file"), ErrRejected)
+	return errors.Mark(errors.Mark(errors.WithHint(errors.New("peer encrypts but this node has no key"),
+		"give every node the same key file"), ErrRejected), errUnauthenticated)
 }
 
 func newDataConn(c net.Conn, br *bufio.Reader, o connOptions, dialerNonce, acceptorNonce []byte, send, recv byte) *dataConn {
@@ -226,6 +274,7 @@ func newDataConn(c net.Conn, br *bufio.Reader, o connOptions, dialerNonce, accep
 	if o.encrypt {
 		dc.keys = o.keys
 	}
+	dc.dialerN, dc.accN, dc.label = dialerNonce, acceptorNonce, o.label
 	aad := append([]byte(aadPrefix), o.label...)
 	aad = append(aad, 0)
 	aad = append(aad, dialerNonce...)
@@ -256,16 +305,16 @@ func (dc *dataConn) write(msg []byte) error {
 		b = append(b, msg...)
 	} else {
 		kr := dc.keys.Load()
-		if kr == nil || len(kr.aeads) == 0 {
+		if kr == nil || len(kr.keys) == 0 {
 			return errors.AssertionFailedf("encrypted stream without keys")
 		}
-		b = append(b, cryptVersion)
-		n := len(b)
-		b = append(b, make([]byte, gcmNonceLen)...)
-		if _, err := io.ReadFull(rand.Reader, b[n:]); err != nil {
-			return errors.Wrap(err, "frame nonce")
+		if err := dc.derive(&dc.wkeys, kr, dc.sendDir, 1); err != nil {
+			return err
 		}
-		b = kr.aeads[0].Seal(b, b[n:n+gcmNonceLen], msg, dc.frameAAD(&dc.waad, dc.sendDir, dc.sendSeq))
+		b = append(b, cryptVersion)
+		var nonce [gcmNonceLen]byte
+		binary.BigEndian.PutUint64(nonce[4:], dc.sendSeq)
+		b = dc.wkeys.aeads[0].Seal(b, nonce[:], msg, dc.frameAAD(&dc.waad, dc.sendDir, dc.sendSeq))
 	}
 	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-4))
 	dc.sendSeq++
@@ -287,31 +336,31 @@ func (dc *dataConn) write(msg []byte) error {
 	return nil
 }
 
-// read returns the next message. The slice is valid until the next read.
-// With deadline false it waits for as long as the stream lives.
-func (dc *dataConn) read(deadline bool) ([]byte, error) {
-	if deadline && dc.timeout > 0 {
-		_ = dc.c.SetReadDeadline(time.Now().Add(dc.timeout))
-	} else {
-		_ = dc.c.SetReadDeadline(time.Time{})
-	}
+// maxHelloBytes bounds the first frame in each direction of a stream: the
+// hello and its answer, read before the peer is known.
+const maxHelloBytes = 64 << 10
+
+// read returns the next message, waiting at most the IO timeout. The slice
+// is valid until the next read.
+func (dc *dataConn) read() ([]byte, error) {
+	return dc.readFrame(dc.maxFrame, time.Now().Add(dc.timeout))
+}
+
+// readFrame returns the next message of at most limit bytes (framing and
+// sealing included), failing once deadline passes.
+func (dc *dataConn) readFrame(limit int, deadline time.Time) ([]byte, error) {
+	_ = dc.c.SetReadDeadline(deadline)
 	var h [4]byte
 	if _, err := io.ReadFull(dc.r, h[:]); err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint32(h[:]))
-	if cap(dc.rbuf) > 1<<20 {
-		dc.rbuf = nil // do not keep a large buffer for the life of the stream
+	n, err := frameLen(h, limit)
+	if err != nil {
+		return nil, err
 	}
-	if n > dc.maxFrame {
-		return nil, errors.Mark(errors.Newf("frame of %d bytes over the limit of %d", n, dc.maxFrame), ErrTooLarge)
-	}
-	if cap(dc.rbuf) < n {
-		dc.rbuf = make([]byte, n)
-	}
-	b := dc.rbuf[:n]
-	if _, err := io.ReadFull(dc.r, b); err != nil {
-		return nil, errors.Wrap(err, "read frame")
+	b, err := dc.readBody(n)
+	if err != nil {
+		return nil, err
 	}
 	if dc.bytesIn != nil {
 		dc.bytesIn.Add(uint64(4 + n))
@@ -325,20 +374,80 @@ func (dc *dataConn) read(deadline bool) ([]byte, error) {
 		return nil, errors.Mark(errors.New("malformed encrypted frame"), ErrRejected)
 	}
 	kr := dc.keys.Load()
+	if err := dc.derive(&dc.rkeys, kr, dc.recvDir, len(kr.keys)); err != nil {
+		return nil, err
+	}
 	aad := dc.frameAAD(&dc.raad, dc.recvDir, seq)
-	nonce, ct := b[1:1+gcmNonceLen], b[1+gcmNonceLen:]
+	var nonce [gcmNonceLen]byte
+	binary.BigEndian.PutUint64(nonce[4:], seq)
+	ct := b[1:]
 	// A failed Open may overwrite its output, so it must not be the
 	// ciphertext while other keys remain to be tried.
-	for _, a := range kr.aeads {
-		if pt, err := a.Open(dc.plain[:0], nonce, ct, aad); err == nil {
+	for _, a := range dc.rkeys.aeads {
+		if pt, err := a.Open(dc.plain[:0], nonce[:], ct, aad); err == nil {
 			if cap(pt) <= 1<<20 {
 				dc.plain = pt[:0]
 			}
 			return pt, nil
 		}
 	}
-	return nil, errors.Mark(errors.WithHint(errors.New("frame does not decrypt with any key in the ring"),
-		"give every node the same key file"), ErrRejected)
+	return nil, errors.Mark(errors.Mark(errors.WithHint(errors.New("frame does not decrypt with any key in the ring"),
+		"give every node the same key file"), ErrRejected), errUnauthenticated)
+}
+
+// derive makes dk hold the ciphers of the first n keys of kr for one
+// direction of this stream, unless it already does.
+func (dc *dataConn) derive(dk *dirKeys, kr *keyring, dir byte, n int) error {
+	if dk.from == kr {
+		return nil
+	}
+	dk.from, dk.aeads = nil, dk.aeads[:0]
+	for _, k := range kr.keys[:n] {
+		a, err := streamAEAD(k, dc.dialerN, dc.accN, dc.label, dir)
+		if err != nil {
+			return err
+		}
+		dk.aeads = append(dk.aeads, a)
+	}
+	dk.from = kr
+	return nil
+}
+
+// frameLen reads a frame header. The length is compared with limit as an
+// unsigned value before it becomes an int, so that no length wraps negative
+// where int has 32 bits.
+func frameLen(h [4]byte, limit int) (int, error) {
+	l := binary.BigEndian.Uint32(h[:])
+	if limit < 0 || uint64(l) > uint64(limit) {
+		return 0, errors.Mark(errors.Newf("frame of %d bytes over the limit of %d", l, limit), ErrTooLarge)
+	}
+	return int(l), nil
+}
+
+// readChunk is the most a frame's buffer grows ahead of the bytes that
+// arrived: a peer that announces a large frame and sends nothing costs
+// this much, not the announced length.
+const readChunk = 64 << 10
+
+// readBody reads n bytes into the stream's read buffer, growing it as the
+// bytes arrive.
+func (dc *dataConn) readBody(n int) ([]byte, error) {
+	if cap(dc.rbuf) > 1<<20 {
+		dc.rbuf = nil // do not keep a large buffer for the life of the stream
+	}
+	b := dc.rbuf[:0]
+	for len(b) < n {
+		step := min(n-len(b), max(len(b), readChunk))
+		b = slices.Grow(b, step)
+		k, err := io.ReadFull(dc.r, b[len(b):len(b)+step])
+		b = b[:len(b)+k]
+		if err != nil {
+			dc.rbuf = b[:0]
+			return nil, errors.Wrap(err, "read frame")
+		}
+	}
+	dc.rbuf = b[:0]
+	return b, nil
 }
 
 // peerMax lowers the send limit to what the peer said it accepts.

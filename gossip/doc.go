@@ -170,9 +170,22 @@
 //   - No callback from memberlist blocks or calls back into memberlist (it
 //     holds its node lock): they update the node's maps and start or cancel
 //     goroutines.
-//   - Nothing waits without a bound: dials, handshakes and session reads
-//     and writes have IOTimeout; delta streams wait for data indefinitely
-//     but close when the peer leaves or the node closes.
+//   - A stream is served only for a current member (waiting up to a second
+//     for memberlist to report one that just joined) whose memberlist
+//     address is the stream's source host, and a member's data address
+//     must be on that host too. Per peer: one incoming session, one delta
+//     stream (a new one replaces the old), at most four streams; incoming
+//     sessions leave one of MaxSyncs to the node's own anti-entropy. What a
+//     hello said about a peer's schema is dropped when the peer leaves.
+//     Failed-stream warnings are rate-limited per source.
+//   - Nothing waits without a bound: an incoming stream has HandshakeTimeout
+//     from accept to its checked hello, and at most MaxHandshakes (and
+//     MaxHandshakesPerHost per source) are in that phase at once; the hello
+//     is at most 64 KiB and every read buffer grows as bytes arrive, never
+//     to a length announced on the wire. Dials and session reads and writes
+//     have IOTimeout; delta streams have IdleTimeout, kept open by a
+//     keepalive every third of it, and close when the peer leaves or the
+//     node closes.
 //   - Broadcast never blocks; Backlog tells a producer that can wait how
 //     full the queues are.
 //   - Losing a delta is always allowed: merging is a join, so anti-entropy

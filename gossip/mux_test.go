@@ -26,7 +26,11 @@ func (t *lastStreamTransport) Shutdown() error {
 }
 
 func TestMuxShutdownTakesALateStream(t *testing.T) {
-	m := newMux(&lastStreamTransport{ch: make(chan net.Conn)}, time.Second, func(c net.Conn) { _ = c.Close() })
+	cfg := DefaultConfig()
+	m := newMux(&lastStreamTransport{ch: make(chan net.Conn)}, &cfg, &counters{}, func(c net.Conn, a *admission) {
+		_ = c.Close()
+		a.done()
+	})
 	done := make(chan error, 1)
 	go func() { done <- m.Shutdown() }()
 	select {

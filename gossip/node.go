@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -45,9 +46,10 @@ type Node struct {
 	limits   crdt.Limits
 	ml       *memberlist.Memberlist
 	mux      *mux
-	mlKeys   *memberlist.Keyring // nil in cleartext
+	mlKeys   *memberlist.Keyring // nil in cleartext; holds memberlistKey of each ring key
 	keys     atomic.Pointer[keyring]
 	keyMu    sync.Mutex
+	ringKeys map[string][]byte // memberlist's key -> ring key, under keyMu
 	dataAddr string
 	metaMu   sync.Mutex
 	meta     nodeMeta
@@ -61,13 +63,16 @@ type Node struct {
 	peers   map[string]*peer
 	all     []*peer  // the peers, shared read-only; rebuilt on change
 	ring    []string // member names (self included) in ring order
-	inbound map[*dataConn]string
+	inbound map[*dataConn]inStream
+	joined  chan struct{} // closed and replaced whenever a member is added
 	schemas map[string]*peerSchema
 	failed  map[string]failedMember
 	leaving map[string]bool // members that announced their leave
 
-	sem     chan struct{}
+	sem     chan struct{} // MaxSyncs session slots, both directions
+	inSem   chan struct{} // the slots incoming sessions may take: one fewer
 	syncNow chan struct{}
+	warns   warnLimiter
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -77,9 +82,21 @@ type Node struct {
 	closeErr  error
 }
 
+// inStream is an incoming stream: its peer (empty until the hello is
+// checked) and its purpose.
+type inStream struct {
+	from    string
+	purpose purpose
+}
+
+// maxStreamsPerPeer caps the incoming streams of one peer: its delta
+// stream, one session, and room for a delta stream being replaced.
+const maxStreamsPerPeer = 4
+
 // peer is a live member and the sender that streams deltas to it.
 type peer struct {
 	name   string
+	host   net.IP // memberlist's address of the member
 	addr   memberlist.Address
 	meta   nodeMeta
 	queue  chan *outDelta
@@ -127,11 +144,13 @@ func New(cfg Config, r Replica) (*Node, error) {
 		replica: r,
 		schema:  localSchemaInfo(cfg.Schema),
 		peers:   map[string]*peer{},
-		inbound: map[*dataConn]string{},
+		inbound: map[*dataConn]inStream{},
+		joined:  make(chan struct{}),
 		schemas: map[string]*peerSchema{},
 		failed:  map[string]failedMember{},
 		leaving: map[string]bool{},
 		sem:     make(chan struct{}, cfg.MaxSyncs),
+		inSem:   make(chan struct{}, max(1, cfg.MaxSyncs-1)),
 		syncNow: make(chan struct{}, 1),
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:]))),
 	}
@@ -185,7 +204,17 @@ func New(cfg Config, r Replica) (*Node, error) {
 	n.meta = nodeMeta{API: cfg.APIAddr, Data: n.dataAddr, Version: cfg.Version, Schema: n.schema.FP}
 
 	if len(cfg.Keys) > 0 {
-		kr, err := memberlist.NewKeyring(cfg.Keys[1:], cfg.Keys[0])
+		n.ringKeys = map[string][]byte{}
+		var mks [][]byte
+		for _, k := range cfg.Keys {
+			mk, err := n.addRingKey(k)
+			if err != nil {
+				_ = inner.Shutdown()
+				return nil, err
+			}
+			mks = append(mks, mk)
+		}
+		kr, err := memberlist.NewKeyring(mks[1:], mks[0])
 		if err != nil {
 			_ = inner.Shutdown()
 			return nil, errors.Wrap(err, "gossip keyring")
@@ -198,10 +227,11 @@ func New(cfg Config, r Replica) (*Node, error) {
 		}
 	} else {
 		n.log.Warn("gossip runs in the clear: no key file, anyone who reaches the port can join and inject data",
-			"hint", "create a key with `lattice keygen` and set key_file on every node")
+			"bind", cfg.BindAddr, "insecure", cfg.Insecure,
+			"hint", "make a key with `lattice keygen --out gossip.key` and set key_file on every node")
 	}
 
-	n.mux = newMux(inner, cfg.IOTimeout, n.acceptStream)
+	n.mux = newMux(inner, &n.cfg, &n.c, n.acceptStream)
 	mc.Transport = n.mux
 	d := &delegate{n: n}
 	mc.Delegate = d
@@ -441,48 +471,75 @@ var ErrNoEncryption = errors.New("gossip: encryption is off")
 
 // InstallKey adds a key that decrypts (step 1 of a rotation, on every node).
 func (n *Node) InstallKey(key []byte) error {
-	return n.keyOp("install", func(kr *memberlist.Keyring) error { return kr.AddKey(key) })
+	return n.keyOp("install", key, func(kr *memberlist.Keyring, mk []byte) error { return kr.AddKey(mk) })
 }
 
 // UseKey makes an installed key the primary, the one that encrypts (step 2,
 // once every node has installed it).
 func (n *Node) UseKey(key []byte) error {
-	return n.keyOp("use", func(kr *memberlist.Keyring) error { return kr.UseKey(key) })
+	return n.keyOp("use", key, func(kr *memberlist.Keyring, mk []byte) error { return kr.UseKey(mk) })
 }
 
 // RemoveKey drops a key that is not the primary (step 3, once every node
 // uses the new key).
 func (n *Node) RemoveKey(key []byte) error {
-	return n.keyOp("remove", func(kr *memberlist.Keyring) error {
+	return n.keyOp("remove", key, func(kr *memberlist.Keyring, mk []byte) error {
 		found := false
 		for _, k := range kr.GetKeys() {
-			if string(k) == string(key) {
+			if string(k) == string(mk) {
 				found = true
 			}
 		}
 		if !found {
 			return errors.New("key is not installed")
 		}
-		return kr.RemoveKey(key)
+		return kr.RemoveKey(mk)
 	})
 }
 
-func (n *Node) keyOp(what string, op func(*memberlist.Keyring) error) error {
+func (n *Node) keyOp(what string, key []byte, op func(kr *memberlist.Keyring, mk []byte) error) error {
 	if n.mlKeys == nil {
 		return errors.WithHint(errors.Wrapf(ErrNoEncryption, "%s key", what),
 			"start the node with a key file to enable encryption; it cannot be turned on at run time")
 	}
+	if err := memberlist.ValidateKey(key); err != nil {
+		return errors.Wrapf(err, "%s key", what)
+	}
 	n.keyMu.Lock()
 	defer n.keyMu.Unlock()
-	if err := op(n.mlKeys); err != nil {
+	mk, err := n.addRingKey(key)
+	if err != nil {
+		return err
+	}
+	if err := op(n.mlKeys, mk); err != nil {
 		return errors.Wrapf(err, "%s key", what)
 	}
 	return n.refreshKeys()
 }
 
-// refreshKeys copies memberlist's keyring into the data path's.
+// addRingKey remembers a ring key under the key memberlist gets for it,
+// and returns that key. The caller holds keyMu (or is New).
+func (n *Node) addRingKey(k []byte) ([]byte, error) {
+	mk, err := memberlistKey(k)
+	if err != nil {
+		return nil, err
+	}
+	n.ringKeys[string(mk)] = bytes.Clone(k)
+	return mk, nil
+}
+
+// refreshKeys makes the data path's keyring the ring keys of memberlist's
+// keys, in memberlist's order (primary first).
 func (n *Node) refreshKeys() error {
-	kr, err := newKeyring(n.mlKeys.GetKeys())
+	var keys [][]byte
+	for _, mk := range n.mlKeys.GetKeys() {
+		k, ok := n.ringKeys[string(mk)]
+		if !ok {
+			return errors.AssertionFailedf("memberlist holds a key of no ring key")
+		}
+		keys = append(keys, k)
+	}
+	kr, err := newKeyring(keys)
 	if err != nil {
 		return err
 	}
@@ -569,6 +626,14 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	if addr == "" {
 		addr = node.Address()
 	}
+	if !sameHost(addrHost(addr), node.Addr) {
+		// Peers would dial whatever a member advertises: keep them to
+		// the member's own host.
+		n.c.rejectedPeers.Add(1)
+		n.warns.warn(n.log, "meta:"+node.Name, "member ignored: its data address is not on its own host",
+			"peer", node.Name, "addr", node.Address(), "data_addr", addr)
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -589,6 +654,7 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	ctx, cancel := context.WithCancel(n.ctx)
 	p := &peer{
 		name:   node.Name,
+		host:   slices.Clone(node.Addr),
 		addr:   memberlist.Address{Addr: addr, Name: node.Name},
 		meta:   nm,
 		queue:  make(chan *outDelta, n.cfg.QueueLen),
@@ -602,6 +668,8 @@ func (n *Node) addPeer(node *memberlist.Node) {
 			"peer", node.Name, "peer_schema", nm.Schema, "schema", n.schema.FP)
 	}
 	n.rebuildRingLocked()
+	close(n.joined)
+	n.joined = make(chan struct{})
 	n.wg.Add(1)
 	go n.runPeer(p)
 	n.kickSync()
@@ -627,9 +695,10 @@ func (n *Node) removePeer(name string, addr string) {
 		delete(n.peers, name)
 		n.rebuildRingLocked()
 	}
+	delete(n.schemas, name)
 	var conns []*dataConn
-	for dc, from := range n.inbound {
-		if from == name {
+	for dc, in := range n.inbound {
+		if in.from == name {
 			conns = append(conns, dc)
 		}
 	}
@@ -690,6 +759,11 @@ func (n *Node) recordSchema(name string, si *schemaInfo) []string {
 		ps.set[c] = true
 	}
 	n.mu.Lock()
+	if n.peers[name] == nil {
+		// Gone meanwhile: keep nothing about a peer that is not a member.
+		n.mu.Unlock()
+		return mm
+	}
 	old := n.schemas[name]
 	n.schemas[name] = ps
 	n.mu.Unlock()
@@ -734,7 +808,7 @@ func (n *Node) dial(ctx context.Context, p *peer, pur purpose) (*dataConn, error
 		dc.close()
 		return nil, errors.Wrapf(err, "hello to %s", p.name)
 	}
-	b, err := dc.read(true)
+	b, err := dc.readFrame(maxHelloBytes, time.Now().Add(n.cfg.IOTimeout))
 	if err != nil {
 		dc.close()
 		if errors.Is(err, ErrRejected) {
@@ -765,28 +839,42 @@ func (n *Node) dial(ctx context.Context, p *peer, pur purpose) (*dataConn, error
 	return dc, nil
 }
 
-// acceptStream takes a data stream from the mux.
-func (n *Node) acceptStream(c net.Conn) {
+// acceptStream takes a data stream from the mux, with its gate slot.
+func (n *Node) acceptStream(c net.Conn, a *admission) {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
 		_ = c.Close()
+		a.done()
 		return
 	}
 	n.wg.Add(1)
 	n.mu.Unlock()
-	go n.serveStream(c)
+	go n.serveStream(c, a)
 }
 
-func (n *Node) serveStream(c net.Conn) {
+// handshakeFailed counts and logs an incoming stream that failed before
+// its hello was checked.
+func (n *Node) handshakeFailed(c net.Conn, err error) {
+	r := rejectMalformed
+	switch {
+	case isTimeout(err):
+		r = rejectTimeout
+	case errors.Is(err, errUnauthenticated):
+		r = rejectUnauthenticated
+	}
+	n.c.reject(r)
+	n.warns.warn(n.log, r.String()+":"+remoteHost(c), "data stream rejected", "remote", c.RemoteAddr().String(),
+		"reason", r.String(), "err", err.Error())
+}
+
+func (n *Node) serveStream(c net.Conn, a *admission) {
 	defer n.wg.Done()
-	dc, err := serverHandshake(c, n.connOpts())
+	defer a.done()
+	dc, err := serverHandshake(c, n.connOpts(), a.deadline)
 	if err != nil {
 		_ = c.Close()
-		if errors.Is(err, ErrRejected) {
-			n.c.rejectedPeers.Add(1)
-			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err.Error())
-		}
+		n.handshakeFailed(c, err)
 		return
 	}
 	n.mu.Lock()
@@ -795,7 +883,7 @@ func (n *Node) serveStream(c net.Conn) {
 		dc.close()
 		return
 	}
-	n.inbound[dc] = ""
+	n.inbound[dc] = inStream{}
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
@@ -803,25 +891,23 @@ func (n *Node) serveStream(c net.Conn) {
 		n.mu.Unlock()
 		dc.close()
 	}()
-	b, err := dc.read(true)
+	b, err := dc.readFrame(maxHelloBytes, a.deadline)
 	if err != nil {
-		if errors.Is(err, ErrRejected) {
-			n.c.rejectedPeers.Add(1)
-			n.log.Warn("data stream rejected", "remote", c.RemoteAddr().String(), "err", err.Error())
-		}
+		n.handshakeFailed(c, err)
 		return
 	}
 	h, err := decodeHello(b, n.limits)
 	if err != nil {
 		n.c.decodeErrors.Add(1)
-		n.log.Warn("bad hello", "remote", c.RemoteAddr().String(), "err", err.Error())
+		n.handshakeFailed(c, err)
 		return
 	}
 	ack := &helloAck{Name: n.cfg.Name, Schema: n.schema, MaxMsg: n.cfg.MaxMessageBytes}
 	dc.peerMax(h.MaxMsg)
 	reject := func(reason string) {
-		n.c.rejectedPeers.Add(1)
-		n.log.Warn("data stream rejected", "peer", h.Name, "reason", reason)
+		n.c.reject(rejectRefused)
+		n.warns.warn(n.log, "refused:"+a.host, "data stream rejected", "peer", h.Name,
+			"remote", c.RemoteAddr().String(), "reason", reason)
 		ack.Status, ack.Reason = ackRejected, reason
 		m := encodeHelloAck(ack)
 		_ = dc.write(m.bytes())
@@ -835,18 +921,55 @@ func (n *Node) serveStream(c net.Conn) {
 		reject("peer uses this node's name")
 		return
 	}
+	p := n.waitMember(h.Name, a.deadline)
+	switch {
+	case p == nil:
+		reject("not a member")
+		return
+	case !sameHost(a.host, p.host):
+		reject("connection from " + a.host + ", not from the member's host " + p.host.String())
+		return
+	}
+	session := h.Purpose == purposeSync || h.Purpose == purposeBootstrap
+	var replaced []*dataConn
 	n.mu.Lock()
-	if _, ok := n.inbound[dc]; ok {
-		n.inbound[dc] = h.Name
+	streams, sessions := 0, 0
+	for other, in := range n.inbound {
+		if in.from != h.Name {
+			continue
+		}
+		streams++
+		switch {
+		case in.purpose == purposeDeltas && h.Purpose == purposeDeltas:
+			// The peer replaces its delta stream: the old one is dead
+			// on its side.
+			replaced = append(replaced, other)
+		case in.purpose != purposeDeltas:
+			sessions++
+		}
+	}
+	over := streams-len(replaced) >= maxStreamsPerPeer
+	if !over {
+		if _, ok := n.inbound[dc]; ok {
+			n.inbound[dc] = inStream{from: h.Name, purpose: h.Purpose}
+		}
 	}
 	n.mu.Unlock()
+	if over {
+		reject("too many streams from this peer")
+		return
+	}
+	for _, o := range replaced {
+		o.close()
+	}
 	n.recordSchema(h.Name, &h.Schema)
-	session := h.Purpose == purposeSync || h.Purpose == purposeBootstrap
 	if session {
-		select {
-		case n.sem <- struct{}{}:
-			defer func() { <-n.sem }()
-		default:
+		if sessions > 0 {
+			n.c.syncsRefused.Add(1)
+			ack.Status, ack.Reason = ackBusy, "a session with this peer is running"
+		} else if n.takeInSlot() {
+			defer n.releaseInSlot()
+		} else {
 			n.c.syncsRefused.Add(1)
 			ack.Status, ack.Reason = ackBusy, "at max_syncs"
 		}
@@ -854,6 +977,7 @@ func (n *Node) serveStream(c net.Conn) {
 	m := encodeHelloAck(ack)
 	err = dc.write(m.bytes())
 	m.free()
+	a.done() // the peer is known: its stream leaves the gate
 	if err != nil || ack.Status != ackOK {
 		return
 	}
@@ -865,6 +989,76 @@ func (n *Node) serveStream(c net.Conn) {
 	case purposeBootstrap:
 		n.serveBootstrap(dc, h.Name)
 	}
+}
+
+// waitMember returns the live member of that name, waiting until the
+// deadline (at most a second) for memberlist to report it: a node that just
+// joined through this one may dial before its join is processed here.
+func (n *Node) waitMember(name string, deadline time.Time) *peer {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	deadline = minTime(deadline, time.Now().Add(time.Second))
+	for {
+		n.mu.Lock()
+		p, joined := n.peers[name], n.joined
+		n.mu.Unlock()
+		if p != nil {
+			return p
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		if t == nil {
+			t = time.NewTimer(wait)
+		}
+		select {
+		case <-joined:
+		case <-t.C:
+			return nil
+		case <-n.ctx.Done():
+			return nil
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// takeInSlot takes a session slot for an incoming session, leaving at
+// least one of MaxSyncs to this node's own anti-entropy.
+func (n *Node) takeInSlot() bool {
+	select {
+	case n.inSem <- struct{}{}:
+	default:
+		return false
+	}
+	select {
+	case n.sem <- struct{}{}:
+		return true
+	default:
+		<-n.inSem
+		return false
+	}
+}
+
+func (n *Node) releaseInSlot() {
+	<-n.sem
+	<-n.inSem
+}
+
+// sameHost reports whether host (an IP in text) is ip.
+func sameHost(host string, ip net.IP) bool {
+	h := net.ParseIP(host)
+	return h != nil && h.Equal(ip)
 }
 
 // logBridge turns memberlist's log lines into slog records. Once the node

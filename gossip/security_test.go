@@ -52,6 +52,12 @@ func intruder(t *testing.T, net *gossiptest.Network, name string, mod func(*Conf
 // answer.
 func inject(t *testing.T, from *Node, target *Node, targetName string) error {
 	t.Helper()
+	return injectAs(t, from, target, targetName, from.cfg.Name, from.schema)
+}
+
+// injectAs is inject with the hello claiming another name and schema.
+func injectAs(t *testing.T, from *Node, target *Node, targetName, as string, schema schemaInfo) error {
+	t.Helper()
 	c, err := from.mux.DialAddressTimeout(memberlist.Address{Addr: target.Addr(), Name: targetName}, time.Second)
 	if err != nil {
 		return err
@@ -61,7 +67,7 @@ func inject(t *testing.T, from *Node, target *Node, targetName string) error {
 	if err != nil {
 		return err
 	}
-	h := encodeHello(&hello{Name: from.cfg.Name, Purpose: purposeDeltas, Label: from.cfg.Label, Schema: from.schema})
+	h := encodeHello(&hello{Name: as, Purpose: purposeDeltas, Label: from.cfg.Label, Schema: schema})
 	if err := dc.write(h.bytes()); err != nil {
 		return err
 	}
@@ -76,7 +82,7 @@ func inject(t *testing.T, from *Node, target *Node, targetName string) error {
 	if err := dc.write(deltasMessage(&msg, 0)); err != nil {
 		return err
 	}
-	b, err := dc.read(true)
+	b, err := dc.read()
 	if err != nil {
 		return err
 	}

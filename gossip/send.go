@@ -178,14 +178,27 @@ func (n *Node) runPeer(p *peer) {
 	defer disconnect()
 	var batch []*outDelta
 	failures := 0
+	// An idle stream gets a keepalive (an empty message) every third of
+	// IdleTimeout, so that the receiver's read deadline does not end it.
+	keepalive := time.NewTimer(n.cfg.IdleTimeout / 3)
+	defer keepalive.Stop()
 	for {
 		if len(batch) == 0 {
+			keepalive.Reset(n.cfg.IdleTimeout / 3)
 			select {
 			case <-p.ctx.Done():
 				n.dropQueued(p)
 				return
 			case it := <-p.queue:
 				batch = n.fill(p, append(batch, it))
+			case <-keepalive.C:
+				if dc != nil {
+					if err := dc.write(nil); err != nil {
+						n.log.Debug("delta stream to peer broke", "peer", p.name, "err", err.Error())
+						disconnect()
+					}
+				}
+				continue
 			}
 		}
 		if dc == nil {
@@ -348,17 +361,17 @@ func (n *Node) readDeltas(dc *dataConn, from string) {
 		switch {
 		case errors.Is(err, ErrRejected):
 			n.c.rejectedPeers.Add(1)
-			n.log.Warn("delta stream rejected", "peer", from, "err", err.Error())
+			n.warns.warn(n.log, "deltas:"+from, "delta stream rejected", "peer", from, "err", err.Error())
 		case errors.Is(err, ErrTooLarge):
 			n.c.decodeErrors.Add(1)
-			n.log.Warn("delta stream dropped", "peer", from, "err", err.Error())
+			n.warns.warn(n.log, "deltas:"+from, "delta stream dropped", "peer", from, "err", err.Error())
 		}
 	}
 	var batch *crdt.Delta
 	relay := false
 	deltas := 0
 	for {
-		b, err := dc.read(false)
+		b, err := dc.readFrame(dc.maxFrame, time.Now().Add(n.cfg.IdleTimeout))
 		if err != nil {
 			if batch.Len() > 0 {
 				n.deliver(from, batch, relay, deltas)
@@ -366,8 +379,9 @@ func (n *Node) readDeltas(dc *dataConn, from string) {
 			fail(err)
 			return
 		}
-		flags, d, err := decodeDeltas(b, n.limits)
-		if err != nil {
+		if len(b) == 0 {
+			// A keepalive.
+		} else if flags, d, err := decodeDeltas(b, n.limits); err != nil {
 			n.c.decodeErrors.Add(1)
 			n.log.Warn("undecodable delta dropped", "peer", from, "err", err.Error())
 		} else {

@@ -34,11 +34,18 @@ type Stats struct {
 	BootstrapBytes   uint64 // bytes of those chunks
 	BootstrapsServed uint64 // bootstraps served to peers
 
-	DecodeErrors     uint64 // malformed, truncated or oversized messages dropped
-	RejectedPeers    uint64 // streams or members refused: bad key, label, handshake, meta
-	SchemaMismatches int    // (peer, collection) pairs whose rules differ now
-	MergeErrors      uint64 // Merge calls that failed
-	NameConflicts    uint64 // another node claimed a member's name
+	DecodeErrors  uint64 // malformed, truncated or oversized messages dropped
+	RejectedPeers uint64 // streams or members refused, every reason below included
+	// Incoming streams refused before or at their hello, by reason; each
+	// also counts in RejectedPeers.
+	HandshakesOverCap         uint64 // closed at once: MaxHandshakes or MaxHandshakesPerHost reached
+	HandshakeTimeouts         uint64 // not through the handshake within HandshakeTimeout
+	HandshakesMalformed       uint64 // bad preamble, oversized or undecodable hello
+	HandshakesUnauthenticated uint64 // frames that do not open with any key, or encryption on one side only
+	HandshakesRefused         uint64 // valid hellos refused: label, name, membership, source host, per-peer caps
+	SchemaMismatches          int    // (peer, collection) pairs whose rules differ now
+	MergeErrors               uint64 // Merge calls that failed
+	NameConflicts             uint64 // another node claimed a member's name
 }
 
 type counters struct {
@@ -51,6 +58,7 @@ type counters struct {
 	bootstraps, bootstrapRecords, bootstrapsServed        atomic.Uint64
 	bootstrapBytes                                        atomic.Uint64
 	decodeErrors, rejectedPeers, mergeErrors              atomic.Uint64
+	rejected                                              [numRejectReasons]atomic.Uint64
 	nameConflicts                                         atomic.Uint64
 }
 
@@ -78,9 +86,38 @@ func (c *counters) snapshot() Stats {
 		BootstrapsServed:    c.bootstrapsServed.Load(),
 		DecodeErrors:        c.decodeErrors.Load(),
 		RejectedPeers:       c.rejectedPeers.Load(),
-		MergeErrors:         c.mergeErrors.Load(),
-		NameConflicts:       c.nameConflicts.Load(),
+
+		HandshakesOverCap:         c.rejected[rejectOverCap].Load(),
+		HandshakeTimeouts:         c.rejected[rejectTimeout].Load(),
+		HandshakesMalformed:       c.rejected[rejectMalformed].Load(),
+		HandshakesUnauthenticated: c.rejected[rejectUnauthenticated].Load(),
+		HandshakesRefused:         c.rejected[rejectRefused].Load(),
+		MergeErrors:               c.mergeErrors.Load(),
+		NameConflicts:             c.nameConflicts.Load(),
 	}
+}
+
+// rejectReason classifies a refused incoming stream.
+type rejectReason int
+
+const (
+	rejectOverCap rejectReason = iota
+	rejectTimeout
+	rejectMalformed
+	rejectUnauthenticated
+	rejectRefused
+	numRejectReasons
+)
+
+var rejectNames = [numRejectReasons]string{"over_cap", "timeout", "malformed", "unauthenticated", "refused"}
+
+func (r rejectReason) String() string { return rejectNames[r] }
+
+// reject counts a refused incoming stream under its reason and in the
+// total.
+func (c *counters) reject(r rejectReason) {
+	c.rejected[r].Add(1)
+	c.rejectedPeers.Add(1)
 }
 
 // Member is a peer as this node sees it.

@@ -620,7 +620,7 @@ func (n *Node) runSession(dc *dataConn, rc *reconciler, res *SyncResult, initiat
 		}
 	}
 	for res.Turns < maxTurns {
-		b, err := dc.read(true)
+		b, err := dc.read()
 		if err != nil {
 			if errors.Is(err, ErrRejected) {
 				n.c.rejectedPeers.Add(1)

@@ -265,7 +265,7 @@ func TestFramesRoundTripAndAuthenticate(t *testing.T) {
 		wire := out.Bytes()
 		r := frameConn(slices.Clone(wire), encrypted, 1<<16)
 		for i, m := range msgs {
-			got, err := r.read(true)
+			got, err := r.read()
 			if err != nil || !bytes.Equal(got, m) {
 				t.Fatalf("encrypted=%v frame %d: %q, %v", encrypted, i, got, err)
 			}
@@ -279,23 +279,23 @@ func TestFramesRoundTripAndAuthenticate(t *testing.T) {
 		tampered[len(tampered)-1] ^= 1
 		r = frameConn(tampered, true, 1<<16)
 		for range 2 {
-			if _, err := r.read(true); err != nil {
+			if _, err := r.read(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := r.read(true); err == nil {
+		if _, err := r.read(); err == nil {
 			t.Fatal("tampered frame accepted")
 		}
 		first := wire[:4+int(wire[3])]
 		r = frameConn(append(slices.Clone(first), first...), true, 1<<16)
-		if _, err := r.read(true); err != nil {
+		if _, err := r.read(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.read(true); err == nil {
+		if _, err := r.read(); err == nil {
 			t.Fatal("replayed frame accepted")
 		}
 		wrongDir := newDataConn(byteConn{bytes.NewReader(first)}, bufio.NewReader(bytes.NewReader(first)), o, make([]byte, 16), make([]byte, 16), 'd', 'a')
-		if _, err := wrongDir.read(true); err == nil {
+		if _, err := wrongDir.read(); err == nil {
 			t.Fatal("frame accepted in the wrong direction")
 		}
 	}
@@ -384,7 +384,7 @@ func FuzzReadFrame(f *testing.F) {
 		r := frameConn(b, enc, 1<<16)
 		lim := crdt.DefaultLimits()
 		for range 64 {
-			msg, err := r.read(true)
+			msg, err := r.read()
 			if err != nil {
 				return
 			}

@@ -208,6 +208,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	gcfg.AdvertiseAddr = cfg.Advertise
 	gcfg.Join = cfg.Join
 	gcfg.Label = cfg.Cluster
+	gcfg.Insecure = cfg.Insecure
 	gcfg.Version = Version
 	gcfg.Schema = schema
 	gcfg.Logger = log.With("component", "gossip")
@@ -223,7 +224,20 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if cfg.Gossip.BatchDelay > 0 {
 		gcfg.BatchDelay = cfg.Gossip.BatchDelay
 	}
-	// Without a key file gossip runs in the clear, and says so.
+	if cfg.Gossip.HandshakeTimeout > 0 {
+		gcfg.HandshakeTimeout = cfg.Gossip.HandshakeTimeout
+	}
+	if cfg.Gossip.IdleTimeout > 0 {
+		gcfg.IdleTimeout = cfg.Gossip.IdleTimeout
+	}
+	if cfg.Gossip.MaxHandshakes > 0 {
+		gcfg.MaxHandshakes = cfg.Gossip.MaxHandshakes
+	}
+	if cfg.Gossip.MaxHandshakesPerHost > 0 {
+		gcfg.MaxHandshakesPerHost = cfg.Gossip.MaxHandshakesPerHost
+	}
+	// Without a key file gossip runs in the clear, and says so; gossip
+	// refuses that on a network address unless cfg.Insecure.
 	if cfg.KeyFile != "" {
 		if err := CheckPrivate(cfg.KeyFile, "key_file"); err != nil {
 			return nil, err

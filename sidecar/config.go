@@ -36,8 +36,12 @@ type Config struct {
 	// Cluster is a label that keeps clusters apart on shared networks.
 	Cluster string `yaml:"cluster"`
 	// KeyFile holds the gossip encryption key(s), one base64 key per line,
-	// the first used for sending. Without it peers talk in the clear.
+	// the first used for sending. Without it peers talk in the clear, which
+	// is refused on a non-loopback bind unless Insecure is set.
 	KeyFile string `yaml:"key_file"`
+	// Insecure allows gossip in the clear (no key_file) on a non-loopback
+	// bind address. For closed networks only.
+	Insecure bool `yaml:"insecure"`
 	// MaxClockOffset is how far ahead of local time a remote timestamp may
 	// be before its delta is rejected (default 500ms).
 	MaxClockOffset time.Duration `yaml:"max_clock_offset"`
@@ -158,6 +162,13 @@ type GossipConfig struct {
 	Fanout       int           `yaml:"fanout"`
 	SyncInterval time.Duration `yaml:"sync_interval"`
 	BatchDelay   time.Duration `yaml:"batch_delay"`
+	// HandshakeTimeout, IdleTimeout, MaxHandshakes and MaxHandshakesPerHost
+	// bound what unauthenticated and idle streams may hold (gossip.Config;
+	// zero means the default).
+	HandshakeTimeout     time.Duration `yaml:"handshake_timeout"`
+	IdleTimeout          time.Duration `yaml:"idle_timeout"`
+	MaxHandshakes        int           `yaml:"max_handshakes"`
+	MaxHandshakesPerHost int           `yaml:"max_handshakes_per_host"`
 }
 
 // StoreConfig tunes the Badger store.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 )
@@ -161,6 +162,15 @@ func (r *runner) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	// One gossip key for the three sidecars, as a real cluster would have.
+	key, err := gossip.GenerateKey()
+	if err != nil {
+		return err
+	}
+	keyFile := filepath.Join(r.opts.Dir, "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(gossip.EncodeKey(key)+"\n"), 0o600); err != nil {
+		return errors.Wrap(err, "write the demo's gossip key")
+	}
 	// Each sidecar binds a free port and joins the ones started before it.
 	var join []string
 	for _, s := range r.systems {
@@ -170,6 +180,7 @@ func (r *runner) setup(ctx context.Context) error {
 			Bind:    "127.0.0.1:0",
 			Join:    slices.Clone(join),
 			Cluster: "lattice-demo",
+			KeyFile: keyFile,
 			API:     sidecar.APIConfig{Addr: "127.0.0.1:0"},
 			Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: s.path, Tables: []string{"customers"}, PollInterval: 5 * time.Millisecond},
 			Collections: map[string]sidecar.CollectionConfig{

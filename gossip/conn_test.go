@@ -1,0 +1,87 @@
+package gossip
+
+import (
+	"encoding/binary"
+	"math"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/errors"
+)
+
+// Lengths of 2^31 and more turn negative as an int on 32-bit platforms;
+// they must be refused as too large before any conversion.
+func TestFrameLengthsOver2to31AreRefused(t *testing.T) {
+	for _, l := range []uint32{1 << 31, 1<<31 + 1, 3 << 30, math.MaxUint32} {
+		var h [4]byte
+		binary.BigEndian.PutUint32(h[:], l)
+		if n, err := frameLen(h, DefaultMaxMessageBytes+cryptOverhead); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("frameLen(%d) = %d, %v; want ErrTooLarge", l, n, err)
+		}
+		r := frameConn(append(h[:], make([]byte, 64)...), false, DefaultMaxMessageBytes)
+		if b, err := r.read(); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("read of a frame of %d bytes = %d bytes, %v; want ErrTooLarge", l, len(b), err)
+		}
+	}
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], 100)
+	if n, err := frameLen(h, 100); n != 100 || err != nil {
+		t.Errorf("frameLen(100) under a limit of 100 = %d, %v", n, err)
+	}
+	if _, err := frameLen(h, 99); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("frameLen(100) under a limit of 99: %v, want ErrTooLarge", err)
+	}
+}
+
+// A frame that announces the largest allowed length and then stalls costs
+// the reader a buffer of what arrived plus one chunk, not the announced
+// length.
+func TestReadBufferGrowsAsBytesArrive(t *testing.T) {
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], DefaultMaxMessageBytes)
+	for _, sent := range []int{0, 10, readChunk + 1, 5 * readChunk} {
+		r := frameConn(append(h[:], make([]byte, sent)...), false, DefaultMaxMessageBytes)
+		if _, err := r.read(); err == nil {
+			t.Fatalf("a truncated frame was read")
+		}
+		if limit := 2*max(sent, readChunk) + readChunk; cap(r.rbuf) > limit {
+			t.Errorf("after %d of %d announced bytes the buffer holds %d, over %d", sent, DefaultMaxMessageBytes, cap(r.rbuf), limit)
+		}
+	}
+}
+
+// Streams beyond the per-host cap are closed at once, those that stall in
+// their handshake are cut at HandshakeTimeout, and each is counted.
+func TestHandshakesAreCappedAndTimedOut(t *testing.T) {
+	victim, _ := intruder(t, nil, "victim", func(c *Config) {
+		c.HandshakeTimeout = time.Second
+		c.MaxHandshakesPerHost = 8
+	})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for range 20 {
+		c, err := net.Dial("tcp", victim.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(streamMagic[:2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "12 streams over the cap and 8 timed out", func() bool {
+		s := victim.Stats()
+		return s.HandshakesOverCap == 12 && s.HandshakeTimeouts == 8
+	})
+	if s := victim.Stats(); s.RejectedPeers != 20 {
+		t.Errorf("RejectedPeers = %d, want 20", s.RejectedPeers)
+	}
+	if got := victim.mux.gate.inUse(); got != 0 {
+		t.Errorf("%d gate slots still taken", got)
+	}
+}
