@@ -9,6 +9,7 @@ BENCH         ?= .
 BENCHPKGS     ?= ./...
 TEST_TIMEOUT  ?= 20m
 BIN           ?= bin/lattice
+RUNS          ?= 20
 
 .DEFAULT_GOAL := help
 
@@ -23,6 +24,16 @@ build: ## build bin/lattice
 .PHONY: demo
 demo: ## three sidecars beside three SQLite databases: conflicts resolved, databases converged
 	$(GO) run ./cmd/lattice demo
+
+.PHONY: demo-soak
+demo-soak: build ## run the built demo RUNS times in a row (default 20), stopping at the first failure
+	@out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
+	for i in $$(seq $(RUNS)); do \
+	  if ! $(BIN) demo >"$$out" 2>&1; then \
+	    echo "demo-soak: run $$i of $(RUNS) failed:"; cat "$$out"; exit 1; \
+	  fi; \
+	done; \
+	echo "demo-soak: $(RUNS) runs in a row passed"
 
 .PHONY: test
 test: ## run the unit tests with the race detector (needs nothing but Go)
