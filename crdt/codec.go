@@ -837,6 +837,9 @@ func (d *Decoder) orset() (*ORSetState, error) {
 				if en.Counter, err = d.Uint(); err != nil {
 					return nil, err
 				}
+				if en.Counter > MaxCounter {
+					return nil, errors.Mark(counterTooLarge(en.Counter), ErrDecode)
+				}
 				if en.Stamp, err = d.stamp(); err != nil {
 					return nil, err
 				}
@@ -934,6 +937,9 @@ func (d *Decoder) dots() ([]Dot, error) {
 		c, err := d.Uint()
 		if err != nil {
 			return nil, err
+		}
+		if c > MaxCounter {
+			return nil, errors.Mark(counterTooLarge(c), ErrDecode)
 		}
 		if r == 0 {
 			return nil, decodeErrf("dot with zero replica")

@@ -152,6 +152,18 @@
 // encodings in testdata/wire fail the tests if the format changes by
 // accident.
 //
+// # Limits
+//
+// One Limits value bounds fields per record, elements per set, bytes per
+// value and bytes per record (limits.go). EncodeRecord refuses a record over
+// any of them and the decoder refuses the same input with the same named
+// limit (*LimitError, ErrTooLarge), so a record one replica stores every
+// replica can read (TestLimitsEncoderAndDecoderAgree,
+// TestLargestRecordDecodes, FuzzDecodeRecordLimits). Dot counters are bounded
+// by MaxCounter: a decoder refuses a larger one, and an add that would pass
+// it fails instead of wrapping to a dot every replica has already seen
+// (TestDecoderBoundsCounters, TestAddAtCounterBound).
+//
 // # Proof
 //
 // The laws are tested, not assumed: property tests (pgregory.net/rapid) over

@@ -57,7 +57,16 @@ const (
 	LimitListLen      = "elements_per_list"
 	LimitMessageBytes = "bytes_per_message"
 	LimitFragments    = "records_per_delta"
+	LimitCounter      = "dot_counter"
 )
+
+// MaxCounter bounds every dot counter (the per-replica sequence numbers of
+// OR-set adds) that a record may hold: decoders refuse a larger one, and an
+// add that would pass it fails with an ErrTooLarge error instead of wrapping.
+// It is far above what any replica issues (one add per nanosecond for three
+// days), and far below math.MaxUint64, so that a counter taken from a peer
+// can never bring a replica to the wrap.
+const MaxCounter = 1 << 48
 
 // DefaultLimits returns the limits of records, deltas and stored records.
 func DefaultLimits() Limits {
@@ -88,11 +97,11 @@ type LimitError struct {
 	// Limit is the limit's name: one of the Limit constants.
 	Limit string
 	// Max is the limit, Got what the input had.
-	Max, Got int
+	Max, Got int64
 }
 
 func (e *LimitError) Error() string {
-	return e.Limit + " is " + strconv.Itoa(e.Max) + ", got " + strconv.Itoa(e.Got)
+	return e.Limit + " is " + strconv.FormatInt(e.Max, 10) + ", got " + strconv.FormatInt(e.Got, 10)
 }
 
 // LimitOf returns the limit that err reports as exceeded, if any.
@@ -105,7 +114,7 @@ func LimitOf(err error) (*LimitError, bool) {
 }
 
 func tooLarge(limit string, got, max int) error {
-	return errors.Mark(&LimitError{Limit: limit, Max: max, Got: got}, ErrTooLarge)
+	return errors.Mark(&LimitError{Limit: limit, Max: int64(max), Got: int64(got)}, ErrTooLarge)
 }
 
 // decodeTooLarge is tooLarge for the decoder: also an ErrDecode error.
@@ -155,14 +164,29 @@ func (l Limits) checkField(f *Field) error {
 		if len(el.Entries) > l.MaxEntries {
 			return tooLarge(LimitEntries, len(el.Entries), l.MaxEntries)
 		}
+		for _, en := range el.Entries {
+			if en.Counter > MaxCounter {
+				return counterTooLarge(en.Counter)
+			}
+		}
 	}
-	if len(s.Ctx.VV) > l.MaxDots {
-		return tooLarge(LimitDots, len(s.Ctx.VV), l.MaxDots)
-	}
-	if len(s.Ctx.Cloud) > l.MaxDots {
-		return tooLarge(LimitDots, len(s.Ctx.Cloud), l.MaxDots)
+	for _, part := range [][]Dot{s.Ctx.VV, s.Ctx.Cloud} {
+		if len(part) > l.MaxDots {
+			return tooLarge(LimitDots, len(part), l.MaxDots)
+		}
+		for _, d := range part {
+			if d.Counter > MaxCounter {
+				return counterTooLarge(d.Counter)
+			}
+		}
 	}
 	return nil
+}
+
+// counterTooLarge reports a dot counter over MaxCounter; Got saturates at
+// MaxCounter+1, as the counter may not fit an int64.
+func counterTooLarge(c uint64) error {
+	return errors.Mark(&LimitError{Limit: LimitCounter, Max: MaxCounter, Got: int64(min(c, MaxCounter+1))}, ErrTooLarge)
 }
 
 // CheckValue checks a value against MaxValueBytes and MaxListLen.

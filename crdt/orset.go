@@ -463,10 +463,13 @@ func (s *ORSetState) latest() Stamp {
 
 // addDelta returns the delta that adds each of vs with a fresh dot of the
 // origin's replica. The delta's context also holds the element's current
-// dots, which the new add supersedes.
-func (s *ORSetState) addDelta(vs []Value, o Stamp) *ORSetState {
+// dots, which the new add supersedes. When the replica's counter would pass
+// MaxCounter it returns an ErrTooLarge error: a counter that wrapped would
+// reissue dots that every replica has already seen, and the adds would be
+// invisible for good.
+func (s *ORSetState) addDelta(vs []Value, o Stamp) (*ORSetState, error) {
 	if len(vs) == 0 {
-		return nil
+		return nil, nil
 	}
 	vs = slices.Clone(vs)
 	slices.SortFunc(vs, Compare)
@@ -474,6 +477,9 @@ func (s *ORSetState) addDelta(vs []Value, o Stamp) *ORSetState {
 	next := uint64(0)
 	if s != nil {
 		next = s.Ctx.Max(o.Replica)
+	}
+	if next > MaxCounter || uint64(len(vs)) > MaxCounter-next {
+		return nil, counterTooLarge(max(next, MaxCounter+1))
 	}
 	d := &ORSetState{Elems: make([]Elem, 0, len(vs))}
 	var dots []Dot
@@ -489,7 +495,7 @@ func (s *ORSetState) addDelta(vs []Value, o Stamp) *ORSetState {
 		}
 	}
 	d.Ctx = contextOf(dots)
-	return d
+	return d, nil
 }
 
 // removeDelta returns the delta that removes each of vs: a context holding

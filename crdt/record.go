@@ -511,7 +511,11 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 					}
 				}
 			}
-			if set := setDelta(have, adds, removes, o.Stamp); set != nil {
+			set, err := setDelta(have, adds, removes, o.Stamp)
+			if err != nil {
+				return nil, errors.Wrapf(err, "field %s", name)
+			}
+			if set != nil {
 				d.Fields = append(d.Fields, Field{Name: name, Set: set})
 			}
 			continue
@@ -591,16 +595,19 @@ func setElems(field string, v Value) ([]Value, error) {
 	return nil, errors.Mark(errors.Newf("field %s is an orset: want a list, got %s", field, v.kind), ErrPolicy)
 }
 
-func setDelta(have *ORSetState, adds, removes []Value, o Stamp) *ORSetState {
-	a := have.addDelta(adds, o)
+func setDelta(have *ORSetState, adds, removes []Value, o Stamp) (*ORSetState, error) {
+	a, err := have.addDelta(adds, o)
+	if err != nil {
+		return nil, err
+	}
 	r := have.removeDelta(removes)
 	switch {
 	case a == nil:
-		return r
+		return r, nil
 	case r == nil:
-		return a
+		return a, nil
 	}
-	return joinORSet(a, r, Stamp{})
+	return joinORSet(a, r, Stamp{}), nil
 }
 
 // SetOps returns the delta that adds and removes elements of an OR-set
@@ -629,7 +636,10 @@ func SetOps(c *Collection, merged *Record, field string, add, remove []Value, o 
 	remove = slices.DeleteFunc(slices.Clone(remove), func(v Value) bool {
 		return slices.ContainsFunc(add, func(a Value) bool { return Equal(a, v) })
 	})
-	set := setDelta(have, add, remove, o.Stamp)
+	set, err := setDelta(have, add, remove, o.Stamp)
+	if err != nil {
+		return nil, errors.Wrapf(err, "field %s", field)
+	}
 	if set == nil {
 		return nil, nil
 	}
