@@ -149,7 +149,12 @@ func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "capture": a.captureSt.Load()})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "capture": loopStatus(a.captureSt.Load(), time.Now())})
+		return
+	}
+	if failing := a.failing(time.Now()); len(failing) > 0 {
+		// The loop and its error are in /v1/status.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "failing", "failing": failing})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

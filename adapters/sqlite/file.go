@@ -15,9 +15,18 @@ import (
 // reads.
 var ErrFileChanged = errors.New("sqlite: database file deleted or replaced")
 
-// database returns the open database, or an ErrFileChanged error while the
-// file is gone and no new one is open.
-func (a *Adapter) database() (*sql.DB, error) {
+// database returns the open database after checking that it is the file
+// at the path, opening the new file if it was replaced (see reopen). It
+// fails with ErrFileChanged while the file is deleted.
+func (a *Adapter) database(ctx context.Context) (*sql.DB, error) {
+	if err := a.checkFile(); err != nil {
+		if !errors.Is(err, ErrFileChanged) {
+			return nil, err
+		}
+		if err := a.reopen(ctx, err); err != nil {
+			return nil, err
+		}
+	}
 	a.mu.Lock()
 	db := a.db
 	a.mu.Unlock()

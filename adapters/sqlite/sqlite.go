@@ -104,7 +104,7 @@ func (a *Adapter) catalog() *catalog {
 // current returns the catalog, re-installing first if the schema changed
 // since it was made.
 func (a *Adapter) current(ctx context.Context) (*catalog, error) {
-	db, err := a.database()
+	db, err := a.database(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ const logHead = `SELECT coalesce(max(seq), 0) FROM _lattice_log`
 // Head returns the cursor of the change log's last row: every change
 // committed before the call is at or before it.
 func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
-	db, err := a.database()
+	db, err := a.database(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	db, err := a.database()
+	db, err := a.database(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -267,15 +267,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 // A changed PRAGMA schema_version makes it re-install the triggers, so that
 // new columns and tables are captured.
 func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
-	if err := a.checkFile(); err != nil {
-		if !errors.Is(err, ErrFileChanged) {
-			return err
-		}
-		if err := a.reopen(ctx, err); err != nil {
-			return err
-		}
-	}
-	db, err := a.database()
+	db, err := a.database(ctx)
 	if err != nil {
 		return err
 	}
@@ -535,7 +527,7 @@ func (a *Adapter) warnOnce(table string, c *column, v crdt.Value) {
 
 // refresh re-installs after a schema change and swaps in the new catalog.
 func (a *Adapter) refresh(ctx context.Context) error {
-	db, err := a.database()
+	db, err := a.database(ctx)
 	if err != nil {
 		return err
 	}
@@ -575,7 +567,7 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 	if seq <= acked {
 		return nil
 	}
-	db, err := a.database()
+	db, err := a.database(ctx)
 	if err != nil {
 		return err
 	}
@@ -633,12 +625,8 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 		stmts[i] = stmt{w: w, t: t, args: args}
 	}
 	// Writing into a file deleted or replaced since it was opened would
-	// lose the writes: Capture reopens within a poll interval, and the
-	// engine retries.
-	if err := a.checkFile(); err != nil {
-		return nil, err
-	}
-	db, err := a.database()
+	// lose the writes: database checks the file first.
+	db, err := a.database(ctx)
 	if err != nil {
 		return nil, err
 	}
