@@ -94,15 +94,6 @@ type Agent struct {
 	cursorName string
 }
 
-// loopState is what /v1/status reports of a background loop.
-type loopState struct {
-	State     string    `json:"state"`
-	Error     string    `json:"error,omitempty"`
-	Since     time.Time `json:"since"`
-	Retries   int       `json:"retries,omitempty"`
-	LastBatch time.Time `json:"last_batch,omitzero"`
-}
-
 // Start validates the config, opens the store and the adapter, starts
 // gossip, the HTTP API and the capture and apply loops, and returns once the
 // agent serves. Joining the configured seeds happens in the background,
@@ -334,31 +325,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (a *Agent) setState(p *atomic.Pointer[loopState], state string, err error) {
-	s := &loopState{State: state, Since: time.Now()}
-	if old := p.Load(); old != nil {
-		s.LastBatch = old.LastBatch
-		if old.State == state {
-			s.Since = old.Since
-			s.Retries = old.Retries
-		}
-	}
-	if err != nil {
-		s.Error = err.Error()
-		s.Retries++
-	}
-	p.Store(s)
-}
-
-func (a *Agent) markBatch(p *atomic.Pointer[loopState]) {
-	old := p.Load()
-	s := *old
-	s.LastBatch = time.Now()
-	s.Error = ""
-	s.Retries = 0
-	p.Store(&s)
-}
-
 // Close stops the loops, leaves the cluster, stops the API and closes the
 // adapter and the store, waiting for everything the agent started.
 func (a *Agent) Close() error {
@@ -414,9 +380,11 @@ func (a *Agent) Store() *store.Store { return a.store }
 // Node returns the agent's gossip node.
 func (a *Agent) Node() *gossip.Node { return a.node }
 
-// Ready reports whether the agent has caught up with its system: the
-// initial snapshot (if any) is done and capture is running.
-func (a *Agent) Ready() bool { return a.ready.Load() }
+// Ready reports whether the agent has caught up with its system and keeps
+// up with it: the initial snapshot (if any) is done, capture runs, and
+// neither capture nor apply has been failing for longer than
+// ready.fail_after.
+func (a *Agent) Ready() bool { return a.ready.Load() && len(a.failing(time.Now())) == 0 }
 
 // Digest returns the fingerprint of the whole replica.
 func (a *Agent) Digest() crdt.Fingerprint { return a.store.Digest() }

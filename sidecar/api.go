@@ -188,6 +188,11 @@ func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": a.notReadyReason()})
 		return
 	}
+	if failing := a.failing(time.Now()); len(failing) > 0 {
+		// The loop and its error are in /v1/status.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "failing", "reason": failing[0] + " failing", "failing": failing})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 

@@ -54,6 +54,7 @@ type Config struct {
 	Gossip      GossipConfig                `yaml:"gossip"`
 	Store       StoreConfig                 `yaml:"store"`
 	Apply       ApplyConfig                 `yaml:"apply"`
+	Ready       ReadyConfig                 `yaml:"ready"`
 	Log         LogConfig                   `yaml:"log"`
 }
 
@@ -187,6 +188,14 @@ type ApplyConfig struct {
 	BatchSize int `yaml:"batch_size"`
 	// MaxBackoff caps the retry delay while the system is down (default 30s).
 	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+// ReadyConfig sets what /readyz calls ready.
+type ReadyConfig struct {
+	// FailAfter is how long capture or apply may keep failing before the
+	// agent reports not ready (default 30s). Shorter failures (a system
+	// restarting, a lock held for a while) are tolerated.
+	FailAfter time.Duration `yaml:"fail_after"`
 }
 
 // LogConfig sets up logging.
@@ -352,6 +361,12 @@ func (c *Config) fill() error {
 	}
 	if c.Apply.MaxBackoff < 0 {
 		return keyErr("apply.max_backoff", "must be positive")
+	}
+	if c.Ready.FailAfter == 0 {
+		c.Ready.FailAfter = 30 * time.Second
+	}
+	if c.Ready.FailAfter < 0 {
+		return keyErr("ready.fail_after", "must be positive")
 	}
 	switch c.Log.Level {
 	case "":

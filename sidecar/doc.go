@@ -41,7 +41,11 @@
 // In the background it joins the configured seeds (retrying), streams the
 // full state from a peer if its own store is empty, and then runs capture
 // (preceded, when no cursor is stored, by an initial snapshot of the system)
-// and apply. /readyz turns ready once capture runs.
+// and apply. /readyz turns ready once capture runs, and unready while capture
+// or apply has been failing for longer than ready.fail_after (health.go: a
+// run of failures ends with a finished batch, or for capture with a second
+// of running without error); held by TestReadyzReportsFailingCapture and
+// TestReadyzToleratesShortFailures.
 //
 // # The live catalog
 //

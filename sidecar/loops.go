@@ -320,6 +320,7 @@ func (a *Agent) applyLoop(ctx context.Context) {
 			delay = first
 			if n == 0 {
 				a.setState(&a.applySt, "idle", nil)
+				a.recovered(&a.applySt)
 				break
 			}
 		}

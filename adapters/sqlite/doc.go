@@ -145,6 +145,20 @@
 // other than the primary key (unless PRAGMA recursive_triggers is on), so
 // such a removal is not captured.
 //
+// # A file deleted or replaced
+//
+// Capture compares the file at Config.Path with the one it opened
+// (os.SameFile) on every poll, and Apply before every transaction. A file
+// deleted or replaced while the adapter runs is closed at once, its
+// write-ahead log first checkpointed into it and emptied (SQLite leaves the
+// log of a moved file under the name a new file at the path would read as
+// its own). Capture then fails with ErrFileChanged and, as after a restart,
+// the next Capture opens the new file: its change log is new, so the cursor
+// fails with adapters.ErrCursor and the engine takes a new snapshot and
+// writes what the file lacks. A deleted file is not created again (an
+// empty database holds no tables): Capture and Apply fail with
+// ErrFileChanged until a database exists at the path again.
+//
 // # Installation
 //
 // Open installs idempotently: in one write transaction it creates the lattice

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,8 +98,18 @@ var ErrNotInstallable = errors.New("sqlite: tables cannot be synced")
 
 // openDB opens the database with the pragmas every connection needs.
 func openDB(ctx context.Context, cfg *Config) (*sql.DB, error) {
+	// The pool opens connections by path whenever it needs one. Were the
+	// file deleted, a new connection would create an empty one and write
+	// there: so the file is created here, once, and connections open it
+	// read-write without creating it (mode=rw).
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, errors.Wrapf(err, "open sqlite database %s", cfg.Path)
+	}
+	f.Close()
 	path := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(cfg.Path)
 	q := url.Values{}
+	q.Add("mode", "rw")
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())

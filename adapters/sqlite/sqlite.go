@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"maps"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,9 +24,12 @@ import (
 type Adapter struct {
 	cfg Config
 	log *slog.Logger
-	db  *sql.DB
+
+	reopenMu sync.Mutex // serializes reopen
 
 	mu      sync.Mutex
+	db      *sql.DB     // nil while the file is deleted (see reopen)
+	file    os.FileInfo // the file db was opened from
 	cat     *catalog
 	layouts map[int64]*layout // every layout seen, by id
 	acked   int64
@@ -46,7 +50,7 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, &cfg)
+	db, st, err := openFile(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +59,7 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 		db.Close()
 		return nil, errors.Wrapf(err, "sqlite database %s", cfg.Path)
 	}
-	a := &Adapter{cfg: cfg, log: cfg.Logger, db: db, cat: cat, acked: cat.acked,
+	a := &Adapter{cfg: cfg, log: cfg.Logger, db: db, file: st, cat: cat, acked: cat.acked,
 		layouts: map[int64]*layout{}, warned: map[string]bool{}, changed: make(chan struct{}, 1)}
 	for _, t := range cat.tables {
 		a.layouts[t.id] = t.layout
@@ -67,7 +71,13 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 // Close closes the database. The triggers and the change log stay: see
 // Uninstall.
 func (a *Adapter) Close() error {
-	return errors.Wrapf(a.db.Close(), "close sqlite database %s", a.cfg.Path)
+	a.mu.Lock()
+	db := a.db
+	a.mu.Unlock()
+	if db == nil {
+		return nil
+	}
+	return errors.Wrapf(db.Close(), "close sqlite database %s", a.cfg.Path)
 }
 
 // Tables returns the synced tables, sorted by name, as the database's
@@ -94,8 +104,12 @@ func (a *Adapter) catalog() *catalog {
 // current returns the catalog, re-installing first if the schema changed
 // since it was made.
 func (a *Adapter) current(ctx context.Context) (*catalog, error) {
+	db, err := a.database(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var schema int64
-	if err := a.db.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&schema); err != nil {
+	if err := db.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&schema); err != nil {
 		return nil, errors.Wrapf(err, "read schema version of %s", a.cfg.Path)
 	}
 	if cat := a.catalog(); cat.schema == schema {
@@ -152,9 +166,13 @@ const logHead = `SELECT coalesce(max(seq), 0) FROM _lattice_log`
 // Head returns the cursor of the change log's last row: every change
 // committed before the call is at or before it.
 func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
+	db, err := a.database(ctx)
+	if err != nil {
+		return nil, err
+	}
 	install := a.catalog().installID
 	var seq int64
-	if err := a.db.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
+	if err := db.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
 		return nil, errors.Wrapf(err, "read change log position of %s", a.cfg.Path)
 	}
 	return encodeCursor(install, seq), nil
@@ -169,7 +187,11 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	tx, err := a.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	db, err := a.database(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, errors.Wrap(err, "snapshot: begin")
 	}
@@ -245,6 +267,10 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 // A changed PRAGMA schema_version makes it re-install the triggers, so that
 // new columns and tables are captured.
 func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
+	db, err := a.database(ctx)
+	if err != nil {
+		return err
+	}
 	seq, err := a.decodeCursor(cursor)
 	if err != nil {
 		return err
@@ -255,7 +281,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	if seq < acked {
 		return cursorError(errors.Newf("cursor at log position %d is before the acknowledged position %d, whose changes were discarded", seq, acked))
 	}
-	conn, err := a.db.Conn(ctx)
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return errors.Wrap(err, "capture: connect")
 	}
@@ -275,6 +301,19 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-timer.C:
+		}
+		// A file deleted or replaced under the adapter: it is closed at once
+		// (see reopen), and Capture ends so that the engine starts again
+		// from the new file.
+		if err := a.checkFile(); err != nil {
+			if errors.Is(err, ErrFileChanged) {
+				poll.Close()
+				conn.Close()
+				if rerr := a.reopen(ctx, err); rerr != nil && !errors.Is(rerr, ErrFileChanged) {
+					a.log.Warn("sqlite: reopen", "err", rerr)
+				}
+			}
+			return err
 		}
 		var data int64
 		if err := poll.QueryRowContext(ctx).Scan(&data); err != nil {
@@ -488,7 +527,11 @@ func (a *Adapter) warnOnce(table string, c *column, v crdt.Value) {
 
 // refresh re-installs after a schema change and swaps in the new catalog.
 func (a *Adapter) refresh(ctx context.Context) error {
-	cat, err := install(ctx, a.db, &a.cfg)
+	db, err := a.database(ctx)
+	if err != nil {
+		return err
+	}
+	cat, err := install(ctx, db, &a.cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -524,7 +567,11 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 	if seq <= acked {
 		return nil
 	}
-	tx, err := a.db.BeginTx(ctx, nil)
+	db, err := a.database(ctx)
+	if err != nil {
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return errors.Wrap(err, "ack: begin")
 	}
@@ -577,7 +624,13 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 		}
 		stmts[i] = stmt{w: w, t: t, args: args}
 	}
-	tx, err := a.db.BeginTx(ctx, nil)
+	// Writing into a file deleted or replaced since it was opened would
+	// lose the writes: database checks the file first.
+	db, err := a.database(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, unavailable(errors.Wrap(err, "apply: begin"))
 	}

@@ -1,0 +1,132 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+	"os"
+
+	"github.com/cockroachdb/errors"
+)
+
+// ErrFileChanged marks an operation refused because the database file at
+// Config.Path is no longer the one the adapter opened: it was deleted or
+// replaced while the adapter ran. Writing on would go into a file nobody
+// reads.
+var ErrFileChanged = errors.New("sqlite: database file deleted or replaced")
+
+// database returns the open database after checking that it is the file
+// at the path, opening the new file if it was replaced (see reopen). It
+// fails with ErrFileChanged while the file is deleted.
+func (a *Adapter) database(ctx context.Context) (*sql.DB, error) {
+	if err := a.checkFile(); err != nil {
+		if !errors.Is(err, ErrFileChanged) {
+			return nil, err
+		}
+		if err := a.reopen(ctx, err); err != nil {
+			return nil, err
+		}
+	}
+	a.mu.Lock()
+	db := a.db
+	a.mu.Unlock()
+	if db == nil {
+		return nil, a.goneErr()
+	}
+	return db, nil
+}
+
+func (a *Adapter) goneErr() error {
+	return errors.Mark(errors.WithHint(errors.Newf("sqlite database %s was deleted while the agent ran", a.cfg.Path),
+		"restore the file or create the database again with its tables: the agent opens it within a few seconds, "+
+			"and writes what its store holds into it"), ErrFileChanged)
+}
+
+// checkFile compares the file at the path with the one the adapter opened
+// (os.SameFile: device and inode).
+func (a *Adapter) checkFile() error {
+	a.mu.Lock()
+	opened := a.file
+	a.mu.Unlock()
+	st, err := os.Stat(a.cfg.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return a.goneErr()
+	case err != nil:
+		return errors.Wrapf(err, "stat sqlite database %s", a.cfg.Path)
+	case opened == nil || !os.SameFile(opened, st):
+		return errors.Mark(errors.Newf("sqlite database %s was replaced by another file while the agent ran", a.cfg.Path), ErrFileChanged)
+	}
+	return nil
+}
+
+// reopen handles a deleted or replaced file as a restart would: it closes
+// the old database and, if a file exists at the path, opens and installs it.
+// A new file has a new change log, so the engine's cursor fails with
+// ErrCursor and the engine takes a new snapshot; the records the store holds
+// that the file lacks are then written into it. A deleted file is not
+// created again: a new empty database would hold none of the tables.
+func (a *Adapter) reopen(ctx context.Context, why error) error {
+	a.reopenMu.Lock()
+	defer a.reopenMu.Unlock()
+	if err := a.checkFile(); err == nil {
+		return nil // reopened by another call meanwhile
+	}
+	// The old database closes first. SQLite leaves the write-ahead log of
+	// a moved or deleted file in place, under the name a new file at the
+	// path uses for its own: a new connection would read the old file's
+	// pages from it. So the old log is first checkpointed into the old file
+	// and truncated to nothing.
+	a.mu.Lock()
+	old := a.db
+	a.db, a.file = nil, nil
+	a.mu.Unlock()
+	if old != nil {
+		a.log.Error("sqlite: the database file changed while the agent ran; closing it", "path", a.cfg.Path, "err", why)
+		if _, err := old.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			a.log.Warn("sqlite: empty the old file's write-ahead log", "err", err)
+		}
+		if err := old.Close(); err != nil {
+			a.log.Warn("sqlite: close the old database", "err", err)
+		}
+	}
+	if _, err := os.Stat(a.cfg.Path); err != nil {
+		return why
+	}
+	db, st, err := openFile(ctx, &a.cfg)
+	if err != nil {
+		return err
+	}
+	cat, err := install(ctx, db, &a.cfg)
+	if err != nil {
+		db.Close()
+		return errors.Wrapf(err, "sqlite database %s", a.cfg.Path)
+	}
+	a.mu.Lock()
+	a.db, a.file, a.cat, a.acked = db, st, cat, cat.acked
+	a.layouts = map[int64]*layout{}
+	for _, t := range cat.tables {
+		a.layouts[t.id] = t.layout
+	}
+	a.mu.Unlock()
+	a.log.Warn("sqlite: opened the new database file; capture starts over from it", "path", a.cfg.Path, "tables", len(cat.tables))
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// openFile opens the database and stats the file it opened.
+func openFile(ctx context.Context, cfg *Config) (*sql.DB, os.FileInfo, error) {
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := os.Stat(cfg.Path)
+	if err != nil {
+		db.Close()
+		return nil, nil, errors.Wrapf(err, "stat sqlite database %s", cfg.Path)
+	}
+	return db, st, nil
+}
