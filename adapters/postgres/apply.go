@@ -129,7 +129,8 @@ type stmt struct {
 func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write) (lsn, error) {
 	conn, err := a.applyConn(ctx)
 	if err != nil {
-		return 0, err
+		// No session to apply on: nothing here concerns a write.
+		return 0, errors.Mark(err, adapters.ErrUnavailable)
 	}
 	b := &pgx.Batch{}
 	for i, st := range stmts {

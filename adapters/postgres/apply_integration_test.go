@@ -95,6 +95,22 @@ func TestIntegrationApplyErrorClasses(t *testing.T) {
 	if _, err := a.Apply(ctx, []adapters.Write{write(6, "after")}); err != nil {
 		t.Fatalf("Apply after reconnecting: %+v", err)
 	}
+	// The database refuses new sessions: the reconnect fails, unavailable.
+	if err := srv.Exec(ctx, "postgres", `ALTER DATABASE `+name+` ALLOW_CONNECTIONS false`); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, app, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
+	_, _ = a.Apply(ctx, []adapters.Write{write(7, "after")}) // finds the session's end
+	if _, err = a.Apply(ctx, []adapters.Write{write(7, "after")}); err == nil || !errors.Is(err, adapters.ErrUnavailable) {
+		t.Fatalf("Apply with no session possible = %+v, want unavailable", err)
+	}
+	if err := srv.Exec(ctx, "postgres", `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx, []adapters.Write{write(7, "after")}); err != nil {
+		t.Fatalf("Apply once sessions are allowed: %+v", err)
+	}
 	var names []string
 	rows, err := app.Query(context.Background(), `SELECT name FROM items ORDER BY id`)
 	if err != nil {

@@ -131,13 +131,10 @@ func refuseTokenFlag(args []string) error {
 // dsnHasPassword reports whether a DSN (a URL or key=value pairs) carries
 // a password.
 func dsnHasPassword(dsn string) bool {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
+	if u, err := url.Parse(dsn); err == nil {
+		if _, ok := u.User.Password(); ok || u.Query().Has("password") {
 			return true
 		}
-	}
-	if u, err := url.Parse(dsn); err == nil && u.Query().Has("password") {
-		return true
 	}
 	for _, f := range strings.Fields(dsn) {
 		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
@@ -258,9 +255,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // clientFlags adds --api, --token-file and --ca to a client command; the
-// token comes from that file or from LATTICE_TOKEN, never from an argument. The function it returns parses args, checks that there are
-// between lo and hi positional arguments (hi < 0: no limit), and builds the
-// client.
+// token comes from that file or from LATTICE_TOKEN, never from an argument.
+// The function it returns parses args, checks that there are between lo and
+// hi positional arguments (hi < 0: no limit), and builds the client.
 func clientFlags(fs *flag.FlagSet) func(args []string, lo, hi int) (*sidecar.Client, error) {
 	api := fs.String("api", envOr("LATTICE_API", "127.0.0.1:7070"), "agent API address or URL (env LATTICE_API)")
 	tokenFile := fs.String("token-file", "", "file holding the API token, private to its owner (default: env LATTICE_TOKEN)")

@@ -103,6 +103,17 @@ func TestAgentRefusesOpenSecretFiles(t *testing.T) {
 	}
 }
 
+// A password in --dsn is warned about, and never printed.
+func TestAgentWarnsOfDSNPassword(t *testing.T) {
+	port := freePort(t)
+	_, errOut, code := cli(t, nil, "agent", "--name", "w", "--data", t.TempDir(), "--api", "off", "--bind", "127.0.0.1:0",
+		"--adapter", "postgres", "--dsn", "postgres://u:s3cret-pw@127.0.0.1:"+strconv.Itoa(port)+"/db")
+	if code != 1 || !strings.Contains(errOut, "the --dsn flag holds a password") || !strings.Contains(errOut, "--dsn-file") ||
+		strings.Contains(errOut, "s3cret-pw") {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+}
+
 func TestDSNHasPassword(t *testing.T) {
 	for dsn, want := range map[string]bool{
 		"postgres://lattice:s3cret@db/crm":                 true,
