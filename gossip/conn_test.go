@@ -2,12 +2,16 @@ package gossip
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/gossip/gossiptest"
 )
 
 // Lengths of 2^31 and more turn negative as an int on 32-bit platforms;
@@ -83,5 +87,24 @@ func TestHandshakesAreCappedAndTimedOut(t *testing.T) {
 	}
 	if got := victim.mux.gate.inUse(); got != 0 {
 		t.Errorf("%d gate slots still taken", got)
+	}
+}
+
+// A schema too large for the hello peers accept is refused at start, not
+// by every peer at every stream.
+func TestSchemaOverTheHelloBoundIsRefused(t *testing.T) {
+	var cols []*crdt.Collection
+	for i := range 2000 {
+		cols = append(cols, crdt.MustCollection(fmt.Sprintf("collection_with_a_long_name_%04d", i), []string{"id"}, nil))
+	}
+	cfg := DefaultConfig()
+	cfg.Name, cfg.BindAddr, cfg.Schema = "big", "127.0.0.1:0", crdt.MustSchema(cols...)
+	n, err := New(cfg, gossiptest.NewMemReplica(cfg.Schema, 1, "big"))
+	if err == nil {
+		_ = n.Close()
+		t.Fatal("a node started with a schema over the hello bound")
+	}
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "collections") {
+		t.Fatalf("New = %v, want a config error naming collections", err)
 	}
 }

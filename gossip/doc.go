@@ -10,8 +10,9 @@
 // Membership and failure detection are hashicorp/memberlist with its LAN
 // preset: unique node names, an explicit bind and advertise address, a
 // cluster label (memberlist drops packets and streams of another label) and
-// a keyring (AES-GCM; 32-byte keys select AES-256) loaded from a key file.
-// Without keys the node runs in the clear and logs a warning. Node meta
+// a keyring loaded from a key file (memberlist gets HKDF-derived keys, never
+// the file's). Without keys the node runs in the clear and logs a warning;
+// Config.Validate refuses that on a non-loopback bind unless Insecure. Node meta
 // (memberlist caps it at 512 bytes; Config.Validate bounds each field so it
 // fits) carries the API address, the data address, the version, the
 // whole-schema fingerprint and a leaving flag.
@@ -43,14 +44,17 @@
 //   - memberlist encrypts and labels only what it writes itself, so the
 //     data streams do their own framing and encryption, with the same
 //     keyring: a cleartext preamble exchanges two random 16-byte nonces,
-//     then every frame is a 4-byte length and an AES-GCM sealed message
-//     (primary key, random 12-byte nonce), with additional data binding
-//     the cluster label, both stream nonces, the direction and a sequence
-//     number. A peer without a key in the ring can neither read nor forge
-//     a frame, a captured frame cannot be replayed, reordered or moved to
-//     another stream, and a node with another label fails to authenticate
-//     (in the clear, the hello's label is compared). Every length is
-//     checked against MaxMessageBytes before anything is allocated.
+//     then every frame is a 4-byte length and an AES-256-GCM sealed
+//     message under a key of its stream and direction (HKDF-SHA256 over
+//     the ring key, both nonces, the label and the direction) with the
+//     sequence number as nonce, and additional data binding the label,
+//     both stream nonces, the direction and the sequence number. A peer
+//     without a key in the ring can neither read nor forge a frame, a
+//     captured frame cannot be replayed, reordered or moved to another
+//     stream, no nonce repeats under a key, and a node with another label
+//     fails to authenticate (in the clear, the hello's label is compared).
+//     Every length is checked against its bound, as an unsigned 32-bit
+//     value, before anything is allocated (see conn.go).
 //   - Each node keeps one long-lived outgoing stream per peer for deltas,
 //     fed by a bounded queue (QueueLen deltas; a delta that does not fit
 //     is dropped and counted, and anti-entropy repairs it) and written in

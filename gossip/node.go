@@ -154,6 +154,15 @@ func New(cfg Config, r Replica) (*Node, error) {
 		syncNow: make(chan struct{}, 1),
 		rng:     rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:]))),
 	}
+	// Peers read a hello before they know the sender, under a small bound.
+	h := encodeHello(&hello{Name: cfg.Name, Purpose: purposeBootstrap, Label: cfg.Label, Version: cfg.Version,
+		Schema: n.schema, MaxMsg: cfg.MaxMessageBytes})
+	helloSize := len(h.bytes())
+	h.free()
+	if helloSize+cryptOverhead > maxHelloBytes {
+		return nil, errors.WithHint(configErr("collections", "the schema takes %d bytes in a hello, over %d",
+			helloSize, maxHelloBytes-cryptOverhead), "sync fewer collections in one cluster")
+	}
 	n.limits = crdt.DefaultLimits()
 	n.limits.MaxMessageBytes = cfg.MaxMessageBytes
 	n.ctx, n.cancel = context.WithCancel(context.Background())
