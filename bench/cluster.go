@@ -13,6 +13,8 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/sidecar"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	_ "github.com/lattice-crdt/lattice/adapters/sqlite"
 )
 
 // ClusterOptions configure a cluster.

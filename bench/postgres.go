@@ -9,6 +9,8 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
 	"github.com/lattice-crdt/lattice/sidecar"
+
+	_ "github.com/lattice-crdt/lattice/adapters/postgres"
 )
 
 // PostgresTable is the table PostgreSQL clusters sync. Its name keeps it

@@ -3,47 +3,42 @@ package sidecar
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
-	"github.com/lattice-crdt/lattice/adapters/postgres"
-	"github.com/lattice-crdt/lattice/adapters/sqlite"
 )
 
-// openAdapter opens the adapter the config names.
+// openAdapter opens the adapter the config names. Adapters register
+// themselves (adapters.Register); the binary's main package imports the ones
+// it ships.
 func openAdapter(ctx context.Context, cfg Config, log *slog.Logger) (adapters.Adapter, error) {
+	open, ok := adapters.Lookup(cfg.Adapter.Kind)
+	if !ok {
+		return nil, unknownAdapter(cfg.Adapter.Kind)
+	}
 	dsn, err := cfg.Adapter.ReadDSN()
 	if err != nil {
 		return nil, err
 	}
-	switch cfg.Adapter.Kind {
-	case AdapterSQLite:
-		c := sqlite.DefaultConfig()
-		c.Path = dsn
-		c.Tables = cfg.Adapter.Tables
-		if cfg.Adapter.PollInterval > 0 {
-			c.PollInterval = cfg.Adapter.PollInterval
-		}
-		c.Logger = log
-		a, err := sqlite.Open(ctx, c)
-		if err != nil {
-			return nil, errors.Wrap(err, "config adapter: open sqlite")
-		}
-		return a, nil
-	case AdapterPostgres:
-		c := postgres.DefaultConfig()
-		c.DSN = dsn
-		c.Node = cfg.Node
-		c.Tables = cfg.Adapter.Tables
-		c.Slot = cfg.Adapter.Slot
-		c.Publication = cfg.Adapter.Publication
-		c.Origin = cfg.Adapter.Origin
-		c.Logger = log
-		a, err := postgres.Open(ctx, c)
-		if err != nil {
-			return nil, errors.Wrap(err, "config adapter: open postgres")
-		}
-		return a, nil
+	a, err := open(ctx, adapters.Options{
+		DSN:          dsn,
+		Node:         cfg.Node,
+		Tables:       cfg.Adapter.Tables,
+		PollInterval: cfg.Adapter.PollInterval,
+		Slot:         cfg.Adapter.Slot,
+		Publication:  cfg.Adapter.Publication,
+		Origin:       cfg.Adapter.Origin,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, errors.Wrapf(err, "config adapter: open %s", cfg.Adapter.Kind)
 	}
-	return nil, errors.AssertionFailedf("adapter kind %q passed validation", cfg.Adapter.Kind)
+	return a, nil
+}
+
+// unknownAdapter says that no adapter of that kind is in this binary.
+func unknownAdapter(kind string) error {
+	return errors.WithHintf(keyErr("adapter.kind", "unknown adapter %q", kind),
+		"this binary has: %s", strings.Join(append([]string{AdapterNone}, adapters.Kinds()...), ", "))
 }

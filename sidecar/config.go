@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 	"go.yaml.in/yaml/v3"
 )
@@ -322,16 +323,14 @@ func (c *Config) fill() error {
 	case "":
 		c.Adapter.Kind = AdapterNone
 	case AdapterNone:
-	case AdapterSQLite, AdapterPostgres:
+	default:
+		if _, ok := adapters.Lookup(c.Adapter.Kind); !ok {
+			return unknownAdapter(c.Adapter.Kind)
+		}
 		if c.Adapter.DSN == "" && c.Adapter.DSNFile == "" {
 			return errors.WithHint(keyErr("adapter.dsn", "missing for adapter %s", c.Adapter.Kind),
 				"a file path for sqlite, a postgres:// URL for postgres")
 		}
-	case "mysql", "http":
-		return errors.WithHint(keyErr("adapter.kind", "%q is not available in this version", c.Adapter.Kind),
-			"use none, sqlite or postgres")
-	default:
-		return errors.WithHint(keyErr("adapter.kind", "unknown adapter %q", c.Adapter.Kind), "use none, sqlite or postgres")
 	}
 	if c.Adapter.PollInterval < 0 {
 		return keyErr("adapter.poll_interval", "must be positive")

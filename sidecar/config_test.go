@@ -85,7 +85,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"negative offset", func(c *Config) { c.MaxClockOffset = -time.Second }, "config max_clock_offset"},
 		{"half tls", func(c *Config) { c.API.TLS.Cert = "x" }, "config api.tls"},
 		{"unknown adapter", func(c *Config) { c.Adapter.Kind = "oracle" }, "config adapter.kind"},
-		{"mysql not yet", func(c *Config) { c.Adapter.Kind = "mysql" }, "not available"},
+		{"adapter not in this binary", func(c *Config) { c.Adapter.Kind = "mysql" }, "unknown adapter \"mysql\""},
 		{"sqlite without dsn", func(c *Config) { c.Adapter.Kind = "sqlite" }, "config adapter.dsn"},
 		{"bad policy", func(c *Config) {
 			c.Collections = map[string]CollectionConfig{"t": {Fields: map[string]FieldConfig{"f": {Policy: "newest"}}}}

@@ -25,6 +25,9 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar"
+
+	_ "github.com/lattice-crdt/lattice/adapters/postgres"
+	_ "github.com/lattice-crdt/lattice/adapters/sqlite"
 )
 
 type command struct {

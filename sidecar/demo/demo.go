@@ -30,6 +30,8 @@ import (
 	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	_ "github.com/lattice-crdt/lattice/adapters/sqlite"
 )
 
 // Options configure a demo run.

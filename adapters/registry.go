@@ -1,0 +1,69 @@
+package adapters
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Options is what the engine tells an adapter it opens. An adapter uses the
+// fields that make sense for its system and ignores the rest.
+type Options struct {
+	// DSN locates the system: a file path, a connection URL.
+	DSN string
+	// Node is the sidecar's name; adapters derive the names of the objects
+	// they install in the system from it.
+	Node string
+	// Tables limits sync to these tables (empty: every table with a key).
+	Tables []string
+	// PollInterval is how often a polling capture looks for changes (zero:
+	// the adapter's default).
+	PollInterval time.Duration
+	// Slot, Publication and Origin name PostgreSQL's replication objects
+	// (empty: derived from Node).
+	Slot, Publication, Origin string
+	// Logger receives the adapter's logs.
+	Logger *slog.Logger
+}
+
+// Opener opens an adapter.
+type Opener func(ctx context.Context, o Options) (Adapter, error)
+
+var registry = struct {
+	sync.RWMutex
+	m map[string]Opener
+}{m: map[string]Opener{}}
+
+// Register makes an adapter kind available to the engine under name. Each
+// adapter package registers itself in init, so a binary holds the adapters
+// its main package imports. Registering a name twice panics.
+func Register(name string, open Opener) {
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.m[name]; dup || name == "" || open == nil {
+		panic("adapters: Register of a duplicate or empty adapter " + name)
+	}
+	registry.m[name] = open
+}
+
+// Lookup returns the opener registered under name.
+func Lookup(name string) (Opener, bool) {
+	registry.RLock()
+	defer registry.RUnlock()
+	open, ok := registry.m[name]
+	return open, ok
+}
+
+// Kinds lists the registered adapter names, sorted.
+func Kinds() []string {
+	registry.RLock()
+	defer registry.RUnlock()
+	out := make([]string, 0, len(registry.m))
+	for name := range registry.m {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
