@@ -1,8 +1,10 @@
 // Package adapters defines how Lattice talks to the systems it keeps in
 // sync: the Adapter interface, the Change a capture produces and the Write an
 // apply consumes. Each system has its own package below this one
-// (adapters/sqlite, adapters/postgres), and adapters/adaptertest holds the
-// conformance suite every adapter passes.
+// (adapters/sqlite, adapters/postgres) that registers itself under its kind
+// (Register) when imported: the engine opens adapters by kind and imports
+// none, and a binary ships the adapters its main package imports.
+// adapters/adaptertest holds the conformance suite every adapter passes.
 //
 // The contract, in the order the engine uses it:
 //
