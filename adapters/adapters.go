@@ -32,6 +32,7 @@ package adapters
 
 import (
 	"context"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
@@ -137,6 +138,11 @@ type Change struct {
 	// system reports it (SQLite's triggers, PostgreSQL with replica identity
 	// full); nil for an insert, for a snapshot, and when unknown.
 	Old crdt.Row
+	// Committed is when the system committed the change, as the system's
+	// clock tells it, where the system reports it (SQLite: the time the
+	// capture trigger ran inside the user's transaction, to the
+	// millisecond); zero when unknown, as for a snapshot.
+	Committed time.Time
 }
 
 // Write is one merged row for Apply.

@@ -181,6 +181,9 @@ func (c *Clock) Now() Timestamp {
 	return c.last
 }
 
+// Next returns the least timestamp greater than t.
+func (t Timestamp) Next() Timestamp { return t.successor() }
+
 func (t Timestamp) successor() Timestamp {
 	if t.Logical == math.MaxUint32 {
 		return Timestamp{Wall: t.Wall + 1}

@@ -59,6 +59,14 @@ type Row map[string]Value
 type Origin struct {
 	Stamp  Stamp
 	Source string
+	// Late says the stamp may be older than writes the record already
+	// holds: the change was made before them without seeing them (a change
+	// captured from a system and stamped with the time the system committed
+	// it, which may be captured after newer writes arrived from elsewhere).
+	// Its writes then lose to the newer ones, and it re-inserts a deleted
+	// record only if it is newer than the delete. Without Late the stamp
+	// must be newer than every stamp of the record (ErrStaleStamp).
+	Late bool
 }
 
 // Exists reports whether the record is live: some write is newer than the
@@ -385,7 +393,7 @@ func checkOrigin(merged *Record, o Origin) error {
 		// sent or stored.
 		return errors.AssertionFailedf("origin stamp %s has no replica id", o.Stamp)
 	}
-	if m := maxStamp(merged.safeDeleted(), merged.safeWritten()); o.Stamp.Compare(m) <= 0 {
+	if m := maxStamp(merged.safeDeleted(), merged.safeWritten()); !o.Late && o.Stamp.Compare(m) <= 0 {
 		return errors.Mark(errors.AssertionFailedf("origin stamp %s is not after record stamp %s", o.Stamp, m), ErrStaleStamp)
 	}
 	return nil
@@ -553,7 +561,7 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 		return nil, nil
 	}
 	d.Written = o.Stamp
-	d.Reset = reinsert(merged)
+	d.Reset = reinsert(merged, o)
 	if len(d.Fields) == 0 {
 		d.Fields = nil
 	}
@@ -562,12 +570,70 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 
 // reinsert returns the Reset stamp of a write to merged: the delete it
 // sees when the record does not exist (the write re-inserts it, and fields
-// from before the delete stay hidden), else zero.
-func reinsert(merged *Record) Stamp {
-	if merged.Exists() {
+// from before the delete stay hidden), else zero. A late write older than
+// the delete did not see it: it re-inserts nothing.
+func reinsert(merged *Record, o Origin) Stamp {
+	if merged.Exists() || !merged.safeDeleted().Less(o.Stamp) {
 		return Stamp{}
 	}
 	return merged.safeDeleted()
+}
+
+// Floor returns the stamp that a change made by replica to a system row
+// that held seen must be stamped after, so that it orders after everything
+// its writer saw and never reuses a stamp: the visible write of every field
+// whose value seen holds (a register's value, a set's elements in any
+// order), the delete when seen is nil and the record does not exist (the
+// writer saw no row), the newest stamp of the record when seen is nil and it
+// does exist (the system did not say what its writer saw), and every stamp
+// replica itself wrote into the record.
+func (r *Record) Floor(c *Collection, seen Row, replica ReplicaID) Stamp {
+	if r == nil {
+		return Stamp{}
+	}
+	var floor Stamp
+	own := func(s Stamp) {
+		if s.Replica == replica {
+			floor = maxStamp(floor, s)
+		}
+	}
+	own(r.Deleted)
+	own(r.Written)
+	own(r.Reset)
+	if seen == nil {
+		floor = maxStamp(floor, r.Deleted)
+		if r.Exists() {
+			floor = maxStamp(floor, r.MaxStamp())
+		}
+	}
+	for i := range r.Fields {
+		f := &r.Fields[i]
+		for _, w := range f.Reg {
+			own(w.Stamp)
+		}
+		v, ok := seen[f.Name]
+		if !ok || slices.Contains(c.Key, f.Name) {
+			continue
+		}
+		p := c.Policy(f.Name)
+		if p.Kind == ORSet {
+			want, err := setElems(f.Name, v)
+			if err != nil {
+				continue
+			}
+			if slices.EqualFunc(want, f.visible(p).AsList(), Equal) {
+				floor = maxStamp(floor, f.Set.latest())
+			}
+			continue
+		}
+		if v.kind == KindList && len(v.list) == 0 {
+			v = Null()
+		}
+		if w := registerVisible(f.Reg); w != nil && Equal(w.Value, v) {
+			floor = maxStamp(floor, w.Stamp)
+		}
+	}
+	return floor
 }
 
 // liveSet returns the OR-set of f as operations must see it: its elements
@@ -643,7 +709,7 @@ func SetOps(c *Collection, merged *Record, field string, add, remove []Value, o 
 	if set == nil {
 		return nil, nil
 	}
-	return &Record{Written: o.Stamp, Reset: reinsert(merged), Fields: []Field{{Name: field, Set: set}}}, nil
+	return &Record{Written: o.Stamp, Reset: reinsert(merged, o), Fields: []Field{{Name: field, Set: set}}}, nil
 }
 
 // KeyOf builds a record key from the key columns of a row.

@@ -225,6 +225,9 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			Delete:   c.Row == nil,
 			Captured: true,
 		}
+		if !c.Committed.IsZero() {
+			ch.Committed = c.Committed.UnixNano()
+		}
 		if cursor != nil {
 			// Decided inside Local, under the store's writer lock: an apply
 			// acknowledged between a decision made here and Local would

@@ -213,58 +213,146 @@ func settled(t *testing.T, nodes ...*sqliteNode) {
 	})
 }
 
-// The same field changed in two systems at once, the demo's first step, with
-// the interleaving that made it diverge: b's capture loop has taken its
-// user's change and not yet stored it when a's change arrives, is applied
-// over the user's row and acknowledged. b's change is stamped last and wins;
-// the apply that overwrote it in b's database must be repaired, so both
-// databases end holding it, as both stores do.
-func TestCaptureRacesApplyAck(t *testing.T) {
-	dir := t.TempDir()
-	a := startSQLiteNode(t, dir, "a", nil, time.Millisecond)
-	b := newSQLiteNode(t, dir, "b", []string{a.a.Node().Addr()}, time.Millisecond)
-	var armed atomic.Bool
-	reached, release := make(chan struct{}), make(chan struct{})
-	var held []byte // the cursor of the batch the hook holds
-	b.knobs.beforeLocal = func(batch adapters.Batch) {
-		if armed.CompareAndSwap(true, false) {
-			held = batch.Cursor
-			close(reached)
-			<-release
+// holder holds the next batch a node's capture takes, after it is armed,
+// between the capture and store.Local.
+type holder struct {
+	armed   atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+	once    sync.Once
+	batch   adapters.Batch
+}
+
+// holdCapture installs a holder in a node not yet started; the test's
+// cleanup releases it before the node closes.
+func holdCapture(t *testing.T, n *sqliteNode) *holder {
+	h := &holder{reached: make(chan struct{}), release: make(chan struct{})}
+	n.knobs.beforeLocal = func(b adapters.Batch) {
+		if h.armed.CompareAndSwap(true, false) {
+			h.batch = b
+			close(h.reached)
+			<-h.release
 		}
 	}
+	return h
+}
+
+// arm makes the holder hold the next batch; the node must be started and
+// its cleanup registered, so that the release runs first.
+func (h *holder) arm(t *testing.T) {
+	t.Cleanup(h.unblock)
+	h.armed.Store(true)
+}
+
+// wait waits until the holder holds a batch and returns it.
+func (h *holder) wait(t *testing.T) adapters.Batch {
+	t.Helper()
+	select {
+	case <-h.reached:
+		return h.batch
+	case <-time.After(15 * time.Second):
+		t.Fatal("no change captured")
+		return adapters.Batch{}
+	}
+}
+
+func (h *holder) unblock() { h.once.Do(func() { close(h.release) }) }
+
+// stored waits until the node has stored the batch the holder held.
+func (h *holder) stored(t *testing.T, n *sqliteNode) {
+	t.Helper()
+	waitFor(t, 15*time.Second, n.cfg.Node+" stores the held batch", func() bool {
+		cur, err := n.a.Store().Cursor(n.a.cursorName)
+		return err == nil && bytes.Equal(cur, h.batch.Cursor)
+	})
+}
+
+// after waits until the clock is past a captured change's commit time by
+// more than the trigger's millisecond resolution.
+func after(t *testing.T, b adapters.Batch) {
+	t.Helper()
+	committed := b.Changes[0].Committed
+	if committed.IsZero() {
+		t.Fatal("the captured change carries no commit time")
+	}
+	waitFor(t, time.Second, "a millisecond after the change", func() bool {
+		return time.Now().After(committed.Add(time.Millisecond))
+	})
+}
+
+// The same field changed in two systems at once, the demo's first step, with
+// the interleaving that made it diverge: b's capture loop has taken its
+// user's change and not yet stored it when a's earlier change arrives, is
+// applied over the user's row and acknowledged. b's change is the later
+// one and wins; the apply that overwrote it in b's database must be
+// repaired, so both databases end holding it, as both stores do.
+func TestCaptureRacesApplyAck(t *testing.T) {
+	dir := t.TempDir()
+	a := newSQLiteNode(t, dir, "a", nil, time.Millisecond)
+	ha := holdCapture(t, a)
+	a.start(t)
+	b := newSQLiteNode(t, dir, "b", []string{a.a.Node().Addr()}, time.Millisecond)
+	hb := holdCapture(t, b)
 	b.start(t)
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unblock) // runs before b closes, should the test fail early
 
 	a.exec(t, `INSERT INTO customers VALUES (1, 'Acme', 'Prospect', '100', NULL)`)
 	converged(t, 1, `Acme|Prospect|100|`, a, b)
 
-	armed.Store(true)
-	b.exec(t, `UPDATE customers SET status = 'Active' WHERE id = 1`)
-	select {
-	case <-reached:
-	case <-time.After(15 * time.Second):
-		t.Fatal("b never captured its user's change")
-	}
-	// b's capture holds its batch. a's user changes the same field; b
-	// applies it over its user's row and acknowledges the queue entry.
+	// a's user changes the status first; a's capture holds it.
+	ha.arm(t)
 	a.exec(t, `UPDATE customers SET status = 'On Hold' WHERE id = 1`)
+	after(t, ha.wait(t))
+	// b's user changes it later; b's capture holds it.
+	hb.arm(t)
+	b.exec(t, `UPDATE customers SET status = 'Active' WHERE id = 1`)
+	hb.wait(t)
+	// a's change reaches b, is applied over b's user's row and acknowledged.
+	ha.unblock()
 	waitFor(t, 15*time.Second, "a's change applied at b", func() bool {
 		return b.row(t, 1) == `Acme|On Hold|100|` && b.a.Store().PendingLen() == 0
 	})
-	unblock()
+	hb.unblock()
 
-	waitFor(t, 15*time.Second, "b stores the held batch", func() bool {
-		cur, err := b.a.Store().Cursor(b.a.cursorName)
-		return err == nil && bytes.Equal(cur, held)
-	})
+	hb.stored(t, b)
 	settled(t, a, b)
 	if d := tablesDiffer(t, 1, a, b); d != "" {
 		t.Fatalf("the stores agree but the databases do not: %s", d)
 	}
 	if got, want := a.row(t, 1), `Acme|Active|100|`; got != want {
-		t.Fatalf("row = %q, want %q (b's change, stamped last)", got, want)
+		t.Fatalf("row = %q, want %q (b's change, made last)", got, want)
+	}
+}
+
+// A delete made right after an update in another system wins, though the
+// update is captured after the delete arrived: changes are ordered by the
+// time their systems committed them, not by when each sidecar captured
+// them. b's capture holds its user's update until a's delete has been
+// merged and applied at b.
+func TestDeleteAfterUpdateElsewhereNotUndone(t *testing.T) {
+	dir := t.TempDir()
+	a := startSQLiteNode(t, dir, "a", nil, time.Millisecond)
+	b := newSQLiteNode(t, dir, "b", []string{a.a.Node().Addr()}, time.Millisecond)
+	hb := holdCapture(t, b)
+	b.start(t)
+
+	a.exec(t, `INSERT INTO customers VALUES (4, 'Umbrella', 'Active', '400', NULL)`)
+	converged(t, 4, `Umbrella|Active|400|`, a, b)
+
+	hb.arm(t)
+	b.exec(t, `UPDATE customers SET status = 'Churned' WHERE id = 4`)
+	after(t, hb.wait(t))
+	a.exec(t, `DELETE FROM customers WHERE id = 4`)
+	waitFor(t, 15*time.Second, "a's delete merged and applied at b", func() bool {
+		return b.storeRow(t, 4) == "<none>" && b.row(t, 4) == "<none>" && b.a.Store().PendingLen() == 0
+	})
+	hb.unblock()
+
+	hb.stored(t, b)
+	settled(t, a, b)
+	if d := tablesDiffer(t, 4, a, b); d != "" {
+		t.Fatalf("the stores agree but the databases do not: %s", d)
+	}
+	if got := a.row(t, 4); got != "<none>" {
+		t.Fatalf("row = %q, want it deleted: the delete was made after the update", got)
 	}
 }

@@ -343,6 +343,12 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 				s.idle = m.EndLSN
 			}
 		default:
+			if m.CommitTime != 0 {
+				at := commitTime(m.CommitTime)
+				for i := range changes {
+					changes[i].Committed = at
+				}
+			}
 			if len(s.batch) == 0 {
 				s.batchDue = time.Now().Add(s.a.cfg.BatchWait)
 				s.batch = changes
@@ -357,6 +363,13 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 	}
 	return nil
 }
+
+// pgEpoch is PostgreSQL's epoch, 2000-01-01 UTC, in Unix microseconds.
+const pgEpoch = 946_684_800_000_000
+
+// commitTime converts a pgoutput commit timestamp (microseconds since
+// PostgreSQL's epoch, by the server's clock) to a time.
+func commitTime(us int64) time.Time { return time.UnixMicro(pgEpoch + us).UTC() }
 
 func (s *stream) deliver(ctx context.Context) error {
 	b := adapters.Batch{Changes: s.batch, Cursor: encodeCursor(s.batchLSN)}

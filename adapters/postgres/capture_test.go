@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
@@ -15,7 +16,7 @@ import (
 // key-only old tuple ('K') or none at all; an unchanged out-of-line value in
 // the row and the old row when the old tuple has it, left out of both when
 // not; a moved key split into a delete with the old row and an insert
-// without one.
+// without one. Every change carries its transaction's commit time.
 func TestStreamOldRows(t *testing.T) {
 	const relID = 16385
 	int4, text := typeOf(t, "integer"), typeOf(t, "text")
@@ -77,7 +78,9 @@ func TestStreamOldRows(t *testing.T) {
 			got = nil
 			feed(&msgBegin{FinalLSN: at, Xid: uint32(at)})
 			feed(tt.msg)
-			feed(&msgCommit{CommitLSN: at, EndLSN: at + 8})
+			// 2026-12-02 14:00:00 UTC, in microseconds since 2000-01-01.
+			committed := time.Date(2026, 12, 2, 14, 0, 0, int(at), time.UTC).Truncate(time.Microsecond)
+			feed(&msgCommit{CommitLSN: at, EndLSN: at + 8, CommitTime: committed.Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).Microseconds()})
 			at += 0x100
 			if len(got) != 1 || len(got[0].Changes) != len(tt.want) {
 				t.Fatalf("captured %v, want one batch of %d changes", got, len(tt.want))
@@ -86,6 +89,9 @@ func TestStreamOldRows(t *testing.T) {
 				g := got[0].Changes[i]
 				if g.Collection != "docs" || g.Key != w.Key || !sameRow(g.Row, w.Row) || !sameRow(g.Old, w.Old) {
 					t.Errorf("change %d: key %s row %v old %v\n             want key %s row %v old %v", i, g.Key, g.Row, g.Old, w.Key, w.Row, w.Old)
+				}
+				if !g.Committed.Equal(committed) {
+					t.Errorf("change %d: committed %v, want the commit message's %v", i, g.Committed, committed)
 				}
 			}
 		})

@@ -26,7 +26,9 @@
 // snapshot. After a restart PostgreSQL sends transactions again from the
 // slot's confirmed position; those before the cursor given to Capture are
 // skipped, so nothing before the cursor is delivered twice and nothing after
-// it is lost.
+// it is lost. Every change carries its transaction's commit timestamp from
+// the Commit message (Change.Committed, the server's clock), by which the
+// engine orders it.
 //
 // Cursors compare with bytes.Compare as WAL positions do. Capture refuses,
 // with an error marked ErrCursor and adapters.ErrCursor (the engine then

@@ -22,7 +22,11 @@
 // list when the triggers were built, so rows logged before a schema change
 // still decode after it. The log has twice as many value columns as the
 // widest synced table, and SQLite's default limit of 2000 columns caps a
-// synced table at 998. The triggers are plain INSERTs, since they run inside
+// synced table at 997. Each log row also records when its trigger ran (the
+// at column, Unix milliseconds from SQLite's own clock, inside the user's
+// transaction): that is the change's Committed time, by which the engine
+// orders it, so a change that waited in the log is not taken for a later
+// one. The triggers are plain INSERTs, since they run inside
 // every writing process's own SQLite, whatever its version; they make a
 // user's insert about twice as expensive in CPU (BenchmarkSQLiteCapture's
 // insert-ratio, 0.55 on the development machine) and an update, which logs
@@ -33,7 +37,10 @@
 // an update as the new row alone and a delete as the key; Open rebuilds them
 // as format 2 triggers and records format 2, which an older lattice refuses
 // to read. Rows that format 1 triggers logged before the upgrade still
-// decode, without an old row.
+// decode, without an old row. Format 3 adds the at column; an upgrade adds
+// it to the existing log (after the value columns it had, so the log is read
+// by column name), rebuilds the triggers and records format 3. Rows logged
+// before it have no Committed time.
 //
 // Capture polls: each PollInterval it reads PRAGMA data_version, which
 // changes only when another connection commits, and reads the log only then.

@@ -24,7 +24,12 @@ import (
 // key of a delete (opDelete). Rows logged by version 1 triggers still decode,
 // without an old row; version 1 cannot read version 2 rows, so installing
 // version 2 records it and an older lattice refuses the database.
-const formatVersion = 2
+//
+// Version 3 adds the log column at: the Unix time in milliseconds at which
+// the trigger ran, inside the user's transaction (Change.Committed). An
+// upgrade adds the column to an existing log; rows logged before it have no
+// time.
+const formatVersion = 3
 
 // The adapter's own tables. _lattice_log is the change log the triggers
 // fill: a sequence number, the table, the layout and the operation, then the
@@ -44,12 +49,19 @@ const formatVersion = 2
 var internalDDL = []string{
 	`CREATE TABLE IF NOT EXISTS _lattice_meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS _lattice_layout(id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, columns TEXT NOT NULL)`,
-	`CREATE TABLE IF NOT EXISTS _lattice_log(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, layout INTEGER NOT NULL, op INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS _lattice_log(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, layout INTEGER NOT NULL, op INTEGER NOT NULL, at INTEGER)`,
 	`CREATE TABLE IF NOT EXISTS _lattice_apply(x INTEGER PRIMARY KEY)`,
 }
 
-// logFixed is the number of _lattice_log columns before the values.
-const logFixed = 4
+// logFixed is the number of _lattice_log columns besides the values: seq,
+// tbl, layout, op and at. A log upgraded from format 2 has at after the
+// value columns it had then, so the log is read by column name.
+const logFixed = 5
+
+// logTime is the SQL of the log's at column: the Unix time in milliseconds,
+// which SQLite's 'now' gives to the millisecond and keeps for the whole
+// statement.
+const logTime = `CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER)`
 
 // valueColumn names the i-th value column of the log.
 func valueColumn(i int) string { return "c" + strconv.Itoa(i) }
@@ -225,6 +237,16 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 		return nil, errors.Wrap(err, "install")
 	}
 
+	var hasAt int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('_lattice_log') WHERE name = 'at'`).Scan(&hasAt); err != nil {
+		return nil, errors.Wrap(err, "install: read change log columns")
+	}
+	if hasAt == 0 {
+		// A log of format 2 or older: its rows keep a null time.
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE _lattice_log ADD COLUMN at INTEGER`); err != nil {
+			return nil, errors.Wrap(err, "install: add the time column to the change log")
+		}
+	}
 	var width int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('_lattice_log')`).Scan(&width); err != nil {
 		return nil, errors.Wrap(err, "install: read change log columns")
@@ -452,10 +474,10 @@ func triggers(l *layout) []trigger {
 	tbl := quoteIdent(l.table)
 	n := len(l.cols)
 	head := func(n int) string {
-		return "INSERT INTO _lattice_log(tbl,layout,op," + valueColumns(n) + ") "
+		return "INSERT INTO _lattice_log(tbl,layout,op,at," + valueColumns(n) + ") "
 	}
 	fixed := func(op int) string {
-		return quoteString(l.table) + "," + strconv.FormatInt(l.id, 10) + "," + strconv.Itoa(op) + ","
+		return quoteString(l.table) + "," + strconv.FormatInt(l.id, 10) + "," + strconv.Itoa(op) + "," + logTime + ","
 	}
 	guard := " WHEN NOT EXISTS (SELECT 1 FROM _lattice_apply) BEGIN "
 	var keyMoved []string

@@ -368,6 +368,18 @@ func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink a
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+	// The value columns by number, and the time column, wherever they are:
+	// an upgraded log has at after its older value columns.
+	at := -1
+	pos := make([]int, len(names)-logFixed)
+	for i, name := range names {
+		if name == "at" {
+			at = i
+		} else if k, err := strconv.Atoi(strings.TrimPrefix(name, "c")); err == nil && name != "c" && k >= 0 && k < len(pos) {
+			pos[k] = i
+		}
+	}
+	natives := make([]any, len(pos))
 	var changes []adapters.Change
 	last := seq
 	for rows.Next() {
@@ -388,10 +400,18 @@ func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink a
 			rows.Close()
 			return seq, err
 		}
-		c, ok, err := a.decode(l, op, vals[logFixed:])
+		for k, i := range pos {
+			natives[k] = vals[i]
+		}
+		c, ok, err := a.decode(l, op, natives)
 		if err != nil {
 			rows.Close()
 			return seq, errors.Wrapf(err, "capture: log row %d", s)
+		}
+		if at >= 0 {
+			if ms, isTime := vals[at].(int64); isTime {
+				c.Committed = time.UnixMilli(ms).UTC()
+			}
 		}
 		if ok {
 			changes = append(changes, c)

@@ -903,17 +903,27 @@ func TestApplyConstraint(t *testing.T) {
 }
 
 // TestLogFormatUpgrade: rows logged by the triggers of format 1, which
-// logged no old rows, still decode after an upgrade (without Old), the
-// triggers are rebuilt to log old rows, and the database is marked so that
-// an older lattice refuses it; a database of a newer format is refused.
+// logged no old rows, into a format 2 log, which had no time column, still
+// decode after an upgrade (without Old or Committed), the log gains the
+// time column, the triggers are rebuilt to log old rows and the time, and
+// the database is marked so that an older lattice refuses it; a database of
+// a newer format is refused.
 func TestLogFormatUpgrade(t *testing.T) {
 	f := newFixture(t, `CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT)`)
 	a := f.open(f.config())
 	_, cur := f.snapshot(a)
 	a.Close()
 
-	// Put back the format 1 triggers of items, as a previous version of
-	// the adapter installed them.
+	// Put back the format 2 change log, without the time column, and the
+	// format 1 triggers of items, as a previous version of the adapter
+	// installed them.
+	f.exec(
+		`CREATE TEMP TABLE old_log AS SELECT seq, tbl, layout, op, c0, c1 FROM _lattice_log`,
+		`DROP TABLE _lattice_log`,
+		`CREATE TABLE _lattice_log(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, layout INTEGER NOT NULL, op INTEGER NOT NULL, c0, c1)`,
+		`INSERT INTO _lattice_log SELECT * FROM old_log`,
+		`DROP TABLE old_log`,
+	)
 	var layout int64
 	if err := f.user.QueryRow(`SELECT max(id) FROM _lattice_layout WHERE tbl = 'items'`).Scan(&layout); err != nil {
 		t.Fatal(err)
@@ -938,11 +948,13 @@ func TestLogFormatUpgrade(t *testing.T) {
 
 	b := f.open(f.config())
 	var format int64
-	if err := f.user.QueryRow(`SELECT v FROM _lattice_meta WHERE k = 'format'`).Scan(&format); err != nil || format != 2 {
-		t.Fatalf("format after the upgrade is %d (%v), want 2", format, err)
+	if err := f.user.QueryRow(`SELECT v FROM _lattice_meta WHERE k = 'format'`).Scan(&format); err != nil || format != 3 {
+		t.Fatalf("format after the upgrade is %d (%v), want 3", format, err)
 	}
+	before := time.Now().Truncate(time.Millisecond)
 	f.exec(`UPDATE items SET name = 'three' WHERE id = 3`)
 	f.exec(`DELETE FROM items WHERE id = 3`)
+	after := time.Now()
 	fl := f.follow(b, cur)
 	got := fl.sync()
 	named := func(i int64, name string) crdt.Row { return crdt.Row{"id": crdt.Int(i), "name": crdt.String(name)} }
@@ -954,7 +966,7 @@ func TestLogFormatUpgrade(t *testing.T) {
 		{Key: crdt.IntKey(2)},
 		{Key: crdt.IntKey(3), Row: named(3, "two")},
 		{Key: crdt.IntKey(1)},
-		// Format 2: old rows.
+		// Format 3: old rows and the time.
 		{Key: crdt.IntKey(3), Row: named(3, "three"), Old: named(3, "two")},
 		{Key: crdt.IntKey(3), Old: named(3, "three")},
 	}
@@ -967,14 +979,20 @@ func TestLogFormatUpgrade(t *testing.T) {
 			(g.Old == nil) != (w.Old == nil) || !rowsEqual(g.Old, w.Old) {
 			t.Errorf("change %d: %s %s (old %s), want %s %s (old %s)", i, g.Key, rowString(g.Row), rowString(g.Old), w.Key, rowString(w.Row), rowString(w.Old))
 		}
+		// Rows logged before the upgrade have no time; later ones the time
+		// their trigger ran.
+		if upgraded := i >= 6; upgraded != !g.Committed.IsZero() ||
+			upgraded && (g.Committed.Before(before) || g.Committed.After(after)) {
+			t.Errorf("change %d: committed %v, want %v (between %v and %v)", i, g.Committed, upgraded, before, after)
+		}
 	}
 	fl.stop()
 	b.Close()
 
-	f.exec(`UPDATE _lattice_meta SET v = 3 WHERE k = 'format'`)
+	f.exec(`UPDATE _lattice_meta SET v = 4 WHERE k = 'format'`)
 	_, err := sqlite.Open(f.ctx, f.config())
 	if err == nil || !strings.Contains(err.Error(), "newer lattice") {
-		t.Fatalf("open of a database of format 3: %v, want an error naming a newer lattice", err)
+		t.Fatalf("open of a database of format 4: %v, want an error naming a newer lattice", err)
 	}
 	t.Logf("error: %v; hint: %s", err, errors.FlattenHints(err))
 }

@@ -472,7 +472,7 @@ func (r *runner) sameField(ctx context.Context) error {
 		return err
 	}
 	if who, at, ok := r.meta("customers", 1, "status"); ok {
-		fmt.Fprintf(r.out, "   Won: status = %q, written by %s at %s: the later write wins (lww), in every database.\n",
+		fmt.Fprintf(r.out, "   Won: status = %q, committed in %s at %s: the change committed last wins (lww; within\n   one millisecond, the higher replica ID), however late each sidecar captured its own, in every database.\n",
 			r.valueOf(ctx, 1, "status"), who, at.Format("15:04:05.000000"))
 	}
 	return nil
@@ -538,11 +538,12 @@ func (r *runner) deleteVsUpdate(ctx context.Context) error {
 	}
 	gone := !slices.ContainsFunc(rows, func(w row) bool { return w.id == 4 })
 	if gone {
-		fmt.Fprintln(r.out, "   Won: the delete. It is newer than the update, so Umbrella is gone from all three databases,")
-		fmt.Fprintln(r.out, "   and the late update cannot bring it back.")
+		fmt.Fprintln(r.out, "   Won: the delete. crm committed it after erp committed the update, so Umbrella is gone from")
+		fmt.Fprintln(r.out, "   all three databases, even where the update was captured after the delete arrived.")
 	} else {
-		fmt.Fprintln(r.out, "   Won: the update. It is newer than the delete and was made without seeing it, so it cancels")
-		fmt.Fprintln(r.out, "   the delete: Umbrella lives on, whole, with the update applied, in all three databases.")
+		fmt.Fprintln(r.out, "   Won: the update. By the databases' commit times it is newer than the delete and was made")
+		fmt.Fprintln(r.out, "   without seeing it, so it cancels the delete: Umbrella lives on, whole, with the update")
+		fmt.Fprintln(r.out, "   applied, in all three databases.")
 		if err := r.show(ctx, []int64{4}); err != nil {
 			return err
 		}

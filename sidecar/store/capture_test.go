@@ -1,7 +1,9 @@
 package store
 
 import (
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lattice-crdt/lattice/crdt"
 )
@@ -152,5 +154,54 @@ func TestNoApplyQueue(t *testing.T) {
 	}
 	if _, err := s.Check(); err != nil {
 		t.Fatalf("check: %v", err)
+	}
+}
+
+// A captured change with a commit time is stamped with it, above what its
+// writer saw and forwarded into the clock; one too far ahead of the clock is
+// stamped at capture, and counted.
+func TestLocalCommitStamp(t *testing.T) {
+	var now atomic.Int64
+	now.Store(1_000_000_000_000)
+	s := openMem(t, crdt.MustSchema(), func(o *Options) {
+		o.Physical = now.Load
+		o.MaxClockOffset = time.Second
+	})
+	col, _ := s.Schema().Collection("c")
+	key := crdt.IntKey(1)
+	stampOf := func(field string) crdt.Stamp {
+		t.Helper()
+		r, err := s.Get("c", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, m, ok := r.Get(col, field)
+		if !ok {
+			t.Fatalf("field %s not visible", field)
+		}
+		return m.Stamp
+	}
+	at := now.Load() - int64(time.Minute)
+	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x0"), "y": str("y0")}, Captured: true, Committed: at}}, nil)
+	if got := stampOf("x").TS; got != (crdt.Timestamp{Wall: at}) {
+		t.Fatalf("insert stamped %s, want its commit time %d", got, at)
+	}
+	// A change whose writer saw x0, committed before it by the system's
+	// clock: stamped just above the write it saw.
+	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x1")}, Base: crdt.Row{"x": str("x0")}, Captured: true, Committed: at - 5}}, nil)
+	if got, want := stampOf("x").TS, (crdt.Timestamp{Wall: at}).Next(); got != want {
+		t.Fatalf("update stamped %s, want %s: above the write its writer saw", got, want)
+	}
+	if last := s.Clock().Now(); !(crdt.Timestamp{Wall: at}).Less(last) {
+		t.Fatalf("clock at %s after a commit stamp", last)
+	}
+	// A commit time two seconds ahead of the clock is not adopted.
+	ahead := now.Load() + int64(2*time.Second)
+	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"y": str("y1")}, Base: crdt.Row{"y": str("y0")}, Captured: true, Committed: ahead}}, nil)
+	if got := stampOf("y").TS; got.Wall >= ahead {
+		t.Fatalf("a commit time beyond the max offset was adopted: %s", got)
+	}
+	if n := s.Stats().CommitTimesAhead; n != 1 {
+		t.Fatalf("CommitTimesAhead = %d, want 1", n)
 	}
 }

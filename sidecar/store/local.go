@@ -48,6 +48,12 @@ type Change struct {
 	// acknowledged after the check would leave the system holding the
 	// applied row while the store holds the change. True counts as Stale.
 	StaleCheck func() bool
+	// Committed is when the system committed a captured change, in Unix
+	// nanoseconds by the system's clock; zero when unknown. Local then
+	// stamps the change with that time instead of the time it is captured,
+	// so that capture lag does not reorder it against changes made
+	// elsewhere (see commitStamp).
+	Committed int64
 }
 
 // Cursor is an adapter's capture position, stored in the same transaction
@@ -228,7 +234,7 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 			continue
 		}
 		c := lr.col
-		o := crdt.Origin{Stamp: crdt.Stamp{TS: s.clock.Now(), Replica: s.replica}, Source: source}
+		o := s.origin(c, lr.cur, ch, source)
 		d, err := changeDelta(c, lr.cur, ch, o)
 		if err != nil {
 			fail(i, err)
@@ -333,6 +339,40 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		s.stats.localTxns.Add(1)
 	}
 	return res, nil
+}
+
+// origin returns the origin of a local change: stamped now, or for a
+// captured change whose commit time is known, by commitStamp.
+func (s *Store) origin(c *crdt.Collection, merged *crdt.Record, ch *Change, source string) crdt.Origin {
+	if ch.Captured && ch.Committed != 0 {
+		if ts, ok := s.commitStamp(c, merged, ch); ok {
+			return crdt.Origin{Stamp: crdt.Stamp{TS: ts, Replica: s.replica}, Source: source, Late: true}
+		}
+	}
+	return crdt.Origin{Stamp: crdt.Stamp{TS: s.clock.Now(), Replica: s.replica}, Source: source}
+}
+
+// commitStamp returns the timestamp of a captured change with a commit time:
+// the commit time, raised above everything the change's writer saw (the
+// stamps of the merged fields its old row holds, crdt.Record.Floor) and
+// above every stamp this replica gave the record, and forwarded into the
+// clock so that later stamps order after it. A commit time more than the
+// clock's maximum offset ahead of the local clock is not adopted (ok is
+// false: the change is stamped now), as a remote timestamp would not be.
+//
+// The stamp may be older than writes merged from elsewhere before the
+// change was captured: the change was made before them, and loses to them.
+func (s *Store) commitStamp(c *crdt.Collection, merged *crdt.Record, ch *Change) (crdt.Timestamp, bool) {
+	at := crdt.Timestamp{Wall: ch.Committed}
+	if s.clock.Check(at) != nil {
+		s.stats.commitTimeAhead.Add(1)
+		return crdt.Timestamp{}, false
+	}
+	if floor := merged.Floor(c, ch.Base, s.replica); !floor.TS.Less(at) {
+		at = floor.TS.Next()
+	}
+	s.clock.Forward(at)
+	return at, true
 }
 
 // changeDelta turns a change into a delta against the merged state.

@@ -537,6 +537,7 @@ type Stats struct {
 	FragmentsUnchanged uint64 // fragments already known
 	FragmentsRejected  uint64 // fragments refused (clock offset, unknown collection, bad key)
 	ClockRejections    uint64 // of which for clock offset
+	CommitTimesAhead   uint64 // captured commit times too far ahead of the local clock: stamped at capture instead
 	LocalTxns          uint64 // Local calls that committed
 	LocalChanges       uint64 // changes that changed local state
 	LocalFailed        uint64 // changes reported in LocalResult.Failed
@@ -558,6 +559,7 @@ type Stats struct {
 
 type counters struct {
 	merges, fragsMerged, fragsUnchanged, fragsRejected, clockRejections atomic.Uint64
+	commitTimeAhead                                                     atomic.Uint64
 	localTxns, localChanges, localFailed, effects, acked                atomic.Uint64
 	commits, splits, bytes, gcRuns, gcRewrites                          atomic.Uint64
 }
@@ -570,6 +572,7 @@ func (s *Store) Stats() Stats {
 		FragmentsUnchanged: s.stats.fragsUnchanged.Load(),
 		FragmentsRejected:  s.stats.fragsRejected.Load(),
 		ClockRejections:    s.stats.clockRejections.Load(),
+		CommitTimesAhead:   s.stats.commitTimeAhead.Load(),
 		LocalTxns:          s.stats.localTxns.Load(),
 		LocalChanges:       s.stats.localChanges.Load(),
 		LocalFailed:        s.stats.localFailed.Load(),
