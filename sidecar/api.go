@@ -158,6 +158,10 @@ func writeError(w http.ResponseWriter, code int, err error, hint string) {
 	if le, ok := crdt.LimitOf(err); ok {
 		out.Limit = le.Limit
 	}
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		out.Field = fe.field
+	}
 	writeJSON(w, code, out)
 }
 
@@ -419,7 +423,7 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
 		}
 		if col.Policy(f).Kind == crdt.ORSet {
 			if ops, isOps, err := setOps(ci, f, raw); err != nil {
-				writeError(w, http.StatusBadRequest, err, "")
+				writeError(w, http.StatusBadRequest, &fieldError{field: f, err: err}, "")
 				return
 			} else if isOps {
 				if full {
@@ -434,18 +438,84 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
 			}
 		} else if setOpsBody(raw) != nil {
 			writeError(w, http.StatusBadRequest,
-				errors.Newf("field %s has policy %s: add/remove needs an orset field", f, col.Policy(f)),
+				&fieldError{field: f, err: errors.Newf("field %s has policy %s: add/remove needs an orset field", f, col.Policy(f))},
 				"set the field's policy to orset in the config, or write the whole value")
 			return
 		}
 		v, err := ci.value(f, raw)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err, "")
+			writeError(w, http.StatusBadRequest, &fieldError{field: f, err: err}, "")
 			return
 		}
 		ch.Row[f] = v
 	}
+	if err := a.checkColumns(ci, col, key, ch); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			writeError(w, http.StatusBadRequest, err, "")
+		} else {
+			writeError(w, http.StatusInternalServerError, err, "")
+		}
+		return
+	}
 	a.commit(w, ci, col, key, ch)
+}
+
+// fieldError is a write refused for one field.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+// checkColumns refuses, on a node whose adapter holds the collection, a
+// write its system could not store: a value for a field the table has no
+// column for, or a NOT NULL column that the write would leave null (PUT
+// replaces the whole row; PATCH keeps the fields it does not name). A null
+// for a field without a column is accepted: it clears a value that came
+// from elsewhere, and a null is never part of the row an apply writes. Values of the wrong type are
+// refused earlier, by the column's kind. The errors are *fieldError.
+func (a *Agent) checkColumns(ci *collInfo, col *crdt.Collection, key crdt.Key, ch store.Change) error {
+	if !ci.synced {
+		return nil
+	}
+	for _, f := range sortedKeys(ch.Row) {
+		if _, ok := ci.kinds[f]; !ok && !ch.Row[f].IsNull() {
+			return &fieldError{field: f, err: errors.WithHint(errors.Newf("table %s has no column %s", ci.name, f),
+				"write only the table's columns on this node; a null clears a field that has no column")}
+		}
+	}
+	for _, ops := range []map[string][]crdt.Value{ch.Add, ch.Remove} {
+		for _, f := range sortedKeys(ops) {
+			if _, ok := ci.kinds[f]; !ok {
+				return &fieldError{field: f, err: errors.Newf("table %s has no column %s", ci.name, f)}
+			}
+		}
+	}
+	if len(ci.notNull) == 0 {
+		return nil
+	}
+	var view crdt.Row
+	if !ch.Full {
+		rec, err := a.store.Get(ci.name, key)
+		if err != nil {
+			return err
+		}
+		view = rec.View(col)
+	}
+	for _, c := range sortedKeys(ci.notNull) {
+		v, ok := ch.Row[c]
+		if !ok {
+			v, ok = view[c]
+		}
+		if (!ok || v.IsNull()) && len(ch.Add[c]) == 0 {
+			return &fieldError{field: c, err: errors.WithHint(errors.Newf("column %s of table %s is NOT NULL: the write would leave it null", c, ci.name),
+				"give the column a value")}
+		}
+	}
+	return nil
 }
 
 type ops struct{ add, remove []crdt.Value }

@@ -112,3 +112,109 @@ func TestUndecodableQueuedRecordIsParked(t *testing.T) {
 		t.Fatalf("parked = %+v, want record 1 naming %s", p, crdt.LimitFields)
 	}
 }
+
+// On a node whose adapter knows the table, a write the table cannot hold
+// gets 400 naming the column, and nothing is stored or written.
+func TestAPIWriteMustFitTheTable(t *testing.T) {
+	n := startSQLiteNode(t, t.TempDir(), "n1", nil, time.Millisecond)
+	n.exec(t, `INSERT INTO customers (id, name, status) VALUES (1, 'Acme', 'Active')`)
+	waitFor(t, 10*time.Second, "row 1 captured", func() bool {
+		return do(t, n.a, "GET", "/v1/records/customers/1", "", "").code == 200
+	})
+	digest := n.a.Digest()
+	for _, tc := range []struct {
+		name, method, key, body, field string
+	}{
+		{"missing column", "PATCH", "1", `{"nosuchcol": 1}`, "nosuchcol"},
+		{"null into not null", "PATCH", "1", `{"name": null}`, "name"},
+		{"put leaves not null out", "PUT", "1", `{"status": "Churned"}`, "name"},
+		{"wrong type", "PATCH", "1", `{"phone": 5}`, "phone"},
+		{"new record without not null", "PUT", "2", `{"status": "New"}`, "name"},
+		{"patch creates without not null", "PATCH", "3", `{"phone": "555"}`, "name"},
+		{"set ops on a missing column", "PATCH", "1", `{"nosuchset": {"add": ["a"]}}`, "nosuchset"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := do(t, n.a, tc.method, "/v1/records/customers/"+tc.key, "", tc.body)
+			var e apiError
+			if resp.code != 400 || json.Unmarshal([]byte(resp.body), &e) != nil || e.Field != tc.field ||
+				!strings.Contains(e.Error, tc.field) {
+				t.Fatalf("%s %s = %d %s, want 400 naming %s", tc.method, tc.body, resp.code, resp.body, tc.field)
+			}
+		})
+	}
+	if n.a.Digest() != digest {
+		t.Fatal("a refused write changed the store")
+	}
+	// The refused writes reached neither the store nor the table.
+	if got := n.row(t, 1); got != "Acme|Active||" {
+		t.Fatalf("row 1 = %q", got)
+	}
+	for _, id := range []int{2, 3} {
+		if got := n.row(t, id); got != "<none>" {
+			t.Fatalf("row %d = %q, want none", id, got)
+		}
+	}
+	// Writes that fit go through: a null for a field without a column
+	// clears it and is accepted.
+	if resp := do(t, n.a, "PATCH", "/v1/records/customers/1", "", `{"status": "Churned", "nosuchcol": null}`); resp.code != 200 {
+		t.Fatalf("PATCH that fits = %d %s", resp.code, resp.body)
+	}
+	waitFor(t, 10*time.Second, "row 1 updated", func() bool { return n.row(t, 1) == "Acme|Churned||" })
+}
+
+// A merged value this system cannot store parks only that record; a later
+// change of the record, in SQL or through the API, queues it again, and
+// changes flow again.
+func TestParkedRecordFlowsAgainAfterAFix(t *testing.T) {
+	_, sys, api, db := startFaulty(t)
+	c, _ := NewClient(api.APIAddr(), "", "")
+	ctx := context.Background()
+	for i, name := range []string{"one", "two"} {
+		if _, err := c.Put(ctx, "customers", itoa(i+1), map[string]any{"name": name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 15*time.Second, "rows in sys", func() bool { return names(t, db) == "1=one 2=two" })
+	parked := func(key, reason string) bool {
+		p := sys.Status().Parked
+		return len(p) == 1 && p[0].Key == key && strings.Contains(p[0].Reason, reason)
+	}
+
+	// The API-only node knows no table: it takes a null name, which sys's
+	// table refuses.
+	if resp := do(t, api, "PATCH", "/v1/records/customers/1", "", `{"name": null}`); resp.code != 200 {
+		t.Fatalf("PATCH on the API node = %d %s", resp.code, resp.body)
+	}
+	waitFor(t, 15*time.Second, "record 1 parked on sys", func() bool { return parked("1", "NOT NULL") })
+	if _, err := c.Put(ctx, "customers", "2", map[string]any{"name": "two-b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "record 2 flows", func() bool { return names(t, db) == "1=one 2=two-b" })
+
+	// The user fixes record 1 in sys's database.
+	if _, err := db.Exec(`UPDATE customers SET name = 'fixed' WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "record 1 fixed everywhere", func() bool {
+		r, err := c.Get(ctx, "customers", "1")
+		return err == nil && string(r.Row["name"]) == `"fixed"` && len(sys.Status().Parked) == 0 &&
+			sys.Store().PendingLen() == 0 && sys.Digest() == api.Digest()
+	})
+
+	// A value for a column sys lacks parks record 2; a null through sys's
+	// API clears it.
+	if resp := do(t, api, "PATCH", "/v1/records/customers/2", "", `{"nosuchcol": 1}`); resp.code != 200 {
+		t.Fatalf("PATCH on the API node = %d %s", resp.code, resp.body)
+	}
+	waitFor(t, 15*time.Second, "record 2 parked on sys", func() bool { return parked("2", "nosuchcol") })
+	if resp := do(t, sys, "PATCH", "/v1/records/customers/2", "", `{"nosuchcol": null}`); resp.code != 200 {
+		t.Fatalf("PATCH clearing the field on sys = %d %s", resp.code, resp.body)
+	}
+	waitFor(t, 15*time.Second, "record 2 unparked", func() bool { return len(sys.Status().Parked) == 0 && sys.Store().PendingLen() == 0 })
+	if _, err := c.Put(ctx, "customers", "2", map[string]any{"name": "after"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "later change flows", func() bool {
+		return names(t, db) == "1=fixed 2=after" && sys.Digest() == api.Digest()
+	})
+}

@@ -19,6 +19,8 @@ type collInfo struct {
 	kinds    map[string]crdt.Kind // field -> kind (list fields: KindList)
 	elems    map[string]crdt.Kind // list field -> element kind
 	synced   bool                 // the adapter holds this collection
+	// notNull lists the non-key columns the system refuses null in.
+	notNull map[string]bool
 	// jsonSets lists OR-set fields the system keeps in a JSON column as an
 	// array: captured arrays become sets, applied sets become arrays.
 	jsonSets map[string]bool
@@ -44,6 +46,12 @@ func newTypeInfo(cfg Config, schema *crdt.Schema, tables []adapters.Table) (*typ
 			return nil, err
 		}
 		for _, c := range t.Columns {
+			if !c.Nullable && !slices.Contains(t.Key, c.Name) {
+				if ci.notNull == nil {
+					ci.notNull = map[string]bool{}
+				}
+				ci.notNull[c.Name] = true
+			}
 			switch {
 			case c.Kind == crdt.KindJSON && col.Policy(c.Name).Kind == crdt.ORSet:
 				if ci.jsonSets == nil {

@@ -356,3 +356,68 @@ func dirSize(b *testing.B, dir string) int64 {
 	}
 	return n
 }
+
+// BenchmarkLimitCheck measures what the size-limit check adds to the write
+// path. The check is the only difference between crdt.EncodeRecord, which
+// Local and Merge call, and crdt.AppendRecord; both encode the same records
+// in the same run, interleaved with Local batches of API writes of those
+// records, so that the cost is also given as a share of a Local per record.
+// ratio is EncodeRecord's time over AppendRecord's (the baseline without the
+// check); local-% is the check's share of Local's time per record.
+func BenchmarkLimitCheck(b *testing.B) {
+	const n = 1_000
+	s, err := Open(b.TempDir(), nil, benchOptions(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	c := mustCol(crdt.MustSchema(), "bench")
+	lim := crdt.DefaultLimits()
+	st := crdt.Stamp{TS: crdt.Timestamp{Wall: 1}, Replica: 1}
+	recs := make([]*crdt.Record, n)
+	for i := range recs {
+		recs[i] = benchRecord(int64(i), st, 0)
+	}
+	var buf []byte
+	timeEncode := func(checked bool) time.Duration {
+		start := time.Now()
+		for _, r := range recs {
+			if checked {
+				if buf, err = crdt.EncodeRecord(buf[:0], r, lim); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				buf = crdt.AppendRecord(buf[:0], r)
+			}
+		}
+		return time.Since(start)
+	}
+	var ratios, checkNs, localShare []float64
+	gen := int64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		gen++
+		chs := make([]Change, n)
+		for i := range chs {
+			chs[i] = Change{Collection: "bench", Key: crdt.IntKey(int64(i)), Row: benchRecord(int64(i), st, gen).View(c)}
+		}
+		start := time.Now()
+		res, err := s.Local("node", chs, nil)
+		if err != nil || len(res.Failed) > 0 {
+			b.Fatal(err, res)
+		}
+		local := time.Since(start)
+		drainAll(b, s)
+		// Interleaved, the better of two of each: the figures are small
+		// and the machine is shared.
+		plain := min(timeEncode(false), timeEncode(false))
+		checked := min(timeEncode(true), timeEncode(true))
+		extra := max(checked-plain, 0)
+		ratios = append(ratios, float64(checked)/float64(plain))
+		checkNs = append(checkNs, float64(extra.Nanoseconds())/n)
+		localShare = append(localShare, 100*float64(extra)/float64(local))
+	}
+	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(checkNs), "check-ns/record")
+	b.ReportMetric(median(localShare), "local-%")
+}

@@ -48,6 +48,18 @@
 //     only if its seq is still current, so an apply of an older state never
 //     hides a newer one.
 //   - Deleted records stay as tombstones; records are never removed.
+//   - Every stored record is within Options.Limits: Local and Merge encode
+//     with crdt.EncodeRecord and refuse (ChangeError, Rejection marked
+//     crdt.ErrTooLarge) a change or fragment that would take a record over
+//     a limit, and the decoder reads with the same Limits, so what the store
+//     writes it can read (TestLocalRefusesRecordOverLimit,
+//     TestMergeRefusesRecordOverLimit).
+//   - A record that does not decode (written under larger limits, or
+//     damaged) holds up nothing: Pending returns it with Err for the caller
+//     to park, Parked lists it without a state, and Records and ReadRange
+//     leave it out.
+//   - A change to a parked record queues it again, which takes it off the
+//     parked list (TestChangeToParkedRecordQueuesIt).
 //
 // # Persisted layout
 //
@@ -81,7 +93,8 @@
 // dominates.
 //
 // Data on disk that does not parse is reported as an ErrCorrupt error that
-// names the key, never a panic.
+// names the key, never a panic. Its hint never advises a step that loses
+// data: the directory may hold writes no other replica has.
 //
 // # Trade-offs
 //

@@ -62,3 +62,32 @@ func TestLocalRefusesRecordOverLimit(t *testing.T) {
 		t.Fatalf("pending = %d, want 1", s.PendingLen())
 	}
 }
+
+// A change to a parked record queues it again, also a captured change that
+// leaves the system equal to the merged state: the change may be the fix,
+// and a record must not stay listed as parked after it.
+func TestChangeToParkedRecordQueuesIt(t *testing.T) {
+	s := openMem(t, testSchema(false))
+	k := crdt.IntKey(1)
+	mustLocal(t, s, "crm", []Change{{Collection: "notes", Key: k, Row: crdt.Row{"name": crdt.Null()}}}, nil)
+	p := mustPending(t, s)
+	if len(p) != 1 {
+		t.Fatalf("pending = %v", p)
+	}
+	if err := s.Park(p[0], "NOT NULL constraint failed: notes.name"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Parked(0); len(got) != 1 || s.PendingLen() != 0 {
+		t.Fatalf("parked = %v, pending %d", got, s.PendingLen())
+	}
+	// The user fixes the row in the system; the system now holds exactly
+	// the merged state.
+	mustLocal(t, s, "crm", []Change{{Collection: "notes", Key: k, Captured: true,
+		Base: crdt.Row{"name": str("old")}, Row: crdt.Row{"name": str("fixed")}}}, nil)
+	if got, _ := s.Parked(0); len(got) != 0 {
+		t.Fatalf("record still parked after the fix: %v", got)
+	}
+	if s.PendingLen() != 1 {
+		t.Fatalf("pending = %d, want the fixed record queued", s.PendingLen())
+	}
+}

@@ -269,7 +269,12 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		// apply may have read the record before this change and be about to
 		// write the older state over the captured row. Its acknowledgement
 		// then no longer matches, and the record is applied again.
-		queue := lr.apiChanged || (lr.captured != nil &&
+		//
+		// A parked record that a change changed is queued again (which
+		// takes it off the parked list): the change may be the fix, and
+		// the system must get the new state or report why not.
+		_, parked := s.parked[lr.id]
+		queue := lr.apiChanged || (lr.changed && parked) || (lr.captured != nil &&
 			((lr.changed && (lr.stale || lr.hdr.queued != 0)) || !matchesSystem(lr.col, lr.cur, lr.captured)))
 		if !lr.changed && !queue {
 			continue

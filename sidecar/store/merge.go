@@ -55,11 +55,11 @@ type Rejection struct {
 // A fragment is rejected, not merged, when its highest stamp is too far
 // ahead of the local clock (the clock is not moved), when its collection is
 // unknown to a strict schema, when its key is empty or too long, or when the
-// record it merges into would be over the store's Limits (all fragments of
+// record it merges into would be over the store's Limits (the fragments of
 // that record that would change it are then rejected and the record is left
-// as it was). The
-// error return is for failures of the store itself; the batch may then be
-// partly applied, which is harmless because merging is idempotent.
+// as it was). The error return is for failures of the store itself; the
+// batch may then be partly applied, which is harmless because merging is
+// idempotent.
 func (s *Store) Merge(d *crdt.Delta) (*MergeResult, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
