@@ -92,6 +92,12 @@ type Agent struct {
 	closeOnce  sync.Once
 	closeErr   error
 	cursorName string
+
+	// done is closed when the agent stops on its own because it cannot go
+	// on (its store failed); failErr says why.
+	done     chan struct{}
+	failOnce sync.Once
+	failErr  error
 }
 
 // Start validates the config, opens the store and the adapter, starts
@@ -124,6 +130,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		captureUp:  make(chan struct{}),
 		applied:    map[crdt.ID][]byte{},
 		catMiss:    map[string]bool{},
+		done:       make(chan struct{}),
 		cursorName: "adapter/" + cfg.Adapter.Kind,
 		reg:        prometheus.NewRegistry(),
 		knobs:      opts.knobs,
@@ -259,6 +266,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		a.wg.Go(func() { a.serveAPI() })
 	}
 	a.wg.Go(func() { a.startup(runCtx) })
+	a.wg.Go(func() { a.watchStore(runCtx) })
 	ok = true
 	log.Info("lattice agent started", "version", Version, "replica", a.store.ReplicaID(),
 		"api", a.APIAddr(), "adapter", cfg.Adapter.Kind, "collections", len(schema.Collections()))
@@ -353,7 +361,13 @@ func (a *Agent) Close() error {
 			errs = append(errs, a.adp.Close())
 		}
 		if a.store != nil {
-			errs = append(errs, a.store.Close())
+			if a.Err() != nil {
+				// Closing would flush into a directory that is gone, and
+				// retry forever.
+				a.store.Abandon()
+			} else {
+				errs = append(errs, a.store.Close())
+			}
 		}
 		a.closeErr = errors.Join(errs...)
 		if a.closeErr == nil {
@@ -361,6 +375,55 @@ func (a *Agent) Close() error {
 		}
 	})
 	return a.closeErr
+}
+
+// storeCheckInterval is how often the agent checks its data directory.
+const storeCheckInterval = time.Second
+
+// watchStore stops the agent when its data directory goes away: Badger
+// would retry its flushes forever while the agent went on acknowledging
+// writes it cannot make durable.
+func (a *Agent) watchStore(ctx context.Context) {
+	t := time.NewTicker(storeCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.store.CheckDir(); err != nil {
+			a.fail(errors.Wrap(err, "store"))
+			return
+		}
+	}
+}
+
+// fail stops the agent's loops for good and reports err through Done and
+// Err. The owner still calls Close.
+func (a *Agent) fail(err error) {
+	a.failOnce.Do(func() {
+		a.failErr = err
+		a.log.Error("the agent cannot go on and stops", "err", err)
+		a.ready.Store(false)
+		a.cancel()
+		close(a.done)
+	})
+}
+
+// Done returns a channel that is closed when the agent stops on its own
+// because it cannot go on (its data directory went away); Err then says
+// why. The owner should Close the agent and exit with an error.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// Err returns why the agent stopped on its own, or nil.
+func (a *Agent) Err() error {
+	select {
+	case <-a.done:
+		return a.failErr
+	default:
+		return nil
+	}
 }
 
 // Name returns the node name.

@@ -1,9 +1,14 @@
 package sidecar
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/adapters/sqlite"
 )
 
 // noPeriodicCatalog leaves catalog changes to the adapter's notice and to
@@ -117,4 +122,40 @@ func TestColumnAddedWhileRunning(t *testing.T) {
 	if p, err := b.a.Store().Parked(0); err != nil || len(p) != 0 {
 		t.Fatalf("parked after the column was added = %v, %v; want none", p, err)
 	}
+}
+
+// silentAdapter hides the adapter's CatalogNotifier: only the periodic look
+// finds what changed.
+type silentAdapter struct{ adapters.Adapter }
+
+// An adapter that does not report catalog changes (the periodic look,
+// adapter.catalog_interval, finds them): a table created on b after a's
+// row reached b's store receives the row.
+func TestCatalogPeriodicRefresh(t *testing.T) {
+	dir := t.TempDir()
+	a := startSQLiteNode(t, dir, "a", nil, time.Millisecond, noPeriodicCatalog)
+	b := &sqliteNode{path: filepath.Join(dir, "b.db")}
+	b.reopenDB(t)
+	b.exec(t, customersDDL)
+	scfg := sqlite.DefaultConfig()
+	scfg.Path, scfg.PollInterval = b.path, time.Millisecond
+	real, err := sqlite.Open(context.Background(), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cfg = a.cfg
+	b.cfg.Node, b.cfg.Data, b.cfg.Join = "b", filepath.Join(dir, "b-store"), []string{a.a.Node().Addr()}
+	b.cfg.Adapter.DSN, b.cfg.Adapter.CatalogInterval = b.path, 20*time.Millisecond
+	if b.a, err = Start(context.Background(), b.cfg, Options{Logger: testLogger(t), Adapter: silentAdapter{real}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.a.Close() })
+	waitFor(t, 10*time.Second, "b ready", b.a.Ready)
+
+	const ddl = `CREATE TABLE extra (code TEXT PRIMARY KEY, qty INTEGER NOT NULL)`
+	a.exec(t, ddl)
+	a.exec(t, `INSERT INTO extra VALUES ('x1', 5)`)
+	waitFor(t, 10*time.Second, "b's store holds the row", func() bool { return b.a.Digest() == a.a.Digest() })
+	b.exec(t, ddl)
+	tablesEqual(t, `SELECT code || '|' || qty FROM extra ORDER BY code`, "x1|5", a, b)
 }

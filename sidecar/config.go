@@ -48,6 +48,10 @@ type Config struct {
 	MaxClockOffset time.Duration `yaml:"max_clock_offset"`
 	// Strict rejects collections that are not listed under Collections.
 	Strict bool `yaml:"strict"`
+	// ShutdownTimeout bounds a graceful stop (default 30s): after it, the
+	// process exits even if a part (a store that cannot flush, a system
+	// that does not answer) has not closed.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
 	API         APIConfig                   `yaml:"api"`
 	Adapter     AdapterConfig               `yaml:"adapter"`
@@ -360,6 +364,12 @@ func (c *Config) fill() error {
 	}
 	if c.Apply.MaxBackoff < 0 {
 		return keyErr("apply.max_backoff", "must be positive")
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ShutdownTimeout < 0 {
+		return keyErr("shutdown_timeout", "must be positive")
 	}
 	if c.Ready.FailAfter == 0 {
 		c.Ready.FailAfter = 30 * time.Second

@@ -47,6 +47,16 @@
 // of running without error); held by TestReadyzReportsFailingCapture and
 // TestReadyzToleratesShortFailures.
 //
+// # A store that fails
+//
+// Badger retries a failed memtable flush forever, so an agent whose data
+// directory goes away would hang, acknowledging writes it cannot keep. The
+// agent checks the directory every second (store.CheckDir) and stops on
+// its own (Agent.Done, Agent.Err) without closing the store; cmd/lattice
+// then exits with status 1, and bounds every shutdown by shutdown_timeout.
+// Held by TestAgentStopsWhenDataDirVanishes and
+// TestSIGTERMEndsAgentWithHungStore in cmd/lattice.
+//
 // # The live catalog
 //
 // The mapping of the system's tables and columns (typeInfo) is replaced while

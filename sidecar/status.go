@@ -7,24 +7,108 @@ import (
 	"github.com/lattice-crdt/lattice/gossip"
 )
 
-// Status is what GET /v1/status returns.
+// Status is what GET /v1/status returns. Its JSON names are the public
+// ones, written here and in docs/api.md: snake_case, with the unit in the
+// name where a number has one (lag_ms). No type of another package is
+// marshalled as it is: renaming a Go field never renames a public key.
 type Status struct {
+	// Node is this sidecar's name, Replica its replica ID (hex): stamps
+	// name the replica, peers and logs the node.
 	Node    string `json:"node"`
 	Replica string `json:"replica"`
 	Version string `json:"version"`
 	Ready   bool   `json:"ready"`
 	// Failing names the loops (capture, apply) failing for longer than
 	// ready.fail_after: while it is not empty, /readyz answers 503.
-	Failing []string        `json:"failing,omitempty"`
-	Time    time.Time       `json:"time"`
-	Digest  string          `json:"digest"`
-	Records uint64          `json:"records"`
-	Members []gossip.Member `json:"members"`
-	Pending int             `json:"pending_apply"`
-	Parked  []ParkedJSON    `json:"parked,omitempty"`
-	Adapter AdapterStatus   `json:"adapter"`
-	Gossip  gossip.Stats    `json:"gossip"`
-	Schema  string          `json:"schema_fingerprint"`
+	Failing []string       `json:"failing,omitempty"`
+	Time    time.Time      `json:"time"`
+	Digest  string         `json:"digest"`
+	Records uint64         `json:"records"`
+	Members []MemberStatus `json:"members"`
+	Pending int            `json:"pending_apply"`
+	Parked  []ParkedJSON   `json:"parked,omitempty"`
+	Adapter AdapterStatus  `json:"adapter"`
+	Gossip  GossipStatus   `json:"gossip"`
+	Schema  string         `json:"schema_fingerprint"`
+}
+
+// MemberStatus is one peer as this node sees it.
+type MemberStatus struct {
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`     // gossip address (ip:port)
+	APIAddr string `json:"api_addr"` // its HTTP API, "" when off
+	Version string `json:"version"`
+	// State is alive (answering or suspected) or failed (being
+	// reconnected).
+	State string `json:"state"`
+	// SchemaFingerprint is the peer's; SchemaMismatch lists the collections
+	// whose rules differ from ours (["*"] until the first stream says
+	// which): none of the peer's changes to them are merged.
+	SchemaFingerprint string   `json:"schema_fingerprint"`
+	SchemaMismatch    []string `json:"schema_mismatch,omitempty"`
+	// LastContact is when a data message from the peer last arrived.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	// LagMS is the delay, in milliseconds, from the origin stamp of the
+	// newest write in the last delta from the peer to its merge here.
+	LagMS float64 `json:"lag_ms"`
+	// QueuedDeltas waiting to be sent to the peer.
+	QueuedDeltas int `json:"queued_deltas"`
+	// Connected reports whether the outgoing delta stream is up.
+	Connected bool `json:"connected"`
+}
+
+// GossipStatus holds the gossip layer's counters since start.
+type GossipStatus struct {
+	Members             int    `json:"members"` // live peers, this node excluded
+	DeltasSent          uint64 `json:"deltas_sent"`
+	FragmentsSent       uint64 `json:"fragments_sent"`
+	DeltasReceived      uint64 `json:"deltas_received"`
+	FragmentsReceived   uint64 `json:"fragments_received"`
+	FragmentsMerged     uint64 `json:"fragments_merged"`
+	FragmentsRelayed    uint64 `json:"fragments_relayed"`
+	FragmentsDropped    uint64 `json:"fragments_dropped"`
+	FragmentsRejected   uint64 `json:"fragments_rejected"`
+	BytesIn             uint64 `json:"bytes_in"`
+	BytesOut            uint64 `json:"bytes_out"`
+	Syncs               uint64 `json:"syncs"`
+	SyncFailures        uint64 `json:"sync_failures"`
+	SyncsRefused        uint64 `json:"syncs_refused"`
+	SyncRecordsSent     uint64 `json:"sync_records_sent"`
+	SyncRecordsReceived uint64 `json:"sync_records_received"`
+	SyncBytes           uint64 `json:"sync_bytes"`
+	Bootstraps          uint64 `json:"bootstraps"`
+	BootstrapRecords    uint64 `json:"bootstrap_records"`
+	BootstrapBytes      uint64 `json:"bootstrap_bytes"`
+	BootstrapsServed    uint64 `json:"bootstraps_served"`
+	DecodeErrors        uint64 `json:"decode_errors"`
+	RejectedPeers       uint64 `json:"rejected_peers"`
+	SchemaMismatches    int    `json:"schema_mismatches"`
+	MergeErrors         uint64 `json:"merge_errors"`
+	NameConflicts       uint64 `json:"name_conflicts"`
+}
+
+func memberStatus(m gossip.Member) MemberStatus {
+	return MemberStatus{
+		Name: m.Name, Addr: m.Addr, APIAddr: m.APIAddr, Version: m.Version, State: m.State,
+		SchemaFingerprint: m.SchemaFingerprint, SchemaMismatch: m.SchemaMismatch,
+		LastContact: m.LastContact.UTC(), LagMS: float64(m.Lag) / float64(time.Millisecond),
+		QueuedDeltas: m.Queued, Connected: m.Connected,
+	}
+}
+
+func gossipStatus(s gossip.Stats) GossipStatus {
+	return GossipStatus{
+		Members: s.Members, DeltasSent: s.DeltasSent, FragmentsSent: s.FragmentsSent,
+		DeltasReceived: s.DeltasReceived, FragmentsReceived: s.FragmentsReceived,
+		FragmentsMerged: s.FragmentsMerged, FragmentsRelayed: s.FragmentsRelayed,
+		FragmentsDropped: s.FragmentsDropped, FragmentsRejected: s.FragmentsRejected,
+		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Syncs: s.Syncs, SyncFailures: s.SyncFailures,
+		SyncsRefused: s.SyncsRefused, SyncRecordsSent: s.SyncRecordsSent,
+		SyncRecordsReceived: s.SyncRecordsReceived, SyncBytes: s.SyncBytes,
+		Bootstraps: s.Bootstraps, BootstrapRecords: s.BootstrapRecords, BootstrapBytes: s.BootstrapBytes,
+		BootstrapsServed: s.BootstrapsServed, DecodeErrors: s.DecodeErrors, RejectedPeers: s.RejectedPeers,
+		SchemaMismatches: s.SchemaMismatches, MergeErrors: s.MergeErrors, NameConflicts: s.NameConflicts,
+	}
 }
 
 // AdapterStatus reports the capture and apply loops.
@@ -82,13 +166,16 @@ func (a *Agent) Status() Status {
 		Time:    now.UTC(),
 		Digest:  d.Hash.String(),
 		Records: d.Count,
-		Members: a.node.Members(),
+		Members: []MemberStatus{},
 		Pending: a.store.PendingLen(),
 		Adapter: AdapterStatus{Kind: a.cfg.Adapter.Kind},
-		Gossip:  a.node.Stats(),
+		Gossip:  gossipStatus(a.node.Stats()),
 		Schema:  a.schema.Fingerprint(),
 	}
 	s.Ready = s.Ready && len(s.Failing) == 0
+	for _, m := range a.node.Members() {
+		s.Members = append(s.Members, memberStatus(m))
+	}
 	if a.adp != nil {
 		s.Adapter.Capture = loopStatus(a.captureSt.Load(), now)
 		s.Adapter.Apply = loopStatus(a.applySt.Load(), now)

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/gossip"
@@ -252,9 +253,28 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	return a.Close()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-a.Done():
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	timer := time.NewTimer(cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-closed:
+		if a.Err() != nil {
+			return a.Err()
+		}
+		return err
+	case <-timer.C:
+		err := errors.Newf("shutdown did not finish within shutdown_timeout (%s); exiting without waiting for it", cfg.ShutdownTimeout)
+		if a.Err() != nil {
+			err = errors.WithSecondaryError(a.Err(), err)
+		}
+		return err
+	}
 }
 
 // clientFlags adds --api, --token-file and --ca to a client command; the

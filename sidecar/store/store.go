@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ type Store struct {
 	clock   *crdt.Clock
 	replica crdt.ReplicaID
 	dir     string
+	dirInfo os.FileInfo // the data directory as opened (nil in memory)
 
 	batchBytes int64 // split write batches at this size
 	batchCount int64 // and at this many entries
@@ -113,6 +115,12 @@ func Open(dir string, schema *crdt.Schema, opts Options) (*Store, error) {
 		parked:    map[crdt.ID]struct{}{},
 		chunkLive: map[uint64]int{},
 		cols:      map[string]*crdt.Collection{},
+	}
+	if !opts.InMemory {
+		if s.dirInfo, err = os.Stat(dir); err != nil {
+			_ = db.Close()
+			return nil, errors.Wrapf(err, "open store %s", dir)
+		}
 	}
 	s.batchBytes = opts.batchBytes()
 	s.batchCount = db.MaxBatchCount() * 9 / 10
