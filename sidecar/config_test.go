@@ -106,6 +106,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			c.Collections = map[string]CollectionConfig{"t": {Key: []string{"id"}, Fields: map[string]FieldConfig{"id": {Policy: "orset"}}}}
 		}, "key column"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "config log.level"},
+		{"allowed host with a port", func(c *Config) { c.API.AllowedHosts = []string{"lattice.example.com:7070"} }, "config api.allowed_hosts"},
+		{"allowed host as a URL", func(c *Config) { c.API.AllowedHosts = []string{"https://lattice.example.com"} }, "config api.allowed_hosts"},
+		{"empty allowed host", func(c *Config) { c.API.AllowedHosts = []string{""} }, "config api.allowed_hosts"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
