@@ -67,6 +67,14 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	  done; \
 	done
 
+.PHONY: cross
+cross: ## build for 32-bit linux (386, arm) and compile the gossip tests there
+	@set -e; for arch in 386 arm; do \
+	  echo "== linux/$$arch"; \
+	  GOOS=linux GOARCH=$$arch $(GO) build ./...; \
+	  GOOS=linux GOARCH=$$arch $(GO) test -c -o /dev/null ./gossip; \
+	done
+
 .PHONY: tidy-check
 tidy-check: ## fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy -diff

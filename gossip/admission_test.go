@@ -157,3 +157,53 @@ func TestFailedStreamWarningsAreRateLimited(t *testing.T) {
 		t.Fatalf("%d warnings logged, want 2:\n%s", got, buf.String())
 	}
 }
+
+// An idle delta stream lives on keepalives; a silent one is closed after
+// IdleTimeout, in the clear too.
+func TestIdleDeltaStreams(t *testing.T) {
+	c := newCluster(t, 2, gossiptest.NewNetwork(15), func(_ int, cfg *Config) {
+		cfg.IdleTimeout = 300 * time.Millisecond
+		cfg.SyncInterval = 0
+	})
+	c.joinAll()
+	n0, n1 := c.nodes[0].node, c.nodes[1].node
+	deltaStream := func() *dataConn {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		for dc, in := range n0.inbound {
+			if in.from == c.nodes[1].name && in.purpose == purposeDeltas {
+				return dc
+			}
+		}
+		return nil
+	}
+	c.put(1, 1, crdt.Row{"name": crdt.String("a")})
+	c.waitConverged(10 * time.Second)
+	first := deltaStream()
+	if first == nil {
+		t.Fatal("no delta stream from n01")
+	}
+	out := n1.Stats().BytesOut
+	waitFor(t, 10*time.Second, "keepalives over two idle timeouts", func() bool {
+		return n1.Stats().BytesOut >= out+8*4
+	})
+	if got := deltaStream(); got != first {
+		t.Fatal("the idle delta stream was closed despite its keepalives")
+	}
+
+	silent, err := n1.dial(context.Background(), n1.peerByName(c.nodes[0].name), purposeDeltas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.close()
+	waitFor(t, 10*time.Second, "the silent delta stream to be closed", func() bool {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		for _, in := range n0.inbound {
+			if in.from == c.nodes[1].name {
+				return false
+			}
+		}
+		return true
+	})
+}

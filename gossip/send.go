@@ -379,18 +379,19 @@ func (n *Node) readDeltas(dc *dataConn, from string) {
 			fail(err)
 			return
 		}
-		if len(b) == 0 {
-			// A keepalive.
-		} else if flags, d, err := decodeDeltas(b, n.limits); err != nil {
-			n.c.decodeErrors.Add(1)
-			n.log.Warn("undecodable delta dropped", "peer", from, "err", err.Error())
-		} else {
-			deltas++
-			relay = relay || flags&flagRelay != 0
-			if batch == nil {
-				batch = d
+		if len(b) > 0 { // an empty message is a keepalive
+			flags, d, err := decodeDeltas(b, n.limits)
+			if err != nil {
+				n.c.decodeErrors.Add(1)
+				n.warns.warn(n.log, "undecodable:"+from, "undecodable delta dropped", "peer", from, "err", err.Error())
 			} else {
-				batch.Fragments = append(batch.Fragments, d.Fragments...)
+				deltas++
+				relay = relay || flags&flagRelay != 0
+				if batch == nil {
+					batch = d
+				} else {
+					batch.Fragments = append(batch.Fragments, d.Fragments...)
+				}
 			}
 		}
 		if dc.r.Buffered() > 0 && batch.Len() < maxCoalesce {
