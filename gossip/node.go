@@ -1092,6 +1092,12 @@ func (b *logBridge) Write(p []byte) (int, error) {
 		}
 	}
 	s = strings.TrimPrefix(s, "memberlist: ")
+	if level == slog.LevelError && strings.HasPrefix(s, "Failed fallback TCP ping") {
+		// A probe that timed out is the failure detector at work (the
+		// peer is then suspected, and refutes or is declared dead), not a
+		// fault of this node: memberlist's ERR overstates it.
+		level = slog.LevelWarn
+	}
 	if b.closing != nil && b.closing.Load() && level > slog.LevelDebug {
 		level = slog.LevelDebug
 	}
