@@ -30,6 +30,22 @@
 // batch's records one at a time and parks the one that fails alone while the
 // system still answers (TestUnclassifiedApplyErrorParksOneRow).
 //
+// Ordering: a captured change is stamped with the time its system committed
+// it where the adapter reports one (PostgreSQL's commit timestamp, the time
+// SQLite's capture trigger ran), raised above the merged values its old row
+// shows, so that capture lag never reorders changes made milliseconds apart
+// in two systems (TestDeleteAfterUpdateElsewhereNotUndone,
+// TestIntegrationPostgresDeleteAfterUpdateNotUndone). A change older than
+// writes merged before it was captured loses to them, and the system is
+// brought back to the merged state by apply.
+//
+// Capture racing apply: whether a captured change may have been overwritten
+// in the system by an apply (its batch starts before the apply's position)
+// is decided inside store.Local, under the writer lock that acknowledges
+// applies (store.Change.StaleCheck). Decided before, an apply acknowledged in
+// between left the system holding the applied row while the store held the
+// user's change (TestCaptureRacesApplyAck).
+//
 // Why no update loops: a remote change reaches the system only through
 // apply, which capture never reports; and if it did, the diff against the
 // merged state would be empty. Each winning change is written into each

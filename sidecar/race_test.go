@@ -147,11 +147,16 @@ func TestCaptureRacesApply(t *testing.T) {
 // database's row.
 func (n *sqliteNode) storeRow(t *testing.T, id int) string {
 	t.Helper()
-	r, err := n.a.Store().Get("customers", crdt.IntKey(int64(id)))
+	return storeRow(t, n.a, id)
+}
+
+func storeRow(t *testing.T, a *Agent, id int) string {
+	t.Helper()
+	r, err := a.Store().Get("customers", crdt.IntKey(int64(id)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	view := r.View(mustCollection(t, n.a, "customers"))
+	view := r.View(mustCollection(t, a, "customers"))
 	if view == nil {
 		return "<none>"
 	}

@@ -158,9 +158,10 @@ func (s *Store) readLocal(recs []*localRecord) error {
 	return nil
 }
 
-// Local records local changes. Each change is stamped with a fresh
-// Clock.Now() stamp under this replica's ID and source (the node name that
-// Prefer policies rank), turned into a delta against the merged state
+// Local records local changes. Each change is stamped under this replica's
+// ID and source (the node name that Prefer policies rank) with a fresh
+// Clock.Now() timestamp, or, for a captured change whose commit time is
+// known, with that time (commitStamp), turned into a delta against the merged state
 // (crdt.Diff, crdt.SetOps, crdt.Delete) and joined. The new states, their
 // hashes, the pending-apply entries and the cursor are written in one
 // transaction (split at record boundaries only when too large, the cursor
