@@ -114,14 +114,16 @@ func openDB(ctx context.Context, cfg *Config) (*sql.DB, error) {
 	// file deleted, a new connection would create an empty one and write
 	// there: so the file is created here, once, and connections open it
 	// read-write without creating it (mode=rw).
-	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, errors.Wrapf(err, "open sqlite database %s", cfg.Path)
-	}
-	f.Close()
-	path := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(cfg.Path)
 	q := url.Values{}
-	q.Add("mode", "rw")
+	if cfg.Path != ":memory:" { // refused below: not in WAL mode
+		f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, errors.Wrapf(err, "open sqlite database %s", cfg.Path)
+		}
+		f.Close()
+		q.Add("mode", "rw")
+	}
+	path := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(cfg.Path)
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
