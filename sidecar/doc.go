@@ -83,6 +83,72 @@
 // that gained a table or column are requeued. Held by
 // TestTableCreatedWhileRunning and TestColumnAddedWhileRunning.
 //
+// # Hazards
+//
+// Each place where a system and its store could part ways, and the test
+// that holds it. A digest compares stores only, so every test named here
+// compares the system's tables too.
+//
+// HAZARD: a user's write captured while an apply of the same record is in
+// flight. The capture path decides whether a captured row is an echo or
+// stale under the store's writer lock (store.Change.StaleCheck, evaluated
+// inside store.Local), the lock the apply acknowledgement takes, so an
+// acknowledgement cannot land between the decision and the write.
+// TestCaptureRacesApplyAck, TestLocalStaleCheckUnderWriterLock.
+//
+// HAZARD: an apply overwrites a user's write that capture has not seen yet
+// (the write lands between the apply's read and its commit). The adapter
+// reports its apply position; a captured change behind it requeues the
+// record so that the merged result is written back.
+// TestCaptureRacesApply, TestCapturedChangeRequeuesInflightApply.
+//
+// HAZARD: a captured row older than the merged state (the Old row a user
+// read before a remote write landed). Only the fields the user changed
+// are diffed from the old row; the others keep the merged values.
+// TestLocalBaseKeepsRemoteWrites, TestLocalStaleQueues.
+//
+// HAZARD: capture lag reorders writes milliseconds apart in two systems
+// (a delete right after an update elsewhere). A change is stamped with the
+// time its system committed it where the system reports one, forwarded
+// into the HLC within max_clock_offset. TestDeleteAfterUpdateElsewhereNotUndone,
+// TestLocalCommitStamp.
+//
+// HAZARD: a table or column created while running. The catalog is mapped
+// again (see "The live catalog"), and records waiting for it are queued.
+// TestTableCreatedWhileRunning, TestColumnAddedWhileRunning,
+// TestCatalogPeriodicRefresh.
+//
+// HAZARD: a record no peer can decode, or no system can store. One set of
+// size limits (crdt.Limits) is checked at the door, before anything is
+// stored, by the API, capture and merge alike; encoder and decoder share
+// it. A write that names a missing column, a wrong type or NULL into NOT
+// NULL gets 400 and stores nothing. TestAPIWriteOverLimitStoresNothing,
+// TestLocalRefusesRecordOverLimit, TestMergeRefusesRecordOverLimit,
+// TestLimitsEncoderAndDecoderAgree, TestAPIWriteMustFitTheTable.
+//
+// HAZARD: one record blocks the apply queue. A queued record that does not
+// decode, or that the system refuses, is parked alone; a later change to
+// it queues it again. TestUndecodableQueuedRecordIsParked,
+// TestRejectedRowIsParked, TestUnclassifiedApplyErrorParksOneRow,
+// TestParkedRecordFlowsAgainAfterAFix, TestChangeToParkedRecordQueuesIt.
+//
+// HAZARD: the system is down or failing. Apply retries with backoff and
+// loses nothing; readiness turns 503 after ready.fail_after.
+// TestApplyRetriesWhileSystemDown, TestReadyzReportsFailingCapture.
+//
+// HAZARD: the SQLite file is deleted or replaced while running. Noticed
+// within a poll and handled as on restart. TestDatabaseFileReplaced,
+// TestDatabaseFileDeleted.
+//
+// HAZARD: a cursor the adapter cannot continue from. A new snapshot is
+// taken and merged. TestInvalidCursorTakesNewSnapshot.
+//
+// HAZARD: a crash between the store's commit and the acknowledgement to the
+// system. Capture is at-least-once and merging idempotent.
+// TestCrashRecovery (sidecar/store).
+//
+// HAZARD: the data directory vanishes. See "A store that fails".
+//
 // # Types
 //
 // Adapters report the kind of every column; nodes without an adapter take
