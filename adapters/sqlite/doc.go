@@ -28,10 +28,11 @@
 // orders it, so a change that waited in the log is not taken for a later
 // one. The triggers are plain INSERTs, since they run inside
 // every writing process's own SQLite, whatever its version; they make a
-// user's insert about twice as expensive in CPU (BenchmarkSQLiteCapture's
-// insert-ratio, 0.55 on the development machine) and an update, which logs
-// twice the values, about 2.4 times (BenchmarkSQLiteCaptureUpdate's
-// update-ratio, 0.42).
+// user's insert about three times as expensive in CPU
+// (BenchmarkSQLiteCapture's insert-ratio, 0.31 on the loaded development
+// machine, where format 2 triggers, without the time, measured 0.61 in the
+// same conditions) and an update, which logs twice the values, about four
+// times (BenchmarkSQLiteCaptureUpdate's update-ratio, 0.23, format 2: 0.41).
 //
 // The log's format is versioned in _lattice_meta. Format 1 triggers logged
 // an update as the new row alone and a delete as the key; Open rebuilds them
