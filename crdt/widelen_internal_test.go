@@ -39,6 +39,7 @@ func TestLengthsOver2to31AreRefused(t *testing.T) {
 		{"binString", msgpcode.Bin32, func(d *Decoder) error { _, err := d.binString(1<<20, LimitValueBytes); return err }},
 		{"Value str", msgpcode.Str32, func(d *Decoder) error { _, err := d.Value(); return err }},
 		{"Value bin", msgpcode.Bin32, func(d *Decoder) error { _, err := d.Value(); return err }},
+		{"Value ext", msgpcode.Ext32, func(d *Decoder) error { _, err := d.Value(); return err }},
 	}
 	for _, l := range lengths {
 		for _, r := range readers {
