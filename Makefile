@@ -68,11 +68,13 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	done
 
 .PHONY: cross
-cross: ## build for 32-bit linux (386, arm) and compile the gossip tests there
+cross: ## build for 32-bit linux (386, arm) and compile the wire decoders' tests there
 	@set -e; for arch in 386 arm; do \
 	  echo "== linux/$$arch"; \
 	  GOOS=linux GOARCH=$$arch $(GO) build ./...; \
-	  GOOS=linux GOARCH=$$arch $(GO) test -c -o /dev/null ./gossip; \
+	  for pkg in ./gossip ./crdt ./sidecar/store; do \
+	    GOOS=linux GOARCH=$$arch $(GO) test -c -o /dev/null $$pkg; \
+	  done; \
 	done
 
 .PHONY: tidy-check

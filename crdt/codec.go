@@ -312,12 +312,20 @@ func (d *Decoder) ArrayLen(max int) (int, error) {
 // limitedLen reads an array header of at most max elements, where max is
 // the limit named limit. A nil reads as length 0.
 func (d *Decoder) limitedLen(max int, limit string) (int, error) {
+	c, err := d.dec.PeekCode()
+	if err != nil {
+		return 0, decodeErr(err, "array")
+	}
 	n, err := d.dec.DecodeArrayLen()
 	if err != nil {
 		return 0, decodeErr(err, "array")
 	}
-	if n < 0 {
+	if c == msgpcode.Nil {
 		return 0, nil
+	}
+	// A 32-bit length reads negative where int has 32 bits.
+	if n < 0 {
+		return 0, decodeErrf("array of %d elements", n)
 	}
 	if n > max {
 		return 0, decodeTooLarge(limit, n, max)
@@ -389,14 +397,21 @@ func (d *Decoder) String(max int) (string, error) {
 	if !msgpcode.IsString(c) {
 		return "", decodeErrf("want a string, got code 0x%02x", c)
 	}
-	s, err := d.dec.DecodeString()
+	// The length is checked before any byte is read: a 32-bit length
+	// reads negative where int has 32 bits, and msgpack would take it
+	// for an empty string.
+	n, err := d.dec.DecodeBytesLen()
 	if err != nil {
 		return "", decodeErr(err, "string")
 	}
-	if len(s) > max {
-		return "", decodeErrf("string of %d bytes over the limit of %d", len(s), max)
+	if n < 0 || n > max || n > d.br.Len() {
+		return "", decodeErrf("string of %d bytes over the limit of %d", n, min(max, d.br.Len()))
 	}
-	return s, nil
+	b := make([]byte, n)
+	if err := d.dec.ReadFull(b); err != nil {
+		return "", decodeErr(err, "string")
+	}
+	return string(b), nil
 }
 
 // readRaw reads a str or bin payload of at most limit bytes into the

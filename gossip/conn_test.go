@@ -38,6 +38,26 @@ func TestFrameLengthsOver2to31AreRefused(t *testing.T) {
 	}
 }
 
+// A peer's max message size (in its hello or ack) that an int cannot
+// hold on a 32-bit platform is read as the largest that one can, never
+// wrapped to a small or negative size.
+func TestPeerMaxMessageSizeNeverWraps(t *testing.T) {
+	for _, tc := range []struct{ sent, want uint64 }{
+		{0, 0}, {1 << 20, 1 << 20}, {math.MaxInt32, math.MaxInt32},
+		{1 << 31, math.MaxInt32}, {1<<32 + 1, math.MaxInt32}, {1 << 40, math.MaxInt32}, {math.MaxUint64, math.MaxInt32},
+	} {
+		b := binary.BigEndian.AppendUint64([]byte{0xcf}, tc.sent) // msgpack uint64
+		d, err := crdt.NewDecoder(b, crdt.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := optMaxMsg(d, true)
+		if err != nil || uint64(got) != tc.want {
+			t.Errorf("max message size %d read as %d, %v; want %d", tc.sent, got, err, tc.want)
+		}
+	}
+}
+
 // A frame that announces the largest allowed length and then stalls costs
 // the reader a buffer of what arrived plus one chunk, not the announced
 // length.

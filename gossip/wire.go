@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 
@@ -335,7 +336,9 @@ func encodeHello(h *hello) *msgBuf {
 	return m
 }
 
-// optMaxMsg reads the optional trailing max message size.
+// optMaxMsg reads the optional trailing max message size. A size no int
+// can hold on a 32-bit platform is read as math.MaxInt32, far above any
+// message limit, never converted (and wrapped) first.
 func optMaxMsg(d *crdt.Decoder, present bool) (int, error) {
 	if !present {
 		return 0, nil
@@ -344,7 +347,7 @@ func optMaxMsg(d *crdt.Decoder, present bool) (int, error) {
 	if err != nil {
 		return 0, decodeWrap(err, "max message bytes")
 	}
-	return int(min(v, 1<<40)), nil
+	return int(min(v, math.MaxInt32)), nil
 }
 
 func decodeHello(b []byte, lim crdt.Limits) (*hello, error) {

@@ -82,9 +82,16 @@ type GossipStatus struct {
 	BootstrapsServed    uint64 `json:"bootstraps_served"`
 	DecodeErrors        uint64 `json:"decode_errors"`
 	RejectedPeers       uint64 `json:"rejected_peers"`
-	SchemaMismatches    int    `json:"schema_mismatches"`
-	MergeErrors         uint64 `json:"merge_errors"`
-	NameConflicts       uint64 `json:"name_conflicts"`
+	// Incoming streams refused at their handshake, by reason; each also
+	// counts in RejectedPeers.
+	HandshakesOverCap         uint64 `json:"handshakes_over_cap"`
+	HandshakeTimeouts         uint64 `json:"handshake_timeouts"`
+	HandshakesMalformed       uint64 `json:"handshakes_malformed"`
+	HandshakesUnauthenticated uint64 `json:"handshakes_unauthenticated"`
+	HandshakesRefused         uint64 `json:"handshakes_refused"`
+	SchemaMismatches          int    `json:"schema_mismatches"`
+	MergeErrors               uint64 `json:"merge_errors"`
+	NameConflicts             uint64 `json:"name_conflicts"`
 }
 
 func memberStatus(m gossip.Member) MemberStatus {
@@ -107,7 +114,10 @@ func gossipStatus(s gossip.Stats) GossipStatus {
 		SyncRecordsReceived: s.SyncRecordsReceived, SyncBytes: s.SyncBytes,
 		Bootstraps: s.Bootstraps, BootstrapRecords: s.BootstrapRecords, BootstrapBytes: s.BootstrapBytes,
 		BootstrapsServed: s.BootstrapsServed, DecodeErrors: s.DecodeErrors, RejectedPeers: s.RejectedPeers,
-		SchemaMismatches: s.SchemaMismatches, MergeErrors: s.MergeErrors, NameConflicts: s.NameConflicts,
+		HandshakesOverCap: s.HandshakesOverCap, HandshakeTimeouts: s.HandshakeTimeouts,
+		HandshakesMalformed: s.HandshakesMalformed, HandshakesUnauthenticated: s.HandshakesUnauthenticated,
+		HandshakesRefused: s.HandshakesRefused,
+		SchemaMismatches:  s.SchemaMismatches, MergeErrors: s.MergeErrors, NameConflicts: s.NameConflicts,
 	}
 }
 

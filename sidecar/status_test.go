@@ -63,6 +63,7 @@ func TestStatusKeys(t *testing.T) {
 		"fragments_merged", "fragments_relayed", "fragments_dropped", "fragments_rejected", "bytes_in", "bytes_out",
 		"syncs", "sync_failures", "syncs_refused", "sync_records_sent", "sync_records_received", "sync_bytes",
 		"bootstraps", "bootstrap_records", "bootstrap_bytes", "bootstraps_served", "decode_errors", "rejected_peers",
+		"handshakes_over_cap", "handshake_timeouts", "handshakes_malformed", "handshakes_unauthenticated", "handshakes_refused",
 		"schema_mismatches", "merge_errors", "name_conflicts"} {
 		required = append(required, "gossip."+k)
 	}

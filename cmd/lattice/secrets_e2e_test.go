@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lattice-crdt/lattice/gossip"
 )
 
 // A token never appears where other users of the machine can read it: not
@@ -86,6 +88,7 @@ func TestAgentRefusesOpenSecretFiles(t *testing.T) {
 	}
 	tokenFile := write("api.token", "0123456789abcdef0123456789\n", 0o644)
 	dsnFile := write("dsn", filepath.Join(dir, "sys.db")+"\n", 0o604)
+	keyFile := write("gossip.key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 0o640)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -93,6 +96,7 @@ func TestAgentRefusesOpenSecretFiles(t *testing.T) {
 	}{
 		{"token file", []string{"--name", "a", "--data", dir + "/a", "--api", "127.0.0.1:0", "--token-file", tokenFile}, tokenFile},
 		{"dsn file", []string{"--name", "b", "--data", dir + "/b", "--api", "127.0.0.1:0", "--adapter", "sqlite", "--dsn-file", dsnFile}, dsnFile},
+		{"key file", []string{"--name", "c", "--data", dir + "/c", "--api", "off", "--bind", "127.0.0.1:0", "--key-file", keyFile}, keyFile},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errOut, code := cli(t, nil, append([]string{"agent"}, tc.args...)...)
@@ -127,5 +131,36 @@ func TestDSNHasPassword(t *testing.T) {
 		if got := dsnHasPassword(dsn); got != want {
 			t.Errorf("dsnHasPassword(%q) = %v, want %v", dsn, got, want)
 		}
+	}
+}
+
+// lattice keygen writes its key file for its owner alone (0600), never
+// over an existing file, and holds one AES-256 key.
+func TestKeygenWritesAPrivateKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "gossip.key")
+	if out, errOut, code := cli(t, nil, "keygen", "--out", key); code != 0 {
+		t.Fatalf("keygen: exit %d\n%s%s", code, out, errOut)
+	}
+	fi, err := os.Stat(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keygen wrote %s with mode %04o, want 0600", key, fi.Mode().Perm())
+	}
+	before, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := cli(t, nil, "keygen", "--out", key); code == 0 || !strings.Contains(errOut, "never overwrites") {
+		t.Fatalf("keygen over an existing file: exit %d\n%s", code, errOut)
+	}
+	if after, err := os.ReadFile(key); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("keygen changed an existing key file (%v)", err)
+	}
+	keys, err := gossip.LoadKeyFile(key)
+	if err != nil || len(keys) != 1 || len(keys[0]) != 32 {
+		t.Fatalf("keygen's file holds %d keys (%v), want one of 32 bytes", len(keys), err)
 	}
 }
