@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,9 +59,14 @@ type Adapter struct {
 	ackNudge atomic.Bool   // an Ack arrived since the last status update
 	wakeMu   sync.Mutex
 	wake     context.CancelFunc // interrupts capture's current receive
+
+	changed chan struct{} // see CatalogChanged
 }
 
-var _ adapters.Adapter = (*Adapter)(nil)
+var (
+	_ adapters.Adapter         = (*Adapter)(nil)
+	_ adapters.CatalogNotifier = (*Adapter)(nil)
+)
 
 // Open connects to the database, checks that it can be synced (server
 // version, wal_level, privileges, primary keys, column types, the slot's
@@ -83,7 +89,8 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 	replCfg := connCfg.Config.Copy()
 	replCfg.RuntimeParams["replication"] = "database"
 
-	a := &Adapter{cfg: cfg, log: cfg.Logger, connCfg: connCfg, replCfg: replCfg, types: newTypeCache(), slotWait: slotFreeWait}
+	a := &Adapter{cfg: cfg, log: cfg.Logger, connCfg: connCfg, replCfg: replCfg, types: newTypeCache(), slotWait: slotFreeWait,
+		changed: make(chan struct{}, 1)}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if err := a.open(ctx); err != nil {
 		_ = a.Close()
@@ -184,8 +191,11 @@ func (a *Adapter) where() string {
 	return a.connCfg.Host + "/" + a.connCfg.Database
 }
 
-// Tables re-reads the synced tables from the catalog, so that columns added
-// since Open appear, and returns them sorted by name.
+// Tables re-reads the synced tables from the catalog, so that tables and
+// columns added since Open appear, and returns them sorted by name. A table
+// created since the last look (one adapter.tables allows, or any table of
+// the schemas without it) is added to the publication first, so that its
+// changes reach the replication stream from then on.
 func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	ctx, done, err := a.enter(ctx)
 	if err != nil {
@@ -203,7 +213,10 @@ func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	return out, nil
 }
 
-// refresh re-discovers the synced tables.
+// refresh re-discovers the synced tables and adds the tables that are new
+// since the previous catalog to the publication. A table that was already
+// there at Open but is missing from the publication is left out: its
+// earlier rows were never captured, and checkPublication reports it.
 func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 	a.metaMu.Lock()
 	defer a.metaMu.Unlock()
@@ -222,8 +235,66 @@ func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 	if err := a.setFullIdentity(ctx, conn, cat); err != nil {
 		return nil, err
 	}
+	if err := a.publishNew(ctx, conn, cat); err != nil {
+		return nil, err
+	}
 	a.cat = cat
 	return cat, nil
+}
+
+// publishNew adds the tables of cat that the previous catalog lacked to
+// the publication, if it does not cover them. The caller holds metaMu.
+func (a *Adapter) publishNew(ctx context.Context, conn *pgx.Conn, cat *catalog) error {
+	if a.cat == nil {
+		return nil
+	}
+	var fresh []*table
+	for _, t := range cat.tables {
+		if a.cat.byName[[2]string{t.Schema, t.Name}] == nil {
+			fresh = append(fresh, t)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	exists, _, published, err := publicationState(ctx, conn, a.cfg.Publication)
+	if err != nil || !exists {
+		return err // a missing publication is checkPublication's to report
+	}
+	var add []string
+	var names []string
+	for _, t := range fresh {
+		if !slices.Contains(published, [2]string{t.Schema, t.Name}) {
+			add = append(add, t.qualified())
+			names = append(names, t.Collection)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "ALTER PUBLICATION "+pgx.Identifier{a.cfg.Publication}.Sanitize()+" ADD TABLE "+strings.Join(add, ", "))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		err = nil // added concurrently
+	}
+	if err != nil {
+		return errors.Wrapf(classify(err), "add table(s) %s to publication %s", strings.Join(names, ", "), a.cfg.Publication)
+	}
+	a.log.Info("new table(s) added to the publication: captured from now on", "tables", names, "publication", a.cfg.Publication)
+	return nil
+}
+
+// CatalogChanged returns a channel that receives a value when capture sees
+// a synced table whose columns differ from the catalog's (a column added,
+// dropped or retyped while running): Tables then reports the change.
+func (a *Adapter) CatalogChanged() <-chan struct{} { return a.changed }
+
+// notifyCatalog signals CatalogChanged without blocking.
+func (a *Adapter) notifyCatalog() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
 }
 
 // catalog returns the tables as last discovered.

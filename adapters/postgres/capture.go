@@ -413,6 +413,12 @@ type relCol struct {
 }
 
 func (s *stream) relation(ctx context.Context, m *msgRelation) error {
+	// The catalog as last refreshed: a table created while capture runs is
+	// in the publication only once a refresh found it (publishNew), so the
+	// latest catalog has every table the stream can name.
+	if cat := s.a.catalog(); cat != nil {
+		s.cat = cat
+	}
 	t := s.cat.byName[[2]string{m.Namespace, m.Name}]
 	if t == nil {
 		s.rels[m.RelID] = &relation{}
@@ -459,8 +465,17 @@ func (s *stream) relation(ctx context.Context, m *msgRelation) error {
 			s.a.log.Warn("column dropped: no longer captured; the other systems keep their values", "table", t.Collection, "column", b.name)
 		}
 	}
+	if !sameColumns(r.cols, t.Columns) {
+		s.a.notifyCatalog() // the catalog is behind the stream: Tables catches up
+	}
 	s.rels[m.RelID] = r
 	return nil
+}
+
+// sameColumns reports whether a relation's columns are the catalog's, by
+// name and type, in order.
+func sameColumns(rel []relCol, cat []column) bool {
+	return slices.EqualFunc(rel, cat, func(r relCol, c column) bool { return r.name == c.Name && r.typ.OID == c.Type.OID })
 }
 
 // resolveType resolves a type OID with the catalog connection.
