@@ -44,10 +44,11 @@ type Adapter struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	metaMu sync.Mutex // guards meta, types, cat
-	meta   *pgx.Conn
-	types  *typeCache
-	cat    *catalog
+	metaMu  sync.Mutex // guards meta, types, cat, leftOut
+	meta    *pgx.Conn
+	types   *typeCache
+	cat     *catalog
+	leftOut map[string]bool // problems of new tables left out, warned about
 
 	applyMu  sync.Mutex
 	apply    *pgx.Conn
@@ -229,6 +230,9 @@ func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.cat != nil {
+		cat = a.leaveOut(cat, p.split(func(name [2]string) bool { return a.cat.byName[name] == nil }))
+	}
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -240,6 +244,32 @@ func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 	}
 	a.cat = cat
 	return cat, nil
+}
+
+// leaveOut returns cat without the tables of the problems left, tables
+// that appeared since the previous catalog and cannot be synced (no
+// primary key, an unsupported column type): rather than failing the
+// refresh, and with it capture, they are left out with a warning (once per
+// problem) until they are fixed. The caller holds metaMu.
+func (a *Adapter) leaveOut(cat *catalog, left []problem) *catalog {
+	seen := map[string]bool{}
+	for _, pr := range left {
+		seen[pr.line] = true
+		if !a.leftOut[pr.line] {
+			a.log.Warn("new table not synced until fixed", "problem", pr.line, "hint", pr.hint)
+		}
+	}
+	a.leftOut = seen
+	if len(left) == 0 {
+		return cat
+	}
+	var keep []*table
+	for _, t := range cat.tables {
+		if !slices.ContainsFunc(left, func(pr problem) bool { return pr.table == [2]string{t.Schema, t.Name} }) {
+			keep = append(keep, t)
+		}
+	}
+	return newCatalog(keep)
 }
 
 // publishNew adds the tables of cat that the previous catalog lacked to
