@@ -414,12 +414,24 @@ type relCol struct {
 
 func (s *stream) relation(ctx context.Context, m *msgRelation) error {
 	// The catalog as last refreshed: a table created while capture runs is
-	// in the publication only once a refresh found it (publishNew), so the
-	// latest catalog has every table the stream can name.
+	// in the publication once a refresh found it (publishNew), so the latest
+	// catalog has it. A table a user added to the publication themselves (in the
+	// transaction that created it, so that no row is missed) may be
+	// unknown yet: a refresh maps it.
 	if cat := s.a.catalog(); cat != nil {
 		s.cat = cat
 	}
 	t := s.cat.byName[[2]string{m.Namespace, m.Name}]
+	if t == nil {
+		cat, err := s.a.refresh(ctx)
+		if err != nil {
+			return err
+		}
+		s.cat = cat
+		if t = cat.byName[[2]string{m.Namespace, m.Name}]; t != nil {
+			s.a.notifyCatalog()
+		}
+	}
 	if t == nil {
 		s.rels[m.RelID] = &relation{}
 		return nil

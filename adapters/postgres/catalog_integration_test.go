@@ -108,6 +108,13 @@ func TestIntegrationTablesCreatedWhileRunning(t *testing.T) {
 	exec(t, app, `INSERT INTO nokey VALUES (7)`)
 	waitFor(t, 10*time.Second, "the insert into nokey captured", func() bool { return len(colls(recs[all])["nokey"]) == 1 })
 
+	// A table the user adds to the publication before any refresh found
+	// it: capture maps it on its first change, with no Tables call.
+	exec(t, app, `CREATE TABLE early (id int PRIMARY KEY)`)
+	exec(t, app, `ALTER PUBLICATION lattice_catall ADD TABLE early`)
+	exec(t, app, `INSERT INTO early VALUES (1)`)
+	waitFor(t, 10*time.Second, "the row of a table the user published captured", func() bool { return len(colls(recs[all])["early"]) == 1 })
+
 	// A column added while running: captured, and signalled.
 	select {
 	case <-all.CatalogChanged():
@@ -128,7 +135,7 @@ func TestIntegrationTablesCreatedWhileRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if i := slices.IndexFunc(ts, func(tb adapters.Table) bool { return tb.Name == "extra" }); i < 0 || len(ts[i].Columns) != 3 {
+	if i := slices.IndexFunc(ts, func(tb adapters.Table) bool { return tb.Name == "extra" }); i < 0 || len(ts[i].Columns) != 3 || len(ts) != 4 {
 		t.Fatalf("tables after the new column: %+v", ts)
 	}
 }
