@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,10 +44,11 @@ type Adapter struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	metaMu sync.Mutex // guards meta, types, cat
-	meta   *pgx.Conn
-	types  *typeCache
-	cat    *catalog
+	metaMu  sync.Mutex // guards meta, types, cat, leftOut
+	meta    *pgx.Conn
+	types   *typeCache
+	cat     *catalog
+	leftOut map[string]bool // problems of new tables left out, warned about
 
 	applyMu  sync.Mutex
 	apply    *pgx.Conn
@@ -58,9 +60,14 @@ type Adapter struct {
 	ackNudge atomic.Bool   // an Ack arrived since the last status update
 	wakeMu   sync.Mutex
 	wake     context.CancelFunc // interrupts capture's current receive
+
+	changed chan struct{} // see CatalogChanged
 }
 
-var _ adapters.Adapter = (*Adapter)(nil)
+var (
+	_ adapters.Adapter         = (*Adapter)(nil)
+	_ adapters.CatalogNotifier = (*Adapter)(nil)
+)
 
 // Open connects to the database, checks that it can be synced (server
 // version, wal_level, privileges, primary keys, column types, the slot's
@@ -83,7 +90,8 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 	replCfg := connCfg.Config.Copy()
 	replCfg.RuntimeParams["replication"] = "database"
 
-	a := &Adapter{cfg: cfg, log: cfg.Logger, connCfg: connCfg, replCfg: replCfg, types: newTypeCache(), slotWait: slotFreeWait}
+	a := &Adapter{cfg: cfg, log: cfg.Logger, connCfg: connCfg, replCfg: replCfg, types: newTypeCache(), slotWait: slotFreeWait,
+		changed: make(chan struct{}, 1)}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if err := a.open(ctx); err != nil {
 		_ = a.Close()
@@ -184,8 +192,11 @@ func (a *Adapter) where() string {
 	return a.connCfg.Host + "/" + a.connCfg.Database
 }
 
-// Tables re-reads the synced tables from the catalog, so that columns added
-// since Open appear, and returns them sorted by name.
+// Tables re-reads the synced tables from the catalog, so that tables and
+// columns added since Open appear, and returns them sorted by name. A table
+// created since the last look (one adapter.tables allows, or any table of
+// the schemas without it) is added to the publication first, so that its
+// changes reach the replication stream from then on.
 func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	ctx, done, err := a.enter(ctx)
 	if err != nil {
@@ -203,7 +214,10 @@ func (a *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	return out, nil
 }
 
-// refresh re-discovers the synced tables.
+// refresh re-discovers the synced tables and adds the tables that are new
+// since the previous catalog to the publication. A table that was already
+// there at Open but is missing from the publication is left out: its
+// earlier rows were never captured, and checkPublication reports it.
 func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 	a.metaMu.Lock()
 	defer a.metaMu.Unlock()
@@ -216,14 +230,101 @@ func (a *Adapter) refresh(ctx context.Context) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.cat != nil {
+		cat = a.leaveOut(cat, p.split(func(name [2]string) bool { return a.cat.byName[name] == nil }))
+	}
 	if err := p.err(); err != nil {
 		return nil, err
 	}
 	if err := a.setFullIdentity(ctx, conn, cat); err != nil {
 		return nil, err
 	}
+	if err := a.publishNew(ctx, conn, cat); err != nil {
+		return nil, err
+	}
 	a.cat = cat
 	return cat, nil
+}
+
+// leaveOut returns cat without the tables of the problems left, tables
+// that appeared since the previous catalog and cannot be synced (no
+// primary key, an unsupported column type): rather than failing the
+// refresh, and with it capture, they are left out with a warning (once per
+// problem) until they are fixed. The caller holds metaMu.
+func (a *Adapter) leaveOut(cat *catalog, left []problem) *catalog {
+	seen := map[string]bool{}
+	for _, pr := range left {
+		seen[pr.line] = true
+		if !a.leftOut[pr.line] {
+			a.log.Warn("new table not synced until fixed", "problem", pr.line, "hint", pr.hint)
+		}
+	}
+	a.leftOut = seen
+	if len(left) == 0 {
+		return cat
+	}
+	var keep []*table
+	for _, t := range cat.tables {
+		if !slices.ContainsFunc(left, func(pr problem) bool { return pr.table == [2]string{t.Schema, t.Name} }) {
+			keep = append(keep, t)
+		}
+	}
+	return newCatalog(keep)
+}
+
+// publishNew adds the tables of cat that the previous catalog lacked to
+// the publication, if it does not cover them. The caller holds metaMu.
+func (a *Adapter) publishNew(ctx context.Context, conn *pgx.Conn, cat *catalog) error {
+	if a.cat == nil {
+		return nil
+	}
+	var fresh []*table
+	for _, t := range cat.tables {
+		if a.cat.byName[[2]string{t.Schema, t.Name}] == nil {
+			fresh = append(fresh, t)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	exists, _, published, err := publicationState(ctx, conn, a.cfg.Publication)
+	if err != nil || !exists {
+		return err // a missing publication is checkPublication's to report
+	}
+	var add []string
+	var names []string
+	for _, t := range fresh {
+		if !slices.Contains(published, [2]string{t.Schema, t.Name}) {
+			add = append(add, t.qualified())
+			names = append(names, t.Collection)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "ALTER PUBLICATION "+pgx.Identifier{a.cfg.Publication}.Sanitize()+" ADD TABLE "+strings.Join(add, ", "))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		err = nil // added concurrently
+	}
+	if err != nil {
+		return errors.Wrapf(classify(err), "add table(s) %s to publication %s", strings.Join(names, ", "), a.cfg.Publication)
+	}
+	a.log.Info("new table(s) added to the publication: captured from now on", "tables", names, "publication", a.cfg.Publication)
+	return nil
+}
+
+// CatalogChanged returns a channel that receives a value when capture sees
+// a synced table whose columns differ from the catalog's (a column added,
+// dropped or retyped while running): Tables then reports the change.
+func (a *Adapter) CatalogChanged() <-chan struct{} { return a.changed }
+
+// notifyCatalog signals CatalogChanged without blocking.
+func (a *Adapter) notifyCatalog() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
 }
 
 // catalog returns the tables as last discovered.

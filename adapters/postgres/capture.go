@@ -413,7 +413,25 @@ type relCol struct {
 }
 
 func (s *stream) relation(ctx context.Context, m *msgRelation) error {
+	// The catalog as last refreshed: a table created while capture runs is
+	// in the publication once a refresh found it (publishNew), so the latest
+	// catalog has it. A table a user added to the publication themselves (in the
+	// transaction that created it, so that no row is missed) may be
+	// unknown yet: a refresh maps it.
+	if cat := s.a.catalog(); cat != nil {
+		s.cat = cat
+	}
 	t := s.cat.byName[[2]string{m.Namespace, m.Name}]
+	if t == nil {
+		cat, err := s.a.refresh(ctx)
+		if err != nil {
+			return err
+		}
+		s.cat = cat
+		if t = cat.byName[[2]string{m.Namespace, m.Name}]; t != nil {
+			s.a.notifyCatalog()
+		}
+	}
 	if t == nil {
 		s.rels[m.RelID] = &relation{}
 		return nil
@@ -459,8 +477,17 @@ func (s *stream) relation(ctx context.Context, m *msgRelation) error {
 			s.a.log.Warn("column dropped: no longer captured; the other systems keep their values", "table", t.Collection, "column", b.name)
 		}
 	}
+	if !sameColumns(r.cols, t.Columns) {
+		s.a.notifyCatalog() // the catalog is behind the stream: Tables catches up
+	}
 	s.rels[m.RelID] = r
 	return nil
+}
+
+// sameColumns reports whether a relation's columns are the catalog's, by
+// name and type, in order.
+func sameColumns(rel []relCol, cat []column) bool {
+	return slices.EqualFunc(rel, cat, func(r relCol, c column) bool { return r.name == c.Name && r.typ.OID == c.Type.OID })
 }
 
 // resolveType resolves a type OID with the catalog connection.

@@ -141,35 +141,70 @@ func wanted(cfg *Config) [][2]string {
 
 // problems gathers start-up problems so that one error reports them all.
 type problems struct {
-	lines []string
-	marks []error
-	hints []string
+	list []problem
+}
+
+// problem is one start-up problem; table names the table it concerns, if
+// it concerns one.
+type problem struct {
+	line  string
+	mark  error
+	hint  string
+	table [2]string
 }
 
 func (p *problems) add(mark error, hint, format string, args ...any) {
-	p.lines = append(p.lines, fmt.Sprintf(format, args...))
-	if !slices.Contains(p.marks, mark) {
-		p.marks = append(p.marks, mark)
+	p.list = append(p.list, problem{line: fmt.Sprintf(format, args...), mark: mark, hint: hint})
+}
+
+// addTable adds a problem of table t.
+func (p *problems) addTable(t *table, mark error, hint, format string, args ...any) {
+	p.list = append(p.list, problem{line: fmt.Sprintf(format, args...), mark: mark, hint: hint, table: [2]string{t.Schema, t.Name}})
+}
+
+// split moves the problems of the tables for which leave is true out of p,
+// and returns them.
+func (p *problems) split(leave func(table [2]string) bool) []problem {
+	var kept, left []problem
+	for _, pr := range p.list {
+		if pr.table != ([2]string{}) && leave(pr.table) {
+			left = append(left, pr)
+		} else {
+			kept = append(kept, pr)
+		}
 	}
-	if hint != "" && !slices.Contains(p.hints, hint) {
-		p.hints = append(p.hints, hint)
-	}
+	p.list = kept
+	return left
 }
 
 func (p *problems) err() error {
-	if len(p.lines) == 0 {
+	if len(p.list) == 0 {
 		return nil
 	}
 	var err error
-	if len(p.lines) == 1 {
-		err = errors.Newf("postgres: %s", p.lines[0])
+	if len(p.list) == 1 {
+		err = errors.Newf("postgres: %s", p.list[0].line)
 	} else {
-		err = errors.Newf("postgres: %d problems:\n  %s", len(p.lines), strings.Join(p.lines, "\n  "))
+		lines := make([]string, len(p.list))
+		for i, pr := range p.list {
+			lines[i] = pr.line
+		}
+		err = errors.Newf("postgres: %d problems:\n  %s", len(p.list), strings.Join(lines, "\n  "))
 	}
-	for _, m := range p.marks {
+	var marks []error
+	var hints []string
+	for _, pr := range p.list {
+		if !slices.Contains(marks, pr.mark) {
+			marks = append(marks, pr.mark)
+		}
+		if pr.hint != "" && !slices.Contains(hints, pr.hint) {
+			hints = append(hints, pr.hint)
+		}
+	}
+	for _, m := range marks {
 		err = errors.Mark(err, m)
 	}
-	for _, h := range p.hints {
+	for _, h := range hints {
 		err = errors.WithHint(err, h)
 	}
 	return err
@@ -232,7 +267,7 @@ func discover(ctx context.Context, q querier, cfg *Config, types *typeCache, p *
 					missing = append(missing, m.priv)
 				}
 			}
-			p.add(ErrPrivilege, "GRANT SELECT, INSERT, UPDATE, DELETE ON the synced tables TO the adapter's role",
+			p.addTable(&t, ErrPrivilege, "GRANT SELECT, INSERT, UPDATE, DELETE ON the synced tables TO the adapter's role",
 				"table %s: missing %s privilege", t.Collection, strings.Join(missing, ", "))
 		}
 		ts = append(ts, &t)
@@ -312,7 +347,7 @@ func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types
 		}
 		pc.c.Type = typ
 		if typ.Scalar == scalarNone {
-			p.add(ErrUnsupportedType, unsupportedHint,
+			p.addTable(pc.t, ErrUnsupportedType, unsupportedHint,
 				"table %s column %s: unsupported type %s", pc.t.Collection, pc.c.Name, pc.c.SQLType)
 		}
 		pc.t.Columns = append(pc.t.Columns, pc.c)
@@ -344,19 +379,19 @@ func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types
 
 	for _, t := range ts {
 		if len(t.Key) == 0 {
-			p.add(ErrNoPrimaryKey, "add a primary key (ALTER TABLE ... ADD PRIMARY KEY (...)) or leave the table out of adapter.tables",
+			p.addTable(t, ErrNoPrimaryKey, "add a primary key (ALTER TABLE ... ADD PRIMARY KEY (...)) or leave the table out of adapter.tables",
 				"table %s has no primary key: records need a key", t.Collection)
 			continue
 		}
 		for _, k := range t.Key {
 			c := t.column(k)
 			if c == nil {
-				p.add(ErrNoPrimaryKey, "", "table %s: key column %s is a generated column", t.Collection, k)
+				p.addTable(t, ErrNoPrimaryKey, "", "table %s: key column %s is a generated column", t.Collection, k)
 				continue
 			}
 			switch c.Type.Kind() {
 			case crdt.KindJSON, crdt.KindList:
-				p.add(ErrUnsupportedType, "use key columns of scalar types (integers, text, uuid, numeric, timestamps, bytea, boolean)",
+				p.addTable(t, ErrUnsupportedType, "use key columns of scalar types (integers, text, uuid, numeric, timestamps, bytea, boolean)",
 					"table %s: key column %s of type %s cannot be part of a record key", t.Collection, k, c.SQLType)
 			}
 		}
@@ -365,7 +400,7 @@ func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types
 		case cfg.ReplicaIdentity == IdentityFull:
 			// Open sets it to FULL.
 		default:
-			p.add(ErrReplicaIdentity, "ALTER TABLE ... REPLICA IDENTITY DEFAULT (the primary key) or FULL",
+			p.addTable(t, ErrReplicaIdentity, "ALTER TABLE ... REPLICA IDENTITY DEFAULT (the primary key) or FULL",
 				"table %s has replica identity %s: deletes would not carry the primary key", t.Collection, replIdentName(t.ReplIdent))
 		}
 	}
