@@ -81,7 +81,11 @@
 // batch that names an unknown table or column is read. A new table gets every
 // record of its collection queued for apply; parked records of a collection
 // that gained a table or column are requeued. Held by
-// TestTableCreatedWhileRunning and TestColumnAddedWhileRunning.
+// TestTableCreatedWhileRunning and TestColumnAddedWhileRunning (SQLite), and
+// for PostgreSQL, whose adapter adds a new table to its publication when
+// Tables finds it, by TestIntegrationPostgresCatalogWhileRunning in
+// cmd/lattice and TestIntegrationTablesCreatedWhileRunning in
+// adapters/postgres.
 //
 // # Hazards
 //

@@ -133,11 +133,16 @@
 //     invalidates the slot (wal_status lost) and the changes it held are
 //     gone. The adapter refuses to capture from it (ErrSlotInvalidated); the
 //     remedy is to reset Lattice's cursor so that a new snapshot is taken.
-//   - DDL. Added columns are picked up; dropped columns stop being captured
-//     (the other systems keep their values). TRUNCATE does not say which
-//     rows it removed: capture stops with ErrTruncate. Tables created after
-//     the snapshot are not in the publication: Capture reports them
-//     (ErrPublication) and a new snapshot adds them. A changed primary key
+//   - DDL. Added columns are picked up (and signalled on CatalogChanged);
+//     dropped columns stop being captured (the other systems keep their
+//     values). TRUNCATE does not say which rows it removed: capture stops
+//     with ErrTruncate. A table created while the adapter runs is added to
+//     the publication by the next Tables call that finds it, and captured
+//     from then on: rows written before are not captured until they change
+//     again. A new table that cannot be synced is left out with a warning
+//     until it is fixed. A table that existed at Open but is missing from the
+//     publication is reported by Capture (ErrPublication): its earlier rows
+//     were never captured, and a new snapshot adds it. A changed primary key
 //     changes records' identity and needs a new snapshot too.
 //   - Replica identity. By default the adapter sets REPLICA IDENTITY FULL on
 //     the synced tables, so that updates and deletes carry the old row and
