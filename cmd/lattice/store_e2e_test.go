@@ -25,7 +25,7 @@ func soloWithData(t *testing.T, extra string) (*cluster, *agent) {
 	}
 	a.args = []string{"--config", cfg}
 	a.start(30 * time.Second)
-	if _, errOut, code := cli(t, nil, "put", "--api", a.api, "--token", c.token, "notes", "n-1", "text=hello"); code != 0 {
+	if _, errOut, code := cli(t, nil, "put", "--api", a.api, "--token-file", c.tokenFile, "notes", "n-1", "text=hello"); code != 0 {
 		t.Fatalf("put: exit %d\n%s", code, errOut)
 	}
 	return c, a
