@@ -291,19 +291,11 @@ func (d *Decoder) Msgpack() *msgpack.Decoder { return d.dec }
 // ArrayLen reads an array header of at most max elements. A nil reads as
 // length 0.
 func (d *Decoder) ArrayLen(max int) (int, error) {
-	c, err := d.dec.PeekCode()
+	n, err := d.arrayHeader()
 	if err != nil {
-		return 0, decodeErr(err, "array")
+		return 0, err
 	}
-	n, err := d.dec.DecodeArrayLen()
-	if err != nil {
-		return 0, decodeErr(err, "array")
-	}
-	if c == msgpcode.Nil {
-		return 0, nil
-	}
-	// A 32-bit length reads negative where int has 32 bits.
-	if n < 0 || n > max || n > d.br.Len() {
+	if n > max || n > d.br.Len() {
 		return 0, decodeErrf("array of %d elements over the limit of %d", n, min(max, d.br.Len()))
 	}
 	return n, nil
@@ -312,6 +304,22 @@ func (d *Decoder) ArrayLen(max int) (int, error) {
 // limitedLen reads an array header of at most max elements, where max is
 // the limit named limit. A nil reads as length 0.
 func (d *Decoder) limitedLen(max int, limit string) (int, error) {
+	n, err := d.arrayHeader()
+	if err != nil {
+		return 0, err
+	}
+	if n > max {
+		return 0, decodeTooLarge(limit, n, max)
+	}
+	if n > d.br.Len() {
+		return 0, decodeErrf("array of %d elements in %d bytes", n, d.br.Len())
+	}
+	return n, nil
+}
+
+// arrayHeader reads an array header. A nil reads as length 0; a 32-bit
+// length that reads negative where int has 32 bits is refused.
+func (d *Decoder) arrayHeader() (int, error) {
 	c, err := d.dec.PeekCode()
 	if err != nil {
 		return 0, decodeErr(err, "array")
@@ -323,15 +331,8 @@ func (d *Decoder) limitedLen(max int, limit string) (int, error) {
 	if c == msgpcode.Nil {
 		return 0, nil
 	}
-	// A 32-bit length reads negative where int has 32 bits.
 	if n < 0 {
 		return 0, decodeErrf("array of %d elements", n)
-	}
-	if n > max {
-		return 0, decodeTooLarge(limit, n, max)
-	}
-	if n > d.br.Len() {
-		return 0, decodeErrf("array of %d elements in %d bytes", n, d.br.Len())
 	}
 	return n, nil
 }

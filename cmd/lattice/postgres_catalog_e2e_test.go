@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,30 +19,7 @@ func TestIntegrationPostgresCatalogWhileRunning(t *testing.T) {
 	bin := pgtest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	srvs := make([]*pgtest.Server, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range srvs {
-		wg.Go(func() { srvs[i], errs[i] = pgtest.New(ctx, bin, pgtest.Options{}) })
-	}
-	wg.Wait()
-	for i, s := range srvs {
-		if s != nil {
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("--- postgres %d log, last 30 lines:\n%s", i+1, s.LogTail(30))
-				}
-				if err := s.Close(); err != nil {
-					t.Errorf("close postgresql: %v", err)
-				}
-			})
-		}
-	}
-	for _, err := range errs {
-		if err != nil {
-			t.Fatalf("start postgresql: %v", err)
-		}
-	}
+	srvs := startPostgresServers(t, ctx, bin, 2)
 	c := newCluster(t, "  base:\n    key: [id]")
 	var nodes []*pgNode
 	for i, s := range srvs {

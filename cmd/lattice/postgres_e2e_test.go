@@ -213,15 +213,12 @@ func (n *pgNode) lastWrite(ctx context.Context) int64 {
 	return seq
 }
 
-// startPostgresCluster starts three servers at once, creates the database
-// in each (seeding the first), and starts the three agents.
-func startPostgresCluster(t *testing.T, seed string) (*cluster, []*pgNode) {
+// startPostgresServers starts n throwaway PostgreSQL servers at once,
+// closed (with their log tails shown on failure) when the test ends.
+func startPostgresServers(t *testing.T, ctx context.Context, bin pgtest.Binaries, n int) []*pgtest.Server {
 	t.Helper()
-	bin := pgtest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	srvs := make([]*pgtest.Server, 3)
-	errs := make([]error, 3)
+	srvs := make([]*pgtest.Server, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range srvs {
 		wg.Go(func() { srvs[i], errs[i] = pgtest.New(ctx, bin, pgtest.Options{}) })
@@ -244,6 +241,17 @@ func startPostgresCluster(t *testing.T, seed string) (*cluster, []*pgNode) {
 			t.Fatalf("start postgresql: %v", err)
 		}
 	}
+	return srvs
+}
+
+// startPostgresCluster starts three servers at once, creates the database
+// in each (seeding the first), and starts the three agents.
+func startPostgresCluster(t *testing.T, seed string) (*cluster, []*pgNode) {
+	t.Helper()
+	bin := pgtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srvs := startPostgresServers(t, ctx, bin, 3)
 	c := newCluster(t, customersCollections)
 	var nodes []*pgNode
 	for i, s := range srvs {
