@@ -94,7 +94,7 @@ func testCLI(t *testing.T, c *cluster, nodes []*sqliteNode) {
 	want := &row{ID: keyID, Name: strp("from-cli"), Status: strp("Active")}
 
 	runCLICases(t, n1.agent, []cliCase{
-		{name: "status", args: with("status"), wantOut: []string{"node      n1", "ready     true", "members   2", "adapter   sqlite (capture capturing"}},
+		{name: "status", args: with("status"), wantOut: []string{"node      n1", "ready     true", "members   2", "alive", "  name ", "adapter   sqlite (capture capturing"}},
 		{name: "status from env", args: []string{"status"}, env: []string{"LATTICE_API=" + n1.api, "LATTICE_TOKEN=" + c.token}, wantOut: []string{"node      n1"}},
 		{name: "put", args: with("put", "items", key, "name=from-cli", "status=Active"), wantOut: []string{`"from-cli"`, `"collection": "items"`}},
 	})

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -339,10 +340,31 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, " (capture %s, apply %s)", s.Adapter.Capture.State, s.Adapter.Apply.State)
 	}
 	fmt.Fprintln(stdout)
+	for _, l := range []struct {
+		name string
+		st   *sidecar.LoopStatus
+	}{{"capture", s.Adapter.Capture}, {"apply", s.Adapter.Apply}} {
+		if l.st != nil && l.st.Error != "" {
+			fmt.Fprintf(stdout, "failing   %s since %s (%d retries): %s\n", l.name, l.st.FailingSince.Format(time.RFC3339), l.st.Retries, l.st.Error)
+		}
+	}
 	fmt.Fprintf(stdout, "members   %d\n", len(s.Members))
-	for _, m := range s.Members {
-		b, _ := json.Marshal(m)
-		fmt.Fprintf(stdout, "  %s\n", b)
+	if len(s.Members) > 0 {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  name\tstate\tgossip\tapi\tlag\tqueued\tstream\tschema")
+		for _, m := range s.Members {
+			stream, schema := "down", "same"
+			if m.Connected {
+				stream = "up"
+			}
+			if len(m.SchemaMismatch) > 0 {
+				schema = "differs: " + strings.Join(m.SchemaMismatch, ",")
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.1fms\t%d\t%s\t%s\n", m.Name, m.State, m.Addr, m.APIAddr, m.LagMS, m.QueuedDeltas, stream, schema)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	for _, p := range s.Parked {
 		fmt.Fprintf(stdout, "parked    %s/%s since %s: %s\n", p.Collection, p.Key, p.At.Format("2006-01-02 15:04:05"), p.Reason)
