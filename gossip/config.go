@@ -46,6 +46,10 @@ type Config struct {
 	Label string
 	// APIAddr is this node's HTTP API address, advertised in node meta.
 	APIAddr string
+	// ReplicaID is the replica ID (hex) this node stamps its writes with,
+	// advertised in node meta so that peers can show which node a stamp
+	// names. Optional.
+	ReplicaID string
 	// Version is the software version, advertised in node meta.
 	Version string
 	// Schema holds the merge rules; its per-collection fingerprints are
@@ -230,6 +234,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.APIAddr) > maxMetaField {
 		return configErr("api.addr", "%d bytes, over %d", len(c.APIAddr), maxMetaField)
+	}
+	if len(c.ReplicaID) > maxMetaField {
+		return configErr("replica", "%d bytes, over %d", len(c.ReplicaID), maxMetaField)
 	}
 	if len(c.Version) > maxMetaField {
 		return configErr("version", "%d bytes, over %d", len(c.Version), maxMetaField)

@@ -210,7 +210,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 		mc.BindPort = port
 	}
 	n.dataAddr = net.JoinHostPort(ip.String(), strconv.Itoa(port))
-	n.meta = nodeMeta{API: cfg.APIAddr, Data: n.dataAddr, Version: cfg.Version, Schema: n.schema.FP}
+	n.meta = nodeMeta{API: cfg.APIAddr, Data: n.dataAddr, Version: cfg.Version, Schema: n.schema.FP, Replica: cfg.ReplicaID}
 
 	if len(cfg.Keys) > 0 {
 		n.ringKeys = map[string][]byte{}
@@ -338,6 +338,7 @@ func (n *Node) Members() []Member {
 			Addr:              p.addr.Addr,
 			State:             "alive",
 			APIAddr:           p.meta.API,
+			Replica:           p.meta.Replica,
 			Version:           p.meta.Version,
 			SchemaFingerprint: p.meta.Schema,
 			Lag:               time.Duration(p.lag.Load()),

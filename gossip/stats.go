@@ -125,6 +125,9 @@ type Member struct {
 	Name    string
 	Addr    string // memberlist address (ip:port)
 	APIAddr string
+	// Replica is the replica ID (hex) the member stamps its writes with,
+	// "" when it does not advertise one.
+	Replica string
 	Version string
 	State   string // alive (memberlist's alive or suspect), failed (being reconnected)
 	// SchemaFingerprint is the peer's whole-schema fingerprint (node meta).

@@ -582,6 +582,10 @@ type nodeMeta struct {
 	// peers tell a member that left from one that failed (memberlist does
 	// not say which in its callbacks).
 	Leaving bool
+	// Replica is the node's replica ID in hex ("" when not configured). It
+	// came after Leaving: nodes that do not send it send 6 elements, and
+	// nodes that do not read it skip it.
+	Replica string
 }
 
 const metaVersion = 1
@@ -589,7 +593,7 @@ const metaVersion = 1
 func encodeMeta(nm *nodeMeta) []byte {
 	m := msgPool.Get().(*msgBuf)
 	m.buf.Reset()
-	_ = m.enc.EncodeArrayLen(6)
+	_ = m.enc.EncodeArrayLen(7)
 	_ = m.enc.EncodeUint(metaVersion)
 	_ = m.enc.EncodeString(nm.API)
 	_ = m.enc.EncodeString(nm.Data)
@@ -600,6 +604,7 @@ func encodeMeta(nm *nodeMeta) []byte {
 		leaving = 1
 	}
 	_ = m.enc.EncodeUint(leaving)
+	_ = m.enc.EncodeString(nm.Replica)
 	out := slices.Clone(m.buf.Bytes())
 	m.free()
 	return out
@@ -640,5 +645,11 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 		return nm, decodeWrap(err, "node meta")
 	}
 	nm.Leaving = leaving != 0
-	return nm, d.Skip(n - 6)
+	if n < 7 {
+		return nm, nil
+	}
+	if nm.Replica, err = d.String(maxMetaField); err != nil {
+		return nm, decodeWrap(err, "node meta")
+	}
+	return nm, d.Skip(n - 7)
 }

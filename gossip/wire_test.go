@@ -164,13 +164,27 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if err != nil || next != "people\x00y" || !done || cd.Len() != 2 {
 		t.Fatalf("bootstrap chunk: %q %v %+v %v", next, done, cd, err)
 	}
-	nm := nodeMeta{API: "127.0.0.1:7070", Data: "10.0.0.1:7946", Version: "v1", Schema: si.FP}
+	nm := nodeMeta{API: "127.0.0.1:7070", Data: "10.0.0.1:7946", Version: "v1", Schema: si.FP, Replica: "5df32e853dc5272d"}
 	gm, err := decodeMeta(encodeMeta(&nm))
 	if err != nil || gm != nm {
 		t.Fatalf("meta: %+v %v", gm, err)
 	}
+	// A node that does not advertise its replica sends six elements.
+	old := msgPool.Get().(*msgBuf)
+	old.buf.Reset()
+	_ = old.enc.EncodeArrayLen(6)
+	_ = old.enc.EncodeUint(metaVersion)
+	for _, s := range []string{nm.API, nm.Data, nm.Version, nm.Schema} {
+		_ = old.enc.EncodeString(s)
+	}
+	_ = old.enc.EncodeUint(0)
+	gm, err = decodeMeta(old.buf.Bytes())
+	old.free()
+	if want := (nodeMeta{API: nm.API, Data: nm.Data, Version: nm.Version, Schema: nm.Schema}); err != nil || gm != want {
+		t.Fatalf("six-element meta: %+v %v, want %+v", gm, err, want)
+	}
 	if len(encodeMeta(&nodeMeta{API: string(make([]byte, maxMetaField)), Data: "255.255.255.255:65535",
-		Version: string(make([]byte, maxMetaField)), Schema: si.FP})) > 512 {
+		Version: string(make([]byte, maxMetaField)), Schema: si.FP, Replica: string(make([]byte, maxMetaField))})) > 512 {
 		t.Fatal("the largest meta Validate allows is over memberlist's 512 bytes")
 	}
 }

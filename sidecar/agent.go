@@ -208,6 +208,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	gcfg.Label = cfg.Cluster
 	gcfg.Insecure = cfg.Insecure
 	gcfg.Version = Version
+	gcfg.ReplicaID = a.store.ReplicaID().String()
 	gcfg.Schema = schema
 	gcfg.Logger = log.With("component", "gossip")
 	if cfg.Gossip.PushAllUpTo > 0 {

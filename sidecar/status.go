@@ -34,7 +34,11 @@ type Status struct {
 
 // MemberStatus is one peer as this node sees it.
 type MemberStatus struct {
-	Name    string `json:"name"`
+	Name string `json:"name"`
+	// Replica is the replica ID its writes are stamped with (as in
+	// /v1/records' "replica"); omitted for a peer that does not advertise
+	// it.
+	Replica string `json:"replica,omitempty"`
 	Addr    string `json:"addr"`     // gossip address (ip:port)
 	APIAddr string `json:"api_addr"` // its HTTP API, "" when off
 	Version string `json:"version"`
@@ -96,7 +100,7 @@ type GossipStatus struct {
 
 func memberStatus(m gossip.Member) MemberStatus {
 	return MemberStatus{
-		Name: m.Name, Addr: m.Addr, APIAddr: m.APIAddr, Version: m.Version, State: m.State,
+		Name: m.Name, Replica: m.Replica, Addr: m.Addr, APIAddr: m.APIAddr, Version: m.Version, State: m.State,
 		SchemaFingerprint: m.SchemaFingerprint, SchemaMismatch: m.SchemaMismatch,
 		LastContact: m.LastContact.UTC(), LagMS: float64(m.Lag) / float64(time.Millisecond),
 		QueuedDeltas: m.Queued, Connected: m.Connected,

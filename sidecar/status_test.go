@@ -52,7 +52,7 @@ func TestStatusKeys(t *testing.T) {
 
 	required := []string{
 		"node", "replica", "version", "ready", "time", "digest", "records", "pending_apply", "schema_fingerprint",
-		"members", "members[].name", "members[].addr", "members[].api_addr", "members[].version", "members[].state",
+		"members", "members[].name", "members[].replica", "members[].addr", "members[].api_addr", "members[].version", "members[].state",
 		"members[].schema_fingerprint", "members[].lag_ms", "members[].queued_deltas", "members[].connected",
 		"adapter", "adapter.kind",
 		"adapter.capture", "adapter.capture.state", "adapter.capture.since",
@@ -91,6 +91,14 @@ func TestStatusKeys(t *testing.T) {
 		if !got[k] {
 			t.Errorf("missing key %q", k)
 		}
+	}
+	// A peer's replica ID stands next to its name.
+	var st Status
+	if err := json.Unmarshal([]byte(r.body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := a.a.store.ReplicaID().String(); len(st.Members) != 1 || st.Members[0].Name != "a" || st.Members[0].Replica != want {
+		t.Errorf("b's members = %+v, want a with replica %s", st.Members, want)
 	}
 	if t.Failed() {
 		t.Logf("status: %s", r.body)

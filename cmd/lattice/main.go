@@ -351,7 +351,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "members   %d\n", len(s.Members))
 	if len(s.Members) > 0 {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  name\tstate\tgossip\tapi\tlag\tqueued\tstream\tschema")
+		fmt.Fprintln(tw, "  name\treplica\tstate\tgossip\tapi\tlag\tqueued\tstream\tschema")
 		for _, m := range s.Members {
 			stream, schema := "down", "same"
 			if m.Connected {
@@ -360,7 +360,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if len(m.SchemaMismatch) > 0 {
 				schema = "differs: " + strings.Join(m.SchemaMismatch, ",")
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.1fms\t%d\t%s\t%s\n", m.Name, m.State, m.Addr, m.APIAddr, m.LagMS, m.QueuedDeltas, stream, schema)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%.1fms\t%d\t%s\t%s\n", m.Name, m.Replica, m.State, m.Addr, m.APIAddr, m.LagMS, m.QueuedDeltas, stream, schema)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
