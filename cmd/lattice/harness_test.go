@@ -464,9 +464,9 @@ func (a *agent) terminate() {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 }
 
-// awaitStop waits for the process to exit after terminate, and fails the
-// test unless it exited with status 0.
-func (a *agent) awaitStop(timeout time.Duration) {
+// awaitExit waits for the agent to exit on its own and returns its exit
+// status.
+func (a *agent) awaitExit(timeout time.Duration) int {
 	a.t.Helper()
 	a.mu.Lock()
 	done := a.done
@@ -475,14 +475,27 @@ func (a *agent) awaitStop(timeout time.Duration) {
 	case <-done:
 	case <-time.After(timeout):
 		a.killGroup()
-		a.t.Fatalf("%s did not stop within %s of SIGTERM", a.name, timeout)
+		a.t.Fatalf("%s still running %s later\n%s", a.name, timeout, a.logTail(40))
 	}
 	a.mu.Lock()
 	a.cmd = nil
 	err := a.waitErr
 	a.mu.Unlock()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
 	if err != nil {
-		a.t.Fatalf("%s exited with %v after SIGTERM\n%s", a.name, err, a.logTail(40))
+		a.t.Fatalf("%s: wait: %v", a.name, err)
+	}
+	return 0
+}
+
+// awaitStop waits for the process to exit after terminate, and fails the
+// test unless it exited with status 0.
+func (a *agent) awaitStop(timeout time.Duration) {
+	a.t.Helper()
+	if code := a.awaitExit(timeout); code != 0 {
+		a.t.Fatalf("%s exited with status %d after SIGTERM\n%s", a.name, code, a.logTail(40))
 	}
 	if !strings.Contains(a.logSinceStart(), "lattice agent stopped") {
 		a.t.Errorf("%s exited without logging a clean stop", a.name)

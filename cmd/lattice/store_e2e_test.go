@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,32 +28,6 @@ func soloWithData(t *testing.T, extra string) (*cluster, *agent) {
 		t.Fatalf("put: exit %d\n%s", code, errOut)
 	}
 	return c, a
-}
-
-// awaitExit waits for the agent to exit on its own and returns its exit
-// status.
-func (a *agent) awaitExit(timeout time.Duration) int {
-	a.t.Helper()
-	a.mu.Lock()
-	done := a.done
-	a.mu.Unlock()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		a.killGroup()
-		a.t.Fatalf("%s still running %s later\n%s", a.name, timeout, a.logTail(40))
-	}
-	a.mu.Lock()
-	a.cmd = nil
-	err := a.waitErr
-	a.mu.Unlock()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	if err != nil {
-		a.t.Fatalf("%s: wait: %v", a.name, err)
-	}
-	return 0
 }
 
 // An agent whose data directory vanishes stops within a few seconds with
