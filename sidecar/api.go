@@ -41,6 +41,10 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("PATCH /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.patch)))
 	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
 	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
+	mux.Handle("GET /v1/parked", a.auth(http.HandlerFunc(a.listParked)))
+	mux.Handle("POST /v1/parked/retry", a.auth(http.HandlerFunc(a.retryParked)))
+	mux.Handle("POST /v1/parked/skip", a.auth(http.HandlerFunc(a.skipParked)))
+	mux.Handle("GET /v1/collections", a.auth(http.HandlerFunc(a.collections)))
 	return a.count(newGuard(a.cfg.API, a.token).wrap(jsonMisses(mux)))
 }
 

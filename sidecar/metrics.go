@@ -26,6 +26,7 @@ type metrics struct {
 	captureErrors     prometheus.Counter
 	badRows           prometheus.Counter
 	parked            prometheus.Counter
+	parkedSkipped     prometheus.Counter
 	apiRequests       *prometheus.CounterVec
 	apiLatency        prometheus.Histogram
 }
@@ -45,6 +46,7 @@ func newMetrics(a *Agent) *metrics {
 		captureErrors:     f("capture_errors_total", "Capture interruptions (restarted from the last durable cursor)."),
 		badRows:           f("bad_rows_total", "Changes rejected as malformed or not fitting their field policy."),
 		parked:            f("parked_total", "Records the system rejected, set aside for an operator."),
+		parkedSkipped:     f("parked_skipped_total", "Parked records an operator skipped: dropped from the parked list without being applied."),
 	}
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "deltas_rejected_total",
 		Help: "Received record fragments refused, by reason (clock_offset, unknown_collection, too_large, other)."}, []string{"reason"})

@@ -60,6 +60,9 @@
 //     leave it out.
 //   - A change to a parked record queues it again, which takes it off the
 //     parked list (TestChangeToParkedRecordQueuesIt).
+//   - Skip drops a parked entry and nothing else: the record's merged state
+//     stays, and its next change queues it as usual
+//     (TestSkipDropsParkedEntryKeepsState).
 //
 // # Persisted layout
 //
