@@ -29,6 +29,9 @@ var layerRules = []struct {
 	{"gossip", []string{"github.com/dgraph-io/badger", "@sidecar", "@adapters", "@cmd", "@bench"}},
 	{"adapters", []string{"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist", "@sidecar", "@gossip", "@cmd", "@bench"}},
 	{"sidecar", []string{"@cmd", "@bench"}},
+	// The console sees only what the agent's API shows.
+	{"sidecar/console", []string{"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist",
+		"@sidecar$", "@sidecar/store", "@gossip", "@adapters", "@cmd", "@bench"}},
 	{"bench", []string{"@cmd"}},
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/console"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -45,7 +46,16 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("POST /v1/parked/retry", a.auth(http.HandlerFunc(a.retryParked)))
 	mux.Handle("POST /v1/parked/skip", a.auth(http.HandlerFunc(a.skipParked)))
 	mux.Handle("GET /v1/collections", a.auth(http.HandlerFunc(a.collections)))
-	return a.count(newGuard(a.cfg.API, a.token).wrap(jsonMisses(mux)))
+	api := jsonMisses(mux)
+	ui, err := console.New(console.Config{API: api, Token: a.token, Metrics: a.reg, Logger: a.log})
+	if err != nil {
+		// The templates are embedded and parsed by the tests: this is a
+		// broken build, not a runtime condition.
+		panic(errors.NewAssertionErrorWithWrappedErrf(err, "console"))
+	}
+	mux.Handle("/ui", ui)
+	mux.Handle("/ui/", ui)
+	return a.count(newGuard(a.cfg.API, a.token).wrap(api))
 }
 
 // jsonMisses answers requests no route takes (404) or takes with another
