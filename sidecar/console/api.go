@@ -15,16 +15,16 @@ import (
 // page shows are named; the rest of each answer is ignored.
 
 type status struct {
-	Node    string   `json:"node"`
-	Replica string   `json:"replica"`
-	Version string   `json:"version"`
-	Ready   bool     `json:"ready"`
-	Failing []string `json:"failing"`
+	Node    string    `json:"node"`
+	Replica string    `json:"replica"`
+	Version string    `json:"version"`
+	Ready   bool      `json:"ready"`
+	Failing []string  `json:"failing"`
 	Time    time.Time `json:"time"`
-	Digest  string   `json:"digest"`
-	Records uint64   `json:"records"`
-	Members []member `json:"members"`
-	Pending int      `json:"pending_apply"`
+	Digest  string    `json:"digest"`
+	Records uint64    `json:"records"`
+	Members []member  `json:"members"`
+	Pending int       `json:"pending_apply"`
 	Adapter struct {
 		Kind    string `json:"kind"`
 		Capture *loop  `json:"capture"`
