@@ -81,8 +81,8 @@ func (a *Agent) Collections() []CollectionInfo {
 			if ci != nil {
 				if k, ok := ci.kinds[f]; ok {
 					fi.Kind = k.String()
-					if k == crdt.KindList {
-						fi.Kind = "list of " + ci.elems[f].String()
+					if e := ci.elems[f]; k == crdt.KindList && e != crdt.KindNull {
+						fi.Kind = "list of " + e.String()
 					}
 				}
 			}

@@ -94,6 +94,10 @@ func histogramChart(mf *dto.MetricFamily) *chart {
 	for _, x := range bs {
 		most = max(most, x.n)
 	}
+	// Four gridlines at whole, distinct counts: the axis tops at the next
+	// multiple of 4 steps above the tallest bar.
+	step := (most + 3) / 4
+	most = step * 4
 	slot := (c.Right - c.Left) / float64(len(bs))
 	for i, x := range bs {
 		hgt := (c.Bottom - c.Top) * float64(x.n) / float64(most)
@@ -101,9 +105,8 @@ func histogramChart(mf *dto.MetricFamily) *chart {
 		c.Bars = append(c.Bars, bar{X: bx, Y: c.Bottom - hgt, W: slot * 0.8, H: hgt, Count: x.n,
 			Label: durationLabel(x.upper), LabelX: bx + slot*0.4})
 	}
-	for i := 0; i <= 4; i++ {
-		v := float64(most) * float64(i) / 4
-		c.YTicks = append(c.YTicks, tick{Y: c.Bottom - (c.Bottom-c.Top)*float64(i)/4, Label: strconv.FormatFloat(math.Round(v), 'f', 0, 64)})
+	for i := uint64(0); i <= 4; i++ {
+		c.YTicks = append(c.YTicks, tick{Y: c.Bottom - (c.Bottom-c.Top)*float64(i)/4, Label: strconv.FormatUint(i*step, 10)})
 	}
 	c.P50, c.P99 = quantile(bs, h.GetSampleCount(), 0.5), quantile(bs, h.GetSampleCount(), 0.99)
 	return c

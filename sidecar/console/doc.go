@@ -22,7 +22,8 @@
 //     origin.
 //   - Every response says Content-Security-Policy default-src 'self' (no
 //     inline script or style, no frames), X-Frame-Options DENY,
-//     X-Content-Type-Options nosniff, Referrer-Policy no-referrer and
+//     X-Content-Type-Options nosniff, Referrer-Policy same-origin (with
+//     no-referrer browsers send Origin: null on forms) and
 //     Cache-Control no-store. Pages are html/template, which escapes every
 //     value by context. Assets are embedded: the console works offline and
 //     loads nothing from elsewhere.

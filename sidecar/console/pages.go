@@ -27,7 +27,11 @@ type page struct {
 	Notice  string
 	Next    string // login: where to go after
 	Authed  bool   // show the logout button
-	Data    any
+	// Paused is set when ?refresh=0 stopped the reloads; Toggle is the
+	// page's address with the reloads switched the other way.
+	Paused bool
+	Toggle string
+	Data   any
 }
 
 var pageNames = []string{"login", "error", "cluster", "node", "parked", "skip", "drift", "conflicts", "collections", "records", "record"}
@@ -121,8 +125,19 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 		p.CSRF = s.csrf
 		p.Authed = c.cfg.Token != ""
 	}
-	if p.Refresh == 0 && c.cfg.Refresh > 0 && name != "login" && name != "error" && name != "skip" {
-		p.Refresh = max(1, int(c.cfg.Refresh/time.Second))
+	if c.cfg.Refresh > 0 && name != "login" && name != "error" && name != "skip" {
+		q := r.URL.Query()
+		if p.Paused = q.Get("refresh") == "0"; p.Paused {
+			q.Del("refresh")
+		} else {
+			p.Refresh = max(1, int(c.cfg.Refresh/time.Second))
+			q.Set("refresh", "0")
+		}
+		q.Del("done") // a notice is for the page right after its action
+		p.Toggle = r.URL.Path
+		if len(q) > 0 {
+			p.Toggle += "?" + q.Encode()
+		}
 	}
 	if p.Node == "" {
 		var st status
