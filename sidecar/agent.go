@@ -15,6 +15,7 @@ import (
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -58,7 +59,7 @@ type Agent struct {
 	adp    adapters.Adapter
 	token  string
 	// info maps the system's catalog; catalog.go replaces it while running.
-	info    atomic.Pointer[typeInfo]
+	info    atomic.Pointer[engine.Catalog]
 	catMu   sync.Mutex      // serializes catalog refreshes; guards catMiss
 	catMiss map[string]bool // unknown names a refresh was asked about
 	reg     *prometheus.Registry
@@ -193,7 +194,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 			return nil, errors.Wrap(err, "discover the system's tables")
 		}
 	}
-	ti, err := newTypeInfo(cfg, schema, tables)
+	ti, err := engine.NewCatalog(cfg.catalogConfig(), schema, tables)
 	if err != nil {
 		return nil, err
 	}

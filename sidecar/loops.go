@@ -170,7 +170,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 			return nil, err
 		}
 		for _, f := range d.Fragments {
-			if ci, err := a.typeInfo().lookup(f.Collection); err == nil && ci.synced && f.Record.Exists() {
+			if ci, err := a.typeInfo().Lookup(f.Collection); err == nil && ci.Synced && f.Record.Exists() {
 				missing = append(missing, crdt.MakeID(f.Collection, f.Key))
 			}
 		}
@@ -208,7 +208,7 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 	info := a.typeInfo()
 	changes := make([]store.Change, 0, len(b.Changes))
 	for _, c := range b.Changes {
-		ci, err := info.lookup(c.Collection)
+		ci, err := info.Lookup(c.Collection)
 		if err != nil {
 			a.m.badRows.Inc()
 			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
@@ -220,8 +220,8 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			Key:        c.Key,
 			// Partial: a column a capture leaves out is unchanged (adapters
 			// send nulls explicitly).
-			Row:      ci.fromSystem(ci.stripKey(c.Row)),
-			Base:     ci.fromSystem(ci.stripKey(c.Old)),
+			Row:      ci.FromSystem(ci.StripKey(c.Row)),
+			Base:     ci.FromSystem(ci.StripKey(c.Old)),
 			Delete:   c.Row == nil,
 			Captured: true,
 		}
@@ -351,8 +351,8 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 			parked++
 			continue
 		}
-		ci, err := info.lookup(p.Collection)
-		if err != nil || !ci.synced {
+		ci, err := info.Lookup(p.Collection)
+		if err != nil || !ci.Synced {
 			// The system does not hold this collection: nothing to write.
 			settled = append(settled, p)
 			continue
@@ -364,10 +364,10 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		}
 		w := adapters.Write{Collection: p.Collection, Key: p.Key}
 		if view := p.Record.View(col); view != nil {
-			row, err := ci.keyRow(p.Key)
+			row, err := ci.KeyRow(p.Key)
 			if err == nil {
 				maps.Copy(row, view)
-				w.Row, err = ci.toSystem(row)
+				w.Row, err = ci.ToSystem(row)
 			}
 			if err != nil {
 				if err := a.park(p, err); err != nil {
