@@ -76,16 +76,12 @@ type Agent struct {
 	captureUp chan struct{}
 	upOnce    sync.Once
 
-	// applied maps records to the capture position of their last apply, until
-	// capture has passed it; barrier is the system's head when capture
-	// started, covering applies made before this process started. A change
-	// captured in a batch that starts before either may have been
-	// overwritten in the system by that apply (see staleness in loops.go).
-	posMu   sync.Mutex
-	applied map[crdt.ID][]byte
-	barrier []byte
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// pos holds the apply positions (engine.Positions), guarded by posMu:
+	// the capture, apply and API paths share it.
+	posMu  sync.Mutex
+	pos    engine.Positions
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	ready      atomic.Bool
 	captureSt  atomic.Pointer[loopState]
@@ -129,7 +125,6 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		token:      token,
 		applyWake:  make(chan struct{}, 1),
 		captureUp:  make(chan struct{}),
-		applied:    map[crdt.ID][]byte{},
 		catMiss:    map[string]bool{},
 		done:       make(chan struct{}),
 		cursorName: "adapter/" + cfg.Adapter.Kind,

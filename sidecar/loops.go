@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"maps"
 	"slices"
@@ -45,7 +44,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 		}
 	} else {
 		a.posMu.Lock()
-		first := a.barrier == nil && len(a.applied) == 0
+		first := a.pos.Empty()
 		a.posMu.Unlock()
 		if first {
 			// Applies made before this process started are unknown: until
@@ -56,7 +55,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 				return errors.Wrap(err, "read the system's capture head")
 			}
 			a.posMu.Lock()
-			a.barrier = head
+			a.pos.Barrier(head)
 			a.posMu.Unlock()
 		}
 	}
@@ -85,61 +84,11 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 
 // stale reports whether a change to id captured in a batch that starts at
 // prev may have been overwritten in the system by an apply before capture
-// saw it.
+// saw it (engine.Positions.Stale).
 func (a *Agent) stale(id crdt.ID, prev []byte) bool {
 	a.posMu.Lock()
 	defer a.posMu.Unlock()
-	if a.barrier != nil && bytes.Compare(prev, a.barrier) < 0 {
-		return true
-	}
-	pos, ok := a.applied[id]
-	return ok && bytes.Compare(prev, pos) < 0
-}
-
-// passed forgets the apply positions capture has passed: changes after
-// cursor were committed after those applies.
-func (a *Agent) passed(cursor []byte) {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	if a.barrier != nil && bytes.Compare(cursor, a.barrier) >= 0 {
-		a.barrier = nil
-	}
-	for id, pos := range a.applied {
-		if bytes.Compare(cursor, pos) >= 0 {
-			delete(a.applied, id)
-		}
-	}
-}
-
-// inFlight is the apply position of a record whose apply has started and
-// whose position is not known yet: it orders after every cursor, so every
-// change to the record counts as stale until the apply reports its position.
-var inFlight = bytes.Repeat([]byte{0xff}, 64)
-
-// applying marks ids as being applied, before the apply starts, so that a
-// capture batch handled between the apply's commit and appliedAt cannot
-// miss it.
-func (a *Agent) applying(ids []crdt.ID) {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	for _, id := range ids {
-		a.applied[id] = inFlight
-	}
-}
-
-// appliedAt records the capture position of an apply of ids. Without a
-// position (an adapter that reports none) the in-flight marks stay until a
-// later apply of the same record replaces them, which keeps its changes
-// conservatively stale.
-func (a *Agent) appliedAt(ids []crdt.ID, pos []byte) {
-	if len(pos) == 0 {
-		return
-	}
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	for _, id := range ids {
-		a.applied[id] = pos
-	}
+	return a.pos.Stale(id, prev)
 }
 
 // snapshot stores every row of the system as a captured change, stores the
@@ -253,7 +202,9 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 	a.afterLocal(res, "capture")
 	a.markBatch(&a.captureSt)
 	if cursor != nil {
-		a.passed(cursor.Value)
+		a.posMu.Lock()
+		a.pos.Passed(cursor.Value)
+		a.posMu.Unlock()
 		if err := a.adp.Ack(ctx, cursor.Value); err != nil && ctx.Err() == nil {
 			a.log.Warn("acknowledge cursor", "err", err)
 		}
@@ -393,7 +344,9 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	for i, w := range writes {
 		ids[i] = crdt.MakeID(w.Collection, w.Key)
 	}
-	a.applying(ids)
+	a.posMu.Lock()
+	a.pos.Applying(ids)
+	a.posMu.Unlock()
 	start := time.Now()
 	pos, err := a.adp.Apply(ctx, writes)
 	if err != nil {
@@ -416,7 +369,9 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		// unavailable: find the write that causes it.
 		return a.applyEach(ctx, apply, writes, err)
 	}
-	a.appliedAt(ids, pos)
+	a.posMu.Lock()
+	a.pos.AppliedAt(ids, pos)
+	a.posMu.Unlock()
 	a.m.applyLatency.Observe(time.Since(start).Seconds())
 	a.m.appliedRows.Add(float64(len(writes)))
 	a.markBatch(&a.applySt)
@@ -440,7 +395,9 @@ func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []a
 		id := crdt.MakeID(w.Collection, w.Key)
 		pos, err := a.adp.Apply(ctx, []adapters.Write{w})
 		if err == nil {
-			a.appliedAt([]crdt.ID{id}, pos)
+			a.posMu.Lock()
+			a.pos.AppliedAt([]crdt.ID{id}, pos)
+			a.posMu.Unlock()
 			a.m.appliedRows.Inc()
 			if err := a.store.AckPending(items[i : i+1]); err != nil {
 				return settled, err
