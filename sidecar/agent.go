@@ -58,8 +58,12 @@ type Agent struct {
 	node   *gossip.Node
 	adp    adapters.Adapter
 	token  string
-	// info maps the system's catalog; catalog.go replaces it while running.
-	info    atomic.Pointer[engine.Catalog]
+	// eng decides what captured changes, API writes and applies do; the
+	// agent drives it (steps under engMu, through store.Commit) and carries
+	// out its Ready values in order. Its catalog mapping (eng.Catalog) is
+	// replaced while running by catalog.go.
+	eng     *engine.Engine
+	engMu   sync.Mutex
 	catMu   sync.Mutex      // serializes catalog refreshes; guards catMiss
 	catMiss map[string]bool // unknown names a refresh was asked about
 	reg     *prometheus.Registry
@@ -76,10 +80,6 @@ type Agent struct {
 	captureUp chan struct{}
 	upOnce    sync.Once
 
-	// pos holds the apply positions (engine.Positions), guarded by posMu:
-	// the capture, apply and API paths share it.
-	posMu  sync.Mutex
-	pos    engine.Positions
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -193,7 +193,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.info.Store(ti)
+	a.eng = engine.New(a.store.Params(cfg.Node), ti)
 	a.m = newMetrics(a)
 
 	gcfg := gossip.DefaultConfig()

@@ -15,7 +15,6 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
-	"github.com/lattice-crdt/lattice/sidecar/store"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -406,7 +405,7 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
 	if !ok {
 		return
 	}
-	ch := store.Change{Collection: ci.Name, Key: key, Row: crdt.Row{}, Full: full}
+	ch := engine.Change{Collection: ci.Name, Key: key, Row: crdt.Row{}, Full: full}
 	keyRow, _ := ci.KeyRow(key)
 	for _, f := range sortedKeys(body) {
 		raw := body[f]
@@ -478,7 +477,7 @@ func (e *fieldError) Unwrap() error { return e.err }
 // for a field without a column is accepted: it clears a value that came
 // from elsewhere, and a null is never part of the row an apply writes. Values of the wrong type are
 // refused earlier, by the column's kind. The errors are *fieldError.
-func (a *Agent) checkColumns(ci *engine.Mapping, col *crdt.Collection, key crdt.Key, ch store.Change) error {
+func (a *Agent) checkColumns(ci *engine.Mapping, col *crdt.Collection, key crdt.Key, ch engine.Change) error {
 	if !ci.Synced {
 		return nil
 	}
@@ -580,12 +579,17 @@ func (a *Agent) del(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a.commit(w, ci, col, key, store.Change{Collection: ci.Name, Key: key, Delete: true})
+	a.commit(w, ci, col, key, engine.Change{Collection: ci.Name, Key: key, Delete: true})
 }
 
-// commit applies one API change and answers with the record's new state.
-func (a *Agent) commit(w http.ResponseWriter, ci *engine.Mapping, col *crdt.Collection, key crdt.Key, ch store.Change) {
-	res, err := a.store.Local(a.cfg.Node, []store.Change{ch}, nil)
+// commit steps one API change through the engine, carries out its Ready
+// and answers with the record's new state.
+func (a *Agent) commit(w http.ResponseWriter, ci *engine.Mapping, col *crdt.Collection, key crdt.Key, ch engine.Change) {
+	res, err := a.store.Commit(func(r engine.Reader) (*engine.Ready, error) {
+		a.engMu.Lock()
+		defer a.engMu.Unlock()
+		return a.eng.Local(r, []engine.Change{ch}, nil)
+	})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err, "")
 		return

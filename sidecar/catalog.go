@@ -25,7 +25,7 @@ import (
 //     merged value for a column the system lacked was refused and parked).
 
 // typeInfo returns the current mapping of the system's catalog.
-func (a *Agent) typeInfo() *engine.Catalog { return a.info.Load() }
+func (a *Agent) typeInfo() *engine.Catalog { return a.eng.Catalog() }
 
 // catalogLoop refreshes the mapping periodically and when the adapter
 // reports a change, until ctx is done.
@@ -68,8 +68,7 @@ func (a *Agent) refreshCatalog(ctx context.Context, forget bool) error {
 	if err != nil {
 		return err
 	}
-	old := a.info.Swap(ti)
-	newTables, newColumns := engine.Gains(old, ti)
+	newTables, newColumns := a.eng.SetCatalog(ti)
 	if len(newTables) == 0 && len(newColumns) == 0 {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 )
 
@@ -43,9 +44,9 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 			return errors.Wrap(err, "initial snapshot")
 		}
 	} else {
-		a.posMu.Lock()
-		first := a.pos.Empty()
-		a.posMu.Unlock()
+		a.engMu.Lock()
+		first := a.eng.Positions().Empty()
+		a.engMu.Unlock()
 		if first {
 			// Applies made before this process started are unknown: until
 			// capture passes the system's current head, any captured change
@@ -54,9 +55,9 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 			if err != nil {
 				return errors.Wrap(err, "read the system's capture head")
 			}
-			a.posMu.Lock()
-			a.pos.Barrier(head)
-			a.posMu.Unlock()
+			a.engMu.Lock()
+			a.eng.Positions().Barrier(head)
+			a.engMu.Unlock()
 		}
 	}
 	a.setState(&a.captureSt, "capturing", nil)
@@ -80,15 +81,6 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 		}
 	}
 	return err
-}
-
-// stale reports whether a change to id captured in a batch that starts at
-// prev may have been overwritten in the system by an apply before capture
-// saw it (engine.Positions.Stale).
-func (a *Agent) stale(id crdt.ID, prev []byte) bool {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	return a.pos.Stale(id, prev)
 }
 
 // snapshot stores every row of the system as a captured change, stores the
@@ -140,9 +132,12 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	return cursor, nil
 }
 
-// captured makes a batch of captured changes durable (with its cursor),
-// broadcasts the resulting delta, and acknowledges the cursor. prev is the
-// cursor the batch starts after (nil for snapshot batches).
+// captured steps a batch of captured changes through the engine and
+// carries out its Ready in order: the store makes the new states and the
+// cursor durable (store.Commit, the step running under the store's writer
+// lock), then the delta is broadcast and the applier woken, then the cursor
+// is acknowledged to the system. prev is the cursor the batch starts after
+// (nil for snapshot batches).
 func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
 	if a.needsCatalog(b.Changes) {
 		// A table or column created since the last look: map it before the
@@ -154,75 +149,54 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			a.log.Warn("refresh of the system's catalog failed; the previous mapping stays", "err", err)
 		}
 	}
-	info := a.typeInfo()
-	changes := make([]store.Change, 0, len(b.Changes))
-	for _, c := range b.Changes {
-		ci, err := info.Lookup(c.Collection)
-		if err != nil {
-			a.m.badRows.Inc()
-			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
-			continue
-		}
-		id := crdt.MakeID(c.Collection, c.Key)
-		ch := store.Change{
-			Collection: c.Collection,
-			Key:        c.Key,
-			// Partial: a column a capture leaves out is unchanged (adapters
-			// send nulls explicitly).
-			Row:      ci.FromSystem(ci.StripKey(c.Row)),
-			Base:     ci.FromSystem(ci.StripKey(c.Old)),
-			Delete:   c.Row == nil,
-			Captured: true,
-		}
-		if !c.Committed.IsZero() {
-			ch.Committed = c.Committed.UnixNano()
-		}
-		if cursor != nil {
-			// Decided inside Local, under the store's writer lock: an apply
-			// acknowledged between a decision made here and Local would
-			// find its queue entry unchanged and leave the system holding
-			// the applied row over the user's change.
-			ch.StaleCheck = func() bool { return a.stale(id, prev) }
-		}
-		changes = append(changes, ch)
-		if seen != nil {
-			seen[id] = struct{}{}
-		}
-	}
-	if len(changes) == 0 && cursor == nil {
+	if len(b.Changes) == 0 && cursor == nil {
 		return nil
+	}
+	if seen != nil {
+		for _, c := range b.Changes {
+			seen[crdt.MakeID(c.Collection, c.Key)] = struct{}{}
+		}
 	}
 	if a.knobs.beforeLocal != nil && cursor != nil {
 		a.knobs.beforeLocal(b)
 	}
-	res, err := a.store.Local(a.cfg.Node, changes, cursor)
+	rd, err := a.store.Commit(func(r engine.Reader) (*engine.Ready, error) {
+		a.engMu.Lock()
+		defer a.engMu.Unlock()
+		return a.eng.Capture(r, b, prev, cursor)
+	})
 	if err != nil {
 		return err
 	}
-	a.afterLocal(res, "capture")
+	for _, sk := range rd.Skipped {
+		a.m.badRows.Inc()
+		a.log.Warn("captured change for an unknown collection skipped", "collection", sk.Collection, "err", sk.Err)
+	}
+	a.afterLocal(rd, "capture")
 	a.markBatch(&a.captureSt)
 	if cursor != nil {
-		a.posMu.Lock()
-		a.pos.Passed(cursor.Value)
-		a.posMu.Unlock()
-		if err := a.adp.Ack(ctx, cursor.Value); err != nil && ctx.Err() == nil {
+		a.engMu.Lock()
+		a.eng.Advance(rd)
+		a.engMu.Unlock()
+		if err := a.adp.Ack(ctx, rd.Ack); err != nil && ctx.Err() == nil {
 			a.log.Warn("acknowledge cursor", "err", err)
 		}
 	}
 	return nil
 }
 
-// afterLocal broadcasts a local result, counts it and wakes the applier.
-func (a *Agent) afterLocal(res *store.LocalResult, via string) {
-	for _, f := range res.Failed {
+// afterLocal carries out the part of a durable Ready that follows the
+// store: it broadcasts the delta, counts it and wakes the applier.
+func (a *Agent) afterLocal(rd *engine.Ready, via string) {
+	for _, f := range rd.Failed {
 		a.m.badRows.Inc()
 		a.log.Warn("change rejected", "via", via, "collection", f.Collection, "key", f.Key, "err", f.Err)
 	}
-	if res.Delta.Len() > 0 {
-		a.m.localFragments.Add(float64(res.Delta.Len()))
-		a.node.Broadcast(res.Delta)
+	if rd.Broadcast.Len() > 0 {
+		a.m.localFragments.Add(float64(rd.Broadcast.Len()))
+		a.node.Broadcast(rd.Broadcast)
 	}
-	if len(res.Effects) > 0 && a.adp != nil {
+	if len(rd.Effects) > 0 && a.adp != nil {
 		a.wakeApply()
 	}
 }
@@ -344,9 +318,9 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	for i, w := range writes {
 		ids[i] = crdt.MakeID(w.Collection, w.Key)
 	}
-	a.posMu.Lock()
-	a.pos.Applying(ids)
-	a.posMu.Unlock()
+	a.engMu.Lock()
+	a.eng.Positions().Applying(ids)
+	a.engMu.Unlock()
 	start := time.Now()
 	pos, err := a.adp.Apply(ctx, writes)
 	if err != nil {
@@ -369,9 +343,9 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		// unavailable: find the write that causes it.
 		return a.applyEach(ctx, apply, writes, err)
 	}
-	a.posMu.Lock()
-	a.pos.AppliedAt(ids, pos)
-	a.posMu.Unlock()
+	a.engMu.Lock()
+	a.eng.Positions().AppliedAt(ids, pos)
+	a.engMu.Unlock()
 	a.m.applyLatency.Observe(time.Since(start).Seconds())
 	a.m.appliedRows.Add(float64(len(writes)))
 	a.markBatch(&a.applySt)
@@ -395,9 +369,9 @@ func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []a
 		id := crdt.MakeID(w.Collection, w.Key)
 		pos, err := a.adp.Apply(ctx, []adapters.Write{w})
 		if err == nil {
-			a.posMu.Lock()
-			a.pos.AppliedAt([]crdt.ID{id}, pos)
-			a.posMu.Unlock()
+			a.engMu.Lock()
+			a.eng.Positions().AppliedAt([]crdt.ID{id}, pos)
+			a.engMu.Unlock()
 			a.m.appliedRows.Inc()
 			if err := a.store.AckPending(items[i : i+1]); err != nil {
 				return settled, err
