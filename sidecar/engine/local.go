@@ -207,6 +207,9 @@ type localRecord struct {
 // limits, is reported in Failed and the others commit; the error return is
 // for failures of the Reader.
 func Local(r Reader, p Params, changes []Change, cursor *Cursor) (*Ready, error) {
+	if p.Limits == (crdt.Limits{}) {
+		p.Limits = crdt.DefaultLimits()
+	}
 	rd := &Ready{Broadcast: &crdt.Delta{}, Cursor: cursor}
 	if cursor != nil {
 		rd.Ack = cursor.Value
