@@ -75,7 +75,9 @@ type memStore struct {
 	qseq   uint64
 }
 
-func (m *memStore) Collection(name string) (*crdt.Collection, error) { return m.schema.Collection(name) }
+func (m *memStore) Collection(name string) (*crdt.Collection, error) {
+	return m.schema.Collection(name)
+}
 
 func (m *memStore) Read(ids []crdt.ID, out []Stored) error {
 	for i, id := range ids {
