@@ -44,7 +44,7 @@ type Options struct {
 // agent's loops; all are nil outside tests.
 type testingKnobs struct {
 	// beforeLocal runs in the capture loop after a captured batch is
-	// prepared and before it is handed to store.Local.
+	// prepared and before it is stepped through the engine.
 	beforeLocal func(adapters.Batch)
 }
 

@@ -233,7 +233,7 @@ type fieldJSON struct {
 // target resolves the collection and key of a request.
 func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*engine.Mapping, *crdt.Collection, crdt.Key, bool) {
 	name := r.PathValue("collection")
-	ci, err := a.typeInfo().Lookup(name)
+	ci, err := a.catalog().Lookup(name)
 	if err != nil {
 		writeError(w, http.StatusNotFound, err, "")
 		return nil, nil, "", false
@@ -585,11 +585,7 @@ func (a *Agent) del(w http.ResponseWriter, r *http.Request) {
 // commit steps one API change through the engine, carries out its Ready
 // and answers with the record's new state.
 func (a *Agent) commit(w http.ResponseWriter, ci *engine.Mapping, col *crdt.Collection, key crdt.Key, ch engine.Change) {
-	res, err := a.store.Commit(func(r engine.Reader) (*engine.Ready, error) {
-		a.engMu.Lock()
-		defer a.engMu.Unlock()
-		return a.eng.Local(r, []engine.Change{ch}, nil)
-	})
+	res, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.Local(r, []engine.Change{ch}, nil) })
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err, "")
 		return

@@ -24,8 +24,8 @@ import (
 //   - a new column: the parked records of its collection are requeued (a
 //     merged value for a column the system lacked was refused and parked).
 
-// typeInfo returns the current mapping of the system's catalog.
-func (a *Agent) typeInfo() *engine.Catalog { return a.eng.Catalog() }
+// catalog returns the current mapping of the system's catalog.
+func (a *Agent) catalog() *engine.Catalog { return a.eng.Catalog() }
 
 // catalogLoop refreshes the mapping periodically and when the adapter
 // reports a change, until ctx is done.
@@ -112,7 +112,7 @@ func (a *Agent) refreshCatalog(ctx context.Context, forget bool) error {
 // since the last periodic one: a name a refresh did not find is not worth
 // another until then.
 func (a *Agent) needsCatalog(changes []adapters.Change) bool {
-	unknown := a.typeInfo().Unknown(changes)
+	unknown := a.catalog().Unknown(changes)
 	if len(unknown) == 0 {
 		return false
 	}

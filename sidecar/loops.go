@@ -65,7 +65,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 	a.upOnce.Do(func() { close(a.captureUp) })
 	prev := cursor
 	err = a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
-		if err := a.captured(ctx, b, prev, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil); err != nil {
+		if err := a.captured(ctx, b, prev, &engine.Cursor{Name: a.cursorName, Value: b.Cursor}, nil); err != nil {
 			return err
 		}
 		prev = b.Cursor
@@ -76,7 +76,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 		// was reset): forget it, so that the next attempt takes a new
 		// snapshot. Rows equal to the merged state diff to nothing.
 		a.log.Error("the system cannot resume capture from the stored cursor; taking a new snapshot", "err", err)
-		if _, ferr := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: []byte{}}); ferr != nil {
+		if _, ferr := a.storeCursor([]byte{}); ferr != nil {
 			return errors.Wrap(ferr, "forget the cursor")
 		}
 	}
@@ -111,7 +111,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 			return nil, err
 		}
 		for _, f := range d.Fragments {
-			if ci, err := a.typeInfo().Lookup(f.Collection); err == nil && ci.Synced && f.Record.Exists() {
+			if ci, err := a.catalog().Lookup(f.Collection); err == nil && ci.Synced && f.Record.Exists() {
 				missing = append(missing, crdt.MakeID(f.Collection, f.Key))
 			}
 		}
@@ -122,7 +122,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 		}
 		a.wakeApply()
 	}
-	if _, err := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: cursor}); err != nil {
+	if _, err := a.storeCursor(cursor); err != nil {
 		return nil, err
 	}
 	if err := a.adp.Ack(ctx, cursor); err != nil {
@@ -138,7 +138,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 // lock), then the delta is broadcast and the applier woken, then the cursor
 // is acknowledged to the system. prev is the cursor the batch starts after
 // (nil for snapshot batches).
-func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
+func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *engine.Cursor, seen map[crdt.ID]struct{}) error {
 	if a.needsCatalog(b.Changes) {
 		// A table or column created since the last look: map it before the
 		// batch is read with the old mapping (key columns taken for fields).
@@ -160,11 +160,7 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 	if a.knobs.beforeLocal != nil && cursor != nil {
 		a.knobs.beforeLocal(b)
 	}
-	rd, err := a.store.Commit(func(r engine.Reader) (*engine.Ready, error) {
-		a.engMu.Lock()
-		defer a.engMu.Unlock()
-		return a.eng.Capture(r, b, prev, cursor)
-	})
+	rd, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.Capture(r, b, prev, cursor) })
 	if err != nil {
 		return err
 	}
@@ -183,6 +179,24 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 		}
 	}
 	return nil
+}
+
+// step runs an engine step under the store's writer lock (store.Commit)
+// and the engine's lock, and returns its Ready once the durable part is
+// durable. The caller carries out the rest, in order.
+func (a *Agent) step(fn func(engine.Reader) (*engine.Ready, error)) (*engine.Ready, error) {
+	return a.store.Commit(func(r engine.Reader) (*engine.Ready, error) {
+		a.engMu.Lock()
+		defer a.engMu.Unlock()
+		return fn(r)
+	})
+}
+
+// storeCursor makes the capture cursor durable, with no change.
+func (a *Agent) storeCursor(cursor []byte) (*engine.Ready, error) {
+	return a.step(func(r engine.Reader) (*engine.Ready, error) {
+		return a.eng.Local(r, nil, &engine.Cursor{Name: a.cursorName, Value: cursor})
+	})
 }
 
 // afterLocal carries out the part of a durable Ready that follows the
@@ -265,7 +279,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	writes := make([]adapters.Write, 0, len(items))
 	var settled, apply []store.Pending
 	parked := 0
-	info := a.typeInfo()
+	info := a.catalog()
 	for _, p := range items {
 		if p.Err != nil {
 			// The stored state does not decode: it cannot be written, and
