@@ -68,6 +68,9 @@ func (a *Agent) refreshCatalog(ctx context.Context, forget bool) error {
 	if err != nil {
 		return err
 	}
+	if err := a.readNewTables(ctx, ti); err != nil {
+		return err
+	}
 	newTables, newColumns := a.eng.SetCatalog(ti)
 	if len(newTables) == 0 && len(newColumns) == 0 {
 		return nil
@@ -105,6 +108,35 @@ func (a *Agent) refreshCatalog(ctx context.Context, forget bool) error {
 		a.wakeApply()
 	}
 	return nil
+}
+
+// readNewTables reads the rows of the tables that next maps and the
+// current catalog does not, when the adapter can (adapters.TableReader),
+// and steps them through the engine as snapshot rows mapped with next. It
+// runs before next is swapped in: until then apply writes nothing into those
+// tables, so it cannot overwrite a row before it is read.
+func (a *Agent) readNewTables(ctx context.Context, next *engine.Catalog) error {
+	tr, ok := a.adp.(adapters.TableReader)
+	if !ok {
+		return nil
+	}
+	newTables, _ := engine.Gains(a.catalog(), next)
+	if len(newTables) == 0 {
+		return nil
+	}
+	err := tr.ReadTables(ctx, newTables, func(ctx context.Context, b adapters.Batch) error {
+		rd, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.CaptureTables(r, next, b) })
+		if err != nil {
+			return err
+		}
+		for _, sk := range rd.Skipped {
+			a.m.badRows.Inc()
+			a.log.Warn("row of a new table skipped", "collection", sk.Collection, "err", sk.Err)
+		}
+		a.afterLocal(rd, "catalog")
+		return nil
+	})
+	return errors.Wrapf(err, "read the rows of the new table(s) %v", newTables)
 }
 
 // needsCatalog reports whether a captured batch names a table or column the

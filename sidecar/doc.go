@@ -140,6 +140,13 @@
 // TestEngine/catalog_mid_batch, TestTableCreatedWhileRunning,
 // TestColumnAddedWhileRunning, TestCatalogPeriodicRefresh.
 //
+// HAZARD: rows written into a PostgreSQL table before the adapter adds it to
+// its publication are not in the change stream. Before the catalog that
+// gains a table is swapped in, the agent reads that table's rows
+// (adapters.TableReader) and steps them as snapshot rows
+// (engine.CaptureTables), which the diff makes idempotent.
+// TestIntegrationPostgresRowsBeforePublication (cmd/lattice).
+//
 // HAZARD: an apply reported back by capture (an echo). The diff against the
 // merged state is empty: no delta, no queue entry. TestEngine/echo.
 //

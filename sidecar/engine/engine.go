@@ -61,7 +61,20 @@ type Skipped struct {
 // write happen under one writer lock, so that no apply acknowledgement
 // lands between them.
 func (e *Engine) Capture(r Reader, b adapters.Batch, prev []byte, cursor *Cursor) (*Ready, error) {
-	cat := e.Catalog()
+	return e.capture(r, e.Catalog(), b, prev, cursor)
+}
+
+// CaptureTables steps rows read from tables that join the catalog while
+// running (adapters.TableReader), mapped with cat, the catalog about to be
+// set (SetCatalog): a system whose capture of a table starts only then
+// (PostgreSQL's publication) never streams the rows written before. They
+// are snapshot rows: no cursor, never stale. Rows capture did report diff
+// to nothing.
+func (e *Engine) CaptureTables(r Reader, cat *Catalog, b adapters.Batch) (*Ready, error) {
+	return e.capture(r, cat, b, nil, nil)
+}
+
+func (e *Engine) capture(r Reader, cat *Catalog, b adapters.Batch, prev []byte, cursor *Cursor) (*Ready, error) {
 	changes := make([]Change, 0, len(b.Changes))
 	var skipped []Skipped
 	for _, c := range b.Changes {
