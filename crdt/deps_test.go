@@ -30,6 +30,8 @@ var layerRules = []struct {
 	{"gossip", []string{"github.com/dgraph-io/badger", "@sidecar", "@adapters", "@cmd", "@bench"}},
 	{"adapters", []string{"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist", "@sidecar", "@gossip", "@cmd", "@bench"}},
 	{"sidecar", []string{"@cmd", "@bench"}},
+	// The one source of time: the standard library only.
+	{"clock", []string{"@crdt", "@sidecar", "@gossip", "@adapters", "@cmd", "@bench"}},
 	{"bench", []string{"@cmd"}},
 }
 
