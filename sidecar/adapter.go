@@ -25,6 +25,7 @@ func openAdapter(ctx context.Context, cfg Config, log *slog.Logger) (adapters.Ad
 		DSN:          dsn,
 		Node:         cfg.Node,
 		Tables:       cfg.Adapter.Tables,
+		Create:       cfg.Adapter.Create,
 		PollInterval: cfg.Adapter.PollInterval,
 		Slot:         cfg.Adapter.Slot,
 		Publication:  cfg.Adapter.Publication,

@@ -111,6 +111,10 @@ type AdapterConfig struct {
 	// DSNFile holds the DSN instead, for one that carries a password; like
 	// every secret file it must be private to its owner (chmod 600).
 	DSNFile string `yaml:"dsn_file"`
+	// Create lets the sqlite adapter create its database file when it does
+	// not exist; without it a missing file stops the agent (a typo must
+	// not sync an empty database).
+	Create bool `yaml:"create"`
 	// Tables limits sync to these tables (default: all with a primary key).
 	Tables []string `yaml:"tables"`
 	// PollInterval is how often sqlite capture looks for changes.
