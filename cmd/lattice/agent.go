@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"io"
-	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -64,9 +62,8 @@ a DSN with a password from --dsn-file, adapter.dsn_file or LATTICE_DSN.`,
 			case tokenFile != "":
 				cfg.API.Token, cfg.API.TokenFile = "", tokenFile
 			case env != "" && cfg.API.Token == "" && cfg.API.TokenFile == "":
-				if len(env) < 16 {
-					return errors.WithHint(errors.New("LATTICE_TOKEN is shorter than 16 characters"),
-						"generate one with: head -c 32 /dev/urandom | base64")
+				if err := sidecar.CheckToken(env, "LATTICE_TOKEN"); err != nil {
+					return err
 				}
 				cfg.API.Token = env
 			}
@@ -85,7 +82,7 @@ a DSN with a password from --dsn-file, adapter.dsn_file or LATTICE_DSN.`,
 				return err
 			}
 			log := sidecar.NewLogger(cmd.ErrOrStderr(), cfg.Log)
-			if dsnHasPassword(dsn) {
+			if sidecar.DSNHasPassword(dsn) {
 				log.Warn("the --dsn flag holds a password, which every user of this machine can read in the process list",
 					"hint", "put the DSN in a file only you can read (chmod 600) and pass --dsn-file FILE, or set LATTICE_DSN")
 			}
@@ -148,22 +145,6 @@ a DSN with a password from --dsn-file, adapter.dsn_file or LATTICE_DSN.`,
 // fixedChoices completes flag with one of choices.
 func fixedChoices(cmd *cobra.Command, flag string, choices ...string) {
 	_ = cmd.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(choices, cobra.ShellCompDirectiveNoFileComp))
-}
-
-// dsnHasPassword reports whether a DSN (a URL or key=value pairs) carries
-// a password.
-func dsnHasPassword(dsn string) bool {
-	if u, err := url.Parse(dsn); err == nil {
-		if _, ok := u.User.Password(); ok || u.Query().Has("password") {
-			return true
-		}
-	}
-	for _, f := range strings.Fields(dsn) {
-		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
-			return true
-		}
-	}
-	return false
 }
 
 func keygenCmd() *cobra.Command {

@@ -206,6 +206,8 @@ func TestAgentConfigErrors(t *testing.T) {
 		{"missing node", []string{"--config", write("nonode.yaml", "data: "+dir+"/b\n")}, []string{"config node: missing", "hint: give every sidecar a unique name"}},
 		{"bad adapter", []string{"--name", "c", "--data", dir + "/c", "--adapter", "oracle"}, []string{`config adapter.kind: unknown adapter "oracle"`}},
 		{"sqlite without dsn", []string{"--name", "d", "--data", dir + "/d", "--adapter", "sqlite"}, []string{"config adapter.dsn: missing for adapter sqlite"}},
+		{"sqlite file missing", []string{"--name", "d2", "--data", dir + "/d2", "--adapter", "sqlite", "--dsn", dir + "/crm-typo.db"},
+			[]string{"sqlite database " + dir + "/crm-typo.db does not exist", "hint: check the path (adapter.dsn) for a typo; to start from a new, empty database, set adapter.create: true"}},
 		{"bad policy", []string{"--config", write("policy.yaml", "node: e\ndata: "+dir+"/e\ncollections:\n  items:\n    fields:\n      tags: sometimes\n")},
 			[]string{"config collections.items.fields.tags"}},
 		{"short token", []string{"--config", write("token.yaml", "node: f\ndata: "+dir+"/f\napi:\n  addr: 127.0.0.1:0\n  token_file: "+write("short.token", "abc\n")+"\n")},

@@ -33,11 +33,19 @@ func addClientFlags(cmd *cobra.Command) *clientOpts {
 	return o
 }
 
+// client builds the client; a token that no agent would accept (too short,
+// unsendable) is refused here, before it travels.
 func (o *clientOpts) client() (*sidecar.Client, error) {
-	t := os.Getenv("LATTICE_TOKEN")
+	t, source := os.Getenv("LATTICE_TOKEN"), "LATTICE_TOKEN"
 	if o.tokenFile != "" {
 		var err error
 		if t, err = sidecar.ReadSecretFile(o.tokenFile, "--token-file"); err != nil {
+			return nil, err
+		}
+		source = "--token-file " + o.tokenFile
+	}
+	if t != "" {
+		if err := sidecar.CheckToken(t, source); err != nil {
 			return nil, err
 		}
 	}
