@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 )
 
 // CollectionInfo is one collection as GET /v1/collections shows it.
@@ -39,13 +40,14 @@ type FieldInfo struct {
 // Collections lists the collections this node knows: from the config and
 // from its system's tables, sorted by name.
 func (a *Agent) Collections() []CollectionInfo {
-	info := a.typeInfo()
+	info := a.catalog()
 	names := map[string]bool{}
 	for _, c := range a.schema.Collections() {
 		names[c.Name] = true
 	}
-	for n := range info.colls {
-		names[n] = true
+	mapped := map[string]bool{}
+	for _, n := range info.Names() {
+		names[n], mapped[n] = true, true
 	}
 	out := make([]CollectionInfo, 0, len(names))
 	for _, name := range sortedKeys(names) {
@@ -53,12 +55,15 @@ func (a *Agent) Collections() []CollectionInfo {
 		if err != nil {
 			continue
 		}
-		ci := info.colls[name]
+		var ci *engine.Mapping
+		if mapped[name] {
+			ci, _ = info.Lookup(name)
+		}
 		c := CollectionInfo{Name: name, Key: slices.Clone(col.Key), Fingerprint: col.Fingerprint(), Fields: []FieldInfo{}}
 		if ci != nil {
-			c.Synced = ci.synced
+			c.Synced = ci.Synced
 			if len(c.Key) == 0 {
-				c.Key = slices.Clone(ci.key)
+				c.Key = slices.Clone(ci.Key)
 			}
 		}
 		// The IDs of a collection are name + 0x00 + key: they sit in
@@ -69,7 +74,7 @@ func (a *Agent) Collections() []CollectionInfo {
 			fields[f] = true
 		}
 		if ci != nil {
-			for f := range ci.kinds {
+			for f := range ci.Kinds {
 				if !slices.Contains(c.Key, f) {
 					fields[f] = true
 				}
@@ -79,9 +84,9 @@ func (a *Agent) Collections() []CollectionInfo {
 			_, configured := col.Fields[f]
 			fi := FieldInfo{Name: f, Policy: col.Policy(f).String(), Configured: configured}
 			if ci != nil {
-				if k, ok := ci.kinds[f]; ok {
+				if k, ok := ci.Kinds[f]; ok {
 					fi.Kind = k.String()
-					if e := ci.elems[f]; k == crdt.KindList && e != crdt.KindNull {
+					if e := ci.Elems[f]; k == crdt.KindList && e != crdt.KindNull {
 						fi.Kind = "list of " + e.String()
 					}
 				}

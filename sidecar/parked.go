@@ -117,8 +117,8 @@ func (a *Agent) parkedRecord(p store.Parked) ParkedRecord {
 		return pr
 	}
 	row := crdt.Row{}
-	if ci, err := a.typeInfo().lookup(p.Collection); err == nil {
-		if kr, err := ci.keyRow(p.Key); err == nil {
+	if ci, err := a.catalog().Lookup(p.Collection); err == nil {
+		if kr, err := ci.KeyRow(p.Key); err == nil {
 			maps.Copy(row, kr)
 		}
 	}
@@ -157,17 +157,17 @@ func (a *Agent) parkedTarget(w http.ResponseWriter, r *http.Request) (ParkedTarg
 			`send {"collection": "...", "key": "..."}; GET /v1/parked lists them`)
 		return t, "", false
 	}
-	ci, err := a.typeInfo().lookup(t.Collection)
+	ci, err := a.catalog().Lookup(t.Collection)
 	if err != nil {
 		writeError(w, http.StatusNotFound, err, "")
 		return t, "", false
 	}
-	key, err := ci.parseKey(t.Key)
+	key, err := ci.ParseKey(t.Key)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err, "keys are the key columns' values separated by commas, as GET /v1/parked shows them")
 		return t, "", false
 	}
-	id := crdt.MakeID(ci.name, key)
+	id := crdt.MakeID(ci.Name, key)
 	if !a.isParked(id) {
 		writeError(w, http.StatusNotFound, errors.Newf("%s/%s is not parked", t.Collection, t.Key),
 			"it may have been retried, skipped or changed since; GET /v1/parked lists what is parked")
