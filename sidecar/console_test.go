@@ -173,3 +173,56 @@ func TestConsoleWithoutToken(t *testing.T) {
 		t.Errorf("rebound host = %d, want 421", resp.StatusCode)
 	}
 }
+
+// The Parked page shows a refused record with the system's error; Skip
+// (through its confirmation page) and Retry work as forms.
+func TestConsoleParkedActions(t *testing.T) {
+	n := startSQLiteNode(t, t.TempDir(), "sys", nil, time.Millisecond)
+	n.exec(t, `CREATE TRIGGER refuse BEFORE INSERT ON customers WHEN NEW.name LIKE 'bad%'
+		BEGIN SELECT RAISE(ABORT, 'names starting with bad are refused'); END`)
+	c, _ := NewClient(n.a.APIAddr(), "", "")
+	for i, name := range []string{"bad1", "bad2"} {
+		if _, err := c.Put(context.Background(), "customers", itoa(i+1), map[string]any{"name": name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := newBrowser(t, n.a)
+	var page string
+	waitFor(t, 15*time.Second, "two parked rows on the page", func() bool {
+		_, page = b.do("GET", "/ui/parked", nil)
+		return strings.Count(page, `class="parked-row"`) == 2
+	})
+	if !strings.Contains(page, "names starting with bad are refused") || !strings.Contains(page, `name=&#34;bad1&#34;`) {
+		t.Fatalf("parked page lacks the error or the row:\n%s", page)
+	}
+	csrf := csrfRE.FindStringSubmatch(page)[1]
+	skipLink := regexp.MustCompile(`href="(/ui/parked/skip\?collection=customers&amp;key=2&amp;seq=\d+)"`).FindStringSubmatch(page)
+	if skipLink == nil {
+		t.Fatalf("no skip link for customers/2:\n%s", page)
+	}
+	resp, confirm := b.do("GET", strings.ReplaceAll(skipLink[1], "&amp;", "&"), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(confirm, "Nothing is lost") {
+		t.Fatalf("skip confirmation = %d\n%s", resp.StatusCode, confirm)
+	}
+	seq := regexp.MustCompile(`name="seq" value="(\d+)"`).FindStringSubmatch(confirm)[1]
+	if resp, _ := b.do("POST", "/ui/parked/skip", url.Values{"csrf": {csrf}, "collection": {"customers"}, "key": {"2"}, "seq": {seq + "0"}}); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("skip with another seq = %d, want 409", resp.StatusCode)
+	}
+	resp, _ = b.do("POST", "/ui/parked/skip", url.Values{"csrf": {csrf}, "collection": {"customers"}, "key": {"2"}, "seq": {seq}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/parked?done=skipped" {
+		t.Fatalf("skip = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	n.exec(t, `DROP TRIGGER refuse`)
+	resp, _ = b.do("POST", "/ui/parked/retry", url.Values{"csrf": {csrf}, "collection": {"customers"}, "key": {"1"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("retry = %d", resp.StatusCode)
+	}
+	waitFor(t, 15*time.Second, "row 1 applied", func() bool { return n.row(t, 1) == "bad1|||" })
+	if got := n.row(t, 2); got != "<none>" {
+		t.Fatalf("row 2 = %q, want none after the skip", got)
+	}
+	_, page = b.do("GET", "/ui/parked?done=skipped", nil)
+	if !strings.Contains(page, `id="none-parked"`) || !strings.Contains(page, "The record was skipped") {
+		t.Fatalf("parked page after the actions:\n%s", page)
+	}
+}
