@@ -33,8 +33,77 @@ type status struct {
 	} `json:"adapter"`
 	Gossip map[string]json.Number `json:"gossip"`
 	Schema string                 `json:"schema_fingerprint"`
-	// Verify is the verification section, where the agent has one.
-	Verify json.RawMessage `json:"verify"`
+	// Verify is the last verification pass, where the agent verifies.
+	Verify *verifyStatus `json:"verify"`
+}
+
+type verifyStatus struct {
+	At           time.Time `json:"at"`
+	Seconds      float64   `json:"seconds"`
+	Rows         int64     `json:"rows"`
+	DriftRecords int       `json:"drift_records"`
+	Repaired     int       `json:"repaired"`
+	Repair       string    `json:"repair"`
+	SystemDigest string    `json:"system_digest"`
+	SystemRows   uint64    `json:"system_rows"`
+}
+
+// verifyReport is the answer of POST /v1/verify.
+type verifyReport struct {
+	Started      time.Time `json:"started"`
+	Seconds      float64   `json:"seconds"`
+	Repair       string    `json:"repair"`
+	Rows         int64     `json:"rows"`
+	Records      int64     `json:"records"`
+	Ranges       int64     `json:"ranges"`
+	RangesDiffer int64     `json:"ranges_differ"`
+	DriftRecords int       `json:"drift_records"`
+	Drift        []struct {
+		Collection string `json:"collection"`
+		Key        string `json:"key"`
+		Kind       string `json:"kind"`
+		Fields     []struct {
+			Field  string          `json:"field"`
+			System json.RawMessage `json:"system"`
+			Merged json.RawMessage `json:"merged"`
+		} `json:"fields"`
+	} `json:"drift"`
+	Repaired     int    `json:"repaired"`
+	SystemDigest string `json:"system_digest"`
+	SystemRows   uint64 `json:"system_rows"`
+}
+
+// conflictList is the answer of GET /v1/conflicts.
+type conflictList struct {
+	Conflicts []conflict `json:"conflicts"`
+	Next      string     `json:"next"`
+}
+
+type conflict struct {
+	ID         uint64        `json:"id"`
+	At         time.Time     `json:"at"`
+	Collection string        `json:"collection"`
+	Key        string        `json:"key"`
+	Field      string        `json:"field"`
+	Rule       string        `json:"rule"`
+	Winner     conflictWrite `json:"winner"`
+	Loser      conflictWrite `json:"loser"`
+	Resolved   *struct {
+		By    string          `json:"by"`
+		At    time.Time       `json:"at"`
+		Stamp string          `json:"stamp"`
+		Value json.RawMessage `json:"value"`
+	} `json:"resolved"`
+}
+
+type conflictWrite struct {
+	Value   json.RawMessage `json:"value"`
+	Delete  bool            `json:"delete"`
+	Stamp   string          `json:"stamp"`
+	Time    time.Time       `json:"time"`
+	Replica string          `json:"replica"`
+	Node    string          `json:"node"`
+	Source  string          `json:"source"`
 }
 
 type member struct {

@@ -57,6 +57,11 @@ var funcs = template.FuncMap{
 	},
 	"collectionURL": func(collection string) string { return "/ui/collections/" + url.PathEscape(collection) },
 	"compact":       compactJSON,
+	// rows hands the conflict-rows template its list, the form token and
+	// where to come back after a resolve.
+	"rows": func(cs []conflict, csrf, back string) map[string]any {
+		return map[string]any{"Conflicts": cs, "CSRF": csrf, "Back": back}
+	},
 	"pretty": func(raw json.RawMessage) string {
 		var b bytes.Buffer
 		if json.Indent(&b, raw, "", "  ") != nil {
@@ -69,7 +74,7 @@ var funcs = template.FuncMap{
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/conflict_rows.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, errors.Wrapf(err, "console template %s", name)
 		}
@@ -125,7 +130,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 		p.CSRF = s.csrf
 		p.Authed = c.cfg.Token != ""
 	}
-	if c.cfg.Refresh > 0 && name != "login" && name != "error" && name != "skip" {
+	if p.Refresh < 0 {
+		p.Refresh = 0 // a page that must not reload (an action's result)
+	} else if c.cfg.Refresh > 0 && name != "login" && name != "error" && name != "skip" {
 		q := r.URL.Query()
 		if p.Paused = q.Get("refresh") == "0"; p.Paused {
 			q.Del("refresh")
@@ -260,10 +267,10 @@ func (c *Console) nodePage(w http.ResponseWriter, r *http.Request, s *session) {
 // notices are the fixed texts an action leaves for the next page (never
 // text from the request).
 var notices = map[string]string{
-	"retried":    "The record is queued for apply again; it leaves this list once the system takes it.",
-	"retied-all": "Every parked record is queued for apply again.",
-	"skipped":    "The record was skipped: this system keeps its current row until the record changes again.",
-	"resolved":   "The conflict is resolved: the chosen value is a new write that reaches every node.",
+	"retried":     "The record is queued for apply again; it leaves this list once the system takes it.",
+	"retried-all": "Every parked record is queued for apply again.",
+	"skipped":     "The record was skipped: this system keeps its current row until the record changes again.",
+	"resolved":    "The conflict is resolved: the chosen value is a new write that reaches every node.",
 }
 
 func (c *Console) parkedPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -301,7 +308,7 @@ func (c *Console) retryAction(w http.ResponseWriter, r *http.Request, s *session
 	c.log.Info("console: parked record retried", "collection", t.Collection, "key", t.Key, "all", t.All, "remote", r.RemoteAddr)
 	done := "retried"
 	if t.All {
-		done = "retied-all"
+		done = "retried-all"
 	}
 	http.Redirect(w, r, "/ui/parked?done="+done, http.StatusSeeOther)
 }
@@ -324,90 +331,58 @@ func (c *Console) skipAction(w http.ResponseWriter, r *http.Request, s *session)
 type driftData struct {
 	Available bool
 	Loop      *loop
-	Verify    json.RawMessage
+	Verify    *verifyStatus
 	Metrics   []metricRow
+	// Report is the pass the Verify now button ran.
+	Report *verifyReport
+}
+
+func (c *Console) drift(r *http.Request) (driftData, string, error) {
+	var st status
+	if err := c.call(r.Context(), "GET", "/v1/status", nil, &st); err != nil {
+		return driftData{}, "", err
+	}
+	d := driftData{Loop: st.Adapter.Verify, Verify: st.Verify, Metrics: metricRows(c.metricFamilies(), "lattice_drift", "lattice_verify")}
+	d.Available = d.Loop != nil || d.Verify != nil || len(d.Metrics) > 0
+	return d, st.Node, nil
 }
 
 func (c *Console) driftPage(w http.ResponseWriter, r *http.Request, s *session) {
-	var st status
-	if err := c.call(r.Context(), "GET", "/v1/status", nil, &st); err != nil {
+	d, node, err := c.drift(r)
+	if err != nil {
 		c.failAPI(w, r, err)
 		return
 	}
-	d := driftData{Loop: st.Adapter.Verify, Metrics: metricRows(c.metricFamilies(), "lattice_drift", "lattice_verify")}
-	if len(st.Verify) > 0 && string(st.Verify) != "null" {
-		d.Verify = st.Verify
-	}
-	d.Available = d.Loop != nil || d.Verify != nil || len(d.Metrics) > 0
-	c.render(w, r, http.StatusOK, "drift", s, page{Title: "Drift", Nav: "drift", Node: st.Node, Data: d})
+	c.render(w, r, http.StatusOK, "drift", s, page{Title: "Drift", Nav: "drift", Node: node, Data: d})
 }
 
-// table is a generic view of a JSON list whose shape this console does not
-// fix: one column per member name.
-type table struct {
-	Columns []string
-	Rows    [][]string
-	Raw     []map[string]json.RawMessage
-}
-
-// tableOf reads the first list in a JSON object answer as a table.
-func tableOf(raw json.RawMessage, maxRows int) (table, string) {
-	var obj map[string]json.RawMessage
-	var t table
-	if json.Unmarshal(raw, &obj) != nil {
-		return t, ""
-	}
-	names := make([]string, 0, len(obj))
-	for n := range obj {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var next string
-	if v, ok := obj["next"]; ok {
-		_ = json.Unmarshal(v, &next)
-	}
-	for _, n := range names {
-		var items []map[string]json.RawMessage
-		if json.Unmarshal(obj[n], &items) != nil {
-			continue
+// verifyAction runs one verification pass that only reports, and shows
+// what it found.
+func (c *Console) verifyAction(w http.ResponseWriter, r *http.Request, s *session) {
+	var rep verifyReport
+	if err := c.call(r.Context(), "POST", "/v1/verify", map[string]string{"repair": "report"}, &rep); err != nil {
+		if missing(err) {
+			c.fail(w, r, http.StatusNotFound, "this agent does not verify its system", "")
+			return
 		}
-		cols := map[string]bool{}
-		for _, it := range items {
-			for k := range it {
-				cols[k] = true
-			}
-		}
-		for k := range cols {
-			t.Columns = append(t.Columns, k)
-		}
-		sort.Strings(t.Columns)
-		for i, it := range items {
-			if i == maxRows {
-				break
-			}
-			row := make([]string, len(t.Columns))
-			for j, col := range t.Columns {
-				if v, ok := it[col]; ok {
-					var s string
-					if json.Unmarshal(v, &s) == nil {
-						row[j] = s
-					} else {
-						row[j] = compactJSON(v)
-					}
-				}
-			}
-			t.Rows = append(t.Rows, row)
-			t.Raw = append(t.Raw, it)
-		}
-		break
+		c.failAPI(w, r, err)
+		return
 	}
-	return t, next
+	c.log.Info("console: verification pass run", "drift_records", rep.DriftRecords, "remote", r.RemoteAddr)
+	d, node, err := c.drift(r)
+	if err != nil {
+		c.failAPI(w, r, err)
+		return
+	}
+	d.Available, d.Report = true, &rep
+	// The result is this answer's own: a reload would run nothing.
+	c.render(w, r, http.StatusOK, "drift", s, page{Title: "Drift", Nav: "drift", Node: node, Data: d, Refresh: -1})
 }
 
 type conflictsData struct {
 	Available bool
 	Filter    map[string]string
-	Table     table
+	Conflicts []conflict
 	Next      string
 	NextQuery string
 }
@@ -426,16 +401,15 @@ func (c *Console) conflictsPage(w http.ResponseWriter, r *http.Request, s *sessi
 	if after := query(r, "after"); after != "" {
 		q.Set("after", after)
 	}
-	var raw json.RawMessage
-	err := c.call(r.Context(), "GET", "/v1/conflicts?"+q.Encode(), nil, &raw)
+	var l conflictList
+	err := c.call(r.Context(), "GET", "/v1/conflicts?"+q.Encode(), nil, &l)
 	switch {
 	case missing(err):
 	case err != nil:
 		c.failAPI(w, r, err)
 		return
 	default:
-		d.Available = true
-		d.Table, d.Next = tableOf(raw, 100)
+		d.Available, d.Conflicts, d.Next = true, l.Conflicts, l.Next
 		if d.Next != "" {
 			nq := url.Values{}
 			for k, v := range d.Filter {
@@ -446,6 +420,35 @@ func (c *Console) conflictsPage(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 	}
 	c.render(w, r, http.StatusOK, "conflicts", s, page{Title: "Conflicts", Nav: "conflicts", Notice: notices[query(r, "done")], Data: d})
+}
+
+// resolveAction re-asserts a conflict's loser, or a value typed in (JSON,
+// or else taken as a string), as a new write.
+func (c *Console) resolveAction(w http.ResponseWriter, r *http.Request, s *session) {
+	id, err := strconv.ParseUint(r.PostForm.Get("id"), 10, 64)
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, "resolve needs the conflict's id", "use the Resolve button of the conflict log")
+		return
+	}
+	var body any
+	if v := r.PostForm.Get("value"); r.PostForm.Get("use") == "value" {
+		var js any
+		if json.Unmarshal([]byte(v), &js) == nil {
+			body = map[string]json.RawMessage{"value": json.RawMessage(v)}
+		} else {
+			body = map[string]string{"value": v}
+		}
+	}
+	if err := c.call(r.Context(), "POST", "/v1/conflicts/"+strconv.FormatUint(id, 10)+"/resolve", body, nil); err != nil {
+		c.failAPI(w, r, err)
+		return
+	}
+	c.log.Info("console: conflict resolved", "id", id, "remote", r.RemoteAddr)
+	back := "/ui/conflicts?done=resolved"
+	if next := r.PostForm.Get("back"); strings.HasPrefix(next, "/ui/records/") && safeNext(next) == next {
+		back = next
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
 func (c *Console) collectionsPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -502,9 +505,12 @@ type fieldRow struct {
 }
 
 type recordData struct {
-	Record    record
-	Fields    []fieldRow
-	Conflicts *table
+	Record record
+	Fields []fieldRow
+	// ConflictLog says the agent keeps one; Conflicts are this record's.
+	ConflictLog bool
+	Conflicts   []conflict
+	Back        string
 }
 
 func (c *Console) recordPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -538,10 +544,10 @@ func (c *Console) recordPage(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		d.Fields = append(d.Fields, fr)
 	}
-	var raw json.RawMessage
-	if err := c.call(r.Context(), "GET", "/v1/conflicts?"+url.Values{"collection": {col}, "key": {key}, "limit": {"20"}}.Encode(), nil, &raw); err == nil {
-		t, _ := tableOf(raw, 20)
-		d.Conflicts = &t
+	var l conflictList
+	if err := c.call(r.Context(), "GET", "/v1/conflicts?"+url.Values{"collection": {col}, "key": {key}, "limit": {"50"}}.Encode(), nil, &l); err == nil {
+		d.ConflictLog, d.Conflicts = true, l.Conflicts
 	}
+	d.Back = r.URL.Path
 	c.render(w, r, http.StatusOK, "record", s, page{Title: col + "/" + key, Nav: "collections", Node: st.Node, Data: d})
 }
