@@ -48,14 +48,16 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("POST /v1/parked/skip", a.auth(http.HandlerFunc(a.skipParked)))
 	mux.Handle("GET /v1/collections", a.auth(http.HandlerFunc(a.collections)))
 	api := jsonMisses(mux)
-	ui, err := console.New(console.Config{API: api, Token: a.token, Metrics: a.reg, Logger: a.log})
-	if err != nil {
-		// The templates are embedded and parsed by the tests: this is a
-		// broken build, not a runtime condition.
-		panic(errors.NewAssertionErrorWithWrappedErrf(err, "console"))
+	if !a.cfg.API.NoConsole {
+		ui, err := console.New(console.Config{API: api, Token: a.token, Metrics: a.reg, Logger: a.log})
+		if err != nil {
+			// The templates are embedded and parsed by the tests: this is
+			// a broken build, not a runtime condition.
+			panic(errors.NewAssertionErrorWithWrappedErrf(err, "console"))
+		}
+		mux.Handle("/ui", ui)
+		mux.Handle("/ui/", ui)
 	}
-	mux.Handle("/ui", ui)
-	mux.Handle("/ui/", ui)
 	return a.count(newGuard(a.cfg.API, a.token).wrap(api))
 }
 

@@ -93,6 +93,9 @@ type APIConfig struct {
 	// arrives on; other Host headers get 421, which stops DNS rebinding.
 	// "*" accepts any.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// NoConsole turns off the web console at /ui/ (docs/console.md); the
+	// JSON API stays.
+	NoConsole bool `yaml:"no_console"`
 }
 
 // TLSConfig names a certificate and its key, PEM encoded.

@@ -226,3 +226,14 @@ func TestConsoleParkedActions(t *testing.T) {
 		t.Fatalf("parked page after the actions:\n%s", page)
 	}
 }
+
+// api.no_console turns the console off; the JSON API stays.
+func TestConsoleOff(t *testing.T) {
+	a := startAgent(t, func(c *Config) { customersConfig(c); c.API.NoConsole = true })
+	if got := do(t, a, "GET", "/ui/", "", ""); got.code != http.StatusNotFound || !strings.Contains(got.body, "no route") {
+		t.Fatalf("GET /ui/ with no_console = %d %s, want the API's 404", got.code, got.body)
+	}
+	if got := do(t, a, "GET", "/v1/status", "", ""); got.code != http.StatusOK {
+		t.Fatalf("GET /v1/status = %d", got.code)
+	}
+}
