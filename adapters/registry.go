@@ -20,6 +20,9 @@ type Options struct {
 	Node string
 	// Tables limits sync to these tables (empty: every table with a key).
 	Tables []string
+	// Create lets a file-based adapter create its database when the file
+	// does not exist; without it a missing file is an error.
+	Create bool
 	// PollInterval is how often a polling capture looks for changes (zero:
 	// the adapter's default).
 	PollInterval time.Duration

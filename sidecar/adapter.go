@@ -26,6 +26,7 @@ func openAdapter(ctx context.Context, cfg Config, clk clock.Clock, log *slog.Log
 		DSN:          dsn,
 		Node:         cfg.Node,
 		Tables:       cfg.Adapter.Tables,
+		Create:       cfg.Adapter.Create,
 		PollInterval: cfg.Adapter.PollInterval,
 		Slot:         cfg.Adapter.Slot,
 		Publication:  cfg.Adapter.Publication,

@@ -123,6 +123,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.API.Addr != "off" && token == "" && !loopbackAddr(cfg.API.Addr) {
+		log.Warn("the API serves every record without a token on an address other machines may reach",
+			"api", cfg.API.Addr, "insecure_no_token", cfg.API.InsecureNoToken,
+			"hint", "keep the port closed to all but trusted clients, or set api.token_file")
+	}
 	a := &Agent{
 		cfg:        cfg,
 		log:        log,

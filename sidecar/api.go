@@ -123,14 +123,15 @@ func (s *statusWriter) WriteHeader(code int) {
 }
 
 // auth requires "Authorization: Bearer <token>" when a token is configured.
+// The scheme is case-insensitive and may be followed by more than one
+// space (RFC 7235, section 2.1); the token is compared in constant time.
 func (a *Agent) auth(next http.Handler) http.Handler {
 	if a.token == "" {
 		return next
 	}
-	want := []byte("Bearer " + a.token)
+	want := []byte(a.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if subtle.ConstantTimeCompare(bearerToken(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lattice"`)
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"),
 				"send Authorization: Bearer <token> (the CLI: --token-file FILE or LATTICE_TOKEN; the agent reads it from api.token_file)")
@@ -138,6 +139,16 @@ func (a *Agent) auth(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearerToken returns the credentials of an Authorization header whose
+// scheme is Bearer, in any case; nil for any other header.
+func bearerToken(h string) []byte {
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(rest, " "))
 }
 
 type apiError struct {

@@ -11,8 +11,11 @@ import (
 // Config configures the SQLite adapter. The names in messages are the keys
 // of the adapter section of the sidecar's config file.
 type Config struct {
-	// Path is the database file. It is created if missing.
+	// Path is the database file. It must exist unless Create is set: a
+	// typo in a path must not start an empty database beside the real one.
 	Path string
+	// Create creates the file (empty) when it does not exist.
+	Create bool
 	// Tables, if not empty, lists the tables to sync; each must exist and be
 	// syncable, or Open fails naming what is wrong. If empty, every table
 	// that can be synced is, and the others are skipped with a warning.

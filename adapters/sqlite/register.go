@@ -14,6 +14,7 @@ func init() {
 		c := DefaultConfig()
 		c.Path = o.DSN
 		c.Tables = o.Tables
+		c.Create = o.Create
 		if o.PollInterval > 0 {
 			c.PollInterval = o.PollInterval
 		}
