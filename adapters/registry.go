@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/lattice-crdt/lattice/clock"
 )
 
 // Options is what the engine tells an adapter it opens. An adapter uses the
@@ -29,6 +31,9 @@ type Options struct {
 	Slot, Publication, Origin string
 	// Logger receives the adapter's logs.
 	Logger *slog.Logger
+	// Clock is the source of time of the adapter's waits (nil:
+	// clock.Real).
+	Clock clock.Clock
 }
 
 // Opener opens an adapter.

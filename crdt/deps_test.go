@@ -32,6 +32,8 @@ var layerRules = []struct {
 	// The command-line library stays in cmd: the packages below it take
 	// plain values, not flags.
 	{"sidecar", []string{"@cmd", "@bench", "github.com/spf13/cobra", "github.com/spf13/pflag"}},
+	// The one source of time: the standard library only.
+	{"clock", []string{"@crdt", "@sidecar", "@gossip", "@adapters", "@cmd", "@bench"}},
 	{"bench", []string{"@cmd", "github.com/spf13/cobra", "github.com/spf13/pflag"}},
 }
 

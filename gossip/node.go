@@ -375,7 +375,7 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 	if len(seeds) == 0 {
 		return 0, nil
 	}
-	deadline := time.Now().Add(n.cfg.JoinTimeout)
+	deadline := n.cfg.Clock.Now().Add(n.cfg.JoinTimeout)
 	backoff := 100 * time.Millisecond
 	var lastErr error
 	attempts := 0
@@ -400,10 +400,10 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 				"err", strings.Join(strings.Fields(err.Error()), " "), "label", n.cfg.Label, "encrypted", n.mlKeys != nil,
 				"hint", "every node needs the same cluster: label and a key of the cluster's key_file (the seed's log says which it refused)")
 		}
-		if attempts > n.cfg.JoinRetries || time.Now().Add(backoff).After(deadline) {
+		if attempts > n.cfg.JoinRetries || n.cfg.Clock.Now().Add(backoff).After(deadline) {
 			break
 		}
-		t := time.NewTimer(backoff)
+		t := n.cfg.Clock.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -411,7 +411,7 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 		case <-n.ctx.Done():
 			t.Stop()
 			return 0, ErrClosed
-		case <-t.C:
+		case <-t.C():
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
@@ -722,7 +722,7 @@ func (n *Node) removePeer(name string, addr string) {
 	left := n.leaving[name]
 	delete(n.leaving, name)
 	if !left && !n.closed {
-		f := failedMember{addr: addr, since: time.Now()}
+		f := failedMember{addr: addr, since: n.cfg.Clock.Now()}
 		if p := n.peers[name]; p != nil && p.lastContact.Load() != 0 {
 			f.lastContact = time.Unix(0, p.lastContact.Load())
 		}
@@ -755,18 +755,18 @@ func (n *Node) removePeer(name string, addr string) {
 // that the two sides of a healed partition find each other again.
 func (n *Node) reconnectLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.ReconnectInterval)
+	t := n.cfg.Clock.NewTicker(n.cfg.ReconnectInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		n.mu.Lock()
 		var addrs []string
 		for name, f := range n.failed {
-			if time.Since(f.since) > n.cfg.ReconnectTimeout {
+			if n.cfg.Clock.Now().Sub(f.since) > n.cfg.ReconnectTimeout {
 				delete(n.failed, name)
 				continue
 			}

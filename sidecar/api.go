@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -82,10 +83,10 @@ func (p *codeProbe) WriteHeader(code int)        { p.code = code }
 func (a *Agent) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		start := time.Now()
+		start := a.clock.Now()
 		next.ServeHTTP(sw, r)
 		a.m.apiRequests.WithLabelValues(methodLabel(r.Method), routeLabel(r.Pattern), strconv.Itoa(sw.code)).Inc()
-		a.m.apiLatency.Observe(time.Since(start).Seconds())
+		a.m.apiLatency.Observe(clock.Since(a.clock, start).Seconds())
 	})
 }
 
@@ -203,7 +204,7 @@ func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": a.notReadyReason()})
 		return
 	}
-	if failing := a.failing(time.Now()); len(failing) > 0 {
+	if failing := a.failing(a.clock.Now()); len(failing) > 0 {
 		// The loop and its error are in /v1/status.
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "failing", "reason": failing[0] + " failing", "failing": failing})
 		return

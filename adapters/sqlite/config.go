@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/clock"
 )
 
 // Config configures the SQLite adapter. The names in messages are the keys
@@ -31,6 +32,8 @@ type Config struct {
 	BusyTimeout time.Duration
 	// Logger receives the adapter's logs; nil discards them.
 	Logger *slog.Logger
+	// Clock paces the polls (nil: clock.Real).
+	Clock clock.Clock
 }
 
 // DefaultConfig returns the defaults; Path must still be set.
@@ -80,6 +83,7 @@ func (c *Config) Validate() error {
 		}
 		seen[t] = true
 	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
