@@ -200,7 +200,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(n), state)
 		}
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	for _, l := range []struct {
 		name string
 		st   *atomic.Pointer[loopState]
