@@ -284,11 +284,7 @@ func (a *Agent) startup(ctx context.Context) {
 		return
 	}
 	if a.store.Digest().Count == 0 && len(a.node.Members()) > 0 {
-		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		if err := a.node.Bootstrap(bctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("bootstrap from a peer failed; anti-entropy will fill in", "err", err)
-		}
-		cancel()
+		a.bootstrap(ctx)
 	}
 	if a.adp != nil {
 		a.wg.Go(func() { a.applyLoop(ctx) })

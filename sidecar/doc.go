@@ -63,6 +63,20 @@
 // of running without error); held by TestReadyzReportsFailingCapture and
 // TestReadyzToleratesShortFailures.
 //
+// # Safe join
+//
+// A snapshot (no stored cursor: a first start, a lost data directory, a
+// cursor the system cannot resume from) meets the merged state. Its rows
+// used to be diffed against it as fresh local changes stamped now, so a
+// stale database overwrote newer values everywhere. Now an empty store with
+// peers bootstraps from them first, retrying until it succeeds unless
+// initial_sync is system (join.go), and each snapshot row of a record the
+// store knows is decided by initial_sync inside store.Local, under the
+// writer lock (store.Change.Reconcile): cluster keeps the merged state,
+// newest compares a field, system lets the row win. Held by
+// TestStoreLostBesideStaleDatabase (cmd/lattice),
+// TestInitialSyncOverlappingSystems and TestRestoredBackupTakesClusterState.
+//
 // # A store that fails
 //
 // Badger retries a failed memtable flush forever, so an agent whose data

@@ -65,7 +65,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 	a.upOnce.Do(func() { close(a.captureUp) })
 	prev := cursor
 	err = a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
-		if err := a.captured(ctx, b, prev, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil); err != nil {
+		if err := a.captured(ctx, b, prev, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil, nil); err != nil {
 			return err
 		}
 		prev = b.Cursor
@@ -147,9 +147,10 @@ func (a *Agent) appliedAt(ids []crdt.ID, pos []byte) {
 // holds that the system lacks (learned from peers before the snapshot).
 func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	seen := map[crdt.ID]struct{}{}
+	tally := &joinTally{}
 	start := time.Now()
 	cursor, err := a.adp.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
-		return a.captured(ctx, b, nil, nil, seen)
+		return a.captured(ctx, b, nil, nil, seen, tally)
 	})
 	if err != nil {
 		return nil, err
@@ -187,14 +188,16 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	if err := a.adp.Ack(ctx, cursor); err != nil {
 		a.log.Warn("acknowledge snapshot cursor", "err", err)
 	}
-	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing), "took", time.Since(start).Round(time.Millisecond))
+	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing),
+		"initial_sync", a.cfg.InitialSync.Mode, "known_kept", tally.kept.Load(), "known_taken_from_system", tally.taken.Load(),
+		"took", time.Since(start).Round(time.Millisecond))
 	return cursor, nil
 }
 
 // captured makes a batch of captured changes durable (with its cursor),
 // broadcasts the resulting delta, and acknowledges the cursor. prev is the
 // cursor the batch starts after (nil for snapshot batches).
-func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
+func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}, tally *joinTally) error {
 	if a.needsCatalog(b.Changes) {
 		// A table or column created since the last look: map it before the
 		// batch is read with the old mapping (key columns taken for fields).
@@ -235,10 +238,15 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			// the applied row over the user's change.
 			ch.StaleCheck = func() bool { return a.stale(id, prev) }
 		}
-		changes = append(changes, ch)
 		if seen != nil {
+			// A snapshot row of a record the store knows is decided by
+			// initial_sync.
+			if col, err := a.schema.Collection(c.Collection); err == nil && c.Row != nil {
+				ch.Reconcile = a.reconciler(col, ch.Row, tally)
+			}
 			seen[id] = struct{}{}
 		}
+		changes = append(changes, ch)
 	}
 	if len(changes) == 0 && cursor == nil {
 		return nil

@@ -54,6 +54,15 @@ type Change struct {
 	// so that capture lag does not reorder it against changes made
 	// elsewhere (see commitStamp).
 	Committed int64
+	// Reconcile, when set, decides whether a captured row may change a
+	// record the store already holds (one merged from peers, or a
+	// tombstone): a snapshot taken beside known state (initial_sync). It is
+	// called inside Local, under the store's writer lock, with the merged
+	// record. When it returns false the change writes nothing: it only says
+	// what the system holds, and the record is queued for apply if that
+	// differs from the merged view. A record the store does not hold is
+	// always written.
+	Reconcile func(merged *crdt.Record) bool
 }
 
 // Cursor is an adapter's capture position, stored in the same transaction
@@ -235,6 +244,11 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 			continue
 		}
 		c := lr.col
+		if ch.Captured && ch.Reconcile != nil && lr.cur != nil && !ch.Reconcile(lr.cur) {
+			// The merged state wins over what the system holds.
+			lr.captured = ch
+			continue
+		}
 		o := s.origin(c, lr.cur, ch, source)
 		d, err := changeDelta(c, lr.cur, ch, o)
 		if err != nil {
