@@ -63,6 +63,10 @@ type Agent struct {
 	catMiss map[string]bool // unknown names a refresh was asked about
 	reg     *prometheus.Registry
 	m       *metrics
+	ver     *verifier
+	// applyMu serializes the adapter's Apply calls: the apply loop's and
+	// verification's repairs (verify.go).
+	applyMu sync.Mutex
 	knobs   testingKnobs
 
 	apiLn  net.Listener
@@ -199,6 +203,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	}
 	a.info.Store(ti)
 	a.m = newMetrics(a)
+	a.ver = newVerifier(a.reg)
 
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = cfg.Node
@@ -290,6 +295,9 @@ func (a *Agent) startup(ctx context.Context) {
 		a.wg.Go(func() { a.applyLoop(ctx) })
 		a.wg.Go(func() { a.captureLoop(ctx) })
 		a.wg.Go(func() { a.catalogLoop(ctx) })
+		if _, ok := a.adp.(adapters.RangeReader); ok && !a.cfg.Verify.Disabled {
+			a.wg.Go(func() { a.verifyLoop(ctx) })
+		}
 	} else {
 		a.ready.Store(true)
 	}

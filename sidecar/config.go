@@ -55,6 +55,9 @@ type Config struct {
 	// InitialSync says how a snapshot of the system reconciles with the
 	// merged state (join.go): cluster (default), system or {newest: field}.
 	InitialSync InitialSyncConfig `yaml:"initial_sync"`
+	// Verify configures the periodic comparison of the system with the
+	// merged state (verify.go).
+	Verify VerifyConfig `yaml:"verify"`
 
 	API         APIConfig                   `yaml:"api"`
 	Adapter     AdapterConfig               `yaml:"adapter"`
@@ -375,6 +378,9 @@ func (c *Config) fill() error {
 		return keyErr("shutdown_timeout", "must be positive")
 	}
 	if err := c.InitialSync.fill(); err != nil {
+		return err
+	}
+	if err := c.Verify.fill(); err != nil {
 		return err
 	}
 	if c.Ready.FailAfter == 0 {

@@ -341,6 +341,8 @@ func (a *Agent) applyLoop(ctx context.Context) {
 // applyBatch applies one batch of the pending queue and returns how many
 // records it settled.
 func (a *Agent) applyBatch(ctx context.Context) (int, error) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
 	items, err := a.store.Pending(a.cfg.Apply.BatchSize)
 	if err != nil || len(items) == 0 {
 		return 0, err
