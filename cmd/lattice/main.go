@@ -49,6 +49,7 @@ func init() {
 		{"put", "put COLLECTION KEY field=value...", "replace a record (fields not given become null)", runPut},
 		{"patch", "patch COLLECTION KEY field=value... set+=elem set-=elem", "change some fields of a record", runPatch},
 		{"delete", "delete COLLECTION KEY", "delete a record", runDelete},
+		{"verify", "verify [--api ADDR] [--token-file FILE] [--repair] [--json]", "compare a sidecar's system with the merged state; exit 1 on drift", runVerify},
 		{"keygen", "keygen [--out FILE]", "make a 256-bit gossip encryption key", runKeygen},
 		{"demo", "demo [--dir DIR]", "run three sidecars beside three SQLite databases and resolve classic sync conflicts", runDemo},
 		{"bench", "bench [flags]", "run convergence benchmarks; print a table, write JSON and an SVG plot", runBench},
