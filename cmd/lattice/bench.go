@@ -11,7 +11,7 @@ import (
 	"github.com/lattice-crdt/lattice/bench"
 )
 
-const benchUsage = "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]"
+const benchUsage = "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]\n       lattice bench --check N [--seed S]"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", benchUsage, stderr)
@@ -27,8 +27,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	svgPath := fs.String("svg", "", "write a plot of the latency distribution and the throughput as SVG to FILE")
 	dir := fs.String("dir", "", "keep the databases and stores in DIR (default: temporary directories, removed afterwards)")
 	verbose := fs.Bool("verbose", false, "print the sidecars' logs to standard error")
+	check := fs.Int("check", 0, "instead of the benchmarks, run N randomized checker schedules (see docs/verify.md)")
+	seed := fs.Uint64("seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *check > 0 {
+		var log *slog.Logger
+		if *verbose {
+			log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+		return runCheck(ctx, *check, *seed, *dir, log, stdout)
 	}
 	if fs.NArg() > 0 {
 		return errors.Newf("unexpected arguments %q", fs.Args())
