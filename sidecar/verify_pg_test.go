@@ -129,3 +129,64 @@ func mustVerify(t *testing.T, a *Agent) *VerifyReport {
 	}
 	return r
 }
+
+// A PostgreSQL slot dropped (or invalidated) while its sidecar was down:
+// capture cannot resume, so the sidecar takes a new snapshot, and with
+// initial_sync cluster the database's stale rows take the merged state
+// instead of overwriting newer values written elsewhere meanwhile.
+func TestIntegrationPostgresDroppedSlotTakesClusterState(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	ctx := context.Background()
+	if err := srv.Exec(ctx, "postgres", `CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, status text, phone text, tags text[], updated_at text)`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, srv.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	status := func(id int) string {
+		var s string
+		if err := conn.QueryRow(ctx, `SELECT COALESCE((SELECT status FROM customers WHERE id = $1), '<none>')`, id).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	dir := t.TempDir()
+	a := dated(t, dir, "a", nil, "")
+	a.start(t)
+	const slot = "lattice_join_b"
+	b := &sqliteNode{cfg: Config{
+		Node: "b", Data: filepath.Join(dir, "b-store"), Bind: "127.0.0.1:0", Join: []string{a.a.Node().Addr()},
+		API:     APIConfig{Addr: "127.0.0.1:0"},
+		Adapter: AdapterConfig{Kind: AdapterPostgres, DSN: srv.DSN("postgres"), Slot: slot},
+		Verify:  VerifyConfig{Disabled: true},
+		Collections: map[string]CollectionConfig{
+			"customers": {Fields: map[string]FieldConfig{"tags": {Policy: "orset"}}},
+		},
+	}}
+	b.start(t)
+	if _, err := conn.Exec(ctx, `INSERT INTO customers (id, name, status) VALUES (1, 'Acme', 'v1'), (2, 'Beta', 'v1')`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "rows at a", func() bool { return a.customers(t) == "1=Acme|v1| 2=Beta|v1|" })
+
+	if err := b.a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot); err != nil {
+		t.Fatal(err)
+	}
+	a.exec(t, `UPDATE customers SET status = 'v2' WHERE id = 1`)
+	a.exec(t, `DELETE FROM customers WHERE id = 2`)
+	waitFor(t, 10*time.Second, "a's changes stored", func() bool { return storeRow(t, a.a, 1) == "Acme|v2||" })
+
+	b.start(t)
+	waitFor(t, 30*time.Second, "PostgreSQL takes the merged state", func() bool {
+		return status(1) == "v2" && status(2) == "<none>" && b.a.Store().PendingLen() == 0
+	})
+	settled(t, a, b)
+	if got := a.customers(t); got != "1=Acme|v2|" {
+		t.Fatalf("a holds %s: the stale PostgreSQL rows came back", got)
+	}
+}
