@@ -330,9 +330,11 @@ type drifted struct {
 // fingerprint of the system's rows.
 func compareRange(ci *collInfo, col *crdt.Collection, rows []adapters.Change, merged *crdt.Delta) ([]crdt.ID, crdt.Fingerprint) {
 	var sysFP, mergedFP crdt.Fingerprint
+	var buf []byte
 	sys := make(map[crdt.Key]crdt.Hash, len(rows))
 	for _, c := range rows {
-		h := rowHash(crdt.MakeID(col.Name, c.Key), systemRow(ci, col, c.Row))
+		var h crdt.Hash
+		h, buf = rowHash(buf, col.Name, c.Key, systemRow(ci, col, c.Row))
 		sys[c.Key] = h
 		sysFP = sysFP.Add(h)
 	}
@@ -341,7 +343,8 @@ func compareRange(ci *collInfo, col *crdt.Collection, rows []adapters.Change, me
 		if !f.Record.Exists() {
 			continue
 		}
-		h := rowHash(crdt.MakeID(col.Name, f.Key), mergedRow(ci, col, f.Record))
+		var h crdt.Hash
+		h, buf = rowHash(buf, col.Name, f.Key, mergedRow(ci, col, f.Record))
 		mh[f.Key] = h
 		mergedFP = mergedFP.Add(h)
 	}
@@ -369,7 +372,8 @@ func systemRow(ci *collInfo, col *crdt.Collection, row crdt.Row) crdt.Row {
 	if row == nil {
 		return nil
 	}
-	return normalRow(ci, col, ci.fromSystem(ci.stripKey(maps.Clone(row))))
+	// stripKey copies the row: fromSystem may then change it in place.
+	return normalRow(ci, col, ci.fromSystem(ci.stripKey(row)))
 }
 
 // mergedRow is a merged record's visible row as the system would hold it:
@@ -404,13 +408,21 @@ func normalRow(ci *collInfo, col *crdt.Collection, row crdt.Row) crdt.Row {
 	return out
 }
 
-// rowHash hashes a normalized row under its record ID, the same on every
-// node for the same row.
-func rowHash(id crdt.ID, row crdt.Row) crdt.Hash {
-	b := make([]byte, 0, 256)
-	b = append(b, id...)
+// rowHash hashes a normalized row under its record ID (collection and
+// key), the same on every node for the same row. buf is scratch space,
+// returned for reuse.
+func rowHash(buf []byte, collection string, key crdt.Key, row crdt.Row) (crdt.Hash, []byte) {
+	b := append(buf[:0], collection...)
 	b = append(b, 0)
-	for _, f := range slices.Sorted(maps.Keys(row)) {
+	b = append(b, key...)
+	b = append(b, 0)
+	var names [16]string
+	fields := names[:0]
+	for f := range row {
+		fields = append(fields, f)
+	}
+	slices.Sort(fields)
+	for _, f := range fields {
 		b = append(b, f...)
 		b = append(b, 0)
 		b = row[f].AppendCanonical(b)
@@ -418,7 +430,7 @@ func rowHash(id crdt.ID, row crdt.Row) crdt.Hash {
 	sum := sha256.Sum256(b)
 	var h crdt.Hash
 	copy(h[:], sum[:])
-	return h
+	return h, b
 }
 
 // confirm waits until capture has taken in every change committed before
