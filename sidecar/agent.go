@@ -13,8 +13,10 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,8 +29,11 @@ var Version = "0.1.0-dev"
 // logger, and for tests and the demo, injected parts.
 type Options struct {
 	Logger *slog.Logger
-	// Physical is the HLC's physical clock (default: the system clock).
+	// Physical is the HLC's physical clock (default: Clock's).
 	Physical func() int64
+	// Clock is the source of time of the agent, its gossip node and its
+	// adapter (default: clock.Real).
+	Clock clock.Clock
 	// Adapter, when set, is used instead of opening the configured one.
 	Adapter adapters.Adapter
 	// StoreOptions adjusts the store options derived from the config.
@@ -43,7 +48,7 @@ type Options struct {
 // agent's loops; all are nil outside tests.
 type testingKnobs struct {
 	// beforeLocal runs in the capture loop after a captured batch is
-	// prepared and before it is handed to store.Local.
+	// prepared and before it is stepped through the engine.
 	beforeLocal func(adapters.Batch)
 }
 
@@ -57,13 +62,21 @@ type Agent struct {
 	node   *gossip.Node
 	adp    adapters.Adapter
 	token  string
-	// info maps the system's catalog; catalog.go replaces it while running.
-	info    atomic.Pointer[typeInfo]
+	// eng decides what captured changes, API writes and applies do; the
+	// agent drives it (steps under engMu, through store.Commit) and carries
+	// out its Ready values in order. Its catalog mapping (eng.Catalog) is
+	// replaced while running by catalog.go.
+	clock   clock.Clock
+	eng     *engine.Engine
+	engMu   sync.Mutex
 	catMu   sync.Mutex      // serializes catalog refreshes; guards catMiss
 	catMiss map[string]bool // unknown names a refresh was asked about
 	reg     *prometheus.Registry
 	m       *metrics
 	ver     *verifier
+	// joinKept and joinTaken count snapshot rows of known records decided
+	// by initial_sync (engine.Join), for the snapshot's log line.
+	joinKept, joinTaken atomic.Int64
 	// applyMu serializes the adapter's Apply calls: the apply loop's and
 	// verification's repairs (verify.go).
 	applyMu sync.Mutex
@@ -79,16 +92,8 @@ type Agent struct {
 	captureUp chan struct{}
 	upOnce    sync.Once
 
-	// applied maps records to the capture position of their last apply, until
-	// capture has passed it; barrier is the system's head when capture
-	// started, covering applies made before this process started. A change
-	// captured in a batch that starts before either may have been
-	// overwritten in the system by that apply (see staleness in loops.go).
-	posMu   sync.Mutex
-	applied map[crdt.ID][]byte
-	barrier []byte
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	ready      atomic.Bool
 	captureSt  atomic.Pointer[loopState]
@@ -125,6 +130,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.API.Addr != "off" && token == "" && !loopbackAddr(cfg.API.Addr) {
+		log.Warn("the API serves every record without a token on an address other machines may reach",
+			"api", cfg.API.Addr, "insecure_no_token", cfg.API.InsecureNoToken,
+			"hint", "keep the port closed to all but trusted clients, or set api.token_file")
+	}
 	a := &Agent{
 		cfg:        cfg,
 		log:        log,
@@ -132,12 +142,12 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		token:      token,
 		applyWake:  make(chan struct{}, 1),
 		captureUp:  make(chan struct{}),
-		applied:    map[crdt.ID][]byte{},
 		catMiss:    map[string]bool{},
 		done:       make(chan struct{}),
 		cursorName: "adapter/" + cfg.Adapter.Kind,
 		reg:        prometheus.NewRegistry(),
 		knobs:      opts.knobs,
+		clock:      clock.Or(opts.Clock),
 	}
 	a.setState(&a.captureSt, "idle", nil)
 	a.setState(&a.applySt, "idle", nil)
@@ -154,6 +164,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	sopts.MaxClockOffset = cfg.MaxClockOffset
 	if opts.Physical != nil {
 		sopts.Physical = opts.Physical
+	} else if opts.Clock != nil {
+		sopts.Physical = func() int64 { return a.clock.Now().UnixNano() }
 	}
 	if cfg.Store.MemTableSize > 0 {
 		sopts.MemTableSize = cfg.Store.MemTableSize
@@ -187,7 +199,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 
 	a.adp = opts.Adapter
 	if a.adp == nil && cfg.Adapter.Kind != AdapterNone {
-		if a.adp, err = openAdapter(ctx, cfg, log.With("component", "adapter")); err != nil {
+		if a.adp, err = openAdapter(ctx, cfg, a.clock, log.With("component", "adapter")); err != nil {
 			return nil, err
 		}
 	}
@@ -197,16 +209,19 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 			return nil, errors.Wrap(err, "discover the system's tables")
 		}
 	}
-	ti, err := newTypeInfo(cfg, schema, tables)
+	ti, err := engine.NewCatalog(cfg.catalogConfig(), schema, tables)
 	if err != nil {
 		return nil, err
 	}
-	a.info.Store(ti)
+	params := a.store.Params(cfg.Node)
+	params.Join = cfg.InitialSync.join()
+	a.eng = engine.New(params, ti)
 	a.m = newMetrics(a)
 	a.ver = newVerifier(a.reg)
 
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = cfg.Node
+	gcfg.Clock = a.clock
 	gcfg.BindAddr = cfg.Bind
 	gcfg.AdvertiseAddr = cfg.Advertise
 	gcfg.Join = cfg.Join
@@ -306,7 +321,7 @@ func (a *Agent) startup(ctx context.Context) {
 // joinLoop joins the configured seeds, retrying with backoff until one
 // answers or the agent closes.
 func (a *Agent) joinLoop(ctx context.Context) {
-	delay := 500 * time.Millisecond
+	b := backoff{first: 500 * time.Millisecond, max: 30 * time.Second}
 	for attempt := 1; ; attempt++ {
 		n, err := a.node.Join(ctx, a.cfg.Join)
 		if err == nil {
@@ -316,27 +331,38 @@ func (a *Agent) joinLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		a.log.Warn("join failed; retrying", "attempt", attempt, "seeds", a.cfg.Join, "err", err, "retry_in", delay)
-		if !sleepCtx(ctx, delay) {
+		a.log.Warn("join failed; retrying", "attempt", attempt, "seeds", a.cfg.Join, "err", err, "retry_in", b.delay())
+		if !b.wait(ctx, a.clock) {
 			return
 		}
-		delay = min(delay*2, 30*time.Second)
 	}
 }
 
-// sleepCtx waits for d or until ctx is done; it reports whether d passed.
+// backoff is a wait that doubles from first up to max between failures.
 // It paces retries against systems that are down; nothing waits on it for
 // correctness.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+type backoff struct {
+	first, max, next time.Duration
 }
+
+// delay is the next wait.
+func (b *backoff) delay() time.Duration {
+	if b.next == 0 {
+		return min(b.first, b.max)
+	}
+	return b.next
+}
+
+// wait waits the next delay by clk, or until ctx is done (false), and
+// doubles the delay after it.
+func (b *backoff) wait(ctx context.Context, clk clock.Clock) bool {
+	d := b.delay()
+	b.next = min(d*2, b.max)
+	return clock.Sleep(clk, ctx.Done(), d)
+}
+
+// reset starts the waits again from first.
+func (b *backoff) reset() { b.next = 0 }
 
 // Close stops the loops, leaves the cluster, stops the API and closes the
 // adapter and the store, waiting for everything the agent started.
@@ -389,13 +415,13 @@ const storeCheckInterval = time.Second
 // would retry its flushes forever while the agent went on acknowledging
 // writes it cannot make durable.
 func (a *Agent) watchStore(ctx context.Context) {
-	t := time.NewTicker(storeCheckInterval)
+	t := a.clock.NewTicker(storeCheckInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if err := a.store.CheckDir(); err != nil {
 			a.fail(errors.Wrap(err, "store"))
@@ -452,7 +478,7 @@ func (a *Agent) Node() *gossip.Node { return a.node }
 // up with it: the initial snapshot (if any) is done, capture runs, and
 // neither capture nor apply has been failing for longer than
 // ready.fail_after.
-func (a *Agent) Ready() bool { return a.ready.Load() && len(a.failing(time.Now())) == 0 }
+func (a *Agent) Ready() bool { return a.ready.Load() && len(a.failing(a.clock.Now())) == 0 }
 
 // Digest returns the fingerprint of the whole replica.
 func (a *Agent) Digest() crdt.Fingerprint { return a.store.Digest() }

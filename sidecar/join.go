@@ -2,11 +2,12 @@ package sidecar
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -14,13 +15,13 @@ import (
 const (
 	// SyncCluster keeps the merged state of every record the store knows;
 	// the system's rows of records it does not know become new records.
-	SyncCluster = "cluster"
+	SyncCluster = engine.JoinCluster
 	// SyncSystem takes the system's rows as local changes: they win over
 	// the merged state.
-	SyncSystem = "system"
+	SyncSystem = engine.JoinSystem
 	// SyncNewest compares a timestamp field per record: the side whose
 	// value is newer wins.
-	SyncNewest = "newest"
+	SyncNewest = engine.JoinNewest
 )
 
 // InitialSyncConfig says how a snapshot of the system is reconciled with
@@ -55,6 +56,9 @@ func (s *InitialSyncConfig) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// join is the engine's form of the policy.
+func (s InitialSyncConfig) join() engine.Join { return engine.Join{Mode: s.Mode, Field: s.Newest} }
+
 func (s *InitialSyncConfig) fill() error {
 	switch s.Mode {
 	case "":
@@ -76,56 +80,6 @@ func (s *InitialSyncConfig) fill() error {
 		return keyErr("initial_sync.newest", "given with mode %s", s.Mode)
 	}
 	return nil
-}
-
-// joinTally counts how a snapshot's rows of known records were decided.
-type joinTally struct {
-	kept, taken atomic.Int64
-}
-
-// reconciler returns the store.Change.Reconcile of a snapshot row of
-// collection col (nil: the row always writes, as with mode system).
-func (a *Agent) reconciler(col *crdt.Collection, row crdt.Row, t *joinTally) func(*crdt.Record) bool {
-	is := a.cfg.InitialSync
-	switch is.Mode {
-	case SyncSystem:
-		return nil
-	case SyncNewest:
-		v, ok := row[is.Newest]
-		return func(merged *crdt.Record) bool {
-			win := ok && newer(col, merged, is.Newest, v)
-			count(t, win)
-			return win
-		}
-	default:
-		return func(*crdt.Record) bool { count(t, false); return false }
-	}
-}
-
-func count(t *joinTally, taken bool) {
-	if taken {
-		t.taken.Add(1)
-	} else {
-		t.kept.Add(1)
-	}
-}
-
-// newer reports whether v, a system row's value of field, is newer than the
-// merged record's: its visible value of field, or for a deleted record the
-// time of the delete (for time values only). Values of different kinds, or
-// a null v, never win.
-func newer(col *crdt.Collection, merged *crdt.Record, field string, v crdt.Value) bool {
-	if v.Kind() == crdt.KindNull {
-		return false
-	}
-	if !merged.Exists() {
-		return v.Kind() == crdt.KindTime && v.AsTime().UnixNano() > merged.Deleted.TS.Wall
-	}
-	have, _, ok := merged.Get(col, field)
-	if !ok || have.Kind() == crdt.KindNull {
-		return true
-	}
-	return have.Kind() == v.Kind() && crdt.Compare(v, have) > 0
 }
 
 // bootstrap fills an empty store from a peer before the system's rows are
@@ -154,7 +108,7 @@ func (a *Agent) bootstrap(ctx context.Context) {
 		a.log.Warn("bootstrap from a peer failed; the system's rows are read once it succeeds, so that stale rows cannot win over the cluster's state",
 			"attempt", attempt, "err", err, "retry_in", delay,
 			"hint", "with initial_sync: system this node starts from its system's rows without waiting")
-		if !sleepCtx(ctx, delay) {
+		if !clock.Sleep(a.clock, ctx.Done(), delay) {
 			return
 		}
 		if len(a.node.Members()) == 0 && len(a.cfg.Join) > 0 {

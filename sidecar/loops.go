@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"maps"
 	"slices"
@@ -9,15 +8,17 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 )
 
 // captureLoop runs the adapter's snapshot (once) and capture, restarting
 // capture from the last durable cursor with backoff when the system fails.
 func (a *Agent) captureLoop(ctx context.Context) {
-	delay := min(200*time.Millisecond, a.cfg.Apply.MaxBackoff)
+	b := backoff{first: 200 * time.Millisecond, max: a.cfg.Apply.MaxBackoff}
 	for ctx.Err() == nil {
 		err := a.captureOnce(ctx)
 		if ctx.Err() != nil {
@@ -25,11 +26,10 @@ func (a *Agent) captureLoop(ctx context.Context) {
 		}
 		a.m.captureErrors.Inc()
 		a.setState(&a.captureSt, "retrying", err)
-		a.log.Warn("capture stopped; restarting from the last durable cursor", "err", err, "retry_in", delay)
-		if !sleepCtx(ctx, delay) {
+		a.log.Warn("capture stopped; restarting from the last durable cursor", "err", err, "retry_in", b.delay())
+		if !b.wait(ctx, a.clock) {
 			return
 		}
-		delay = min(delay*2, a.cfg.Apply.MaxBackoff)
 	}
 }
 
@@ -44,9 +44,9 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 			return errors.Wrap(err, "initial snapshot")
 		}
 	} else {
-		a.posMu.Lock()
-		first := a.barrier == nil && len(a.applied) == 0
-		a.posMu.Unlock()
+		a.engMu.Lock()
+		first := a.eng.Positions().Empty()
+		a.engMu.Unlock()
 		if first {
 			// Applies made before this process started are unknown: until
 			// capture passes the system's current head, any captured change
@@ -55,9 +55,9 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 			if err != nil {
 				return errors.Wrap(err, "read the system's capture head")
 			}
-			a.posMu.Lock()
-			a.barrier = head
-			a.posMu.Unlock()
+			a.engMu.Lock()
+			a.eng.Positions().Barrier(head)
+			a.engMu.Unlock()
 		}
 	}
 	a.setState(&a.captureSt, "capturing", nil)
@@ -65,7 +65,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 	a.upOnce.Do(func() { close(a.captureUp) })
 	prev := cursor
 	err = a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
-		if err := a.captured(ctx, b, prev, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil, nil); err != nil {
+		if err := a.captured(ctx, b, prev, &engine.Cursor{Name: a.cursorName, Value: b.Cursor}, nil); err != nil {
 			return err
 		}
 		prev = b.Cursor
@@ -76,70 +76,11 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 		// was reset): forget it, so that the next attempt takes a new
 		// snapshot. Rows equal to the merged state diff to nothing.
 		a.log.Error("the system cannot resume capture from the stored cursor; taking a new snapshot", "err", err)
-		if _, ferr := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: []byte{}}); ferr != nil {
+		if _, ferr := a.storeCursor([]byte{}); ferr != nil {
 			return errors.Wrap(ferr, "forget the cursor")
 		}
 	}
 	return err
-}
-
-// stale reports whether a change to id captured in a batch that starts at
-// prev may have been overwritten in the system by an apply before capture
-// saw it.
-func (a *Agent) stale(id crdt.ID, prev []byte) bool {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	if a.barrier != nil && bytes.Compare(prev, a.barrier) < 0 {
-		return true
-	}
-	pos, ok := a.applied[id]
-	return ok && bytes.Compare(prev, pos) < 0
-}
-
-// passed forgets the apply positions capture has passed: changes after
-// cursor were committed after those applies.
-func (a *Agent) passed(cursor []byte) {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	if a.barrier != nil && bytes.Compare(cursor, a.barrier) >= 0 {
-		a.barrier = nil
-	}
-	for id, pos := range a.applied {
-		if bytes.Compare(cursor, pos) >= 0 {
-			delete(a.applied, id)
-		}
-	}
-}
-
-// inFlight is the apply position of a record whose apply has started and
-// whose position is not known yet: it orders after every cursor, so every
-// change to the record counts as stale until the apply reports its position.
-var inFlight = bytes.Repeat([]byte{0xff}, 64)
-
-// applying marks ids as being applied, before the apply starts, so that a
-// capture batch handled between the apply's commit and appliedAt cannot
-// miss it.
-func (a *Agent) applying(ids []crdt.ID) {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	for _, id := range ids {
-		a.applied[id] = inFlight
-	}
-}
-
-// appliedAt records the capture position of an apply of ids. Without a
-// position (an adapter that reports none) the in-flight marks stay until a
-// later apply of the same record replaces them, which keeps its changes
-// conservatively stale.
-func (a *Agent) appliedAt(ids []crdt.ID, pos []byte) {
-	if len(pos) == 0 {
-		return
-	}
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	for _, id := range ids {
-		a.applied[id] = pos
-	}
 }
 
 // snapshot stores every row of the system as a captured change, stores the
@@ -147,10 +88,10 @@ func (a *Agent) appliedAt(ids []crdt.ID, pos []byte) {
 // holds that the system lacks (learned from peers before the snapshot).
 func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	seen := map[crdt.ID]struct{}{}
-	tally := &joinTally{}
-	start := time.Now()
+	kept, taken := a.joinKept.Load(), a.joinTaken.Load()
+	start := a.clock.Now()
 	cursor, err := a.adp.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
-		return a.captured(ctx, b, nil, nil, seen, tally)
+		return a.captured(ctx, b, nil, nil, seen)
 	})
 	if err != nil {
 		return nil, err
@@ -171,7 +112,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 			return nil, err
 		}
 		for _, f := range d.Fragments {
-			if ci, err := a.typeInfo().lookup(f.Collection); err == nil && ci.synced && f.Record.Exists() {
+			if ci, err := a.catalog().Lookup(f.Collection); err == nil && ci.Synced && f.Record.Exists() {
 				missing = append(missing, crdt.MakeID(f.Collection, f.Key))
 			}
 		}
@@ -182,22 +123,25 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 		}
 		a.wakeApply()
 	}
-	if _, err := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: cursor}); err != nil {
+	if _, err := a.storeCursor(cursor); err != nil {
 		return nil, err
 	}
 	if err := a.adp.Ack(ctx, cursor); err != nil {
 		a.log.Warn("acknowledge snapshot cursor", "err", err)
 	}
 	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing),
-		"initial_sync", a.cfg.InitialSync.Mode, "known_kept", tally.kept.Load(), "known_taken_from_system", tally.taken.Load(),
-		"took", time.Since(start).Round(time.Millisecond))
+		"initial_sync", a.cfg.InitialSync.Mode, "known_kept", a.joinKept.Load()-kept, "known_taken_from_system", a.joinTaken.Load()-taken,
+		"took", clock.Since(a.clock, start).Round(time.Millisecond))
 	return cursor, nil
 }
 
-// captured makes a batch of captured changes durable (with its cursor),
-// broadcasts the resulting delta, and acknowledges the cursor. prev is the
-// cursor the batch starts after (nil for snapshot batches).
-func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}, tally *joinTally) error {
+// captured steps a batch of captured changes through the engine and
+// carries out its Ready in order: the store makes the new states and the
+// cursor durable (store.Commit, the step running under the store's writer
+// lock), then the delta is broadcast and the applier woken, then the cursor
+// is acknowledged to the system. prev is the cursor the batch starts after
+// (nil for snapshot batches).
+func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *engine.Cursor, seen map[crdt.ID]struct{}) error {
 	if a.needsCatalog(b.Changes) {
 		// A table or column created since the last look: map it before the
 		// batch is read with the old mapping (key columns taken for fields).
@@ -208,78 +152,70 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			a.log.Warn("refresh of the system's catalog failed; the previous mapping stays", "err", err)
 		}
 	}
-	info := a.typeInfo()
-	changes := make([]store.Change, 0, len(b.Changes))
-	for _, c := range b.Changes {
-		ci, err := info.lookup(c.Collection)
-		if err != nil {
-			a.m.badRows.Inc()
-			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
-			continue
-		}
-		id := crdt.MakeID(c.Collection, c.Key)
-		ch := store.Change{
-			Collection: c.Collection,
-			Key:        c.Key,
-			// Partial: a column a capture leaves out is unchanged (adapters
-			// send nulls explicitly).
-			Row:      ci.fromSystem(ci.stripKey(c.Row)),
-			Base:     ci.fromSystem(ci.stripKey(c.Old)),
-			Delete:   c.Row == nil,
-			Captured: true,
-		}
-		if !c.Committed.IsZero() {
-			ch.Committed = c.Committed.UnixNano()
-		}
-		if cursor != nil {
-			// Decided inside Local, under the store's writer lock: an apply
-			// acknowledged between a decision made here and Local would
-			// find its queue entry unchanged and leave the system holding
-			// the applied row over the user's change.
-			ch.StaleCheck = func() bool { return a.stale(id, prev) }
-		}
-		if seen != nil {
-			// A snapshot row of a record the store knows is decided by
-			// initial_sync.
-			if col, err := a.schema.Collection(c.Collection); err == nil && c.Row != nil {
-				ch.Reconcile = a.reconciler(col, ch.Row, tally)
-			}
-			seen[id] = struct{}{}
-		}
-		changes = append(changes, ch)
-	}
-	if len(changes) == 0 && cursor == nil {
+	if len(b.Changes) == 0 && cursor == nil {
 		return nil
+	}
+	if seen != nil {
+		for _, c := range b.Changes {
+			seen[crdt.MakeID(c.Collection, c.Key)] = struct{}{}
+		}
 	}
 	if a.knobs.beforeLocal != nil && cursor != nil {
 		a.knobs.beforeLocal(b)
 	}
-	res, err := a.store.Local(a.cfg.Node, changes, cursor)
+	rd, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.Capture(r, b, prev, cursor) })
 	if err != nil {
 		return err
 	}
-	a.afterLocal(res, "capture")
+	a.joinKept.Add(int64(rd.JoinKept))
+	a.joinTaken.Add(int64(rd.JoinTaken))
+	for _, sk := range rd.Skipped {
+		a.m.badRows.Inc()
+		a.log.Warn("captured change for an unknown collection skipped", "collection", sk.Collection, "err", sk.Err)
+	}
+	a.afterLocal(rd, "capture")
 	a.markBatch(&a.captureSt)
 	if cursor != nil {
-		a.passed(cursor.Value)
-		if err := a.adp.Ack(ctx, cursor.Value); err != nil && ctx.Err() == nil {
+		a.engMu.Lock()
+		a.eng.Advance(rd)
+		a.engMu.Unlock()
+		if err := a.adp.Ack(ctx, rd.Ack); err != nil && ctx.Err() == nil {
 			a.log.Warn("acknowledge cursor", "err", err)
 		}
 	}
 	return nil
 }
 
-// afterLocal broadcasts a local result, counts it and wakes the applier.
-func (a *Agent) afterLocal(res *store.LocalResult, via string) {
-	for _, f := range res.Failed {
+// step runs an engine step under the store's writer lock (store.Commit)
+// and the engine's lock, and returns its Ready once the durable part is
+// durable. The caller carries out the rest, in order.
+func (a *Agent) step(fn func(engine.Reader) (*engine.Ready, error)) (*engine.Ready, error) {
+	return a.store.Commit(func(r engine.Reader) (*engine.Ready, error) {
+		a.engMu.Lock()
+		defer a.engMu.Unlock()
+		return fn(r)
+	})
+}
+
+// storeCursor makes the capture cursor durable, with no change.
+func (a *Agent) storeCursor(cursor []byte) (*engine.Ready, error) {
+	return a.step(func(r engine.Reader) (*engine.Ready, error) {
+		return a.eng.Local(r, nil, &engine.Cursor{Name: a.cursorName, Value: cursor})
+	})
+}
+
+// afterLocal carries out the part of a durable Ready that follows the
+// store: it broadcasts the delta, counts it and wakes the applier.
+func (a *Agent) afterLocal(rd *engine.Ready, via string) {
+	for _, f := range rd.Failed {
 		a.m.badRows.Inc()
 		a.log.Warn("change rejected", "via", via, "collection", f.Collection, "key", f.Key, "err", f.Err)
 	}
-	if res.Delta.Len() > 0 {
-		a.m.localFragments.Add(float64(res.Delta.Len()))
-		a.node.Broadcast(res.Delta)
+	if rd.Broadcast.Len() > 0 {
+		a.m.localFragments.Add(float64(rd.Broadcast.Len()))
+		a.node.Broadcast(rd.Broadcast)
 	}
-	if len(res.Effects) > 0 && a.adp != nil {
+	if len(rd.Effects) > 0 && a.adp != nil {
 		a.wakeApply()
 	}
 }
@@ -302,16 +238,15 @@ func (a *Agent) applyLoop(ctx context.Context) {
 	}
 	// The tick is a safety net for wakes lost across restarts; every enqueue
 	// also wakes the loop.
-	tick := time.NewTicker(time.Second)
+	tick := a.clock.NewTicker(time.Second)
 	defer tick.Stop()
-	first := min(100*time.Millisecond, a.cfg.Apply.MaxBackoff)
-	delay := first
+	b := backoff{first: 100 * time.Millisecond, max: a.cfg.Apply.MaxBackoff}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.applyWake:
-		case <-tick.C:
+		case <-tick.C():
 		}
 		for ctx.Err() == nil {
 			n, err := a.applyBatch(ctx)
@@ -321,14 +256,13 @@ func (a *Agent) applyLoop(ctx context.Context) {
 				}
 				a.m.applyErrors.Inc()
 				a.setState(&a.applySt, "retrying", err)
-				a.log.Warn("apply failed; the queue waits and retries", "err", err, "retry_in", delay, "pending", a.store.PendingLen())
-				if !sleepCtx(ctx, delay) {
+				a.log.Warn("apply failed; the queue waits and retries", "err", err, "retry_in", b.delay(), "pending", a.store.PendingLen())
+				if !b.wait(ctx, a.clock) {
 					return
 				}
-				delay = min(delay*2, a.cfg.Apply.MaxBackoff)
 				continue
 			}
-			delay = first
+			b.reset()
 			if n == 0 {
 				a.setState(&a.applySt, "idle", nil)
 				a.recovered(&a.applySt)
@@ -350,7 +284,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	writes := make([]adapters.Write, 0, len(items))
 	var settled, apply []store.Pending
 	parked := 0
-	info := a.typeInfo()
+	info := a.catalog()
 	for _, p := range items {
 		if p.Err != nil {
 			// The stored state does not decode: it cannot be written, and
@@ -361,8 +295,8 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 			parked++
 			continue
 		}
-		ci, err := info.lookup(p.Collection)
-		if err != nil || !ci.synced {
+		ci, err := info.Lookup(p.Collection)
+		if err != nil || !ci.Synced {
 			// The system does not hold this collection: nothing to write.
 			settled = append(settled, p)
 			continue
@@ -374,10 +308,10 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		}
 		w := adapters.Write{Collection: p.Collection, Key: p.Key}
 		if view := p.Record.View(col); view != nil {
-			row, err := ci.keyRow(p.Key)
+			row, err := ci.KeyRow(p.Key)
 			if err == nil {
 				maps.Copy(row, view)
-				w.Row, err = ci.toSystem(row)
+				w.Row, err = ci.ToSystem(row)
 			}
 			if err != nil {
 				if err := a.park(p, err); err != nil {
@@ -403,8 +337,10 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	for i, w := range writes {
 		ids[i] = crdt.MakeID(w.Collection, w.Key)
 	}
-	a.applying(ids)
-	start := time.Now()
+	a.engMu.Lock()
+	a.eng.Positions().Applying(ids)
+	a.engMu.Unlock()
+	start := a.clock.Now()
 	pos, err := a.adp.Apply(ctx, writes)
 	if err != nil {
 		re, ok := adapters.RowErrorOf(err)
@@ -426,8 +362,10 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		// unavailable: find the write that causes it.
 		return a.applyEach(ctx, apply, writes, err)
 	}
-	a.appliedAt(ids, pos)
-	a.m.applyLatency.Observe(time.Since(start).Seconds())
+	a.engMu.Lock()
+	a.eng.Positions().AppliedAt(ids, pos)
+	a.engMu.Unlock()
+	a.m.applyLatency.Observe(clock.Since(a.clock, start).Seconds())
 	a.m.appliedRows.Add(float64(len(writes)))
 	a.markBatch(&a.applySt)
 	if err := a.store.AckPending(apply); err != nil {
@@ -450,7 +388,9 @@ func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []a
 		id := crdt.MakeID(w.Collection, w.Key)
 		pos, err := a.adp.Apply(ctx, []adapters.Write{w})
 		if err == nil {
-			a.appliedAt([]crdt.ID{id}, pos)
+			a.engMu.Lock()
+			a.eng.Positions().AppliedAt([]crdt.ID{id}, pos)
+			a.engMu.Unlock()
 			a.m.appliedRows.Inc()
 			if err := a.store.AckPending(items[i : i+1]); err != nil {
 				return settled, err

@@ -15,7 +15,8 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
-	"github.com/lattice-crdt/lattice/sidecar/store"
+	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -186,7 +187,7 @@ func (a *Agent) verifyLoop(ctx context.Context) {
 		return
 	case <-a.captureUp:
 	}
-	for sleepCtx(ctx, a.cfg.Verify.Interval) {
+	for clock.Sleep(a.clock, ctx.Done(), a.cfg.Verify.Interval) {
 		if _, err := a.Verify(ctx, a.cfg.Verify.Repair, true); err != nil && ctx.Err() == nil {
 			a.log.Warn("verification pass failed; the next one runs in verify.interval", "err", err)
 		}
@@ -218,15 +219,14 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 	}
 	a.ver.mu.Lock()
 	defer a.ver.mu.Unlock()
-	start := time.Now()
+	start := a.clock.Now()
 	rep := &VerifyReport{Node: a.cfg.Node, Started: start.UTC(), Repair: repair}
 	var digest crdt.Fingerprint
 	var cands []crdt.ID
-	info := a.typeInfo()
-	names := slices.Sorted(maps.Keys(info.colls))
-	for _, name := range names {
-		ci := info.colls[name]
-		if !ci.synced {
+	info := a.catalog()
+	for _, name := range info.Collections() {
+		ci, err := info.Lookup(name)
+		if err != nil || !ci.Synced {
 			continue
 		}
 		col, err := a.schema.Collection(name)
@@ -263,7 +263,7 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 			}
 			a.ver.rows.Add(float64(len(rows)))
 			if paced && len(rows) > 0 {
-				if !sleepCtx(ctx, time.Duration(len(rows))*time.Second/time.Duration(a.cfg.Verify.RowsPerSecond)) {
+				if !clock.Sleep(a.clock, ctx.Done(), time.Duration(len(rows))*time.Second/time.Duration(a.cfg.Verify.RowsPerSecond)) {
 					return nil, ctx.Err()
 				}
 			}
@@ -295,15 +295,15 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 			return nil, errors.Wrap(err, "verify: repair")
 		}
 	}
-	rep.Seconds = time.Since(start).Seconds()
+	rep.Seconds = clock.Since(a.clock, start).Seconds()
 	a.ver.drift.Set(float64(len(drift)))
 	a.ver.duration.Observe(rep.Seconds)
-	a.ver.lastTime.Set(float64(time.Now().UnixNano()) / 1e9)
+	a.ver.lastTime.Set(float64(a.clock.Now().UnixNano()) / 1e9)
 	a.ver.last.Lock()
 	a.ver.rep = rep
 	a.ver.last.Unlock()
 	a.log.Info("verification pass done", "rows", rep.Rows, "ranges", rep.Ranges, "ranges_differ", rep.RangesDiffer,
-		"drift_records", rep.DriftRecords, "repaired", rep.Repaired, "took", time.Since(start).Round(time.Millisecond))
+		"drift_records", rep.DriftRecords, "repaired", rep.Repaired, "took", clock.Since(a.clock, start).Round(time.Millisecond))
 	return rep, nil
 }
 
@@ -328,7 +328,7 @@ type drifted struct {
 // merged records of the same range: fingerprints first, then record by
 // record when they differ. It returns the IDs that differ and the
 // fingerprint of the system's rows.
-func compareRange(ci *collInfo, col *crdt.Collection, rows []adapters.Change, merged *crdt.Delta) ([]crdt.ID, crdt.Fingerprint) {
+func compareRange(ci *engine.Mapping, col *crdt.Collection, rows []adapters.Change, merged *crdt.Delta) ([]crdt.ID, crdt.Fingerprint) {
 	var sysFP, mergedFP crdt.Fingerprint
 	var buf []byte
 	sys := make(map[crdt.Key]crdt.Hash, len(rows))
@@ -368,17 +368,17 @@ func compareRange(ci *collInfo, col *crdt.Collection, rows []adapters.Change, me
 
 // systemRow is a system's row in collection space as verification compares
 // it: key columns left out, mapped as capture maps it, normalized.
-func systemRow(ci *collInfo, col *crdt.Collection, row crdt.Row) crdt.Row {
+func systemRow(ci *engine.Mapping, col *crdt.Collection, row crdt.Row) crdt.Row {
 	if row == nil {
 		return nil
 	}
 	// stripKey copies the row: fromSystem may then change it in place.
-	return normalRow(ci, col, ci.fromSystem(ci.stripKey(row)))
+	return normalRow(ci, col, ci.FromSystem(ci.StripKey(row)))
 }
 
 // mergedRow is a merged record's visible row as the system would hold it:
 // only the fields that are columns of the system's table, normalized.
-func mergedRow(ci *collInfo, col *crdt.Collection, r *crdt.Record) crdt.Row {
+func mergedRow(ci *engine.Mapping, col *crdt.Collection, r *crdt.Record) crdt.Row {
 	view := r.View(col)
 	if view == nil {
 		return nil
@@ -389,10 +389,10 @@ func mergedRow(ci *collInfo, col *crdt.Collection, r *crdt.Record) crdt.Row {
 // normalRow drops nulls and empty lists (a missing field, a null and an
 // empty set are one value), drops fields the system has no column for,
 // and puts OR-set lists in set order.
-func normalRow(ci *collInfo, col *crdt.Collection, row crdt.Row) crdt.Row {
+func normalRow(ci *engine.Mapping, col *crdt.Collection, row crdt.Row) crdt.Row {
 	out := make(crdt.Row, len(row))
 	for f, v := range row {
-		if _, ok := ci.kinds[f]; !ok || slices.Contains(ci.key, f) {
+		if _, ok := ci.Kinds[f]; !ok || slices.Contains(ci.Key, f) {
 			continue
 		}
 		if v.IsNull() || (v.Kind() == crdt.KindList && len(v.AsList()) == 0) {
@@ -442,16 +442,16 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 		return nil, nil
 	}
 	if head, err := a.adp.Head(ctx); err == nil {
-		deadline := time.Now().Add(a.cfg.Verify.Settle)
+		deadline := a.clock.Now().Add(a.cfg.Verify.Settle)
 		for {
 			cur, err := a.store.Cursor(a.cursorName)
 			if err != nil {
 				return nil, err
 			}
-			if bytes.Compare(cur, head) >= 0 || time.Now().After(deadline) {
+			if bytes.Compare(cur, head) >= 0 || a.clock.Now().After(deadline) {
 				break
 			}
-			if !sleepCtx(ctx, 20*time.Millisecond) {
+			if !clock.Sleep(a.clock, ctx.Done(), 20*time.Millisecond) {
 				return nil, ctx.Err()
 			}
 		}
@@ -471,11 +471,11 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 		}
 		byColl[c] = append(byColl[c], k)
 	}
-	info := a.typeInfo()
+	info := a.catalog()
 	var out []drifted
 	for _, name := range slices.Sorted(maps.Keys(byColl)) {
 		keys := byColl[name]
-		ci, err := info.lookup(name)
+		ci, err := info.Lookup(name)
 		if err != nil {
 			continue
 		}
@@ -513,7 +513,7 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 }
 
 // diffRecord compares a system row (nil: none) with a merged record.
-func diffRecord(ci *collInfo, col *crdt.Collection, k crdt.Key, sys crdt.Row, rec *crdt.Record) (drifted, bool) {
+func diffRecord(ci *engine.Mapping, col *crdt.Collection, k crdt.Key, sys crdt.Row, rec *crdt.Record) (drifted, bool) {
 	d := drifted{Drift: Drift{Collection: col.Name, Key: k.String()}, id: crdt.MakeID(col.Name, k), key: k, system: sys, known: rec != nil}
 	merged := mergedRow(ci, col, rec)
 	switch {
@@ -526,8 +526,8 @@ func diffRecord(ci *collInfo, col *crdt.Collection, k crdt.Key, sys crdt.Row, re
 	default:
 		d.Kind = "differs"
 	}
-	for _, f := range slices.Sorted(maps.Keys(ci.kinds)) {
-		if slices.Contains(ci.key, f) {
+	for _, f := range slices.Sorted(maps.Keys(ci.Kinds)) {
+		if slices.Contains(ci.Key, f) {
 			continue
 		}
 		sv, mv := sys[f], merged[f]
@@ -580,9 +580,9 @@ func (a *Agent) repair(ctx context.Context, mode string, drift []drifted) (int, 
 		}
 		return len(drift), nil
 	case RepairCapture:
-		changes := make([]store.Change, 0, len(drift))
+		changes := make([]engine.Change, 0, len(drift))
 		for _, d := range drift {
-			ch := store.Change{Collection: d.Collection, Key: d.key, Captured: true}
+			ch := engine.Change{Collection: d.Collection, Key: d.key, Captured: true}
 			if d.system == nil {
 				ch.Delete = true
 			} else {
@@ -590,7 +590,7 @@ func (a *Agent) repair(ctx context.Context, mode string, drift []drifted) (int, 
 			}
 			changes = append(changes, ch)
 		}
-		res, err := a.store.Local(a.cfg.Node, changes, nil)
+		res, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.Local(r, changes, nil) })
 		if err != nil {
 			return 0, err
 		}
@@ -610,12 +610,16 @@ func (a *Agent) applyDirect(ctx context.Context, writes []adapters.Write) error 
 	for i, w := range writes {
 		ids[i] = crdt.MakeID(w.Collection, w.Key)
 	}
-	a.applying(ids)
+	a.engMu.Lock()
+	a.eng.Positions().Applying(ids)
+	a.engMu.Unlock()
 	pos, err := a.adp.Apply(ctx, writes)
 	if err != nil {
 		return err
 	}
-	a.appliedAt(ids, pos)
+	a.engMu.Lock()
+	a.eng.Positions().AppliedAt(ids, pos)
+	a.engMu.Unlock()
 	a.m.appliedRows.Add(float64(len(writes)))
 	return nil
 }

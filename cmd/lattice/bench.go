@@ -9,39 +9,67 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/bench"
+	"github.com/spf13/cobra"
 )
 
-const benchUsage = "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]\n       lattice bench --check N [--seed S]"
-
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", benchUsage, stderr)
-	o := bench.RunOptions{}
-	fs.IntVar(&o.Nodes, "nodes", bench.DefaultNodes, "sidecars per cluster, all in this process on loopback")
-	fs.IntVar(&o.Samples, "samples", bench.DefaultSamples, "end-to-end samples: changes made one at a time")
+func benchCmd() *cobra.Command {
+	var (
+		o                      bench.RunOptions
+		pg                     listFlag
+		jsonPath, svgPath, dir string
+		verbose                bool
+		check                  int
+		seed                   uint64
+	)
+	cmd := &cobra.Command{
+		Use:     "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]",
+		Short:   "Run convergence benchmarks; print a table, write JSON and an SVG plot",
+		GroupID: "tools",
+		Long: `Run convergence benchmarks on this machine: sidecars in this process on
+loopback, each beside its own SQLite database (or with --sqlite=false its API
+as the system), measuring end-to-end propagation, throughput and catch-up.
+Prints a table; --json and --svg write the report and a plot.
+--check N runs N seeded schedules of the randomized checker instead (clients
+writing random SQL, API writers, restarts; every database compared with the
+others and with an oracle); a failure prints its seed, --seed S reruns it.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if check > 0 {
+				var log *slog.Logger
+				if verbose {
+					log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+				}
+				return runCheck(cmd.Context(), check, seed, dir, log, cmd.OutOrStdout())
+			}
+			o.Postgres = pg
+			o.Dir = dir
+			o.Progress = cmd.ErrOrStderr()
+			if verbose {
+				o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			}
+			return runBench(cmd.Context(), o, jsonPath, svgPath, cmd.OutOrStdout())
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&o.Nodes, "nodes", bench.DefaultNodes, "`N` sidecars per cluster, all in this process on loopback")
+	fs.IntVar(&o.Samples, "samples", bench.DefaultSamples, "`N` end-to-end samples: changes made one at a time")
 	fs.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "how long the writers write in the throughput scenarios")
 	fs.BoolVar(&o.SQLite, "sqlite", true, "each sidecar beside its own SQLite database; false: the sidecars' API is the system")
-	var pg listFlag
-	fs.Var(&pg, "postgres", "also run the PostgreSQL scenarios in these databases, one per sidecar, comma-separated or repeated\n"+
+	fs.Var(&pg, "postgres", "also run the PostgreSQL scenarios in these databases (`DSN`s), one per sidecar, comma-separated or repeated\n"+
 		"(wal_level=logical; the bench creates and drops the table "+bench.PostgresTable+" and slots named lattice_bench_<node>)")
-	jsonPath := fs.String("json", "", "write the report, raw samples included, as JSON to FILE")
-	svgPath := fs.String("svg", "", "write a plot of the latency distribution and the throughput as SVG to FILE")
-	dir := fs.String("dir", "", "keep the databases and stores in DIR (default: temporary directories, removed afterwards)")
-	verbose := fs.Bool("verbose", false, "print the sidecars' logs to standard error")
-	check := fs.Int("check", 0, "instead of the benchmarks, run N randomized checker schedules (see docs/verify.md)")
-	seed := fs.Uint64("seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *check > 0 {
-		var log *slog.Logger
-		if *verbose {
-			log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		}
-		return runCheck(ctx, *check, *seed, *dir, log, stdout)
-	}
-	if fs.NArg() > 0 {
-		return errors.Newf("unexpected arguments %q", fs.Args())
-	}
+	fs.StringVar(&jsonPath, "json", "", "write the report, raw samples included, as JSON to `FILE`")
+	fs.StringVar(&svgPath, "svg", "", "write a plot of the latency distribution and the throughput as SVG to `FILE`")
+	fs.StringVar(&dir, "dir", "", "keep the databases and stores in `DIR` (default: temporary directories, removed afterwards)")
+	fs.BoolVar(&verbose, "verbose", false, "print the sidecars' logs to standard error")
+	fs.IntVar(&check, "check", 0, "instead of the benchmarks, run `N` randomized checker schedules (see docs/verify.md)")
+	fs.Uint64Var(&seed, "seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
+	_ = cmd.MarkFlagFilename("json", "json")
+	_ = cmd.MarkFlagFilename("svg", "svg")
+	_ = cmd.MarkFlagDirname("dir")
+	return cmd
+}
+
+func runBench(ctx context.Context, o bench.RunOptions, jsonPath, svgPath string, stdout io.Writer) error {
 	switch {
 	case o.Nodes < 2:
 		return errors.Newf("--nodes %d: need at least 2", o.Nodes)
@@ -50,12 +78,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case o.Duration <= 0:
 		return errors.Newf("--duration %s: must be positive", o.Duration)
 	}
-	o.Postgres = pg
-	o.Dir = *dir
-	o.Progress = stderr
-	if *verbose {
-		o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
 	// Create the output files first, so that a bad path fails before the
 	// run; a failed run removes them again.
 	var jsonFile, svgFile *os.File
@@ -63,7 +85,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, f := range []struct {
 		path string
 		dst  **os.File
-	}{{*jsonPath, &jsonFile}, {*svgPath, &svgFile}} {
+	}{{jsonPath, &jsonFile}, {svgPath, &svgFile}} {
 		if f.path == "" {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/sidecar"
+	"github.com/spf13/cobra"
 )
 
 // driftError is the exit status 1 of a verify that left drift.
@@ -25,27 +26,46 @@ func (driftError) ExitCode() int { return 1 }
 // repairWait bounds how long verify --repair waits for its repair to land.
 const repairWait = 30 * time.Second
 
-func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "verify [--api ADDR] [--token-file FILE] [--repair] [--json]", stderr)
-	client := clientFlags(fs)
-	repair := fs.Bool("repair", false, "write the merged state over the drift found, then verify again")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	c, err := client(args, 0, 0)
-	if err != nil {
-		return err
+func verifyCmd() *cobra.Command {
+	var repair, asJSON bool
+	cmd := &cobra.Command{
+		Use:     "verify [--repair] [--json]",
+		Short:   "Compare a sidecar's system with the merged state; exit 1 on drift",
+		GroupID: "client",
+		Long: `Run one verification pass on a running sidecar: its system's rows are compared,
+key range by key range, with the merged state's visible rows. Prints each
+record that differs (collection, key, kind, and per field the system's value
+and the merged value) and exits 1 when drift remains, 0 when none.
+--repair writes the merged state over the drift, waits for it to land and
+verifies again. See docs/verify.md.`,
+		Args: argsBetween(0, 0),
 	}
+	o := addClientFlags(cmd)
+	cmd.Flags().BoolVar(&repair, "repair", false, "write the merged state over the drift found, then verify again")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (the API's POST /v1/verify)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := o.client()
+		if err != nil {
+			return err
+		}
+		return runVerify(cmd.Context(), c, repair, asJSON, cmd.OutOrStdout())
+	}
+	return cmd
+}
+
+func runVerify(ctx context.Context, c *sidecar.Client, repair, asJSON bool, stdout io.Writer) error {
 	mode := sidecar.RepairReport
-	if *repair {
+	if repair {
 		mode = sidecar.RepairApply
 	}
 	rep, err := c.Verify(ctx, mode)
 	if err != nil {
 		return err
 	}
-	if err := printReport(stdout, rep, *asJSON); err != nil {
+	if err := printReport(stdout, rep, asJSON); err != nil {
 		return err
 	}
-	if *repair && rep.DriftRecords > 0 {
+	if repair && rep.DriftRecords > 0 {
 		// The repair goes through the apply queue: verify again until it
 		// has landed (a pass leaves queued records out) or time is up.
 		deadline := time.Now().Add(repairWait)
@@ -61,7 +81,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 		fmt.Fprintln(stdout, "after repair:")
-		if err := printReport(stdout, rep, *asJSON); err != nil {
+		if err := printReport(stdout, rep, asJSON); err != nil {
 			return err
 		}
 	}
