@@ -14,8 +14,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
-	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/prometheus/client_golang/prometheus"
 )
