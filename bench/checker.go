@@ -8,7 +8,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +36,7 @@ type CheckOptions struct {
 	// Duration is how long the clients write (default 2s).
 	Duration time.Duration
 	// Restarts is the number of sidecar restarts during the writes
-	// (default 1); each stops one sidecar while its database keeps taking
+	// (default 2); each stops one sidecar while its database keeps taking
 	// writes, and starts it again.
 	Restarts int
 	// Dir holds databases and stores (default: a temporary directory,
@@ -45,6 +44,11 @@ type CheckOptions struct {
 	Dir string
 	// Logger receives the sidecars' logs (default: discarded).
 	Logger *slog.Logger
+	// Binary, when set, is the lattice binary: each sidecar then runs as
+	// a child process (lattice agent), and a restart kills it with SIGKILL
+	// or stops it with SIGTERM (a seeded choice). Without it the sidecars
+	// run in this process and restarts are clean stops.
+	Binary string
 }
 
 // CheckResult is what a schedule did.
@@ -53,6 +57,7 @@ type CheckResult struct {
 	Writes    int64   `json:"writes"`    // statements and API writes attempted
 	Committed int64   `json:"committed"` // of which the client saw committed
 	Restarts  int     `json:"restarts"`
+	Kills     int     `json:"kills"` // restarts by SIGKILL
 	Rows      int     `json:"rows"` // rows in each system at the end
 	Seconds   float64 `json:"seconds"`
 }
@@ -112,21 +117,6 @@ func (l *ledger) sharedWrite(id int64, fields map[string]string) {
 	}
 }
 
-// checkNode is one sidecar of the checker, restartable.
-type checkNode struct {
-	name string
-	cfg  sidecar.Config
-	path string
-	mu   sync.Mutex
-	a    *sidecar.Agent
-}
-
-func (n *checkNode) agent() *sidecar.Agent {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.a
-}
-
 // Check runs one schedule and checks its outcome. An error names the seed;
 // CheckOptions.Seed reruns it.
 func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
@@ -140,7 +130,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		o.Duration = 2 * time.Second
 	}
 	if o.Restarts == 0 {
-		o.Restarts = 1
+		o.Restarts = 2
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -165,11 +155,10 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	rng := rand.New(rand.NewPCG(o.Seed, 0x1a771ce))
 
 	nodes := make([]*checkNode, o.Nodes)
-	var join []string
 	defer func() {
 		for _, n := range nodes {
-			if n != nil && n.agent() != nil {
-				_ = n.agent().Close()
+			if n != nil {
+				_ = n.stop(false)
 			}
 		}
 	}()
@@ -182,7 +171,11 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}()
 	for i := range nodes {
-		n := &checkNode{name: fmt.Sprintf("n%d", i+1), path: filepath.Join(dir, fmt.Sprintf("n%d.db", i+1))}
+		n, err := newCheckNode(dir, fmt.Sprintf("n%d", i+1), o.Binary, o.Logger)
+		if err != nil {
+			return res, err
+		}
+		nodes[i] = n
 		db, err := openCheckDB(n.path)
 		if err != nil {
 			return res, err
@@ -191,26 +184,20 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		if _, err := db.ExecContext(ctx, checkSchema); err != nil {
 			return res, errors.Wrapf(err, "create items in %s", n.path)
 		}
-		n.cfg = sidecar.Config{
-			Node: n.name, Data: filepath.Join(dir, n.name), Bind: "127.0.0.1:0", Join: slices.Clone(join),
-			Cluster: "lattice-check", API: sidecar.APIConfig{Addr: "127.0.0.1:0"}, Log: sidecar.LogConfig{Level: "warn"},
-			Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items"}, PollInterval: 2 * time.Millisecond},
-			Apply:   sidecar.ApplyConfig{MaxBackoff: 200 * time.Millisecond},
-			Gossip:  sidecar.GossipConfig{SyncInterval: 300 * time.Millisecond},
-			Verify:  sidecar.VerifyConfig{Disabled: true},
-		}
-		if n.a, err = sidecar.Start(ctx, n.cfg, sidecar.Options{Logger: o.Logger.With("node", n.name)}); err != nil {
-			return res, errors.Wrapf(err, "start %s", n.name)
-		}
-		// A restarted node joins every node started before it, and the
-		// others: its gossip port changes on restart, so keep the first
-		// node's, which is never restarted.
-		if i == 0 {
-			join = append(join, n.a.Node().Addr())
-		}
-		nodes[i] = n
 	}
-	if err := waitUntil(ctx, 30*time.Second, func() (bool, string) { return checkReady(nodes) }); err != nil {
+	// Every node joins the others: a restarted one finds whoever is up.
+	joins := make([][]string, len(nodes))
+	for i := range nodes {
+		for j, m := range nodes {
+			if j != i {
+				joins[i] = append(joins[i], m.gossip)
+			}
+		}
+		if err := nodes[i].start(ctx, joins[i]); err != nil {
+			return res, err
+		}
+	}
+	if err := waitUntil(ctx, 60*time.Second, func() (bool, string) { return checkReady(ctx, nodes) }); err != nil {
 		return res, err
 	}
 
@@ -239,13 +226,17 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			if !sleepUntil(wctx, start.Add(at)) {
 				return
 			}
-			n := nodes[1+rng.IntN(len(nodes)-1)]
+			i := rng.IntN(len(nodes))
 			down := time.Duration(rng.Int64N(int64(300 * time.Millisecond)))
-			if err := restart(ctx, n, join, down, o.Logger); err != nil {
+			kill := o.Binary != "" && rng.IntN(2) == 0
+			if err := restart(ctx, nodes[i], joins[i], down, kill); err != nil {
 				restartErr <- err
 				return
 			}
 			res.Restarts++
+			if kill {
+				res.Kills++
+			}
 		}
 	})
 	wg.Wait()
@@ -260,11 +251,18 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	// equal, nothing to apply, and every database holding the same table.
 	var final []map[int64][3]*string
 	err = waitUntil(ctx, 60*time.Second, func() (bool, string) {
-		if ok, why := checkReady(nodes); !ok {
+		if ok, why := checkReady(ctx, nodes); !ok {
 			return false, why
 		}
-		first := nodes[0].agent().Digest()
+		var first string
 		for i, n := range nodes {
+			st, err := n.status(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			if i == 0 {
+				first = st.Digest
+			}
 			var acked, last int64
 			if err := dbs[i].QueryRowContext(ctx, `SELECT (SELECT v FROM _lattice_meta WHERE k='acked'), (SELECT COALESCE(MAX(seq), 0) FROM _lattice_log)`).Scan(&acked, &last); err != nil {
 				return false, err.Error()
@@ -272,11 +270,11 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			if last > acked {
 				return false, fmt.Sprintf("%s captured %d of %d", n.name, acked, last)
 			}
-			if d := n.agent().Digest(); d != first {
+			if st.Digest != first {
 				return false, n.name + " digest differs"
 			}
-			if p := n.agent().Store().PendingLen(); p > 0 {
-				return false, fmt.Sprintf("%s has %d to apply", n.name, p)
+			if st.Pending > 0 || len(st.Parked) > 0 {
+				return false, fmt.Sprintf("%s has %d to apply, %d parked", n.name, st.Pending, len(st.Parked))
 			}
 		}
 		final = final[:0]
@@ -299,7 +297,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	}
 	res.Rows = len(final[0])
 	for _, n := range nodes {
-		rep, err := n.agent().Verify(ctx, sidecar.RepairReport, false)
+		rep, err := n.client.Verify(ctx, sidecar.RepairReport)
 		if err != nil {
 			return res, errors.Wrapf(err, "verify %s", n.name)
 		}
@@ -322,48 +320,25 @@ func openCheckDB(path string) (*sql.DB, error) {
 	return db, nil
 }
 
-func checkReady(nodes []*checkNode) (bool, string) {
+func checkReady(ctx context.Context, nodes []*checkNode) (bool, string) {
 	for _, n := range nodes {
-		a := n.agent()
-		if a == nil || !a.Ready() {
-			return false, n.name + " not ready"
-		}
-		alive := 0
-		for _, m := range a.Node().Members() {
-			if m.State == "alive" {
-				alive++
-			}
-		}
-		if alive < len(nodes)-1 {
-			return false, fmt.Sprintf("%s sees %d live peers", n.name, alive)
+		if ok, why := n.ready(ctx, len(nodes)-1); !ok {
+			return false, why
 		}
 	}
 	return true, ""
 }
 
-// restart stops a sidecar gracefully, leaves it down for a while (its
+// restart stops a sidecar (kill: SIGKILL), leaves it down for a while (its
 // database keeps taking writes), and starts it again with its store.
-func restart(ctx context.Context, n *checkNode, join []string, down time.Duration, log *slog.Logger) error {
-	n.mu.Lock()
-	a := n.a
-	n.a = nil
-	n.mu.Unlock()
-	if err := a.Close(); err != nil {
+func restart(ctx context.Context, n *checkNode, join []string, down time.Duration, kill bool) error {
+	if err := n.stop(kill); err != nil {
 		return errors.Wrapf(err, "stop %s", n.name)
 	}
 	if !sleepUntil(ctx, time.Now().Add(down)) {
 		return ctx.Err()
 	}
-	cfg := n.cfg
-	cfg.Join = join
-	a, err := sidecar.Start(ctx, cfg, sidecar.Options{Logger: log.With("node", n.name)})
-	if err != nil {
-		return errors.Wrapf(err, "restart %s", n.name)
-	}
-	n.mu.Lock()
-	n.a = a
-	n.mu.Unlock()
-	return nil
+	return n.start(ctx, join)
 }
 
 func sleepUntil(ctx context.Context, t time.Time) bool {
@@ -467,17 +442,8 @@ func apiWriter(stop context.Context, n *checkNode, w int64, rng *rand.Rand, l *l
 	ctx := context.WithoutCancel(stop)
 	seq := 0
 	for stop.Err() == nil {
-		a := n.agent()
-		if a == nil {
-			if !sleepUntil(stop, time.Now().Add(10*time.Millisecond)) {
-				return
-			}
-			continue
-		}
-		c, err := sidecar.NewClient(a.APIAddr(), "", "")
-		if err != nil {
-			return
-		}
+		c := n.client
+		var err error
 		id := apiSpace + w*1000 + int64(rng.IntN(20))
 		key := fmt.Sprint(id)
 		writes.Add(1)
@@ -494,7 +460,6 @@ func apiWriter(stop context.Context, n *checkNode, w int64, rng *rand.Rand, l *l
 				l.setOwn(id, r)
 			}
 		}
-		c.HTTP.CloseIdleConnections()
 		if err == nil {
 			committed.Add(1)
 		} else {
