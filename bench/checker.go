@@ -58,7 +58,7 @@ type CheckResult struct {
 	Committed int64   `json:"committed"` // of which the client saw committed
 	Restarts  int     `json:"restarts"`
 	Kills     int     `json:"kills"` // restarts by SIGKILL
-	Rows      int     `json:"rows"` // rows in each system at the end
+	Rows      int     `json:"rows"`  // rows in each system at the end
 	Seconds   float64 `json:"seconds"`
 }
 
