@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/lattice-crdt/lattice/adapters/postgres/pgtest"
 )
 
@@ -107,10 +108,19 @@ func BenchmarkIntegrationPostgresVerify(b *testing.B) {
 	}
 	defer a.Close()
 	benchVerify(b, a, rows, func() {
-		if err := srv.Exec(ctx, "postgres", `SELECT pg_replication_origin_session_setup('`+origin+`');
-			UPDATE customers SET status = 'drifted' WHERE id % (`+strconv.Itoa(rows)+` / 1000) = 0;
-			SELECT pg_replication_origin_session_reset()`); err != nil {
+		conn, err := pgx.Connect(ctx, srv.DSN("postgres"))
+		if err != nil {
 			b.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		for _, q := range []string{
+			`SELECT pg_replication_origin_session_setup('` + origin + `')`,
+			`UPDATE customers SET status = 'drifted' WHERE id % (` + strconv.Itoa(rows) + ` / 1000) = 0`,
+			`SELECT pg_replication_origin_session_reset()`,
+		} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
