@@ -128,6 +128,11 @@ type Params struct {
 	// Join decides snapshot rows of records the store holds (zero:
 	// JoinCluster, the merged state wins).
 	Join Join
+	// Scratch, when set, is a buffer steps reuse for the records' encodings
+	// (the store's, used under its writer lock): a Ready's Write.Encoded
+	// is then valid only until the next step with the same Scratch. Nil:
+	// every step allocates.
+	Scratch *[]byte
 }
 
 // Write is one record a Ready makes durable.
@@ -315,6 +320,11 @@ func Local(r Reader, p Params, changes []Change, cursor *Cursor) (*Ready, error)
 	}
 
 	var enc []byte
+	if p.Scratch != nil {
+		enc = (*p.Scratch)[:0]
+		defer func() { *p.Scratch = enc[:0] }()
+	}
+	rd.Writes = make([]Write, 0, len(order))
 	for _, lr := range order {
 		if lr.stored.Err != nil {
 			continue

@@ -77,6 +77,7 @@ func (e *entries) get(key, value []byte) *badger.Entry {
 type scratch struct {
 	arena   arena
 	entries entries
+	enc     []byte // the engine's encodings (engine.Params.Scratch)
 	workers []*worker
 	groups  []group
 	order   []int32

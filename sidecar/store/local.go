@@ -110,9 +110,10 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 }
 
 // Params are the engine parameters of this store, for source: its replica
-// ID, clock and limits.
+// ID, clock and limits, and its encoding buffer, which steps may use only
+// inside Commit (under the writer lock).
 func (s *Store) Params(source string) engine.Params {
-	return engine.Params{Replica: s.replica, Source: source, Clock: s.clock, Limits: s.opts.Limits}
+	return engine.Params{Replica: s.replica, Source: source, Clock: s.clock, Limits: s.opts.Limits, Scratch: &s.scratch.enc}
 }
 
 // Commit runs step under the writer lock with a Reader over the stored
