@@ -53,6 +53,16 @@
 //     most trusted first; unlisted sources last), then the highest stamp. A
 //     null from a trusted source wins too: that source cleared the field.
 //   - Max, Min: the largest (smallest) value wins; null never wins.
+//   - Counter: a PN-counter (Shapiro et al., "A comprehensive study of
+//     Convergent and Commutative Replicated Data Types", 2011) in delta
+//     form: one entry per replica holding the sums of that replica's
+//     increments (P) and decrements (N). Only the owning replica changes its
+//     entry, always to larger sums under a later stamp, so entries join by
+//     the higher stamp, which is the per-replica max of both sums. The
+//     value is the sum of every P minus every N. Sums are integers (int64,
+//     and a change that would leave the range fails with ErrOverflow
+//     instead of wrapping) or exact decimals kept as decimal text, never
+//     floats.
 //   - ORSet: an add-wins observed-remove set of scalars, in the δ-CRDT form
 //     of Almeida, Shoker and Baquero, "Delta State Replicated Data Types"
 //     (2018), after Bieniusa et al., "An optimized conflict-free replicated
@@ -122,6 +132,26 @@
 // checks that its origin stamp carries a replica ID and is newer than the
 // record; the latter holds when the caller forwarded its clock past every
 // stamp it merged.
+//
+// Under Counter, an observed value is not a write of that value: Diff and
+// DiffFrom turn a change from old to new (the old row's value, or without
+// one the merged total) into an increment of new - old, owned by the writing
+// replica. An absolute assignment in one system is thus the increment that
+// takes that system's value to the new one: two systems that both set a
+// balance from 100 to 150 concurrently leave it at 200, and a system that
+// sets it to 0 subtracts what it saw, not what others added meanwhile. A
+// null counts as zero. A write of an unchanged value to a counter that shows
+// none writes a zero increment, so that the field shows it.
+//
+// A delete hides a counter like any field, and a write that cancels the
+// delete (concurrent with it and newer) brings it back with every increment.
+// A re-insert (a write that saw the delete) resets the record: entries at or
+// before the delete are dropped and the writer starts its sums from zero, so
+// the re-inserted row's value is the counter's value. Hazard, concurrent
+// re-insert: a replica that keeps incrementing without having seen a delete
+// and re-insert carries its whole sums, also what it added before the
+// delete, into the re-inserted record: a replica's sums cannot tell the
+// increments before a delete from those after.
 //
 // Hazard, stale rows: a system may report a change to one column while it
 // still holds an older value of another, one that was merged but not yet
