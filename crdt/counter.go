@@ -207,6 +207,21 @@ func (d decimal) sumValue(field string) (Value, error) {
 	return d.value(), nil
 }
 
+// SameNumber reports whether a and b are the same number as counter values
+// (Ints, exact decimal text, null for zero), whatever the digits after the
+// point: "12.5" and "12.50" are. Anything else is compared with Equal.
+func SameNumber(a, b Value) bool {
+	if Equal(a, b) {
+		return true
+	}
+	x, errA := counterNumber("", a)
+	y, errB := counterNumber("", b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	return subDecimal(x, y).coef.Sign() == 0
+}
+
 // validSum reports whether v can be a P or N of an entry: a non-negative
 // Int, or the canonical text of a non-negative decimal.
 func validSum(v Value) bool {
