@@ -27,7 +27,7 @@ import (
 //	record   [deleted stamp, written stamp, [field...]] | [..., reset stamp]
 //	stamp    nil (zero) | [wall int, logical uint, replica uint]
 //	field    [name str, [write...], orset | nil] | [..., [counter entry...]]
-//	write    [stamp, value] | [stamp, value, source str | nil]
+//	write    [stamp, value] | [stamp, value, source str | nil] | [..., prev stamp]
 //	orset    [[elem...], [vv dot...], [cloud dot...]]
 //	elem     [value, [entry...]]
 //	entry    [counter uint, stamp]
@@ -156,15 +156,23 @@ func encodeRecord(enc *msgpack.Encoder, r *Record) {
 		_ = enc.EncodeArrayLen(len(f.Reg))
 		for j := range f.Reg {
 			w := &f.Reg[j]
-			if w.Source != "" {
+			switch {
+			case !w.Prev.IsZero():
+				_ = enc.EncodeArrayLen(4)
+			case w.Source != "":
 				_ = enc.EncodeArrayLen(3)
-			} else {
+			default:
 				_ = enc.EncodeArrayLen(2)
 			}
 			encodeStamp(enc, w.Stamp)
 			encodeValue(enc, w.Value)
 			if w.Source != "" {
 				_ = enc.EncodeString(w.Source)
+			} else if !w.Prev.IsZero() {
+				_ = enc.EncodeNil()
+			}
+			if !w.Prev.IsZero() {
+				encodeStamp(enc, w.Prev)
 			}
 		}
 		if f.Set == nil {
@@ -844,7 +852,12 @@ func (d *Decoder) write() (Write, error) {
 			}
 		}
 	}
-	return w, d.Skip(n - 3)
+	if n >= 4 {
+		if w.Prev, err = d.stamp(); err != nil {
+			return w, errors.Wrap(err, "prev")
+		}
+	}
+	return w, d.Skip(n - 4)
 }
 
 func (d *Decoder) stamp() (Stamp, error) {

@@ -346,7 +346,7 @@ func TestForwardCompatible(t *testing.T) {
 				if w.Source != "" {
 					src = str(w.Source)
 				}
-				writes = append(writes, with(stamp(w.Stamp), value(w.Value), src))
+				writes = append(writes, with(stamp(w.Stamp), value(w.Value), src, stamp(w.Prev)))
 			}
 			set := nilv()
 			if f.Set != nil {

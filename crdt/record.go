@@ -314,7 +314,7 @@ func EqualRecords(a, b *Record) bool {
 }
 
 func equalWrite(a, b Write) bool {
-	return a.Stamp == b.Stamp && a.Source == b.Source && Equal(a.Value, b.Value)
+	return a.Stamp == b.Stamp && a.Source == b.Source && a.Prev == b.Prev && Equal(a.Value, b.Value)
 }
 
 func equalORSet(a, b *ORSetState) bool {
@@ -573,7 +573,10 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 				continue // not changed by this change
 			}
 		}
-		w := Write{Stamp: o.Stamp, Value: v}
+		w := Write{Stamp: o.Stamp, Value: v, Prev: merged.safeDeleted()}
+		if cur != nil && len(cur.Reg) > 0 {
+			w.Prev = maxStamp(w.Prev, cur.Reg[0].Stamp) // newest first
+		}
 		if p.Kind == Prefer {
 			w.Source = o.Source
 		}
