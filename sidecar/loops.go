@@ -490,6 +490,9 @@ func (r replica) Merge(d *crdt.Delta) (*crdt.Delta, error) {
 		return nil, err
 	}
 	a.m.receivedFragments.Add(float64(d.Len()))
+	for i := range res.Conflicts {
+		a.countConflict(&res.Conflicts[i])
+	}
 	for _, rej := range res.Rejected {
 		reason := "other"
 		switch {

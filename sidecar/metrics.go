@@ -28,6 +28,67 @@ type metrics struct {
 	parked            prometheus.Counter
 	apiRequests       *prometheus.CounterVec
 	apiLatency        prometheus.Histogram
+	conflicts         *prometheus.CounterVec
+
+	// conflictSeries holds the (collection, field) label pairs in use, at
+	// most maxConflictSeries.
+	conflictMu     sync.Mutex
+	conflictSeries map[[2]string]bool
+}
+
+// maxConflictSeries bounds the label pairs of lattice_conflicts_total:
+// collections and fields come from the schema and the system's tables, and
+// past this many (or for names neither knows) they count as _other.
+const maxConflictSeries = 1000
+
+// otherLabel stands for a collection or field that does not get its own
+// series.
+const otherLabel = "_other"
+
+// countConflict counts one logged conflict under bounded labels.
+func (a *Agent) countConflict(c *store.Conflict) {
+	m := a.m
+	coll, field := otherLabel, otherLabel
+	if a.knownField(c.Collection, c.Field) {
+		coll, field = c.Collection, c.Field
+		if field == "" {
+			field = "_record" // a delete against an update
+		}
+	}
+	m.conflictMu.Lock()
+	pair := [2]string{coll, field}
+	if !m.conflictSeries[pair] {
+		if len(m.conflictSeries) >= maxConflictSeries {
+			pair = [2]string{otherLabel, otherLabel}
+		} else {
+			m.conflictSeries[pair] = true
+		}
+	}
+	m.conflictMu.Unlock()
+	m.conflicts.WithLabelValues(pair[0], pair[1], c.Rule).Inc()
+}
+
+// knownField reports whether a collection and field are named by the
+// schema or the system's tables, not only by a peer.
+func (a *Agent) knownField(collection, field string) bool {
+	if col, err := a.schema.Collection(collection); err == nil && col != nil {
+		if _, listed := col.Fields[field]; listed && len(col.Fields) > 0 {
+			return true
+		}
+	}
+	ti := a.typeInfo()
+	if ti == nil {
+		return false
+	}
+	ci, ok := ti.colls[collection]
+	if !ok {
+		return false
+	}
+	if field == "" {
+		return true
+	}
+	_, ok = ci.kinds[field]
+	return ok
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -58,7 +119,12 @@ func newMetrics(a *Agent) *metrics {
 		[]string{"method", "route", "code"})
 	m.apiLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "lattice", Name: "api_request_seconds",
 		Help: "HTTP API request latency.", Buckets: prometheus.DefBuckets})
-	a.reg.MustRegister(m.rejected, m.propagation, m.applyLatency, m.apiRequests, m.apiLatency,
+	m.conflicts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "conflicts_total",
+		Help: "Conflicts logged: merges that chose between writes whose loser the winner's writer had not seen, " +
+			"by collection, field (_record for a delete against an update; _other past the label bound) and rule."},
+		[]string{"collection", "field", "rule"})
+	m.conflictSeries = map[[2]string]bool{}
+	a.reg.MustRegister(m.rejected, m.propagation, m.applyLatency, m.apiRequests, m.apiLatency, m.conflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		statsCollector{a})
 	return m

@@ -22,6 +22,8 @@ type MergeResult struct {
 	Effects []Effect
 	// Rejected lists the fragments that were refused, with why.
 	Rejected []Rejection
+	// Conflicts lists the conflicts this merge logged (see Conflicts).
+	Conflicts []Conflict
 }
 
 // Effect is a record whose visible state changed.
@@ -135,9 +137,10 @@ type group struct {
 	hash     crdt.Hash
 	queued   uint64 // the record's queue chunk before the merge
 	cur      *crdt.Record
-	visible  bool    // the visible state changed
-	changed  []int32 // fragments that changed the state
-	rejected []Rejection
+	visible   bool    // the visible state changed
+	changed   []int32 // fragments that changed the state
+	rejected  []Rejection
+	conflicts []crdt.Conflict // decided by the merge, logged or not yet
 	err      error // failure of the store itself
 }
 
@@ -280,6 +283,11 @@ func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, 
 			continue
 		}
 		next, changed := crdt.Merge(c, cur, f.Record)
+		if !s.opts.NoConflictLog {
+			// Also when nothing changed: an incoming write that loses
+			// leaves the state as it was.
+			g.conflicts = append(g.conflicts, crdt.Conflicts(c, cur, f.Record, next)...)
+		}
 		if !changed {
 			continue
 		}
@@ -310,6 +318,14 @@ func (s *Store) apply(b *batch, frags []crdt.Fragment, order []int32, g *group, 
 	n := uint64(g.hi - g.lo)
 	res.Rejected = append(res.Rejected, g.rejected...)
 	s.stats.fragsRejected.Add(uint64(len(g.rejected)))
+	if len(g.conflicts) > 0 {
+		f0 := &frags[order[g.lo]]
+		logged, err := s.logConflicts(b, f0.Collection, f0.Key, g.conflicts)
+		if err != nil {
+			return err
+		}
+		res.Conflicts = append(res.Conflicts, logged...)
+	}
 	if g.val == nil {
 		s.stats.fragsUnchanged.Add(n - uint64(len(g.rejected)))
 		return nil
