@@ -110,15 +110,15 @@ func decisionHash(collection string, key crdt.Key, c *crdt.Conflict) []byte {
 // conflictValue is the stored form of a Conflict. Writes travel as a
 // one-field crdt record, so that values keep their exact kind.
 type conflictValue struct {
-	Collection string          `json:"c"`
-	Key        []byte          `json:"k"`
-	Field      string          `json:"f,omitempty"`
-	Rule       string          `json:"r"`
-	At         int64           `json:"at"`
-	Winner     conflictWrite   `json:"w"`
-	Loser      conflictWrite   `json:"l"`
-	Hash       []byte          `json:"h"`
-	Resolved   *resolvedValue  `json:"res,omitempty"`
+	Collection string         `json:"c"`
+	Key        []byte         `json:"k"`
+	Field      string         `json:"f,omitempty"`
+	Rule       string         `json:"r"`
+	At         int64          `json:"at"`
+	Winner     conflictWrite  `json:"w"`
+	Loser      conflictWrite  `json:"l"`
+	Hash       []byte         `json:"h"`
+	Resolved   *resolvedValue `json:"res,omitempty"`
 }
 
 type conflictWrite struct {

@@ -130,18 +130,18 @@ func checkKey(k crdt.Key) error {
 // group is the merge of the fragments of one record: frags[order[lo:hi]].
 // prepare fills it in, apply writes it.
 type group struct {
-	lo, hi   int32
-	id       crdt.ID
-	key      []byte // record key
-	val      []byte // new record value, nil when the state did not change
-	hash     crdt.Hash
-	queued   uint64 // the record's queue chunk before the merge
-	cur      *crdt.Record
+	lo, hi    int32
+	id        crdt.ID
+	key       []byte // record key
+	val       []byte // new record value, nil when the state did not change
+	hash      crdt.Hash
+	queued    uint64 // the record's queue chunk before the merge
+	cur       *crdt.Record
 	visible   bool    // the visible state changed
 	changed   []int32 // fragments that changed the state
 	rejected  []Rejection
 	conflicts []crdt.Conflict // decided by the merge, logged or not yet
-	err      error // failure of the store itself
+	err       error           // failure of the store itself
 }
 
 // worker is the reusable memory of one prepare goroutine.
