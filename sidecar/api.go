@@ -41,6 +41,8 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("PATCH /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.patch)))
 	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
 	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
+	mux.Handle("GET /v1/conflicts", a.auth(http.HandlerFunc(a.conflicts)))
+	mux.Handle("POST /v1/conflicts/{id}/resolve", a.auth(http.HandlerFunc(a.resolveConflict)))
 	return a.count(newGuard(a.cfg.API, a.token).wrap(jsonMisses(mux)))
 }
 

@@ -2,6 +2,7 @@
 //
 //	lattice agent --config lattice.yaml      run a sidecar
 //	lattice status|get|put|patch|delete      talk to a running sidecar
+//	lattice conflicts|resolve                see and override merge conflicts
 //	lattice keygen                           make a gossip encryption key
 //	lattice demo                             three sidecars, three SQLite databases, conflicts resolved
 //	lattice bench                            convergence benchmarks: a table, JSON and an SVG plot
@@ -49,6 +50,8 @@ func init() {
 		{"put", "put COLLECTION KEY field=value...", "replace a record (fields not given become null)", runPut},
 		{"patch", "patch COLLECTION KEY field=value... set+=elem set-=elem", "change some fields of a record", runPatch},
 		{"delete", "delete COLLECTION KEY", "delete a record", runDelete},
+		{"conflicts", "conflicts [--collection C] [--key K] [--field F] [--json]", "list the conflicts a sidecar logged", runConflicts},
+		{"resolve", "resolve COLLECTION KEY FIELD (--value V | --loser ID)", "re-assert a value that lost a conflict, as a write that wins", runResolve},
 		{"keygen", "keygen [--out FILE]", "make a 256-bit gossip encryption key", runKeygen},
 		{"demo", "demo [--dir DIR]", "run three sidecars beside three SQLite databases and resolve classic sync conflicts", runDemo},
 		{"bench", "bench [flags]", "run convergence benchmarks; print a table, write JSON and an SVG plot", runBench},

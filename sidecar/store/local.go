@@ -54,6 +54,13 @@ type Change struct {
 	// so that capture lag does not reorder it against changes made
 	// elsewhere (see commitStamp).
 	Committed int64
+	// Resolves, when set, is the ID of a logged conflict this change
+	// resolves (a manual override): in the same transaction as the change,
+	// the conflict is marked resolved by ResolvedBy, at the change's stamp,
+	// with the value Row holds for its field (or as a delete). A change
+	// naming a conflict the log does not hold fails with ErrNoConflict.
+	Resolves   uint64
+	ResolvedBy string
 }
 
 // Cursor is an adapter's capture position, stored in the same transaction
@@ -199,6 +206,10 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 	// changes in their order.
 	recs := map[crdt.ID]*localRecord{}
 	var order []*localRecord
+	var resolved []struct {
+		id uint64
+		r  Resolution
+	}
 	of := make([]*localRecord, len(changes))
 	for i := range changes {
 		ch := &changes[i]
@@ -236,10 +247,26 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 		}
 		c := lr.col
 		o := s.origin(c, lr.cur, ch, source)
+		if ch.Resolves != 0 {
+			if _, err := b.txn.Get(conflictKey(ch.Resolves)); err != nil {
+				fail(i, errors.Mark(errors.Wrapf(err, "conflict %d", ch.Resolves), ErrNoConflict))
+				continue
+			}
+		}
 		d, err := changeDelta(c, lr.cur, ch, o)
 		if err != nil {
 			fail(i, err)
 			continue
+		}
+		if ch.Resolves != 0 {
+			r := Resolution{By: ch.ResolvedBy, At: s.opts.Physical(), Stamp: o.Stamp}
+			for _, v := range ch.Row {
+				r.Value = v // one field
+			}
+			resolved = append(resolved, struct {
+				id uint64
+				r  Resolution
+			}{ch.Resolves, r})
 		}
 		if ch.Captured {
 			lr.captured = ch
@@ -329,6 +356,11 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 	err := b.finish(func() error {
 		if stateChanged {
 			if err := b.set(keySeq, encodeUint(seq)); err != nil {
+				return err
+			}
+		}
+		for _, rv := range resolved {
+			if err := s.markResolved(b, rv.id, rv.r); err != nil {
 				return err
 			}
 		}
