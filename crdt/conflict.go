@@ -108,6 +108,33 @@ func Conflicts(c *Collection, before, delta, after *Record) []Conflict {
 	return out
 }
 
+// LostWrite returns the conflict of a captured change that set field name
+// to v with origin o and lost: merged (the state after the change) shows
+// another write of the field, which did not see the change (its Prev is
+// below o's stamp). This happens to a change stamped with its commit time
+// (Origin.Late) that a newer write from elsewhere overtook before it was
+// captured: Diff writes nothing for it, and the system gets the winner.
+func LostWrite(c *Collection, merged *Record, name string, v Value, o Origin) (Conflict, bool) {
+	p := c.Policy(name)
+	f := merged.field(name)
+	if !p.IsRegister() || !merged.Exists() || f == nil {
+		return Conflict{}, false
+	}
+	w := registerVisible(f.Reg)
+	if v.kind == KindList && len(v.list) == 0 {
+		v = Null()
+	}
+	if w == nil || w.Stamp == o.Stamp || Equal(w.Value, v) || o.Stamp.Compare(w.Prev) <= 0 || o.Stamp.Compare(merged.Reset) <= 0 {
+		return Conflict{}, false
+	}
+	lose := ConflictWrite{Stamp: o.Stamp, Value: v}
+	if p.Kind == Prefer {
+		lose.Source = o.Source
+	}
+	return Conflict{Field: name, Rule: p.Kind.String(),
+		Winner: ConflictWrite{Stamp: w.Stamp, Value: w.Value, Source: w.Source}, Loser: lose}, true
+}
+
 func hasWrite(ws []Write, s Stamp) bool {
 	for i := range ws {
 		if ws[i].Stamp == s {

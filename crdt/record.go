@@ -575,7 +575,15 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 		}
 		w := Write{Stamp: o.Stamp, Value: v, Prev: merged.safeDeleted()}
 		if cur != nil && len(cur.Reg) > 0 {
-			w.Prev = maxStamp(w.Prev, cur.Reg[0].Stamp) // newest first
+			// What the writer knew of the field: the merged field, or,
+			// when the system's old row holds another value than the
+			// visible one (it had not received the visible write yet),
+			// what that write's own writer knew.
+			known := cur.Reg[0].Stamp // newest first
+			if vis := registerVisible(cur.Reg); old != nil && exists && !Equal(old[name], vis.Value) {
+				known = vis.Prev
+			}
+			w.Prev = maxStamp(w.Prev, known)
 		}
 		if p.Kind == Prefer {
 			w.Source = o.Source

@@ -31,8 +31,9 @@ type ConflictJSON struct {
 
 // ConflictWriteJSON is one side of a conflict.
 type ConflictWriteJSON struct {
-	// Value is the written value (absent for a delete).
-	Value *crdt.Value `json:"value,omitempty"`
+	// Value is the written value as the records API shows it (absent for
+	// a delete).
+	Value json.RawMessage `json:"value,omitempty"`
 	// Delete says this side is the record's delete.
 	Delete bool      `json:"delete,omitempty"`
 	Stamp  string    `json:"stamp"`
@@ -47,10 +48,19 @@ type ConflictWriteJSON struct {
 
 // ResolutionJSON says who resolved a conflict, when, and with what.
 type ResolutionJSON struct {
-	By    string     `json:"by"`
-	At    time.Time  `json:"at"`
-	Stamp string     `json:"stamp"`
-	Value crdt.Value `json:"value"`
+	By    string          `json:"by"`
+	At    time.Time       `json:"at"`
+	Stamp string          `json:"stamp"`
+	Value json.RawMessage `json:"value"`
+}
+
+// valueJSON renders a value as the records API does.
+func valueJSON(v crdt.Value) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage(`null`)
+	}
+	return b
 }
 
 // ConflictPage is the answer of GET /v1/conflicts.
@@ -79,8 +89,7 @@ func conflictWriteJSON(w crdt.ConflictWrite, names map[string]string) ConflictWr
 	out := ConflictWriteJSON{Delete: w.Delete, Stamp: w.Stamp.String(), Time: w.Stamp.TS.GoTime(),
 		Replica: w.Stamp.Replica.String(), Node: names[w.Stamp.Replica.String()], Source: w.Source}
 	if !w.Delete {
-		v := w.Value
-		out.Value = &v
+		out.Value = valueJSON(w.Value)
 	}
 	return out
 }
@@ -89,7 +98,7 @@ func conflictJSON(c *store.Conflict, names map[string]string) ConflictJSON {
 	out := ConflictJSON{ID: c.ID, At: time.Unix(0, c.At).UTC(), Collection: c.Collection, Key: c.Key.String(),
 		Field: c.Field, Rule: c.Rule, Winner: conflictWriteJSON(c.Winner, names), Loser: conflictWriteJSON(c.Loser, names)}
 	if r := c.Resolved; r != nil {
-		out.Resolved = &ResolutionJSON{By: r.By, At: time.Unix(0, r.At).UTC(), Stamp: r.Stamp.String(), Value: r.Value}
+		out.Resolved = &ResolutionJSON{By: r.By, At: time.Unix(0, r.At).UTC(), Stamp: r.Stamp.String(), Value: valueJSON(r.Value)}
 	}
 	return out
 }

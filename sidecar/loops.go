@@ -263,6 +263,9 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 
 // afterLocal broadcasts a local result, counts it and wakes the applier.
 func (a *Agent) afterLocal(res *store.LocalResult, via string) {
+	for i := range res.Conflicts {
+		a.countConflict(&res.Conflicts[i])
+	}
 	for _, f := range res.Failed {
 		a.m.badRows.Inc()
 		a.log.Warn("change rejected", "via", via, "collection", f.Collection, "key", f.Key, "err", f.Err)

@@ -52,7 +52,7 @@ func runConflicts(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for _, cf := range page.Conflicts {
 		resolved := "-"
 		if r := cf.Resolved; r != nil {
-			resolved = fmt.Sprintf("%s by %s at %s", r.Value, r.By, r.At.Format("2006-01-02T15:04:05Z"))
+			resolved = fmt.Sprintf("%s by %s at %s", string(r.Value), r.By, r.At.Format("2006-01-02T15:04:05Z"))
 		}
 		field := cf.Field
 		if field == "" {
@@ -73,7 +73,7 @@ func runConflicts(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func sideText(w sidecar.ConflictWriteJSON) string {
 	what := "delete"
 	if !w.Delete && w.Value != nil {
-		what = w.Value.String()
+		what = string(w.Value)
 	}
 	who := w.Node
 	if who == "" {
@@ -152,6 +152,6 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if out.Resolved == nil {
 		return errors.AssertionFailedf("conflict %d not marked resolved", id)
 	}
-	fmt.Fprintf(stdout, "conflict %d resolved: %s.%s = %s (by %s, stamp %s)\n", id, collection, field, out.Resolved.Value, out.Resolved.By, out.Resolved.Stamp)
+	fmt.Fprintf(stdout, "conflict %d resolved: %s.%s = %s (by %s, stamp %s)\n", id, collection, field, string(out.Resolved.Value), out.Resolved.By, out.Resolved.Stamp)
 	return nil
 }

@@ -148,3 +148,44 @@ func TestConflictLogOff(t *testing.T) {
 		t.Fatalf("logged %+v with the log off", res.Conflicts)
 	}
 }
+
+// A captured change that overwrites a merged write its system had not
+// received yet is a conflict, logged by Local; so is one stamped with an
+// earlier commit time that a merged write overtook (it loses).
+func TestConflictLogCaptured(t *testing.T) {
+	ft := newFakeTime()
+	s := openMem(t, crdt.MustSchema(), func(o *Options) { o.Physical = ft.now })
+	col, _ := s.Schema().Collection("c")
+	for _, tc := range []struct {
+		name      string
+		committed int64 // 0: stamped when captured
+		winner    string
+	}{{"wins", 0, "from-system"}, {"loses", -1, "from-remote"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := crdt.StringKey(tc.name)
+			mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"name": str("base")}, Captured: true}}, nil)
+			drain(t, s)
+			ft.advance(time.Second)
+			committed := ft.now() - int64(500*time.Millisecond) // before the remote write
+			cur := mustGet(t, s, "c", key)
+			d, err := crdt.Diff(col, cur, crdt.Row{"name": str("from-remote")}, crdt.Origin{Stamp: crdt.Stamp{TS: s.Clock().Now(), Replica: 99}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var remote crdt.Delta
+			remote.Add("c", key, d)
+			mustMerge(t, s, &remote)
+			ch := Change{Collection: "c", Key: key, Captured: true, Base: crdt.Row{"name": str("base")}, Row: crdt.Row{"name": str("from-system")}}
+			if tc.committed != 0 {
+				ch.Committed = committed
+			}
+			res := mustLocal(t, s, "a", []Change{ch}, nil)
+			if len(res.Conflicts) != 1 || res.Conflicts[0].Winner.Value.AsString() != tc.winner {
+				t.Fatalf("conflicts %+v, want one won by %s", res.Conflicts, tc.winner)
+			}
+			if got := mustGet(t, s, "c", key).View(col)["name"].AsString(); got != tc.winner {
+				t.Fatalf("name = %s, want %s", got, tc.winner)
+			}
+		})
+	}
+}

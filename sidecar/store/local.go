@@ -80,6 +80,10 @@ type LocalResult struct {
 	Effects []Effect
 	// Failed lists the changes that were refused; the others committed.
 	Failed []ChangeError
+	// Conflicts lists the conflicts captured changes decided and the log
+	// recorded: a captured write that won over a merged write its writer
+	// had not seen, or lost to one that had not seen it.
+	Conflicts []Conflict
 }
 
 // ChangeError is a change that Local refused.
@@ -122,6 +126,8 @@ type localRecord struct {
 	err error
 	// changes are the indexes of the changes that changed the record.
 	changes []int
+	// conflicts are those its captured changes decided.
+	conflicts []crdt.Conflict
 }
 
 // readLocal reads the records of a Local call, sorted by ID, on up to
@@ -272,6 +278,20 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 			lr.captured = ch
 			lr.stale = lr.stale || ch.Stale || (ch.StaleCheck != nil && ch.StaleCheck())
 		}
+		if ch.Captured && !s.opts.NoConflictLog {
+			next := crdt.Join(c, lr.cur, d)
+			if !d.IsEmpty() {
+				lr.conflicts = append(lr.conflicts, crdt.Conflicts(c, lr.cur, d, next)...)
+			}
+			for name, v := range ch.Row {
+				if ch.Base == nil || slices.Contains(c.Key, name) || crdt.Equal(ch.Base[name], v) {
+					continue // not this change's intent
+				}
+				if cf, lost := crdt.LostWrite(c, next, name, v, o); lost {
+					lr.conflicts = append(lr.conflicts, cf)
+				}
+			}
+		}
 		if d.IsEmpty() {
 			continue
 		}
@@ -291,6 +311,13 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 	for _, lr := range order {
 		if lr.err != nil {
 			continue
+		}
+		if len(lr.conflicts) > 0 {
+			logged, err := s.logConflicts(b, lr.change.Collection, lr.change.Key, lr.conflicts)
+			if err != nil {
+				return nil, err
+			}
+			res.Conflicts = append(res.Conflicts, logged...)
 		}
 		// A captured change that changes a record still on the queue moves
 		// it to the back, even when the system now holds the new view: an
