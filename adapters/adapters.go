@@ -111,6 +111,19 @@ type CatalogNotifier interface {
 	CatalogChanged() <-chan struct{}
 }
 
+// TableReader is implemented by adapters whose capture of a table starts
+// only when the adapter takes the table into its sync (PostgreSQL adds it
+// to its publication when Tables finds it): rows written into a table
+// before that are never captured. When the engine's catalog gains tables it
+// calls ReadTables for them and takes their rows as snapshot rows, which
+// the diff against the merged state makes idempotent.
+type TableReader interface {
+	// ReadTables sends every row of the named synced tables (by collection
+	// name) to sink, in batches without a cursor. A name the adapter does
+	// not sync is skipped.
+	ReadTables(ctx context.Context, names []string, sink Sink) error
+}
+
 // Sink receives captured batches. It returns only once the batch is
 // durable (or failed). The batch, its changes and their rows belong to the
 // sink once passed: the adapter does not reuse them, and the sink may keep

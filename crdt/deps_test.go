@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -100,17 +101,44 @@ func TestImportBoundaries(t *testing.T) {
 	}
 }
 
+// engineImports are all that sidecar/engine may import besides the standard
+// library: the pure core, the adapter contract's types and the error
+// package. No store, gossip, concrete adapter or sidecar: the engine is a
+// state machine without I/O (DESIGN.md "The system boundary").
+var engineImports = []string{module + "/crdt", module + "/adapters", "github.com/cockroachdb/errors"}
+
+func TestEngineImports(t *testing.T) {
+	found := false
+	for _, p := range listPackages(t) {
+		if p.ImportPath != module+"/sidecar/engine" {
+			continue
+		}
+		found = true
+		for _, imp := range p.Imports {
+			std := !strings.Contains(strings.Split(imp, "/")[0], ".")
+			io := strings.HasPrefix(imp, "net") || strings.HasPrefix(imp, "os") || imp == "syscall"
+			if std && !io || slices.Contains(engineImports, imp) {
+				continue
+			}
+			t.Errorf("sidecar/engine imports %s; it may import only %v and the standard library (no I/O)", imp, engineImports)
+		}
+	}
+	if !found {
+		t.Fatal("go list found no sidecar/engine")
+	}
+}
+
 // seededRand are the math/rand/v2 names that do not touch the global source.
 var seededRand = map[string]bool{"New": true, "NewPCG": true, "NewChaCha8": true, "NewZipf": true,
 	"Rand": true, "Source": true, "PCG": true, "ChaCha8": true, "Zipf": true}
 
-// TestCorePurity checks what imports cannot: the crdt packages never read the
-// system clock, never start goroutines and never draw from the global random
+// TestCorePurity checks what imports cannot: the crdt packages and the
+// sidecar's engine never read the system clock, never start goroutines and never draw from the global random
 // source.
 func TestCorePurity(t *testing.T) {
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
-		if rel != "crdt" && !strings.HasPrefix(rel, "crdt/") {
+		if rel != "crdt" && !strings.HasPrefix(rel, "crdt/") && rel != "sidecar/engine" {
 			continue
 		}
 		for _, f := range p.GoFiles {

@@ -15,6 +15,7 @@ import (
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -43,7 +44,7 @@ type Options struct {
 // agent's loops; all are nil outside tests.
 type testingKnobs struct {
 	// beforeLocal runs in the capture loop after a captured batch is
-	// prepared and before it is handed to store.Local.
+	// prepared and before it is stepped through the engine.
 	beforeLocal func(adapters.Batch)
 }
 
@@ -57,8 +58,12 @@ type Agent struct {
 	node   *gossip.Node
 	adp    adapters.Adapter
 	token  string
-	// info maps the system's catalog; catalog.go replaces it while running.
-	info    atomic.Pointer[typeInfo]
+	// eng decides what captured changes, API writes and applies do; the
+	// agent drives it (steps under engMu, through store.Commit) and carries
+	// out its Ready values in order. Its catalog mapping (eng.Catalog) is
+	// replaced while running by catalog.go.
+	eng     *engine.Engine
+	engMu   sync.Mutex
 	catMu   sync.Mutex      // serializes catalog refreshes; guards catMiss
 	catMiss map[string]bool // unknown names a refresh was asked about
 	reg     *prometheus.Registry
@@ -75,16 +80,8 @@ type Agent struct {
 	captureUp chan struct{}
 	upOnce    sync.Once
 
-	// applied maps records to the capture position of their last apply, until
-	// capture has passed it; barrier is the system's head when capture
-	// started, covering applies made before this process started. A change
-	// captured in a batch that starts before either may have been
-	// overwritten in the system by that apply (see staleness in loops.go).
-	posMu   sync.Mutex
-	applied map[crdt.ID][]byte
-	barrier []byte
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	ready      atomic.Bool
 	captureSt  atomic.Pointer[loopState]
@@ -128,7 +125,6 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		token:      token,
 		applyWake:  make(chan struct{}, 1),
 		captureUp:  make(chan struct{}),
-		applied:    map[crdt.ID][]byte{},
 		catMiss:    map[string]bool{},
 		done:       make(chan struct{}),
 		cursorName: "adapter/" + cfg.Adapter.Kind,
@@ -194,11 +190,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 			return nil, errors.Wrap(err, "discover the system's tables")
 		}
 	}
-	ti, err := newTypeInfo(cfg, schema, tables)
+	ti, err := engine.NewCatalog(cfg.catalogConfig(), schema, tables)
 	if err != nil {
 		return nil, err
 	}
-	a.info.Store(ti)
+	a.eng = engine.New(a.store.Params(cfg.Node), ti)
 	a.m = newMetrics(a)
 
 	gcfg := gossip.DefaultConfig()

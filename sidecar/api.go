@@ -14,7 +14,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
-	"github.com/lattice-crdt/lattice/sidecar/store"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -233,9 +233,9 @@ type fieldJSON struct {
 }
 
 // target resolves the collection and key of a request.
-func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*collInfo, *crdt.Collection, crdt.Key, bool) {
+func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*engine.Mapping, *crdt.Collection, crdt.Key, bool) {
 	name := r.PathValue("collection")
-	ci, err := a.typeInfo().lookup(name)
+	ci, err := a.catalog().Lookup(name)
 	if err != nil {
 		writeError(w, http.StatusNotFound, err, "")
 		return nil, nil, "", false
@@ -247,7 +247,7 @@ func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*collInfo, *crdt
 	}
 	var key crdt.Key
 	if text := r.PathValue("key"); text != "" {
-		if key, err = ci.parseKey(text); err != nil {
+		if key, err = ci.ParseKey(text); err != nil {
 			writeError(w, http.StatusBadRequest, err, "keys are the key columns' values separated by commas, URL-escaped")
 			return nil, nil, "", false
 		}
@@ -255,12 +255,12 @@ func (a *Agent) target(w http.ResponseWriter, r *http.Request) (*collInfo, *crdt
 	return ci, col, key, true
 }
 
-func (a *Agent) recordJSON(ci *collInfo, col *crdt.Collection, key crdt.Key, rec *crdt.Record) (*recordJSON, bool) {
+func (a *Agent) recordJSON(ci *engine.Mapping, col *crdt.Collection, key crdt.Key, rec *crdt.Record) (*recordJSON, bool) {
 	if !rec.Exists() {
 		return nil, false
 	}
-	out := &recordJSON{Collection: ci.name, Key: key.String(), Row: map[string]crdt.Value{}, Fields: map[string]fieldJSON{}}
-	if kr, err := ci.keyRow(key); err == nil {
+	out := &recordJSON{Collection: ci.Name, Key: key.String(), Row: map[string]crdt.Value{}, Fields: map[string]fieldJSON{}}
+	if kr, err := ci.KeyRow(key); err == nil {
 		maps.Copy(out.Row, kr)
 	}
 	for _, fld := range rec.Fields {
@@ -291,8 +291,8 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request) {
 
 // writeRecord answers with a record's current state, or with missing when
 // it does not exist (404 for a read, 204 after a write that left nothing).
-func (a *Agent) writeRecord(w http.ResponseWriter, ci *collInfo, col *crdt.Collection, key crdt.Key, missing int) {
-	rec, err := a.store.Get(ci.name, key)
+func (a *Agent) writeRecord(w http.ResponseWriter, ci *engine.Mapping, col *crdt.Collection, key crdt.Key, missing int) {
+	rec, err := a.store.Get(ci.Name, key)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err, "")
 		return
@@ -302,7 +302,7 @@ func (a *Agent) writeRecord(w http.ResponseWriter, ci *collInfo, col *crdt.Colle
 	case exists:
 		writeJSON(w, http.StatusOK, out)
 	case missing == http.StatusNotFound:
-		writeError(w, missing, errors.Newf("no record %s/%s", ci.name, key), "")
+		writeError(w, missing, errors.Newf("no record %s/%s", ci.Name, key), "")
 	default:
 		w.WriteHeader(missing)
 	}
@@ -324,7 +324,7 @@ func (a *Agent) list(w http.ResponseWriter, r *http.Request) {
 	}
 	var after crdt.Key
 	if s := r.URL.Query().Get("after"); s != "" {
-		k, err := ci.parseKey(s)
+		k, err := ci.ParseKey(s)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, errors.Wrap(err, "after"), "")
 			return
@@ -337,7 +337,7 @@ func (a *Agent) list(w http.ResponseWriter, r *http.Request) {
 	}{Records: []*recordJSON{}}
 	// Deleted records are skipped, so read until the page is full.
 	for len(out.Records) < limit {
-		entries, err := a.store.Scan(ci.name, after, limit)
+		entries, err := a.store.Scan(ci.Name, after, limit)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err, "")
 			return
@@ -407,16 +407,16 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
 	if !ok {
 		return
 	}
-	ch := store.Change{Collection: ci.name, Key: key, Row: crdt.Row{}, Full: full}
-	keyRow, _ := ci.keyRow(key)
+	ch := engine.Change{Collection: ci.Name, Key: key, Row: crdt.Row{}, Full: full}
+	keyRow, _ := ci.KeyRow(key)
 	for _, f := range sortedKeys(body) {
 		raw := body[f]
 		if err := crdt.ValidateName(f); err != nil {
 			writeError(w, http.StatusBadRequest, errors.Wrapf(err, "field %q", f), "")
 			return
 		}
-		if slices.Contains(ci.key, f) {
-			v, err := ci.value(f, raw)
+		if slices.Contains(ci.Key, f) {
+			v, err := ci.Value(f, raw)
 			if err != nil || !crdt.Equal(v, keyRow[f]) {
 				writeError(w, http.StatusBadRequest, errors.Newf("field %s is a key column and differs from the key in the URL", f), "")
 				return
@@ -444,7 +444,7 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, full bool) {
 				"set the field's policy to orset in the config, or write the whole value")
 			return
 		}
-		v, err := ci.value(f, raw)
+		v, err := ci.Value(f, raw)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, &fieldError{field: f, err: err}, "")
 			return
@@ -479,41 +479,41 @@ func (e *fieldError) Unwrap() error { return e.err }
 // for a field without a column is accepted: it clears a value that came
 // from elsewhere, and a null is never part of the row an apply writes. Values of the wrong type are
 // refused earlier, by the column's kind. The errors are *fieldError.
-func (a *Agent) checkColumns(ci *collInfo, col *crdt.Collection, key crdt.Key, ch store.Change) error {
-	if !ci.synced {
+func (a *Agent) checkColumns(ci *engine.Mapping, col *crdt.Collection, key crdt.Key, ch engine.Change) error {
+	if !ci.Synced {
 		return nil
 	}
 	for _, f := range sortedKeys(ch.Row) {
-		if _, ok := ci.kinds[f]; !ok && !ch.Row[f].IsNull() {
-			return &fieldError{field: f, err: errors.WithHint(errors.Newf("table %s has no column %s", ci.name, f),
+		if _, ok := ci.Kinds[f]; !ok && !ch.Row[f].IsNull() {
+			return &fieldError{field: f, err: errors.WithHint(errors.Newf("table %s has no column %s", ci.Name, f),
 				"write only the table's columns on this node; a null clears a field that has no column")}
 		}
 	}
 	for _, ops := range []map[string][]crdt.Value{ch.Add, ch.Remove} {
 		for _, f := range sortedKeys(ops) {
-			if _, ok := ci.kinds[f]; !ok {
-				return &fieldError{field: f, err: errors.Newf("table %s has no column %s", ci.name, f)}
+			if _, ok := ci.Kinds[f]; !ok {
+				return &fieldError{field: f, err: errors.Newf("table %s has no column %s", ci.Name, f)}
 			}
 		}
 	}
-	if len(ci.notNull) == 0 {
+	if len(ci.NotNull) == 0 {
 		return nil
 	}
 	var view crdt.Row
 	if !ch.Full {
-		rec, err := a.store.Get(ci.name, key)
+		rec, err := a.store.Get(ci.Name, key)
 		if err != nil {
 			return err
 		}
 		view = rec.View(col)
 	}
-	for _, c := range sortedKeys(ci.notNull) {
+	for _, c := range sortedKeys(ci.NotNull) {
 		v, ok := ch.Row[c]
 		if !ok {
 			v, ok = view[c]
 		}
 		if (!ok || v.IsNull()) && len(ch.Add[c]) == 0 {
-			return &fieldError{field: c, err: errors.WithHint(errors.Newf("column %s of table %s is NOT NULL: the write would leave it null", c, ci.name),
+			return &fieldError{field: c, err: errors.WithHint(errors.Newf("column %s of table %s is NOT NULL: the write would leave it null", c, ci.Name),
 				"give the column a value")}
 		}
 	}
@@ -543,7 +543,7 @@ func setOpsBody(raw json.RawMessage) map[string]json.RawMessage {
 
 // setOps parses {"add": [...], "remove": [...]}; isOps is false for any
 // other JSON (a whole set as a list, or null).
-func setOps(ci *collInfo, f string, raw json.RawMessage) (o ops, isOps bool, err error) {
+func setOps(ci *engine.Mapping, f string, raw json.RawMessage) (o ops, isOps bool, err error) {
 	body := setOpsBody(raw)
 	if body == nil {
 		return o, false, nil
@@ -566,7 +566,7 @@ func setOps(ci *collInfo, f string, raw json.RawMessage) (o ops, isOps bool, err
 			return bad(errors.Wrap(err, name))
 		}
 		for _, e := range elems {
-			v, err := ci.elem(f, e)
+			v, err := ci.Elem(f, e)
 			if err != nil {
 				return o, true, err
 			}
@@ -581,12 +581,13 @@ func (a *Agent) del(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a.commit(w, ci, col, key, store.Change{Collection: ci.name, Key: key, Delete: true})
+	a.commit(w, ci, col, key, engine.Change{Collection: ci.Name, Key: key, Delete: true})
 }
 
-// commit applies one API change and answers with the record's new state.
-func (a *Agent) commit(w http.ResponseWriter, ci *collInfo, col *crdt.Collection, key crdt.Key, ch store.Change) {
-	res, err := a.store.Local(a.cfg.Node, []store.Change{ch}, nil)
+// commit steps one API change through the engine, carries out its Ready
+// and answers with the record's new state.
+func (a *Agent) commit(w http.ResponseWriter, ci *engine.Mapping, col *crdt.Collection, key crdt.Key, ch engine.Change) {
+	res, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.Local(r, []engine.Change{ch}, nil) })
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err, "")
 		return

@@ -8,10 +8,11 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 )
 
 // The catalog is live: the agent maps the tables and columns the adapter
-// reports (typeInfo), and maps them again when they change while it runs:
+// reports (engine.Catalog), and maps them again when they change while it runs:
 // every adapter.catalog_interval, whenever an adapter that implements
 // adapters.CatalogNotifier says so, and at once when a captured change names
 // a table or column the mapping lacks. What the new mapping gains is
@@ -23,8 +24,8 @@ import (
 //   - a new column: the parked records of its collection are requeued (a
 //     merged value for a column the system lacked was refused and parked).
 
-// typeInfo returns the current mapping of the system's catalog.
-func (a *Agent) typeInfo() *typeInfo { return a.info.Load() }
+// catalog returns the current mapping of the system's catalog.
+func (a *Agent) catalog() *engine.Catalog { return a.eng.Catalog() }
 
 // catalogLoop refreshes the mapping periodically and when the adapter
 // reports a change, until ctx is done.
@@ -63,12 +64,14 @@ func (a *Agent) refreshCatalog(ctx context.Context, forget bool) error {
 	if err != nil {
 		return errors.Wrap(err, "discover the system's tables")
 	}
-	ti, err := newTypeInfo(a.cfg, a.schema, tables)
+	ti, err := engine.NewCatalog(a.cfg.catalogConfig(), a.schema, tables)
 	if err != nil {
 		return err
 	}
-	old := a.info.Swap(ti)
-	newTables, newColumns := catalogGains(old, ti)
+	if err := a.readNewTables(ctx, ti); err != nil {
+		return err
+	}
+	newTables, newColumns := a.eng.SetCatalog(ti)
 	if len(newTables) == 0 && len(newColumns) == 0 {
 		return nil
 	}
@@ -107,31 +110,33 @@ func (a *Agent) refreshCatalog(ctx context.Context, forget bool) error {
 	return nil
 }
 
-// catalogGains lists the synced collections in next that prev did not
-// sync (new tables), and those that gained columns (by collection name).
-func catalogGains(prev, next *typeInfo) (newTables, newColumns []string) {
-	for name, ci := range next.colls {
-		if !ci.synced {
-			continue
-		}
-		var pc *collInfo
-		if prev != nil {
-			pc = prev.colls[name]
-		}
-		if pc == nil || !pc.synced {
-			newTables = append(newTables, name)
-			continue
-		}
-		for f := range ci.kinds {
-			if _, ok := pc.kinds[f]; !ok {
-				newColumns = append(newColumns, name)
-				break
-			}
-		}
+// readNewTables reads the rows of the tables that next maps and the
+// current catalog does not, when the adapter can (adapters.TableReader),
+// and steps them through the engine as snapshot rows mapped with next. It
+// runs before next is swapped in: until then apply writes nothing into those
+// tables, so it cannot overwrite a row before it is read.
+func (a *Agent) readNewTables(ctx context.Context, next *engine.Catalog) error {
+	tr, ok := a.adp.(adapters.TableReader)
+	if !ok {
+		return nil
 	}
-	slices.Sort(newTables)
-	slices.Sort(newColumns)
-	return newTables, newColumns
+	newTables, _ := engine.Gains(a.catalog(), next)
+	if len(newTables) == 0 {
+		return nil
+	}
+	err := tr.ReadTables(ctx, newTables, func(ctx context.Context, b adapters.Batch) error {
+		rd, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.CaptureTables(r, next, b) })
+		if err != nil {
+			return err
+		}
+		for _, sk := range rd.Skipped {
+			a.m.badRows.Inc()
+			a.log.Warn("row of a new table skipped", "collection", sk.Collection, "err", sk.Err)
+		}
+		a.afterLocal(rd, "catalog")
+		return nil
+	})
+	return errors.Wrapf(err, "read the rows of the new table(s) %v", newTables)
 }
 
 // needsCatalog reports whether a captured batch names a table or column the
@@ -139,22 +144,7 @@ func catalogGains(prev, next *typeInfo) (newTables, newColumns []string) {
 // since the last periodic one: a name a refresh did not find is not worth
 // another until then.
 func (a *Agent) needsCatalog(changes []adapters.Change) bool {
-	ti := a.typeInfo()
-	var unknown []string
-	for _, c := range changes {
-		ci, ok := ti.colls[c.Collection]
-		if !ok || !ci.synced {
-			unknown = append(unknown, c.Collection)
-			continue
-		}
-		for _, row := range []crdt.Row{c.Row, c.Old} {
-			for f := range row {
-				if _, ok := ci.kinds[f]; !ok {
-					unknown = append(unknown, c.Collection+"."+f)
-				}
-			}
-		}
-	}
+	unknown := a.catalog().Unknown(changes)
 	if len(unknown) == 0 {
 		return false
 	}
@@ -168,4 +158,23 @@ func (a *Agent) needsCatalog(changes []adapters.Change) bool {
 		}
 	}
 	return ask
+}
+
+// catalogConfig is what the config says about collections, for the
+// engine's catalog mapping.
+func (c Config) catalogConfig() engine.CatalogConfig {
+	cc := engine.CatalogConfig{Strict: c.Strict, Collections: make(map[string]engine.CollectionConfig, len(c.Collections))}
+	for name, col := range c.Collections {
+		ec := engine.CollectionConfig{Key: col.Key, KeyTypes: col.KeyTypes}
+		for f, fc := range col.Fields {
+			if fc.Type != "" {
+				if ec.FieldTypes == nil {
+					ec.FieldTypes = map[string]string{}
+				}
+				ec.FieldTypes[f] = fc.Type
+			}
+		}
+		cc.Collections[name] = ec
+	}
+	return cc
 }

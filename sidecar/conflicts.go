@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 )
 
@@ -129,12 +130,12 @@ func (a *Agent) conflicts(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, errors.New("key needs collection"), "add collection=NAME")
 			return
 		}
-		ci, err := a.typeInfo().lookup(cq.Collection)
+		ci, err := a.catalog().Lookup(cq.Collection)
 		if err != nil {
 			writeError(w, http.StatusNotFound, err, "")
 			return
 		}
-		if cq.Key, err = ci.parseKey(text); err != nil {
+		if cq.Key, err = ci.ParseKey(text); err != nil {
 			writeError(w, http.StatusBadRequest, err, "keys are the key columns' values separated by commas")
 			return
 		}
@@ -207,7 +208,7 @@ func (a *Agent) resolveConflict(w http.ResponseWriter, r *http.Request) {
 		}
 		body.Value = raw["value"]
 	}
-	ci, err := a.typeInfo().lookup(c.Collection)
+	ci, err := a.catalog().Lookup(c.Collection)
 	if err != nil {
 		writeError(w, http.StatusNotFound, err, "")
 		return
@@ -217,7 +218,7 @@ func (a *Agent) resolveConflict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, err, "")
 		return
 	}
-	ch := store.Change{Collection: c.Collection, Key: c.Key, Resolves: id, ResolvedBy: a.cfg.Node}
+	ch := engine.Change{Collection: c.Collection, Key: c.Key, Resolves: id, ResolvedBy: a.cfg.Node}
 	source := a.cfg.Node
 	switch {
 	case c.Field == "" && body.Value != nil:
@@ -233,7 +234,7 @@ func (a *Agent) resolveConflict(w http.ResponseWriter, r *http.Request) {
 	default:
 		v := c.Loser.Value
 		if body.Value != nil {
-			if v, err = ci.value(c.Field, body.Value); err != nil {
+			if v, err = ci.Value(c.Field, body.Value); err != nil {
 				writeError(w, http.StatusBadRequest, err, "")
 				return
 			}
@@ -263,7 +264,8 @@ func (a *Agent) resolveConflict(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	res, err := a.store.Local(source, []store.Change{ch}, nil)
+	p := a.store.Params(source)
+	res, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return engine.Local(r, p, []engine.Change{ch}, nil) })
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err, "")
 		return

@@ -5,14 +5,23 @@
 //
 // # Data flow
 //
+// The boundary's decisions live in one pure package, sidecar/engine (etcd
+// raft's RawNode shape): the catalog mapping, the stamp rule, the diff from
+// the old row, the queue decision and the apply positions. The Agent is its
+// driver: it steps the engine (a captured batch, an API write) inside
+// store.Commit, under the store's writer lock, and carries out the
+// engine.Ready it returns in the order raft's Ready prescribes: the store
+// makes the new states and the cursor durable, then gossip broadcasts the
+// delta, then the adapter is acknowledged the cursor.
+//
 // Local changes: the adapter captures rows its system's users commit, in
-// batches that end on transaction boundaries. For each batch the agent
-// calls store.Local, which stamps the changes, diffs them against the merged
-// state (a row equal to it yields nothing) and writes the new state, the
-// resulting delta and the adapter's cursor in one durable transaction. Only
-// then is the delta broadcast and the cursor acknowledged to the system
-// (Adapter.Ack): capture is at-least-once and merging is idempotent, so a
-// crash at any point loses nothing and duplicates nothing visible.
+// batches that end on transaction boundaries. For each batch the engine
+// stamps the changes, diffs them against the merged state (a row equal to it
+// yields nothing), and says what to write; the store writes the new state
+// and the adapter's cursor in one durable transaction. Only then is the
+// delta broadcast and the cursor acknowledged to the system (Adapter.Ack):
+// capture is at-least-once and merging is idempotent, so a crash at any
+// point loses nothing and duplicates nothing visible.
 //
 // Remote changes: gossip hands received deltas to the store (through the
 // replica type, which also counts them and measures propagation delay).
@@ -40,11 +49,12 @@
 // brought back to the merged state by apply.
 //
 // Capture racing apply: whether a captured change may have been overwritten
-// in the system by an apply (its batch starts before the apply's position)
-// is decided inside store.Local, under the writer lock that acknowledges
-// applies (store.Change.StaleCheck). Decided before, an apply acknowledged in
-// between left the system holding the applied row while the store held the
-// user's change (TestCaptureRacesApplyAck).
+// in the system by an apply (its batch starts before the apply's position,
+// engine.Positions) is decided inside the engine's step, which the store
+// runs under the writer lock that acknowledges applies (store.Commit).
+// Decided before, an apply acknowledged in between left the system holding
+// the applied row while the store held the user's change
+// (TestCaptureRacesApplyAck).
 //
 // Why no update loops: a remote change reaches the system only through
 // apply, which capture never reports; and if it did, the diff against the
@@ -75,7 +85,7 @@
 //
 // # The live catalog
 //
-// The mapping of the system's tables and columns (typeInfo) is replaced while
+// The mapping of the system's tables and columns (engine.Catalog) is replaced while
 // running (catalog.go): every adapter.catalog_interval, when an adapter that
 // implements adapters.CatalogNotifier reports a change, and before a captured
 // batch that names an unknown table or column is read. A new table gets every
@@ -90,37 +100,55 @@
 // # Hazards
 //
 // Each place where a system and its store could part ways, and the test
-// that holds it. A digest compares stores only, so every test named here
-// compares the system's tables too.
+// that holds it. A digest compares stores only, so every end-to-end test
+// named here compares the system's tables too. The engine's scripts
+// (sidecar/engine/testdata, run by TestEngine) replay each interleaving
+// step by step; each fails when the rule it names is taken out.
 //
 // HAZARD: a user's write captured while an apply of the same record is in
-// flight. The capture path decides whether a captured row is an echo or
-// stale under the store's writer lock (store.Change.StaleCheck, evaluated
-// inside store.Local), the lock the apply acknowledgement takes, so an
-// acknowledgement cannot land between the decision and the write.
-// TestCaptureRacesApplyAck, TestLocalStaleCheckUnderWriterLock.
+// flight, after the apply overwrote it. The engine marks the change stale
+// (its batch starts before the apply's position) and queues the record
+// again; the decision is made in the step that store.Commit runs under the
+// writer lock the apply acknowledgement takes, so an acknowledgement cannot
+// land between the decision and the write. TestEngine/capture_races_apply,
+// TestCaptureRacesApplyAck, TestCommitStepUnderWriterLock (sidecar/store).
 //
-// HAZARD: an apply overwrites a user's write that capture has not seen yet
-// (the write lands between the apply's read and its commit). The adapter
-// reports its apply position; a captured change behind it requeues the
-// record so that the merged result is written back.
-// TestCaptureRacesApply, TestCapturedChangeRequeuesInflightApply.
+// HAZARD: an apply overwrites a user's write that lands between the apply's
+// read and its commit. A captured change that changes a record still on the
+// queue moves it to the back, so the apply's acknowledgement no longer
+// matches and the merged result is written back.
+// TestEngine/apply_read_then_user_write, TestCaptureRacesApply,
+// TestCapturedChangeRequeuesInflightApply (sidecar/store).
 //
 // HAZARD: a captured row older than the merged state (the Old row a user
 // read before a remote write landed). Only the fields the user changed
 // are diffed from the old row; the others keep the merged values.
-// TestLocalBaseKeepsRemoteWrites, TestLocalStaleQueues.
+// TestLocalBaseKeepsRemoteWrites, TestLocalStaleQueues (sidecar/store).
 //
 // HAZARD: capture lag reorders writes milliseconds apart in two systems
 // (a delete right after an update elsewhere). A change is stamped with the
-// time its system committed it where the system reports one, forwarded
-// into the HLC within max_clock_offset. TestDeleteAfterUpdateElsewhereNotUndone,
-// TestLocalCommitStamp.
+// time its system committed it where the system reports one, never below
+// what its writer saw, forwarded into the HLC within max_clock_offset.
+// TestEngine/delete_races_update, TestDeleteAfterUpdateElsewhereNotUndone,
+// TestIntegrationPostgresDeleteAfterUpdateNotUndone, TestLocalCommitStamp
+// (sidecar/store).
 //
-// HAZARD: a table or column created while running. The catalog is mapped
-// again (see "The live catalog"), and records waiting for it are queued.
-// TestTableCreatedWhileRunning, TestColumnAddedWhileRunning,
-// TestCatalogPeriodicRefresh.
+// HAZARD: a table or column created while running, named by a batch
+// mid-stream. The driver asks engine.Catalog.Unknown before the step and
+// maps the catalog again (see "The live catalog"), so the whole batch is
+// read with the new mapping; records waiting for it are queued.
+// TestEngine/catalog_mid_batch, TestTableCreatedWhileRunning,
+// TestColumnAddedWhileRunning, TestCatalogPeriodicRefresh.
+//
+// HAZARD: rows written into a PostgreSQL table before the adapter adds it to
+// its publication are not in the change stream. Before the catalog that
+// gains a table is swapped in, the agent reads that table's rows
+// (adapters.TableReader) and steps them as snapshot rows
+// (engine.CaptureTables), which the diff makes idempotent.
+// TestIntegrationPostgresRowsBeforePublication (cmd/lattice).
+//
+// HAZARD: an apply reported back by capture (an echo). The diff against the
+// merged state is empty: no delta, no queue entry. TestEngine/echo.
 //
 // HAZARD: a record no peer can decode, or no system can store. One set of
 // size limits (crdt.Limits) is checked at the door, before anything is
@@ -148,10 +176,12 @@
 // taken and merged. TestInvalidCursorTakesNewSnapshot.
 //
 // HAZARD: a crash between the store's commit and the acknowledgement to the
-// system. Capture is at-least-once and merging idempotent.
+// system. Capture is at-least-once and merging idempotent; the Ready's order
+// (durable, then broadcast, then acknowledged) is what makes it so.
 // TestCrashRecovery (sidecar/store).
 //
 // HAZARD: the data directory vanishes. See "A store that fails".
+// TestAgentStopsWhenDataDirVanishes.
 //
 // # Types
 //

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"maps"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 )
 
@@ -44,9 +44,9 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 			return errors.Wrap(err, "initial snapshot")
 		}
 	} else {
-		a.posMu.Lock()
-		first := a.barrier == nil && len(a.applied) == 0
-		a.posMu.Unlock()
+		a.engMu.Lock()
+		first := a.eng.Positions().Empty()
+		a.engMu.Unlock()
 		if first {
 			// Applies made before this process started are unknown: until
 			// capture passes the system's current head, any captured change
@@ -55,9 +55,9 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 			if err != nil {
 				return errors.Wrap(err, "read the system's capture head")
 			}
-			a.posMu.Lock()
-			a.barrier = head
-			a.posMu.Unlock()
+			a.engMu.Lock()
+			a.eng.Positions().Barrier(head)
+			a.engMu.Unlock()
 		}
 	}
 	a.setState(&a.captureSt, "capturing", nil)
@@ -65,7 +65,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 	a.upOnce.Do(func() { close(a.captureUp) })
 	prev := cursor
 	err = a.adp.Capture(ctx, cursor, func(ctx context.Context, b adapters.Batch) error {
-		if err := a.captured(ctx, b, prev, &store.Cursor{Name: a.cursorName, Value: b.Cursor}, nil); err != nil {
+		if err := a.captured(ctx, b, prev, &engine.Cursor{Name: a.cursorName, Value: b.Cursor}, nil); err != nil {
 			return err
 		}
 		prev = b.Cursor
@@ -76,70 +76,11 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 		// was reset): forget it, so that the next attempt takes a new
 		// snapshot. Rows equal to the merged state diff to nothing.
 		a.log.Error("the system cannot resume capture from the stored cursor; taking a new snapshot", "err", err)
-		if _, ferr := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: []byte{}}); ferr != nil {
+		if _, ferr := a.storeCursor([]byte{}); ferr != nil {
 			return errors.Wrap(ferr, "forget the cursor")
 		}
 	}
 	return err
-}
-
-// stale reports whether a change to id captured in a batch that starts at
-// prev may have been overwritten in the system by an apply before capture
-// saw it.
-func (a *Agent) stale(id crdt.ID, prev []byte) bool {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	if a.barrier != nil && bytes.Compare(prev, a.barrier) < 0 {
-		return true
-	}
-	pos, ok := a.applied[id]
-	return ok && bytes.Compare(prev, pos) < 0
-}
-
-// passed forgets the apply positions capture has passed: changes after
-// cursor were committed after those applies.
-func (a *Agent) passed(cursor []byte) {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	if a.barrier != nil && bytes.Compare(cursor, a.barrier) >= 0 {
-		a.barrier = nil
-	}
-	for id, pos := range a.applied {
-		if bytes.Compare(cursor, pos) >= 0 {
-			delete(a.applied, id)
-		}
-	}
-}
-
-// inFlight is the apply position of a record whose apply has started and
-// whose position is not known yet: it orders after every cursor, so every
-// change to the record counts as stale until the apply reports its position.
-var inFlight = bytes.Repeat([]byte{0xff}, 64)
-
-// applying marks ids as being applied, before the apply starts, so that a
-// capture batch handled between the apply's commit and appliedAt cannot
-// miss it.
-func (a *Agent) applying(ids []crdt.ID) {
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	for _, id := range ids {
-		a.applied[id] = inFlight
-	}
-}
-
-// appliedAt records the capture position of an apply of ids. Without a
-// position (an adapter that reports none) the in-flight marks stay until a
-// later apply of the same record replaces them, which keeps its changes
-// conservatively stale.
-func (a *Agent) appliedAt(ids []crdt.ID, pos []byte) {
-	if len(pos) == 0 {
-		return
-	}
-	a.posMu.Lock()
-	defer a.posMu.Unlock()
-	for _, id := range ids {
-		a.applied[id] = pos
-	}
 }
 
 // snapshot stores every row of the system as a captured change, stores the
@@ -170,7 +111,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 			return nil, err
 		}
 		for _, f := range d.Fragments {
-			if ci, err := a.typeInfo().lookup(f.Collection); err == nil && ci.synced && f.Record.Exists() {
+			if ci, err := a.catalog().Lookup(f.Collection); err == nil && ci.Synced && f.Record.Exists() {
 				missing = append(missing, crdt.MakeID(f.Collection, f.Key))
 			}
 		}
@@ -181,7 +122,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 		}
 		a.wakeApply()
 	}
-	if _, err := a.store.Local(a.cfg.Node, nil, &store.Cursor{Name: a.cursorName, Value: cursor}); err != nil {
+	if _, err := a.storeCursor(cursor); err != nil {
 		return nil, err
 	}
 	if err := a.adp.Ack(ctx, cursor); err != nil {
@@ -191,10 +132,13 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	return cursor, nil
 }
 
-// captured makes a batch of captured changes durable (with its cursor),
-// broadcasts the resulting delta, and acknowledges the cursor. prev is the
-// cursor the batch starts after (nil for snapshot batches).
-func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *store.Cursor, seen map[crdt.ID]struct{}) error {
+// captured steps a batch of captured changes through the engine and
+// carries out its Ready in order: the store makes the new states and the
+// cursor durable (store.Commit, the step running under the store's writer
+// lock), then the delta is broadcast and the applier woken, then the cursor
+// is acknowledged to the system. prev is the cursor the batch starts after
+// (nil for snapshot batches).
+func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *engine.Cursor, seen map[crdt.ID]struct{}) error {
 	if a.needsCatalog(b.Changes) {
 		// A table or column created since the last look: map it before the
 		// batch is read with the old mapping (key columns taken for fields).
@@ -205,76 +149,71 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 			a.log.Warn("refresh of the system's catalog failed; the previous mapping stays", "err", err)
 		}
 	}
-	info := a.typeInfo()
-	changes := make([]store.Change, 0, len(b.Changes))
-	for _, c := range b.Changes {
-		ci, err := info.lookup(c.Collection)
-		if err != nil {
-			a.m.badRows.Inc()
-			a.log.Warn("captured change for an unknown collection skipped", "collection", c.Collection, "err", err)
-			continue
-		}
-		id := crdt.MakeID(c.Collection, c.Key)
-		ch := store.Change{
-			Collection: c.Collection,
-			Key:        c.Key,
-			// Partial: a column a capture leaves out is unchanged (adapters
-			// send nulls explicitly).
-			Row:      ci.fromSystem(ci.stripKey(c.Row)),
-			Base:     ci.fromSystem(ci.stripKey(c.Old)),
-			Delete:   c.Row == nil,
-			Captured: true,
-		}
-		if !c.Committed.IsZero() {
-			ch.Committed = c.Committed.UnixNano()
-		}
-		if cursor != nil {
-			// Decided inside Local, under the store's writer lock: an apply
-			// acknowledged between a decision made here and Local would
-			// find its queue entry unchanged and leave the system holding
-			// the applied row over the user's change.
-			ch.StaleCheck = func() bool { return a.stale(id, prev) }
-		}
-		changes = append(changes, ch)
-		if seen != nil {
-			seen[id] = struct{}{}
-		}
-	}
-	if len(changes) == 0 && cursor == nil {
+	if len(b.Changes) == 0 && cursor == nil {
 		return nil
+	}
+	if seen != nil {
+		for _, c := range b.Changes {
+			seen[crdt.MakeID(c.Collection, c.Key)] = struct{}{}
+		}
 	}
 	if a.knobs.beforeLocal != nil && cursor != nil {
 		a.knobs.beforeLocal(b)
 	}
-	res, err := a.store.Local(a.cfg.Node, changes, cursor)
+	rd, err := a.step(func(r engine.Reader) (*engine.Ready, error) { return a.eng.Capture(r, b, prev, cursor) })
 	if err != nil {
 		return err
 	}
-	a.afterLocal(res, "capture")
+	for _, sk := range rd.Skipped {
+		a.m.badRows.Inc()
+		a.log.Warn("captured change for an unknown collection skipped", "collection", sk.Collection, "err", sk.Err)
+	}
+	a.afterLocal(rd, "capture")
 	a.markBatch(&a.captureSt)
 	if cursor != nil {
-		a.passed(cursor.Value)
-		if err := a.adp.Ack(ctx, cursor.Value); err != nil && ctx.Err() == nil {
+		a.engMu.Lock()
+		a.eng.Advance(rd)
+		a.engMu.Unlock()
+		if err := a.adp.Ack(ctx, rd.Ack); err != nil && ctx.Err() == nil {
 			a.log.Warn("acknowledge cursor", "err", err)
 		}
 	}
 	return nil
 }
 
-// afterLocal broadcasts a local result, counts it and wakes the applier.
-func (a *Agent) afterLocal(res *store.LocalResult, via string) {
-	for i := range res.Conflicts {
-		a.countConflict(&res.Conflicts[i])
+// step runs an engine step under the store's writer lock (store.Commit)
+// and the engine's lock, and returns its Ready once the durable part is
+// durable. The caller carries out the rest, in order.
+func (a *Agent) step(fn func(engine.Reader) (*engine.Ready, error)) (*engine.Ready, error) {
+	return a.store.Commit(func(r engine.Reader) (*engine.Ready, error) {
+		a.engMu.Lock()
+		defer a.engMu.Unlock()
+		return fn(r)
+	})
+}
+
+// storeCursor makes the capture cursor durable, with no change.
+func (a *Agent) storeCursor(cursor []byte) (*engine.Ready, error) {
+	return a.step(func(r engine.Reader) (*engine.Ready, error) {
+		return a.eng.Local(r, nil, &engine.Cursor{Name: a.cursorName, Value: cursor})
+	})
+}
+
+// afterLocal carries out the part of a durable Ready that follows the
+// store: it broadcasts the delta, counts it and wakes the applier.
+func (a *Agent) afterLocal(rd *engine.Ready, via string) {
+	for _, c := range rd.Conflicts {
+		a.countConflict(c.Collection, c.Field, c.Rule)
 	}
-	for _, f := range res.Failed {
+	for _, f := range rd.Failed {
 		a.m.badRows.Inc()
 		a.log.Warn("change rejected", "via", via, "collection", f.Collection, "key", f.Key, "err", f.Err)
 	}
-	if res.Delta.Len() > 0 {
-		a.m.localFragments.Add(float64(res.Delta.Len()))
-		a.node.Broadcast(res.Delta)
+	if rd.Broadcast.Len() > 0 {
+		a.m.localFragments.Add(float64(rd.Broadcast.Len()))
+		a.node.Broadcast(rd.Broadcast)
 	}
-	if len(res.Effects) > 0 && a.adp != nil {
+	if len(rd.Effects) > 0 && a.adp != nil {
 		a.wakeApply()
 	}
 }
@@ -343,7 +282,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	writes := make([]adapters.Write, 0, len(items))
 	var settled, apply []store.Pending
 	parked := 0
-	info := a.typeInfo()
+	info := a.catalog()
 	for _, p := range items {
 		if p.Err != nil {
 			// The stored state does not decode: it cannot be written, and
@@ -354,8 +293,8 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 			parked++
 			continue
 		}
-		ci, err := info.lookup(p.Collection)
-		if err != nil || !ci.synced {
+		ci, err := info.Lookup(p.Collection)
+		if err != nil || !ci.Synced {
 			// The system does not hold this collection: nothing to write.
 			settled = append(settled, p)
 			continue
@@ -367,10 +306,10 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		}
 		w := adapters.Write{Collection: p.Collection, Key: p.Key}
 		if view := p.Record.View(col); view != nil {
-			row, err := ci.keyRow(p.Key)
+			row, err := ci.KeyRow(p.Key)
 			if err == nil {
 				maps.Copy(row, view)
-				w.Row, err = ci.toSystem(row)
+				w.Row, err = ci.ToSystem(row)
 			}
 			if err != nil {
 				if err := a.park(p, err); err != nil {
@@ -396,7 +335,9 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	for i, w := range writes {
 		ids[i] = crdt.MakeID(w.Collection, w.Key)
 	}
-	a.applying(ids)
+	a.engMu.Lock()
+	a.eng.Positions().Applying(ids)
+	a.engMu.Unlock()
 	start := time.Now()
 	pos, err := a.adp.Apply(ctx, writes)
 	if err != nil {
@@ -419,7 +360,9 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		// unavailable: find the write that causes it.
 		return a.applyEach(ctx, apply, writes, err)
 	}
-	a.appliedAt(ids, pos)
+	a.engMu.Lock()
+	a.eng.Positions().AppliedAt(ids, pos)
+	a.engMu.Unlock()
 	a.m.applyLatency.Observe(time.Since(start).Seconds())
 	a.m.appliedRows.Add(float64(len(writes)))
 	a.markBatch(&a.applySt)
@@ -443,7 +386,9 @@ func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []a
 		id := crdt.MakeID(w.Collection, w.Key)
 		pos, err := a.adp.Apply(ctx, []adapters.Write{w})
 		if err == nil {
-			a.appliedAt([]crdt.ID{id}, pos)
+			a.engMu.Lock()
+			a.eng.Positions().AppliedAt([]crdt.ID{id}, pos)
+			a.engMu.Unlock()
 			a.m.appliedRows.Inc()
 			if err := a.store.AckPending(items[i : i+1]); err != nil {
 				return settled, err
@@ -493,8 +438,8 @@ func (r replica) Merge(d *crdt.Delta) (*crdt.Delta, error) {
 		return nil, err
 	}
 	a.m.receivedFragments.Add(float64(d.Len()))
-	for i := range res.Conflicts {
-		a.countConflict(&res.Conflicts[i])
+	for _, c := range res.Conflicts {
+		a.countConflict(c.Collection, c.Field, c.Rule)
 	}
 	for _, rej := range res.Rejected {
 		reason := "other"

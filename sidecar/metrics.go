@@ -46,11 +46,11 @@ const maxConflictSeries = 1000
 const otherLabel = "_other"
 
 // countConflict counts one logged conflict under bounded labels.
-func (a *Agent) countConflict(c *store.Conflict) {
+func (a *Agent) countConflict(collection, fieldName, rule string) {
 	m := a.m
 	coll, field := otherLabel, otherLabel
-	if a.knownField(c.Collection, c.Field) {
-		coll, field = c.Collection, c.Field
+	if a.knownField(collection, fieldName) {
+		coll, field = collection, fieldName
 		if field == "" {
 			field = "_record" // a delete against an update
 		}
@@ -65,7 +65,7 @@ func (a *Agent) countConflict(c *store.Conflict) {
 		}
 	}
 	m.conflictMu.Unlock()
-	m.conflicts.WithLabelValues(pair[0], pair[1], c.Rule).Inc()
+	m.conflicts.WithLabelValues(pair[0], pair[1], rule).Inc()
 }
 
 // knownField reports whether a collection and field are named by the
@@ -76,18 +76,18 @@ func (a *Agent) knownField(collection, field string) bool {
 			return true
 		}
 	}
-	ti := a.typeInfo()
-	if ti == nil {
+	cat := a.catalog()
+	if cat == nil {
 		return false
 	}
-	ci, ok := ti.colls[collection]
-	if !ok {
+	m, err := cat.Lookup(collection)
+	if err != nil || !m.Synced {
 		return false
 	}
 	if field == "" {
 		return true
 	}
-	_, ok = ci.kinds[field]
+	_, ok := m.Kinds[field]
 	return ok
 }
 

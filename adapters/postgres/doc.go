@@ -138,8 +138,9 @@
 //     values). TRUNCATE does not say which rows it removed: capture stops
 //     with ErrTruncate. A table created while the adapter runs is added to
 //     the publication by the next Tables call that finds it, and captured
-//     from then on: rows written before are not captured until they change
-//     again. A new table that cannot be synced is left out with a warning
+//     from then on; the rows written before are not in the stream, and
+//     ReadTables (adapters.TableReader) reads them for the engine once its
+//     catalog gains the table. A new table that cannot be synced is left out with a warning
 //     until it is fixed. A table that existed at Open but is missing from the
 //     publication is reported by Capture (ErrPublication): its earlier rows
 //     were never captured, and a new snapshot adds it. A changed primary key

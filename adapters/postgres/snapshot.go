@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/cockroachdb/errors"
@@ -109,6 +110,54 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 	}
 	a.log.Info("snapshot done", "tables", len(cat.tables), "rows", rows, "cursor", lsn(consistent))
 	return encodeCursor(lsn(consistent)), nil
+}
+
+var _ adapters.TableReader = (*Adapter)(nil)
+
+// ReadTables reads the rows of the named synced tables in one REPEATABLE
+// READ transaction and sends them to sink: a table added to the publication
+// while running (refresh) streams only the changes committed after; the
+// rows written before are read here. Names not synced are skipped.
+func (a *Adapter) ReadTables(ctx context.Context, names []string, sink adapters.Sink) error {
+	ctx, done, err := a.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cat := a.catalog()
+	if cat == nil {
+		return nil
+	}
+	var tables []*table
+	for _, t := range cat.tables {
+		if slices.Contains(names, t.Collection) {
+			tables = append(tables, t)
+		}
+	}
+	if len(tables) == 0 {
+		return nil
+	}
+	conn, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		return errors.Wrap(classify(err), "begin table read")
+	}
+	rows := 0
+	for _, t := range tables {
+		n, err := a.snapshotTable(ctx, conn.PgConn(), t, sink)
+		if err != nil {
+			return err
+		}
+		rows += n
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		return errors.Wrap(classify(err), "end table read")
+	}
+	a.log.Info("rows of tables new to the publication read", "tables", len(tables), "rows", rows)
+	return nil
 }
 
 // resetSlot drops the slot if it exists (it must not be in use) and makes

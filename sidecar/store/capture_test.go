@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 )
 
 // A captured change with its base row writes only what it touched: a
@@ -69,9 +70,10 @@ func TestLocalStaleQueues(t *testing.T) {
 	}
 }
 
-// StaleCheck is decided inside Local, under the writer lock that queue
-// acknowledgements take too, and a true answer counts as Stale.
-func TestLocalStaleCheckUnderWriterLock(t *testing.T) {
+// A Commit step runs under the writer lock that queue acknowledgements
+// take too, so the staleness the engine decides in it (from the apply
+// positions) holds until the write; a stale change queues its record.
+func TestCommitStepUnderWriterLock(t *testing.T) {
 	s := openMem(t, crdt.MustSchema())
 	key := crdt.IntKey(1)
 	mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x0")}, Captured: true}}, nil)
@@ -82,20 +84,22 @@ func TestLocalStaleCheckUnderWriterLock(t *testing.T) {
 		want  int
 	}{{"fresh", false, 0}, {"stale", true, 1}} {
 		calls, unlocked := 0, false
-		check := func() bool {
+		rd, err := s.Commit(func(r engine.Reader) (*engine.Ready, error) {
 			calls++
 			if s.wmu.TryLock() {
 				unlocked = true
 				s.wmu.Unlock()
 			}
-			return tc.stale
+			return engine.Local(r, s.Params("a"), []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x-" + tc.name)}, Captured: true, Stale: tc.stale}}, nil)
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		res := mustLocal(t, s, "a", []Change{{Collection: "c", Key: key, Row: crdt.Row{"x": str("x-" + tc.name)}, Captured: true, StaleCheck: check}}, nil)
 		if calls != 1 || unlocked {
-			t.Fatalf("%s: StaleCheck called %d times, outside the writer lock: %v", tc.name, calls, unlocked)
+			t.Fatalf("%s: step called %d times, outside the writer lock: %v", tc.name, calls, unlocked)
 		}
-		if len(res.Effects) != tc.want {
-			t.Fatalf("%s: %d effects, want %d", tc.name, len(res.Effects), tc.want)
+		if len(rd.Effects) != tc.want {
+			t.Fatalf("%s: %d effects, want %d", tc.name, len(rd.Effects), tc.want)
 		}
 		drain(t, s)
 	}

@@ -76,6 +76,7 @@ type Resolution struct {
 // conflictLog is the writer's view of the log (guarded by Store.wmu).
 type conflictLog struct {
 	first, next uint64 // live entries are [first, next)
+	at          int64  // when the last entry was logged
 }
 
 func conflictKey(seq uint64) []byte {
@@ -220,37 +221,47 @@ func (s *Store) loadConflicts(txn *badger.Txn) error {
 // batch, skipping decisions already logged, and returns those it logged.
 func (s *Store) logConflicts(b *batch, collection string, key crdt.Key, cs []crdt.Conflict) ([]Conflict, error) {
 	var out []Conflict
-	now := s.opts.Physical()
 	for i := range cs {
 		c := &cs[i]
-		h := decisionHash(collection, key, c)
-		ik := conflictIndexKey(h)
-		if _, err := b.txn.Get(ik); err == nil {
-			continue
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return out, errors.Wrapf(err, "read %s", keyName(ik))
-		}
-		if s.conflicts.next == 0 {
-			s.conflicts.next, s.conflicts.first = 1, 1
-		}
-		seq := s.conflicts.next
-		v := &conflictValue{Collection: collection, Key: []byte(key), Field: c.Field, Rule: c.Rule, At: now,
-			Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h}
-		if err := b.set(conflictKey(seq), encodeConflict(v)); err != nil {
+		seq, err := s.logConflict(b, collection, key, c)
+		if err != nil {
 			return out, err
 		}
-		if err := b.set(ik, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
-			return out, err
-		}
-		s.conflicts.next++
-		out = append(out, Conflict{ID: seq, At: now, Collection: collection, Key: key, Field: c.Field, Rule: c.Rule, Winner: c.Winner, Loser: c.Loser})
-	}
-	if len(out) > 0 {
-		if err := s.pruneConflicts(b, now); err != nil {
-			return out, err
+		if seq != 0 {
+			out = append(out, Conflict{ID: seq, At: s.conflicts.at, Collection: collection, Key: key,
+				Field: c.Field, Rule: c.Rule, Winner: c.Winner, Loser: c.Loser})
 		}
 	}
 	return out, nil
+}
+
+// logConflict writes one conflict into the batch unless its decision is
+// logged already, drops what the bounds no longer allow, and returns its ID
+// (zero when it was logged before).
+func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.Conflict) (uint64, error) {
+	h := decisionHash(collection, key, c)
+	ik := conflictIndexKey(h)
+	if _, err := b.txn.Get(ik); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, errors.Wrapf(err, "read %s", keyName(ik))
+	}
+	if s.conflicts.next == 0 {
+		s.conflicts.next, s.conflicts.first = 1, 1
+	}
+	seq := s.conflicts.next
+	now := s.opts.Physical()
+	s.conflicts.at = now
+	v := &conflictValue{Collection: collection, Key: []byte(key), Field: c.Field, Rule: c.Rule, At: now,
+		Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h}
+	if err := b.set(conflictKey(seq), encodeConflict(v)); err != nil {
+		return 0, err
+	}
+	if err := b.set(ik, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return 0, err
+	}
+	s.conflicts.next++
+	return seq, s.pruneConflicts(b, now)
 }
 
 // pruneConflicts drops the oldest entries beyond the count bound, and up to
@@ -397,7 +408,10 @@ func (s *Store) markResolved(b *batch, id uint64, r Resolution) error {
 	k := conflictKey(id)
 	item, err := b.txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return errors.Mark(errors.Newf("no conflict %d", id), ErrNoConflict)
+		// Dropped by the bounds since the caller looked it up: the
+		// override itself stands.
+		s.log.Warn("a resolved conflict is no longer in the log", "conflict", id)
+		return nil
 	}
 	if err != nil {
 		return errors.Wrapf(err, "read %s", keyName(k))

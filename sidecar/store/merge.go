@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 )
 
 // MergeResult says what a Merge did.
@@ -26,13 +27,8 @@ type MergeResult struct {
 	Conflicts []Conflict
 }
 
-// Effect is a record whose visible state changed.
-type Effect struct {
-	Collection string
-	Key        crdt.Key
-	// Record is the new merged state.
-	Record *crdt.Record
-}
+// Effect is a record whose visible state changed (engine.Effect).
+type Effect = engine.Effect
 
 // Rejection is a fragment that was not merged.
 type Rejection struct {

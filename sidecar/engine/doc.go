@@ -1,0 +1,23 @@
+// Package engine holds the decisions of the boundary between a system and
+// its replica, as a state machine without I/O in the shape of etcd raft's
+// RawNode: it never reads the clock (time comes in through crdt.Clock),
+// never starts a goroutine, never touches Badger, gossip or an adapter. It
+// reads stored records through a small read-only interface (Reader) and
+// answers each input with one Ready value that says what the store must make
+// durable, then what gossip may broadcast, then which cursor the adapter may
+// acknowledge; the driver (sidecar.Agent) obeys that order.
+//
+// In it:
+//
+//   - the catalog mapping (Catalog, Mapping): the system's tables and
+//     columns as collections, rebuilt when the adapter reports a change;
+//   - apply positions (Positions): which captured changes may have been
+//     overwritten in the system by an apply before capture saw them;
+//   - the stamp rule (commit time raised above what the writer saw), the
+//     diff from the old row, and the decision which records to queue for
+//     apply (Step).
+//
+// An Engine is not safe for concurrent use: the driver serialises calls.
+// The interleavings behind each hazard of sidecar/doc.go are scripted in
+// testdata/ and run by TestEngine (datadriven).
+package engine
