@@ -3,6 +3,7 @@ package crdt_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/lattice-crdt/lattice/crdt"
 )
@@ -258,5 +259,46 @@ func BenchmarkHashRecord(b *testing.B) {
 	b.SetBytes(int64(len(enc)))
 	for b.Loop() {
 		_ = crdt.HashRecord(id, enc)
+	}
+}
+
+// BenchmarkCounterVsLWW measures, in the same run, the cost of joining two
+// concurrent states of a record of benchFields counter fields and of
+// benchFields lww fields in which both replicas rewrote every field
+// (BenchmarkJoin's worst case), and of Merge (the join and the change
+// test a store makes). Each iteration runs 100 of each, interleaved, so
+// that both see the same machine: lww-ns and counter-ns are per operation,
+// ratio is counter over lww.
+func BenchmarkCounterVsLWW(b *testing.B) {
+	lc, lx, ly := benchStatesOverlap(b, crdt.Policy{Kind: crdt.LWW}, true)
+	cc, cx, cy := benchStatesOverlap(b, crdt.Policy{Kind: crdt.Counter}, true)
+	for _, op := range []struct {
+		name string
+		run  func(c *crdt.Collection, x, y *crdt.Record)
+	}{
+		{"join", func(c *crdt.Collection, x, y *crdt.Record) { _ = crdt.Join(c, x, y) }},
+		{"merge", func(c *crdt.Collection, x, y *crdt.Record) { _, _ = crdt.Merge(c, x, y) }},
+	} {
+		b.Run(op.name, func(b *testing.B) {
+			const inner = 100
+			var lww, ctr time.Duration
+			b.ReportAllocs()
+			for b.Loop() {
+				t0 := time.Now()
+				for range inner {
+					op.run(lc, lx, ly)
+				}
+				t1 := time.Now()
+				for range inner {
+					op.run(cc, cx, cy)
+				}
+				lww += t1.Sub(t0)
+				ctr += time.Since(t1)
+			}
+			n := float64(b.N * inner)
+			b.ReportMetric(float64(lww.Nanoseconds())/n, "lww-ns")
+			b.ReportMetric(float64(ctr.Nanoseconds())/n, "counter-ns")
+			b.ReportMetric(float64(ctr)/float64(lww), "ratio")
+		})
 	}
 }

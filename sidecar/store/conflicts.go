@@ -77,6 +77,9 @@ type Resolution struct {
 type conflictLog struct {
 	first, next uint64 // live entries are [first, next)
 	at          int64  // when the last entry was logged
+	// firstAt is when entry first was logged, zero when not known: while
+	// it is within the age bound, logging reads no old entry.
+	firstAt int64
 }
 
 func conflictKey(seq uint64) []byte {
@@ -254,11 +257,19 @@ func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.C
 	s.conflicts.at = now
 	v := &conflictValue{Collection: collection, Key: []byte(key), Field: c.Field, Rule: c.Rule, At: now,
 		Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h}
-	if err := b.set(conflictKey(seq), encodeConflict(v)); err != nil {
+	enc := encodeConflict(v)
+	// The entry, its index, and the two of the oldest entry it may drop.
+	if err := b.room(4, 4*entrySize(ik, enc)); err != nil {
+		return 0, errors.Wrap(err, "log a conflict")
+	}
+	if err := b.set(conflictKey(seq), enc); err != nil {
 		return 0, err
 	}
 	if err := b.set(ik, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 		return 0, err
+	}
+	if s.conflicts.first == seq {
+		s.conflicts.firstAt = now
 	}
 	s.conflicts.next++
 	return seq, s.pruneConflicts(b, now)
@@ -273,7 +284,8 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 		k := conflictKey(s.conflicts.first)
 		over := s.conflicts.next-s.conflicts.first > keep
 		if !over {
-			if s.opts.ConflictMaxAge <= 0 || aged >= maxPrunePerWrite {
+			if s.opts.ConflictMaxAge <= 0 || aged >= maxPrunePerWrite ||
+				(s.conflicts.firstAt != 0 && now-s.conflicts.firstAt <= int64(s.opts.ConflictMaxAge)) {
 				return nil
 			}
 		}
@@ -295,6 +307,7 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 		}
 		if !over {
 			if now-v.At <= int64(s.opts.ConflictMaxAge) {
+				s.conflicts.firstAt = v.At
 				return nil
 			}
 			aged++
@@ -306,6 +319,7 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 			return err
 		}
 		s.conflicts.first++
+		s.conflicts.firstAt = 0
 	}
 	return nil
 }
