@@ -302,3 +302,44 @@ func BenchmarkCounterVsLWW(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConflictsDetect measures what conflict detection adds to a
+// merge's join: a causal update of every field of a benchFields-field lww
+// record (nothing to report) joined into the state it overwrites, with and
+// without crdt.Conflicts, interleaved in the same run. ratio is the rate
+// with detection over the rate without.
+func BenchmarkConflictsDetect(b *testing.B) {
+	c, x, _ := benchStates(b, crdt.Policy{Kind: crdt.LWW})
+	now := x.MaxStamp().TS.Wall + 1e6
+	r := newBenchReplica(3, "r2", &now)
+	row := crdt.Row{}
+	for i := range benchFields {
+		row[fmt.Sprintf("f%02d", i)] = crdt.Int(int64(1000 + i))
+	}
+	d, err := crdt.Diff(c, x, row, r.origin())
+	if err != nil || len(d.Fields) != benchFields {
+		b.Fatalf("diff: %s, %v", d, err)
+	}
+	if cs := crdt.Conflicts(c, x, d, crdt.Join(c, x, d)); len(cs) != 0 {
+		b.Fatalf("a causal update conflicts: %+v", cs)
+	}
+	const inner = 100
+	var plain, detect time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		for range inner {
+			_, _ = crdt.Merge(c, x, d)
+		}
+		t1 := time.Now()
+		for range inner {
+			next, _ := crdt.Merge(c, x, d)
+			_ = crdt.Conflicts(c, x, d, next)
+		}
+		plain += t1.Sub(t0)
+		detect += time.Since(t1)
+	}
+	n := float64(b.N * inner)
+	b.ReportMetric(float64(detect-plain)/n, "detect-ns")
+	b.ReportMetric(float64(plain)/float64(detect), "ratio")
+}

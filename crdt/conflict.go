@@ -72,19 +72,24 @@ func Conflicts(c *Collection, before, delta, after *Record) []Conflict {
 	if !before.Exists() {
 		return out
 	}
+	// One pass over the three field lists, all sorted by name.
+	bi, ai := 0, 0
 	for i := range delta.Fields {
 		df := &delta.Fields[i]
 		if len(df.Reg) == 0 {
 			continue
 		}
-		p := c.Policy(df.Name)
-		if !p.IsRegister() {
+		for bi < len(before.Fields) && before.Fields[bi].Name < df.Name {
+			bi++
+		}
+		for ai < len(after.Fields) && after.Fields[ai].Name < df.Name {
+			ai++
+		}
+		if bi == len(before.Fields) || ai == len(after.Fields) ||
+			before.Fields[bi].Name != df.Name || after.Fields[ai].Name != df.Name {
 			continue
 		}
-		bf, af := before.field(df.Name), after.field(df.Name)
-		if bf == nil || af == nil {
-			continue
-		}
+		bf, af := &before.Fields[bi], &after.Fields[ai]
 		b, a, d := registerVisible(bf.Reg), registerVisible(af.Reg), registerVisible(df.Reg)
 		if b == nil || a == nil || d == nil {
 			continue
@@ -99,6 +104,10 @@ func Conflicts(c *Collection, before, delta, after *Record) []Conflict {
 			continue
 		}
 		if lose.Stamp.Compare(win.Prev) <= 0 || lose.Stamp.Compare(after.Reset) <= 0 {
+			continue
+		}
+		p := c.Policy(df.Name)
+		if !p.IsRegister() {
 			continue
 		}
 		out = append(out, Conflict{Field: df.Name, Rule: p.Kind.String(),

@@ -162,6 +162,27 @@
 // difference to the merged set. Use it whenever the system reports the old
 // row.
 //
+// # Conflicts
+//
+// A merge that chooses between two writes to one register field, where the
+// winner's writer had not seen the loser, is a conflict (Conflicts); an
+// overwrite of a value the writer had read is not. Registers keep no causal
+// context, so each write carries Prev: the newest stamp of the field its
+// writer knew (its newest write of the field, or the record's delete if
+// newer; for a captured change whose system held an older value than the
+// visible one, what the visible write's own writer knew). A writer that had
+// merged write x knows x or a write at least as new that dominates it, or a
+// delete after it, so x.Stamp > w.Prev proves that w's writer had not seen
+// x: the rule reports no causal overwrite, which the property tests check
+// for every operation of random histories. It may miss a concurrent write
+// older than another the winner's writer saw. A write without Prev (zero,
+// from a replica older than Prev) counts as having seen nothing. An update
+// that cancels a concurrent delete (not a re-insert: Reset < Deleted) is a
+// conflict too; a delete that wins is not reported, since a delete does not
+// say what its writer saw. Counter and OR-set fields keep every concurrent
+// write and have none. LostWrite reports a captured change that lost to a
+// write that had not seen it.
+//
 // # Schema
 //
 // A Collection lists key columns and field policies. Its fingerprint hashes
@@ -176,7 +197,9 @@
 //
 // Deltas and records travel as msgpack arrays that only ever grow at the end
 // (see codec.go): an older decoder skips the trailing elements it does not
-// know, so rolling upgrades work without negotiation. Every decoder bounds
+// know, so rolling upgrades work without negotiation. Counter entries are a
+// field's fourth element and a write's Prev its fourth, each written only
+// when present, so records without them keep their encodings and hashes. Every decoder bounds
 // every length by Limits and by the bytes left, checks nesting depth before
 // decoding (CheckMsgpack), returns ErrDecode errors and never panics. Golden
 // encodings in testdata/wire fail the tests if the format changes by

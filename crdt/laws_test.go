@@ -227,6 +227,13 @@ func checkOp(t *rapid.T, w *world, r *replica, k crdt.Key, before *crdt.Record, 
 	if o.kind == "diff" && o.row == nil {
 		o.kind = "delete" // Diff of a deleted row is Delete
 	}
+	// The writer saw before: its operation overwrites nothing it had not
+	// seen, so merging it into before is no conflict.
+	if d != nil {
+		if cs := crdt.Conflicts(c, before, d, after); len(cs) != 0 {
+			t.Fatalf("%s: a causal overwrite is reported as a conflict: %+v\n before %s\n delta  %s", o, cs, before, d)
+		}
+	}
 	if d != nil {
 		if o.kind == "delete" {
 			if d.Deleted != o.origin.Stamp || d.MaxStamp() != o.origin.Stamp {
