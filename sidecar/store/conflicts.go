@@ -258,11 +258,19 @@ func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.C
 	v := &conflictValue{Collection: collection, Key: []byte(key), Field: c.Field, Rule: c.Rule, At: now,
 		Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h}
 	enc := encodeConflict(v)
-	// The entry, its index, and the two of the oldest entry it may drop.
-	if err := b.room(4, 4*entrySize(ik, enc)); err != nil {
+	ck := conflictKey(seq)
+	// The entry, its index, and the deletes of the oldest entry it may
+	// drop. An entry too large for any transaction (only with a tiny
+	// Options.MaxBatchBytes) is not logged: the merge matters more.
+	count, size := 4, entrySize(ck, enc)+entrySize(ik, ck)+entrySize(ck, nil)+entrySize(ik, nil)
+	if size+metaReserveBytes > b.s.batchBytes {
+		s.log.Warn("a conflict entry is too large for a transaction; not logged", "bytes", size, "collection", collection, "field", c.Field)
+		return 0, nil
+	}
+	if err := b.room(count, size); err != nil {
 		return 0, errors.Wrap(err, "log a conflict")
 	}
-	if err := b.set(conflictKey(seq), enc); err != nil {
+	if err := b.set(ck, enc); err != nil {
 		return 0, err
 	}
 	if err := b.set(ik, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
