@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/lattice-crdt/lattice/clock"
 )
 
 // Options is what the engine tells an adapter it opens. An adapter uses the
@@ -18,6 +20,9 @@ type Options struct {
 	Node string
 	// Tables limits sync to these tables (empty: every table with a key).
 	Tables []string
+	// Create lets a file-based adapter create its database when the file
+	// does not exist; without it a missing file is an error.
+	Create bool
 	// PollInterval is how often a polling capture looks for changes (zero:
 	// the adapter's default).
 	PollInterval time.Duration
@@ -26,6 +31,9 @@ type Options struct {
 	Slot, Publication, Origin string
 	// Logger receives the adapter's logs.
 	Logger *slog.Logger
+	// Clock is the source of time of the adapter's waits (nil:
+	// clock.Real).
+	Clock clock.Clock
 }
 
 // Opener opens an adapter.

@@ -29,8 +29,12 @@ var layerRules = []struct {
 	{"sidecar/store", []string{"github.com/hashicorp/memberlist", "@gossip", "@adapters", "@cmd", "@bench", "@sidecar$"}},
 	{"gossip", []string{"github.com/dgraph-io/badger", "@sidecar", "@adapters", "@cmd", "@bench"}},
 	{"adapters", []string{"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist", "@sidecar", "@gossip", "@cmd", "@bench"}},
-	{"sidecar", []string{"@cmd", "@bench"}},
-	{"bench", []string{"@cmd"}},
+	// The command-line library stays in cmd: the packages below it take
+	// plain values, not flags.
+	{"sidecar", []string{"@cmd", "@bench", "github.com/spf13/cobra", "github.com/spf13/pflag"}},
+	// The one source of time: the standard library only.
+	{"clock", []string{"@crdt", "@sidecar", "@gossip", "@adapters", "@cmd", "@bench"}},
+	{"bench", []string{"@cmd", "github.com/spf13/cobra", "github.com/spf13/pflag"}},
 }
 
 type listedPackage struct {

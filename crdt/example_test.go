@@ -114,3 +114,16 @@ func ExampleMakeKey() {
 	// ["acme" 7] acme,7
 	// true orders/acme,7
 }
+
+// A key element holding a comma is escaped in the key's text form;
+// JoinKeyText does the escaping and ParseKeyText undoes it.
+func ExampleJoinKeyText() {
+	text := crdt.JoinKeyText("a,b", `c\d`, "7")
+	fmt.Println(text)
+	k, err := crdt.ParseKeyText(text, []crdt.Kind{crdt.KindString, crdt.KindString, crdt.KindInt})
+	vals, _ := k.Values()
+	fmt.Println(vals, err)
+	// Output:
+	// a\,b,c\\d,7
+	// ["a,b" "c\\d" 7] <nil>
+}

@@ -299,6 +299,17 @@ func ParseKeyText(s string, kinds []Kind) (Key, error) {
 	return MakeKey(vals...)
 }
 
+// JoinKeyText joins the text forms of a key's elements into the text form
+// of the key, escaping commas and backslashes inside an element; it is the
+// inverse of ParseKeyText's split.
+func JoinKeyText(parts ...string) string {
+	esc := make([]string, len(parts))
+	for i, p := range parts {
+		esc[i] = escapeKeyText(p)
+	}
+	return strings.Join(esc, ",")
+}
+
 func escapeKeyText(s string) string {
 	if !strings.ContainsAny(s, `,\`) {
 		return s

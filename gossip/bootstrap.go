@@ -51,7 +51,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	}
 	cursor := crdt.ID("")
 	var errs []error
-	start := time.Now()
+	start := n.cfg.Clock.Now()
 	records := 0
 	backoff := 50 * time.Millisecond
 	for {
@@ -60,7 +60,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 			done, err := n.bootstrapFrom(ctx, p, &cursor, &records)
 			if done {
 				n.c.bootstraps.Add(1)
-				n.log.Info("bootstrap complete", "peer", p.name, "records", records, "took", time.Since(start))
+				n.log.Info("bootstrap complete", "peer", p.name, "records", records, "took", n.cfg.Clock.Now().Sub(start))
 				n.kickSync()
 				return nil
 			}
@@ -74,16 +74,16 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 			n.log.Warn("bootstrap from peer failed, trying the next", "peer", p.name, "err", err.Error())
 			errs = append(errs, err)
 		}
-		if busy == 0 || time.Since(start) > 10*n.cfg.IOTimeout {
+		if busy == 0 || n.cfg.Clock.Now().Sub(start) > 10*n.cfg.IOTimeout {
 			break
 		}
 		// Every peer that answered is busy with other sessions: wait.
-		t := time.NewTimer(backoff)
+		t := n.cfg.Clock.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return errors.Wrap(ctx.Err(), "bootstrap")
-		case <-t.C:
+		case <-t.C():
 		}
 		backoff = min(2*backoff, time.Second)
 	}

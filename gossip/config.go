@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/memberlist"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -122,6 +123,10 @@ type Config struct {
 	// after Config has been applied to the LAN preset (tests use faster
 	// probes).
 	MemberlistConfig func(*memberlist.Config)
+
+	// Clock is the node's source of time for its timers and tickers
+	// (default: clock.Real). Network deadlines read the system clock.
+	Clock clock.Clock
 }
 
 // Defaults.
@@ -190,6 +195,7 @@ func configErr(key string, format string, args ...any) error {
 
 // Validate fills defaults for zero fields and checks every value.
 func (c *Config) Validate() error {
+	c.Clock = clock.Or(c.Clock)
 	if c.Name == "" {
 		return errors.WithHint(configErr("name", "empty"), "give every node a unique name")
 	}

@@ -174,7 +174,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 		}
 	}()
 
-	mlLog := log.New(&logBridge{log: n.log.With("component", "memberlist"), closing: &n.closing}, "", 0)
+	mlLog := log.New(&logBridge{log: n.log.With("component", "memberlist"), closing: &n.closing, refused: n.refusedByMemberlist}, "", 0)
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name
 	mc.Logger = mlLog
@@ -375,10 +375,11 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 	if len(seeds) == 0 {
 		return 0, nil
 	}
-	deadline := time.Now().Add(n.cfg.JoinTimeout)
+	deadline := n.cfg.Clock.Now().Add(n.cfg.JoinTimeout)
 	backoff := 100 * time.Millisecond
 	var lastErr error
 	attempts := 0
+	refusedLogged := false
 	for {
 		if n.ctx.Err() != nil {
 			return 0, ErrClosed
@@ -391,10 +392,18 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 			return num, nil
 		}
 		lastErr = err
-		if attempts > n.cfg.JoinRetries || time.Now().Add(backoff).After(deadline) {
+		if why := refusedJoin(err); why != "" && !refusedLogged {
+			// Say so now, not when the retries run out: a node with the
+			// wrong key or label never gets in, however long it tries.
+			refusedLogged = true
+			n.log.Warn("the cluster refused this node: "+why, "seeds", strings.Join(seeds, ","), "attempt", attempts,
+				"err", strings.Join(strings.Fields(err.Error()), " "), "label", n.cfg.Label, "encrypted", n.mlKeys != nil,
+				"hint", "every node needs the same cluster: label and a key of the cluster's key_file (the seed's log says which it refused)")
+		}
+		if attempts > n.cfg.JoinRetries || n.cfg.Clock.Now().Add(backoff).After(deadline) {
 			break
 		}
-		t := time.NewTimer(backoff)
+		t := n.cfg.Clock.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -402,7 +411,7 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 		case <-n.ctx.Done():
 			t.Stop()
 			return 0, ErrClosed
-		case <-t.C:
+		case <-t.C():
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
@@ -413,6 +422,27 @@ func (n *Node) Join(ctx context.Context, seeds []string) (int, error) {
 		errors.Wrapf(lastErr, "join cluster: no seed answered (%s) after %d attempts", strings.Join(seeds, ", "), attempts),
 		"check that a seed is running and reachable at that address, and that it has the same cluster label and key file"),
 		ErrJoin)
+}
+
+// refusedJoin tells from memberlist's join error whether a seed answered
+// and refused this node, and why as far as this side can tell: a seed
+// that cannot read our key answers in a form we cannot read either (or
+// says so), and one with another label closes the stream unanswered. A
+// seed that is down or unreachable is not a refusal ("").
+func refusedJoin(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "no installed keys could decrypt"),
+		strings.Contains(s, "encryption is configured but remote state is not encrypted"),
+		strings.Contains(s, "remote state is encrypted and encryption is not configured"):
+		return "its gossip key differs from this node's key_file"
+	case strings.HasSuffix(s, ": EOF"), strings.Contains(s, ": EOF\n"), strings.Contains(s, "connection reset by peer"):
+		return "a seed closed the connection unanswered: its cluster label (or gossip key) differs from this node's"
+	}
+	return ""
 }
 
 // Leave announces that the node leaves the cluster and waits up to timeout
@@ -692,7 +722,7 @@ func (n *Node) removePeer(name string, addr string) {
 	left := n.leaving[name]
 	delete(n.leaving, name)
 	if !left && !n.closed {
-		f := failedMember{addr: addr, since: time.Now()}
+		f := failedMember{addr: addr, since: n.cfg.Clock.Now()}
 		if p := n.peers[name]; p != nil && p.lastContact.Load() != 0 {
 			f.lastContact = time.Unix(0, p.lastContact.Load())
 		}
@@ -725,18 +755,18 @@ func (n *Node) removePeer(name string, addr string) {
 // that the two sides of a healed partition find each other again.
 func (n *Node) reconnectLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.ReconnectInterval)
+	t := n.cfg.Clock.NewTicker(n.cfg.ReconnectInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		n.mu.Lock()
 		var addrs []string
 		for name, f := range n.failed {
-			if time.Since(f.since) > n.cfg.ReconnectTimeout {
+			if n.cfg.Clock.Now().Sub(f.since) > n.cfg.ReconnectTimeout {
 				delete(n.failed, name)
 				continue
 			}
@@ -1071,12 +1101,70 @@ func sameHost(host string, ip net.IP) bool {
 	return h != nil && h.Equal(ip)
 }
 
+// refusedByMemberlist counts a node that memberlist refused for its key or
+// label (streams only: a refused node's packets are not more peers) and
+// warns, at most every warnEvery per reason and source.
+func (n *Node) refusedByMemberlist(r refusal) {
+	if r.stream {
+		n.c.rejectedPeers.Add(1)
+	}
+	from := r.detail
+	if i := strings.LastIndex(r.detail, "from="); i >= 0 {
+		from = r.detail[i+len("from="):]
+	}
+	var msg, hint string
+	switch r.reason {
+	case "label":
+		msg = "refused a node: its cluster label is not " + strconv.Quote(n.cfg.Label)
+		hint = "a node of another cluster reached this one; if it belongs to this cluster, set cluster: " + strconv.Quote(n.cfg.Label) + " in its config"
+	default:
+		msg = "refused a node: its gossip key is not one of this node's"
+		hint = "if it belongs to this cluster, give it the cluster's key file (key_file), or add its key to every node's key file (docs/security.md, rotating a key)"
+	}
+	n.warns.warn(n.log, "memberlist:"+r.reason+":"+hostOf(from), msg, "from", from, "detail", r.detail, "hint", hint)
+}
+
+// hostOf returns the host of host:port, or s itself.
+func hostOf(s string) string {
+	if h, _, err := net.SplitHostPort(strings.TrimSpace(s)); err == nil {
+		return h
+	}
+	return s
+}
+
 // logBridge turns memberlist's log lines into slog records. Once the node
 // is closing, memberlist's complaints about its own closed sockets are
-// expected and go to debug.
+// expected and go to debug. The lines in which memberlist refuses a node
+// for its key or label go to refused instead: memberlist has no hook for
+// them, and its log line is the only place they show.
 type logBridge struct {
 	log     *slog.Logger
 	closing *atomic.Bool
+	// refused, if set, takes memberlist's refusals of other nodes.
+	refused func(r refusal)
+}
+
+// refusal is a node memberlist refused for its key or label.
+type refusal struct {
+	stream bool   // a stream (a join or push/pull), not a packet
+	reason string // "key" or "label"
+	detail string // memberlist's words, the peer's address included
+}
+
+// memberlistRefusals are the beginnings of memberlist's (v0.7) log lines
+// that refuse a node for its key or label, after "[ERR] memberlist: ".
+// TestLogBridgeRefusals holds them to the pinned version.
+var memberlistRefusals = []struct {
+	prefix string
+	r      refusal
+}{
+	{"discarding stream with unacceptable label", refusal{stream: true, reason: "label"}},
+	{"failed to receive and remove the stream label header", refusal{stream: true, reason: "label"}},
+	{"failed to receive: no installed keys could decrypt", refusal{stream: true, reason: "key"}},
+	{"failed to receive: encryption is configured but remote state is not encrypted", refusal{stream: true, reason: "key"}},
+	{"failed to receive: remote state is encrypted and encryption is not configured", refusal{stream: true, reason: "key"}},
+	{"discarding packet with unacceptable label", refusal{reason: "label"}},
+	{"Decrypt packet failed", refusal{reason: "key"}},
 }
 
 func (b *logBridge) Write(p []byte) (int, error) {
@@ -1093,6 +1181,15 @@ func (b *logBridge) Write(p []byte) (int, error) {
 		}
 	}
 	s = strings.TrimPrefix(s, "memberlist: ")
+	if b.refused != nil && level == slog.LevelError {
+		for _, r := range memberlistRefusals {
+			if strings.HasPrefix(s, r.prefix) {
+				r.r.detail = s
+				b.refused(r.r)
+				return len(p), nil
+			}
+		}
+	}
 	if level == slog.LevelError && strings.HasPrefix(s, "Failed fallback TCP ping") {
 		// A probe that timed out is the failure detector at work (the
 		// peer is then suspected, and refutes or is declared dead), not a

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -180,7 +181,7 @@ func (n *Node) runPeer(p *peer) {
 	failures := 0
 	// An idle stream gets a keepalive (an empty message) every third of
 	// IdleTimeout, so that the receiver's read deadline does not end it.
-	keepalive := time.NewTimer(n.cfg.IdleTimeout / 3)
+	keepalive := n.cfg.Clock.NewTimer(n.cfg.IdleTimeout / 3)
 	defer keepalive.Stop()
 	for {
 		if len(batch) == 0 {
@@ -191,7 +192,7 @@ func (n *Node) runPeer(p *peer) {
 				return
 			case it := <-p.queue:
 				batch = n.fill(p, append(batch, it))
-			case <-keepalive.C:
+			case <-keepalive.C():
 				if dc != nil {
 					if err := dc.write(nil); err != nil {
 						n.log.Debug("delta stream to peer broke", "peer", p.name, "err", err.Error())
@@ -219,10 +220,10 @@ func (n *Node) runPeer(p *peer) {
 					clear(batch)
 					batch = batch[:0]
 				}
-				t := time.NewTimer(min(25*time.Millisecond<<failures, 2*time.Second))
+				t := n.cfg.Clock.NewTimer(min(25*time.Millisecond<<failures, 2*time.Second))
 				select {
 				case <-p.ctx.Done():
-				case <-t.C:
+				case <-t.C():
 				}
 				t.Stop()
 				continue
@@ -257,7 +258,7 @@ func (n *Node) fill(p *peer, batch []*outDelta) []*outDelta {
 	for _, it := range batch {
 		size += len(it.frags.body)
 	}
-	var timer *time.Timer
+	var timer clock.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -275,13 +276,13 @@ func (n *Node) fill(p *peer, batch []*outDelta) []*outDelta {
 			break
 		}
 		if timer == nil {
-			timer = time.NewTimer(n.cfg.BatchDelay)
+			timer = n.cfg.Clock.NewTimer(n.cfg.BatchDelay)
 		}
 		select {
 		case it := <-p.queue:
 			batch = append(batch, it)
 			size += len(it.frags.body)
-		case <-timer.C:
+		case <-timer.C():
 			return batch
 		case <-p.ctx.Done():
 			return batch
@@ -417,7 +418,7 @@ func (n *Node) deliver(from string, d *crdt.Delta, relay bool, deltas int) {
 		return
 	}
 	if p := n.peerByName(from); p != nil {
-		now := time.Now()
+		now := n.cfg.Clock.Now()
 		p.lastContact.Store(now.UnixNano())
 		p.lag.Store(now.UnixNano() - d.MaxStamp().TS.Wall)
 	}

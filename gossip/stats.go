@@ -35,7 +35,7 @@ type Stats struct {
 	BootstrapsServed uint64 // bootstraps served to peers
 
 	DecodeErrors  uint64 // malformed, truncated or oversized messages dropped
-	RejectedPeers uint64 // streams or members refused, every reason below included
+	RejectedPeers uint64 // streams or members refused, every reason below included, and joins memberlist refused for their key or label
 	// Incoming streams refused before or at their hello, by reason; each
 	// also counts in RejectedPeers.
 	HandshakesOverCap         uint64 // closed at once: MaxHandshakes or MaxHandshakesPerHost reached

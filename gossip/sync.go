@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -452,11 +453,11 @@ func (n *Node) syncLoop() {
 	defer n.wg.Done()
 	for {
 		var tc <-chan time.Time
-		var t *time.Timer
+		var t clock.Timer
 		if n.cfg.SyncInterval > 0 {
 			half := int64(n.cfg.SyncInterval / 2)
-			t = time.NewTimer(time.Duration(half + int64(n.intn(int(max(2*half, 1))))))
-			tc = t.C
+			t = n.cfg.Clock.NewTimer(time.Duration(half + int64(n.intn(int(max(2*half, 1))))))
+			tc = t.C()
 		}
 		select {
 		case <-n.ctx.Done():
@@ -533,7 +534,7 @@ func (n *Node) syncSession(ctx context.Context, name string) (SyncResult, error)
 	}
 	ctx, stopAll := mergeCancel(ctx, n.ctx)
 	defer stopAll()
-	start := time.Now()
+	start := n.cfg.Clock.Now()
 	dc, err := n.dial(ctx, p, purposeSync)
 	if err != nil {
 		if errors.Is(err, ErrBusy) {
@@ -548,7 +549,7 @@ func (n *Node) syncSession(ctx context.Context, name string) (SyncResult, error)
 	defer dc.close()
 	rc := newReconciler(n.replica, n.excluded(name), dc.sendMax)
 	err = n.runSession(dc, rc, &res, true)
-	res.Duration = time.Since(start)
+	res.Duration = n.cfg.Clock.Now().Sub(start)
 	if err != nil {
 		n.c.syncFailures.Add(1)
 		return res, errors.Wrapf(err, "anti-entropy with %s", name)

@@ -7,12 +7,13 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
 )
 
 // openAdapter opens the adapter the config names. Adapters register
 // themselves (adapters.Register); the binary's main package imports the ones
 // it ships.
-func openAdapter(ctx context.Context, cfg Config, log *slog.Logger) (adapters.Adapter, error) {
+func openAdapter(ctx context.Context, cfg Config, clk clock.Clock, log *slog.Logger) (adapters.Adapter, error) {
 	open, ok := adapters.Lookup(cfg.Adapter.Kind)
 	if !ok {
 		return nil, unknownAdapter(cfg.Adapter.Kind)
@@ -25,11 +26,13 @@ func openAdapter(ctx context.Context, cfg Config, log *slog.Logger) (adapters.Ad
 		DSN:          dsn,
 		Node:         cfg.Node,
 		Tables:       cfg.Adapter.Tables,
+		Create:       cfg.Adapter.Create,
 		PollInterval: cfg.Adapter.PollInterval,
 		Slot:         cfg.Adapter.Slot,
 		Publication:  cfg.Adapter.Publication,
 		Origin:       cfg.Adapter.Origin,
 		Logger:       log,
+		Clock:        clk,
 	})
 	if err != nil {
 		return nil, errors.Wrapf(err, "config adapter: open %s", cfg.Adapter.Kind)

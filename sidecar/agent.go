@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
@@ -28,8 +29,11 @@ var Version = "0.1.0-dev"
 // logger, and for tests and the demo, injected parts.
 type Options struct {
 	Logger *slog.Logger
-	// Physical is the HLC's physical clock (default: the system clock).
+	// Physical is the HLC's physical clock (default: Clock's).
 	Physical func() int64
+	// Clock is the source of time of the agent, its gossip node and its
+	// adapter (default: clock.Real).
+	Clock clock.Clock
 	// Adapter, when set, is used instead of opening the configured one.
 	Adapter adapters.Adapter
 	// StoreOptions adjusts the store options derived from the config.
@@ -62,6 +66,7 @@ type Agent struct {
 	// agent drives it (steps under engMu, through store.Commit) and carries
 	// out its Ready values in order. Its catalog mapping (eng.Catalog) is
 	// replaced while running by catalog.go.
+	clock   clock.Clock
 	eng     *engine.Engine
 	engMu   sync.Mutex
 	catMu   sync.Mutex      // serializes catalog refreshes; guards catMiss
@@ -118,6 +123,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.API.Addr != "off" && token == "" && !loopbackAddr(cfg.API.Addr) {
+		log.Warn("the API serves every record without a token on an address other machines may reach",
+			"api", cfg.API.Addr, "insecure_no_token", cfg.API.InsecureNoToken,
+			"hint", "keep the port closed to all but trusted clients, or set api.token_file")
+	}
 	a := &Agent{
 		cfg:        cfg,
 		log:        log,
@@ -130,6 +140,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		cursorName: "adapter/" + cfg.Adapter.Kind,
 		reg:        prometheus.NewRegistry(),
 		knobs:      opts.knobs,
+		clock:      clock.Or(opts.Clock),
 	}
 	a.setState(&a.captureSt, "idle", nil)
 	a.setState(&a.applySt, "idle", nil)
@@ -147,6 +158,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	sopts.ConflictKeep, sopts.ConflictMaxAge, sopts.NoConflictLog = cfg.Conflicts.Keep, cfg.Conflicts.MaxAge, cfg.Conflicts.Disabled
 	if opts.Physical != nil {
 		sopts.Physical = opts.Physical
+	} else if opts.Clock != nil {
+		sopts.Physical = func() int64 { return a.clock.Now().UnixNano() }
 	}
 	if cfg.Store.MemTableSize > 0 {
 		sopts.MemTableSize = cfg.Store.MemTableSize
@@ -180,7 +193,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 
 	a.adp = opts.Adapter
 	if a.adp == nil && cfg.Adapter.Kind != AdapterNone {
-		if a.adp, err = openAdapter(ctx, cfg, log.With("component", "adapter")); err != nil {
+		if a.adp, err = openAdapter(ctx, cfg, a.clock, log.With("component", "adapter")); err != nil {
 			return nil, err
 		}
 	}
@@ -199,6 +212,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = cfg.Node
+	gcfg.Clock = a.clock
 	gcfg.BindAddr = cfg.Bind
 	gcfg.AdvertiseAddr = cfg.Advertise
 	gcfg.Join = cfg.Join
@@ -299,7 +313,7 @@ func (a *Agent) startup(ctx context.Context) {
 // joinLoop joins the configured seeds, retrying with backoff until one
 // answers or the agent closes.
 func (a *Agent) joinLoop(ctx context.Context) {
-	delay := 500 * time.Millisecond
+	b := backoff{first: 500 * time.Millisecond, max: 30 * time.Second}
 	for attempt := 1; ; attempt++ {
 		n, err := a.node.Join(ctx, a.cfg.Join)
 		if err == nil {
@@ -309,27 +323,38 @@ func (a *Agent) joinLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		a.log.Warn("join failed; retrying", "attempt", attempt, "seeds", a.cfg.Join, "err", err, "retry_in", delay)
-		if !sleepCtx(ctx, delay) {
+		a.log.Warn("join failed; retrying", "attempt", attempt, "seeds", a.cfg.Join, "err", err, "retry_in", b.delay())
+		if !b.wait(ctx, a.clock) {
 			return
 		}
-		delay = min(delay*2, 30*time.Second)
 	}
 }
 
-// sleepCtx waits for d or until ctx is done; it reports whether d passed.
+// backoff is a wait that doubles from first up to max between failures.
 // It paces retries against systems that are down; nothing waits on it for
 // correctness.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+type backoff struct {
+	first, max, next time.Duration
 }
+
+// delay is the next wait.
+func (b *backoff) delay() time.Duration {
+	if b.next == 0 {
+		return min(b.first, b.max)
+	}
+	return b.next
+}
+
+// wait waits the next delay by clk, or until ctx is done (false), and
+// doubles the delay after it.
+func (b *backoff) wait(ctx context.Context, clk clock.Clock) bool {
+	d := b.delay()
+	b.next = min(d*2, b.max)
+	return clock.Sleep(clk, ctx.Done(), d)
+}
+
+// reset starts the waits again from first.
+func (b *backoff) reset() { b.next = 0 }
 
 // Close stops the loops, leaves the cluster, stops the API and closes the
 // adapter and the store, waiting for everything the agent started.
@@ -382,13 +407,13 @@ const storeCheckInterval = time.Second
 // would retry its flushes forever while the agent went on acknowledging
 // writes it cannot make durable.
 func (a *Agent) watchStore(ctx context.Context) {
-	t := time.NewTicker(storeCheckInterval)
+	t := a.clock.NewTicker(storeCheckInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if err := a.store.CheckDir(); err != nil {
 			a.fail(errors.Wrap(err, "store"))
@@ -445,7 +470,7 @@ func (a *Agent) Node() *gossip.Node { return a.node }
 // up with it: the initial snapshot (if any) is done, capture runs, and
 // neither capture nor apply has been failing for longer than
 // ready.fail_after.
-func (a *Agent) Ready() bool { return a.ready.Load() && len(a.failing(time.Now())) == 0 }
+func (a *Agent) Ready() bool { return a.ready.Load() && len(a.failing(a.clock.Now())) == 0 }
 
 // Digest returns the fingerprint of the whole replica.
 func (a *Agent) Digest() crdt.Fingerprint { return a.store.Digest() }

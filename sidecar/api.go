@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -84,10 +85,10 @@ func (p *codeProbe) WriteHeader(code int)        { p.code = code }
 func (a *Agent) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		start := time.Now()
+		start := a.clock.Now()
 		next.ServeHTTP(sw, r)
 		a.m.apiRequests.WithLabelValues(methodLabel(r.Method), routeLabel(r.Pattern), strconv.Itoa(sw.code)).Inc()
-		a.m.apiLatency.Observe(time.Since(start).Seconds())
+		a.m.apiLatency.Observe(clock.Since(a.clock, start).Seconds())
 	})
 }
 
@@ -124,14 +125,15 @@ func (s *statusWriter) WriteHeader(code int) {
 }
 
 // auth requires "Authorization: Bearer <token>" when a token is configured.
+// The scheme is case-insensitive and may be followed by more than one
+// space (RFC 7235, section 2.1); the token is compared in constant time.
 func (a *Agent) auth(next http.Handler) http.Handler {
 	if a.token == "" {
 		return next
 	}
-	want := []byte("Bearer " + a.token)
+	want := []byte(a.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if subtle.ConstantTimeCompare(bearerToken(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lattice"`)
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"),
 				"send Authorization: Bearer <token> (the CLI: --token-file FILE or LATTICE_TOKEN; the agent reads it from api.token_file)")
@@ -139,6 +141,16 @@ func (a *Agent) auth(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearerToken returns the credentials of an Authorization header whose
+// scheme is Bearer, in any case; nil for any other header.
+func bearerToken(h string) []byte {
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(rest, " "))
 }
 
 type apiError struct {
@@ -194,7 +206,7 @@ func (a *Agent) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": a.notReadyReason()})
 		return
 	}
-	if failing := a.failing(time.Now()); len(failing) > 0 {
+	if failing := a.failing(a.clock.Now()); len(failing) > 0 {
 		// The loop and its error are in /v1/status.
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "failing", "reason": failing[0] + " failing", "failing": failing})
 		return

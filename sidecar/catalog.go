@@ -7,6 +7,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
 )
@@ -34,20 +35,28 @@ func (a *Agent) catalogLoop(ctx context.Context) {
 	if n, ok := a.adp.(adapters.CatalogNotifier); ok {
 		changed = n.CatalogChanged()
 	}
-	tick := time.NewTicker(a.cfg.Adapter.CatalogInterval)
+	everyTick(ctx, a.clock, a.cfg.Adapter.CatalogInterval, changed, func(periodic bool) {
+		if err := a.refreshCatalog(ctx, periodic); err != nil && ctx.Err() == nil {
+			a.log.Warn("refresh of the system's catalog failed; the previous mapping stays", "err", err)
+		}
+	})
+}
+
+// everyTick calls fn every interval by clk (periodic true) and whenever
+// changed receives (periodic false), one call at a time, until ctx is done.
+func everyTick(ctx context.Context, clk clock.Clock, interval time.Duration, changed <-chan struct{}, fn func(periodic bool)) {
+	tick := clk.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		periodic := false
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.C():
 			periodic = true
 		case <-changed:
 		}
-		if err := a.refreshCatalog(ctx, periodic); err != nil && ctx.Err() == nil {
-			a.log.Warn("refresh of the system's catalog failed; the previous mapping stays", "err", err)
-		}
+		fn(periodic)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
 )
 
 // Client talks to an agent's HTTP API.
@@ -110,6 +111,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, out any)
 func RecordPath(collection, key string) string {
 	return "/v1/records/" + url.PathEscape(collection) + "/" + url.PathEscape(key)
 }
+
+// KeyText returns the text form of a key given its elements' texts: a
+// composite key's elements joined by commas, a comma or backslash inside an
+// element escaped with a backslash.
+func KeyText(parts ...string) string { return crdt.JoinKeyText(parts...) }
 
 // Record is a record as the API returns it.
 type Record struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
@@ -70,11 +72,17 @@ type APIConfig struct {
 	// the API.
 	Addr string `yaml:"addr"`
 	// TokenFile holds the bearer token clients must send; it must be
-	// private to its owner (chmod 600). Token sets it inline (at least 16
-	// characters; discouraged outside tests). Without either, the API is
-	// open: bind it to loopback.
+	// private to its owner (chmod 600). Token sets it inline (discouraged
+	// outside tests). Either way the token has at least MinTokenLen
+	// characters. Without either, the API is open, which is refused on an
+	// address other than loopback unless InsecureNoToken is set.
 	TokenFile string `yaml:"token_file"`
 	Token     string `yaml:"token"`
+	// InsecureNoToken allows serving the API without a token on an
+	// address other than loopback: for a port that something else guards
+	// (a firewall, a proxy that authenticates). Without it such a config
+	// is refused.
+	InsecureNoToken bool `yaml:"insecure_no_token"`
 	// TLS serves HTTPS when both files are given.
 	TLS TLSConfig `yaml:"tls"`
 	// MaxBodyBytes bounds request bodies (default 1 MiB).
@@ -104,6 +112,10 @@ type AdapterConfig struct {
 	// DSNFile holds the DSN instead, for one that carries a password; like
 	// every secret file it must be private to its owner (chmod 600).
 	DSNFile string `yaml:"dsn_file"`
+	// Create lets the sqlite adapter create its database file when it does
+	// not exist; without it a missing file stops the agent (a typo must
+	// not sync an empty database).
+	Create bool `yaml:"create"`
 	// Tables limits sync to these tables (default: all with a primary key).
 	Tables []string `yaml:"tables"`
 	// PollInterval is how often sqlite capture looks for changes.
@@ -255,7 +267,35 @@ func LoadConfig(path string) (Config, error) {
 		return c, errors.WithHint(errors.Wrapf(err, "parse config %s", path),
 			"see docs/config.md for every key; examples/ holds working configs")
 	}
+	// A secret written into the config makes the config a secret file.
+	for _, inline := range []struct {
+		key string
+		has bool
+	}{{"api.token", c.API.Token != ""}, {"adapter.dsn", DSNHasPassword(c.Adapter.DSN)}} {
+		if inline.has {
+			if err := CheckPrivate(path, inline.key); err != nil {
+				return c, errors.WithHint(errors.Wrapf(err, "%s holds a secret", path),
+					"or move it to a file of its own: "+strings.TrimPrefix(inline.key, "api.")+"_file")
+			}
+		}
+	}
 	return c, nil
+}
+
+// DSNHasPassword reports whether a DSN (a URL or key=value pairs) carries
+// a password.
+func DSNHasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil {
+		if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+			return true
+		}
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate fills defaults and rejects bad values with a message that names
@@ -331,8 +371,17 @@ func (c *Config) fill() error {
 	if c.API.Token != "" && c.API.TokenFile != "" {
 		return keyErr("api.token", "set token or token_file, not both")
 	}
-	if c.API.Token != "" && len(c.API.Token) < minTokenLen {
-		return errors.WithHint(keyErr("api.token", "shorter than %d characters", minTokenLen), tokenHint)
+	if c.API.Token != "" {
+		if err := CheckToken(c.API.Token, "config api.token"); err != nil {
+			return err
+		}
+	}
+	if c.API.Addr != "off" && c.API.Token == "" && c.API.TokenFile == "" && !c.API.InsecureNoToken && !loopbackAddr(c.API.Addr) {
+		return errors.Mark(errors.WithHint(
+			keyErr("api.addr", "%s is reachable from other machines, and the API has no token: anyone who reaches it could read and write every record", c.API.Addr),
+			"give it a token: head -c 32 /dev/urandom | base64 > /etc/lattice/api.token; chmod 600 /etc/lattice/api.token; "+
+				"and set api.token_file (or --token-file, or LATTICE_TOKEN); or bind api.addr to 127.0.0.1; "+
+				"or, if something else guards the port, set api.insecure_no_token: true"), ErrInsecureAPI)
 	}
 	if c.Adapter.DSN != "" && c.Adapter.DSNFile != "" {
 		return keyErr("adapter.dsn", "set dsn or dsn_file, not both")
@@ -507,10 +556,43 @@ func (c *Config) Schema() (*crdt.Schema, error) {
 	return crdt.NewSchema(c.Strict, cols...)
 }
 
-const (
-	minTokenLen = 16
-	tokenHint   = "generate one with: head -c 32 /dev/urandom | base64"
-)
+// MinTokenLen is the shortest API token accepted, however it is given:
+// api.token, api.token_file, --token-file or LATTICE_TOKEN.
+const MinTokenLen = 16
+
+const tokenHint = "generate one with: head -c 32 /dev/urandom | base64"
+
+// ErrInsecureAPI marks a config that would serve the API without a token
+// to other machines.
+var ErrInsecureAPI = errors.New("sidecar: API without a token on a network address")
+
+// CheckToken checks an API token from source (what gave it: a config key,
+// a file, an environment variable): at least MinTokenLen characters, and
+// none that an HTTP header cannot carry.
+func CheckToken(token, source string) error {
+	if len(token) < MinTokenLen {
+		return errors.WithHint(errors.Newf("%s: the token is shorter than %d characters", source, MinTokenLen), tokenHint)
+	}
+	if i := strings.IndexFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f || r > unicode.MaxASCII }); i >= 0 {
+		return errors.WithHint(errors.Newf("%s: the token holds a space, a control or a non-ASCII character (at byte %d), which no Authorization header can carry", source, i), tokenHint)
+	}
+	return nil
+}
+
+// loopbackAddr reports whether a listen address (host:port) is on
+// loopback only: an empty host listens on every interface, and a name
+// other than localhost may name any address.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // ReadToken returns the API token from token or token_file ("" for none).
 func (c *APIConfig) ReadToken() (string, error) {
@@ -524,8 +606,8 @@ func (c *APIConfig) ReadToken() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if len(t) < minTokenLen {
-		return "", errors.WithHint(keyErr("api.token_file", "token in %s is shorter than %d characters", c.TokenFile, minTokenLen), tokenHint)
+	if err := CheckToken(t, "config api.token_file: "+c.TokenFile); err != nil {
+		return "", err
 	}
 	return t, nil
 }

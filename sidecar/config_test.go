@@ -206,3 +206,19 @@ func TestSecretFilesMustBePrivate(t *testing.T) {
 		t.Fatalf("dsn_file alone: %v", err)
 	}
 }
+
+func TestDSNHasPassword(t *testing.T) {
+	for dsn, want := range map[string]bool{
+		"postgres://lattice:s3cret@db/crm":                 true,
+		"postgres://lattice@db/crm?password=s3cret":        true,
+		"host=db user=lattice password=s3cret":             true,
+		"postgres://lattice@db/crm?sslmode=require":        false,
+		"host=db user=lattice dbname=crm":                  false,
+		"/var/lib/app/crm.db":                              false,
+		"file:/var/lib/app/crm.db?_pragma=foreign_keys(1)": false,
+	} {
+		if got := DSNHasPassword(dsn); got != want {
+			t.Errorf("DSNHasPassword(%q) = %v, want %v", dsn, got, want)
+		}
+	}
+}

@@ -71,7 +71,17 @@
 // or apply has been failing for longer than ready.fail_after (health.go: a
 // run of failures ends with a finished batch, or for capture with a second
 // of running without error); held by TestReadyzReportsFailingCapture and
-// TestReadyzToleratesShortFailures.
+// TestReadyzToleratesShortFailures, and, to the millisecond in a synctest
+// bubble, by TestReadinessFailAfter.
+//
+// # Time
+//
+// Every wait and reading of the time of day in the agent, its gossip node
+// and its adapter goes through one injected clock.Clock (Options.Clock,
+// gossip.Config.Clock, adapters.Options.Clock; default clock.Real), so
+// timing tests run in a testing/synctest bubble instead of polling:
+// TestBackoffDoublesUpToMax, TestReadinessFailAfter,
+// TestCatalogPeriodicRefreshSchedule.
 //
 // # A store that fails
 //
@@ -138,7 +148,8 @@
 // maps the catalog again (see "The live catalog"), so the whole batch is
 // read with the new mapping; records waiting for it are queued.
 // TestEngine/catalog_mid_batch, TestTableCreatedWhileRunning,
-// TestColumnAddedWhileRunning, TestCatalogPeriodicRefresh.
+// TestColumnAddedWhileRunning, TestCatalogPeriodicRefresh,
+// TestCatalogPeriodicRefreshSchedule.
 //
 // HAZARD: rows written into a PostgreSQL table before the adapter adds it to
 // its publication are not in the change stream. Before the catalog that
@@ -166,7 +177,8 @@
 //
 // HAZARD: the system is down or failing. Apply retries with backoff and
 // loses nothing; readiness turns 503 after ready.fail_after.
-// TestApplyRetriesWhileSystemDown, TestReadyzReportsFailingCapture.
+// TestApplyRetriesWhileSystemDown, TestBackoffDoublesUpToMax,
+// TestReadyzReportsFailingCapture, TestReadinessFailAfter.
 //
 // HAZARD: the SQLite file is deleted or replaced while running. Noticed
 // within a poll and handled as on restart. TestDatabaseFileReplaced,

@@ -42,7 +42,7 @@ func (s *loopState) failingSince(now time.Time) time.Time {
 
 // setState records the loop's state and, with err, a failure.
 func (a *Agent) setState(p *atomic.Pointer[loopState], state string, err error) {
-	now := time.Now()
+	now := a.clock.Now()
 	s := &loopState{State: state, Since: now}
 	if old := p.Load(); old != nil {
 		s.LastBatch = old.LastBatch
@@ -67,7 +67,7 @@ func (a *Agent) setState(p *atomic.Pointer[loopState], state string, err error) 
 // before.
 func (a *Agent) markBatch(p *atomic.Pointer[loopState]) {
 	s := *p.Load()
-	s.LastBatch = time.Now()
+	s.LastBatch = a.clock.Now()
 	s.Error, s.FailingSince, s.Retries = "", time.Time{}, 0
 	p.Store(&s)
 }

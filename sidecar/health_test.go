@@ -59,6 +59,12 @@ func TestReadyzReportsFailingCapture(t *testing.T) {
 	if n.a.Ready() {
 		t.Fatal("Ready() = true while capture fails")
 	}
+	if v := gaugeValue(t, n.a, "lattice_loop_failing_seconds", "capture"); v <= 0 {
+		t.Errorf("lattice_loop_failing_seconds{loop=capture} = %v while capture fails", v)
+	}
+	if v := gaugeValue(t, n.a, "lattice_ready", ""); v != 0 {
+		t.Errorf("lattice_ready = %v while capture fails", v)
+	}
 
 	n.reopenDB(t)
 	n.exec(t, customersDDL)
@@ -76,6 +82,12 @@ func TestReadyzReportsFailingCapture(t *testing.T) {
 	st = n.a.Status()
 	if len(st.Failing) != 0 || st.Adapter.Capture.Error != "" || !st.Adapter.Capture.FailingSince.IsZero() {
 		t.Fatalf("status after recovery: failing %v capture %+v; want healthy", st.Failing, st.Adapter.Capture)
+	}
+	if v := gaugeValue(t, n.a, "lattice_loop_failing_seconds", "capture"); v != 0 {
+		t.Errorf("lattice_loop_failing_seconds{loop=capture} = %v after recovery", v)
+	}
+	if v := gaugeValue(t, n.a, "lattice_ready", ""); v != 1 {
+		t.Errorf("lattice_ready = %v after recovery", v)
 	}
 }
 

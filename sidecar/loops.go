@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
@@ -17,7 +18,7 @@ import (
 // captureLoop runs the adapter's snapshot (once) and capture, restarting
 // capture from the last durable cursor with backoff when the system fails.
 func (a *Agent) captureLoop(ctx context.Context) {
-	delay := min(200*time.Millisecond, a.cfg.Apply.MaxBackoff)
+	b := backoff{first: 200 * time.Millisecond, max: a.cfg.Apply.MaxBackoff}
 	for ctx.Err() == nil {
 		err := a.captureOnce(ctx)
 		if ctx.Err() != nil {
@@ -25,11 +26,10 @@ func (a *Agent) captureLoop(ctx context.Context) {
 		}
 		a.m.captureErrors.Inc()
 		a.setState(&a.captureSt, "retrying", err)
-		a.log.Warn("capture stopped; restarting from the last durable cursor", "err", err, "retry_in", delay)
-		if !sleepCtx(ctx, delay) {
+		a.log.Warn("capture stopped; restarting from the last durable cursor", "err", err, "retry_in", b.delay())
+		if !b.wait(ctx, a.clock) {
 			return
 		}
-		delay = min(delay*2, a.cfg.Apply.MaxBackoff)
 	}
 }
 
@@ -88,7 +88,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 // holds that the system lacks (learned from peers before the snapshot).
 func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	seen := map[crdt.ID]struct{}{}
-	start := time.Now()
+	start := a.clock.Now()
 	cursor, err := a.adp.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
 		return a.captured(ctx, b, nil, nil, seen)
 	})
@@ -128,7 +128,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	if err := a.adp.Ack(ctx, cursor); err != nil {
 		a.log.Warn("acknowledge snapshot cursor", "err", err)
 	}
-	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing), "took", time.Since(start).Round(time.Millisecond))
+	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing), "took", clock.Since(a.clock, start).Round(time.Millisecond))
 	return cursor, nil
 }
 
@@ -236,16 +236,15 @@ func (a *Agent) applyLoop(ctx context.Context) {
 	}
 	// The tick is a safety net for wakes lost across restarts; every enqueue
 	// also wakes the loop.
-	tick := time.NewTicker(time.Second)
+	tick := a.clock.NewTicker(time.Second)
 	defer tick.Stop()
-	first := min(100*time.Millisecond, a.cfg.Apply.MaxBackoff)
-	delay := first
+	b := backoff{first: 100 * time.Millisecond, max: a.cfg.Apply.MaxBackoff}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.applyWake:
-		case <-tick.C:
+		case <-tick.C():
 		}
 		for ctx.Err() == nil {
 			n, err := a.applyBatch(ctx)
@@ -255,14 +254,13 @@ func (a *Agent) applyLoop(ctx context.Context) {
 				}
 				a.m.applyErrors.Inc()
 				a.setState(&a.applySt, "retrying", err)
-				a.log.Warn("apply failed; the queue waits and retries", "err", err, "retry_in", delay, "pending", a.store.PendingLen())
-				if !sleepCtx(ctx, delay) {
+				a.log.Warn("apply failed; the queue waits and retries", "err", err, "retry_in", b.delay(), "pending", a.store.PendingLen())
+				if !b.wait(ctx, a.clock) {
 					return
 				}
-				delay = min(delay*2, a.cfg.Apply.MaxBackoff)
 				continue
 			}
-			delay = first
+			b.reset()
 			if n == 0 {
 				a.setState(&a.applySt, "idle", nil)
 				a.recovered(&a.applySt)
@@ -338,7 +336,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	a.engMu.Lock()
 	a.eng.Positions().Applying(ids)
 	a.engMu.Unlock()
-	start := time.Now()
+	start := a.clock.Now()
 	pos, err := a.adp.Apply(ctx, writes)
 	if err != nil {
 		re, ok := adapters.RowErrorOf(err)
@@ -363,7 +361,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	a.engMu.Lock()
 	a.eng.Positions().AppliedAt(ids, pos)
 	a.engMu.Unlock()
-	a.m.applyLatency.Observe(time.Since(start).Seconds())
+	a.m.applyLatency.Observe(clock.Since(a.clock, start).Seconds())
 	a.m.appliedRows.Add(float64(len(writes)))
 	a.markBatch(&a.applySt)
 	if err := a.store.AckPending(apply); err != nil {

@@ -170,7 +170,7 @@ type ParkedJSON struct {
 // Status returns the agent's status.
 func (a *Agent) Status() Status {
 	d := a.store.Digest()
-	now := time.Now()
+	now := a.clock.Now()
 	s := Status{
 		Node:    a.cfg.Node,
 		Replica: a.store.ReplicaID().String(),

@@ -85,12 +85,12 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 		// A deadlock with the users' transactions, or a serialization
 		// failure, rolled the whole transaction back: run it again.
 		a.log.Debug("apply retried", "attempt", attempt, "err", err.Error())
-		t := time.NewTimer(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+		t := a.cfg.Clock.NewTimer(time.Duration(attempt*attempt) * 5 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, err
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

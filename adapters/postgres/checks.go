@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lattice-crdt/lattice/clock"
 )
 
 // checkServer checks the server version and settings and the role's
@@ -94,7 +95,7 @@ func (a *Adapter) checkSlot(ctx context.Context, conn *pgx.Conn, forCapture bool
 				"raise max_slot_wal_keep_size to avoid it")
 	case forCapture && activePID != nil:
 		// The session of a capture that just ended takes a moment to exit.
-		pid, err := waitSlotFree(ctx, conn, slot, a.slotWait)
+		pid, err := waitSlotFree(ctx, a.cfg.Clock, conn, slot, a.slotWait)
 		if err != nil {
 			return err
 		}
@@ -112,8 +113,8 @@ const slotFreeWait = 5 * time.Second
 
 // waitSlotFree polls until no session streams from the slot, or wait has
 // passed; it returns the pid still using it then, or 0.
-func waitSlotFree(ctx context.Context, conn *pgx.Conn, slot string, wait time.Duration) (int32, error) {
-	deadline := time.Now().Add(wait)
+func waitSlotFree(ctx context.Context, clk clock.Clock, conn *pgx.Conn, slot string, wait time.Duration) (int32, error) {
+	deadline := clk.Now().Add(wait)
 	for {
 		var pid *int32
 		if err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid); err != nil {
@@ -122,15 +123,15 @@ func waitSlotFree(ctx context.Context, conn *pgx.Conn, slot string, wait time.Du
 		if pid == nil {
 			return 0, nil
 		}
-		if time.Now().After(deadline) {
+		if clk.Now().After(deadline) {
 			return *pid, nil
 		}
-		t := time.NewTimer(20 * time.Millisecond)
+		t := clk.NewTimer(20 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return 0, ctx.Err()
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

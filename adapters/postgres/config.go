@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
+	"github.com/lattice-crdt/lattice/clock"
 )
 
 // ErrConfig marks configuration errors.
@@ -75,6 +76,9 @@ type Config struct {
 
 	// Logger receives the adapter's logs. Default: discard.
 	Logger *slog.Logger
+	// Clock paces the adapter's retries (nil: clock.Real). Capture's
+	// status updates follow the system clock, as network deadlines do.
+	Clock clock.Clock
 }
 
 // The values of Config.ReplicaIdentity.
@@ -163,6 +167,7 @@ func (c *Config) Validate() error {
 	if c.BatchWait < 0 || c.BatchWait > time.Minute {
 		return bad("batch_wait", "%s: want between 0 and 1m", c.BatchWait)
 	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

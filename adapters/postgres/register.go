@@ -19,6 +19,7 @@ func init() {
 		c.Publication = o.Publication
 		c.Origin = o.Origin
 		c.Logger = o.Logger
+		c.Clock = o.Clock
 		a, err := Open(ctx, c)
 		if err != nil {
 			return nil, err

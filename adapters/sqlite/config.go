@@ -5,13 +5,17 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/clock"
 )
 
 // Config configures the SQLite adapter. The names in messages are the keys
 // of the adapter section of the sidecar's config file.
 type Config struct {
-	// Path is the database file. It is created if missing.
+	// Path is the database file. It must exist unless Create is set: a
+	// typo in a path must not start an empty database beside the real one.
 	Path string
+	// Create creates the file (empty) when it does not exist.
+	Create bool
 	// Tables, if not empty, lists the tables to sync; each must exist and be
 	// syncable, or Open fails naming what is wrong. If empty, every table
 	// that can be synced is, and the others are skipped with a warning.
@@ -28,6 +32,8 @@ type Config struct {
 	BusyTimeout time.Duration
 	// Logger receives the adapter's logs; nil discards them.
 	Logger *slog.Logger
+	// Clock paces the polls (nil: clock.Real).
+	Clock clock.Clock
 }
 
 // DefaultConfig returns the defaults; Path must still be set.
@@ -77,6 +83,7 @@ func (c *Config) Validate() error {
 		}
 		seen[t] = true
 	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -108,6 +108,10 @@ const triggerPrefix = "_lattice_"
 // unsupported type.
 var ErrNotInstallable = errors.New("sqlite: tables cannot be synced")
 
+// ErrNoDatabase marks an Open of a database file that does not exist,
+// without Config.Create.
+var ErrNoDatabase = errors.New("sqlite: no database file")
+
 // openDB opens the database with the pragmas every connection needs.
 func openDB(ctx context.Context, cfg *Config) (*sql.DB, error) {
 	// The pool opens connections by path whenever it needs one. Were the
@@ -116,7 +120,15 @@ func openDB(ctx context.Context, cfg *Config) (*sql.DB, error) {
 	// read-write without creating it (mode=rw).
 	q := url.Values{}
 	if cfg.Path != ":memory:" { // refused below: not in WAL mode
-		f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o644)
+		flags := os.O_RDWR
+		if cfg.Create {
+			flags |= os.O_CREATE
+		}
+		f, err := os.OpenFile(cfg.Path, flags, 0o644)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errors.Mark(errors.WithHint(errors.Newf("sqlite database %s does not exist", cfg.Path),
+				"check the path (adapter.dsn) for a typo; to start from a new, empty database, set adapter.create: true"), ErrNoDatabase)
+		}
 		if err != nil {
 			return nil, errors.Wrapf(err, "open sqlite database %s", cfg.Path)
 		}

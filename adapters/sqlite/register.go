@@ -14,10 +14,12 @@ func init() {
 		c := DefaultConfig()
 		c.Path = o.DSN
 		c.Tables = o.Tables
+		c.Create = o.Create
 		if o.PollInterval > 0 {
 			c.PollInterval = o.PollInterval
 		}
 		c.Logger = o.Logger
+		c.Clock = o.Clock
 		a, err := Open(ctx, c)
 		if err != nil {
 			return nil, err

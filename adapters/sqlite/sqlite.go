@@ -294,13 +294,13 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	}
 	defer poll.Close()
 	lastData := int64(-1)
-	timer := time.NewTimer(0)
+	timer := a.cfg.Clock.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-timer.C:
+		case <-timer.C():
 		}
 		// A file deleted or replaced under the adapter: it is closed at once
 		// (see reopen), and Capture ends so that the engine starts again

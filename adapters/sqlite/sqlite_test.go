@@ -603,6 +603,32 @@ func TestDiscovery(t *testing.T) {
 	}
 }
 
+// A path that names no file is an error that says so, with a hint, and
+// leaves no file behind: a typo must not start an empty database beside
+// the real one. With Create the file is made.
+func TestOpenMissingFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "typo.db")
+	cfg := testConfig(t, path)
+	_, err := sqlite.Open(t.Context(), cfg)
+	if !errors.Is(err, sqlite.ErrNoDatabase) || !strings.Contains(err.Error(), path+" does not exist") ||
+		!strings.Contains(errors.FlattenHints(err), "adapter.create: true") {
+		t.Fatalf("open of a missing file = %v (hint %q), want ErrNoDatabase naming it with a hint", err, errors.FlattenHints(err))
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("open of a missing file left %s behind (%v)", path, err)
+	}
+	cfg.Create = true
+	a, err := sqlite.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("open with Create: %v", err)
+	}
+	defer a.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("open with Create made no file: %v", err)
+	}
+}
+
 // TestValueForms captures values written in the many forms applications
 // use for them.
 func TestValueForms(t *testing.T) {

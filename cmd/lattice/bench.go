@@ -9,30 +9,53 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/bench"
+	"github.com/spf13/cobra"
 )
 
-const benchUsage = "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]"
-
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", benchUsage, stderr)
-	o := bench.RunOptions{}
-	fs.IntVar(&o.Nodes, "nodes", bench.DefaultNodes, "sidecars per cluster, all in this process on loopback")
-	fs.IntVar(&o.Samples, "samples", bench.DefaultSamples, "end-to-end samples: changes made one at a time")
+func benchCmd() *cobra.Command {
+	var (
+		o                      bench.RunOptions
+		pg                     listFlag
+		jsonPath, svgPath, dir string
+		verbose                bool
+	)
+	cmd := &cobra.Command{
+		Use:     "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]",
+		Short:   "Run convergence benchmarks; print a table, write JSON and an SVG plot",
+		GroupID: "tools",
+		Long: `Run convergence benchmarks on this machine: sidecars in this process on
+loopback, each beside its own SQLite database (or with --sqlite=false its API
+as the system), measuring end-to-end propagation, throughput and catch-up.
+Prints a table; --json and --svg write the report and a plot.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Postgres = pg
+			o.Dir = dir
+			o.Progress = cmd.ErrOrStderr()
+			if verbose {
+				o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			}
+			return runBench(cmd.Context(), o, jsonPath, svgPath, cmd.OutOrStdout())
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&o.Nodes, "nodes", bench.DefaultNodes, "`N` sidecars per cluster, all in this process on loopback")
+	fs.IntVar(&o.Samples, "samples", bench.DefaultSamples, "`N` end-to-end samples: changes made one at a time")
 	fs.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "how long the writers write in the throughput scenarios")
 	fs.BoolVar(&o.SQLite, "sqlite", true, "each sidecar beside its own SQLite database; false: the sidecars' API is the system")
-	var pg listFlag
-	fs.Var(&pg, "postgres", "also run the PostgreSQL scenarios in these databases, one per sidecar, comma-separated or repeated\n"+
+	fs.Var(&pg, "postgres", "also run the PostgreSQL scenarios in these databases (`DSN`s), one per sidecar, comma-separated or repeated\n"+
 		"(wal_level=logical; the bench creates and drops the table "+bench.PostgresTable+" and slots named lattice_bench_<node>)")
-	jsonPath := fs.String("json", "", "write the report, raw samples included, as JSON to FILE")
-	svgPath := fs.String("svg", "", "write a plot of the latency distribution and the throughput as SVG to FILE")
-	dir := fs.String("dir", "", "keep the databases and stores in DIR (default: temporary directories, removed afterwards)")
-	verbose := fs.Bool("verbose", false, "print the sidecars' logs to standard error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return errors.Newf("unexpected arguments %q", fs.Args())
-	}
+	fs.StringVar(&jsonPath, "json", "", "write the report, raw samples included, as JSON to `FILE`")
+	fs.StringVar(&svgPath, "svg", "", "write a plot of the latency distribution and the throughput as SVG to `FILE`")
+	fs.StringVar(&dir, "dir", "", "keep the databases and stores in `DIR` (default: temporary directories, removed afterwards)")
+	fs.BoolVar(&verbose, "verbose", false, "print the sidecars' logs to standard error")
+	_ = cmd.MarkFlagFilename("json", "json")
+	_ = cmd.MarkFlagFilename("svg", "svg")
+	_ = cmd.MarkFlagDirname("dir")
+	return cmd
+}
+
+func runBench(ctx context.Context, o bench.RunOptions, jsonPath, svgPath string, stdout io.Writer) error {
 	switch {
 	case o.Nodes < 2:
 		return errors.Newf("--nodes %d: need at least 2", o.Nodes)
@@ -41,12 +64,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case o.Duration <= 0:
 		return errors.Newf("--duration %s: must be positive", o.Duration)
 	}
-	o.Postgres = pg
-	o.Dir = *dir
-	o.Progress = stderr
-	if *verbose {
-		o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
 	// Create the output files first, so that a bad path fails before the
 	// run; a failed run removes them again.
 	var jsonFile, svgFile *os.File
@@ -54,7 +71,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, f := range []struct {
 		path string
 		dst  **os.File
-	}{{*jsonPath, &jsonFile}, {*svgPath, &svgFile}} {
+	}{{jsonPath, &jsonFile}, {svgPath, &svgFile}} {
 		if f.path == "" {
 			continue
 		}

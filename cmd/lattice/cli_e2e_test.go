@@ -147,11 +147,12 @@ func testCLI(t *testing.T, c *cluster, nodes []*sqliteNode) {
 		{name: "set op on lww field", args: with("patch", "items", "5", "status+=x"), wantCode: 1,
 			wantErr: []string{"add/remove needs an orset field (400)", "hint: set the field's policy to orset"}, wantNoData: true},
 		{name: "key not an int", args: with("put", "items", "abc", "name=x"), wantCode: 1, wantErr: []string{"(400)"}, wantNoData: true},
-		{name: "missing arguments", args: with("get"), wantCode: 2, wantErr: []string{"Usage: lattice get"}, wantNoData: true},
+		{name: "missing arguments", args: with("get"), wantCode: 2, wantErr: []string{"get takes COLLECTION [KEY], got 0 arguments", "Usage:\n  lattice get COLLECTION [KEY]"}, wantNoData: true},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 1, wantErr: []string{`unknown command "frobnicate"`}},
-		{name: "help", args: []string{"--help"}, wantErr: []string{"lattice agent", "lattice keygen"}},
-		{name: "agent help", args: []string{"agent", "--help"}, wantCode: 2, wantErr: []string{"-config", "-join"}},
+		{name: "help", args: []string{"--help"}, wantOut: []string{"agent ", "keygen ", "completion "}},
+		{name: "agent help", args: []string{"agent", "--help"}, wantOut: []string{"--config FILE", "--join ADDR"}},
 		{name: "version", args: []string{"version"}, wantOut: []string{"lattice " + sidecar.Version}},
+		{name: "--version", args: []string{"--version"}, wantOut: []string{"lattice " + sidecar.Version}},
 	})
 
 	// An agent that is not there: the message says so, with a hint.
@@ -205,6 +206,8 @@ func TestAgentConfigErrors(t *testing.T) {
 		{"missing node", []string{"--config", write("nonode.yaml", "data: "+dir+"/b\n")}, []string{"config node: missing", "hint: give every sidecar a unique name"}},
 		{"bad adapter", []string{"--name", "c", "--data", dir + "/c", "--adapter", "oracle"}, []string{`config adapter.kind: unknown adapter "oracle"`}},
 		{"sqlite without dsn", []string{"--name", "d", "--data", dir + "/d", "--adapter", "sqlite"}, []string{"config adapter.dsn: missing for adapter sqlite"}},
+		{"sqlite file missing", []string{"--name", "d2", "--data", dir + "/d2", "--adapter", "sqlite", "--dsn", dir + "/crm-typo.db"},
+			[]string{"sqlite database " + dir + "/crm-typo.db does not exist", "hint: check the path (adapter.dsn) for a typo; to start from a new, empty database, set adapter.create: true"}},
 		{"bad policy", []string{"--config", write("policy.yaml", "node: e\ndata: "+dir+"/e\ncollections:\n  items:\n    fields:\n      tags: sometimes\n")},
 			[]string{"config collections.items.fields.tags"}},
 		{"short token", []string{"--config", write("token.yaml", "node: f\ndata: "+dir+"/f\napi:\n  addr: 127.0.0.1:0\n  token_file: "+write("short.token", "abc\n")+"\n")},

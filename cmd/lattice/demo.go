@@ -1,25 +1,39 @@
 package main
 
 import (
-	"context"
-	"io"
 	"time"
 
 	"github.com/lattice-crdt/lattice/sidecar"
 	"github.com/lattice-crdt/lattice/sidecar/demo"
+	"github.com/spf13/cobra"
 )
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "demo [--dir DIR] [--verbose]", stderr)
-	dir := fs.String("dir", "", "keep the databases and stores in DIR (default: a temporary directory, removed afterwards)")
-	verbose := fs.Bool("verbose", false, "print the sidecars' logs to standard error")
-	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for each convergence")
-	if err := fs.Parse(args); err != nil {
-		return err
+func demoCmd() *cobra.Command {
+	var (
+		opts    demo.Options
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:     "demo [--dir DIR] [--verbose]",
+		Short:   "Run three sidecars beside three SQLite databases and resolve classic sync conflicts",
+		GroupID: "tools",
+		Long: `Run three sidecars in this process, each beside its own SQLite database, make
+the classic two-way sync conflicts happen (concurrent edits, a delete against
+an update, a set edited on two sides) and show each resolved, comparing the
+databases' tables after every step. Needs nothing but this binary.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Out = cmd.OutOrStdout()
+			if verbose {
+				opts.Logger = sidecar.NewLogger(cmd.ErrOrStderr(), sidecar.LogConfig{Level: "info"})
+			}
+			return demo.Run(cmd.Context(), opts)
+		},
 	}
-	opts := demo.Options{Dir: *dir, Out: stdout, Timeout: *timeout}
-	if *verbose {
-		opts.Logger = sidecar.NewLogger(stderr, sidecar.LogConfig{Level: "info"})
-	}
-	return demo.Run(ctx, opts)
+	f := cmd.Flags()
+	f.StringVar(&opts.Dir, "dir", "", "keep the databases and stores in `DIR` (default: a temporary directory, removed afterwards)")
+	f.BoolVar(&verbose, "verbose", false, "print the sidecars' logs to standard error")
+	f.DurationVar(&opts.Timeout, "timeout", 15*time.Second, "how long to wait for each convergence")
+	_ = cmd.MarkFlagDirname("dir")
+	return cmd
 }

@@ -118,22 +118,6 @@ func TestAgentWarnsOfDSNPassword(t *testing.T) {
 	}
 }
 
-func TestDSNHasPassword(t *testing.T) {
-	for dsn, want := range map[string]bool{
-		"postgres://lattice:s3cret@db/crm":                 true,
-		"postgres://lattice@db/crm?password=s3cret":        true,
-		"host=db user=lattice password=s3cret":             true,
-		"postgres://lattice@db/crm?sslmode=require":        false,
-		"host=db user=lattice dbname=crm":                  false,
-		"/var/lib/app/crm.db":                              false,
-		"file:/var/lib/app/crm.db?_pragma=foreign_keys(1)": false,
-	} {
-		if got := dsnHasPassword(dsn); got != want {
-			t.Errorf("dsnHasPassword(%q) = %v, want %v", dsn, got, want)
-		}
-	}
-}
-
 // lattice keygen writes its key file for its owner alone (0600), never
 // over an existing file, and holds one AES-256 key.
 func TestKeygenWritesAPrivateKeyFile(t *testing.T) {
@@ -163,4 +147,30 @@ func TestKeygenWritesAPrivateKeyFile(t *testing.T) {
 	if err != nil || len(keys) != 1 || len(keys[0]) != 32 {
 		t.Fatalf("keygen's file holds %d keys (%v), want one of 32 bytes", len(keys), err)
 	}
+}
+
+// The command line keeps the secure defaults: an API other machines may
+// reach needs a token (or api.insecure_no_token), and a token shorter than
+// 16 characters is refused however it comes, by the agent and the client.
+func TestSecureDefaultsOnTheCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short.token")
+	if err := os.WriteFile(short, []byte("tooshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent := func(name string, extra ...string) []string {
+		return append([]string{"agent", "--name", name, "--data", filepath.Join(dir, name), "--bind", "127.0.0.1:0"}, extra...)
+	}
+	runCLICases(t, nil, []cliCase{
+		{name: "open API on all interfaces", args: agent("a", "--api", "0.0.0.0:0"), wantCode: 1,
+			wantErr: []string{"config api.addr: 0.0.0.0:0 is reachable from other machines, and the API has no token", "api.insecure_no_token: true", "api.token_file"}},
+		{name: "short LATTICE_TOKEN for the agent", args: agent("b", "--api", "127.0.0.1:0"), env: []string{"LATTICE_TOKEN=tooshort"}, wantCode: 1,
+			wantErr: []string{"LATTICE_TOKEN: the token is shorter than 16 characters", "hint: generate one with"}},
+		{name: "short token file for the agent", args: agent("c", "--api", "127.0.0.1:0", "--token-file", short), wantCode: 1,
+			wantErr: []string{"shorter than 16 characters"}},
+		{name: "short LATTICE_TOKEN for the client", args: []string{"status", "--api", "127.0.0.1:1"}, env: []string{"LATTICE_TOKEN=tooshort"}, wantCode: 1,
+			wantErr: []string{"LATTICE_TOKEN: the token is shorter than 16 characters"}},
+		{name: "short token file for the client", args: []string{"get", "--api", "127.0.0.1:1", "--token-file", short, "items"}, wantCode: 1,
+			wantErr: []string{"--token-file " + short + ": the token is shorter than 16 characters"}},
+	})
 }
