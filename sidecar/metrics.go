@@ -47,14 +47,21 @@ const maxConflictSeries = 1000
 // series.
 const otherLabel = "_other"
 
-// countConflict counts one logged conflict under bounded labels.
+// countConflict counts one logged conflict under bounded labels: a
+// collection the schema lists or the system holds keeps its name, and so
+// does a field the schema lists or the system's table has; any other name
+// (one that only a peer or an API client chose) counts as _other, and so
+// does every pair past maxConflictSeries.
 func (a *Agent) countConflict(collection, fieldName, rule string) {
 	m := a.m
 	coll, field := otherLabel, otherLabel
-	if a.knownField(collection, fieldName) {
-		coll, field = collection, fieldName
-		if field == "" {
-			field = "_record" // a delete against an update
+	if known, fields := a.knownLabels(collection); known {
+		coll = collection
+		switch {
+		case fieldName == "":
+			field = "_record" // an update against a delete
+		case fields[fieldName]:
+			field = fieldName
 		}
 	}
 	m.conflictMu.Lock()
@@ -70,27 +77,28 @@ func (a *Agent) countConflict(collection, fieldName, rule string) {
 	m.conflicts.WithLabelValues(pair[0], pair[1], rule).Inc()
 }
 
-// knownField reports whether a collection and field are named by the
-// schema or the system's tables, not only by a peer.
-func (a *Agent) knownField(collection, field string) bool {
-	if col, err := a.schema.Collection(collection); err == nil && col != nil {
-		if _, listed := col.Fields[field]; listed && len(col.Fields) > 0 {
-			return true
+// knownLabels reports whether the schema lists a collection or the system
+// holds it, and the fields either names.
+func (a *Agent) knownLabels(collection string) (bool, map[string]bool) {
+	known := false
+	fields := map[string]bool{}
+	for _, c := range a.schema.Collections() {
+		if c.Name == collection {
+			known = true
+			for f := range c.Fields {
+				fields[f] = true
+			}
 		}
 	}
-	cat := a.catalog()
-	if cat == nil {
-		return false
+	if cat := a.catalog(); cat != nil {
+		if m, err := cat.Lookup(collection); err == nil && m.Synced {
+			known = true
+			for f := range m.Kinds {
+				fields[f] = true
+			}
+		}
 	}
-	m, err := cat.Lookup(collection)
-	if err != nil || !m.Synced {
-		return false
-	}
-	if field == "" {
-		return true
-	}
-	_, ok := m.Kinds[field]
-	return ok
+	return known, fields
 }
 
 func newMetrics(a *Agent) *metrics {
