@@ -220,3 +220,22 @@ func FuzzParseDecimal(f *testing.F) {
 		}
 	})
 }
+
+// The counter policy is part of a collection's fingerprint: replicas that
+// disagree on it for a field refuse to merge the collection.
+func TestCounterFingerprint(t *testing.T) {
+	fp := func(k crdt.PolicyKind) string {
+		return crdt.MustCollection("accounts", []string{"id"}, map[string]crdt.Policy{"balance": {Kind: k}}).Fingerprint()
+	}
+	seen := map[string]crdt.PolicyKind{}
+	for _, k := range []crdt.PolicyKind{crdt.LWW, crdt.Max, crdt.Min, crdt.ORSet, crdt.Counter} {
+		f := fp(k)
+		if other, dup := seen[f]; dup {
+			t.Fatalf("%s and %s have the same fingerprint %s", k, other, f)
+		}
+		seen[f] = k
+	}
+	if k, err := crdt.ParsePolicyKind("counter"); err != nil || k != crdt.Counter {
+		t.Fatalf("ParsePolicyKind(counter) = %v, %v", k, err)
+	}
+}
