@@ -42,6 +42,10 @@ type Config struct {
 	// the first used for sending. Without it peers talk in the clear, which
 	// is refused on a non-loopback bind unless Insecure is set.
 	KeyFile string `yaml:"key_file"`
+	// Keys are gossip keys given directly rather than in KeyFile (the CLI
+	// reads them from LATTICE_GOSSIP_KEY, for a key from a Kubernetes
+	// Secret); the first encrypts, all decrypt. Ignored when KeyFile is set.
+	Keys [][]byte `yaml:"-"`
 	// Insecure allows gossip in the clear (no key_file) on a non-loopback
 	// bind address. For closed networks only.
 	Insecure bool `yaml:"insecure"`
@@ -54,6 +58,12 @@ type Config struct {
 	// process exits even if a part (a store that cannot flush, a system
 	// that does not answer) has not closed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// InitialSync says how a snapshot of the system reconciles with the
+	// merged state (join.go): cluster (default), system or {newest: field}.
+	InitialSync InitialSyncConfig `yaml:"initial_sync"`
+	// Verify configures the periodic comparison of the system with the
+	// merged state (verify.go).
+	Verify VerifyConfig `yaml:"verify"`
 
 	API         APIConfig                   `yaml:"api"`
 	Adapter     AdapterConfig               `yaml:"adapter"`
@@ -94,6 +104,9 @@ type APIConfig struct {
 	// arrives on; other Host headers get 421, which stops DNS rebinding.
 	// "*" accepts any.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// NoConsole turns off the web console at /ui/ (docs/console.md); the
+	// JSON API stays.
+	NoConsole bool `yaml:"no_console"`
 }
 
 // TLSConfig names a certificate and its key, PEM encoded.
@@ -445,6 +458,12 @@ func (c *Config) fill() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return keyErr("shutdown_timeout", "must be positive")
+	}
+	if err := c.InitialSync.fill(); err != nil {
+		return err
+	}
+	if err := c.Verify.fill(); err != nil {
+		return err
 	}
 	if c.Ready.FailAfter == 0 {
 		c.Ready.FailAfter = 30 * time.Second

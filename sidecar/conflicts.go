@@ -55,15 +55,6 @@ type ResolutionJSON struct {
 	Value json.RawMessage `json:"value"`
 }
 
-// valueJSON renders a value as the records API does.
-func valueJSON(v crdt.Value) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return json.RawMessage(`null`)
-	}
-	return b
-}
-
 // ConflictPage is the answer of GET /v1/conflicts.
 type ConflictPage struct {
 	Conflicts []ConflictJSON `json:"conflicts"`

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 
 	"github.com/cockroachdb/errors"
@@ -131,6 +132,17 @@ func NewCatalog(cfg CatalogConfig, schema *crdt.Schema, tables []adapters.Table)
 	return ti, nil
 }
 
+// Names returns the collections the catalog maps, sorted: the system's
+// tables and the config's collections.
+func (ti *Catalog) Names() []string {
+	out := make([]string, 0, len(ti.colls))
+	for n := range ti.colls {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Lookup returns what is known of a collection. Unknown collections get a
 // single string key column "id" unless the schema is strict.
 func (ti *Catalog) Lookup(name string) (*Mapping, error) {
@@ -146,6 +158,12 @@ func (ti *Catalog) Lookup(name string) (*Mapping, error) {
 	}
 	return &Mapping{Name: name, Key: []string{"id"}, KeyKinds: []crdt.Kind{crdt.KindString},
 		Kinds: map[string]crdt.Kind{}, Elems: map[string]crdt.Kind{}}, nil
+}
+
+// Collections returns the names of the collections the catalog maps,
+// sorted.
+func (ti *Catalog) Collections() []string {
+	return slices.Sorted(maps.Keys(ti.colls))
 }
 
 // Gains lists the synced collections in next that prev did not sync (new

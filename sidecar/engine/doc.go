@@ -15,7 +15,7 @@
 //     overwritten in the system by an apply before capture saw them;
 //   - the stamp rule (commit time raised above what the writer saw), the
 //     diff from the old row, and the decision which records to queue for
-//     apply (Step). Under the counter policy the diff is the capture rule:
+//     apply (Local, and Engine.Capture for captured batches). Under the counter policy the diff is the capture rule:
 //     a change from old to new is an increment of new - old owned by this
 //     replica (crdt.DiffFrom), and apply writes the total; a decimal the
 //     system prints with fewer digits than the total is the same number
@@ -27,7 +27,10 @@
 //     marks the conflicts a change resolves (Change.Resolves,
 //     Ready.Resolved).
 //
-// An Engine is not safe for concurrent use: the driver serialises calls.
+// An Engine is not safe for concurrent use: the driver serialises calls
+// (Catalog and SetCatalog excepted). The store runs each step under its
+// writer lock (store.Commit), so that what a step reads is what it writes
+// over.
 // The interleavings behind each hazard of sidecar/doc.go are scripted in
 // testdata/ and run by TestEngine (datadriven).
 package engine

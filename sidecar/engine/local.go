@@ -47,6 +47,12 @@ type Change struct {
 	// so that capture lag does not reorder it against changes made
 	// elsewhere (see commitStamp).
 	Committed int64
+	// Snapshot says a captured change is a snapshot row: the system's row
+	// as it is, not a change a user made. A snapshot row of a record the
+	// store holds is decided by Params.Join: when the merged state wins it
+	// writes nothing, and the record is queued for apply if the system's
+	// row differs from the merged view.
+	Snapshot bool
 	// Resolves, when set, is the ID of a logged conflict this change
 	// resolves (a manual override): the Ready marks it resolved by
 	// ResolvedBy at the change's stamp, with the value Row holds for its
@@ -144,6 +150,9 @@ type Params struct {
 	Clock *crdt.Clock
 	// Limits bound the records a step writes (zero: crdt.DefaultLimits).
 	Limits crdt.Limits
+	// Join decides snapshot rows of records the store holds (zero:
+	// JoinCluster, the merged state wins).
+	Join Join
 	// NoConflicts turns conflict detection off (the store's conflict log
 	// is off).
 	NoConflicts bool
@@ -195,6 +204,9 @@ type Ready struct {
 	// CommitTimesAhead counts the captured changes whose commit time was
 	// too far ahead of the clock to adopt (stamped now instead).
 	CommitTimesAhead int
+	// JoinKept and JoinTaken count the snapshot rows of records the store
+	// held that kept the merged state, and that won over it (Params.Join).
+	JoinKept, JoinTaken int
 	// Conflicts lists the conflicts captured changes decided, for the
 	// store's conflict log (in the Writes' transaction). The store leaves
 	// only those it logged: a decision already logged is not again.
@@ -302,6 +314,16 @@ func Local(r Reader, p Params, changes []Change, cursor *Cursor) (*Ready, error)
 			continue
 		}
 		c := lr.col
+		if ch.Captured && ch.Snapshot && lr.cur != nil && !ch.Delete {
+			if !p.Join.systemWins(c, lr.cur, ch.Row) {
+				// The merged state wins over the system's row: the record
+				// is queued for apply if the two differ (matchesSystem).
+				lr.captured = ch
+				rd.JoinKept++
+				continue
+			}
+			rd.JoinTaken++
+		}
 		o := origin(&p, c, lr.cur, ch, &rd.CommitTimesAhead)
 		d, err := changeDelta(c, lr.cur, ch, o)
 		if err != nil {
@@ -311,7 +333,9 @@ func Local(r Reader, p Params, changes []Change, cursor *Cursor) (*Ready, error)
 		if ch.Captured {
 			lr.captured = ch
 			lr.stale = lr.stale || ch.Stale
-			if !p.NoConflicts {
+			// A snapshot row is the system's state, not a user's
+			// change: Params.Join decides it, and it is no conflict.
+			if !p.NoConflicts && !ch.Snapshot {
 				rd.Conflicts = append(rd.Conflicts, capturedConflicts(c, lr.cur, d, ch, o)...)
 			}
 		}
