@@ -10,6 +10,8 @@ BENCHPKGS     ?= ./...
 TEST_TIMEOUT  ?= 20m
 BIN           ?= bin/lattice
 RUNS          ?= 20
+CHECKS        ?= 20
+SEED          ?=
 
 .DEFAULT_GOAL := help
 
@@ -34,6 +36,14 @@ demo-soak: build ## run the built demo RUNS times in a row (default 20), stoppin
 	  fi; \
 	done; \
 	echo "demo-soak: $(RUNS) runs in a row passed"
+
+.PHONY: check
+check: build ## run the randomized checker CHECKS times (default 20; SEED=N reruns from seed N)
+	$(BIN) bench --check $(CHECKS) $(if $(SEED),--seed $(SEED))
+
+.PHONY: soak
+soak: build ## run 1,000 randomized checker schedules (SEED=N to start from seed N)
+	$(BIN) bench --check 1000 $(if $(SEED),--seed $(SEED))
 
 .PHONY: test
 test: ## run the unit tests with the race detector (needs nothing but Go)

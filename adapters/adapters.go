@@ -111,6 +111,25 @@ type CatalogNotifier interface {
 	CatalogChanged() <-chan struct{}
 }
 
+// RangeReader is implemented by adapters whose system can be read by key
+// range, so that the engine can compare the system with the merged state
+// (verification) without a snapshot. Reads are plain reads: they take no
+// capture position and change nothing.
+type RangeReader interface {
+	// ReadRange returns up to limit rows of table (limit > 0) with keys
+	// after the key after ("" starts at the first row), in the order of
+	// their crdt.Key encodings (bytes.Compare), which for keys of one kind
+	// is the order of their values: integers numerically, text bytewise.
+	// Each is a Change with Collection, Key and the whole Row, key columns
+	// included and nulls explicit, as Snapshot reports it. Fewer than limit
+	// rows means the table holds no more.
+	ReadRange(ctx context.Context, table string, after crdt.Key, limit int) ([]Change, error)
+
+	// ReadKeys returns the rows of table with the given keys, in the same
+	// form; keys without a row are left out.
+	ReadKeys(ctx context.Context, table string, keys []crdt.Key) ([]Change, error)
+}
+
 // TableReader is implemented by adapters whose capture of a table starts
 // only when the adapter takes the table into its sync (PostgreSQL adds it
 // to its publication when Tables finds it): rows written into a table

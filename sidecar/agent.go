@@ -73,6 +73,13 @@ type Agent struct {
 	catMiss map[string]bool // unknown names a refresh was asked about
 	reg     *prometheus.Registry
 	m       *metrics
+	ver     *verifier
+	// joinKept and joinTaken count snapshot rows of known records decided
+	// by initial_sync (engine.Join), for the snapshot's log line.
+	joinKept, joinTaken atomic.Int64
+	// applyMu serializes the adapter's Apply calls: the apply loop's and
+	// verification's repairs (verify.go).
+	applyMu sync.Mutex
 	knobs   testingKnobs
 
 	apiLn  net.Listener
@@ -206,8 +213,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.eng = engine.New(a.store.Params(cfg.Node), ti)
+	params := a.store.Params(cfg.Node)
+	params.Join = cfg.InitialSync.join()
+	a.eng = engine.New(params, ti)
 	a.m = newMetrics(a)
+	a.ver = newVerifier(a.reg)
 
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = cfg.Node
@@ -296,16 +306,15 @@ func (a *Agent) startup(ctx context.Context) {
 		return
 	}
 	if a.store.Digest().Count == 0 && len(a.node.Members()) > 0 {
-		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		if err := a.node.Bootstrap(bctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("bootstrap from a peer failed; anti-entropy will fill in", "err", err)
-		}
-		cancel()
+		a.bootstrap(ctx)
 	}
 	if a.adp != nil {
 		a.wg.Go(func() { a.applyLoop(ctx) })
 		a.wg.Go(func() { a.captureLoop(ctx) })
 		a.wg.Go(func() { a.catalogLoop(ctx) })
+		if _, ok := a.adp.(adapters.RangeReader); ok && !a.cfg.Verify.Disabled {
+			a.wg.Go(func() { a.verifyLoop(ctx) })
+		}
 	} else {
 		a.ready.Store(true)
 	}

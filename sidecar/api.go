@@ -43,6 +43,7 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("PATCH /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.patch)))
 	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
 	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
+	mux.Handle("POST /v1/verify", a.auth(http.HandlerFunc(a.verifyHandler)))
 	mux.Handle("GET /v1/parked", a.auth(http.HandlerFunc(a.listParked)))
 	mux.Handle("POST /v1/parked/retry", a.auth(http.HandlerFunc(a.retryParked)))
 	mux.Handle("POST /v1/parked/skip", a.auth(http.HandlerFunc(a.skipParked)))
@@ -640,7 +641,11 @@ func (a *Agent) commit(w http.ResponseWriter, ci *engine.Mapping, col *crdt.Coll
 
 func (a *Agent) digest(w http.ResponseWriter, r *http.Request) {
 	d := a.store.Digest()
-	writeJSON(w, http.StatusOK, map[string]any{"node": a.cfg.Node, "digest": d.Hash.String(), "records": d.Count})
+	out := map[string]any{"node": a.cfg.Node, "digest": d.Hash.String(), "records": d.Count}
+	if v := a.verifyStatus(); v != nil {
+		out["system"] = map[string]any{"digest": v.SystemDigest, "rows": v.SystemRows, "at": v.At}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *Agent) requeueParked(w http.ResponseWriter, r *http.Request) {

@@ -174,3 +174,13 @@ func (c *Client) Digest(ctx context.Context) (string, uint64, error) {
 	}
 	return d.Digest, d.Records, nil
 }
+
+// Verify runs one verification pass on the agent (POST /v1/verify) with
+// repair report, apply or capture.
+func (c *Client) Verify(ctx context.Context, repair string) (*VerifyReport, error) {
+	var rep VerifyReport
+	if err := c.Do(ctx, http.MethodPost, "/v1/verify", map[string]string{"repair": repair}, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}

@@ -58,6 +58,12 @@ type Config struct {
 	// process exits even if a part (a store that cannot flush, a system
 	// that does not answer) has not closed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// InitialSync says how a snapshot of the system reconciles with the
+	// merged state (join.go): cluster (default), system or {newest: field}.
+	InitialSync InitialSyncConfig `yaml:"initial_sync"`
+	// Verify configures the periodic comparison of the system with the
+	// merged state (verify.go).
+	Verify VerifyConfig `yaml:"verify"`
 
 	API         APIConfig                   `yaml:"api"`
 	Adapter     AdapterConfig               `yaml:"adapter"`
@@ -426,6 +432,12 @@ func (c *Config) fill() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return keyErr("shutdown_timeout", "must be positive")
+	}
+	if err := c.InitialSync.fill(); err != nil {
+		return err
+	}
+	if err := c.Verify.fill(); err != nil {
+		return err
 	}
 	if c.Ready.FailAfter == 0 {
 		c.Ready.FailAfter = 30 * time.Second

@@ -106,7 +106,7 @@ func TestConsoleLoginAndPages(t *testing.T) {
 		"/ui/":                      `id="members"`,
 		"/ui/node":                  "This node has no adapter",
 		"/ui/parked":                `id="none-parked"`,
-		"/ui/drift":                 `id="drift-unavailable"`,
+		"/ui/drift":                 `id="drift-metrics"`,
 		"/ui/conflicts":             `id="conflicts-unavailable"`,
 		"/ui/collections":           `<b>orset</b>`,
 		"/ui/collections/customers": `href="/ui/records/customers/7"`,

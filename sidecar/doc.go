@@ -83,6 +83,34 @@
 // TestBackoffDoublesUpToMax, TestReadinessFailAfter,
 // TestCatalogPeriodicRefreshSchedule.
 //
+// # Safe join
+//
+// A snapshot (no stored cursor: a first start, a lost data directory, a
+// cursor the system cannot resume from) meets the merged state. Its rows
+// used to be diffed against it as fresh local changes stamped now, so a
+// stale database overwrote newer values everywhere. Now an empty store with
+// peers bootstraps from them first, retrying until it succeeds unless
+// initial_sync is system (join.go), and each snapshot row of a record the
+// store holds is decided by the engine's Join (engine/join.go, Params.Join)
+// inside the step, under the store's writer lock: cluster keeps the merged
+// state and queues the record for apply, newest compares a field, system
+// lets the row win. Held by the engine scripts initial_sync_*.txt,
+// TestStoreLostBesideStaleDatabase (cmd/lattice),
+// TestInitialSyncOverlappingSystems, TestRestoredBackupTakesClusterState and
+// TestIntegrationPostgresDroppedSlotTakesClusterState.
+//
+// # Verification
+//
+// verify.go compares the system's rows (adapters.RangeReader) with the
+// merged state's visible rows, range by range, fingerprints first, through
+// the catalog mapping capture uses; a difference is confirmed only after
+// capture has caught up with the system's head, and records on the apply
+// queue or parked are not drift. Repairs go through the apply queue (with
+// apply positions), or through an engine step (capture). Held by
+// TestVerifyReportsDrift, TestVerifyRepairsDriftWithinInterval,
+// TestVerifyRepairCaptureTakesSystemRows, TestVerifyIgnoresUncapturedUserWrite
+// and TestIntegrationPostgresVerifyRepairsDrift.
+//
 // # A store that fails
 //
 // Badger retries a failed memtable flush forever, so an agent whose data

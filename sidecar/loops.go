@@ -88,6 +88,7 @@ func (a *Agent) captureOnce(ctx context.Context) error {
 // holds that the system lacks (learned from peers before the snapshot).
 func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	seen := map[crdt.ID]struct{}{}
+	kept, taken := a.joinKept.Load(), a.joinTaken.Load()
 	start := a.clock.Now()
 	cursor, err := a.adp.Snapshot(ctx, func(ctx context.Context, b adapters.Batch) error {
 		return a.captured(ctx, b, nil, nil, seen)
@@ -128,7 +129,9 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	if err := a.adp.Ack(ctx, cursor); err != nil {
 		a.log.Warn("acknowledge snapshot cursor", "err", err)
 	}
-	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing), "took", clock.Since(a.clock, start).Round(time.Millisecond))
+	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing),
+		"initial_sync", a.cfg.InitialSync.Mode, "known_kept", a.joinKept.Load()-kept, "known_taken_from_system", a.joinTaken.Load()-taken,
+		"took", clock.Since(a.clock, start).Round(time.Millisecond))
 	return cursor, nil
 }
 
@@ -164,6 +167,8 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 	if err != nil {
 		return err
 	}
+	a.joinKept.Add(int64(rd.JoinKept))
+	a.joinTaken.Add(int64(rd.JoinTaken))
 	for _, sk := range rd.Skipped {
 		a.m.badRows.Inc()
 		a.log.Warn("captured change for an unknown collection skipped", "collection", sk.Collection, "err", sk.Err)
@@ -270,6 +275,8 @@ func (a *Agent) applyLoop(ctx context.Context) {
 // applyBatch applies one batch of the pending queue and returns how many
 // records it settled.
 func (a *Agent) applyBatch(ctx context.Context) (int, error) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
 	items, err := a.store.Pending(a.cfg.Apply.BatchSize)
 	if err != nil || len(items) == 0 {
 		return 0, err

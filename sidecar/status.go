@@ -30,6 +30,8 @@ type Status struct {
 	Adapter AdapterStatus  `json:"adapter"`
 	Gossip  GossipStatus   `json:"gossip"`
 	Schema  string         `json:"schema_fingerprint"`
+	// Verify is the last verification pass (omitted before the first).
+	Verify *VerifyStatus `json:"verify,omitempty"`
 }
 
 // MemberStatus is one peer as this node sees it.
@@ -185,6 +187,7 @@ func (a *Agent) Status() Status {
 		Adapter: AdapterStatus{Kind: a.cfg.Adapter.Kind},
 		Gossip:  gossipStatus(a.node.Stats()),
 		Schema:  a.schema.Fingerprint(),
+		Verify:  a.verifyStatus(),
 	}
 	s.Ready = s.Ready && len(s.Failing) == 0
 	for _, m := range a.node.Members() {

@@ -34,6 +34,7 @@ func Run(t *testing.T, h Harness) {
 		{"Resume", testResume},
 		{"BadRows", testBadRows},
 		{"ConcurrentMerge", testConcurrentMerge},
+		{"Ranges", testRanges},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(newEnv(t, h)) })

@@ -97,6 +97,11 @@ func (a *Adapter) checkCapture(ctx context.Context, cat *catalog, start lsn) err
 			"the cursor is from another server, or this server was restored from a backup: take a new snapshot"))
 	}
 	if err := a.checkSlot(ctx, conn, true); err != nil {
+		if errors.Is(err, ErrSlotMissing) || errors.Is(err, ErrSlotInvalidated) {
+			// The changes the slot held are gone: only a new snapshot,
+			// reconciled with the merged state, can go on.
+			return cursorError(err)
+		}
 		return err
 	}
 	return checkPublication(ctx, conn, a.cfg.Publication, cat)

@@ -79,7 +79,7 @@ func (a *Adapter) checkSlot(ctx context.Context, conn *pgx.Conn, forCapture bool
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errors.WithHint(errors.Mark(errors.Newf("postgres: replication slot %s does not exist", slot), ErrSlotMissing),
 			"the slot is created by the initial snapshot; if it was dropped, changes made since are lost to capture: "+
-				"reset Lattice's cursor for this adapter so that it takes a new snapshot")
+				"the sidecar takes a new snapshot and reconciles it with the merged state by initial_sync (docs/verify.md)")
 	}
 	if err != nil {
 		return errors.Wrapf(err, "read replication slot %s", slot)
@@ -90,8 +90,8 @@ func (a *Adapter) checkSlot(ctx context.Context, conn *pgx.Conn, forCapture bool
 			"choose another slot name (adapter.slot) or drop the slot")
 	case walStatus != nil && *walStatus == "lost":
 		return errors.WithHint(errors.Mark(errors.Newf("postgres: replication slot %s was invalidated: PostgreSQL removed WAL it still needed", slot), ErrSlotInvalidated),
-			"changes made while the sidecar was away are lost to capture: reset Lattice's cursor for this adapter so that it "+
-				"takes a new snapshot, which replaces the slot (or drop it: SELECT pg_drop_replication_slot('"+slot+"')); "+
+			"changes made while the sidecar was away are lost to capture: the sidecar takes a new snapshot, which replaces "+
+				"the slot, and reconciles it with the merged state by initial_sync (docs/verify.md); "+
 				"raise max_slot_wal_keep_size to avoid it")
 	case forCapture && activePID != nil:
 		// The session of a capture that just ended takes a moment to exit.

@@ -188,7 +188,10 @@ func TestIntegrationSlotInvalidated(t *testing.T) {
 	// the remedy.
 	a2 := open(t, cfg)
 	err = a2.Capture(ctx, cursor, func(context.Context, adapters.Batch) error { return nil })
-	checkErr(t, err, ErrSlotInvalidated, "pg_drop_replication_slot", "invalidated")
+	checkErr(t, err, ErrSlotInvalidated, "initial_sync", "invalidated")
+	if !errors.Is(err, adapters.ErrCursor) {
+		t.Fatalf("capture from an invalidated slot: %v, want adapters.ErrCursor (the engine takes a new snapshot)", err)
+	}
 
 	// Recovery: the engine drops its cursor and takes a new snapshot, which
 	// replaces the slot.

@@ -131,8 +131,10 @@
 //     is gone for good.
 //   - Invalidation. When max_slot_wal_keep_size is exceeded, PostgreSQL
 //     invalidates the slot (wal_status lost) and the changes it held are
-//     gone. The adapter refuses to capture from it (ErrSlotInvalidated); the
-//     remedy is to reset Lattice's cursor so that a new snapshot is taken.
+//     gone. The adapter refuses to capture from it (ErrSlotInvalidated, marked
+//     adapters.ErrCursor, as is a missing slot): the engine takes a new
+//     snapshot, which replaces the slot, and reconciles its rows with the
+//     merged state by initial_sync.
 //   - DDL. Added columns are picked up (and signalled on CatalogChanged);
 //     dropped columns stop being captured (the other systems keep their
 //     values). TRUNCATE does not say which rows it removed: capture stops

@@ -281,6 +281,18 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	if seq < acked {
 		return cursorError(errors.Newf("cursor at log position %d is before the acknowledged position %d, whose changes were discarded", seq, acked))
 	}
+	// The log never goes back (Ack keeps its newest row): a cursor past its
+	// head was taken from a later state of this file, which was since
+	// replaced by an older copy (a backup restored).
+	var head int64
+	if err := db.QueryRowContext(ctx, logHead).Scan(&head); err != nil {
+		return a.captureErr(ctx, err, "read the log head")
+	}
+	if seq > head {
+		return cursorError(errors.WithHint(
+			errors.Newf("cursor at log position %d is past the change log's head %d: the database is older than the cursor", seq, head),
+			"the file was replaced by an older copy: the engine takes a new snapshot and reconciles it by initial_sync"))
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return errors.Wrap(err, "capture: connect")

@@ -18,6 +18,8 @@ func benchCmd() *cobra.Command {
 		pg                     listFlag
 		jsonPath, svgPath, dir string
 		verbose                bool
+		check                  int
+		seed                   uint64
 	)
 	cmd := &cobra.Command{
 		Use:     "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]",
@@ -26,9 +28,19 @@ func benchCmd() *cobra.Command {
 		Long: `Run convergence benchmarks on this machine: sidecars in this process on
 loopback, each beside its own SQLite database (or with --sqlite=false its API
 as the system), measuring end-to-end propagation, throughput and catch-up.
-Prints a table; --json and --svg write the report and a plot.`,
+Prints a table; --json and --svg write the report and a plot.
+--check N runs N seeded schedules of the randomized checker instead (clients
+writing random SQL, API writers, restarts; every database compared with the
+others and with an oracle); a failure prints its seed, --seed S reruns it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if check > 0 {
+				var log *slog.Logger
+				if verbose {
+					log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+				}
+				return runCheck(cmd.Context(), check, seed, dir, log, cmd.OutOrStdout())
+			}
 			o.Postgres = pg
 			o.Dir = dir
 			o.Progress = cmd.ErrOrStderr()
@@ -49,6 +61,8 @@ Prints a table; --json and --svg write the report and a plot.`,
 	fs.StringVar(&svgPath, "svg", "", "write a plot of the latency distribution and the throughput as SVG to `FILE`")
 	fs.StringVar(&dir, "dir", "", "keep the databases and stores in `DIR` (default: temporary directories, removed afterwards)")
 	fs.BoolVar(&verbose, "verbose", false, "print the sidecars' logs to standard error")
+	fs.IntVar(&check, "check", 0, "instead of the benchmarks, run `N` randomized checker schedules (see docs/verify.md)")
+	fs.Uint64Var(&seed, "seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
 	_ = cmd.MarkFlagFilename("json", "json")
 	_ = cmd.MarkFlagFilename("svg", "svg")
 	_ = cmd.MarkFlagDirname("dir")

@@ -121,6 +121,10 @@ func printStatus(w io.Writer, s *sidecar.Status) error {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "digest    %s (%d records)\n", s.Digest, s.Records)
+	if v := s.Verify; v != nil {
+		fmt.Fprintf(w, "verify    %d drift records at %s (%d rows in %.1fs, repair %s); system digest %s (%d rows)\n",
+			v.DriftRecords, v.At.Format(time.RFC3339), v.Rows, v.Seconds, v.Repair, v.SystemDigest, v.SystemRows)
+	}
 	fmt.Fprintf(w, "pending   %d to apply, %d parked\n", s.Pending, len(s.Parked))
 	fmt.Fprintf(w, "adapter   %s", s.Adapter.Kind)
 	if s.Adapter.Capture != nil && s.Adapter.Apply != nil {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 
 	"github.com/cockroachdb/errors"
@@ -157,6 +158,12 @@ func (ti *Catalog) Lookup(name string) (*Mapping, error) {
 	}
 	return &Mapping{Name: name, Key: []string{"id"}, KeyKinds: []crdt.Kind{crdt.KindString},
 		Kinds: map[string]crdt.Kind{}, Elems: map[string]crdt.Kind{}}, nil
+}
+
+// Collections returns the names of the collections the catalog maps,
+// sorted.
+func (ti *Catalog) Collections() []string {
+	return slices.Sorted(maps.Keys(ti.colls))
 }
 
 // Gains lists the synced collections in next that prev did not sync (new

@@ -98,6 +98,8 @@ func (e *Engine) capture(r Reader, cat *Catalog, b adapters.Batch, prev []byte, 
 		}
 		if cursor != nil {
 			ch.Stale = e.pos.Stale(crdt.MakeID(c.Collection, c.Key), prev)
+		} else {
+			ch.Snapshot = true
 		}
 		changes = append(changes, ch)
 	}

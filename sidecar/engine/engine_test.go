@@ -18,7 +18,8 @@ import (
 // store.Commit does) through the interleavings behind a hazard of
 // sidecar/doc.go. Commands:
 //
-//	init replica=R now=MS [strict]   a new engine; the clock reads MS
+//	init replica=R now=MS [strict]   a new engine; the clock reads MS;
+//	  [join=MODE[:FIELD]]              snapshot rows decided by Join
 //	now ms=MS                        set the clock
 //	catalog                          the adapter's tables, one a line:
 //	  TABLE key=COL,... COL:KIND ...   (prints what the new catalog gains)
@@ -134,7 +135,12 @@ func newHarness(t *testing.T, td *datadriven.TestData) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.eng = New(Params{Replica: crdt.ReplicaID(replica), Source: "n" + strconv.Itoa(replica), Clock: h.clock}, cat)
+	p := Params{Replica: crdt.ReplicaID(replica), Source: "n" + strconv.Itoa(replica), Clock: h.clock}
+	if td.HasArg("join") {
+		mode, field, _ := strings.Cut(strArg(td, "join"), ":")
+		p.Join = Join{Mode: mode, Field: field}
+	}
+	h.eng = New(p, cat)
 	return h
 }
 
@@ -296,6 +302,9 @@ func printReady(out *strings.Builder, schema *crdt.Schema, rd *Ready) {
 	}
 	for _, s := range rd.Skipped {
 		fmt.Fprintf(out, "skipped %s: %v\n", s.Collection, s.Err)
+	}
+	if rd.JoinKept+rd.JoinTaken > 0 {
+		fmt.Fprintf(out, "join kept=%d taken=%d\n", rd.JoinKept, rd.JoinTaken)
 	}
 	if len(rd.Writes)+len(rd.Broadcast.Fragments)+len(rd.Failed)+len(rd.Skipped) == 0 {
 		out.WriteString("nothing to write\n")

@@ -47,6 +47,12 @@ type Change struct {
 	// so that capture lag does not reorder it against changes made
 	// elsewhere (see commitStamp).
 	Committed int64
+	// Snapshot says a captured change is a snapshot row: the system's row
+	// as it is, not a change a user made. A snapshot row of a record the
+	// store holds is decided by Params.Join: when the merged state wins it
+	// writes nothing, and the record is queued for apply if the system's
+	// row differs from the merged view.
+	Snapshot bool
 }
 
 // Cursor is an adapter's capture position, stored in the same transaction
@@ -119,6 +125,9 @@ type Params struct {
 	Clock *crdt.Clock
 	// Limits bound the records a step writes (zero: crdt.DefaultLimits).
 	Limits crdt.Limits
+	// Join decides snapshot rows of records the store holds (zero:
+	// JoinCluster, the merged state wins).
+	Join Join
 }
 
 // Write is one record a Ready makes durable.
@@ -167,6 +176,9 @@ type Ready struct {
 	// CommitTimesAhead counts the captured changes whose commit time was
 	// too far ahead of the clock to adopt (stamped now instead).
 	CommitTimesAhead int
+	// JoinKept and JoinTaken count the snapshot rows of records the store
+	// held that kept the merged state, and that won over it (Params.Join).
+	JoinKept, JoinTaken int
 }
 
 // localRecord is one record touched by a step.
@@ -267,6 +279,16 @@ func Local(r Reader, p Params, changes []Change, cursor *Cursor) (*Ready, error)
 			continue
 		}
 		c := lr.col
+		if ch.Captured && ch.Snapshot && lr.cur != nil && !ch.Delete {
+			if !p.Join.systemWins(c, lr.cur, ch.Row) {
+				// The merged state wins over the system's row: the record
+				// is queued for apply if the two differ (matchesSystem).
+				lr.captured = ch
+				rd.JoinKept++
+				continue
+			}
+			rd.JoinTaken++
+		}
 		o := origin(&p, c, lr.cur, ch, &rd.CommitTimesAhead)
 		d, err := changeDelta(c, lr.cur, ch, o)
 		if err != nil {

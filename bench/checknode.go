@@ -1,0 +1,202 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/sidecar"
+)
+
+// checkNode is one sidecar of the checker, restartable on the same ports:
+// in this process (Agent), or, given the lattice binary, as a child
+// process that a restart may kill with SIGKILL. The checker talks to both
+// through the HTTP API.
+type checkNode struct {
+	name, path, dir string
+	gossip, api     string // host:port, kept across restarts
+	bin             string // lattice binary; "" runs the sidecar in process
+	log             *slog.Logger
+
+	mu     sync.Mutex
+	a      *sidecar.Agent
+	cmd    *exec.Cmd
+	done   chan struct{}
+	client *sidecar.Client
+}
+
+func newCheckNode(dir, name, bin string, log *slog.Logger) (*checkNode, error) {
+	n := &checkNode{name: name, dir: dir, path: filepath.Join(dir, name+".db"), bin: bin, log: log.With("node", name)}
+	gp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ap, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	n.gossip, n.api = fmt.Sprintf("127.0.0.1:%d", gp), fmt.Sprintf("127.0.0.1:%d", ap)
+	if n.client, err = sidecar.NewClient(n.api, "", ""); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// freePort returns a port free for both TCP and UDP (gossip uses both),
+// below Linux's ephemeral range (32768 and up), so that no outgoing
+// connection takes it before the sidecar binds it, also on a restart.
+func freePort() (int, error) {
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = u.Close()
+		return port, nil
+	}
+	return 0, errors.New("no port free for both TCP and UDP in 20000-32000")
+}
+
+func (n *checkNode) config(join []string) sidecar.Config {
+	return sidecar.Config{
+		Node: n.name, Data: filepath.Join(n.dir, n.name), Bind: n.gossip, Join: join,
+		Cluster: "lattice-check", API: sidecar.APIConfig{Addr: n.api}, Log: sidecar.LogConfig{Level: "warn"},
+		Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items"}, PollInterval: 2 * time.Millisecond},
+		Apply:   sidecar.ApplyConfig{MaxBackoff: 200 * time.Millisecond},
+		Gossip:  sidecar.GossipConfig{SyncInterval: 300 * time.Millisecond},
+		Verify:  sidecar.VerifyConfig{Disabled: true},
+	}
+}
+
+// start starts the sidecar (joining join) without waiting for it to be
+// ready.
+func (n *checkNode) start(ctx context.Context, join []string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.bin == "" {
+		a, err := sidecar.Start(ctx, n.config(join), sidecar.Options{Logger: n.log})
+		if err != nil {
+			return errors.Wrapf(err, "start %s", n.name)
+		}
+		n.a = a
+		return nil
+	}
+	cfg := n.config(join)
+	yaml := fmt.Sprintf("node: %s\ndata: %s\nbind: %s\njoin: [%s]\ncluster: %s\napi:\n  addr: %s\n"+
+		"adapter:\n  kind: sqlite\n  dsn: %s\n  tables: [items]\n  poll_interval: 2ms\n"+
+		"apply:\n  max_backoff: 200ms\ngossip:\n  sync_interval: 300ms\nverify:\n  disabled: true\nlog:\n  level: warn\n",
+		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, cfg.Adapter.DSN)
+	cfgPath := filepath.Join(n.dir, n.name+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		return errors.Wrap(err, "write config")
+	}
+	logf, err := os.OpenFile(filepath.Join(n.dir, n.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return errors.Wrap(err, "open log")
+	}
+	cmd := exec.Command(n.bin, "agent", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return errors.Wrapf(err, "start %s", n.name)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		_ = logf.Close()
+		close(done)
+	}()
+	n.cmd, n.done = cmd, done
+	return nil
+}
+
+// stop stops the sidecar: with kill, a child process gets SIGKILL (an
+// in-process sidecar always closes cleanly); otherwise SIGTERM and a wait.
+func (n *checkNode) stop(kill bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.a != nil {
+		err := n.a.Close()
+		n.a = nil
+		return err
+	}
+	if n.cmd == nil {
+		return nil
+	}
+	sig := syscall.SIGTERM
+	if kill {
+		sig = syscall.SIGKILL
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.done:
+	case <-time.After(30 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+		return errors.Newf("%s did not stop within 30s", n.name)
+	}
+	n.cmd = nil
+	return nil
+}
+
+// status reads the sidecar's /v1/status.
+func (n *checkNode) status(ctx context.Context) (sidecar.Status, error) {
+	var s sidecar.Status
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := n.client.Do(ctx, "GET", "/v1/status", nil, &s)
+	return s, err
+}
+
+// ready reports whether the sidecar is ready and sees peers live peers.
+func (n *checkNode) ready(ctx context.Context, peers int) (bool, string) {
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+			b, _ := os.ReadFile(filepath.Join(n.dir, n.name+".log"))
+			return false, n.name + " exited: " + lastLines(string(b), 3)
+		default:
+		}
+	}
+	s, err := n.status(ctx)
+	if err != nil {
+		return false, n.name + ": " + err.Error()
+	}
+	if !s.Ready {
+		return false, n.name + " not ready"
+	}
+	alive := 0
+	for _, m := range s.Members {
+		if m.State == "alive" {
+			alive++
+		}
+	}
+	if alive < peers {
+		return false, fmt.Sprintf("%s sees %d live peers", n.name, alive)
+	}
+	return true, ""
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
