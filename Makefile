@@ -87,6 +87,10 @@ cross: ## build for 32-bit linux (386, arm) and compile the wire decoders' tests
 	  done; \
 	done
 
+.PHONY: check-deploy
+check-deploy: ## check docs/alerts.yaml (promtool), the systemd unit (systemd-analyze) and the Kubernetes manifests (kubeconform)
+	./deploy/check.sh
+
 .PHONY: tidy-check
 tidy-check: ## fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy -diff

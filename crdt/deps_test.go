@@ -32,6 +32,10 @@ var layerRules = []struct {
 	// The command-line library stays in cmd: the packages below it take
 	// plain values, not flags.
 	{"sidecar", []string{"@cmd", "@bench", "github.com/spf13/cobra", "github.com/spf13/pflag"}},
+	// The console sees only what the agent's API shows.
+	{"sidecar/console", []string{"github.com/dgraph-io/badger", "github.com/hashicorp/memberlist",
+		"@sidecar$", "@sidecar/store", "@sidecar/engine", "@gossip", "@adapters", "@cmd", "@bench",
+		"github.com/spf13/cobra", "github.com/spf13/pflag"}},
 	// The one source of time: the standard library only.
 	{"clock", []string{"@crdt", "@sidecar", "@gossip", "@adapters", "@cmd", "@bench"}},
 	{"bench", []string{"@cmd", "github.com/spf13/cobra", "github.com/spf13/pflag"}},

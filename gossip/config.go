@@ -352,6 +352,13 @@ func LoadKeyFile(path string) ([][]byte, error) {
 	return keys, nil
 }
 
+// ParseKeys reads keys in the key file's form (one base64 key per line,
+// the first primary, blank and '#' lines ignored) from s; source names
+// where they came from in errors, which never echo key material.
+func ParseKeys(s, source string) ([][]byte, error) {
+	return parseKeys(strings.NewReader(s), source)
+}
+
 func parseKeys(r io.Reader, path string) ([][]byte, error) {
 	var keys [][]byte
 	sc := bufio.NewScanner(r)

@@ -264,6 +264,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		if gcfg.Keys, err = gossip.LoadKeyFile(cfg.KeyFile); err != nil {
 			return nil, errors.Wrap(err, "config key_file")
 		}
+	} else if len(cfg.Keys) > 0 {
+		gcfg.Keys = cfg.Keys
 	}
 
 	// The API starts before gossip so that the advertised address is the

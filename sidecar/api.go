@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/lattice-crdt/lattice/sidecar/console"
 	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -43,7 +44,22 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("DELETE /v1/records/{collection}/{key}", a.auth(http.HandlerFunc(a.del)))
 	mux.Handle("POST /v1/parked/requeue", a.auth(http.HandlerFunc(a.requeueParked)))
 	mux.Handle("POST /v1/verify", a.auth(http.HandlerFunc(a.verifyHandler)))
-	return a.count(newGuard(a.cfg.API, a.token).wrap(jsonMisses(mux)))
+	mux.Handle("GET /v1/parked", a.auth(http.HandlerFunc(a.listParked)))
+	mux.Handle("POST /v1/parked/retry", a.auth(http.HandlerFunc(a.retryParked)))
+	mux.Handle("POST /v1/parked/skip", a.auth(http.HandlerFunc(a.skipParked)))
+	mux.Handle("GET /v1/collections", a.auth(http.HandlerFunc(a.collections)))
+	api := jsonMisses(mux)
+	if !a.cfg.API.NoConsole {
+		ui, err := console.New(console.Config{API: api, Token: a.token, Metrics: a.reg, Logger: a.log})
+		if err != nil {
+			// The templates are embedded and parsed by the tests: this is
+			// a broken build, not a runtime condition.
+			panic(errors.NewAssertionErrorWithWrappedErrf(err, "console"))
+		}
+		mux.Handle("/ui", ui)
+		mux.Handle("/ui/", ui)
+	}
+	return a.count(newGuard(a.cfg.API, a.token).wrap(api))
 }
 
 // jsonMisses answers requests no route takes (404) or takes with another

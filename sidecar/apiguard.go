@@ -23,7 +23,8 @@ import (
 //     send the Authorization header cross-site without a CORS preflight,
 //     which this API never grants.
 //   - HTML forms: they can POST only form and text bodies, so PUT, PATCH and
-//     POST must say Content-Type: application/json (else 415).
+//     POST must say Content-Type: application/json (else 415). The web
+//     console under /ui takes forms, each with its session's CSRF token.
 type guard struct {
 	hosts   map[string]bool // lower-case names and addresses from api.allowed_hosts
 	anyHost bool            // api.allowed_hosts holds "*"
@@ -92,6 +93,12 @@ func (g *guard) wrap(next http.Handler) http.Handler {
 		if origin := r.Header.Get("Origin"); g.open && origin != "" && !g.sameSite(origin, local) {
 			writeError(w, http.StatusForbidden, errors.Newf("cross-site request from origin %q refused", origin),
 				"the API has no token, so only clients on this host or named in api.allowed_hosts may call it; set api.token_file to allow others")
+			return
+		}
+		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
+			// The web console takes HTML forms; it checks their origin and
+			// a per-session CSRF token itself (see sidecar/console).
+			next.ServeHTTP(w, r)
 			return
 		}
 		switch r.Method {

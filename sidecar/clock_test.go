@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -105,19 +106,27 @@ func TestCatalogPeriodicRefreshSchedule(t *testing.T) {
 			at       time.Duration
 			periodic bool
 		}
+		var mu sync.Mutex
 		var looks []look
+		seen := func() []look {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(looks)
+		}
 		start := time.Now()
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			everyTick(ctx, clock.Real{}, time.Minute, changed, func(periodic bool) {
+				mu.Lock()
 				looks = append(looks, look{time.Since(start), periodic})
+				mu.Unlock()
 			})
 		}()
 		time.Sleep(time.Minute - time.Millisecond)
 		synctest.Wait()
-		if len(looks) != 0 {
-			t.Fatalf("looks before the interval: %v", looks)
+		if got := seen(); len(got) != 0 {
+			t.Fatalf("looks before the interval: %v", got)
 		}
 		time.Sleep(time.Millisecond)
 		synctest.Wait()
@@ -129,8 +138,8 @@ func TestCatalogPeriodicRefreshSchedule(t *testing.T) {
 		cancel()
 		<-done
 		want := []look{{time.Minute, true}, {time.Minute, false}, {2 * time.Minute, true}}
-		if !slices.Equal(looks, want) {
-			t.Fatalf("looks %v, want %v", looks, want)
+		if got := seen(); !slices.Equal(got, want) {
+			t.Fatalf("looks %v, want %v", got, want)
 		}
 	})
 }

@@ -42,6 +42,10 @@ type Config struct {
 	// the first used for sending. Without it peers talk in the clear, which
 	// is refused on a non-loopback bind unless Insecure is set.
 	KeyFile string `yaml:"key_file"`
+	// Keys are gossip keys given directly rather than in KeyFile (the CLI
+	// reads them from LATTICE_GOSSIP_KEY, for a key from a Kubernetes
+	// Secret); the first encrypts, all decrypt. Ignored when KeyFile is set.
+	Keys [][]byte `yaml:"-"`
 	// Insecure allows gossip in the clear (no key_file) on a non-loopback
 	// bind address. For closed networks only.
 	Insecure bool `yaml:"insecure"`
@@ -99,6 +103,9 @@ type APIConfig struct {
 	// arrives on; other Host headers get 421, which stops DNS rebinding.
 	// "*" accepts any.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// NoConsole turns off the web console at /ui/ (docs/console.md); the
+	// JSON API stays.
+	NoConsole bool `yaml:"no_console"`
 }
 
 // TLSConfig names a certificate and its key, PEM encoded.

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -40,4 +41,9 @@ func TestGossipInTheClearOnANetworkAddressIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	startAgent(t, func(c *Config) { c.Node, c.Bind, c.KeyFile = "n3", "0.0.0.0:0", keyFile })
+	// The key given directly (LATTICE_GOSSIP_KEY in the CLI) counts too.
+	n4 := startAgent(t, func(c *Config) { c.Node, c.Bind, c.Keys = "n4", "0.0.0.0:0", [][]byte{key} })
+	if ks := n4.Node().Keys(); len(ks) != 1 || !bytes.Equal(ks[0], key) {
+		t.Fatalf("an agent given Keys gossips with keys %x", ks)
+	}
 }

@@ -26,6 +26,7 @@ type metrics struct {
 	captureErrors     prometheus.Counter
 	badRows           prometheus.Counter
 	parked            prometheus.Counter
+	parkedSkipped     prometheus.Counter
 	apiRequests       *prometheus.CounterVec
 	apiLatency        prometheus.Histogram
 }
@@ -45,6 +46,7 @@ func newMetrics(a *Agent) *metrics {
 		captureErrors:     f("capture_errors_total", "Capture interruptions: each restarts from the last durable cursor."),
 		badRows:           f("bad_rows_total", "Captured changes refused as malformed or not fitting their field policy."),
 		parked:            f("parked_total", "Times a record was parked: the system refused it and it was set aside for an operator (lattice_parked counts those parked now)."),
+		parkedSkipped:     f("parked_skipped_total", "Parked records an operator skipped: dropped from the parked list without being applied (the merged state stays)."),
 	}
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "deltas_rejected_total",
 		Help: "Received record fragments refused, by reason: clock_offset (a timestamp too far ahead), unknown_collection, too_large, other."}, []string{"reason"})
@@ -198,7 +200,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(n), state)
 		}
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	for _, l := range []struct {
 		name string
 		st   *atomic.Pointer[loopState]

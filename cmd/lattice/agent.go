@@ -28,7 +28,9 @@ other sidecars' and write the merged state back into it.
 Settings come from the YAML file given with --config (see docs/config.md);
 each flag below overrides the key it names. Secrets never go on the command
 line: the API token comes from --token-file, api.token_file or LATTICE_TOKEN,
-a DSN with a password from --dsn-file, adapter.dsn_file or LATTICE_DSN.`,
+a DSN with a password from --dsn-file, adapter.dsn_file or LATTICE_DSN, the
+gossip key from --key-file, key_file or LATTICE_GOSSIP_KEY (the key file's
+content).`,
 		Example: `  lattice agent --config /etc/lattice/crm.yaml
   lattice agent --name crm --data /var/lib/lattice/crm --adapter sqlite --dsn crm.db \
       --bind 10.0.0.5:7946 --join 10.0.0.6:7946 --key-file gossip.key --token-file api.token`,
@@ -66,6 +68,15 @@ a DSN with a password from --dsn-file, adapter.dsn_file or LATTICE_DSN.`,
 					return err
 				}
 				cfg.API.Token = env
+			}
+			// The gossip key likewise: a file named by a flag or the
+			// config, else LATTICE_GOSSIP_KEY (the key file's content).
+			if env := os.Getenv("LATTICE_GOSSIP_KEY"); env != "" && keyFile == "" && cfg.KeyFile == "" {
+				keys, err := gossip.ParseKeys(env, "LATTICE_GOSSIP_KEY")
+				if err != nil {
+					return err
+				}
+				cfg.Keys = keys
 			}
 			switch env := os.Getenv("LATTICE_DSN"); {
 			case dsn != "":

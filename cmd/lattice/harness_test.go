@@ -624,9 +624,11 @@ func (c *cluster) clusterSettled() (bool, string) {
 // status.
 func cli(t testing.TB, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	// Built before the clock starts: the first build takes a while.
+	bin := latticeBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, latticeBinary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(append(os.Environ(), raceEnv), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

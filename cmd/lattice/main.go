@@ -2,6 +2,8 @@
 //
 //	lattice agent --config lattice.yaml      run a sidecar
 //	lattice status|get|put|patch|delete      talk to a running sidecar
+//	lattice parked list|retry|skip           the records this node's system refused
+//	lattice members                          the cluster's members as one node sees them
 //	lattice keygen                           make a gossip encryption key
 //	lattice demo                             three sidecars, three SQLite databases, conflicts resolved
 //	lattice bench                            convergence benchmarks: a table, JSON and an SVG plot
@@ -130,6 +132,8 @@ The other commands talk to a running agent's HTTP API.`,
 		writeCmd("patch"),
 		deleteCmd(),
 		verifyCmd(),
+		parkedCmd(),
+		membersCmd(),
 		keygenCmd(),
 		demoCmd(),
 		benchCmd(),

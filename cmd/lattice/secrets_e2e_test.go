@@ -170,6 +170,8 @@ func TestSecureDefaultsOnTheCommandLine(t *testing.T) {
 			wantErr: []string{"shorter than 16 characters"}},
 		{name: "short LATTICE_TOKEN for the client", args: []string{"status", "--api", "127.0.0.1:1"}, env: []string{"LATTICE_TOKEN=tooshort"}, wantCode: 1,
 			wantErr: []string{"LATTICE_TOKEN: the token is shorter than 16 characters"}},
+		{name: "bad LATTICE_GOSSIP_KEY", args: agent("d", "--api", "off"), env: []string{"LATTICE_GOSSIP_KEY=not-a-key"}, wantCode: 1,
+			wantErr: []string{"LATTICE_GOSSIP_KEY line 1: not base64"}},
 		{name: "short token file for the client", args: []string{"get", "--api", "127.0.0.1:1", "--token-file", short, "items"}, wantCode: 1,
 			wantErr: []string{"--token-file " + short + ": the token is shorter than 16 characters"}},
 	})

@@ -14,7 +14,9 @@ package demo
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,6 +47,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Timeout bounds each wait for convergence (default 15s).
 	Timeout time.Duration
+	// Keep keeps the cluster up after the scenes, until ctx is done, so
+	// that a user can look at it (the consoles, the databases, the API).
+	Keep bool
+	// Ready, if set, is called with the consoles' addresses once the
+	// scenes are done and the cluster is kept (Keep).
+	Ready func(consoles []string)
 }
 
 const schemaSQL = `
@@ -73,11 +81,12 @@ type system struct {
 }
 
 type runner struct {
-	opts    Options
-	out     io.Writer
-	systems []*system
-	byName  map[string]*system
-	replica map[crdt.ReplicaID]string
+	opts      Options
+	tokenFile string
+	out       io.Writer
+	systems   []*system
+	byName    map[string]*system
+	replica   map[crdt.ReplicaID]string
 }
 
 // Run plays the demo. It returns an error if the databases do not end
@@ -120,6 +129,24 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	fmt.Fprintf(r.out, "\nDone in %s.\n", time.Since(start).Round(10*time.Millisecond))
+	if !opts.Keep {
+		fmt.Fprintln(r.out, "Run 'lattice demo --keep' to keep the cluster up and look at it in the web console.")
+		return nil
+	}
+	var consoles []string
+	fmt.Fprintln(r.out, "\nThe cluster stays up. Open a console in a browser and log in with the token in")
+	fmt.Fprintf(r.out, "%s:\n", r.tokenFile)
+	for _, s := range r.systems {
+		u := "http://" + s.agent.APIAddr() + "/ui/"
+		consoles = append(consoles, u)
+		fmt.Fprintf(r.out, "  %-4s %s\n", s.name, u)
+	}
+	fmt.Fprintln(r.out, "Change the databases with sqlite3 and watch the changes flow. Press Ctrl-C to stop.")
+	if opts.Ready != nil {
+		opts.Ready(consoles)
+	}
+	<-ctx.Done()
+	fmt.Fprintln(r.out, "Stopping.")
 	return nil
 }
 
@@ -173,6 +200,14 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := os.WriteFile(keyFile, []byte(gossip.EncodeKey(key)+"\n"), 0o600); err != nil {
 		return errors.Wrap(err, "write the demo's gossip key")
 	}
+	// One API token for the three, as a real cluster would have: the
+	// consoles ask for it.
+	tok := make([]byte, 24)
+	_, _ = rand.Read(tok) // crypto/rand.Read never fails (Go 1.24+)
+	r.tokenFile = filepath.Join(r.opts.Dir, "api.token")
+	if err := os.WriteFile(r.tokenFile, []byte(base64.RawURLEncoding.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		return errors.Wrap(err, "write the demo's API token")
+	}
 	// Each sidecar binds a free port and joins the ones started before it.
 	var join []string
 	for _, s := range r.systems {
@@ -183,7 +218,7 @@ func (r *runner) setup(ctx context.Context) error {
 			Join:    slices.Clone(join),
 			Cluster: "lattice-demo",
 			KeyFile: keyFile,
-			API:     sidecar.APIConfig{Addr: "127.0.0.1:0"},
+			API:     sidecar.APIConfig{Addr: "127.0.0.1:0", TokenFile: r.tokenFile},
 			Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: s.path, Tables: []string{"customers"}, PollInterval: 5 * time.Millisecond},
 			Collections: map[string]sidecar.CollectionConfig{
 				"customers": {Fields: map[string]sidecar.FieldConfig{"tags": {Policy: "orset"}}},
@@ -198,7 +233,7 @@ func (r *runner) setup(ctx context.Context) error {
 		join = append(join, a.Node().Addr())
 	}
 	for _, s := range r.systems {
-		fmt.Fprintf(r.out, "  %-4s %s  (sidecar API http://%s)\n", s.name, s.path, s.agent.APIAddr())
+		fmt.Fprintf(r.out, "  %-4s %s  (sidecar API and console http://%s/ui/)\n", s.name, s.path, s.agent.APIAddr())
 	}
 	fmt.Fprintln(r.out, "\nAt first only crm holds the customers; Lattice copies them to erp and web:")
 	if err := r.converge(ctx); err != nil {

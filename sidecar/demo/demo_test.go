@@ -3,8 +3,15 @@ package demo
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The demo passes: its own checks compare the three databases with each
@@ -40,5 +47,50 @@ func TestWriteCountCheck(t *testing.T) {
 				t.Fatalf("check() = %v, want war %v", err, tc.war)
 			}
 		})
+	}
+}
+
+// With Keep the cluster stays up after the scenes: each console answers,
+// takes the token the demo wrote, and shows the three members; the demo
+// ends when its context does.
+func TestRunKeep(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var consoles []string
+	err := Run(ctx, Options{Dir: dir, Out: &out, Keep: true, Ready: func(c []string) {
+		consoles = c
+		defer cancel()
+		tok, err := os.ReadFile(filepath.Join(dir, "api.token"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		jar, _ := cookiejar.New(nil)
+		cl := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+		for _, u := range c {
+			resp, err := cl.PostForm(strings.TrimSuffix(u, "/ui/")+"/ui/login", url.Values{"token": {strings.TrimSpace(string(tok))}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || strings.Count(string(body), `<tr class="member">`) != 3 {
+				t.Errorf("console %s after login: %d\n%.3000s", u, resp.StatusCode, body)
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	if len(consoles) != 3 {
+		t.Fatalf("consoles = %v", consoles)
+	}
+	for _, want := range append([]string{"The cluster stays up", filepath.Join(dir, "api.token"), "Stopping."}, consoles...) {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

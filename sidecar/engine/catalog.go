@@ -132,6 +132,17 @@ func NewCatalog(cfg CatalogConfig, schema *crdt.Schema, tables []adapters.Table)
 	return ti, nil
 }
 
+// Names returns the collections the catalog maps, sorted: the system's
+// tables and the config's collections.
+func (ti *Catalog) Names() []string {
+	out := make([]string, 0, len(ti.colls))
+	for n := range ti.colls {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Lookup returns what is known of a collection. Unknown collections get a
 // single string key column "id" unless the schema is strict.
 func (ti *Catalog) Lookup(name string) (*Mapping, error) {

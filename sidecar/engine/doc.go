@@ -15,9 +15,12 @@
 //     overwritten in the system by an apply before capture saw them;
 //   - the stamp rule (commit time raised above what the writer saw), the
 //     diff from the old row, and the decision which records to queue for
-//     apply (Step).
+//     apply (Local, and Engine.Capture for captured batches).
 //
-// An Engine is not safe for concurrent use: the driver serialises calls.
+// An Engine is not safe for concurrent use: the driver serialises calls
+// (Catalog and SetCatalog excepted). The store runs each step under its
+// writer lock (store.Commit), so that what a step reads is what it writes
+// over.
 // The interleavings behind each hazard of sidecar/doc.go are scripted in
 // testdata/ and run by TestEngine (datadriven).
 package engine

@@ -77,7 +77,6 @@ func (e *entries) get(key, value []byte) *badger.Entry {
 type scratch struct {
 	arena   arena
 	entries entries
-	enc     []byte
 	workers []*worker
 	groups  []group
 	order   []int32

@@ -5,14 +5,19 @@
 //
 // # Writes
 //
-// One writer at a time (Merge, Local and the queue operations share a lock).
-// Merge joins remote deltas; Local stamps local changes with the hybrid
-// logical clock, diffs them against the merged state and joins the result.
-// Each call is one Badger transaction, split at record boundaries only when
+// One writer at a time (Merge, Commit and the queue operations share a
+// lock). Merge joins remote deltas. Commit carries out what the sidecar's
+// engine decided for local changes (sidecar/engine: it stamps them with the
+// hybrid logical clock, diffs them against the merged state and says which
+// records to write and queue): it runs the engine's step under the lock with
+// a read-only view of the records, then writes the Ready's durable part, so
+// that nothing lands between the read and the write. Local is Commit with
+// engine.Local, for callers without an engine. Each call is one Badger
+// transaction, split at record boundaries only when
 // it would exceed Badger's transaction limit (15% of the memtable size). A
 // record, its hash and its queue entries always share a transaction, so every
-// committed transaction leaves the store consistent; Local writes the adapter
-// cursor in its last transaction, so a cursor never covers a change that is
+// committed transaction leaves the store consistent; Commit writes the
+// adapter cursor in its last transaction, so a cursor never covers a change that is
 // not durable. With SyncWrites (the default) every commit is fsynced before
 // the call returns.
 //
@@ -24,8 +29,8 @@
 // A record the range tree does not hold is not looked up at all. Its memory
 // (keys, values, Badger entries, encode buffers) is reused from call to
 // call, and the record values are built in place, so the queue seq is set in
-// them without a copy. Local reads its records the same way, then stamps and
-// diffs the changes in their order.
+// them without a copy. Commit reads the records of a step the same way; the
+// engine then stamps and diffs the changes in their order.
 //
 // # Invariants
 //
@@ -60,6 +65,9 @@
 //     leave it out.
 //   - A change to a parked record queues it again, which takes it off the
 //     parked list (TestChangeToParkedRecordQueuesIt).
+//   - Skip drops a parked entry and nothing else: the record's merged state
+//     stays, and its next change queues it as usual
+//     (TestSkipDropsParkedEntryKeepsState).
 //
 // # Persisted layout
 //
@@ -111,6 +119,6 @@
 //   - After a crash between a commit and the broadcast of its delta, the
 //     delta is not sent again; anti-entropy brings peers up to date.
 //   - A batch split into several transactions is atomic per part only:
-//     harmless for Merge (joins are idempotent) and for Local (the cursor is
-//     in the last part, so the system replays the rest).
+//     harmless for Merge (joins are idempotent) and for Commit (the cursor
+//     is in the last part, so the system replays the rest).
 package store

@@ -227,12 +227,29 @@ func (s *Store) Park(p Pending, reason string) error {
 
 // Parked returns up to limit parked entries (a limit <= 0 means all) in ID
 // order.
-func (s *Store) Parked(limit int) ([]Parked, error) {
+func (s *Store) Parked(limit int) ([]Parked, error) { return s.ParkedAfter("", limit) }
+
+// ParkedLen returns the number of parked entries.
+func (s *Store) ParkedLen() int { return int(s.parkedLen.Load()) }
+
+// ParkedAfter returns up to limit parked entries (a limit <= 0 means all)
+// with IDs after after ("" starts at the first), in ID order: a page of the
+// parked list.
+func (s *Store) ParkedAfter(after crdt.ID, limit int) ([]Parked, error) {
 	var out []Parked
 	err := s.read(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixParked}})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		it.Rewind()
+		if after != "" {
+			// Seek lands on after itself when it is parked: step past it.
+			start := parkedKey(after)
+			it.Seek(start)
+			if it.Valid() && string(it.Item().Key()) == string(start) {
+				it.Next()
+			}
+		}
+		for ; it.Valid(); it.Next() {
 			if limit > 0 && len(out) >= limit {
 				break
 			}
@@ -288,6 +305,78 @@ func (s *Store) Requeue(ids []crdt.ID) error {
 		}
 		return nil
 	})
+}
+
+// ParkedEntry returns the parked entry of id, and false when id is not
+// parked.
+func (s *Store) ParkedEntry(id crdt.ID) (Parked, bool, error) {
+	if err := validID(id); err != nil {
+		return Parked{}, false, err
+	}
+	var out Parked
+	found := false
+	err := s.read(func(txn *badger.Txn) error {
+		key := parkedKey(id)
+		raw, ok, err := getValue(txn, key)
+		if err != nil || !ok {
+			return err
+		}
+		pv, err := parseParkedValue(key, raw)
+		if err != nil {
+			return err
+		}
+		_, r, _, err := s.getRecord(txn, recordKey(id))
+		if err != nil && !IsCorrupt(err) {
+			return err
+		}
+		col, k, _ := id.Split()
+		out = Parked{Collection: col, Key: k, Record: r, Seq: pv.seq, Reason: pv.reason, At: time.Unix(0, pv.at).UTC()}
+		found = true
+		return nil
+	})
+	return out, found, err
+}
+
+// Skip drops a parked entry without applying it, and reports whether it
+// did. With seq > 0 it drops the entry only while it is the one parked as
+// seq, so that an operator skips the failure they saw and not a later one.
+// The record's merged state stays as it is: Skip only forgets that the
+// local system still owes it an apply. A later change to the record queues
+// it again, as for any record.
+func (s *Store) Skip(id crdt.ID, seq uint64) (bool, error) {
+	if err := validID(id); err != nil {
+		return false, err
+	}
+	skipped := false
+	err := s.queueBatch(func(b *batch) error {
+		if _, ok := s.parked[id]; !ok {
+			return nil
+		}
+		key := parkedKey(id)
+		if seq > 0 {
+			raw, ok, err := getValue(b.reader(), key)
+			if err != nil || !ok {
+				return err
+			}
+			pv, err := parseParkedValue(key, raw)
+			if err != nil {
+				return err
+			}
+			if pv.seq != seq {
+				return nil
+			}
+		}
+		if err := b.room(1, entrySize(key, nil)); err != nil {
+			return err
+		}
+		if err := b.del(key); err != nil {
+			return err
+		}
+		b.unpark = append(b.unpark, id)
+		skipped = true
+		return nil
+	})
+	return skipped && err == nil, err
 }
 
 func dedupe(ids []crdt.ID) []crdt.ID {

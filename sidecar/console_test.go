@@ -1,0 +1,239 @@
+package sidecar
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const consoleToken = "console-test-token-0123456789"
+
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects, so that tests see where each answer points.
+type browser struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newBrowser(t *testing.T, a *Agent) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, base: "http://" + a.APIAddr(), c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) do(method, path string, form url.Values, header ...string) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.base+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.Host = header[i+1]
+			continue
+		}
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp, string(out)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (b *browser) login(token string) *http.Response {
+	resp, _ := b.do("POST", "/ui/login", url.Values{"token": {token}, "next": {"/ui/parked"}})
+	return resp
+}
+
+// The console asks for the token, keeps a session in an HttpOnly,
+// SameSite=Strict cookie, sends the security headers and serves every page.
+func TestConsoleLoginAndPages(t *testing.T) {
+	a := startAgent(t, func(c *Config) { customersConfig(c); c.API.Token = consoleToken })
+	b := newBrowser(t, a)
+
+	resp, _ := b.do("GET", "/ui/", nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/login") {
+		t.Fatalf("GET /ui/ without a session = %d %s, want a redirect to the login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, body := b.do("GET", "/ui/login", nil)
+	for h, want := range map[string]string{
+		"Content-Security-Policy": "default-src 'self'", "X-Frame-Options": "DENY",
+		"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+	} {
+		if !strings.Contains(resp.Header.Get(h), want) {
+			t.Errorf("%s = %q, want %q", h, resp.Header.Get(h), want)
+		}
+	}
+	if !strings.Contains(body, `name="token"`) {
+		t.Fatalf("login page lacks the token field:\n%s", body)
+	}
+	if resp := b.login("wrong-token-wrong-token"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d, want 401", resp.StatusCode)
+	}
+	resp = b.login(consoleToken)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/parked" {
+		t.Fatalf("login = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	ck := resp.Cookies()
+	if len(ck) != 1 || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Path != "/ui" || strings.Contains(ck[0].Value, consoleToken) {
+		t.Fatalf("session cookie = %+v", ck)
+	}
+
+	c, _ := NewClient(a.APIAddr(), consoleToken, "")
+	if _, err := c.Put(context.Background(), "customers", "7", map[string]any{"name": "<script>alert(1)</script>", "tags": []string{"vip"}}); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/ui/":                      `id="members"`,
+		"/ui/node":                  "This node has no adapter",
+		"/ui/parked":                `id="none-parked"`,
+		"/ui/drift":                 `id="drift-unavailable"`,
+		"/ui/conflicts":             `id="conflicts-unavailable"`,
+		"/ui/collections":           `<b>orset</b>`,
+		"/ui/collections/customers": `href="/ui/records/customers/7"`,
+		"/ui/records/customers/7":   `&#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34;`,
+		"/ui/static/console.css":    "--accent",
+	} {
+		resp, body := b.do("GET", path, nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("GET %s = %d, lacks %q:\n%.2000s", path, resp.StatusCode, want, body)
+		}
+		if strings.Contains(body, "<script>") {
+			t.Errorf("GET %s shows a value unescaped", path)
+		}
+	}
+	if resp, _ := b.do("GET", "/ui/records/customers/8", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("missing record page = %d, want 404", resp.StatusCode)
+	}
+
+	// Actions need the session's CSRF token and the console's origin.
+	_, page := b.do("GET", "/ui/parked", nil)
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the page:\n%s", page)
+	}
+	if resp, _ := b.do("POST", "/ui/parked/retry", url.Values{"all": {"1"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("retry without CSRF = %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", "/ui/parked/retry", url.Values{"all": {"1"}, "csrf": {m[1]}}, "Origin", "http://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("retry from another origin = %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", "/ui/parked/retry", url.Values{"all": {"1"}, "csrf": {m[1]}}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("retry with CSRF = %d, want 303", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", "/ui/parked/retry", url.Values{"all": {"1"}, "csrf": {m[1]}, "x": {strings.Repeat("a", 20000)}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("oversized form = %d, want 400", resp.StatusCode)
+	}
+
+	// Logging out ends the session.
+	if resp, _ := b.do("POST", "/ui/logout", url.Values{"csrf": {m[1]}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout = %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("GET", "/ui/node", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after logout GET /ui/node = %d, want a redirect to the login", resp.StatusCode)
+	}
+	// A session cookie from another browser is not a token for the API.
+	if got := do(t, a, "GET", "/v1/status", "", ""); got.code != http.StatusUnauthorized {
+		t.Errorf("API without token = %d", got.code)
+	}
+}
+
+// Without a token the console opens without a login, and still wants its
+// CSRF token for actions.
+func TestConsoleWithoutToken(t *testing.T) {
+	a := startAgent(t, customersConfig)
+	b := newBrowser(t, a)
+	resp, body := b.do("GET", "/ui/", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="members"`) || strings.Contains(body, "Log out") {
+		t.Fatalf("GET /ui/ = %d\n%.1500s", resp.StatusCode, body)
+	}
+	if resp, _ := b.do("POST", "/ui/parked/retry", url.Values{"all": {"1"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("retry without CSRF = %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := b.do("GET", "/ui/", nil, "Host", "evil.example"); resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("rebound host = %d, want 421", resp.StatusCode)
+	}
+}
+
+// The Parked page shows a refused record with the system's error; Skip
+// (through its confirmation page) and Retry work as forms.
+func TestConsoleParkedActions(t *testing.T) {
+	n := startSQLiteNode(t, t.TempDir(), "sys", nil, time.Millisecond)
+	n.exec(t, `CREATE TRIGGER refuse BEFORE INSERT ON customers WHEN NEW.name LIKE 'bad%'
+		BEGIN SELECT RAISE(ABORT, 'names starting with bad are refused'); END`)
+	c, _ := NewClient(n.a.APIAddr(), "", "")
+	for i, name := range []string{"bad1", "bad2"} {
+		if _, err := c.Put(context.Background(), "customers", itoa(i+1), map[string]any{"name": name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := newBrowser(t, n.a)
+	var page string
+	waitFor(t, 15*time.Second, "two parked rows on the page", func() bool {
+		_, page = b.do("GET", "/ui/parked", nil)
+		return strings.Count(page, `class="parked-row"`) == 2
+	})
+	if !strings.Contains(page, "names starting with bad are refused") || !strings.Contains(page, `name=&#34;bad1&#34;`) {
+		t.Fatalf("parked page lacks the error or the row:\n%s", page)
+	}
+	csrf := csrfRE.FindStringSubmatch(page)[1]
+	skipLink := regexp.MustCompile(`href="(/ui/parked/skip\?collection=customers&amp;key=2&amp;seq=\d+)"`).FindStringSubmatch(page)
+	if skipLink == nil {
+		t.Fatalf("no skip link for customers/2:\n%s", page)
+	}
+	resp, confirm := b.do("GET", strings.ReplaceAll(skipLink[1], "&amp;", "&"), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(confirm, "Nothing is lost") {
+		t.Fatalf("skip confirmation = %d\n%s", resp.StatusCode, confirm)
+	}
+	seq := regexp.MustCompile(`name="seq" value="(\d+)"`).FindStringSubmatch(confirm)[1]
+	if resp, _ := b.do("POST", "/ui/parked/skip", url.Values{"csrf": {csrf}, "collection": {"customers"}, "key": {"2"}, "seq": {seq + "0"}}); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("skip with another seq = %d, want 409", resp.StatusCode)
+	}
+	resp, _ = b.do("POST", "/ui/parked/skip", url.Values{"csrf": {csrf}, "collection": {"customers"}, "key": {"2"}, "seq": {seq}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/parked?done=skipped" {
+		t.Fatalf("skip = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	n.exec(t, `DROP TRIGGER refuse`)
+	resp, _ = b.do("POST", "/ui/parked/retry", url.Values{"csrf": {csrf}, "collection": {"customers"}, "key": {"1"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("retry = %d", resp.StatusCode)
+	}
+	waitFor(t, 15*time.Second, "row 1 applied", func() bool { return n.row(t, 1) == "bad1|||" })
+	if got := n.row(t, 2); got != "<none>" {
+		t.Fatalf("row 2 = %q, want none after the skip", got)
+	}
+	_, page = b.do("GET", "/ui/parked?done=skipped", nil)
+	if !strings.Contains(page, `id="none-parked"`) || !strings.Contains(page, "The record was skipped") {
+		t.Fatalf("parked page after the actions:\n%s", page)
+	}
+}
+
+// api.no_console turns the console off; the JSON API stays.
+func TestConsoleOff(t *testing.T) {
+	a := startAgent(t, func(c *Config) { customersConfig(c); c.API.NoConsole = true })
+	if got := do(t, a, "GET", "/ui/", "", ""); got.code != http.StatusNotFound || !strings.Contains(got.body, "no route") {
+		t.Fatalf("GET /ui/ with no_console = %d %s, want the API's 404", got.code, got.body)
+	}
+	if got := do(t, a, "GET", "/v1/status", "", ""); got.code != http.StatusOK {
+		t.Fatalf("GET /v1/status = %d", got.code)
+	}
+}
