@@ -74,6 +74,9 @@ type Agent struct {
 	reg     *prometheus.Registry
 	m       *metrics
 	ver     *verifier
+	// verifySt is the verification loop's state (nil where it does not
+	// run); it does not count for readiness.
+	verifySt atomic.Pointer[loopState]
 	// joinKept and joinTaken count snapshot rows of known records decided
 	// by initial_sync (engine.Join), for the snapshot's log line.
 	joinKept, joinTaken atomic.Int64

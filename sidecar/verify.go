@@ -187,10 +187,19 @@ func (a *Agent) verifyLoop(ctx context.Context) {
 		return
 	case <-a.captureUp:
 	}
+	a.setState(&a.verifySt, "idle", nil)
 	for clock.Sleep(a.clock, ctx.Done(), a.cfg.Verify.Interval) {
-		if _, err := a.Verify(ctx, a.cfg.Verify.Repair, true); err != nil && ctx.Err() == nil {
+		a.setState(&a.verifySt, "verifying", nil)
+		if _, err := a.Verify(ctx, a.cfg.Verify.Repair, true); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.setState(&a.verifySt, "retrying", err)
 			a.log.Warn("verification pass failed; the next one runs in verify.interval", "err", err)
+			continue
 		}
+		a.markBatch(&a.verifySt)
+		a.setState(&a.verifySt, "idle", nil)
 	}
 }
 

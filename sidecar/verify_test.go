@@ -108,6 +108,10 @@ func TestVerifyRepairsDriftWithinInterval(t *testing.T) {
 		r := b.a.LastVerify()
 		return r != nil && r.DriftRecords == 0
 	})
+	st := b.a.Status()
+	if st.Adapter.Verify == nil || st.Adapter.Verify.LastBatch.IsZero() || st.Verify == nil || st.Verify.DriftRecords != 0 {
+		t.Fatalf("status: verify loop %+v, last pass %+v", st.Adapter.Verify, st.Verify)
+	}
 }
 
 // With repair: capture, the system's rows win: the drift becomes local
