@@ -220,7 +220,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	params.Join = cfg.InitialSync.join()
 	a.eng = engine.New(params, ti)
 	a.m = newMetrics(a)
-	a.ver = newVerifier(a.reg)
+	_, verifies := a.adp.(adapters.RangeReader)
+	a.ver = newVerifier(a.reg, verifies)
 
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = cfg.Node
