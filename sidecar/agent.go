@@ -165,6 +165,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	sopts := store.DefaultOptions()
 	sopts.Logger = log.With("component", "store")
 	sopts.MaxClockOffset = cfg.MaxClockOffset
+	sopts.ConflictKeep, sopts.ConflictMaxAge, sopts.NoConflictLog = cfg.Conflicts.Keep, cfg.Conflicts.MaxAge, cfg.Conflicts.Disabled
 	if opts.Physical != nil {
 		sopts.Physical = opts.Physical
 	} else if opts.Clock != nil {
