@@ -3,6 +3,7 @@ package crdt_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/lattice-crdt/lattice/crdt"
 )
@@ -259,4 +260,86 @@ func BenchmarkHashRecord(b *testing.B) {
 	for b.Loop() {
 		_ = crdt.HashRecord(id, enc)
 	}
+}
+
+// BenchmarkCounterVsLWW measures, in the same run, the cost of joining two
+// concurrent states of a record of benchFields counter fields and of
+// benchFields lww fields in which both replicas rewrote every field
+// (BenchmarkJoin's worst case), and of Merge (the join and the change
+// test a store makes). Each iteration runs 100 of each, interleaved, so
+// that both see the same machine: lww-ns and counter-ns are per operation,
+// ratio is counter over lww.
+func BenchmarkCounterVsLWW(b *testing.B) {
+	lc, lx, ly := benchStatesOverlap(b, crdt.Policy{Kind: crdt.LWW}, true)
+	cc, cx, cy := benchStatesOverlap(b, crdt.Policy{Kind: crdt.Counter}, true)
+	for _, op := range []struct {
+		name string
+		run  func(c *crdt.Collection, x, y *crdt.Record)
+	}{
+		{"join", func(c *crdt.Collection, x, y *crdt.Record) { _ = crdt.Join(c, x, y) }},
+		{"merge", func(c *crdt.Collection, x, y *crdt.Record) { _, _ = crdt.Merge(c, x, y) }},
+	} {
+		b.Run(op.name, func(b *testing.B) {
+			const inner = 100
+			var lww, ctr time.Duration
+			b.ReportAllocs()
+			for b.Loop() {
+				t0 := time.Now()
+				for range inner {
+					op.run(lc, lx, ly)
+				}
+				t1 := time.Now()
+				for range inner {
+					op.run(cc, cx, cy)
+				}
+				lww += t1.Sub(t0)
+				ctr += time.Since(t1)
+			}
+			n := float64(b.N * inner)
+			b.ReportMetric(float64(lww.Nanoseconds())/n, "lww-ns")
+			b.ReportMetric(float64(ctr.Nanoseconds())/n, "counter-ns")
+			b.ReportMetric(float64(ctr)/float64(lww), "ratio")
+		})
+	}
+}
+
+// BenchmarkConflictsDetect measures what conflict detection adds to a
+// merge's join: a causal update of every field of a benchFields-field lww
+// record (nothing to report) joined into the state it overwrites, with and
+// without crdt.Conflicts, interleaved in the same run. ratio is the rate
+// with detection over the rate without.
+func BenchmarkConflictsDetect(b *testing.B) {
+	c, x, _ := benchStates(b, crdt.Policy{Kind: crdt.LWW})
+	now := x.MaxStamp().TS.Wall + 1e6
+	r := newBenchReplica(3, "r2", &now)
+	row := crdt.Row{}
+	for i := range benchFields {
+		row[fmt.Sprintf("f%02d", i)] = crdt.Int(int64(1000 + i))
+	}
+	d, err := crdt.Diff(c, x, row, r.origin())
+	if err != nil || len(d.Fields) != benchFields {
+		b.Fatalf("diff: %s, %v", d, err)
+	}
+	if cs := crdt.Conflicts(c, x, d, crdt.Join(c, x, d)); len(cs) != 0 {
+		b.Fatalf("a causal update conflicts: %+v", cs)
+	}
+	const inner = 100
+	var plain, detect time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		for range inner {
+			_, _ = crdt.Merge(c, x, d)
+		}
+		t1 := time.Now()
+		for range inner {
+			next, _ := crdt.Merge(c, x, d)
+			_ = crdt.Conflicts(c, x, d, next)
+		}
+		plain += t1.Sub(t0)
+		detect += time.Since(t1)
+	}
+	n := float64(b.N * inner)
+	b.ReportMetric(float64(detect-plain)/n, "detect-ns")
+	b.ReportMetric(float64(plain)/float64(detect), "ratio")
 }

@@ -26,12 +26,13 @@ import (
 //
 //	record   [deleted stamp, written stamp, [field...]] | [..., reset stamp]
 //	stamp    nil (zero) | [wall int, logical uint, replica uint]
-//	field    [name str, [write...], orset | nil]
-//	write    [stamp, value] | [stamp, value, source str | nil]
+//	field    [name str, [write...], orset | nil] | [..., [counter entry...]]
+//	write    [stamp, value] | [stamp, value, source str | nil] | [..., prev stamp]
 //	orset    [[elem...], [vv dot...], [cloud dot...]]
 //	elem     [value, [entry...]]
 //	entry    [counter uint, stamp]
 //	dot      [replica uint, counter uint]
+//	counter entry [stamp, p, n]    p, n: int >= 0 | str (exact decimal text >= 0)
 //	value    nil | bool | int | float64 | str | bin | ext -1 (time: 12 bytes,
 //	         nsec uint32 + sec int64) | ext 1 (canonical JSON text) | [value...]
 //	delta    [1, 1, [[collection str, key bin, record]...]]
@@ -144,44 +145,72 @@ func encodeRecord(enc *msgpack.Encoder, r *Record) {
 	_ = enc.EncodeArrayLen(len(r.Fields))
 	for i := range r.Fields {
 		f := &r.Fields[i]
-		_ = enc.EncodeArrayLen(3)
+		// Counter entries are appended only when there are some, so
+		// fields without them keep the encoding they had before counters.
+		if len(f.Ctr) > 0 {
+			_ = enc.EncodeArrayLen(4)
+		} else {
+			_ = enc.EncodeArrayLen(3)
+		}
 		_ = enc.EncodeString(f.Name)
 		_ = enc.EncodeArrayLen(len(f.Reg))
 		for j := range f.Reg {
 			w := &f.Reg[j]
-			if w.Source != "" {
+			switch {
+			case !w.Prev.IsZero():
+				_ = enc.EncodeArrayLen(4)
+			case w.Source != "":
 				_ = enc.EncodeArrayLen(3)
-			} else {
+			default:
 				_ = enc.EncodeArrayLen(2)
 			}
 			encodeStamp(enc, w.Stamp)
 			encodeValue(enc, w.Value)
 			if w.Source != "" {
 				_ = enc.EncodeString(w.Source)
+			} else if !w.Prev.IsZero() {
+				_ = enc.EncodeNil()
+			}
+			if !w.Prev.IsZero() {
+				encodeStamp(enc, w.Prev)
 			}
 		}
 		if f.Set == nil {
 			_ = enc.EncodeNil()
-			continue
+		} else {
+			encodeORSet(enc, f.Set)
 		}
-		_ = enc.EncodeArrayLen(3)
-		_ = enc.EncodeArrayLen(len(f.Set.Elems))
-		for _, el := range f.Set.Elems {
-			_ = enc.EncodeArrayLen(2)
-			encodeValue(enc, el.Value)
-			_ = enc.EncodeArrayLen(len(el.Entries))
-			for _, en := range el.Entries {
-				_ = enc.EncodeArrayLen(2)
-				_ = enc.EncodeUint(en.Counter)
-				encodeStamp(enc, en.Stamp)
+		if len(f.Ctr) > 0 {
+			_ = enc.EncodeArrayLen(len(f.Ctr))
+			for j := range f.Ctr {
+				e := &f.Ctr[j]
+				_ = enc.EncodeArrayLen(3)
+				encodeStamp(enc, e.Stamp)
+				encodeValue(enc, e.P)
+				encodeValue(enc, e.N)
 			}
 		}
-		encodeDots(enc, f.Set.Ctx.VV)
-		encodeDots(enc, f.Set.Ctx.Cloud)
 	}
 	if !r.Reset.IsZero() {
 		encodeStamp(enc, r.Reset)
 	}
+}
+
+func encodeORSet(enc *msgpack.Encoder, s *ORSetState) {
+	_ = enc.EncodeArrayLen(3)
+	_ = enc.EncodeArrayLen(len(s.Elems))
+	for _, el := range s.Elems {
+		_ = enc.EncodeArrayLen(2)
+		encodeValue(enc, el.Value)
+		_ = enc.EncodeArrayLen(len(el.Entries))
+		for _, en := range el.Entries {
+			_ = enc.EncodeArrayLen(2)
+			_ = enc.EncodeUint(en.Counter)
+			encodeStamp(enc, en.Stamp)
+		}
+	}
+	encodeDots(enc, s.Ctx.VV)
+	encodeDots(enc, s.Ctx.Cloud)
 }
 
 // encodeBin writes s as a msgpack bin without copying it to a []byte.
@@ -659,7 +688,7 @@ func (d *Decoder) Record() (*Record, error) {
 				return nil, decodeErrf("field %q out of order", f.Name)
 			}
 			last = f.Name
-			if len(f.Reg) == 0 && f.Set == nil {
+			if f.isEmpty() {
 				continue
 			}
 			r.Fields = append(r.Fields, f)
@@ -735,7 +764,66 @@ func (d *Decoder) field(wslab *[]Write) (Field, error) {
 			}
 		}
 	}
-	return f, d.Skip(n - 3)
+	if n >= 4 {
+		// A writer that appends elements after the counter writes nil for
+		// "no entries".
+		isNil, err := d.isNil()
+		if err != nil {
+			return f, err
+		}
+		if !isNil {
+			if f.Ctr, err = d.counter(); err != nil {
+				return f, errors.Wrapf(err, "field %s counter", f.Name)
+			}
+		}
+	}
+	return f, d.Skip(n - 4)
+}
+
+// counter reads counter entries: sorted by replica, one per replica, sums
+// non-negative Ints or canonical decimal text.
+func (d *Decoder) counter() ([]CounterEntry, error) {
+	n, err := d.limitedLen(d.lim.MaxDots, LimitDots)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	out := make([]CounterEntry, 0, n)
+	for range n {
+		m, err := d.ArrayLen(1 << 16)
+		if err != nil {
+			return nil, err
+		}
+		if m < 3 {
+			return nil, decodeErrf("counter entry of %d elements, want 3", m)
+		}
+		var e CounterEntry
+		if e.Stamp, err = d.stamp(); err != nil {
+			return nil, err
+		}
+		if e.Stamp.IsZero() {
+			return nil, decodeErrf("counter entry without a stamp")
+		}
+		if e.P, err = d.value(false); err != nil {
+			return nil, err
+		}
+		if e.N, err = d.value(false); err != nil {
+			return nil, err
+		}
+		if !validSum(e.P) || !validSum(e.N) {
+			return nil, decodeErrf("counter entry sums %s, %s: want integers or decimal text, not negative", e.P, e.N)
+		}
+		if k := len(out); k > 0 && out[k-1].Stamp.Replica >= e.Stamp.Replica {
+			return nil, decodeErrf("counter entries out of order")
+		}
+		if err := d.Skip(m - 3); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 func (d *Decoder) write() (Write, error) {
@@ -764,7 +852,12 @@ func (d *Decoder) write() (Write, error) {
 			}
 		}
 	}
-	return w, d.Skip(n - 3)
+	if n >= 4 {
+		if w.Prev, err = d.stamp(); err != nil {
+			return w, errors.Wrap(err, "prev")
+		}
+	}
+	return w, d.Skip(n - 4)
 }
 
 func (d *Decoder) stamp() (Stamp, error) {

@@ -346,7 +346,7 @@ func TestForwardCompatible(t *testing.T) {
 				if w.Source != "" {
 					src = str(w.Source)
 				}
-				writes = append(writes, with(stamp(w.Stamp), value(w.Value), src))
+				writes = append(writes, with(stamp(w.Stamp), value(w.Value), src, stamp(w.Prev)))
 			}
 			set := nilv()
 			if f.Set != nil {
@@ -360,7 +360,15 @@ func TestForwardCompatible(t *testing.T) {
 				}
 				set = with(arr(elems...), dots(f.Set.Ctx.VV), dots(f.Set.Ctx.Cloud))
 			}
-			fields = append(fields, with(str(f.Name), arr(writes...), set))
+			ctr := nilv()
+			if len(f.Ctr) > 0 {
+				var entries []mp
+				for _, e := range f.Ctr {
+					entries = append(entries, with(stamp(e.Stamp), value(e.P), value(e.N)))
+				}
+				ctr = arr(entries...)
+			}
+			fields = append(fields, with(str(f.Name), arr(writes...), set, ctr))
 		}
 		return with(stamp(r.Deleted), stamp(r.Written), arr(fields...), stamp(r.Reset))
 	}

@@ -53,6 +53,16 @@
 //     most trusted first; unlisted sources last), then the highest stamp. A
 //     null from a trusted source wins too: that source cleared the field.
 //   - Max, Min: the largest (smallest) value wins; null never wins.
+//   - Counter: a PN-counter (Shapiro et al., "A comprehensive study of
+//     Convergent and Commutative Replicated Data Types", 2011) in delta
+//     form: one entry per replica holding the sums of that replica's
+//     increments (P) and decrements (N). Only the owning replica changes its
+//     entry, always to larger sums under a later stamp, so entries join by
+//     the higher stamp, which is the per-replica max of both sums. The
+//     value is the sum of every P minus every N. Sums are integers (int64,
+//     and a change that would leave the range fails with ErrOverflow
+//     instead of wrapping) or exact decimals kept as decimal text, never
+//     floats.
 //   - ORSet: an add-wins observed-remove set of scalars, in the δ-CRDT form
 //     of Almeida, Shoker and Baquero, "Delta State Replicated Data Types"
 //     (2018), after Bieniusa et al., "An optimized conflict-free replicated
@@ -123,6 +133,26 @@
 // record; the latter holds when the caller forwarded its clock past every
 // stamp it merged.
 //
+// Under Counter, an observed value is not a write of that value: Diff and
+// DiffFrom turn a change from old to new (the old row's value, or without
+// one the merged total) into an increment of new - old, owned by the writing
+// replica. An absolute assignment in one system is thus the increment that
+// takes that system's value to the new one: two systems that both set a
+// balance from 100 to 150 concurrently leave it at 200, and a system that
+// sets it to 0 subtracts what it saw, not what others added meanwhile. A
+// null counts as zero. A write of an unchanged value to a counter that shows
+// none writes a zero increment, so that the field shows it.
+//
+// A delete hides a counter like any field, and a write that cancels the
+// delete (concurrent with it and newer) brings it back with every increment.
+// A re-insert (a write that saw the delete) resets the record: entries at or
+// before the delete are dropped and the writer starts its sums from zero, so
+// the re-inserted row's value is the counter's value. Hazard, concurrent
+// re-insert: a replica that keeps incrementing without having seen a delete
+// and re-insert carries its whole sums, also what it added before the
+// delete, into the re-inserted record: a replica's sums cannot tell the
+// increments before a delete from those after.
+//
 // Hazard, stale rows: a system may report a change to one column while it
 // still holds an older value of another, one that was merged but not yet
 // written into it. Diffing that row against the merged record would write
@@ -131,6 +161,27 @@
 // and for OR-sets takes the change's adds and removes rather than the
 // difference to the merged set. Use it whenever the system reports the old
 // row.
+//
+// # Conflicts
+//
+// A merge that chooses between two writes to one register field, where the
+// winner's writer had not seen the loser, is a conflict (Conflicts); an
+// overwrite of a value the writer had read is not. Registers keep no causal
+// context, so each write carries Prev: the newest stamp of the field its
+// writer knew (its newest write of the field, or the record's delete if
+// newer; for a captured change whose system held an older value than the
+// visible one, what the visible write's own writer knew). A writer that had
+// merged write x knows x or a write at least as new that dominates it, or a
+// delete after it, so x.Stamp > w.Prev proves that w's writer had not seen
+// x: the rule reports no causal overwrite, which the property tests check
+// for every operation of random histories. It may miss a concurrent write
+// older than another the winner's writer saw. A write without Prev (zero,
+// from a replica older than Prev) counts as having seen nothing. An update
+// that cancels a concurrent delete (not a re-insert: Reset < Deleted) is a
+// conflict too; a delete that wins is not reported, since a delete does not
+// say what its writer saw. Counter and OR-set fields keep every concurrent
+// write and have none. LostWrite reports a captured change that lost to a
+// write that had not seen it.
 //
 // # Schema
 //
@@ -146,7 +197,9 @@
 //
 // Deltas and records travel as msgpack arrays that only ever grow at the end
 // (see codec.go): an older decoder skips the trailing elements it does not
-// know, so rolling upgrades work without negotiation. Every decoder bounds
+// know, so rolling upgrades work without negotiation. Counter entries are a
+// field's fourth element and a write's Prev its fourth, each written only
+// when present, so records without them keep their encodings and hashes. Every decoder bounds
 // every length by Limits and by the bytes left, checks nesting depth before
 // decoding (CheckMsgpack), returns ErrDecode errors and never panics. Golden
 // encodings in testdata/wire fail the tests if the format changes by

@@ -10,7 +10,7 @@ import (
 // (newest first) and OR-set elements with their dots and causal context. It
 // is not a serialization; use AppendRecord for that.
 //
-//	del=<stamp> wr=<stamp> | name: v@stamp[<source>] ... | tags: {v: r:n@stamp ...} ctx=[r:n ...]+[r:n ...]
+//	del=<stamp> wr=<stamp> | name: v@stamp[<source>] ... | tags: {v: r:n@stamp ...} ctx=[r:n ...]+[r:n ...] | n: #[+p-n@stamp ...]
 func (r *Record) String() string {
 	if r.IsEmpty() {
 		return "<empty>"
@@ -59,6 +59,17 @@ func (r *Record) String() string {
 				b.WriteString("+")
 				writeDots(&b, f.Set.Ctx.Cloud)
 			}
+		}
+		if len(f.Ctr) > 0 {
+			b.WriteString(" #[")
+			for j, e := range f.Ctr {
+				if j > 0 {
+					b.WriteString(" ")
+				}
+				b.WriteString("+" + e.P.String() + "-" + e.N.String() + "@")
+				writeStamp(&b, e.Stamp)
+			}
+			b.WriteString("]")
 		}
 	}
 	return b.String()

@@ -115,6 +115,19 @@ func goldenCases() []goldenCase {
 			Deleted: st(5, 2), Written: st(6, 1), Reset: st(5, 2),
 			Fields: []crdt.Field{{Name: "status", Reg: []crdt.Write{{Stamp: st(6, 1), Value: crdt.String("New")}}}},
 		}},
+		{name: "record_counter", what: "a record with two counter fields: per-replica sums as integers and as exact decimal text, the fourth element of a field", record: &crdt.Record{
+			Written: st(9, 2),
+			Fields: []crdt.Field{
+				{Name: "balance", Ctr: []crdt.CounterEntry{
+					{Stamp: st(4, 1), P: crdt.String("12.50"), N: crdt.String("0.25")},
+					{Stamp: st(9, 2), P: crdt.String("3.00"), N: crdt.String("0.00")},
+				}},
+				{Name: "stock", Ctr: []crdt.CounterEntry{
+					{Stamp: st(3, 1), P: crdt.Int(10), N: crdt.Int(4)},
+					{Stamp: st(8, 2), P: crdt.Int(0), N: crdt.Int(1)},
+				}},
+			},
+		}},
 	}
 }
 

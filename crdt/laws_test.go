@@ -2,6 +2,7 @@ package crdt_test
 
 import (
 	"bytes"
+	"math/big"
 	"slices"
 	"testing"
 
@@ -226,6 +227,13 @@ func checkOp(t *rapid.T, w *world, r *replica, k crdt.Key, before *crdt.Record, 
 	if o.kind == "diff" && o.row == nil {
 		o.kind = "delete" // Diff of a deleted row is Delete
 	}
+	// The writer saw before: its operation overwrites nothing it had not
+	// seen, so merging it into before is no conflict.
+	if d != nil {
+		if cs := crdt.Conflicts(c, before, d, after); len(cs) != 0 {
+			t.Fatalf("%s: a causal overwrite is reported as a conflict: %+v\n before %s\n delta  %s", o, cs, before, d)
+		}
+	}
 	if d != nil {
 		if o.kind == "delete" {
 			if d.Deleted != o.origin.Stamp || d.MaxStamp() != o.origin.Stamp {
@@ -285,6 +293,15 @@ func checkOp(t *rapid.T, w *world, r *replica, k crdt.Key, before *crdt.Record, 
 				}
 			case crdt.ORSet:
 				want = setValue(t, v)
+			case crdt.Counter:
+				// The field takes the observed value, compared as a
+				// number: its digits after the point are the most any
+				// part has. Null counts as zero.
+				if got := now[f]; !sameNumber(got, v) {
+					t.Fatalf("%s: counter %s is %v after the diff, want %v\n before %s\n delta  %s\n after  %s",
+						o, f, got, v, before, d, after)
+				}
+				continue
 			default:
 				nw := crdt.Write{Value: v, Stamp: o.origin.Stamp}
 				if p.Kind == crdt.Prefer {
@@ -402,4 +419,26 @@ func TestOperationsAreJoins(t *testing.T) {
 			})
 		})
 	}
+}
+
+// sameNumber reports whether two counter values are the same number (null
+// is zero).
+func sameNumber(a, b crdt.Value) bool {
+	ra, rb := ratOf(a), ratOf(b)
+	return ra != nil && rb != nil && ra.Cmp(rb) == 0
+}
+
+func ratOf(v crdt.Value) *big.Rat {
+	switch v.Kind() {
+	case crdt.KindNull:
+		return new(big.Rat)
+	case crdt.KindInt:
+		return new(big.Rat).SetInt64(v.AsInt())
+	case crdt.KindString:
+		r, ok := new(big.Rat).SetString(v.AsString())
+		if ok {
+			return r
+		}
+	}
+	return nil
 }

@@ -27,7 +27,7 @@ type Limits struct {
 
 	MaxWrites  int // writes kept in one register (LimitWrites)
 	MaxEntries int // live adds of one element (LimitEntries)
-	MaxDots    int // dots in one causal context part (LimitDots)
+	MaxDots    int // dots in one causal context part, replicas in one counter (LimitDots)
 	MaxListLen int // elements of one list value (LimitListLen)
 
 	MaxMessageBytes int // whole message (LimitMessageBytes)
@@ -150,7 +150,24 @@ func (l Limits) checkField(f *Field) error {
 			return err
 		}
 	}
-	s := f.Set
+	if err := l.checkSet(f.Set); err != nil {
+		return err
+	}
+	if len(f.Ctr) > l.MaxDots {
+		return tooLarge(LimitDots, len(f.Ctr), l.MaxDots)
+	}
+	for i := range f.Ctr {
+		if err := l.CheckValue(f.Ctr[i].P); err != nil {
+			return err
+		}
+		if err := l.CheckValue(f.Ctr[i].N); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l Limits) checkSet(s *ORSetState) error {
 	if s == nil {
 		return nil
 	}

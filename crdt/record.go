@@ -37,18 +37,24 @@ type Record struct {
 	Fields  []Field
 }
 
-// Field is the state of one field: a register (all policies but ORSet) or an
-// OR-set. Both parts are kept if a schema change turned one into the other;
-// the field's policy chooses which one is visible.
+// Field is the state of one field: a register (all policies but ORSet and
+// Counter), an OR-set or a counter. Every part is kept if a schema change
+// turned one policy into another; the field's policy chooses which one is
+// visible.
 //
 // Reg holds the writes that can still become visible (the Pareto frontier,
 // see the package documentation) newest first; in a joined state the last
-// one is the visible write.
+// one is the visible write. Ctr holds one entry per replica that changed a
+// Counter field, sorted by replica.
 type Field struct {
 	Name string
 	Reg  []Write
 	Set  *ORSetState
+	Ctr  []CounterEntry
 }
+
+// isEmpty reports whether f holds nothing.
+func (f *Field) isEmpty() bool { return len(f.Reg) == 0 && f.Set == nil && len(f.Ctr) == 0 }
 
 // Row is a record's field values by name. A missing field and a null field
 // mean the same.
@@ -117,6 +123,9 @@ func (r *Record) maxWriteStamp() Stamp {
 				}
 			}
 		}
+		for _, e := range f.Ctr {
+			m = maxStamp(m, e.Stamp)
+		}
 	}
 	return m
 }
@@ -159,11 +168,12 @@ func Join(c *Collection, a, b *Record) *Record {
 				Name: fa.Name,
 				Reg:  joinRegister(p, fa.Reg, fb.Reg, reset),
 				Set:  joinORSet(fa.Set, fb.Set, reset),
+				Ctr:  joinCounter(fa.Ctr, fb.Ctr, reset),
 			}
 			i++
 			j++
 		}
-		if len(f.Reg) == 0 && f.Set == nil {
+		if f.isEmpty() {
 			continue
 		}
 		nowA := sameA && n < len(a.Fields) && sameField(&f, &a.Fields[n])
@@ -200,7 +210,7 @@ func Join(c *Collection, a, b *Record) *Record {
 // sameField reports whether f is g itself: same name, same register slice,
 // same OR-set.
 func sameField(f, g *Field) bool {
-	return f.Name == g.Name && sameSlice(f.Reg, g.Reg) && f.Set == g.Set
+	return f.Name == g.Name && sameSlice(f.Reg, g.Reg) && f.Set == g.Set && sameSlice(f.Ctr, g.Ctr)
 }
 
 // normalize returns r itself when it is already in normal form, which is the
@@ -218,7 +228,7 @@ func normalize(c *Collection, r *Record) *Record {
 	}
 	out := &Record{Deleted: r.Deleted, Written: r.Written, Reset: r.Reset}
 	for i := range r.Fields {
-		if f := pruneField(c, &r.Fields[i], r.Reset); len(f.Reg) > 0 || f.Set != nil {
+		if f := pruneField(c, &r.Fields[i], r.Reset); !f.isEmpty() {
 			out.Fields = append(out.Fields, f)
 		}
 	}
@@ -234,13 +244,17 @@ func pruneField(c *Collection, f *Field, reset Stamp) Field {
 		Name: f.Name,
 		Reg:  joinRegister(p, f.Reg, nil, reset),
 		Set:  joinORSet(f.Set, nil, reset),
+		Ctr:  joinCounter(f.Ctr, nil, reset),
 	}
 }
 
 // fieldNormal reports whether joinRegister and joinORSet would return f's
 // parts unchanged.
 func fieldNormal(p *Policy, f *Field, reset Stamp) bool {
-	if len(f.Reg) == 0 && f.Set.isEmpty() {
+	if len(f.Reg) == 0 && f.Set.isEmpty() && len(f.Ctr) == 0 {
+		return false
+	}
+	if !counterNormal(f.Ctr, reset) {
 		return false
 	}
 	for i := range f.Reg {
@@ -291,7 +305,8 @@ func EqualRecords(a, b *Record) bool {
 	}
 	for i := range a.Fields {
 		fa, fb := &a.Fields[i], &b.Fields[i]
-		if fa.Name != fb.Name || !slices.EqualFunc(fa.Reg, fb.Reg, equalWrite) || !equalORSet(fa.Set, fb.Set) {
+		if fa.Name != fb.Name || !slices.EqualFunc(fa.Reg, fb.Reg, equalWrite) || !equalORSet(fa.Set, fb.Set) ||
+			!slices.EqualFunc(fa.Ctr, fb.Ctr, equalCounterEntry) {
 			return false
 		}
 	}
@@ -299,7 +314,7 @@ func EqualRecords(a, b *Record) bool {
 }
 
 func equalWrite(a, b Write) bool {
-	return a.Stamp == b.Stamp && a.Source == b.Source && Equal(a.Value, b.Value)
+	return a.Stamp == b.Stamp && a.Source == b.Source && a.Prev == b.Prev && Equal(a.Value, b.Value)
 }
 
 func equalORSet(a, b *ORSetState) bool {
@@ -329,6 +344,9 @@ func (r *Record) View(c *Collection) Row {
 }
 
 func (f *Field) visible(p *Policy) Value {
+	if p.Kind == Counter {
+		return counterTotal(f.Ctr)
+	}
 	if p.Kind == ORSet {
 		if f.Set == nil || len(f.Set.Elems) == 0 {
 			return Null()
@@ -366,9 +384,14 @@ func (r *Record) Get(c *Collection, name string) (v Value, meta FieldMeta, ok bo
 	if v.IsNull() {
 		return v, meta, false
 	}
-	if p.Kind == ORSet {
+	switch p.Kind {
+	case ORSet:
 		meta.Stamp = f.Set.latest()
-	} else {
+	case Counter:
+		for _, e := range f.Ctr {
+			meta.Stamp = maxStamp(meta.Stamp, e.Stamp)
+		}
+	default:
 		w := registerVisible(f.Reg)
 		meta.Stamp, meta.Source, meta.Shadowed = w.Stamp, w.Source, len(f.Reg)-1
 	}
@@ -481,6 +504,16 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 		v := row[name]
 		p := c.Policy(name)
 		cur := merged.field(name)
+		if p.Kind == Counter {
+			e, ok, err := diffCounter(merged, cur, old, name, v, o)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				d.Fields = append(d.Fields, Field{Name: name, Ctr: []CounterEntry{e}})
+			}
+			continue
+		}
 		if p.Kind == ORSet {
 			want, err := setElems(name, v)
 			if err != nil {
@@ -540,7 +573,18 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 				continue // not changed by this change
 			}
 		}
-		w := Write{Stamp: o.Stamp, Value: v}
+		w := Write{Stamp: o.Stamp, Value: v, Prev: merged.safeDeleted()}
+		if cur != nil && len(cur.Reg) > 0 {
+			// What the writer knew of the field: the merged field, or,
+			// when the system's old row holds another value than the
+			// visible one (it had not received the visible write yet),
+			// what that write's own writer knew.
+			known := cur.Reg[0].Stamp // newest first
+			if vis := registerVisible(cur.Reg); old != nil && exists && !Equal(old[name], vis.Value) {
+				known = vis.Prev
+			}
+			w.Prev = maxStamp(w.Prev, known)
+		}
 		if p.Kind == Prefer {
 			w.Source = o.Source
 		}
@@ -566,6 +610,30 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 		d.Fields = nil
 	}
 	return d, nil
+}
+
+// diffCounter returns the entry that a change of counter field name to v
+// makes: the increment from the value the change started from (the old
+// row's, or without one the merged total) to v, added to the writer's own
+// sums. A field the old row does not hold counts from the merged total.
+func diffCounter(merged *Record, cur *Field, old Row, name string, v Value, o Origin) (CounterEntry, bool, error) {
+	exists := merged.Exists()
+	var own *CounterEntry
+	var total Value
+	if cur != nil {
+		own = counterEntry(cur.Ctr, o.Stamp.Replica)
+		if exists {
+			total = counterTotal(cur.Ctr)
+		}
+	}
+	if own != nil && own.Stamp.Compare(reinsert(merged, o)) <= 0 {
+		own = nil // the write re-inserts the record: the counter starts at zero
+	}
+	was, inOld := old[name]
+	if !inOld {
+		was = total
+	}
+	return counterDiff(name, own, was, v, !total.IsNull(), o.Stamp)
 }
 
 // reinsert returns the Reset stamp of a write to merged: the delete it
@@ -611,11 +679,22 @@ func (r *Record) Floor(c *Collection, seen Row, replica ReplicaID) Stamp {
 		for _, w := range f.Reg {
 			own(w.Stamp)
 		}
+		var ctrLatest Stamp
+		for _, e := range f.Ctr {
+			own(e.Stamp)
+			ctrLatest = maxStamp(ctrLatest, e.Stamp)
+		}
 		v, ok := seen[f.Name]
 		if !ok || slices.Contains(c.Key, f.Name) {
 			continue
 		}
 		p := c.Policy(f.Name)
+		if p.Kind == Counter {
+			if Equal(counterTotal(f.Ctr), v) {
+				floor = maxStamp(floor, ctrLatest)
+			}
+			continue
+		}
 		if p.Kind == ORSet {
 			want, err := setElems(f.Name, v)
 			if err != nil {

@@ -8,6 +8,13 @@ type Write struct {
 	Value Value
 	// Source is the node that made the write; kept only for Prefer fields.
 	Source string
+	// Prev is the newest stamp of the field its writer knew when it wrote:
+	// its newest write of the field, or the record's delete if newer. A
+	// write whose stamp is above Prev was certainly not seen by this
+	// write's writer, which is how a merge tells a conflict from a causal
+	// overwrite (see Conflicts). Zero for writes made before Prev existed
+	// and for the first write of a field.
+	Prev Stamp
 }
 
 // cmpWrites is the policy's total order on writes: the visible write of a
@@ -35,7 +42,10 @@ func (p *Policy) cmpWrites(a, b *Write) int {
 	if c := Compare(a.Value, b.Value); c != 0 {
 		return c
 	}
-	return strings.Compare(a.Source, b.Source)
+	if c := strings.Compare(a.Source, b.Source); c != 0 {
+		return c
+	}
+	return a.Prev.Compare(b.Prev)
 }
 
 // cmpMin orders values so that the smaller one is greater, null least.

@@ -28,10 +28,14 @@ const (
 	Max
 	// Min keeps the smallest value written; null never wins.
 	Min
+	// Counter is a PN-counter of integers or exact decimals: a change from
+	// old to new is an increment of new - old owned by the writing
+	// replica, and concurrent increments all count.
+	Counter
 	numPolicies
 )
 
-var policyNames = [numPolicies]string{"lww", "prefer", "orset", "max", "min"}
+var policyNames = [numPolicies]string{"lww", "prefer", "orset", "max", "min", "counter"}
 
 func (k PolicyKind) String() string {
 	if k < numPolicies {
@@ -48,7 +52,7 @@ func ParsePolicyKind(s string) (PolicyKind, error) {
 		}
 	}
 	return 0, errors.WithHint(errors.Newf("unknown merge policy %q", s),
-		"use one of lww, orset, max, min, or {prefer: [source, ...]}")
+		"use one of lww, orset, max, min, counter, or {prefer: [source, ...]}")
 }
 
 // Policy is the merge rule of one field.
@@ -66,9 +70,9 @@ func (p Policy) String() string {
 	return p.Kind.String()
 }
 
-// IsRegister reports whether the field holds a single value (every policy but
-// ORSet).
-func (p Policy) IsRegister() bool { return p.Kind != ORSet }
+// IsRegister reports whether the field holds a register of writes (every
+// policy but ORSet and Counter).
+func (p Policy) IsRegister() bool { return p.Kind != ORSet && p.Kind != Counter }
 
 // rank returns the preference rank of a source: higher is more trusted.
 func (p *Policy) rank(source string) int {

@@ -128,7 +128,7 @@ func TestPolicyNames(t *testing.T) {
 		if err != nil || k != pc.pol.Kind {
 			t.Errorf("ParsePolicyKind(%s) = %v, %v", pc.pol.Kind, k, err)
 		}
-		if pc.pol.IsRegister() == (pc.pol.Kind == crdt.ORSet) {
+		if pc.pol.IsRegister() == (pc.pol.Kind == crdt.ORSet || pc.pol.Kind == crdt.Counter) {
 			t.Errorf("%s: IsRegister", pc.name)
 		}
 	}

@@ -28,6 +28,7 @@ var policyCases = []struct {
 	{"orset", crdt.Policy{Kind: crdt.ORSet}},
 	{"max", crdt.Policy{Kind: crdt.Max}},
 	{"min", crdt.Policy{Kind: crdt.Min}},
+	{"counter", crdt.Policy{Kind: crdt.Counter}},
 }
 
 // singleField is a collection with one field "f" of policy p.
@@ -247,9 +248,12 @@ func (w *world) genRow(t *rapid.T, r *replica, k crdt.Key) crdt.Row {
 		if !rapid.Bool().Draw(t, "change "+f) {
 			continue
 		}
-		if w.coll.Policy(f).Kind == crdt.ORSet {
+		switch w.coll.Policy(f).Kind {
+		case crdt.ORSet:
 			row[f] = genSetValue().Draw(t, f)
-		} else {
+		case crdt.Counter:
+			row[f] = genNumber().Draw(t, f)
+		default:
 			row[f] = genScalar().Draw(t, f)
 		}
 	}
@@ -269,6 +273,20 @@ func genScalar() *rapid.Generator[crdt.Value] {
 			return crdt.Float(float64(rapid.IntRange(-2, 2).Draw(t, "f")) / 2)
 		}
 		return crdt.Int(int64(rapid.IntRange(0, 4).Draw(t, "i")))
+	})
+}
+
+// genNumber draws counter values: small ints, some exact decimals, some
+// nulls.
+func genNumber() *rapid.Generator[crdt.Value] {
+	return rapid.Custom(func(t *rapid.T) crdt.Value {
+		switch rapid.IntRange(0, 9).Draw(t, "kind") {
+		case 0:
+			return crdt.Null()
+		case 1:
+			return crdt.String(rapid.SampledFrom([]string{"0.5", "-1.25", "2.50", "0.00"}).Draw(t, "d"))
+		}
+		return crdt.Int(int64(rapid.IntRange(-4, 4).Draw(t, "i")))
 	})
 }
 

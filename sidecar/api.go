@@ -48,6 +48,8 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("POST /v1/parked/retry", a.auth(http.HandlerFunc(a.retryParked)))
 	mux.Handle("POST /v1/parked/skip", a.auth(http.HandlerFunc(a.skipParked)))
 	mux.Handle("GET /v1/collections", a.auth(http.HandlerFunc(a.collections)))
+	mux.Handle("GET /v1/conflicts", a.auth(http.HandlerFunc(a.conflicts)))
+	mux.Handle("POST /v1/conflicts/{id}/resolve", a.auth(http.HandlerFunc(a.resolveConflict)))
 	api := jsonMisses(mux)
 	if !a.cfg.API.NoConsole {
 		ui, err := console.New(console.Config{API: api, Token: a.token, Metrics: a.reg, Logger: a.log})

@@ -70,6 +70,7 @@ type Config struct {
 	Collections map[string]CollectionConfig `yaml:"collections"`
 	Gossip      GossipConfig                `yaml:"gossip"`
 	Store       StoreConfig                 `yaml:"store"`
+	Conflicts   ConflictsConfig             `yaml:"conflicts"`
 	Apply       ApplyConfig                 `yaml:"apply"`
 	Ready       ReadyConfig                 `yaml:"ready"`
 	Log         LogConfig                   `yaml:"log"`
@@ -210,6 +211,19 @@ type StoreConfig struct {
 	// SyncWrites fsyncs every commit (default true); turning it off trades
 	// the last moments of acknowledged writes for speed.
 	SyncWrites *bool `yaml:"sync_writes"`
+}
+
+// ConflictsConfig bounds the conflict log (see docs/api.md, GET
+// /v1/conflicts).
+type ConflictsConfig struct {
+	// Keep is the most conflicts kept; older ones are dropped as new ones
+	// are logged (default 100000).
+	Keep int `yaml:"keep"`
+	// MaxAge is how long a conflict is kept (default 720h, 30 days).
+	MaxAge time.Duration `yaml:"max_age"`
+	// Disabled turns the log off: merges neither look for conflicts nor
+	// record them.
+	Disabled bool `yaml:"disabled"`
 }
 
 // ApplyConfig tunes how merged state is written into the system.
@@ -414,6 +428,18 @@ func (c *Config) fill() error {
 	}
 	if c.Gossip.PushAllUpTo < 0 || c.Gossip.Fanout < 0 || c.Gossip.SyncInterval < 0 || c.Gossip.BatchDelay < 0 {
 		return keyErr("gossip", "values must not be negative")
+	}
+	if c.Conflicts.Keep == 0 {
+		c.Conflicts.Keep = 100000
+	}
+	if c.Conflicts.Keep < 0 {
+		return keyErr("conflicts.keep", "must be positive")
+	}
+	if c.Conflicts.MaxAge == 0 {
+		c.Conflicts.MaxAge = 30 * 24 * time.Hour
+	}
+	if c.Conflicts.MaxAge < 0 {
+		return keyErr("conflicts.max_age", "must be positive")
 	}
 	if c.Apply.BatchSize == 0 {
 		c.Apply.BatchSize = 500

@@ -207,6 +207,9 @@ func (a *Agent) storeCursor(cursor []byte) (*engine.Ready, error) {
 // afterLocal carries out the part of a durable Ready that follows the
 // store: it broadcasts the delta, counts it and wakes the applier.
 func (a *Agent) afterLocal(rd *engine.Ready, via string) {
+	for _, c := range rd.Conflicts {
+		a.countConflict(c.Collection, c.Field, c.Rule)
+	}
 	for _, f := range rd.Failed {
 		a.m.badRows.Inc()
 		a.log.Warn("change rejected", "via", via, "collection", f.Collection, "key", f.Key, "err", f.Err)
@@ -440,6 +443,9 @@ func (r replica) Merge(d *crdt.Delta) (*crdt.Delta, error) {
 		return nil, err
 	}
 	a.m.receivedFragments.Add(float64(d.Len()))
+	for _, c := range res.Conflicts {
+		a.countConflict(c.Collection, c.Field, c.Rule)
+	}
 	for _, rej := range res.Rejected {
 		reason := "other"
 		switch {

@@ -1,9 +1,11 @@
 package sidecar
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,75 @@ type metrics struct {
 	parkedSkipped     prometheus.Counter
 	apiRequests       *prometheus.CounterVec
 	apiLatency        prometheus.Histogram
+	conflicts         *prometheus.CounterVec
+
+	// conflictSeries holds the (collection, field) label pairs in use, at
+	// most maxConflictSeries.
+	conflictMu     sync.Mutex
+	conflictSeries map[[2]string]bool
+}
+
+// maxConflictSeries bounds the label pairs of lattice_conflicts_total:
+// collections and fields come from the schema and the system's tables, and
+// past this many (or for names neither knows) they count as _other.
+const maxConflictSeries = 1000
+
+// otherLabel stands for a collection or field that does not get its own
+// series.
+const otherLabel = "_other"
+
+// countConflict counts one logged conflict under bounded labels: a
+// collection the schema lists or the system holds keeps its name, and so
+// does a field the schema lists or the system's table has; any other name
+// (one that only a peer or an API client chose) counts as _other, and so
+// does every pair past maxConflictSeries.
+func (a *Agent) countConflict(collection, fieldName, rule string) {
+	m := a.m
+	coll, field := otherLabel, otherLabel
+	if known, fields := a.knownLabels(collection); known {
+		coll = collection
+		switch {
+		case fieldName == "":
+			field = "_record" // an update against a delete
+		case fields[fieldName]:
+			field = fieldName
+		}
+	}
+	m.conflictMu.Lock()
+	pair := [2]string{coll, field}
+	if !m.conflictSeries[pair] {
+		if len(m.conflictSeries) >= maxConflictSeries {
+			pair = [2]string{otherLabel, otherLabel}
+		} else {
+			m.conflictSeries[pair] = true
+		}
+	}
+	m.conflictMu.Unlock()
+	m.conflicts.WithLabelValues(pair[0], pair[1], rule).Inc()
+}
+
+// knownLabels reports whether the schema lists a collection or the system
+// holds it, and the fields either names.
+func (a *Agent) knownLabels(collection string) (bool, map[string]bool) {
+	known := false
+	fields := map[string]bool{}
+	for _, c := range a.schema.Collections() {
+		if c.Name == collection {
+			known = true
+			for f := range c.Fields {
+				fields[f] = true
+			}
+		}
+	}
+	if cat := a.catalog(); cat != nil {
+		if m, err := cat.Lookup(collection); err == nil && m.Synced {
+			known = true
+			for f := range m.Kinds {
+				fields[f] = true
+			}
+		}
+	}
+	return known, fields
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -65,7 +136,17 @@ func newMetrics(a *Agent) *metrics {
 		[]string{"method", "route", "code"})
 	m.apiLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "lattice", Name: "api_request_seconds",
 		Help: "Time to serve one HTTP API request, from its headers read to its answer written.", Buckets: prometheus.DefBuckets})
-	a.reg.MustRegister(m.rejected, m.propagation, m.applyLatency, m.apiRequests, m.apiLatency,
+	m.conflicts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "conflicts_total",
+		Help: "Conflicts logged: merges that chose between writes whose loser the winner's writer had not seen, " +
+			"by collection, field (_record for a delete against an update; _other past the label bound) and rule."},
+		[]string{"collection", "field", "rule"})
+	m.conflictSeries = map[[2]string]bool{}
+	// A zero for every rule from the start, under _other, so that rate()
+	// and alerts see the metric before the first conflict.
+	for _, rule := range []string{"lww", "prefer", "max", "min", crdt.RuleDelete} {
+		m.conflicts.WithLabelValues(otherLabel, otherLabel, rule)
+	}
+	a.reg.MustRegister(m.rejected, m.propagation, m.applyLatency, m.apiRequests, m.apiLatency, m.conflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		statsCollector{a})
 	return m

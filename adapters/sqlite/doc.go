@@ -102,7 +102,18 @@
 //	containing REAL, FLOA or DOUB     float
 //	<one of the above scalars>[]      list of it, stored as a JSON array
 //
-// Other declared types (NUMERIC, DECIMAL, none at all) are not supported. A
+//	NUMERIC, DECIMAL (any precision)  string holding exact decimal text
+//
+// A NUMERIC or DECIMAL column holds exact decimal text ("12.50"), for
+// counter fields: never a float. SQLite's NUMERIC affinity stores what Apply
+// binds as an INTEGER when whole, else as a REAL keeping 15 significant
+// digits (SQLite's own rule, the same for every client), or as TEXT when it
+// is not a number; capture reads an INTEGER as its digits and a REAL as the
+// shortest decimal that is the same double, which for up to 15 significant
+// digits is the decimal written (so "12.50" reads back as "12.5", the same
+// number). Declare a TEXT column to keep more digits exactly.
+//
+// Other declared types (none at all, UUID, TIME, ...) are not supported. A
 // table without a primary key, or with a column of an unsupported type, is
 // skipped with a warning, or fails Open with ErrNotInstallable if
 // Config.Tables lists it: a table syncs whole or not at all. Generated

@@ -24,7 +24,8 @@ type column struct {
 	Key     int  `json:"key,omitempty"`
 	NotNull bool `json:"notnull,omitempty"`
 
-	date bool // declared DATE: midnight is stored as YYYY-MM-DD
+	date    bool // declared DATE: midnight is stored as YYYY-MM-DD
+	decimal bool // declared NUMERIC or DECIMAL: exact decimal text
 }
 
 // layout is the column list a table's triggers write log rows in. A new
@@ -42,6 +43,7 @@ func newLayout(id int64, table string, cols []*column) *layout {
 	l := &layout{id: id, table: table, cols: cols}
 	for _, c := range cols {
 		c.date = strings.EqualFold(strings.TrimSpace(c.Type), "DATE")
+		c.decimal = isDecimalType(c.Type)
 		if c.Key > 0 {
 			l.key = append(l.key, c)
 		}

@@ -23,6 +23,9 @@ import (
 func kindOf(declared string) (kind, elem crdt.Kind, ok bool) {
 	u := strings.ToUpper(strings.TrimSpace(declared))
 	if base, found := strings.CutSuffix(u, "[]"); found {
+		if isDecimalType(base) {
+			return 0, 0, false
+		}
 		k, _, ok := kindOf(base)
 		switch k {
 		case crdt.KindInt, crdt.KindFloat, crdt.KindString, crdt.KindBool, crdt.KindBytes, crdt.KindTime:
@@ -42,6 +45,8 @@ func kindOf(declared string) (kind, elem crdt.Kind, ok bool) {
 		return crdt.KindTime, 0, true
 	case "JSON":
 		return crdt.KindJSON, 0, true
+	case "NUMERIC", "DECIMAL":
+		return crdt.KindString, 0, true // exact decimal text
 	case "":
 		return 0, 0, false
 	}
@@ -59,9 +64,19 @@ func kindOf(declared string) (kind, elem crdt.Kind, ok bool) {
 	return 0, 0, false
 }
 
+// isDecimalType reports whether a declared type is NUMERIC or DECIMAL (with
+// or without precision): a column whose values are exact decimals.
+func isDecimalType(declared string) bool {
+	u := strings.ToUpper(strings.TrimSpace(declared))
+	if i := strings.IndexAny(u, " (\t\n"); i >= 0 {
+		u = u[:i]
+	}
+	return u == "NUMERIC" || u == "DECIMAL"
+}
+
 // supportedTypes is the hint for unsupported declared types.
 const supportedTypes = "INTEGER (or any type containing INT), REAL/FLOAT/DOUBLE, TEXT/VARCHAR/CHAR, BLOB, " +
-	"BOOLEAN, TIMESTAMP/DATETIME/DATE, JSON, or one of these followed by [] for a list"
+	"NUMERIC/DECIMAL, BOOLEAN, TIMESTAMP/DATETIME/DATE, JSON, or one of these (but NUMERIC/DECIMAL) followed by [] for a list"
 
 // timeLayout is how Apply stores times: RFC 3339 in UTC with nine fraction
 // digits, so that the text sorts in time order and SQLite's date functions
@@ -117,6 +132,9 @@ func formatTime(t time.Time, date bool) string {
 func fromNative(x any, c *column) (v crdt.Value, ok bool) {
 	if x == nil {
 		return crdt.Null(), true
+	}
+	if c.decimal {
+		return decimalFromNative(x)
 	}
 	switch c.Kind {
 	case crdt.KindInt:
@@ -201,6 +219,28 @@ func fromNative(x any, c *column) (v crdt.Value, ok bool) {
 	return nativeValue(x), false
 }
 
+// decimalFromNative reads a NUMERIC or DECIMAL column as exact decimal
+// text. SQLite stores such a value as an INTEGER, as a REAL when it is not
+// whole (keeping 15 significant digits, SQLite's own rule), or as TEXT when
+// it is not a number. A REAL reads as the shortest decimal that is the same
+// double, which is the decimal written for any with up to 15 significant
+// digits.
+func decimalFromNative(x any) (crdt.Value, bool) {
+	switch x := x.(type) {
+	case int64:
+		return crdt.String(strconv.FormatInt(x, 10)), true
+	case float64:
+		if !math.IsInf(x, 0) && !math.IsNaN(x) {
+			return crdt.String(strconv.FormatFloat(x, 'f', -1, 64)), true
+		}
+	case string:
+		if d, ok := crdt.ParseDecimal(strings.TrimSpace(x)); ok {
+			return crdt.String(d), true
+		}
+	}
+	return nativeValue(x), false
+}
+
 // nativeValue is x in its own kind.
 func nativeValue(x any) crdt.Value {
 	switch x := x.(type) {
@@ -233,6 +273,19 @@ func toNative(v crdt.Value, c *column) (any, error) {
 	}
 	bad := func() error {
 		return errors.Newf("column %s (%s) cannot hold %s value %s", c.Name, c.Type, v.Kind(), clip(v.String()))
+	}
+	if c.decimal {
+		switch v.Kind() {
+		case crdt.KindInt:
+			return v.AsInt(), nil
+		case crdt.KindString:
+			// Bound as text: SQLite's NUMERIC affinity stores it as an
+			// INTEGER or REAL as it does for any client.
+			if d, ok := crdt.ParseDecimal(v.AsString()); ok {
+				return d, nil
+			}
+		}
+		return nil, bad()
 	}
 	switch c.Kind {
 	case crdt.KindInt:

@@ -2,6 +2,7 @@
 //
 //	lattice agent --config lattice.yaml      run a sidecar
 //	lattice status|get|put|patch|delete      talk to a running sidecar
+//	lattice conflicts|resolve                see and override merge conflicts
 //	lattice parked list|retry|skip           the records this node's system refused
 //	lattice members                          the cluster's members as one node sees them
 //	lattice keygen                           make a gossip encryption key
@@ -131,6 +132,8 @@ The other commands talk to a running agent's HTTP API.`,
 		writeCmd("put"),
 		writeCmd("patch"),
 		deleteCmd(),
+		conflictsCmd(),
+		resolveCmd(),
 		parkedCmd(),
 		membersCmd(),
 		verifyCmd(),

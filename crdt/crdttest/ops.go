@@ -165,6 +165,22 @@ func diffIntent(c *crdt.Collection, v *oracleView, row crdt.Row, o crdt.Origin) 
 		if val.Kind() == crdt.KindList && len(val.AsList()) == 0 {
 			val = crdt.Null()
 		}
+		if c.Policy(f).Kind == crdt.Counter {
+			was := v.ctrs[f] // null when the record does not exist
+			inc, ok := counterInc(was, val)
+			if !ok {
+				continue
+			}
+			// The writer starts from zero unless it knows an increment of
+			// its own after every reset it knows, this write's included.
+			floor := v.reset
+			if !v.exists && floor.Less(v.del) {
+				floor = v.del
+			}
+			last, own := v.ctrLast[f][o.Stamp.Replica]
+			op.Incs = append(op.Incs, CounterInc{Field: f, Inc: inc, Restart: !own || !floor.Less(last)})
+			continue
+		}
 		nw := crdt.Write{Value: val, Stamp: o.Stamp}
 		if c.Policy(f).Kind == crdt.Prefer {
 			nw.Source = o.Source
@@ -178,7 +194,7 @@ func diffIntent(c *crdt.Collection, v *oracleView, row crdt.Row, o crdt.Origin) 
 		}
 		op.Writes = append(op.Writes, RegWrite{Field: f, Value: val})
 	}
-	if len(op.Writes) == 0 && len(op.Sets) == 0 && v.exists {
+	if len(op.Writes) == 0 && len(op.Sets) == 0 && len(op.Incs) == 0 && v.exists {
 		return nil
 	}
 	if !v.exists {
@@ -237,12 +253,23 @@ func matchIntent(c *crdt.Collection, d *crdt.Record, want *Op) error {
 	for _, e := range want.Sets {
 		fields[e.Field] = true
 	}
+	for _, e := range want.Incs {
+		fields[e.Field] = true
+	}
 	if len(d.Fields) != len(fields) {
 		return errors.Newf("delta %s writes %d fields, want %s", d, len(d.Fields), want)
 	}
 	for _, f := range d.Fields {
 		if !fields[f.Name] {
 			return errors.Newf("delta %s writes field %s, want %s", d, f.Name, want)
+		}
+		if c.Policy(f.Name).Kind == crdt.Counter {
+			// The sums are the replica's own; what they add up to is
+			// checked against the oracle's total.
+			if len(f.Reg) != 0 || f.Set != nil || len(f.Ctr) != 1 || f.Ctr[0].Stamp != want.Stamp {
+				return errors.Newf("delta %s: counter field %s, want one entry at %s", d, f.Name, want.Stamp)
+			}
+			continue
 		}
 		if c.Policy(f.Name).Kind == crdt.ORSet {
 			if len(f.Reg) != 0 || f.Set == nil {
@@ -352,6 +379,10 @@ func (s *Sim) randomRow(i int, c *crdt.Collection, key crdt.Key) crdt.Row {
 			row[f] = l
 			continue
 		}
+		if c.Policy(f).Kind == crdt.Counter {
+			row[f] = s.number()
+			continue
+		}
 		row[f] = s.scalar()
 	}
 	return row
@@ -372,6 +403,18 @@ func (s *Sim) scalar() crdt.Value {
 		return l // an empty list is null for a register
 	}
 	return crdt.Int(int64(s.rng.IntN(5)))
+}
+
+// number draws a counter value: mostly small ints, some exact decimals
+// (with one or two digits after the point), some nulls.
+func (s *Sim) number() crdt.Value {
+	switch s.rng.IntN(10) {
+	case 0:
+		return crdt.Null()
+	case 1:
+		return crdt.String([]string{"0.5", "-1.25", "2.50", "0.00"}[s.rng.IntN(4)])
+	}
+	return crdt.Int(int64(s.rng.IntN(9) - 4))
 }
 
 // elems draws up to n set elements from a small universe.

@@ -25,7 +25,9 @@ import (
 //     a re-insert starts clean;
 //   - a set holds an element iff some known add of it after R was observed
 //     by no known operation on that element (add-wins: a remove, or a
-//     re-add, removes only the adds it observed).
+//     re-add, removes only the adds it observed);
+//   - a counter shows the sum of the increments counted by the rule in
+//     counter.go.
 
 // Op is one operation in the history, as the oracle sees it.
 type Op struct {
@@ -40,6 +42,7 @@ type Op struct {
 	Reset  crdt.Stamp
 	Writes []RegWrite
 	Sets   []SetEvent
+	Incs   []CounterInc
 }
 
 // RegWrite is a register write of one field.
@@ -64,6 +67,11 @@ type oracleView struct {
 	del    crdt.Stamp            // the highest known delete
 	regs   map[string]crdt.Write // best write per register field
 	sets   map[string]map[string]*liveElem
+	ctrs   map[string]crdt.Value // counter totals
+	reset  crdt.Stamp            // the highest known reset
+	// ctrLast holds, per counter field and replica, the stamp of its
+	// latest known increment.
+	ctrLast map[string]map[crdt.ReplicaID]crdt.Stamp
 }
 
 // liveElem is an element present in a set and the adds keeping it there.
@@ -121,15 +129,28 @@ func view(c *crdt.Collection, ops []*Op, known func(id int) bool) *oracleView {
 			reset = op.Reset
 		}
 	}
-	v := &oracleView{del: del, regs: map[string]crdt.Write{}, sets: map[string]map[string]*liveElem{}}
+	v := &oracleView{del: del, reset: reset, regs: map[string]crdt.Write{}, sets: map[string]map[string]*liveElem{},
+		ctrLast: map[string]map[crdt.ReplicaID]crdt.Stamp{}}
 	for _, op := range ops {
 		if !op.Delete && known(op.ID) && del.Less(op.Stamp) {
 			v.exists = true
+		}
+		if op.Delete || !known(op.ID) {
+			continue
+		}
+		for _, inc := range op.Incs {
+			if v.ctrLast[inc.Field] == nil {
+				v.ctrLast[inc.Field] = map[crdt.ReplicaID]crdt.Stamp{}
+			}
+			if last := v.ctrLast[inc.Field][op.Stamp.Replica]; last.Less(op.Stamp) {
+				v.ctrLast[inc.Field][op.Stamp.Replica] = op.Stamp
+			}
 		}
 	}
 	if !v.exists {
 		return v
 	}
+	v.ctrs = counterTotals(ops, known, reset)
 	// killed[field][elem] holds the adds observed by a known event.
 	killed := map[string]map[string]map[int]bool{}
 	for _, op := range ops {
@@ -190,10 +211,15 @@ func (v *oracleView) row(c *crdt.Collection) crdt.Row {
 	}
 	row := crdt.Row{}
 	for f, w := range v.regs {
-		if c.Policy(f).Kind == crdt.ORSet || w.Value.IsNull() {
+		if !c.Policy(f).IsRegister() || w.Value.IsNull() {
 			continue
 		}
 		row[f] = w.Value
+	}
+	for f, t := range v.ctrs {
+		if c.Policy(f).Kind == crdt.Counter {
+			row[f] = t
+		}
 	}
 	for f, elems := range v.sets {
 		if c.Policy(f).Kind != crdt.ORSet || len(elems) == 0 {

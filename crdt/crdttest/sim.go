@@ -112,7 +112,7 @@ func RandomConfig(seed uint64) Config {
 
 // DefaultSchema is the schema simulations use unless told otherwise: one
 // collection, "items", with a field of every policy (l: lww, p: prefer
-// [r1, r0], s: orset, x: max, n: min); other fields are LWW. Replicas are
+// [r1, r0], s: orset, x: max, n: min, c: counter); other fields are LWW. Replicas are
 // named r0, r1, ..., so r2 and later rank last for p.
 func DefaultSchema() *crdt.Schema {
 	items := crdt.MustCollection("items", []string{"id"}, map[string]crdt.Policy{
@@ -121,6 +121,7 @@ func DefaultSchema() *crdt.Schema {
 		"s": {Kind: crdt.ORSet},
 		"x": {Kind: crdt.Max},
 		"n": {Kind: crdt.Min},
+		"c": {Kind: crdt.Counter},
 	})
 	return crdt.MustSchema(items)
 }
@@ -618,7 +619,7 @@ func (s *Sim) checkRecord(r *replica, id crdt.ID) error {
 		return errors.Newf("%s at %s: view %s, oracle says %s\n state %s%s", id, r.name, FormatRow(got), FormatRow(wantRow), rec, s.history(id))
 	}
 	for f := range wantRow {
-		if c.Policy(f).Kind == crdt.ORSet {
+		if !c.Policy(f).IsRegister() {
 			continue
 		}
 		_, meta, _ := rec.Get(c, f)

@@ -15,7 +15,17 @@
 //     overwritten in the system by an apply before capture saw them;
 //   - the stamp rule (commit time raised above what the writer saw), the
 //     diff from the old row, and the decision which records to queue for
-//     apply (Local, and Engine.Capture for captured batches).
+//     apply (Local, and Engine.Capture for captured batches). Under the counter policy the diff is the capture rule:
+//     a change from old to new is an increment of new - old owned by this
+//     replica (crdt.DiffFrom), and apply writes the total; a decimal the
+//     system prints with fewer digits than the total is the same number
+//     (crdt.SameNumber), not a difference to apply;
+//   - the conflicts captured changes decide (Ready.Conflicts): a captured
+//     write that wins over a merged write its system had not received, or
+//     that a merged write which had not seen it overtook (crdt.Conflicts,
+//     crdt.LostWrite); the store logs them with the step's writes, and
+//     marks the conflicts a change resolves (Change.Resolves,
+//     Ready.Resolved).
 //
 // An Engine is not safe for concurrent use: the driver serialises calls
 // (Catalog and SetCatalog excepted). The store runs each step under its

@@ -53,6 +53,31 @@ type Change struct {
 	// writes nothing, and the record is queued for apply if the system's
 	// row differs from the merged view.
 	Snapshot bool
+	// Resolves, when set, is the ID of a logged conflict this change
+	// resolves (a manual override): the Ready marks it resolved by
+	// ResolvedBy at the change's stamp, with the value Row holds for its
+	// field (or none, for a delete).
+	Resolves   uint64
+	ResolvedBy string
+}
+
+// Conflict is a conflict a step decided: a captured change that won over a
+// merged write its writer had not seen, or lost to one that had not seen
+// it (crdt.Conflicts, crdt.LostWrite).
+type Conflict struct {
+	Collection string
+	Key        crdt.Key
+	crdt.Conflict
+}
+
+// Resolution marks a logged conflict resolved.
+type Resolution struct {
+	ID uint64
+	By string
+	// Stamp is the stamp of the change that resolved it, Value the value
+	// it wrote (null for a delete).
+	Stamp crdt.Stamp
+	Value crdt.Value
 }
 
 // Cursor is an adapter's capture position, stored in the same transaction
@@ -133,6 +158,9 @@ type Params struct {
 	// is then valid only until the next step with the same Scratch. Nil:
 	// every step allocates.
 	Scratch *[]byte
+	// NoConflicts turns conflict detection off (the store's conflict log
+	// is off).
+	NoConflicts bool
 }
 
 // Write is one record a Ready makes durable.
@@ -184,6 +212,13 @@ type Ready struct {
 	// JoinKept and JoinTaken count the snapshot rows of records the store
 	// held that kept the merged state, and that won over it (Params.Join).
 	JoinKept, JoinTaken int
+	// Conflicts lists the conflicts captured changes decided, for the
+	// store's conflict log (in the Writes' transaction). The store leaves
+	// only those it logged: a decision already logged is not again.
+	Conflicts []Conflict
+	// Resolved lists the conflicts the changes resolve, for the store to
+	// mark in the same transaction.
+	Resolved []Resolution
 }
 
 // localRecord is one record touched by a step.
@@ -303,6 +338,18 @@ func Local(r Reader, p Params, changes []Change, cursor *Cursor) (*Ready, error)
 		if ch.Captured {
 			lr.captured = ch
 			lr.stale = lr.stale || ch.Stale
+			// A snapshot row is the system's state, not a user's
+			// change: Params.Join decides it, and it is no conflict.
+			if !p.NoConflicts && !ch.Snapshot {
+				rd.Conflicts = append(rd.Conflicts, capturedConflicts(c, lr.cur, d, ch, o)...)
+			}
+		}
+		if ch.Resolves != 0 {
+			res := Resolution{ID: ch.Resolves, By: ch.ResolvedBy, Stamp: o.Stamp}
+			for _, v := range ch.Row {
+				res.Value = v // the conflict's one field
+			}
+			rd.Resolved = append(rd.Resolved, res)
 		}
 		if d.IsEmpty() {
 			continue
@@ -372,6 +419,33 @@ func Local(r Reader, p Params, changes []Change, cursor *Cursor) (*Ready, error)
 	}
 	slices.SortFunc(rd.Failed, func(a, b ChangeError) int { return a.Index - b.Index })
 	return rd, nil
+}
+
+// capturedConflicts returns the conflicts a captured change decides when
+// its delta d joins merged: its writes that win over merged writes its
+// system had not received, and those that lose to merged writes that did
+// not see them (a change stamped with its commit time, overtaken).
+func capturedConflicts(c *crdt.Collection, merged, d *crdt.Record, ch *Change, o crdt.Origin) []Conflict {
+	var out []Conflict
+	next := crdt.Join(c, merged, d)
+	if !d.IsEmpty() {
+		for _, cf := range crdt.Conflicts(c, merged, d, next) {
+			out = append(out, Conflict{Collection: ch.Collection, Key: ch.Key, Conflict: cf})
+		}
+	}
+	if ch.Base == nil {
+		return out
+	}
+	for _, name := range slices.Sorted(maps.Keys(ch.Row)) {
+		v := ch.Row[name]
+		if slices.Contains(c.Key, name) || crdt.Equal(ch.Base[name], v) {
+			continue // not this change's intent
+		}
+		if cf, lost := crdt.LostWrite(c, next, name, v, o); lost {
+			out = append(out, Conflict{Collection: ch.Collection, Key: ch.Key, Conflict: cf})
+		}
+	}
+	return out
 }
 
 // origin returns the origin of a local change: stamped now, or for a
@@ -510,7 +584,16 @@ func matchesSystem(c *crdt.Collection, r *crdt.Record, ch *Change) bool {
 			continue
 		}
 		have, _, _ := r.Get(c, name)
-		if !crdt.Equal(systemValue(c.Policy(name), v), have) {
+		p := c.Policy(name)
+		if p.Kind == crdt.Counter {
+			// A system may print a decimal with fewer digits than the
+			// total carries ("12.5" for "12.50"): the same number.
+			if !crdt.SameNumber(v, have) {
+				return false
+			}
+			continue
+		}
+		if !crdt.Equal(systemValue(p, v), have) {
 			return false
 		}
 	}

@@ -110,6 +110,12 @@ func keyName(k []byte) string {
 		}
 	case prefixCursor:
 		return "cursor/" + strconv.Quote(string(k[1:]))
+	case prefixConflict:
+		if len(k) == 9 {
+			return "conflict/" + strconv.FormatUint(binary.BigEndian.Uint64(k[1:]), 10)
+		}
+	case prefixConflictIndex:
+		return "conflict-index/" + strconv.Quote(string(k[1:]))
 	}
 	return strconv.Quote(string(k))
 }

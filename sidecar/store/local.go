@@ -30,6 +30,9 @@ type LocalResult struct {
 	Effects []Effect
 	// Failed lists the changes that were refused; the others committed.
 	Failed []ChangeError
+	// Conflicts lists the conflicts captured changes decided that the
+	// log recorded (engine.Ready.Conflicts).
+	Conflicts []engine.Conflict
 }
 
 // stepReader is the engine's view of the store during a Commit: it reads
@@ -106,14 +109,14 @@ func (s *Store) Local(source string, changes []Change, cursor *Cursor) (*LocalRe
 	if err != nil {
 		return nil, err
 	}
-	return &LocalResult{Delta: rd.Broadcast, Effects: rd.Effects, Failed: rd.Failed}, nil
+	return &LocalResult{Delta: rd.Broadcast, Effects: rd.Effects, Failed: rd.Failed, Conflicts: rd.Conflicts}, nil
 }
 
 // Params are the engine parameters of this store, for source: its replica
 // ID, clock and limits, and its encoding buffer, which steps may use only
 // inside Commit (under the writer lock).
 func (s *Store) Params(source string) engine.Params {
-	return engine.Params{Replica: s.replica, Source: source, Clock: s.clock, Limits: s.opts.Limits, Scratch: &s.scratch.enc}
+	return engine.Params{Replica: s.replica, Source: source, Clock: s.clock, Limits: s.opts.Limits, NoConflicts: s.opts.NoConflictLog, Scratch: &s.scratch.enc}
 }
 
 // Commit runs step under the writer lock with a Reader over the stored
@@ -176,6 +179,19 @@ func (s *Store) Commit(step func(engine.Reader) (*engine.Ready, error)) (*engine
 			return nil, err
 		}
 	}
+	if len(rd.Conflicts) > 0 {
+		logged := rd.Conflicts[:0]
+		for _, cf := range rd.Conflicts {
+			seq, err := s.logConflict(b, cf.Collection, cf.Key, &cf.Conflict)
+			if err != nil {
+				return nil, err
+			}
+			if seq != 0 {
+				logged = append(logged, cf)
+			}
+		}
+		rd.Conflicts = logged
+	}
 	s.stats.localChanges.Add(uint64(rd.Broadcast.Len()))
 	s.stats.localFailed.Add(uint64(len(rd.Failed)))
 	s.stats.commitTimeAhead.Add(uint64(rd.CommitTimesAhead))
@@ -186,6 +202,11 @@ func (s *Store) Commit(step func(engine.Reader) (*engine.Ready, error)) (*engine
 	err = b.finish(func() error {
 		if rd.Changed {
 			if err := b.set(keySeq, encodeUint(seq)); err != nil {
+				return err
+			}
+		}
+		for _, r := range rd.Resolved {
+			if err := s.markResolved(b, r.ID, Resolution{By: r.By, At: r.Stamp.TS.Wall, Stamp: r.Stamp, Value: r.Value}); err != nil {
 				return err
 			}
 		}

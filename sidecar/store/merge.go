@@ -23,6 +23,8 @@ type MergeResult struct {
 	Effects []Effect
 	// Rejected lists the fragments that were refused, with why.
 	Rejected []Rejection
+	// Conflicts lists the conflicts this merge logged (see Conflicts).
+	Conflicts []Conflict
 }
 
 // Effect is a record whose visible state changed (engine.Effect).
@@ -124,17 +126,18 @@ func checkKey(k crdt.Key) error {
 // group is the merge of the fragments of one record: frags[order[lo:hi]].
 // prepare fills it in, apply writes it.
 type group struct {
-	lo, hi   int32
-	id       crdt.ID
-	key      []byte // record key
-	val      []byte // new record value, nil when the state did not change
-	hash     crdt.Hash
-	queued   uint64 // the record's queue chunk before the merge
-	cur      *crdt.Record
-	visible  bool    // the visible state changed
-	changed  []int32 // fragments that changed the state
-	rejected []Rejection
-	err      error // failure of the store itself
+	lo, hi    int32
+	id        crdt.ID
+	key       []byte // record key
+	val       []byte // new record value, nil when the state did not change
+	hash      crdt.Hash
+	queued    uint64 // the record's queue chunk before the merge
+	cur       *crdt.Record
+	visible   bool    // the visible state changed
+	changed   []int32 // fragments that changed the state
+	rejected  []Rejection
+	conflicts []crdt.Conflict // decided by the merge, logged or not yet
+	err       error           // failure of the store itself
 }
 
 // worker is the reusable memory of one prepare goroutine.
@@ -276,6 +279,11 @@ func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, 
 			continue
 		}
 		next, changed := crdt.Merge(c, cur, f.Record)
+		if !s.opts.NoConflictLog {
+			// Also when nothing changed: an incoming write that loses
+			// leaves the state as it was.
+			g.conflicts = append(g.conflicts, crdt.Conflicts(c, cur, f.Record, next)...)
+		}
 		if !changed {
 			continue
 		}
@@ -306,6 +314,14 @@ func (s *Store) apply(b *batch, frags []crdt.Fragment, order []int32, g *group, 
 	n := uint64(g.hi - g.lo)
 	res.Rejected = append(res.Rejected, g.rejected...)
 	s.stats.fragsRejected.Add(uint64(len(g.rejected)))
+	if len(g.conflicts) > 0 {
+		f0 := &frags[order[g.lo]]
+		logged, err := s.logConflicts(b, f0.Collection, f0.Key, g.conflicts)
+		if err != nil {
+			return err
+		}
+		res.Conflicts = append(res.Conflicts, logged...)
+	}
 	if g.val == nil {
 		s.stats.fragsUnchanged.Add(n - uint64(len(g.rejected)))
 		return nil

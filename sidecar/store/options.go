@@ -90,6 +90,16 @@ type Options struct {
 	// garbage before GC rewrites it. Default 0.5; lower reclaims more space
 	// for more I/O.
 	GCDiscardRatio float64
+	// NoConflictLog turns the conflict log off: Merge neither looks for
+	// conflicts nor records them.
+	NoConflictLog bool
+	// ConflictKeep is the most conflicts the log keeps; older ones are
+	// dropped as new ones are logged. Default 100000.
+	ConflictKeep int
+	// ConflictMaxAge is how long a conflict is kept. Default 30 days; a
+	// negative value keeps conflicts until ConflictKeep drops them.
+	ConflictMaxAge time.Duration
+
 	// MaxBatchBytes caps the size of one Badger transaction written by Merge
 	// or Local; larger batches are split into several transactions at record
 	// boundaries. Default 0: 90% of Badger's limit (15% of MemTableSize).
@@ -113,6 +123,8 @@ func DefaultOptions() Options {
 		NumLevelZeroTables: 5,
 		GCInterval:         5 * time.Minute,
 		GCDiscardRatio:     0.5,
+		ConflictKeep:       100000,
+		ConflictMaxAge:     conflictAge,
 	}
 }
 
@@ -125,6 +137,15 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxClockOffset == 0 {
 		o.MaxClockOffset = d.MaxClockOffset
+	}
+	if o.ConflictKeep == 0 {
+		o.ConflictKeep = d.ConflictKeep
+	}
+	if o.ConflictKeep < 0 {
+		return errors.Newf("store option ConflictKeep is %d, want a positive number", o.ConflictKeep)
+	}
+	if o.ConflictMaxAge == 0 {
+		o.ConflictMaxAge = d.ConflictMaxAge
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

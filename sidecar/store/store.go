@@ -75,6 +75,8 @@ type Store struct {
 	gcDone   sync.WaitGroup
 
 	stats counters
+
+	conflicts conflictLog // guarded by wmu
 }
 
 // maxCachedCollections bounds the cache of unlisted collections, which peers
@@ -182,6 +184,9 @@ func (s *Store) load() error {
 	}
 	s.seq.Store(seq)
 	if s.qseq, _, err = getUint(txn, keyQSeq); err != nil {
+		return err
+	}
+	if err := s.loadConflicts(txn); err != nil {
 		return err
 	}
 	return s.rebuild(txn)
