@@ -133,10 +133,10 @@ func TestIntegrationPgbenchCounters(t *testing.T) {
 		dsns = append(dsns, dsn)
 		c.add(string(rune('a'+i)), fmt.Sprintf("  kind: postgres\n  dsn: %s\n  tables: [pgbench_accounts, pgbench_tellers, pgbench_branches, pgbench_history]", dsn))
 	}
-	c.startAll(90 * time.Second)
+	c.startAll(5 * time.Minute) // a snapshots 100,000 accounts: minutes under -race
 
 	// The second database receives the 100000 accounts of the first.
-	waitFor(t, 2*time.Minute, "initial rows in b", func() (bool, string) {
+	waitFor(t, 5*time.Minute, "initial rows in b", func() (bool, string) {
 		n, _, err := tableDigest(ctx, dsns[1], "pgbench_accounts", "aid")
 		return err == nil && n == 100000, fmt.Sprintf("%d accounts (%v)", n, err)
 	})
