@@ -107,7 +107,7 @@ func TestConsoleLoginAndPages(t *testing.T) {
 		"/ui/node":                  "This node has no adapter",
 		"/ui/parked":                `id="none-parked"`,
 		"/ui/drift":                 `id="drift-metrics"`,
-		"/ui/conflicts":             `id="conflicts-unavailable"`,
+		"/ui/conflicts":             `id="no-conflicts"`,
 		"/ui/collections":           `<b>orset</b>`,
 		"/ui/collections/customers": `href="/ui/records/customers/7"`,
 		"/ui/records/customers/7":   `&#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34;`,
