@@ -74,6 +74,9 @@ type Agent struct {
 	reg     *prometheus.Registry
 	m       *metrics
 	ver     *verifier
+	// verifySt is the verification loop's state (nil where it does not
+	// run); it does not count for readiness.
+	verifySt atomic.Pointer[loopState]
 	// joinKept and joinTaken count snapshot rows of known records decided
 	// by initial_sync (engine.Join), for the snapshot's log line.
 	joinKept, joinTaken atomic.Int64
@@ -218,7 +221,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	params.Join = cfg.InitialSync.join()
 	a.eng = engine.New(params, ti)
 	a.m = newMetrics(a)
-	a.ver = newVerifier(a.reg)
+	_, verifies := a.adp.(adapters.RangeReader)
+	a.ver = newVerifier(a.reg, verifies)
 
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = cfg.Node

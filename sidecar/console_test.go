@@ -106,7 +106,7 @@ func TestConsoleLoginAndPages(t *testing.T) {
 		"/ui/":                      `id="members"`,
 		"/ui/node":                  "This node has no adapter",
 		"/ui/parked":                `id="none-parked"`,
-		"/ui/drift":                 `id="drift-metrics"`,
+		"/ui/drift":                 `id="drift-unavailable"`,
 		"/ui/conflicts":             `id="no-conflicts"`,
 		"/ui/collections":           `<b>orset</b>`,
 		"/ui/collections/customers": `href="/ui/records/customers/7"`,
@@ -235,5 +235,37 @@ func TestConsoleOff(t *testing.T) {
 	}
 	if got := do(t, a, "GET", "/v1/status", "", ""); got.code != http.StatusOK {
 		t.Fatalf("GET /v1/status = %d", got.code)
+	}
+}
+
+// The drift page runs a report-only verification pass and lists what it
+// found; the page and this node's page then show the last pass.
+func TestConsoleDriftPage(t *testing.T) {
+	_, b := driftPair(t, func(c *Config) { c.Verify.Disabled = true })
+	br := newBrowser(t, b.a)
+	_, page := br.do("GET", "/ui/drift", nil)
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil || !strings.Contains(page, `id="verify-now"`) {
+		t.Fatalf("drift page lacks the verify button:\n%s", page)
+	}
+	resp, page := br.do("POST", "/ui/drift/verify", url.Values{"csrf": {m[1]}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("verify now = %d\n%s", resp.StatusCode, page)
+	}
+	for _, want := range []string{`<b>3</b> drift records`, `href="/ui/records/customers/1"`, "differs", "&#34;drifted&#34;",
+		"missing_in_system", "not_in_merged_state", `id="drift-records"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("verify result lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, `http-equiv="refresh"`) {
+		t.Error("the result of an action reloads itself")
+	}
+	if got := b.customers(t); got != "1=Acme|drifted| 3=Gamma|v1| 99=Stray|x|" {
+		t.Fatalf("a report-only pass from the console changed the database: %s", got)
+	}
+	_, page = br.do("GET", "/ui/node", nil)
+	if !strings.Contains(page, `id="verify-row"`) || !strings.Contains(page, "3 drift records") {
+		t.Errorf("node page lacks the last pass:\n%s", page)
 	}
 }

@@ -132,6 +132,9 @@ type AdapterStatus struct {
 	Kind    string      `json:"kind"`
 	Capture *LoopStatus `json:"capture,omitempty"`
 	Apply   *LoopStatus `json:"apply,omitempty"`
+	// Verify is the periodic verification loop (verify.go): idle,
+	// verifying or retrying; omitted where the agent does not verify.
+	Verify *LoopStatus `json:"verify,omitempty"`
 }
 
 // LoopStatus is the state of the capture or apply loop.
@@ -196,6 +199,9 @@ func (a *Agent) Status() Status {
 	if a.adp != nil {
 		s.Adapter.Capture = loopStatus(a.captureSt.Load(), now)
 		s.Adapter.Apply = loopStatus(a.applySt.Load(), now)
+		if st := a.verifySt.Load(); st != nil {
+			s.Adapter.Verify = loopStatus(st, now)
+		}
 	}
 	if parked, err := a.store.Parked(100); err == nil {
 		for _, p := range parked {

@@ -70,8 +70,11 @@ func TestStatusKeys(t *testing.T) {
 	optional := []string{
 		"failing", "parked", "parked[].collection", "parked[].key", "parked[].reason", "parked[].at",
 		"members[].schema_mismatch", "members[].last_contact",
+		"adapter.verify", "adapter.verify.state", "adapter.verify.since",
+		"verify", "verify.at", "verify.seconds", "verify.rows", "verify.drift_records", "verify.repaired", "verify.repair",
+		"verify.system_digest", "verify.system_rows",
 	}
-	for _, loop := range []string{"capture", "apply"} {
+	for _, loop := range []string{"capture", "apply", "verify"} {
 		for _, k := range []string{"error", "failing_since", "retries", "last_batch"} {
 			optional = append(optional, "adapter."+loop+"."+k)
 		}

@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +110,10 @@ func TestVerifyRepairsDriftWithinInterval(t *testing.T) {
 		r := b.a.LastVerify()
 		return r != nil && r.DriftRecords == 0
 	})
+	st := b.a.Status()
+	if st.Adapter.Verify == nil || st.Adapter.Verify.LastBatch.IsZero() || st.Verify == nil || st.Verify.DriftRecords != 0 {
+		t.Fatalf("status: verify loop %+v, last pass %+v", st.Adapter.Verify, st.Verify)
+	}
 }
 
 // With repair: capture, the system's rows win: the drift becomes local
@@ -160,4 +166,33 @@ func gauge(t *testing.T, a *Agent, name string) float64 {
 	}
 	t.Fatalf("no gauge %s", name)
 	return 0
+}
+
+// docs/metrics.md lists the verification metrics an agent that verifies
+// exports, with their help text.
+func TestVerifyMetricsDoc(t *testing.T) {
+	a, _ := driftPair(t, func(c *Config) { c.Verify.Disabled = true })
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := a.a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if !strings.HasPrefix(name, "lattice_drift") && !strings.HasPrefix(name, "lattice_verify") {
+			continue
+		}
+		n++
+		row := fmt.Sprintf("| `%s` | %s |  | %s |", name, strings.ToLower(mf.GetType().String()), mf.GetHelp())
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/metrics.md lacks %s", row)
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d verification metrics exported, want 5", n)
+	}
 }

@@ -164,11 +164,11 @@ func metricRows(mfs map[string]*dto.MetricFamily, prefixes ...string) []metricRo
 			var v string
 			switch {
 			case m.Gauge != nil:
-				v = strconv.FormatFloat(m.GetGauge().GetValue(), 'g', -1, 64)
+				v = number(m.GetGauge().GetValue())
 			case m.Counter != nil:
-				v = strconv.FormatFloat(m.GetCounter().GetValue(), 'g', -1, 64)
+				v = number(m.GetCounter().GetValue())
 			case m.Untyped != nil:
-				v = strconv.FormatFloat(m.GetUntyped().GetValue(), 'g', -1, 64)
+				v = number(m.GetUntyped().GetValue())
 			case m.Histogram != nil:
 				v = fmt.Sprintf("%d observations, sum %g", m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum())
 			case m.Summary != nil:
@@ -178,4 +178,13 @@ func metricRows(mfs map[string]*dto.MetricFamily, prefixes ...string) []metricRo
 		}
 	}
 	return out
+}
+
+// number writes a metric value: whole numbers (counts, Unix times) in full,
+// others with the digits they need.
+func number(f float64) string {
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return strconv.FormatFloat(f, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }
