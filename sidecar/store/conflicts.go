@@ -80,6 +80,50 @@ type conflictLog struct {
 	// firstAt is when entry first was logged, zero when not known: while
 	// it is within the age bound, logging reads no old entry.
 	firstAt int64
+	// seen holds the decision hashes of the stored entries (the 'K'
+	// keys), loaded at Open and kept in step after each commit, so that
+	// logging a conflict reads nothing to find out whether it is new.
+	seen map[decision]struct{}
+}
+
+// decision is a decision hash (see decisionHash).
+type decision [16]byte
+
+// conflictChanges are the changes of a batch part to conflictLog.seen,
+// applied once the part commits: a part that fails leaves seen as stored.
+type conflictChanges struct {
+	added   map[decision]struct{}
+	dropped []decision
+}
+
+// has reports whether the decision is stored or written by the batch.
+func (l *conflictLog) has(b *batch, d decision) bool {
+	if _, ok := l.seen[d]; ok {
+		return true
+	}
+	_, ok := b.conflicts.added[d]
+	return ok
+}
+
+// commit applies a committed part's changes to seen.
+func (l *conflictLog) commit(c *conflictChanges) {
+	if l.seen == nil {
+		l.seen = map[decision]struct{}{}
+	}
+	for _, d := range c.dropped {
+		delete(l.seen, d)
+	}
+	for d := range c.added {
+		l.seen[d] = struct{}{}
+	}
+	clear(c.added)
+	c.dropped = c.dropped[:0]
+}
+
+// reset forgets a failed part's changes.
+func (c *conflictChanges) reset() {
+	clear(c.added)
+	c.dropped = c.dropped[:0]
 }
 
 func conflictKey(seq uint64) []byte {
@@ -95,7 +139,7 @@ func conflictIndexKey(h []byte) []byte {
 
 // decisionHash identifies a decision: the same pair of writes to the same
 // field of the same record.
-func decisionHash(collection string, key crdt.Key, c *crdt.Conflict) []byte {
+func decisionHash(collection string, key crdt.Key, c *crdt.Conflict) decision {
 	h := sha256.New()
 	var b []byte
 	for _, s := range []string{collection, string(key), c.Field, c.Rule} {
@@ -108,7 +152,8 @@ func decisionHash(collection string, key crdt.Key, c *crdt.Conflict) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(st.Replica))
 	}
 	h.Write(b)
-	return h.Sum(nil)[:16]
+	var sum [sha256.Size]byte
+	return decision(h.Sum(sum[:0])[:16])
 }
 
 // conflictValue is the stored form of a Conflict. Writes travel as a
@@ -200,6 +245,16 @@ func (v *conflictValue) conflict(key []byte) (Conflict, error) {
 
 // loadConflicts finds the live entries at Open.
 func (s *Store) loadConflicts(txn *badger.Txn) error {
+	s.conflicts.seen = map[decision]struct{}{}
+	kit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflictIndex}})
+	defer kit.Close()
+	for kit.Rewind(); kit.Valid(); kit.Next() {
+		k := kit.Item().Key()
+		if len(k) != 1+len(decision{}) {
+			return corruptf(k, "conflict index key of %d bytes", len(k))
+		}
+		s.conflicts.seen[decision(k[1:])] = struct{}{}
+	}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflict}})
 	defer it.Close()
 	it.Rewind()
@@ -243,12 +298,10 @@ func (s *Store) logConflicts(b *batch, collection string, key crdt.Key, cs []crd
 // (zero when it was logged before).
 func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.Conflict) (uint64, error) {
 	h := decisionHash(collection, key, c)
-	ik := conflictIndexKey(h)
-	if _, err := b.txn.Get(ik); err == nil {
+	if s.conflicts.has(b, h) {
 		return 0, nil
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, errors.Wrapf(err, "read %s", keyName(ik))
 	}
+	ik := conflictIndexKey(h[:])
 	if s.conflicts.next == 0 {
 		s.conflicts.next, s.conflicts.first = 1, 1
 	}
@@ -256,7 +309,7 @@ func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.C
 	now := s.opts.Physical()
 	s.conflicts.at = now
 	v := &conflictValue{Collection: collection, Key: []byte(key), Field: c.Field, Rule: c.Rule, At: now,
-		Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h}
+		Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h[:]}
 	enc := encodeConflict(v)
 	ck := conflictKey(seq)
 	// The entry, its index, and the deletes of the oldest entry it may
@@ -276,6 +329,10 @@ func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.C
 	if err := b.set(ik, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 		return 0, err
 	}
+	if b.conflicts.added == nil {
+		b.conflicts.added = map[decision]struct{}{}
+	}
+	b.conflicts.added[h] = struct{}{}
 	if s.conflicts.first == seq {
 		s.conflicts.firstAt = now
 	}
@@ -325,6 +382,9 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 		}
 		if err := b.del(conflictIndexKey(v.Hash)); err != nil {
 			return err
+		}
+		if len(v.Hash) == len(decision{}) {
+			b.conflicts.dropped = append(b.conflicts.dropped, decision(v.Hash))
 		}
 		s.conflicts.first++
 		s.conflicts.firstAt = 0
