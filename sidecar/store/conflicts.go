@@ -35,8 +35,12 @@ const (
 	prefixConflictIndex = 'K'
 )
 
-// conflictValueVersion starts every conflict entry.
-const conflictValueVersion = 1
+// conflictValueVersion starts every conflict entry this release writes;
+// entries starting with conflictValueJSON (earlier releases) stay readable.
+const (
+	conflictValueVersion = 2
+	conflictValueJSON    = 1
+)
 
 // maxPrunePerWrite bounds the entries one new entry drops by age, so that a
 // merge after a long quiet period does not write an unbounded transaction;
@@ -208,18 +212,116 @@ func sideValue(c crdt.ConflictWrite) conflictWrite {
 	return conflictWrite{Write: encodeWrite(crdt.Write{Stamp: c.Stamp, Value: c.Value, Source: c.Source}), Delete: c.Delete}
 }
 
+// encodeConflict writes the binary form (version 2): uvarint-length-prefixed
+// collection, key, field and rule, varint At, each side as a
+// length-prefixed write and a delete byte, the 16-byte hash, and a
+// resolution byte followed, when 1, by its node, varint time and write.
 func encodeConflict(v *conflictValue) []byte {
-	b, _ := json.Marshal(v) // plain data: cannot fail
-	return append([]byte{conflictValueVersion}, b...)
+	n := 1 + 4*binary.MaxVarintLen64 + len(v.Collection) + len(v.Key) + len(v.Field) + len(v.Rule) +
+		3*binary.MaxVarintLen64 + len(v.Winner.Write) + len(v.Loser.Write) + 2 + len(v.Hash) + 1
+	if v.Resolved != nil {
+		n += 3*binary.MaxVarintLen64 + len(v.Resolved.By) + len(v.Resolved.Write)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, conflictValueVersion)
+	for _, f := range [][]byte{[]byte(v.Collection), v.Key, []byte(v.Field), []byte(v.Rule)} {
+		b = appendBytes(b, f)
+	}
+	b = binary.AppendVarint(b, v.At)
+	for _, w := range []conflictWrite{v.Winner, v.Loser} {
+		b = appendBytes(b, w.Write)
+		b = append(b, boolByte(w.Delete))
+	}
+	b = appendBytes(b, v.Hash)
+	if v.Resolved == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = appendBytes(b, []byte(v.Resolved.By))
+	b = binary.AppendVarint(b, v.Resolved.At)
+	return appendBytes(b, v.Resolved.Write)
 }
 
+func appendBytes(b, f []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(f)))
+	return append(b, f...)
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// conflictReader reads the binary form; the first failure sticks.
+type conflictReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *conflictReader) bytes() []byte {
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 || n > uint64(len(r.b)-k) {
+		r.bad, r.b = true, nil
+		return nil
+	}
+	f := r.b[k : k+int(n)]
+	r.b = r.b[k+int(n):]
+	return f
+}
+
+func (r *conflictReader) varint() int64 {
+	v, k := binary.Varint(r.b)
+	if k <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+func (r *conflictReader) byte() byte {
+	if len(r.b) == 0 {
+		r.bad = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+// decodeConflict reads an entry of either version: 1 (JSON, written by
+// earlier releases) or 2 (binary).
 func decodeConflict(key, b []byte) (*conflictValue, error) {
-	if len(b) == 0 || b[0] != conflictValueVersion {
-		return nil, corruptf(key, "conflict entry without version %d", conflictValueVersion)
+	if len(b) == 0 {
+		return nil, corruptf(key, "empty conflict entry")
 	}
 	v := &conflictValue{}
-	if err := json.Unmarshal(b[1:], v); err != nil {
-		return nil, corrupt(key, err)
+	switch b[0] {
+	case conflictValueJSON:
+		if err := json.Unmarshal(b[1:], v); err != nil {
+			return nil, corrupt(key, err)
+		}
+		return v, nil
+	case conflictValueVersion:
+	default:
+		return nil, corruptf(key, "conflict entry of version %d, want %d", b[0], conflictValueVersion)
+	}
+	b = bytes.Clone(b[1:])
+	r := &conflictReader{b: b}
+	v.Collection, v.Key, v.Field, v.Rule = string(r.bytes()), r.bytes(), string(r.bytes()), string(r.bytes())
+	v.At = r.varint()
+	for _, w := range []*conflictWrite{&v.Winner, &v.Loser} {
+		w.Write = r.bytes()
+		w.Delete = r.byte() == 1
+	}
+	v.Hash = r.bytes()
+	if r.byte() == 1 {
+		v.Resolved = &resolvedValue{By: string(r.bytes()), At: r.varint(), Write: r.bytes()}
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, corruptf(key, "conflict entry truncated or overlong")
 	}
 	return v, nil
 }
