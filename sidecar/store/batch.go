@@ -335,6 +335,11 @@ func (b *batch) commitPart(extra func() error) error {
 			return err
 		}
 	}
+	if b.conflicts.logged {
+		if err := s.pruneConflicts(b, s.conflicts.at); err != nil {
+			return err
+		}
+	}
 	if b.count == 0 {
 		b.txn.Discard()
 		return nil

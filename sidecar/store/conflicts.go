@@ -26,9 +26,11 @@ import (
 // node: the same delta arriving again, or the losing write arriving from a
 // second peer, finds it and writes nothing. The log keeps at most
 // Options.ConflictKeep entries and none older than Options.ConflictMaxAge:
-// each new entry drops the oldest ones beyond either bound in its own
-// transaction, and Open does the same; readers skip entries past the age
-// bound that are still stored. A decision whose entry was dropped would be
+// each transaction that logs entries drops the oldest ones beyond either
+// bound before it commits (one pass over the oldest entries per
+// transaction, not one per entry), so every commit leaves at most
+// ConflictKeep; readers skip entries past the age bound that are still
+// stored. A decision whose entry was dropped would be
 // logged again if its losing write arrived again.
 const (
 	prefixConflict      = 'k'
@@ -98,6 +100,9 @@ type decision [16]byte
 type conflictChanges struct {
 	added   map[decision]struct{}
 	dropped []decision
+	// logged is set when the part logged an entry: it prunes before it
+	// commits.
+	logged bool
 }
 
 // has reports whether the decision is stored or written by the batch.
@@ -122,12 +127,14 @@ func (l *conflictLog) commit(c *conflictChanges) {
 	}
 	clear(c.added)
 	c.dropped = c.dropped[:0]
+	c.logged = false
 }
 
 // reset forgets a failed part's changes.
 func (c *conflictChanges) reset() {
 	clear(c.added)
 	c.dropped = c.dropped[:0]
+	c.logged = false
 }
 
 func conflictKey(seq uint64) []byte {
@@ -439,30 +446,41 @@ func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.C
 		s.conflicts.firstAt = now
 	}
 	s.conflicts.next++
-	return seq, s.pruneConflicts(b, now)
+	b.conflicts.logged = true
+	return seq, nil
 }
 
 // pruneConflicts drops the oldest entries beyond the count bound, and up to
-// maxPrunePerWrite more older than the age bound.
+// maxPrunePerWrite more older than the age bound. It runs once per part
+// that logged a conflict, just before the part commits, walking the oldest
+// entries with one iterator.
 func (s *Store) pruneConflicts(b *batch, now int64) error {
 	keep := uint64(s.opts.ConflictKeep)
+	l := &s.conflicts
+	if l.first >= l.next {
+		return nil
+	}
+	aging := s.opts.ConflictMaxAge > 0 && (l.firstAt == 0 || now-l.firstAt > int64(s.opts.ConflictMaxAge))
+	if l.next-l.first <= keep && !aging {
+		return nil
+	}
+	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflict}})
+	defer it.Close()
 	aged := 0
-	for s.conflicts.first < s.conflicts.next {
-		k := conflictKey(s.conflicts.first)
-		over := s.conflicts.next-s.conflicts.first > keep
-		if !over {
-			if s.opts.ConflictMaxAge <= 0 || aged >= maxPrunePerWrite ||
-				(s.conflicts.firstAt != 0 && now-s.conflicts.firstAt <= int64(s.opts.ConflictMaxAge)) {
-				return nil
-			}
+	for it.Seek(conflictKey(l.first)); it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.KeyCopy(nil)
+		if len(k) != 9 {
+			return corruptf(k, "conflict key of %d bytes", len(k))
 		}
-		item, err := b.txn.Get(k)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			s.conflicts.first++ // a gap: a part that did not commit
-			continue
+		seq := binary.BigEndian.Uint64(k[1:])
+		if seq >= l.next {
+			break
 		}
-		if err != nil {
-			return errors.Wrapf(err, "read %s", keyName(k))
+		l.first = seq // skips gaps: parts that did not commit
+		over := l.next-seq > keep
+		if !over && (s.opts.ConflictMaxAge <= 0 || aged >= maxPrunePerWrite) {
+			return nil
 		}
 		raw, err := item.ValueCopy(nil)
 		if err != nil {
@@ -474,7 +492,7 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 		}
 		if !over {
 			if now-v.At <= int64(s.opts.ConflictMaxAge) {
-				s.conflicts.firstAt = v.At
+				l.firstAt = v.At
 				return nil
 			}
 			aged++
@@ -488,8 +506,8 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 		if len(v.Hash) == len(decision{}) {
 			b.conflicts.dropped = append(b.conflicts.dropped, decision(v.Hash))
 		}
-		s.conflicts.first++
-		s.conflicts.firstAt = 0
+		l.first = seq + 1
+		l.firstAt = 0
 	}
 	return nil
 }
