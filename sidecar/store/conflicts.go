@@ -119,11 +119,12 @@ func (l *conflictLog) commit(c *conflictChanges) {
 	if l.seen == nil {
 		l.seen = map[decision]struct{}{}
 	}
-	for _, d := range c.dropped {
-		delete(l.seen, d)
-	}
+	// Added first: a part may drop entries it added itself.
 	for d := range c.added {
 		l.seen[d] = struct{}{}
+	}
+	for _, d := range c.dropped {
+		delete(l.seen, d)
 	}
 	clear(c.added)
 	c.dropped = c.dropped[:0]
