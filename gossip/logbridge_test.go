@@ -19,6 +19,9 @@ func TestLogBridgeLevels(t *testing.T) {
 		{"2026/12/02 14:00:00 [ERR] memberlist: Failed to send gossip to 10.0.0.2:7946: boom", "ERROR", "Failed to send gossip"},
 		// A probe timeout is the failure detector's business, not a fault.
 		{"2026/12/02 14:00:00 [ERR] memberlist: Failed fallback TCP ping: timeout 1s", "WARN", "Failed fallback TCP ping"},
+		// So is a state sync with a peer whose process is gone.
+		{"2026/12/02 14:00:00 [ERR] memberlist: Push/Pull with n2 failed: dial tcp 127.0.0.1:40947: connect: connection refused", "WARN", "Push/Pull with n2 failed"},
+		{"2026/12/02 14:00:00 [ERR] memberlist: Push/Pull with n2 failed: remote node is not a member", "ERROR", "Push/Pull with n2 failed"},
 	} {
 		var buf bytes.Buffer
 		b := &logBridge{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), closing: new(atomic.Bool)}

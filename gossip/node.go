@@ -1190,10 +1190,12 @@ func (b *logBridge) Write(p []byte) (int, error) {
 			}
 		}
 	}
-	if level == slog.LevelError && strings.HasPrefix(s, "Failed fallback TCP ping") {
-		// A probe that timed out is the failure detector at work (the
-		// peer is then suspected, and refutes or is declared dead), not a
-		// fault of this node: memberlist's ERR overstates it.
+	if level == slog.LevelError && (strings.HasPrefix(s, "Failed fallback TCP ping") ||
+		strings.HasPrefix(s, "Push/Pull with ") && strings.HasSuffix(s, "connection refused")) {
+		// A probe that timed out, or a state sync with a peer whose
+		// process is gone (its port refuses), is the failure detector at
+		// work (the peer is then suspected, and refutes or is declared
+		// dead), not a fault of this node: memberlist's ERR overstates it.
 		level = slog.LevelWarn
 	}
 	if b.closing != nil && b.closing.Load() && level > slog.LevelDebug {

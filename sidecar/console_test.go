@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lattice-crdt/lattice/crdt"
 )
 
 const consoleToken = "console-test-token-0123456789"
@@ -267,5 +269,61 @@ func TestConsoleDriftPage(t *testing.T) {
 	_, page = br.do("GET", "/ui/node", nil)
 	if !strings.Contains(page, `id="verify-row"`) || !strings.Contains(page, "3 drift records") {
 		t.Errorf("node page lacks the last pass:\n%s", page)
+	}
+}
+
+// The conflict log page lists a conflict with both values and the rule,
+// filters it, and resolves it with the lost value from the record's page.
+func TestConsoleConflictsPage(t *testing.T) {
+	a := startAgent(t, customersConfig)
+	if r := do(t, a, "PUT", "/v1/records/customers/1", "", `{"name": "Ann"}`); r.code != 200 {
+		t.Fatalf("PUT: %d %s", r.code, r.body)
+	}
+	base, err := a.Store().Get("customers", crdt.IntKey(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, a, "PATCH", "/v1/records/customers/1", "", `{"name": "Bob"}`); r.code != 200 {
+		t.Fatalf("PATCH: %d %s", r.code, r.body)
+	}
+	// A peer that saw only Ann writes Carl, a little later.
+	col, _ := a.schema.Collection("customers")
+	at := a.Store().Clock().Now()
+	at.Wall += 1e6
+	d, err := crdt.Diff(col, base, crdt.Row{"name": crdt.String("Carl")}, crdt.Origin{Stamp: crdt.Stamp{TS: at, Replica: 99}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := &crdt.Delta{}
+	remote.Add("customers", crdt.IntKey(1), d)
+	if _, err := (replica{a}).Merge(remote); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, a)
+	_, page := b.do("GET", "/ui/conflicts", nil)
+	for _, want := range []string{`class="conflict"`, `href="/ui/records/customers/1"`, "&#34;Carl&#34;", "&#34;Bob&#34;", "<b>lww</b>", "keep the lost value"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("conflicts page lacks %q:\n%s", want, page)
+		}
+	}
+	if _, page := b.do("GET", "/ui/conflicts?collection=customers&field=status", nil); !strings.Contains(page, `id="no-conflicts"`) {
+		t.Fatalf("a filter that matches nothing still lists:\n%s", page)
+	}
+	_, rec := b.do("GET", "/ui/records/customers/1", nil)
+	if !strings.Contains(rec, `id="record-conflicts"`) {
+		t.Fatalf("record page lacks its conflicts:\n%s", rec)
+	}
+	id := regexp.MustCompile(`name="id" value="(\d+)"`).FindStringSubmatch(rec)[1]
+	csrf := csrfRE.FindStringSubmatch(rec)[1]
+	resp, _ := b.do("POST", "/ui/conflicts/resolve", url.Values{"csrf": {csrf}, "id": {id}, "use": {"loser"}, "back": {"/ui/records/customers/1"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/records/customers/1" {
+		t.Fatalf("resolve = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if r := do(t, a, "GET", "/v1/records/customers/1", "", ""); !strings.Contains(r.body, `"name":"Bob"`) {
+		t.Fatalf("after resolving with the lost value: %s", r.body)
+	}
+	_, page = b.do("GET", "/ui/conflicts", nil)
+	if !strings.Contains(page, "resolved</span> by n1") {
+		t.Fatalf("conflicts page after resolve:\n%s", page)
 	}
 }

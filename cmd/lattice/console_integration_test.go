@@ -42,7 +42,8 @@ func chromium(t *testing.T) string {
 // that one database refuses parked with the database's error, fix the
 // database, retry from the page, find the row in the database, open the
 // record's page, find a write made behind capture's back from the drift
-// page; every page is saved as a screenshot.
+// page, resolve a conflict from the conflict log; every page is saved as a
+// screenshot.
 func TestIntegrationConsoleInBrowser(t *testing.T) {
 	browserPath := chromium(t)
 	shots := os.Getenv(envArtifacts)
@@ -240,12 +241,58 @@ func TestIntegrationConsoleInBrowser(t *testing.T) {
 		t.Fatalf("drift table lacks items/1 with its system and merged status:\n%s", drift)
 	}
 
+	// A conflict: n1's and n2's users rename item 2 while n2's sidecar is
+	// down, so neither write saw the other. n3 logs the conflict; the
+	// console resolves it by writing the lost name again, which then wins in
+	// every database.
+	n2 := nodes[1]
+	n2.stop(30 * time.Second)
+	if _, err := n1.db.Exec(`UPDATE items SET name = 'bellows-n1' WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "n1's name in n3's database", func() (bool, string) {
+		name, err := itemName(n3.db, 2)
+		return err == nil && name == "bellows-n1", fmt.Sprintf("%q %v", name, err)
+	})
+	if _, err := n2.db.Exec(`UPDATE items SET name = 'bellows-n2' WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	n2.start(60 * time.Second)
+	waitFor(t, 60*time.Second, "n2's later name in every database", func() (bool, string) {
+		for _, n := range nodes {
+			if name, err := itemName(n.db, 2); err != nil || name != "bellows-n2" {
+				return false, fmt.Sprintf("%s: %q %v", n.name, name, err)
+			}
+		}
+		return true, ""
+	})
+	const open = `tr.conflict`
+	run("the conflict on the conflicts page",
+		chromedp.Navigate(base+"/ui/conflicts?refresh=0&collection=items&key=2"),
+		chromedp.WaitVisible(chromedp.CSS(open)),
+		shot("conflicts"),
+	)
+	if row := text("read the conflict", open); !strings.Contains(row, "bellows-n1") || !strings.Contains(row, "bellows-n2") || !strings.Contains(row, "lww") {
+		t.Fatalf("conflict row lacks both names and the rule:\n%s", row)
+	}
+	run("resolve with the lost value",
+		chromedp.Click(chromedp.CSS(open+` button[value="loser"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#notice`)),
+	)
+	waitFor(t, 60*time.Second, "the lost name again in every database", func() (bool, string) {
+		for _, n := range nodes {
+			if name, err := itemName(n.db, 2); err != nil || name != "bellows-n1" {
+				return false, fmt.Sprintf("%s: %q %v", n.name, name, err)
+			}
+		}
+		return true, ""
+	})
+
 	// The other pages render; each is kept as a screenshot.
 	for _, p := range []struct{ path, sel, name string }{
 		{"/ui/node", `#loops`, "node"},
 		{"/ui/collections", `#collections`, "collections"},
 		{"/ui/collections/items", `#records`, "records"},
-		{"/ui/conflicts", `main`, "conflicts"},
 	} {
 		run("page "+p.path,
 			chromedp.Navigate(base+p.path+"?refresh=0"),
