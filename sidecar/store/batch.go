@@ -127,6 +127,8 @@ type batch struct {
 	effects uint64
 	acked   uint64
 	parts   int
+	// conflicts are the part's changes to the conflict log's index.
+	conflicts conflictChanges
 }
 
 // Room kept for the meta entries and the open queue chunk of a part.
@@ -334,16 +336,23 @@ func (b *batch) commitPart(extra func() error) error {
 			return err
 		}
 	}
+	if b.conflicts.logged {
+		if err := s.pruneConflicts(b, s.conflicts.at); err != nil {
+			return err
+		}
+	}
 	if b.count == 0 {
 		b.txn.Discard()
 		return nil
 	}
 	if err := b.commit(); err != nil {
+		b.conflicts.reset()
 		s.treeSound.Store(false)
 		s.log.Error("store commit failed; reading every record from now on", "err", err)
 		return errors.Wrap(err, "commit store transaction")
 	}
 	b.parts++
+	s.conflicts.commit(&b.conflicts)
 	s.stats.commits.Add(1)
 	s.stats.bytes.Add(uint64(b.size))
 	s.stats.effects.Add(b.effects)

@@ -26,17 +26,23 @@ import (
 // node: the same delta arriving again, or the losing write arriving from a
 // second peer, finds it and writes nothing. The log keeps at most
 // Options.ConflictKeep entries and none older than Options.ConflictMaxAge:
-// each new entry drops the oldest ones beyond either bound in its own
-// transaction, and Open does the same; readers skip entries past the age
-// bound that are still stored. A decision whose entry was dropped would be
+// each transaction that logs entries drops the oldest ones beyond either
+// bound before it commits (one pass over the oldest entries per
+// transaction, not one per entry), so every commit leaves at most
+// ConflictKeep; readers skip entries past the age bound that are still
+// stored. A decision whose entry was dropped would be
 // logged again if its losing write arrived again.
 const (
 	prefixConflict      = 'k'
 	prefixConflictIndex = 'K'
 )
 
-// conflictValueVersion starts every conflict entry.
-const conflictValueVersion = 1
+// conflictValueVersion starts every conflict entry this release writes;
+// entries starting with conflictValueJSON (earlier releases) stay readable.
+const (
+	conflictValueVersion = 2
+	conflictValueJSON    = 1
+)
 
 // maxPrunePerWrite bounds the entries one new entry drops by age, so that a
 // merge after a long quiet period does not write an unbounded transaction;
@@ -80,6 +86,56 @@ type conflictLog struct {
 	// firstAt is when entry first was logged, zero when not known: while
 	// it is within the age bound, logging reads no old entry.
 	firstAt int64
+	// seen holds the decision hashes of the stored entries (the 'K'
+	// keys), loaded at Open and kept in step after each commit, so that
+	// logging a conflict reads nothing to find out whether it is new.
+	seen map[decision]struct{}
+}
+
+// decision is a decision hash (see decisionHash).
+type decision [16]byte
+
+// conflictChanges are the changes of a batch part to conflictLog.seen,
+// applied once the part commits: a part that fails leaves seen as stored.
+type conflictChanges struct {
+	added   map[decision]struct{}
+	dropped []decision
+	// logged is set when the part logged an entry: it prunes before it
+	// commits.
+	logged bool
+}
+
+// has reports whether the decision is stored or written by the batch.
+func (l *conflictLog) has(b *batch, d decision) bool {
+	if _, ok := l.seen[d]; ok {
+		return true
+	}
+	_, ok := b.conflicts.added[d]
+	return ok
+}
+
+// commit applies a committed part's changes to seen.
+func (l *conflictLog) commit(c *conflictChanges) {
+	if l.seen == nil {
+		l.seen = map[decision]struct{}{}
+	}
+	// Added first: a part may drop entries it added itself.
+	for d := range c.added {
+		l.seen[d] = struct{}{}
+	}
+	for _, d := range c.dropped {
+		delete(l.seen, d)
+	}
+	clear(c.added)
+	c.dropped = c.dropped[:0]
+	c.logged = false
+}
+
+// reset forgets a failed part's changes.
+func (c *conflictChanges) reset() {
+	clear(c.added)
+	c.dropped = c.dropped[:0]
+	c.logged = false
 }
 
 func conflictKey(seq uint64) []byte {
@@ -95,7 +151,7 @@ func conflictIndexKey(h []byte) []byte {
 
 // decisionHash identifies a decision: the same pair of writes to the same
 // field of the same record.
-func decisionHash(collection string, key crdt.Key, c *crdt.Conflict) []byte {
+func decisionHash(collection string, key crdt.Key, c *crdt.Conflict) decision {
 	h := sha256.New()
 	var b []byte
 	for _, s := range []string{collection, string(key), c.Field, c.Rule} {
@@ -108,7 +164,8 @@ func decisionHash(collection string, key crdt.Key, c *crdt.Conflict) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(st.Replica))
 	}
 	h.Write(b)
-	return h.Sum(nil)[:16]
+	var sum [sha256.Size]byte
+	return decision(h.Sum(sum[:0])[:16])
 }
 
 // conflictValue is the stored form of a Conflict. Writes travel as a
@@ -163,18 +220,116 @@ func sideValue(c crdt.ConflictWrite) conflictWrite {
 	return conflictWrite{Write: encodeWrite(crdt.Write{Stamp: c.Stamp, Value: c.Value, Source: c.Source}), Delete: c.Delete}
 }
 
+// encodeConflict writes the binary form (version 2): uvarint-length-prefixed
+// collection, key, field and rule, varint At, each side as a
+// length-prefixed write and a delete byte, the 16-byte hash, and a
+// resolution byte followed, when 1, by its node, varint time and write.
 func encodeConflict(v *conflictValue) []byte {
-	b, _ := json.Marshal(v) // plain data: cannot fail
-	return append([]byte{conflictValueVersion}, b...)
+	n := 1 + 4*binary.MaxVarintLen64 + len(v.Collection) + len(v.Key) + len(v.Field) + len(v.Rule) +
+		3*binary.MaxVarintLen64 + len(v.Winner.Write) + len(v.Loser.Write) + 2 + len(v.Hash) + 1
+	if v.Resolved != nil {
+		n += 3*binary.MaxVarintLen64 + len(v.Resolved.By) + len(v.Resolved.Write)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, conflictValueVersion)
+	for _, f := range [][]byte{[]byte(v.Collection), v.Key, []byte(v.Field), []byte(v.Rule)} {
+		b = appendBytes(b, f)
+	}
+	b = binary.AppendVarint(b, v.At)
+	for _, w := range []conflictWrite{v.Winner, v.Loser} {
+		b = appendBytes(b, w.Write)
+		b = append(b, boolByte(w.Delete))
+	}
+	b = appendBytes(b, v.Hash)
+	if v.Resolved == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = appendBytes(b, []byte(v.Resolved.By))
+	b = binary.AppendVarint(b, v.Resolved.At)
+	return appendBytes(b, v.Resolved.Write)
 }
 
+func appendBytes(b, f []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(f)))
+	return append(b, f...)
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// conflictReader reads the binary form; the first failure sticks.
+type conflictReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *conflictReader) bytes() []byte {
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 || n > uint64(len(r.b)-k) {
+		r.bad, r.b = true, nil
+		return nil
+	}
+	f := r.b[k : k+int(n)]
+	r.b = r.b[k+int(n):]
+	return f
+}
+
+func (r *conflictReader) varint() int64 {
+	v, k := binary.Varint(r.b)
+	if k <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+func (r *conflictReader) byte() byte {
+	if len(r.b) == 0 {
+		r.bad = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+// decodeConflict reads an entry of either version: 1 (JSON, written by
+// earlier releases) or 2 (binary).
 func decodeConflict(key, b []byte) (*conflictValue, error) {
-	if len(b) == 0 || b[0] != conflictValueVersion {
-		return nil, corruptf(key, "conflict entry without version %d", conflictValueVersion)
+	if len(b) == 0 {
+		return nil, corruptf(key, "empty conflict entry")
 	}
 	v := &conflictValue{}
-	if err := json.Unmarshal(b[1:], v); err != nil {
-		return nil, corrupt(key, err)
+	switch b[0] {
+	case conflictValueJSON:
+		if err := json.Unmarshal(b[1:], v); err != nil {
+			return nil, corrupt(key, err)
+		}
+		return v, nil
+	case conflictValueVersion:
+	default:
+		return nil, corruptf(key, "conflict entry of version %d, want %d", b[0], conflictValueVersion)
+	}
+	b = bytes.Clone(b[1:])
+	r := &conflictReader{b: b}
+	v.Collection, v.Key, v.Field, v.Rule = string(r.bytes()), r.bytes(), string(r.bytes()), string(r.bytes())
+	v.At = r.varint()
+	for _, w := range []*conflictWrite{&v.Winner, &v.Loser} {
+		w.Write = r.bytes()
+		w.Delete = r.byte() == 1
+	}
+	v.Hash = r.bytes()
+	if r.byte() == 1 {
+		v.Resolved = &resolvedValue{By: string(r.bytes()), At: r.varint(), Write: r.bytes()}
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, corruptf(key, "conflict entry truncated or overlong")
 	}
 	return v, nil
 }
@@ -200,6 +355,16 @@ func (v *conflictValue) conflict(key []byte) (Conflict, error) {
 
 // loadConflicts finds the live entries at Open.
 func (s *Store) loadConflicts(txn *badger.Txn) error {
+	s.conflicts.seen = map[decision]struct{}{}
+	kit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflictIndex}})
+	defer kit.Close()
+	for kit.Rewind(); kit.Valid(); kit.Next() {
+		k := kit.Item().Key()
+		if len(k) != 1+len(decision{}) {
+			return corruptf(k, "conflict index key of %d bytes", len(k))
+		}
+		s.conflicts.seen[decision(k[1:])] = struct{}{}
+	}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflict}})
 	defer it.Close()
 	it.Rewind()
@@ -243,12 +408,10 @@ func (s *Store) logConflicts(b *batch, collection string, key crdt.Key, cs []crd
 // (zero when it was logged before).
 func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.Conflict) (uint64, error) {
 	h := decisionHash(collection, key, c)
-	ik := conflictIndexKey(h)
-	if _, err := b.txn.Get(ik); err == nil {
+	if s.conflicts.has(b, h) {
 		return 0, nil
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, errors.Wrapf(err, "read %s", keyName(ik))
 	}
+	ik := conflictIndexKey(h[:])
 	if s.conflicts.next == 0 {
 		s.conflicts.next, s.conflicts.first = 1, 1
 	}
@@ -256,7 +419,7 @@ func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.C
 	now := s.opts.Physical()
 	s.conflicts.at = now
 	v := &conflictValue{Collection: collection, Key: []byte(key), Field: c.Field, Rule: c.Rule, At: now,
-		Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h}
+		Winner: sideValue(c.Winner), Loser: sideValue(c.Loser), Hash: h[:]}
 	enc := encodeConflict(v)
 	ck := conflictKey(seq)
 	// The entry, its index, and the deletes of the oldest entry it may
@@ -276,34 +439,49 @@ func (s *Store) logConflict(b *batch, collection string, key crdt.Key, c *crdt.C
 	if err := b.set(ik, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 		return 0, err
 	}
+	if b.conflicts.added == nil {
+		b.conflicts.added = map[decision]struct{}{}
+	}
+	b.conflicts.added[h] = struct{}{}
 	if s.conflicts.first == seq {
 		s.conflicts.firstAt = now
 	}
 	s.conflicts.next++
-	return seq, s.pruneConflicts(b, now)
+	b.conflicts.logged = true
+	return seq, nil
 }
 
 // pruneConflicts drops the oldest entries beyond the count bound, and up to
-// maxPrunePerWrite more older than the age bound.
+// maxPrunePerWrite more older than the age bound. It runs once per part
+// that logged a conflict, just before the part commits, walking the oldest
+// entries with one iterator.
 func (s *Store) pruneConflicts(b *batch, now int64) error {
 	keep := uint64(s.opts.ConflictKeep)
+	l := &s.conflicts
+	if l.first >= l.next {
+		return nil
+	}
+	aging := s.opts.ConflictMaxAge > 0 && (l.firstAt == 0 || now-l.firstAt > int64(s.opts.ConflictMaxAge))
+	if l.next-l.first <= keep && !aging {
+		return nil
+	}
+	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflict}})
+	defer it.Close()
 	aged := 0
-	for s.conflicts.first < s.conflicts.next {
-		k := conflictKey(s.conflicts.first)
-		over := s.conflicts.next-s.conflicts.first > keep
-		if !over {
-			if s.opts.ConflictMaxAge <= 0 || aged >= maxPrunePerWrite ||
-				(s.conflicts.firstAt != 0 && now-s.conflicts.firstAt <= int64(s.opts.ConflictMaxAge)) {
-				return nil
-			}
+	for it.Seek(conflictKey(l.first)); it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.KeyCopy(nil)
+		if len(k) != 9 {
+			return corruptf(k, "conflict key of %d bytes", len(k))
 		}
-		item, err := b.txn.Get(k)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			s.conflicts.first++ // a gap: a part that did not commit
-			continue
+		seq := binary.BigEndian.Uint64(k[1:])
+		if seq >= l.next {
+			break
 		}
-		if err != nil {
-			return errors.Wrapf(err, "read %s", keyName(k))
+		l.first = seq // skips gaps: parts that did not commit
+		over := l.next-seq > keep
+		if !over && (s.opts.ConflictMaxAge <= 0 || aged >= maxPrunePerWrite) {
+			return nil
 		}
 		raw, err := item.ValueCopy(nil)
 		if err != nil {
@@ -315,7 +493,7 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 		}
 		if !over {
 			if now-v.At <= int64(s.opts.ConflictMaxAge) {
-				s.conflicts.firstAt = v.At
+				l.firstAt = v.At
 				return nil
 			}
 			aged++
@@ -326,8 +504,11 @@ func (s *Store) pruneConflicts(b *batch, now int64) error {
 		if err := b.del(conflictIndexKey(v.Hash)); err != nil {
 			return err
 		}
-		s.conflicts.first++
-		s.conflicts.firstAt = 0
+		if len(v.Hash) == len(decision{}) {
+			b.conflicts.dropped = append(b.conflicts.dropped, decision(v.Hash))
+		}
+		l.first = seq + 1
+		l.firstAt = 0
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -187,5 +188,44 @@ func TestConflictLogCaptured(t *testing.T) {
 				t.Fatalf("name = %s, want %s", got, tc.winner)
 			}
 		})
+	}
+}
+
+// A merge that logs more conflicts than ConflictKeep (the older writes of a
+// arriving at b) keeps the newest ones and their index entries only, and a dropped decision is logged again when
+// its losing write arrives again while a kept one is not.
+func TestConflictLogRetentionOneMerge(t *testing.T) {
+	mod := func(o *Options) { o.ConflictKeep = 3 }
+	a, b := openMem(t, crdt.MustSchema(), mod), openMem(t, crdt.MustSchema(), mod)
+	all := &crdt.Delta{}
+	for i := range 5 {
+		da, _ := conflictPair(t, a, b, crdt.IntKey(int64(i)), "a", "b")
+		all.Fragments = append(all.Fragments, da.Fragments...)
+	}
+	res := mustMerge(t, b, all)
+	if len(res.Conflicts) != 5 {
+		t.Fatalf("logged %d conflicts, want 5", len(res.Conflicts))
+	}
+	got, _, err := b.Conflicts(ConflictQuery{})
+	if err != nil || len(got) != 3 || got[0].ID != res.Conflicts[2].ID {
+		t.Fatalf("Conflicts = %+v, %v; want the newest 3", got, err)
+	}
+	indexed := 0
+	if err := b.read(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflictIndex}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			indexed++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if indexed != 3 || len(b.conflicts.seen) != 3 {
+		t.Fatalf("%d index entries stored, %d in memory; want 3", indexed, len(b.conflicts.seen))
+	}
+	again := mustMerge(t, b, all)
+	if len(again.Conflicts) != 2 || again.Conflicts[0].Key != crdt.IntKey(0) || again.Conflicts[1].Key != crdt.IntKey(1) {
+		t.Fatalf("merging again logged %+v; want the two dropped decisions", again.Conflicts)
 	}
 }

@@ -83,7 +83,8 @@
 //	q <seq uint64 BE> queue chunk, oldest first: 0x01, uvarint n, n x (uvarint len, id)
 //	x <id>            parked entry: 0x01, uvarint seq, varint unix ns, reason
 //	c <name>          adapter cursor: opaque bytes
-//	k <seq uint64 BE> logged conflict (its ID): 0x01, JSON (see conflicts.go)
+//	k <seq uint64 BE> logged conflict (its ID): 0x02, binary fields (see encodeConflict);
+//	                  0x01, JSON from earlier releases, is still read
 //	K <hash [16]>     conflict index: the decision's hash -> seq uint64 BE
 //
 // where <id> is a crdt.ID (collection, 0x00, order-preserving key), so
