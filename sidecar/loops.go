@@ -111,8 +111,9 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		cat := a.catalog()
 		for _, f := range d.Fragments {
-			if ci, err := a.catalog().Lookup(f.Collection); err == nil && ci.Synced && f.Record.Exists() {
+			if cat.QueueUnseen(f) {
 				missing = append(missing, crdt.MakeID(f.Collection, f.Key))
 			}
 		}

@@ -15,7 +15,10 @@
 //     overwritten in the system by an apply before capture saw them;
 //   - the stamp rule (commit time raised above what the writer saw), the
 //     diff from the old row, and the decision which records to queue for
-//     apply (Local, and Engine.Capture for captured batches). Under the counter policy the diff is the capture rule:
+//     apply (Local, and Engine.Capture for captured batches), the same
+//     decision for merges of remote changes (QueueMerged, which the store
+//     calls inside its merge transaction) and after a snapshot
+//     (Catalog.QueueUnseen). Under the counter policy the diff is the capture rule:
 //     a change from old to new is an increment of new - old owned by this
 //     replica (crdt.DiffFrom), and apply writes the total; a decimal the
 //     system prints with fewer digits than the total is the same number

@@ -306,7 +306,7 @@ func (s *Store) prepareGroup(w *worker, txn *badger.Txn, frags []crdt.Fragment, 
 	g.cur = cur
 	g.hash = crdt.HashRecord(g.id, w.enc)
 	g.val = appendRecordValue(w.arena.alloc(recordHeaderLen+len(w.enc)), recordHeader{hash: g.hash, queued: h.queued}, w.enc)
-	g.visible = !sameView(c, old, cur)
+	g.visible = engine.QueueMerged(c, old, cur)
 }
 
 // apply writes a prepared group into the batch and reports it in res.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/crdt/rangetree"
+	"github.com/lattice-crdt/lattice/sidecar/engine"
 	"pgregory.net/rapid"
 )
 
@@ -213,7 +214,7 @@ func TestPropPendingQueue(t *testing.T) {
 			}
 			for id := range touched {
 				c, _, _ := id.Split()
-				if !sameView(mustCol(schema, c), before[id], model[id]) {
+				if !engine.SameView(mustCol(schema, c), before[id], model[id]) {
 					changed = append(changed, id)
 				}
 			}
