@@ -80,14 +80,16 @@ type Adapter interface {
 	// whole batch later. Any other error names neither: the engine applies
 	// the batch's writes one at a time to find the one that fails.
 	//
-	// Apply returns its position in capture order: a cursor at or after the
-	// position of every change the system committed before the apply's
-	// transaction. A change captured in a batch that starts at or after it
-	// (a batch starts at the cursor Capture was given, or at the previous
-	// batch's cursor) was committed after the apply; one in an earlier batch
-	// may have been overwritten by it. A conservative (later) position is correct, and
-	// costs only a redundant write.
-	Apply(ctx context.Context, writes []Write) (position []byte, err error)
+	// Apply returns its position in capture order (Applied.Position) and the
+	// writes it deferred (Applied.Deferred). An adapter that can tell, inside
+	// the apply's transaction, that the system holds a change to a record
+	// that Capture has not reported and Ack not yet confirmed leaves that
+	// record alone and defers its write: writing over it would show the
+	// system's users an older state than the one they wrote, and a user's
+	// next statement (a DELETE that finds no row) could act on it. The
+	// engine keeps a deferred write queued and applies the merged state
+	// once capture has taken the change.
+	Apply(ctx context.Context, writes []Write) (Applied, error)
 
 	// Head returns a cursor at or after every change committed so far.
 	// Capture may start from it.
@@ -183,6 +185,22 @@ type Write struct {
 	Key        crdt.Key
 	// Row is the whole merged row, key columns included; nil deletes.
 	Row crdt.Row
+}
+
+// Applied is what an Apply did.
+type Applied struct {
+	// Position is the apply's position in capture order: a cursor at or
+	// after the position of every change the system committed before the
+	// apply's transaction. A change captured in a batch that starts at or
+	// after it (a batch starts at the cursor Capture was given, or at the
+	// previous batch's cursor) was committed after the apply; one in an
+	// earlier batch may have been overwritten by it. A conservative (later)
+	// position is correct, and costs only a redundant write.
+	Position []byte
+	// Deferred lists, in ascending order, the indexes of the writes Apply
+	// left unwritten because the system holds a change to their records
+	// that capture has not reported yet (see Adapter.Apply).
+	Deferred []int
 }
 
 // Table describes one collection as the system holds it.

@@ -52,12 +52,29 @@ func newCheckNode(dir, name, bin string, log *slog.Logger) (*checkNode, error) {
 	return n, nil
 }
 
+// handedOut holds the ports freePort returned in this process: the
+// sidecars bind them only when they start, all at once, so a port free now
+// must not be handed out twice.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 // freePort returns a port free for both TCP and UDP (gossip uses both),
 // below Linux's ephemeral range (32768 and up), so that no outgoing
-// connection takes it before the sidecar binds it, also on a restart.
+// connection takes it before the sidecar binds it, also on a restart, and
+// never returned before in this process.
 func freePort() (int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	for range 200 {
 		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
@@ -68,6 +85,7 @@ func freePort() (int, error) {
 			continue
 		}
 		_ = u.Close()
+		handedOut.ports[port] = true
 		return port, nil
 	}
 	return 0, errors.New("no port free for both TCP and UDP in 20000-32000")

@@ -89,6 +89,9 @@ type Agent struct {
 	apiSrv *http.Server
 
 	applyWake chan struct{}
+	// applyDeferred says an Apply deferred writes for changes capture had
+	// not taken: the next acknowledged capture wakes the applier.
+	applyDeferred atomic.Bool
 	// captureUp is closed once the initial snapshot (if any) is stored:
 	// applying before would let the snapshot read rows that an apply is
 	// about to overwrite and take them for new user writes.

@@ -143,6 +143,19 @@
 // (sidecar/engine/testdata, run by TestEngine) replay each interleaving
 // step by step; each fails when the rule it names is taken out.
 //
+// HAZARD: an apply writes over a user's change that capture has not taken
+// yet. The system briefly shows an older row, and the user's next statement
+// acts on it: a DELETE of a row they had just re-inserted finds nothing,
+// and the row comes back once the insert is captured and applied (the
+// randomized checker found it). An adapter that can tell defers such
+// writes (adapters.Applied.Deferred; SQLite reads its unacknowledged log
+// inside the apply's transaction): the record goes to the back of the queue
+// and the applier retries after the next acknowledged capture
+// (lattice_apply_deferred_total). TestApplyDefersUncapturedRecords
+// (adapters/sqlite), TestCaptureRacesApply, TestCaptureRacesApplyAck,
+// TestDeleteAfterUpdateElsewhereNotUndone. PostgreSQL cannot tell inside
+// its transaction, and relies on the two hazards below.
+//
 // HAZARD: a user's write captured while an apply of the same record is in
 // flight, after the apply overwrote it. The engine marks the change stale
 // (its batch starts before the apply's position) and queues the record

@@ -30,20 +30,20 @@ type faultyAdapter struct {
 	snapshotted int
 }
 
-func (f *faultyAdapter) Apply(ctx context.Context, ws []adapters.Write) ([]byte, error) {
+func (f *faultyAdapter) Apply(ctx context.Context, ws []adapters.Write) (adapters.Applied, error) {
 	f.mu.Lock()
 	f.applyCalls++
 	if f.downFor > 0 {
 		f.downFor--
 		f.downFailed++
 		f.mu.Unlock()
-		return nil, errors.Mark(errors.New("connection refused: the system is down"), adapters.ErrUnavailable)
+		return adapters.Applied{}, errors.Mark(errors.New("connection refused: the system is down"), adapters.ErrUnavailable)
 	}
 	reject := f.reject
 	f.mu.Unlock()
 	for _, w := range ws {
 		if w.Row != nil && reject != "" && w.Row["name"].AsString() == reject {
-			return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("name %q violates a check constraint", reject))
+			return adapters.Applied{}, adapters.BadRow(w.Collection, w.Key, errors.Newf("name %q violates a check constraint", reject))
 		}
 	}
 	return f.Adapter.Apply(ctx, ws)

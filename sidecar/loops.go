@@ -182,6 +182,9 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 		a.engMu.Unlock()
 		if err := a.adp.Ack(ctx, rd.Ack); err != nil && ctx.Err() == nil {
 			a.log.Warn("acknowledge cursor", "err", err)
+		} else if a.applyDeferred.Swap(false) {
+			// Writes deferred for changes capture had not taken may go now.
+			a.wakeApply()
 		}
 	}
 	return nil
@@ -345,7 +348,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	a.eng.Positions().Applying(ids)
 	a.engMu.Unlock()
 	start := a.clock.Now()
-	pos, err := a.adp.Apply(ctx, writes)
+	res, err := a.adp.Apply(ctx, writes)
 	if err != nil {
 		re, ok := adapters.RowErrorOf(err)
 		switch {
@@ -367,15 +370,31 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		return a.applyEach(ctx, apply, writes, err)
 	}
 	a.engMu.Lock()
-	a.eng.Positions().AppliedAt(ids, pos)
+	a.eng.Positions().AppliedAt(ids, res.Position)
 	a.engMu.Unlock()
 	a.m.applyLatency.Observe(clock.Since(a.clock, start).Seconds())
-	a.m.appliedRows.Add(float64(len(writes)))
+	a.m.appliedRows.Add(float64(len(writes) - len(res.Deferred)))
 	a.markBatch(&a.applySt)
+	if len(res.Deferred) > 0 {
+		// The system holds changes to these records that capture has not
+		// taken yet: they go to the back of the queue, so that the records
+		// behind them are applied meanwhile, and the applier waits for the
+		// next acknowledged capture before it tries them again.
+		later := make([]crdt.ID, len(res.Deferred))
+		for i, d := range res.Deferred {
+			later[i] = ids[d]
+		}
+		apply = slices.DeleteFunc(apply, func(p store.Pending) bool { return slices.Contains(later, p.ID()) })
+		a.applyDeferred.Store(true)
+		a.m.applyDeferred.Add(float64(len(later)))
+		if err := a.store.Enqueue(later); err != nil {
+			return 0, err
+		}
+	}
 	if err := a.store.AckPending(apply); err != nil {
 		return 0, err
 	}
-	return len(items), nil
+	return len(items) - len(res.Deferred), nil
 }
 
 // applyEach applies a batch whose Apply failed with an error that named no
@@ -390,11 +409,19 @@ func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []a
 	settled := 0
 	for i, w := range writes {
 		id := crdt.MakeID(w.Collection, w.Key)
-		pos, err := a.adp.Apply(ctx, []adapters.Write{w})
+		res, err := a.adp.Apply(ctx, []adapters.Write{w})
 		if err == nil {
 			a.engMu.Lock()
-			a.eng.Positions().AppliedAt([]crdt.ID{id}, pos)
+			a.eng.Positions().AppliedAt([]crdt.ID{id}, res.Position)
 			a.engMu.Unlock()
+			if len(res.Deferred) > 0 {
+				a.applyDeferred.Store(true)
+				a.m.applyDeferred.Inc()
+				if err := a.store.Enqueue([]crdt.ID{id}); err != nil {
+					return settled, err
+				}
+				continue
+			}
 			a.m.appliedRows.Inc()
 			if err := a.store.AckPending(items[i : i+1]); err != nil {
 				return settled, err

@@ -23,6 +23,7 @@ type metrics struct {
 	rejected          *prometheus.CounterVec
 	propagation       prometheus.Histogram
 	appliedRows       prometheus.Counter
+	applyDeferred     prometheus.Counter
 	applyErrors       prometheus.Counter
 	applyLatency      prometheus.Histogram
 	captureErrors     prometheus.Counter
@@ -113,6 +114,7 @@ func newMetrics(a *Agent) *metrics {
 		receivedFragments: f("deltas_received_total", "Record fragments received from peers."),
 		mergedFragments:   f("deltas_merged_total", "Received record fragments that changed the local state."),
 		appliedRows:       f("apply_rows_total", "Merged records written into the local system."),
+		applyDeferred:     f("apply_deferred_total", "Merged records not written yet because the system held a newer change to them that capture had not taken; each is applied once it has."),
 		applyErrors:       f("apply_errors_total", "Apply batches the system failed (each retried with backoff)."),
 		captureErrors:     f("capture_errors_total", "Capture interruptions: each restarts from the last durable cursor."),
 		badRows:           f("bad_rows_total", "Captured changes refused as malformed or not fitting their field policy."),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	_ "modernc.org/sqlite"
 )
 
@@ -110,14 +111,17 @@ func converged(t *testing.T, id int, want string, nodes ...*sqliteNode) {
 	})
 }
 
-// A user's change that an apply overwrote in the system before capture saw
-// it, and that changed a different column than the applied remote change:
-// both changes must survive, in the merged state and in both systems.
+// A user's change that capture has not taken yet, to a record a remote
+// change reaches: the apply must leave the user's row alone (writing the
+// merged state over it would show the user an older row, and their next
+// statement could act on it), and apply once capture has merged both
+// changes, which touched different columns: both survive, in the merged
+// state and in both systems.
 func TestCaptureRacesApply(t *testing.T) {
 	dir := t.TempDir()
 	a := startSQLiteNode(t, dir, "a", nil, time.Millisecond)
 	// b captures once at start and then not for a minute: its user's
-	// change waits in the change log while a's change is applied over it.
+	// change waits in the change log while a's change reaches b.
 	b := startSQLiteNode(t, dir, "b", []string{a.a.Node().Addr()}, time.Minute)
 
 	a.exec(t, `INSERT INTO customers VALUES (1, 'Acme', 'Prospect', '100', '["eu","trial"]')`)
@@ -125,12 +129,16 @@ func TestCaptureRacesApply(t *testing.T) {
 
 	// b's user changes the phone and the tags; capture does not see it yet.
 	b.exec(t, `UPDATE customers SET phone = '200', tags = '["eu","vip"]' WHERE id = 1`)
-	// a's user changes the status and adds a tag; it reaches b and is
-	// applied over b's row, which still carries the old status and tags.
+	// a's user changes the status and adds a tag; it reaches b's store, and
+	// b's applier tries to write it.
 	a.exec(t, `UPDATE customers SET status = 'Active', tags = '["eu","priority","trial"]' WHERE id = 1`)
-	waitFor(t, 10*time.Second, "a's change applied at b", func() bool {
-		return b.row(t, 1) == `Acme|Active|100|["eu","priority","trial"]`
+	waitFor(t, 10*time.Second, "a's change at b, and b's apply tried", func() bool {
+		return b.storeRow(t, 1) == `Acme|Active|100|["eu","priority","trial"]` &&
+			(b.a.Store().PendingLen() == 0 || testutil.ToFloat64(b.a.m.applyDeferred) > 0)
 	})
+	if got, want := b.row(t, 1), `Acme|Prospect|200|["eu","vip"]`; got != want {
+		t.Fatalf("b's database holds %q, want its user's uncaptured row %q left alone", got, want)
+	}
 
 	// b restarts with fast capture and finds its user's change in the log.
 	if err := b.a.Close(); err != nil {
@@ -285,12 +293,20 @@ func after(t *testing.T, b adapters.Batch) {
 	})
 }
 
+// deferred waits until n's applier has deferred a write for a change its
+// capture has not taken.
+func (n *sqliteNode) deferred(t *testing.T) bool {
+	t.Helper()
+	return testutil.ToFloat64(n.a.m.applyDeferred) > 0
+}
+
 // The same field changed in two systems at once, the demo's first step, with
 // the interleaving that made it diverge: b's capture loop has taken its
-// user's change and not yet stored it when a's earlier change arrives, is
-// applied over the user's row and acknowledged. b's change is the later
-// one and wins; the apply that overwrote it in b's database must be
-// repaired, so both databases end holding it, as both stores do.
+// user's change and not yet stored it when a's earlier change arrives. The
+// apply must not write a's change over b's user's row (it would show an
+// older row, and was once acknowledged so that the row stayed wrong): it
+// waits for capture. b's change is the later one and wins, so both
+// databases end holding it, as both stores do.
 func TestCaptureRacesApplyAck(t *testing.T) {
 	dir := t.TempDir()
 	a := newSQLiteNode(t, dir, "a", nil, time.Millisecond)
@@ -311,11 +327,14 @@ func TestCaptureRacesApplyAck(t *testing.T) {
 	hb.arm(t)
 	b.exec(t, `UPDATE customers SET status = 'Active' WHERE id = 1`)
 	hb.wait(t)
-	// a's change reaches b, is applied over b's user's row and acknowledged.
+	// a's change reaches b's store; b's applier leaves b's user's row alone.
 	ha.unblock()
-	waitFor(t, 15*time.Second, "a's change applied at b", func() bool {
-		return b.row(t, 1) == `Acme|On Hold|100|` && b.a.Store().PendingLen() == 0
+	waitFor(t, 15*time.Second, "a's change at b, its apply deferred", func() bool {
+		return b.storeRow(t, 1) == `Acme|On Hold|100|` && b.deferred(t)
 	})
+	if got, want := b.row(t, 1), `Acme|Active|100|`; got != want {
+		t.Fatalf("b's database holds %q, want its user's uncaptured row %q", got, want)
+	}
 	hb.unblock()
 
 	hb.stored(t, b)
@@ -332,7 +351,7 @@ func TestCaptureRacesApplyAck(t *testing.T) {
 // update is captured after the delete arrived: changes are ordered by the
 // time their systems committed them, not by when each sidecar captured
 // them. b's capture holds its user's update until a's delete has been
-// merged and applied at b.
+// merged at b; the delete is applied once the update is captured.
 func TestDeleteAfterUpdateElsewhereNotUndone(t *testing.T) {
 	dir := t.TempDir()
 	a := startSQLiteNode(t, dir, "a", nil, time.Millisecond)
@@ -347,9 +366,12 @@ func TestDeleteAfterUpdateElsewhereNotUndone(t *testing.T) {
 	b.exec(t, `UPDATE customers SET status = 'Churned' WHERE id = 4`)
 	after(t, hb.wait(t))
 	a.exec(t, `DELETE FROM customers WHERE id = 4`)
-	waitFor(t, 15*time.Second, "a's delete merged and applied at b", func() bool {
-		return b.storeRow(t, 4) == "<none>" && b.row(t, 4) == "<none>" && b.a.Store().PendingLen() == 0
+	waitFor(t, 15*time.Second, "a's delete merged at b, its apply deferred", func() bool {
+		return b.storeRow(t, 4) == "<none>" && b.deferred(t)
 	})
+	if got, want := b.row(t, 4), `Umbrella|Churned|400|`; got != want {
+		t.Fatalf("b's database holds %q, want its user's uncaptured row %q", got, want)
+	}
 	hb.unblock()
 
 	hb.stored(t, b)

@@ -628,14 +628,17 @@ func (a *Agent) applyDirect(ctx context.Context, writes []adapters.Write) error 
 	a.engMu.Lock()
 	a.eng.Positions().Applying(ids)
 	a.engMu.Unlock()
-	pos, err := a.adp.Apply(ctx, writes)
+	res, err := a.adp.Apply(ctx, writes)
 	if err != nil {
 		return err
 	}
 	a.engMu.Lock()
-	a.eng.Positions().AppliedAt(ids, pos)
+	a.eng.Positions().AppliedAt(ids, res.Position)
 	a.engMu.Unlock()
-	a.m.appliedRows.Add(float64(len(writes)))
+	// A deferred delete waits for capture to take the row's newer change;
+	// if the row still differs then, the next pass finds it again.
+	a.m.appliedRows.Add(float64(len(writes) - len(res.Deferred)))
+	a.m.applyDeferred.Add(float64(len(res.Deferred)))
 	return nil
 }
 

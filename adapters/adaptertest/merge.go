@@ -46,6 +46,8 @@ type replica struct {
 	pending  map[crdt.ID]bool
 	// requeued counts the records queued again by the position rule.
 	requeued int
+	// deferred counts the writes Apply deferred.
+	deferred int
 }
 
 const (
@@ -130,11 +132,21 @@ func (r *replica) remote(collection string, key crdt.Key, row crdt.Row) error {
 // done records the position an Apply of writes returned, and queues
 // again the records that a change captured meanwhile, in a batch starting
 // before that position, may have been overwritten by.
-func (r *replica) done(writes []adapters.Write, pos []byte) {
+func (r *replica) done(writes []adapters.Write, res adapters.Applied) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, w := range writes {
+	pos := res.Position
+	for i, w := range writes {
 		rid := crdt.MakeID(w.Collection, w.Key)
+		if slices.Contains(res.Deferred, i) {
+			// Not written: the record stays queued, for after capture.
+			delete(r.inflight, rid)
+			if !r.pending[rid] {
+				r.pending[rid] = true
+				r.deferred++
+			}
+			continue
+		}
 		r.applied[rid] = pos
 		if start := r.inflight[rid]; start != nil && bytes.Compare(start, pos) < 0 && !r.pending[rid] {
 			r.pending[rid] = true
@@ -142,6 +154,13 @@ func (r *replica) done(writes []adapters.Write, pos []byte) {
 		}
 		delete(r.inflight, rid)
 	}
+}
+
+// deferrals returns how many writes Apply deferred.
+func (r *replica) deferrals() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.deferred
 }
 
 // requeues returns how many records the position rule queued again.

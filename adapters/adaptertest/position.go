@@ -55,9 +55,7 @@ func testOldRows(e *env) {
 	// old row is what Apply wrote, so that the engine sees that only that
 	// column changed.
 	applied := e.typesRow(1, 4)
-	if _, err := a.Apply(e.ctx, []adapters.Write{{Collection: TypesTable, Key: crdt.IntKey(1), Row: applied}}); err != nil {
-		e.t.Fatalf("apply: %+v", err)
-	}
+	s.apply(a, []adapters.Write{{Collection: TypesTable, Key: crdt.IntKey(1), Row: applied}})
 	r1e := maps.Clone(applied)
 	r1e["b_bool"] = crdt.Bool(true)
 	e.exec(Op{Kind: Update, Table: TypesTable, Row: crdt.Row{"id": crdt.Int(1), "b_bool": crdt.Bool(true)}})
@@ -113,10 +111,13 @@ func testApplyPosition(e *env) {
 		if err != nil {
 			e.t.Fatalf("apply: %+v", err)
 		}
-		if len(pos) == 0 {
+		if len(pos.Deferred) > 0 {
+			e.t.Fatalf("apply deferred a write of a record without uncaptured changes")
+		}
+		if len(pos.Position) == 0 {
 			e.t.Fatalf("apply returned an empty position")
 		}
-		return pos
+		return pos.Position
 	}
 
 	// U1 committed and captured before the Apply.

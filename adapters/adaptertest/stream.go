@@ -223,13 +223,15 @@ type stream struct {
 	done    chan error
 	batches chan batch
 	stopped bool
+	// delivered is the cursor of the last batch Capture delivered.
+	delivered *atomic.Pointer[[]byte]
 }
 
 // capture starts Capture from cursor. The stream stops when the test ends
 // if the test did not stop it.
 func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 	ctx, cancel := context.WithCancel(e.ctx)
-	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan batch, 64)}
+	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan batch, 64), delivered: new(atomic.Pointer[[]byte])}
 	prev := slices.Clone(cursor)
 	sink := func(ctx context.Context, b adapters.Batch) error {
 		// The adapter may reuse its buffers once the sink returns.
@@ -240,6 +242,7 @@ func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 		select {
 		case s.batches <- cp:
 			prev = cp.Cursor
+			s.delivered.Store(&cp.Cursor)
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -248,6 +251,41 @@ func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 	go func() { s.done <- a.Capture(ctx, slices.Clone(cursor), sink) }()
 	e.t.Cleanup(s.stop)
 	return s
+}
+
+// apply applies writes as the engine does: a write the adapter defers
+// (the system holds a change to its record that capture has not reported
+// and Ack not confirmed) is applied again once capture has delivered every
+// change committed so far and it is acknowledged. It returns what the last
+// Apply did.
+func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.Applied {
+	s.e.t.Helper()
+	for attempt := 0; ; attempt++ {
+		res, err := a.Apply(s.e.ctx, writes)
+		if err != nil {
+			s.e.t.Fatalf("apply: %+v", err)
+		}
+		if len(res.Deferred) == 0 {
+			return res
+		}
+		if attempt == 3 {
+			s.e.t.Fatalf("apply deferred writes %v after every change was captured and acknowledged", res.Deferred)
+		}
+		head := s.e.head(a)
+		deadline := time.Now().Add(waitTimeout)
+		for {
+			if d := s.delivered.Load(); d != nil && bytes.Compare(*d, head) >= 0 {
+				if err := a.Ack(s.e.ctx, *d); err != nil {
+					s.e.t.Fatalf("ack: %+v", err)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				s.e.t.Fatalf("capture did not deliver up to head %x within %s", head, waitTimeout)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 // with returns a view of s that reports to e's test, for subtests.

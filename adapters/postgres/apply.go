@@ -35,7 +35,18 @@ import (
 // transaction committed. Cursors are the ends of commit records, so every
 // transaction that committed before the Apply's ends at or before it, and
 // every transaction that commits after the read ends after it.
-func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, error) {
+//
+// Apply defers no write: it cannot tell inside its transaction which rows
+// hold changes that capture has not decoded yet (they are in the WAL, past
+// the slot's position). A user's change it overwrites before capture sees
+// it is recognised by the apply position, and the merged row is written
+// again.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) (adapters.Applied, error) {
+	pos, err := a.applyAll(ctx, writes)
+	return adapters.Applied{Position: pos}, err
+}
+
+func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte, error) {
 	if len(writes) == 0 {
 		return a.Head(ctx)
 	}

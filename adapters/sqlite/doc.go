@@ -80,13 +80,22 @@
 // sees it, because it is never committed, so their writes are captured as
 // usual. A crash inside Apply rolls the marker back with everything else.
 //
+// Apply never writes over a user's change that capture has not taken. Its
+// transaction takes SQLite's write lock as it begins, then reads the log
+// rows after the acknowledged position (changes capture has not reported,
+// or whose capture the engine has not confirmed with Ack) of the tables it
+// writes, and defers every write to a record they name
+// (adapters.Applied.Deferred): the row stays as the user left it, and the
+// engine applies the merged state once the change is captured and
+// acknowledged. Without this, a user who re-inserted a row just as Apply
+// wrote an older delete would see the row vanish, and their next DELETE
+// would find nothing, so the row would come back once the insert was
+// captured and applied. While capture keeps up, that read is a few rows.
+//
 // Apply returns its position in capture order: the log's last sequence
 // number as its own transaction reads it. SQLite runs one write transaction
-// at a time and Apply's takes the write lock as it begins, so every change
-// committed before the Apply is logged at or below that number and every
-// later one above it. A user's change logged at or below it may have been
-// overwritten by the Apply before capture read it; the engine writes the
-// merged row again.
+// at a time, so every change committed before the Apply is logged at or
+// below that number and every later one above it.
 //
 // # Types
 //

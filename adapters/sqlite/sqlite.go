@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -375,22 +376,8 @@ func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink a
 		rows.Close()
 		return seq, errors.AssertionFailedf("change log has %d columns", len(names))
 	}
-	vals := make([]any, len(names))
-	ptrs := make([]any, len(names))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	// The value columns by number, and the time column, wherever they are:
-	// an upgraded log has at after its older value columns.
-	at := -1
-	pos := make([]int, len(names)-logFixed)
-	for i, name := range names {
-		if name == "at" {
-			at = i
-		} else if k, err := strconv.Atoi(strings.TrimPrefix(name, "c")); err == nil && name != "c" && k >= 0 && k < len(pos) {
-			pos[k] = i
-		}
-	}
+	vals, ptrs := scanTargets(len(names))
+	at, pos := logColumns(names)
 	natives := make([]any, len(pos))
 	var changes []adapters.Change
 	last := seq
@@ -441,8 +428,35 @@ func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink a
 	return last, nil
 }
 
+// scanTargets returns n values and pointers to them, for rows.Scan.
+func scanTargets(n int) ([]any, []any) {
+	vals := make([]any, n)
+	ptrs := make([]any, n)
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	return vals, ptrs
+}
+
+// logColumns finds, among the columns of a SELECT * of the change log, the
+// time column (-1 if missing) and the value columns by number (pos[k] is the
+// index of ck), wherever they are: an upgraded log has at after its older
+// value columns.
+func logColumns(names []string) (at int, pos []int) {
+	at = -1
+	pos = make([]int, max(len(names)-logFixed, 0))
+	for i, name := range names {
+		if name == "at" {
+			at = i
+		} else if k, err := strconv.Atoi(strings.TrimPrefix(name, "c")); err == nil && name != "c" && k >= 0 && k < len(pos) {
+			pos[k] = i
+		}
+	}
+	return at, pos
+}
+
 // layout returns a layout by id, from the cache or the database.
-func (a *Adapter) layout(ctx context.Context, conn *sql.Conn, id int64) (*layout, error) {
+func (a *Adapter) layout(ctx context.Context, conn querier, id int64) (*layout, error) {
 	a.mu.Lock()
 	l, ok := a.layouts[id]
 	a.mu.Unlock()
@@ -634,13 +648,19 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 // transaction reads it. SQLite runs one write transaction at a time, and
 // Apply's takes the write lock when it begins, so every change committed
 // before it is at or below that number and every later one above it.
-func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, error) {
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) (adapters.Applied, error) {
 	if len(writes) == 0 {
-		return a.Head(ctx)
+		head, err := a.Head(ctx)
+		return adapters.Applied{Position: head}, err
 	}
+	pos, deferred, err := a.apply(ctx, writes)
+	return adapters.Applied{Position: pos, Deferred: deferred}, err
+}
+
+func (a *Adapter) apply(ctx context.Context, writes []adapters.Write) ([]byte, []int, error) {
 	cat, err := a.current(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	type stmt struct {
 		w    *adapters.Write
@@ -652,7 +672,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 		w := &writes[i]
 		t, args, err := prepareWrite(cat, w)
 		if err != nil {
-			return nil, adapters.BadRow(w.Collection, w.Key, err)
+			return nil, nil, adapters.BadRow(w.Collection, w.Key, err)
 		}
 		stmts[i] = stmt{w: w, t: t, args: args}
 	}
@@ -660,19 +680,34 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 	// lose the writes: database checks the file first.
 	db, err := a.database(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, unavailable(errors.Wrap(err, "apply: begin"))
+		return nil, nil, unavailable(errors.Wrap(err, "apply: begin"))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	var seq int64
 	if err := tx.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
-		return nil, unavailable(errors.Wrap(err, "apply: read change log position"))
+		return nil, nil, unavailable(errors.Wrap(err, "apply: read change log position"))
+	}
+	// The transaction holds SQLite's write lock from its start, so no user
+	// writes between this look at the log and the writes below.
+	busy, err := a.uncaptured(ctx, tx, cat, writes)
+	if err != nil {
+		return nil, nil, unavailable(errors.Wrap(err, "apply: read uncaptured changes"))
+	}
+	var deferred []int
+	for i, s := range stmts {
+		if busy[crdt.MakeID(s.w.Collection, s.w.Key)] {
+			deferred = append(deferred, i)
+		}
+	}
+	if len(deferred) == len(stmts) {
+		return encodeCursor(cat.installID, seq), deferred, nil
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO _lattice_apply(x) VALUES(1)`); err != nil {
-		return nil, unavailable(errors.Wrap(err, "apply: set echo marker"))
+		return nil, nil, unavailable(errors.Wrap(err, "apply: set echo marker"))
 	}
 	prepared := map[string]*sql.Stmt{}
 	defer func() {
@@ -680,7 +715,10 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 			s.Close()
 		}
 	}()
-	for _, s := range stmts {
+	for i, s := range stmts {
+		if len(deferred) > 0 && slices.Contains(deferred, i) {
+			continue
+		}
 		q := s.t.upsert
 		if s.w.Row == nil {
 			q = s.t.delete
@@ -688,24 +726,79 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) ([]byte, e
 		ps, ok := prepared[q]
 		if !ok {
 			if ps, err = tx.PrepareContext(ctx, q); err != nil {
-				return nil, errors.Wrapf(err, "apply: prepare statement for %s", s.t.table)
+				return nil, nil, errors.Wrapf(err, "apply: prepare statement for %s", s.t.table)
 			}
 			prepared[q] = ps
 		}
 		if _, err := ps.ExecContext(ctx, s.args...); err != nil {
 			if isRowFault(err) {
-				return nil, adapters.BadRow(s.w.Collection, s.w.Key, err)
+				return nil, nil, adapters.BadRow(s.w.Collection, s.w.Key, err)
 			}
-			return nil, unavailable(errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key))
+			return nil, nil, unavailable(errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key))
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_apply`); err != nil {
-		return nil, unavailable(errors.Wrap(err, "apply: clear echo marker"))
+		return nil, nil, unavailable(errors.Wrap(err, "apply: clear echo marker"))
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, unavailable(errors.Wrap(err, "apply: commit"))
+		return nil, nil, unavailable(errors.Wrap(err, "apply: commit"))
 	}
-	return encodeCursor(cat.installID, seq), nil
+	return encodeCursor(cat.installID, seq), deferred, nil
+}
+
+// uncaptured returns the records of writes' tables that have a change in
+// the log after the acknowledged position: one that capture has not
+// reported, or whose capture the engine has not yet confirmed. Ack keeps the
+// log short, so while capture keeps up this reads a few rows.
+func (a *Adapter) uncaptured(ctx context.Context, tx *sql.Tx, cat *catalog, writes []adapters.Write) (map[crdt.ID]bool, error) {
+	var acked int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT v FROM _lattice_meta WHERE k='acked'), 0)`).Scan(&acked); err != nil {
+		return nil, err
+	}
+	var tables []any
+	seen := map[string]bool{}
+	for _, w := range writes {
+		t := cat.tables[w.Collection]
+		if t != nil && !seen[t.table] {
+			seen[t.table] = true
+			tables = append(tables, t.table)
+		}
+	}
+	q := `SELECT * FROM _lattice_log WHERE seq > ? AND tbl IN (?` + strings.Repeat(",?", len(tables)-1) + `)`
+	rows, err := tx.QueryContext(ctx, q, append([]any{acked}, tables...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	vals, ptrs := scanTargets(len(names))
+	_, pos := logColumns(names)
+	natives := make([]any, len(pos))
+	busy := map[crdt.ID]bool{}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		layoutID, _ := vals[2].(int64)
+		op, _ := vals[3].(int64)
+		l, err := a.layout(ctx, tx, layoutID)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range pos {
+			natives[k] = vals[i]
+		}
+		c, ok, err := a.decode(l, op, natives)
+		if err != nil || !ok {
+			// Capture reports a row it cannot decode; the write goes ahead.
+			continue
+		}
+		busy[crdt.MakeID(c.Collection, c.Key)] = true
+	}
+	return busy, rows.Err()
 }
 
 // prepareWrite checks a write against its table and returns the arguments

@@ -1039,3 +1039,71 @@ func TestTooWideTable(t *testing.T) {
 		t.Fatalf("open with a table of 1000 columns: %v, want ErrNotInstallable naming it", err)
 	}
 }
+
+// Apply leaves alone a record whose change capture has not taken (or the
+// engine not acknowledged): it defers that write, writes the others, and
+// writes it once the change is acknowledged. A user's delete of the row
+// then deletes the row the user wrote, never one Apply brought back.
+func TestApplyDefersUncapturedRecords(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE c(id INTEGER PRIMARY KEY, name TEXT)`)
+	f.exec(`INSERT INTO c VALUES (1, 'one'), (2, 'two')`)
+	a := f.open(f.config())
+	_, cur := f.snapshot(a)
+	fl := f.follow(a, cur)
+
+	// The user re-inserts row 1 after a delete; capture has not taken it.
+	f.exec(`DELETE FROM c WHERE id = 1`, `INSERT INTO c VALUES (1, 'mine')`)
+	row := func(id int64, name string) adapters.Write {
+		return adapters.Write{Collection: "c", Key: crdt.IntKey(id), Row: crdt.Row{"id": crdt.Int(id), "name": crdt.String(name)}}
+	}
+	del1 := adapters.Write{Collection: "c", Key: crdt.IntKey(1)}
+	res, err := a.Apply(f.ctx, []adapters.Write{row(2, "merged"), del1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Deferred, []int{1}) || len(res.Position) == 0 {
+		t.Fatalf("apply = %+v, want write 1 deferred and a position", res)
+	}
+	names := func() string {
+		var out []string
+		rows, err := f.user.Query(`SELECT id || '=' || name FROM c ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, " ")
+	}
+	if got, want := names(), "1=mine 2=merged"; got != want {
+		t.Fatalf("table holds %s, want %s", got, want)
+	}
+
+	// Captured but not acknowledged: still deferred.
+	got := fl.sync()
+	if len(got) != 2 {
+		t.Fatalf("captured %d changes, want the delete and the insert", len(got))
+	}
+	if res, err = a.Apply(f.ctx, []adapters.Write{del1}); err != nil || len(res.Deferred) != 1 {
+		t.Fatalf("apply before the ack = %+v, %v; want it deferred", res, err)
+	}
+	// Acknowledged: written.
+	if err := a.Ack(f.ctx, fl.last); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = a.Apply(f.ctx, []adapters.Write{del1}); err != nil || len(res.Deferred) != 0 {
+		t.Fatalf("apply after the ack = %+v, %v; want it written", res, err)
+	}
+	if got, want := names(), "2=merged"; got != want {
+		t.Fatalf("table holds %s, want %s", got, want)
+	}
+	// Apply's own writes are not captured, so they defer nothing.
+	if res, err = a.Apply(f.ctx, []adapters.Write{row(1, "again")}); err != nil || len(res.Deferred) != 0 {
+		t.Fatalf("apply after an apply = %+v, %v; want it written", res, err)
+	}
+}
