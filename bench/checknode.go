@@ -3,12 +3,15 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,6 +102,9 @@ func (n *checkNode) config(join []string) sidecar.Config {
 		Apply:   sidecar.ApplyConfig{MaxBackoff: 200 * time.Millisecond},
 		Gossip:  sidecar.GossipConfig{SyncInterval: 300 * time.Millisecond},
 		Verify:  sidecar.VerifyConfig{Disabled: true},
+		Collections: map[string]sidecar.CollectionConfig{
+			"items": {Fields: map[string]sidecar.FieldConfig{"tags": {Policy: "orset"}}},
+		},
 	}
 }
 
@@ -118,7 +124,8 @@ func (n *checkNode) start(ctx context.Context, join []string) error {
 	cfg := n.config(join)
 	yaml := fmt.Sprintf("node: %s\ndata: %s\nbind: %s\njoin: [%s]\ncluster: %s\napi:\n  addr: %s\n"+
 		"adapter:\n  kind: sqlite\n  dsn: %s\n  tables: [items]\n  poll_interval: 2ms\n"+
-		"apply:\n  max_backoff: 200ms\ngossip:\n  sync_interval: 300ms\nverify:\n  disabled: true\nlog:\n  level: warn\n",
+		"apply:\n  max_backoff: 200ms\ngossip:\n  sync_interval: 300ms\nverify:\n  disabled: true\nlog:\n  level: warn\n"+
+		"collections:\n  items:\n    fields:\n      tags: orset\n",
 		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, cfg.Adapter.DSN)
 	cfgPath := filepath.Join(n.dir, n.name+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
@@ -180,6 +187,32 @@ func (n *checkNode) status(ctx context.Context) (sidecar.Status, error) {
 	defer cancel()
 	err := n.client.Do(ctx, "GET", "/v1/status", nil, &s)
 	return s, err
+}
+
+// metric reads one sample without labels from the sidecar's /metrics.
+func (n *checkNode) metric(ctx context.Context, name string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.api+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, errors.Wrapf(err, "read %s's metrics", n.name)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, errors.Wrapf(err, "read %s's metrics", n.name)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, errors.Wrapf(err, "%s's %s", n.name, name)
+		}
+	}
+	return 0, errors.Newf("%s's metrics have no %s", n.name, name)
 }
 
 // ready reports whether the sidecar is ready and sees peers live peers.

@@ -20,6 +20,7 @@ func benchCmd() *cobra.Command {
 		verbose                bool
 		check                  int
 		seed                   uint64
+		with                   []string
 	)
 	cmd := &cobra.Command{
 		Use:     "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]",
@@ -31,7 +32,8 @@ as the system), measuring end-to-end propagation, throughput and catch-up.
 Prints a table; --json and --svg write the report and a plot.
 --check N runs N seeded schedules of the randomized checker instead (clients
 writing random SQL, API writers, restarts; every database compared with the
-others and with an oracle); a failure prints its seed, --seed S reruns it.`,
+others and with an oracle); a failure prints its seed, --seed S reruns it.
+--check-with adds parts that known engine bugs fail today.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if check > 0 {
@@ -39,7 +41,7 @@ others and with an oracle); a failure prints its seed, --seed S reruns it.`,
 				if verbose {
 					log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 				}
-				return runCheck(cmd.Context(), check, seed, dir, log, cmd.OutOrStdout())
+				return runCheck(cmd.Context(), check, seed, with, dir, log, cmd.OutOrStdout())
 			}
 			o.Postgres = pg
 			o.Dir = dir
@@ -63,6 +65,8 @@ others and with an oracle); a failure prints its seed, --seed S reruns it.`,
 	fs.BoolVar(&verbose, "verbose", false, "print the sidecars' logs to standard error")
 	fs.IntVar(&check, "check", 0, "instead of the benchmarks, run `N` randomized checker schedules (see docs/verify.md)")
 	fs.Uint64Var(&seed, "seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
+	fs.StringSliceVar(&with, "check-with", nil, "with --check: also run these `PARTS`, which known engine bugs fail today (docs/verify.md): "+
+		"restore (a database file replaced by an older copy), exact-sets (removes of set elements checked too), tag-inserts (set rows created concurrently everywhere)")
 	_ = cmd.MarkFlagFilename("json", "json")
 	_ = cmd.MarkFlagFilename("svg", "svg")
 	_ = cmd.MarkFlagDirname("dir")

@@ -1,0 +1,572 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+)
+
+// The checker's clients and its oracle: what the clients saw committed,
+// and the check of the final table against it.
+
+// checkSchema is the table the checker syncs. Keys 1..sharedKeys are
+// written by every client, keys tagKeyFirst..tagKeyLast (never deleted)
+// take every SQL client's set operations on tags, and the others belong to
+// one writer each. tags is a JSON array under the orset policy (see
+// checkNode.config).
+const checkSchema = `CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, a TEXT, b TEXT, n INTEGER, tags JSON)`
+
+const (
+	sharedKeys  = 16
+	tagKeyFirst = sharedKeys + 1
+	tagKeyLast  = sharedKeys + 8
+	writerSpace = 100000
+	apiSpace    = 900000
+)
+
+// isTagKey reports whether id is one of the shared keys written only by
+// set operations on tags.
+func isTagKey(id int64) bool { return id >= tagKeyFirst && id <= tagKeyLast }
+
+// colors are the set elements every client adds and removes.
+var colors = []string{"red", "green", "blue", "amber", "violet"}
+
+// checkDB is one node's database as its SQL clients reach it. A
+// replacement of the file (restoreBackup) swaps the pool: the old one
+// still reaches the old file.
+type checkDB struct {
+	// mu is held shared by a client for one statement and what it records
+	// of it, and exclusively while the file is replaced, so that no client
+	// writes into the file being replaced or records a write made to it
+	// after the replacement window closed.
+	mu sync.RWMutex
+	db *sql.DB
+}
+
+// cell is one field's committed values, for the oracle.
+type cell map[string]bool
+
+// ledger is what clients saw committed.
+type ledger struct {
+	mu sync.Mutex
+	// own is the exact state of keys written by one client only: nil
+	// means deleted (or never written). Fields a, b and tags (the set,
+	// canonical: setText).
+	own map[int64]map[string]string
+	// ownAt is when each own key's last write committed (since start),
+	// for failure reports.
+	ownAt map[int64]time.Duration
+	// ownAdded holds every element an own key's set held in its client's
+	// view.
+	ownAdded map[int64]cell
+	start    time.Time
+	// uncertain keys had a write whose outcome the client could not tell
+	// (an API call that failed in transit), or one committed into a
+	// database between the copy and the replacement of its file, which
+	// the replacement may have undone.
+	uncertain map[int64]bool
+	// shared holds, per shared key and field, every value committed, and
+	// whether a delete or an insert was committed.
+	shared  map[int64]map[string]cell
+	deleted map[int64]bool
+	// added holds, per tag key, every element a client committed an add
+	// of; unique holds, per tag key, the elements only one client ever
+	// adds or removes, and whether its last committed operation was an add.
+	added  map[int64]cell
+	unique map[int64]map[string]bool
+	// uncertainElems are unique elements whose last operation was made
+	// between a copy and the replacement of its database file.
+	uncertainElems map[int64]cell
+	// window marks the nodes whose database has a copy that will replace
+	// it: their clients' writes until then are uncertain.
+	window map[int]bool
+}
+
+func newLedger() *ledger {
+	return &ledger{own: map[int64]map[string]string{}, ownAt: map[int64]time.Duration{}, ownAdded: map[int64]cell{}, start: time.Now(), uncertain: map[int64]bool{},
+		shared: map[int64]map[string]cell{}, deleted: map[int64]bool{},
+		added: map[int64]cell{}, unique: map[int64]map[string]bool{}, uncertainElems: map[int64]cell{},
+		window: map[int]bool{}}
+}
+
+// setOwn records the state a single-writer key has after a write
+// committed in node's database.
+func (l *ledger) setOwn(node int, id int64, row map[string]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.own[id] = row
+	if row != nil && row["tags"] != "" {
+		if l.ownAdded[id] == nil {
+			l.ownAdded[id] = cell{}
+		}
+		for e := range strings.SplitSeq(row["tags"], ",") {
+			l.ownAdded[id][e] = true
+		}
+	}
+	l.ownAt[id] = time.Since(l.start).Round(time.Millisecond)
+	if node >= 0 && l.window[node] {
+		l.uncertain[id] = true
+	}
+}
+
+func (l *ledger) sharedWrite(id int64, fields map[string]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.shared[id]
+	if m == nil {
+		m = map[string]cell{}
+		l.shared[id] = m
+	}
+	for f, v := range fields {
+		if m[f] == nil {
+			m[f] = cell{}
+		}
+		m[f][v] = true
+	}
+}
+
+// setOp records a committed add (or remove) of elem to tag key id in
+// node's database; unique elements are added and removed by one client
+// only.
+func (l *ledger) setOp(node int, id int64, elem string, add, unique bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if add {
+		if l.added[id] == nil {
+			l.added[id] = cell{}
+		}
+		l.added[id][elem] = true
+	}
+	if !unique {
+		return
+	}
+	if l.unique[id] == nil {
+		l.unique[id] = map[string]bool{}
+	}
+	l.unique[id][elem] = add
+	if l.window[node] {
+		if l.uncertainElems[id] == nil {
+			l.uncertainElems[id] = cell{}
+		}
+		l.uncertainElems[id][elem] = true
+	}
+}
+
+// setWindow opens (or closes) node's replacement window.
+func (l *ledger) setWindow(node int, open bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.window[node] = open
+}
+
+// sqlWriter writes random SQL through its own connection: inserts,
+// updates, deletes and re-inserts of its own keys (whose state it knows
+// exactly, tags included), the same fields of the shared keys written from
+// every side at once, and elements added to and removed from the tags of
+// the tag keys, by every client at once.
+func sqlWriter(ctx context.Context, d *checkDB, node int, w int64, rng *rand.Rand, l *ledger, writes, committed *atomic.Int64) {
+	// Statements run to their end: one cancelled midway may have committed
+	// without the client knowing, and the oracle needs to know. ctx only
+	// ends the loop.
+	stop := ctx
+	ctx = context.WithoutCancel(ctx)
+	c := &sqlClient{node: node, w: w, rng: rng, l: l, mine: map[int64]map[string]string{}, uniq: map[int64][]string{}}
+	for stop.Err() == nil {
+		writes.Add(1)
+		d.mu.RLock()
+		err := c.write(ctx, d.db)
+		d.mu.RUnlock()
+		if err == nil {
+			committed.Add(1)
+		}
+	}
+}
+
+// sqlClient is one SQL writer's state.
+type sqlClient struct {
+	node int
+	w    int64
+	rng  *rand.Rand
+	l    *ledger
+	seq  int
+	// mine is what the client wrote to its own keys; uniq, per tag key,
+	// the unique elements it added and has not removed.
+	mine map[int64]map[string]string
+	uniq map[int64][]string
+}
+
+func (c *sqlClient) val() string {
+	c.seq++
+	return fmt.Sprintf("w%d-%d", c.w, c.seq)
+}
+
+// tags returns a random set of colors as a JSON array in random order, and
+// its canonical text.
+func (c *sqlClient) tags() (string, string) {
+	var l []string
+	for _, t := range colors {
+		if c.rng.IntN(2) == 0 {
+			l = append(l, t)
+		}
+	}
+	c.rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+	b, _ := json.Marshal(append([]string{}, l...))
+	return string(b), canonicalSet(l)
+}
+
+// Adding and removing one element of a JSON array in one statement, from
+// the array the row holds.
+const (
+	addElem = `INSERT INTO items (id, tags) VALUES (?1, json_array(?2)) ON CONFLICT (id) DO UPDATE SET tags = ` +
+		`(SELECT json_group_array(value) FROM (SELECT value FROM json_each(coalesce(items.tags, '[]')) UNION SELECT ?2))`
+	addOwnElem = `UPDATE items SET tags = (SELECT json_group_array(value) FROM (SELECT value FROM json_each(coalesce(items.tags, '[]')) UNION SELECT ?2)) WHERE id = ?1`
+	removeElem = `UPDATE items SET tags = (SELECT json_group_array(value) FROM json_each(coalesce(items.tags, '[]')) WHERE value != ?2) WHERE id = ?1`
+)
+
+// write makes one random write; the caller holds the database's lock
+// shared, so that what it records belongs with the file it wrote into.
+func (c *sqlClient) write(ctx context.Context, db *sql.DB) error {
+	var err error
+	l := c.l
+	switch op := c.rng.IntN(20); {
+	case op < 9: // own key: insert, update, delete, re-insert
+		id := c.w*writerSpace + int64(c.rng.IntN(30))
+		row, exists := c.mine[id]
+		switch {
+		case !exists || row == nil:
+			t, set := c.tags()
+			r := map[string]string{"a": c.val(), "b": c.val(), "tags": set}
+			if _, err = db.ExecContext(ctx, `INSERT INTO items (id, a, b, tags) VALUES (?, ?, ?, ?)`, id, r["a"], r["b"], t); err == nil {
+				c.mine[id] = r
+				l.setOwn(c.node, id, maps.Clone(r))
+			}
+		case c.rng.IntN(4) == 0:
+			if _, err = db.ExecContext(ctx, `DELETE FROM items WHERE id = ?`, id); err == nil {
+				c.mine[id] = nil
+				l.setOwn(c.node, id, nil)
+			}
+		case c.rng.IntN(3) == 0: // add or remove one element of tags
+			e, add := colors[c.rng.IntN(len(colors))], c.rng.IntN(2) == 0
+			q := removeElem
+			if add {
+				q = addOwnElem
+			}
+			if _, err = db.ExecContext(ctx, q, id, e); err == nil {
+				r := maps.Clone(row)
+				r["tags"] = setOp(r["tags"], e, add)
+				c.mine[id] = r
+				l.setOwn(c.node, id, maps.Clone(r))
+			}
+		default:
+			f := []string{"a", "b"}[c.rng.IntN(2)]
+			v := c.val()
+			if _, err = db.ExecContext(ctx, `UPDATE items SET `+f+` = ? WHERE id = ?`, v, id); err == nil {
+				r := maps.Clone(row)
+				r[f] = v
+				c.mine[id] = r
+				l.setOwn(c.node, id, maps.Clone(r))
+			}
+		}
+	case op < 16: // shared key, one field, from every side at once
+		id := int64(1 + c.rng.IntN(sharedKeys))
+		f := []string{"a", "b"}[c.rng.IntN(2)]
+		v := c.val()
+		if _, err = db.ExecContext(ctx, `INSERT INTO items (id, `+f+`) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET `+f+` = excluded.`+f, id, v); err == nil {
+			l.sharedWrite(id, map[string]string{f: v})
+		}
+	case op < 19: // tag key: add or remove one element
+		id := int64(tagKeyFirst + c.rng.IntN(tagKeyLast-tagKeyFirst+1))
+		mine := c.uniq[id]
+		switch r := c.rng.IntN(4); {
+		case r == 0: // add a unique element
+			e := fmt.Sprintf("u%d-%d", c.w, c.seq)
+			c.seq++
+			if _, err = db.ExecContext(ctx, addElem, id, e); err == nil {
+				c.uniq[id] = append(mine, e)
+				l.setOp(c.node, id, e, true, true)
+			}
+		case r == 1 && len(mine) > 0: // remove one of ours
+			i := c.rng.IntN(len(mine))
+			e := mine[i]
+			if _, err = db.ExecContext(ctx, removeElem, id, e); err == nil {
+				c.uniq[id] = slices.Delete(mine, i, i+1)
+				l.setOp(c.node, id, e, false, true)
+			}
+		case r == 2:
+			e := colors[c.rng.IntN(len(colors))]
+			if _, err = db.ExecContext(ctx, addElem, id, e); err == nil {
+				l.setOp(c.node, id, e, true, false)
+			}
+		default:
+			e := colors[c.rng.IntN(len(colors))]
+			_, err = db.ExecContext(ctx, removeElem, id, e)
+		}
+	default: // shared delete
+		id := int64(1 + c.rng.IntN(sharedKeys))
+		if _, err = db.ExecContext(ctx, `DELETE FROM items WHERE id = ?`, id); err == nil {
+			l.mu.Lock()
+			l.deleted[id] = true
+			l.mu.Unlock()
+		}
+	}
+	return err
+}
+
+// apiWriter writes its own keys through a sidecar's API: whole records
+// (PUT) and deletes. A failed call may or may not have committed: its key
+// is then left out of the exact check.
+func apiWriter(stop context.Context, n *checkNode, w int64, rng *rand.Rand, l *ledger, writes, committed, apiWrites *atomic.Int64) {
+	ctx := context.WithoutCancel(stop)
+	seq := 0
+	for stop.Err() == nil {
+		c := n.client
+		var err error
+		id := apiSpace + w*1000 + int64(rng.IntN(20))
+		key := fmt.Sprint(id)
+		writes.Add(1)
+		apiWrites.Add(1)
+		seq++
+		if rng.IntN(4) == 0 {
+			err = c.Delete(ctx, "items", key)
+			if err == nil {
+				l.setOwn(-1, id, nil)
+			}
+		} else {
+			r := map[string]string{"a": fmt.Sprintf("api%d-%d", w, seq), "b": fmt.Sprintf("api%d-%d", w, seq)}
+			_, err = c.Put(ctx, "items", key, map[string]any{"a": r["a"], "b": r["b"]})
+			if err == nil {
+				l.setOwn(-1, id, r)
+			}
+		}
+		if err == nil {
+			committed.Add(1)
+		} else {
+			l.mu.Lock()
+			l.uncertain[id] = true
+			l.mu.Unlock()
+		}
+		if !sleepUntil(stop, time.Now().Add(time.Duration(rng.IntN(3))*time.Millisecond)) {
+			return
+		}
+	}
+}
+
+// checkRow is a row of items as read with SQL: a, b, n and tags, the set
+// in canonical form (setText), nil for SQL NULL (and for an empty set).
+type checkRow [4]*string
+
+func readCheckTable(ctx context.Context, db *sql.DB) (map[int64]checkRow, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, a, b, CAST(n AS TEXT), CAST(tags AS TEXT) FROM items ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]checkRow{}
+	for rows.Next() {
+		var id int64
+		var r checkRow
+		if err := rows.Scan(&id, &r[0], &r[1], &r[2], &r[3]); err != nil {
+			return nil, err
+		}
+		r[3] = setText(r[3])
+		out[id] = r
+	}
+	return out, rows.Err()
+}
+
+// setText is a tags column as a set: its elements sorted and joined by
+// commas; nil for NULL and for the empty array (both mean no elements).
+// Text that is not a JSON array of strings is kept, behind a "!", so that
+// it differs from every set.
+func setText(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal([]byte(*s), &l); err != nil {
+		bad := "!" + *s
+		return &bad
+	}
+	if len(l) == 0 {
+		return nil
+	}
+	c := canonicalSet(l)
+	return &c
+}
+
+// setOp adds e to (or removes it from) a set in canonical form.
+func setOp(set, e string, add bool) string {
+	var l []string
+	if set != "" {
+		l = strings.Split(set, ",")
+	}
+	l = slices.DeleteFunc(l, func(x string) bool { return x == e })
+	if add {
+		l = append(l, e)
+	}
+	return canonicalSet(l)
+}
+
+// canonicalSet is a set's elements sorted and joined by commas (duplicates
+// kept: a set column holding one twice is wrong).
+func canonicalSet(l []string) string {
+	l = slices.Clone(l)
+	slices.Sort(l)
+	return strings.Join(l, ",")
+}
+
+func show(r checkRow) string {
+	var parts []string
+	for _, p := range r {
+		if p == nil {
+			parts = append(parts, "null")
+		} else {
+			parts = append(parts, *p)
+		}
+	}
+	return strings.Join(parts, "|")
+}
+
+func diffCheckTables(a, b map[int64]checkRow) string {
+	for _, id := range slices.Sorted(maps.Keys(a)) {
+		rb, ok := b[id]
+		if !ok {
+			return fmt.Sprintf("row %d only in the first", id)
+		}
+		if show(a[id]) != show(rb) {
+			return fmt.Sprintf("row %d: %s vs %s", id, show(a[id]), show(rb))
+		}
+	}
+	for id := range b {
+		if _, ok := a[id]; !ok {
+			return fmt.Sprintf("row %d only in the second", id)
+		}
+	}
+	return ""
+}
+
+// setMatches reports whether an own key's set holds what its client
+// wants: exactly, or with exactSets off at least its elements, and others
+// only if the client once had them (a remove may be lost; see
+// CheckOptions.ExactSets).
+func (l *ledger) setMatches(id int64, got, want string, exact bool) bool {
+	if got == want {
+		return true
+	}
+	if exact {
+		return false
+	}
+	have := cell{}
+	if got != "" {
+		for e := range strings.SplitSeq(got, ",") {
+			if !l.ownAdded[id][e] {
+				return false
+			}
+			have[e] = true
+		}
+	}
+	if want != "" {
+		for e := range strings.SplitSeq(want, ",") {
+			if !have[e] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// check compares the final table with what the clients saw committed:
+// every key a single client owns holds exactly its last committed state,
+// tags included (no committed write lost, none undone), every shared
+// field holds a value some client committed to it (nothing invented), or
+// null; every element of a tag key's set was added to it by some client,
+// and each element only one client adds and removes is there when that
+// client's last committed operation on it was an add (with exactSets, also
+// absent when it was a remove); and no row exists that no client wrote.
+func (l *ledger) check(final map[int64]checkRow, exactSets bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var bad []string
+	for id, want := range l.own {
+		if l.uncertain[id] {
+			continue
+		}
+		got, ok := final[id]
+		switch {
+		case want == nil && ok:
+			bad = append(bad, fmt.Sprintf("row %d was deleted (at %s), holds %s", id, l.ownAt[id], show(got)))
+		case want != nil && !ok:
+			bad = append(bad, fmt.Sprintf("row %d lost: want %s|%s|%s (written at %s)", id, want["a"], want["b"], want["tags"], l.ownAt[id]))
+		case want != nil && (got[0] == nil || got[1] == nil || *got[0] != want["a"] || *got[1] != want["b"] || !l.setMatches(id, str(got[3]), want["tags"], exactSets)):
+			bad = append(bad, fmt.Sprintf("row %d holds %s, want %s|%s|null|%s (written at %s)", id, show(got), want["a"], want["b"], want["tags"], l.ownAt[id]))
+		}
+	}
+	for id, got := range final {
+		switch {
+		case isTagKey(id):
+			if got[0] != nil || got[1] != nil || got[2] != nil {
+				bad = append(bad, fmt.Sprintf("tag row %d holds %s, no client wrote a, b or n", id, show(got)))
+			}
+			if got[3] == nil {
+				continue
+			}
+			for e := range strings.SplitSeq(*got[3], ",") {
+				if !l.added[id][e] {
+					bad = append(bad, fmt.Sprintf("tag row %d holds %q, which no client added", id, e))
+				}
+			}
+		case id > sharedKeys:
+			if _, known := l.own[id]; !known && !l.uncertain[id] {
+				bad = append(bad, fmt.Sprintf("row %d holds %s, no client wrote it", id, show(got)))
+			}
+		default:
+			for i, f := range []string{"a", "b"} {
+				if got[i] != nil && !l.shared[id][f][*got[i]] {
+					bad = append(bad, fmt.Sprintf("shared row %d field %s holds %q, which no client committed", id, f, *got[i]))
+				}
+			}
+			if got[2] != nil || got[3] != nil {
+				bad = append(bad, fmt.Sprintf("shared row %d holds %s, no client wrote n or tags", id, show(got)))
+			}
+			if got[0] == nil && got[1] == nil && len(l.shared[id]) == 0 {
+				bad = append(bad, fmt.Sprintf("shared row %d exists, no client wrote it", id))
+			}
+		}
+	}
+	for id, elems := range l.unique {
+		var have []string
+		if r, ok := final[id]; ok && r[3] != nil {
+			have = strings.Split(*r[3], ",")
+		}
+		for e, present := range elems {
+			if l.uncertainElems[id][e] {
+				continue
+			}
+			if got := slices.Contains(have, e); got != present && (present || exactSets) {
+				bad = append(bad, fmt.Sprintf("tag row %d: element %q present %v, want %v (its only client's last operation)", id, e, got, present))
+			}
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return errors.Newf("%d rows differ from the oracle: %s", len(bad), strings.Join(bad[:min(len(bad), 10)], "; "))
+	}
+	return nil
+}
