@@ -4,16 +4,32 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
 // TestChecker runs randomized checker schedules: LATTICE_CHECK_RUNS of
-// them (default 2) from seed LATTICE_CHECK_SEED (default: the time). A
-// failure names its seed; LATTICE_CHECK_SEED=N LATTICE_CHECK_RUNS=1 reruns
-// it.
+// them (default 2) from seed LATTICE_CHECK_SEED (default: the time), with
+// the parts LATTICE_CHECK_WITH lists (restore, exact-sets, tag-inserts;
+// see CheckOptions). A failure names its seed; LATTICE_CHECK_SEED=N
+// LATTICE_CHECK_RUNS=1 reruns it.
 func TestChecker(t *testing.T) {
 	runs, seed := 2, uint64(time.Now().UnixNano())
+	o := CheckOptions{Duration: 1500 * time.Millisecond}
+	for w := range strings.SplitSeq(os.Getenv("LATTICE_CHECK_WITH"), ",") {
+		switch w {
+		case "":
+		case "restore":
+			o.Restore = true
+		case "exact-sets":
+			o.ExactSets = true
+		case "tag-inserts":
+			o.TagInserts = true
+		default:
+			t.Fatalf("LATTICE_CHECK_WITH: %q is not a part of the checker", w)
+		}
+	}
 	if s := os.Getenv("LATTICE_CHECK_RUNS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -29,10 +45,12 @@ func TestChecker(t *testing.T) {
 		seed = n
 	}
 	for i := range runs {
-		res, err := Check(context.Background(), CheckOptions{Seed: seed + uint64(i), Duration: 1500 * time.Millisecond})
+		o.Seed = seed + uint64(i)
+		res, err := Check(context.Background(), o)
 		if err != nil {
 			t.Fatalf("%+v", err)
 		}
-		t.Logf("seed %d: %d writes (%d committed), %d restarts, %d rows, %.1fs", res.Seed, res.Writes, res.Committed, res.Restarts, res.Rows, res.Seconds)
+		t.Logf("seed %d: %d writes (%d committed), %d restarts, %d files restored, %d rows, rows applied/allowed %s, %.1fs",
+			res.Seed, res.Writes, res.Committed, res.Restarts, res.Restored, res.Rows, WriteSummary(res.Applied, res.Bound), res.Seconds)
 	}
 }

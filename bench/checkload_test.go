@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+)
+
+func strp(s string) *string { return &s }
+
+func TestSetText(t *testing.T) {
+	for _, tt := range []struct {
+		in   *string
+		want string // "<nil>" for nil
+	}{
+		{nil, "<nil>"},
+		{strp(`[]`), "<nil>"},
+		{strp(`["b","a"]`), "a,b"},
+		{strp(`["a","a"]`), "a,a"},
+		{strp(`not json`), "!not json"},
+	} {
+		got := "<nil>"
+		if p := setText(tt.in); p != nil {
+			got = *p
+		}
+		if got != tt.want {
+			t.Errorf("setText(%v) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+// The oracle's set checks: an element no client added fails; an element
+// whose only client last added it must be present; one it last removed
+// must be absent only with exactSets; an own row's tags hold at least what
+// its client saw, and nothing it never had.
+func TestLedgerCheckSets(t *testing.T) {
+	const tagRow = tagKeyFirst
+	const own = writerSpace + 1
+	l := newLedger()
+	l.setOp(0, tagRow, "red", true, false)
+	l.setOp(0, tagRow, "u1-1", true, true)
+	l.setOp(0, tagRow, "u1-2", true, true)
+	l.setOp(0, tagRow, "u1-2", false, true)
+	l.setOwn(0, own, map[string]string{"a": "x", "b": "y", "tags": "blue,red"})
+	l.setOwn(0, own, map[string]string{"a": "x", "b": "y", "tags": "red"})
+	table := func(tags, ownTags string) map[int64]checkRow {
+		return map[int64]checkRow{
+			tagRow: {nil, nil, nil, setText(strp(tags))},
+			own:    {strp("x"), strp("y"), nil, setText(strp(ownTags))},
+		}
+	}
+	for _, tt := range []struct {
+		name, tags, ownTags string
+		exact               bool
+		want                string // "" for no error
+	}{
+		{"exact", `["red","u1-1"]`, `["red"]`, true, ""},
+		{"element nobody added", `["red","u1-1","green"]`, `["red"]`, false, `holds "green", which no client added`},
+		{"added element lost", `["red"]`, `["red"]`, false, `element "u1-1" present false, want true`},
+		{"remove lost, not exact", `["red","u1-1","u1-2"]`, `["red"]`, false, ""},
+		{"remove lost, exact", `["red","u1-1","u1-2"]`, `["red"]`, true, `element "u1-2" present true, want false`},
+		{"own remove lost, not exact", `["red","u1-1"]`, `["blue","red"]`, false, ""},
+		{"own remove lost, exact", `["red","u1-1"]`, `["blue","red"]`, true, "holds x|y|null|blue,red"},
+		{"own add lost", `["red","u1-1"]`, `[]`, false, "holds x|y|null|null"},
+		{"own element never had", `["red","u1-1"]`, `["green","red"]`, false, "holds x|y|null|green,red"},
+	} {
+		err := l.check(table(tt.tags, tt.ownTags), tt.exact)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: got %v, want an error with %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// Writes a client made between the copy of its database and the
+// replacement of the file leave the exact check.
+func TestLedgerWindow(t *testing.T) {
+	l := newLedger()
+	l.setOwn(1, writerSpace+1, map[string]string{"a": "old", "b": "b"})
+	l.setWindow(1, true)
+	l.setOwn(1, writerSpace+1, map[string]string{"a": "new", "b": "b"})
+	l.setOwn(0, 2*writerSpace+1, map[string]string{"a": "other", "b": "b"})
+	l.setOp(1, tagKeyFirst, "u1-1", true, true)
+	l.setWindow(1, false)
+	final := map[int64]checkRow{
+		writerSpace + 1:   {strp("old"), strp("b"), nil, nil},
+		2*writerSpace + 1: {strp("lost"), strp("b"), nil, nil},
+	}
+	err := l.check(final, true)
+	if err == nil || !strings.Contains(err.Error(), "row 200001 holds lost|b") {
+		t.Fatalf("got %v, want only row 200001 reported", err)
+	}
+	if strings.Contains(err.Error(), "100001") || strings.Contains(err.Error(), "u1-1") {
+		t.Fatalf("got %v: a write made in the window was checked", err)
+	}
+}
+
+func TestCheckWriteCounts(t *testing.T) {
+	nodes := []*checkNode{{name: "n1"}, {name: "n2"}}
+	counts := []writeCounts{{Users: 100, Lattice: 130}, {Users: 20, Lattice: 90}}
+	// Each may apply up to 120 user writes + 10 API writes.
+	applied, bound, err := checkWriteCounts(nodes, counts, 10, []uint64{50, 50}, []int{0, 0}, 0)
+	if err != nil {
+		t.Fatalf("130 and 90 rows within a bound of 130: %v", err)
+	}
+	if applied[0] != 130 || applied[1] != 90 || bound[0] != 130 || bound[1] != 130 {
+		t.Fatalf("applied %v, bound %v; want [130 90], [130 130]", applied, bound)
+	}
+	counts[1].Lattice = 131
+	if _, _, err := checkWriteCounts(nodes, counts, 10, []uint64{50, 50}, []int{0, 0}, 0); err == nil || !strings.Contains(err.Error(), "n2's sidecar wrote 131 rows") {
+		t.Fatalf("got %v, want n2 over its bound", err)
+	}
+	// A replacement allows every record once more, a SIGKILL a batch.
+	if _, _, err := checkWriteCounts(nodes, counts, 10, []uint64{50, 1}, []int{0, 0}, 1); err != nil {
+		t.Fatalf("with a replacement: %v", err)
+	}
+	if _, _, err := checkWriteCounts(nodes, counts, 10, []uint64{50, 0}, []int{0, 1}, 0); err != nil {
+		t.Fatalf("with a SIGKILL: %v", err)
+	}
+}
