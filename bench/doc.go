@@ -11,6 +11,7 @@
 //     system to the changed row being visible in another: capture, store,
 //     gossip, merge and apply. Each sample waits for the whole cluster to
 //     converge before the next, so samples do not overlap.
+//
 //   - Throughput: every node's system takes inserts as fast as it can for a
 //     while; the rate is the rows (and field updates) converged in every
 //     system per second, from the first write to convergence.
@@ -19,10 +20,11 @@
 //     schedules of SQL clients, API writers and sidecar restarts (SIGKILL or
 //     SIGTERM) against three sidecars beside SQLite databases, then a quiesce
 //     and checks: every database's table identical (read with SQL), no
-//     drift, an oracle built from what the clients saw committed (exact
-//     state for single-writer keys; a committed value for shared ones; for
-//     the orset column tags, every element added by some client and every
-//     element whose only client last added it present), and the rows each
+//     drift, an oracle built from what the clients saw committed (the exact
+//     state of single-writer keys, their tags at least as their writer saw
+//     them; a committed value for shared ones; for the orset column tags,
+//     every element added by some client and every element whose only
+//     client last added it present), and the rows each
 //     sidecar applied bounded by the changes that allow them
 //     (checkWriteCounts: each winning change is written into each system
 //     once, plus one write-back per local change that crossed an apply).
