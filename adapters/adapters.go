@@ -28,6 +28,13 @@
 //
 // Cursors are opaque to the engine except for their order: two cursors of
 // one adapter installation compare with bytes.Compare in capture order.
+//
+// Optional capabilities, found by type assertion: CatalogNotifier (catalog
+// changes noticed while running), TableReader (rows of tables taken into
+// sync late), RangeReader (reads by key range, for verification) and
+// RangeHasher (a key range's hash computed by the system, so that
+// verification reads only the ranges that changed since it last found them
+// equal).
 package adapters
 
 import (
@@ -151,8 +158,8 @@ type RangeHasher interface {
 	// ReadHashedRange returns the rows of a range as ReadRange returns
 	// them, and their RangeHash, from one read: HashRange of the same range
 	// returns the same RangeHash for as long as these rows are unchanged,
-	// and a different one (but for a 2^-128 chance) once any row in the
-	// range is added, deleted or changed in any column.
+	// and a different one (but for a negligible chance) once any row in
+	// the range is added, deleted or changed in any column.
 	ReadHashedRange(ctx context.Context, table string, after, through crdt.Key, limit int) ([]Change, RangeHash, error)
 }
 

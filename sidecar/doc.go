@@ -111,6 +111,18 @@
 // TestVerifyRepairCaptureTakesSystemRows, TestVerifyIgnoresUncapturedUserWrite
 // and TestIntegrationPostgresVerifyRepairsDrift.
 //
+// Where the adapter hashes key ranges in the system
+// (adapters.RangeHasher), a range is equal without reading its rows only
+// when the system's hash of it and the store's fingerprint of it are both
+// those of the last pass that compared its rows and found them equal. The
+// hazard is a pair that stands for states never compared: the system's
+// hash comes from the statement that read the rows, and the store's
+// fingerprint is taken before its records are read (the range tree follows
+// commits, and a record's hash changes with every change of its state). A
+// range with drift is never remembered, so the next pass reads it again; a
+// changed mapping forgets the collection's ranges. Held by
+// TestIntegrationPostgresVerifyReadsOnlyChangedRanges.
+//
 // # A store that fails
 //
 // Badger retries a failed memtable flush forever, so an agent whose data

@@ -50,10 +50,11 @@ func (a *Adapter) ReadRange(ctx context.Context, table string, after crdt.Key, l
 // its columns' output forms, which the session fixes (DateStyle, TimeZone,
 // extra_float_digits, bytea_output; see values.go), and it tells a null
 // from an empty string. hashtextextended is the hash PostgreSQL partitions
-// by, fast (it costs less than reading the row) but not cryptographic: it
-// guards against accidents, not against a writer who crafts collisions.
-// ReadHashedRange returns the same per-row hashes beside the rows, so that
-// the hash and the rows come from one statement (one snapshot).
+// by: fast (making the row's text costs more), stable, not cryptographic;
+// it guards against accidents, not against a writer who crafts
+// collisions. ReadHashedRange returns the same per-row hashes beside the
+// rows, so that the hash and the rows come from one statement (one
+// snapshot). See "Verification reads" in doc.go for what it costs.
 
 // HashRange hashes up to limit rows of a table after the key after and at
 // or before through ("" no bound), in ReadRange's order, in one query that
