@@ -88,15 +88,17 @@ type Adapter interface {
 	// the batch's writes one at a time to find the one that fails.
 	//
 	// Apply returns its position in capture order (Applied.Position) and the
-	// writes it deferred (Applied.Deferred). An adapter that can tell, inside
-	// the apply's transaction, that the system holds a change to a record
-	// that Capture has not reported and Ack not yet confirmed leaves that
-	// record alone and defers its write: writing over it would show the
-	// system's users an older state than the one they wrote, and a user's
-	// next statement (a DELETE that finds no row) could act on it. The
-	// engine keeps a deferred write queued and applies the merged state
-	// once capture has taken the change.
-	Apply(ctx context.Context, writes []Write) (Applied, error)
+	// writes it deferred (Applied.Deferred). since is the capture position
+	// the merged rows reflect: every change up to it was captured and merged
+	// before the rows were read (nil: the adapter's acknowledged position).
+	// An adapter that can tell, inside the apply's transaction, that the
+	// system holds a change to a record after since leaves that record alone
+	// and defers its write: the merged row does not include that change, so
+	// writing it would show the system's users an older state than the one
+	// they wrote, and a user's next statement (a DELETE that finds no row)
+	// could act on it. The engine keeps a deferred write queued and applies
+	// the merged state once capture has taken the change.
+	Apply(ctx context.Context, writes []Write, since []byte) (Applied, error)
 
 	// Head returns a cursor at or after every change committed so far.
 	// Capture may start from it.

@@ -50,6 +50,10 @@ type testingKnobs struct {
 	// beforeLocal runs in the capture loop after a captured batch is
 	// prepared and before it is stepped through the engine.
 	beforeLocal func(adapters.Batch)
+	// beforeApply runs in the apply loop after the queued records are read
+	// and before the adapter's Apply; afterApply after the Apply returned.
+	beforeApply func([]adapters.Write)
+	afterApply  func(adapters.Applied)
 }
 
 // Agent is one running sidecar: the store, the gossip node, the adapter and

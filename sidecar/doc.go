@@ -159,12 +159,17 @@
 // yet. The system briefly shows an older row, and the user's next statement
 // acts on it: a DELETE of a row they had just re-inserted finds nothing,
 // and the row comes back once the insert is captured and applied (the
-// randomized checker found it). An adapter that can tell defers such
-// writes (adapters.Applied.Deferred; SQLite reads its unacknowledged log
-// inside the apply's transaction): the record goes to the back of the queue
-// and the applier retries after the next acknowledged capture
-// (lattice_apply_deferred_total). TestApplyDefersUncapturedRecords
-// (adapters/sqlite), TestCaptureRacesApply, TestCaptureRacesApplyAck,
+// randomized checker found it). The same holds for a change captured,
+// stored and acknowledged after the applier read the record from the
+// queue: the row it writes does not include it. So the applier reads the
+// store's capture cursor before the queue and passes it to Apply (since),
+// and an adapter that can tell defers the writes of records changed in the
+// system after it (adapters.Applied.Deferred; SQLite reads its log after
+// since inside the apply's transaction, which holds the write lock): the
+// record goes to the back of the queue and the applier retries after the
+// next acknowledged capture (lattice_apply_deferred_total).
+// TestApplyDefersUncapturedRecords (adapters/sqlite), TestCaptureRacesApply,
+// TestCaptureRacesApplyAck, TestApplyOfRowReadBeforeCapturedChange,
 // TestDeleteAfterUpdateElsewhereNotUndone. PostgreSQL cannot tell inside
 // its transaction, and relies on the two hazards below.
 //

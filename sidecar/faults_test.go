@@ -30,7 +30,7 @@ type faultyAdapter struct {
 	snapshotted int
 }
 
-func (f *faultyAdapter) Apply(ctx context.Context, ws []adapters.Write) (adapters.Applied, error) {
+func (f *faultyAdapter) Apply(ctx context.Context, ws []adapters.Write, since []byte) (adapters.Applied, error) {
 	f.mu.Lock()
 	f.applyCalls++
 	if f.downFor > 0 {
@@ -46,7 +46,7 @@ func (f *faultyAdapter) Apply(ctx context.Context, ws []adapters.Write) (adapter
 			return adapters.Applied{}, adapters.BadRow(w.Collection, w.Key, errors.Newf("name %q violates a check constraint", reject))
 		}
 	}
-	return f.Adapter.Apply(ctx, ws)
+	return f.Adapter.Apply(ctx, ws, since)
 }
 
 // Capture runs the real capture until the test resets the change log, then

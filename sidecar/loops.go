@@ -284,6 +284,12 @@ func (a *Agent) applyLoop(ctx context.Context) {
 func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
+	// The capture position the merged states read next include: the
+	// adapter defers a write whose record changed in the system after it.
+	since, err := a.store.Cursor(a.cursorName)
+	if err != nil {
+		return 0, err
+	}
 	items, err := a.store.Pending(a.cfg.Apply.BatchSize)
 	if err != nil || len(items) == 0 {
 		return 0, err
@@ -347,8 +353,14 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	a.engMu.Lock()
 	a.eng.Positions().Applying(ids)
 	a.engMu.Unlock()
+	if a.knobs.beforeApply != nil {
+		a.knobs.beforeApply(writes)
+	}
 	start := a.clock.Now()
-	res, err := a.adp.Apply(ctx, writes)
+	res, err := a.adp.Apply(ctx, writes, since)
+	if a.knobs.afterApply != nil && err == nil {
+		a.knobs.afterApply(res)
+	}
 	if err != nil {
 		re, ok := adapters.RowErrorOf(err)
 		switch {
@@ -367,7 +379,7 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		}
 		// An error that names no write and does not say the system is
 		// unavailable: find the write that causes it.
-		return a.applyEach(ctx, apply, writes, err)
+		return a.applyEach(ctx, apply, writes, since, err)
 	}
 	a.engMu.Lock()
 	a.eng.Positions().AppliedAt(ids, res.Position)
@@ -403,13 +415,13 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 // answers (its Head can be read), is parked; the others are applied. An
 // unavailable system ends the pass: what is left stays queued and the error
 // is retried with backoff.
-func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []adapters.Write, batchErr error) (int, error) {
+func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []adapters.Write, since []byte, batchErr error) (int, error) {
 	a.log.Warn("apply of a batch failed with an error that names no record; applying its records one at a time",
 		"records", len(writes), "err", batchErr)
 	settled := 0
 	for i, w := range writes {
 		id := crdt.MakeID(w.Collection, w.Key)
-		res, err := a.adp.Apply(ctx, []adapters.Write{w})
+		res, err := a.adp.Apply(ctx, []adapters.Write{w}, since)
 		if err == nil {
 			a.engMu.Lock()
 			a.eng.Positions().AppliedAt([]crdt.ID{id}, res.Position)

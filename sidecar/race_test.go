@@ -383,3 +383,77 @@ func TestDeleteAfterUpdateElsewhereNotUndone(t *testing.T) {
 		t.Fatalf("row = %q, want it deleted: the delete was made after the update", got)
 	}
 }
+
+// gate blocks a knob's caller once, after it is armed, until released.
+type gate struct {
+	armed   atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+// newGate makes a gate; the test opens it in a cleanup registered after
+// the node's, so that it runs before the node closes.
+func newGate() *gate {
+	return &gate{reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *gate) pass() {
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.reached)
+		<-g.release
+	}
+}
+
+func (g *gate) wait(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-g.reached:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s not reached", what)
+	}
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
+
+// An apply whose merged row was read from the queue before capture stored
+// and acknowledged a user's later change to the record: the row does not
+// include the change, so writing it would take the user's value away until
+// the record is applied again (and a statement in between would act on the
+// old row). The apply defers it; the record is applied with both changes.
+func TestApplyOfRowReadBeforeCapturedChange(t *testing.T) {
+	dir := t.TempDir()
+	a := startSQLiteNode(t, dir, "a", nil, time.Millisecond)
+	b := newSQLiteNode(t, dir, "b", []string{a.a.Node().Addr()}, time.Millisecond)
+	before, after := newGate(), newGate()
+	b.knobs.beforeApply = func([]adapters.Write) { before.pass() }
+	b.knobs.afterApply = func(adapters.Applied) { after.pass() }
+	b.start(t)
+	t.Cleanup(before.open)
+	t.Cleanup(after.open)
+
+	a.exec(t, `INSERT INTO customers VALUES (1, 'Acme', 'Prospect', '100', NULL)`)
+	converged(t, 1, `Acme|Prospect|100|`, a, b)
+
+	// a's change reaches b; b's applier reads it from the queue and waits.
+	before.armed.Store(true)
+	after.armed.Store(true)
+	a.exec(t, `UPDATE customers SET status = 'On Hold' WHERE id = 1`)
+	before.wait(t, "b's apply of a's change")
+	// b's user changes the phone; b captures, stores and acknowledges it.
+	b.exec(t, `UPDATE customers SET phone = '200' WHERE id = 1`)
+	waitFor(t, 15*time.Second, "b's change stored and acknowledged", func() bool {
+		var unacked int
+		if err := b.db.QueryRow(`SELECT count(*) FROM _lattice_log WHERE seq > (SELECT v FROM _lattice_meta WHERE k = 'acked')`).Scan(&unacked); err != nil {
+			t.Fatal(err)
+		}
+		return b.storeRow(t, 1) == `Acme|On Hold|200|` && unacked == 0
+	})
+	before.open()
+	after.wait(t, "the end of b's apply")
+	if got, want := b.row(t, 1), `Acme|Prospect|200|`; got != want {
+		t.Fatalf("after the apply of a row read before b's change, b's database holds %q, want %q (the user's row, left alone)", got, want)
+	}
+	after.open()
+	converged(t, 1, `Acme|On Hold|200|`, a, b)
+}

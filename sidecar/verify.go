@@ -274,7 +274,7 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 	maps.DeleteFunc(a.ver.memo, func(name string, _ *rangeMemo) bool { return !seen[name] })
 	digest, cands := p.digest, p.cands
 	rep.SystemDigest, rep.SystemRows = digest.Hash.String(), digest.Count
-	drift, err := a.confirm(ctx, rr, cands)
+	drift, since, err := a.confirm(ctx, rr, cands)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +288,7 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 			"key", d.Key, "kind", d.Kind, "fields", fieldNames(d.Fields), "repair", repair)
 	}
 	if len(drift) > 0 && repair != RepairReport {
-		n, err := a.repair(ctx, repair, drift)
+		n, err := a.repair(ctx, repair, drift, since)
 		rep.Repaired = n
 		a.ver.repaired.Add(float64(n))
 		if err != nil {
@@ -648,28 +648,32 @@ func rowHash(buf []byte, collection string, key crdt.Key, row crdt.Row) (crdt.Ha
 // now (so that a user's write not yet captured is not taken for drift),
 // then compares the candidates again, leaving out records on the apply
 // queue or parked.
-func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt.ID) ([]drifted, error) {
+//
+// It also returns the capture position the store held before the system's
+// rows were read: a repair writes nothing over a change logged after it.
+func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt.ID) ([]drifted, []byte, error) {
 	if len(ids) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	if head, err := a.adp.Head(ctx); err == nil {
-		deadline := a.clock.Now().Add(a.cfg.Verify.Settle)
-		for {
-			cur, err := a.store.Cursor(a.cursorName)
-			if err != nil {
-				return nil, err
-			}
-			if bytes.Compare(cur, head) >= 0 || a.clock.Now().After(deadline) {
-				break
-			}
-			if !clock.Sleep(a.clock, ctx.Done(), 20*time.Millisecond) {
-				return nil, ctx.Err()
-			}
+	head, herr := a.adp.Head(ctx)
+	deadline := a.clock.Now().Add(a.cfg.Verify.Settle)
+	var since []byte
+	for {
+		cur, err := a.store.Cursor(a.cursorName)
+		if err != nil {
+			return nil, nil, err
+		}
+		since = cur
+		if herr != nil || bytes.Compare(cur, head) >= 0 || a.clock.Now().After(deadline) {
+			break
+		}
+		if !clock.Sleep(a.clock, ctx.Done(), 20*time.Millisecond) {
+			return nil, nil, ctx.Err()
 		}
 	}
 	queued, err := a.store.Queued(ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byColl := map[string][]crdt.Key{}
 	for _, id := range ids {
@@ -678,7 +682,7 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 		}
 		c, k, err := id.Split()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		byColl[c] = append(byColl[c], k)
 	}
@@ -696,7 +700,7 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 		}
 		rows, err := rr.ReadKeys(ctx, name, keys)
 		if err != nil {
-			return nil, errors.Wrapf(err, "verify: read %s", name)
+			return nil, nil, errors.Wrapf(err, "verify: read %s", name)
 		}
 		sys := map[crdt.Key]crdt.Row{}
 		for _, c := range rows {
@@ -705,7 +709,7 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 		for _, k := range keys {
 			rec, err := a.store.Get(name, k)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if d, ok := diffRecord(ci, col, k, sys[k], rec); ok {
 				out = append(out, d)
@@ -718,9 +722,9 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 		ids = append(ids, d.id)
 	}
 	if queued, err = a.store.Queued(ids); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return slices.DeleteFunc(out, func(d drifted) bool { return queued[d.id] }), nil
+	return slices.DeleteFunc(out, func(d drifted) bool { return queued[d.id] }), since, nil
 }
 
 // diffRecord compares a system row (nil: none) with a merged record.
@@ -762,7 +766,7 @@ func valueJSON(v crdt.Value) json.RawMessage {
 }
 
 // repair repairs confirmed drift and returns how many records it repaired.
-func (a *Agent) repair(ctx context.Context, mode string, drift []drifted) (int, error) {
+func (a *Agent) repair(ctx context.Context, mode string, drift []drifted, since []byte) (int, error) {
 	switch mode {
 	case RepairApply:
 		// Records the store holds go through the apply queue, with their
@@ -785,7 +789,7 @@ func (a *Agent) repair(ctx context.Context, mode string, drift []drifted) (int, 
 			a.wakeApply()
 		}
 		if len(unknown) > 0 {
-			if err := a.applyDirect(ctx, unknown); err != nil {
+			if err := a.applyDirect(ctx, unknown, since); err != nil {
 				return len(known), err
 			}
 		}
@@ -813,8 +817,9 @@ func (a *Agent) repair(ctx context.Context, mode string, drift []drifted) (int, 
 
 // applyDirect writes deletes of records the store does not hold into the
 // system, serialized with the apply loop and with their apply positions
-// recorded like any apply's.
-func (a *Agent) applyDirect(ctx context.Context, writes []adapters.Write) error {
+// recorded like any apply's. since is the capture position the decision
+// was made at.
+func (a *Agent) applyDirect(ctx context.Context, writes []adapters.Write, since []byte) error {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 	ids := make([]crdt.ID, len(writes))
@@ -824,7 +829,7 @@ func (a *Agent) applyDirect(ctx context.Context, writes []adapters.Write) error 
 	a.engMu.Lock()
 	a.eng.Positions().Applying(ids)
 	a.engMu.Unlock()
-	res, err := a.adp.Apply(ctx, writes)
+	res, err := a.adp.Apply(ctx, writes, since)
 	if err != nil {
 		return err
 	}

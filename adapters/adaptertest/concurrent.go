@@ -97,7 +97,7 @@ func testConcurrentMerge(e *env) {
 				errs <- err
 				return
 			}
-			pos, err := a.Apply(e.ctx, writes)
+			pos, err := a.Apply(e.ctx, writes, nil)
 			if err != nil {
 				errs <- err
 				return
@@ -166,7 +166,7 @@ func testConcurrentMerge(e *env) {
 				e.t.Fatal(err)
 			}
 		}
-		pos, err := a.Apply(e.ctx, writes)
+		pos, err := a.Apply(e.ctx, writes, nil)
 		if err != nil {
 			e.t.Fatalf("final apply: %+v", err)
 		}

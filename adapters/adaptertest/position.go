@@ -107,7 +107,7 @@ func testApplyPosition(e *env) {
 		e.t.Helper()
 		row := e.typesRow(2, 2)
 		row["s_text"] = crdt.String(text)
-		pos, err := a.Apply(e.ctx, []adapters.Write{{Collection: TypesTable, Key: crdt.IntKey(2), Row: row}})
+		pos, err := a.Apply(e.ctx, []adapters.Write{{Collection: TypesTable, Key: crdt.IntKey(2), Row: row}}, nil)
 		if err != nil {
 			e.t.Fatalf("apply: %+v", err)
 		}

@@ -261,7 +261,7 @@ func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.Applied {
 	s.e.t.Helper()
 	for attempt := 0; ; attempt++ {
-		res, err := a.Apply(s.e.ctx, writes)
+		res, err := a.Apply(s.e.ctx, writes, nil)
 		if err != nil {
 			s.e.t.Fatalf("apply: %+v", err)
 		}

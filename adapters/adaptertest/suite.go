@@ -405,7 +405,7 @@ func testApplyNotCaptured(e *env) {
 		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("nobody", 9, "")), Row: nil},
 	}
 	for round := range 2 {
-		if _, err := a.Apply(e.ctx, writes); err != nil {
+		if _, err := a.Apply(e.ctx, writes, nil); err != nil {
 			e.t.Fatalf("apply (round %d): %+v", round, err)
 		}
 		got, _ := s.sync()
@@ -463,7 +463,7 @@ func testApplyValues(e *env) {
 	// An int is stored in a float column as the same number.
 	writes = append(writes, adapters.Write{Collection: TypesTable, Key: crdt.IntKey(1000), Row: crdt.Row{"id": crdt.Int(1000), "n_float": crdt.Int(-7)}})
 	want.put(adapters.Change{Collection: TypesTable, Key: crdt.IntKey(1000), Row: crdt.Row{"id": crdt.Int(1000), "n_float": crdt.Float(-7)}})
-	if _, err := a.Apply(e.ctx, writes); err != nil {
+	if _, err := a.Apply(e.ctx, writes, nil); err != nil {
 		e.t.Fatalf("apply: %+v", err)
 	}
 	e.checkState("after apply", e.systemState(), want, nil)
@@ -484,14 +484,14 @@ func testApplyValues(e *env) {
 		second = append(second, adapters.Write{Collection: w.Collection, Key: w.Key, Row: row})
 		want.put(adapters.Change{Collection: w.Collection, Key: w.Key, Row: row})
 	}
-	if _, err := a.Apply(e.ctx, second); err != nil {
+	if _, err := a.Apply(e.ctx, second, nil); err != nil {
 		e.t.Fatalf("apply updates: %+v", err)
 	}
 	e.checkState("after apply of updates", e.systemState(), want, nil)
 
 	if !e.f.NaN {
 		nan := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(2000), Row: crdt.Row{"id": crdt.Int(2000), "n_float": crdt.Float(math.NaN())}}
-		_, err := a.Apply(e.ctx, []adapters.Write{nan})
+		_, err := a.Apply(e.ctx, []adapters.Write{nan}, nil)
 		if err != nil {
 			if re, ok := adapters.RowErrorOf(err); !ok || re.Key != nan.Key {
 				e.t.Errorf("apply of NaN failed without a RowError for it: %+v", err)
@@ -594,7 +594,7 @@ func testBadRows(e *env) {
 		{Collection: TypesTable, Key: crdt.IntKey(1), Row: e.typesRow(1, 1)},
 		{Collection: PairsTable, Key: e.key(PairsTable, pairRow("acme", 1, "")), Row: pairRow("acme", 1, "base")},
 	}
-	if _, err := a.Apply(e.ctx, base); err != nil {
+	if _, err := a.Apply(e.ctx, base, nil); err != nil {
 		e.t.Fatalf("apply: %+v", err)
 	}
 	pairKey := e.key(PairsTable, pairRow("acme", 1, ""))
@@ -627,7 +627,7 @@ func testBadRows(e *env) {
 			before := sub.systemState()
 			good1 := adapters.Write{Collection: TypesTable, Key: crdt.IntKey(int64(100 + i)), Row: crdt.Row{"id": crdt.Int(int64(100 + i)), "s_text": crdt.String(c.name)}}
 			good2 := adapters.Write{Collection: PairsTable, Key: pairKey, Row: pairRow("acme", 1, "after "+c.name)}
-			_, err := a.Apply(sub.ctx, []adapters.Write{good1, c.bad, good2})
+			_, err := a.Apply(sub.ctx, []adapters.Write{good1, c.bad, good2}, nil)
 			if err == nil {
 				t.Fatalf("apply of a batch with a bad row (%s) succeeded", c.name)
 			}
@@ -645,7 +645,7 @@ func testBadRows(e *env) {
 			// Nothing of the failed batch landed, and nothing is lost: the
 			// good writes apply once the bad one is set aside.
 			sub.checkState("after the failed apply", sub.systemState(), before, nil)
-			if _, err := a.Apply(sub.ctx, []adapters.Write{good1, good2}); err != nil {
+			if _, err := a.Apply(sub.ctx, []adapters.Write{good1, good2}, nil); err != nil {
 				t.Fatalf("apply of the good writes: %+v", err)
 			}
 			want := before

@@ -36,12 +36,12 @@ import (
 // transaction that committed before the Apply's ends at or before it, and
 // every transaction that commits after the read ends after it.
 //
-// Apply defers no write: it cannot tell inside its transaction which rows
-// hold changes that capture has not decoded yet (they are in the WAL, past
-// the slot's position). A user's change it overwrites before capture sees
-// it is recognised by the apply position, and the merged row is written
-// again.
-func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) (adapters.Applied, error) {
+// Apply defers no write, whatever since says: it cannot tell inside its
+// transaction which rows hold changes that capture has not decoded yet
+// (they are in the WAL, past the slot's position). A user's change it
+// overwrites before capture sees it is recognised by the apply position,
+// and the merged row is written again.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) (adapters.Applied, error) {
 	pos, err := a.applyAll(ctx, writes)
 	return adapters.Applied{Position: pos}, err
 }

@@ -58,7 +58,7 @@ func TestIntegrationApplyErrorClasses(t *testing.T) {
 		{"index row too large", huge.String(), "54000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := a.Apply(ctx, []adapters.Write{write(1, "ok1"), write(2, tc.value), write(3, "ok2")})
+			_, err := a.Apply(ctx, []adapters.Write{write(1, "ok1"), write(2, tc.value), write(3, "ok2")}, nil)
 			re, ok := adapters.RowErrorOf(err)
 			if !ok || !errors.Is(err, adapters.ErrBadRow) || re.Key != crdt.IntKey(2) || errors.Is(err, adapters.ErrUnavailable) {
 				t.Fatalf("Apply = %+v, want a bad row naming key 2", err)
@@ -73,11 +73,11 @@ func TestIntegrationApplyErrorClasses(t *testing.T) {
 		})
 	}
 
-	_, err := a.Apply(ctx, []adapters.Write{write(1, "ok1"), write(2, "late")})
+	_, err := a.Apply(ctx, []adapters.Write{write(1, "ok1"), write(2, "late")}, nil)
 	if _, ok := adapters.RowErrorOf(err); err == nil || ok || errors.Is(err, adapters.ErrUnavailable) {
 		t.Fatalf("Apply failing at commit = %+v, want an error that names no write", err)
 	}
-	if _, err := a.Apply(ctx, []adapters.Write{write(1, "ok1"), write(3, "ok2")}); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{write(1, "ok1"), write(3, "ok2")}, nil); err != nil {
 		t.Fatalf("Apply of good rows: %+v", err)
 	}
 
@@ -85,14 +85,14 @@ func TestIntegrationApplyErrorClasses(t *testing.T) {
 	// a later one reconnects.
 	exec(t, app, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
-	_, err = a.Apply(ctx, []adapters.Write{write(4, "after")})
+	_, err = a.Apply(ctx, []adapters.Write{write(4, "after")}, nil)
 	if err == nil {
-		_, err = a.Apply(ctx, []adapters.Write{write(5, "after")})
+		_, err = a.Apply(ctx, []adapters.Write{write(5, "after")}, nil)
 	}
 	if err != nil && !errors.Is(err, adapters.ErrUnavailable) {
 		t.Fatalf("Apply on a terminated session = %+v, want unavailable", err)
 	}
-	if _, err := a.Apply(ctx, []adapters.Write{write(6, "after")}); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{write(6, "after")}, nil); err != nil {
 		t.Fatalf("Apply after reconnecting: %+v", err)
 	}
 	// The database refuses new sessions: the reconnect fails, unavailable.
@@ -101,14 +101,14 @@ func TestIntegrationApplyErrorClasses(t *testing.T) {
 	}
 	exec(t, app, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
-	_, _ = a.Apply(ctx, []adapters.Write{write(7, "after")}) // finds the session's end
-	if _, err = a.Apply(ctx, []adapters.Write{write(7, "after")}); err == nil || !errors.Is(err, adapters.ErrUnavailable) {
+	_, _ = a.Apply(ctx, []adapters.Write{write(7, "after")}, nil) // finds the session's end
+	if _, err = a.Apply(ctx, []adapters.Write{write(7, "after")}, nil); err == nil || !errors.Is(err, adapters.ErrUnavailable) {
 		t.Fatalf("Apply with no session possible = %+v, want unavailable", err)
 	}
 	if err := srv.Exec(ctx, "postgres", `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Apply(ctx, []adapters.Write{write(7, "after")}); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{write(7, "after")}, nil); err != nil {
 		t.Fatalf("Apply once sessions are allowed: %+v", err)
 	}
 	var names []string

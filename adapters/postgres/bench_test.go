@@ -178,7 +178,7 @@ func BenchmarkPostgresApply(b *testing.B) {
 			}}
 		}
 		start := time.Now()
-		if _, err := a.Apply(ctx, writes); err != nil {
+		if _, err := a.Apply(ctx, writes, nil); err != nil {
 			b.Fatal(err)
 		}
 		applyTime += time.Since(start)

@@ -121,7 +121,7 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 	key := crdt.StringKey("00000000-0000-0000-0000-000000000002")
 	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "accounts", Key: key, Row: crdt.Row{
 		"id": crdt.String("00000000-0000-0000-0000-000000000002"), "owner": crdt.String("bob"), "balance": crdt.String("1"),
-	}}}); err != nil {
+	}}}, nil); err != nil {
 		t.Fatalf("apply: %+v", err)
 	}
 	app := connect(t, dsn)

@@ -81,7 +81,7 @@ func TestIntegrationFlushPosition(t *testing.T) {
 	// moves past them.
 	for i := range 3 {
 		w := adapters.Write{Collection: "t", Key: crdt.IntKey(int64(10 + i)), Row: crdt.Row{"id": crdt.Int(int64(10 + i)), "v": crdt.String("applied")}}
-		if _, err := a.Apply(ctx, []adapters.Write{w}); err != nil {
+		if _, err := a.Apply(ctx, []adapters.Write{w}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,7 +133,7 @@ func TestIntegrationSchemaChange(t *testing.T) {
 	}
 	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(3), Row: crdt.Row{
 		"id": crdt.Int(3), "a": crdt.String("applied"), "b": mustList(t, crdt.Int(7)),
-	}}}); err != nil {
+	}}}, nil); err != nil {
 		t.Fatalf("apply with the new column: %+v", err)
 	}
 
@@ -146,7 +146,7 @@ func TestIntegrationSchemaChange(t *testing.T) {
 	// Apply still knows the dropped column until it finds out.
 	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(5), Row: crdt.Row{
 		"id": crdt.Int(5), "b": mustList(t, crdt.Int(9)),
-	}}}); err != nil {
+	}}}, nil); err != nil {
 		t.Fatalf("apply after DROP COLUMN: %+v", err)
 	}
 
@@ -244,17 +244,17 @@ func TestIntegrationOriginInUse(t *testing.T) {
 	ctx := ctxT(t)
 	w := []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}}
 	a := open(t, testConfig(t, dsn, name))
-	if _, err := a.Apply(ctx, w); err != nil {
+	if _, err := a.Apply(ctx, w, nil); err != nil {
 		t.Fatal(err)
 	}
 	b := open(t, testConfig(t, dsn, name))
-	_, err := b.Apply(ctx, w)
+	_, err := b.Apply(ctx, w, nil)
 	checkErr(t, err, ErrOriginInUse, "own node name")
 	a.Close()
 	// The closed session's server process may still be exiting, holding the
 	// origin for a moment: until then Apply reports it in use, nothing else.
 	waitFor(t, 10*time.Second, "apply once the other adapter closed", func() bool {
-		_, err := b.Apply(ctx, w)
+		_, err := b.Apply(ctx, w, nil)
 		if err != nil && !errors.Is(err, ErrOriginInUse) {
 			t.Fatalf("apply once the other adapter closed: %+v", err)
 		}
@@ -274,7 +274,7 @@ func TestIntegrationUninstall(t *testing.T) {
 	if _, err := a.Snapshot(ctx, func(context.Context, adapters.Batch) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}}); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	count := func(sql string) int {
@@ -300,7 +300,7 @@ func TestIntegrationUninstall(t *testing.T) {
 	if got := objects(); !slices.Equal(got, []int{0, 0, 0}) {
 		t.Fatalf("after uninstall %v, want none", got)
 	}
-	if _, err := a.Apply(ctx, nil); !errors.Is(err, ErrClosed) {
+	if _, err := a.Apply(ctx, nil, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("apply after uninstall: %v, want ErrClosed", err)
 	}
 	b := open(t, testConfig(t, dsn, name))
@@ -339,7 +339,7 @@ func TestIntegrationSchemas(t *testing.T) {
 	}
 	rec := &recorder{a: a, ack: true}
 	capture(t, a, cursor, rec.sink)
-	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "sales.orders", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1), "total": crdt.String("9.99")}}}); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "sales.orders", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1), "total": crdt.String("9.99")}}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, app, `UPDATE sales.orders SET total = total * 2`)

@@ -185,7 +185,7 @@ func TestIntegrationTypes(t *testing.T) {
 		row["id"] = crdt.Int(id)
 		writes = append(writes, adapters.Write{Collection: "alltypes", Key: crdt.IntKey(id), Row: row})
 	}
-	if _, err := a.Apply(ctx, writes); err != nil {
+	if _, err := a.Apply(ctx, writes, nil); err != nil {
 		t.Fatalf("apply: %+v", err)
 	}
 	for _, c := range typesColumns[1:] {
@@ -230,7 +230,7 @@ func TestIntegrationTypes(t *testing.T) {
 		"num2": crdt.String("123456789.5"),
 	} {
 		w := adapters.Write{Collection: "alltypes", Key: crdt.IntKey(500), Row: crdt.Row{"id": crdt.Int(500), col: v}}
-		_, err := a.Apply(ctx, []adapters.Write{w})
+		_, err := a.Apply(ctx, []adapters.Write{w}, nil)
 		if re, ok := adapters.RowErrorOf(err); !ok || re.Key != w.Key {
 			t.Errorf("apply of %v into %s: %v, want a RowError", v, col, err)
 		} else {

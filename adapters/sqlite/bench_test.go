@@ -244,7 +244,7 @@ func BenchmarkSQLiteApply(b *testing.B) {
 	for b.Loop() {
 		ws := batch(round)
 		start := time.Now()
-		if _, err := a.Apply(context.Background(), ws); err != nil {
+		if _, err := a.Apply(context.Background(), ws, nil); err != nil {
 			b.Fatal(err)
 		}
 		apply += time.Since(start)

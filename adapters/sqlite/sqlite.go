@@ -648,16 +648,26 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 // transaction reads it. SQLite runs one write transaction at a time, and
 // Apply's takes the write lock when it begins, so every change committed
 // before it is at or below that number and every later one above it.
-func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write) (adapters.Applied, error) {
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []byte) (adapters.Applied, error) {
 	if len(writes) == 0 {
 		head, err := a.Head(ctx)
 		return adapters.Applied{Position: head}, err
 	}
-	pos, deferred, err := a.apply(ctx, writes)
+	// A cursor of another install (the file was replaced) says nothing
+	// about this log: the acknowledged position stands in.
+	after := int64(-1)
+	if len(since) > 0 {
+		if seq, err := a.decodeCursor(since); err == nil {
+			after = seq
+		}
+	}
+	pos, deferred, err := a.apply(ctx, writes, after)
 	return adapters.Applied{Position: pos, Deferred: deferred}, err
 }
 
-func (a *Adapter) apply(ctx context.Context, writes []adapters.Write) ([]byte, []int, error) {
+// apply writes writes, deferring those whose records have changes logged
+// after the sequence number after (-1: after the acknowledged position).
+func (a *Adapter) apply(ctx context.Context, writes []adapters.Write, after int64) ([]byte, []int, error) {
 	cat, err := a.current(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -693,7 +703,7 @@ func (a *Adapter) apply(ctx context.Context, writes []adapters.Write) ([]byte, [
 	}
 	// The transaction holds SQLite's write lock from its start, so no user
 	// writes between this look at the log and the writes below.
-	busy, err := a.uncaptured(ctx, tx, cat, writes)
+	busy, err := a.uncaptured(ctx, tx, cat, writes, after)
 	if err != nil {
 		return nil, nil, unavailable(errors.Wrap(err, "apply: read uncaptured changes"))
 	}
@@ -747,13 +757,14 @@ func (a *Adapter) apply(ctx context.Context, writes []adapters.Write) ([]byte, [
 }
 
 // uncaptured returns the records of writes' tables that have a change in
-// the log after the acknowledged position: one that capture has not
-// reported, or whose capture the engine has not yet confirmed. Ack keeps the
-// log short, so while capture keeps up this reads a few rows.
-func (a *Adapter) uncaptured(ctx context.Context, tx *sql.Tx, cat *catalog, writes []adapters.Write) (map[crdt.ID]bool, error) {
-	var acked int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT v FROM _lattice_meta WHERE k='acked'), 0)`).Scan(&acked); err != nil {
-		return nil, err
+// the log after the sequence number after (-1: after the acknowledged
+// position): changes the merged rows do not include. Ack keeps the log
+// short, so while capture keeps up this reads a few rows.
+func (a *Adapter) uncaptured(ctx context.Context, tx *sql.Tx, cat *catalog, writes []adapters.Write, after int64) (map[crdt.ID]bool, error) {
+	if after < 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT v FROM _lattice_meta WHERE k='acked'), 0)`).Scan(&after); err != nil {
+			return nil, err
+		}
 	}
 	var tables []any
 	seen := map[string]bool{}
@@ -765,7 +776,7 @@ func (a *Adapter) uncaptured(ctx context.Context, tx *sql.Tx, cat *catalog, writ
 		}
 	}
 	q := `SELECT * FROM _lattice_log WHERE seq > ? AND tbl IN (?` + strings.Repeat(",?", len(tables)-1) + `)`
-	rows, err := tx.QueryContext(ctx, q, append([]any{acked}, tables...)...)
+	rows, err := tx.QueryContext(ctx, q, append([]any{after}, tables...)...)
 	if err != nil {
 		return nil, err
 	}

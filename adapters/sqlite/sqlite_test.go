@@ -690,7 +690,7 @@ func TestValueForms(t *testing.T) {
 	// reads back exactly.
 	row := crdt.Row{"id": crdt.Int(20), "t": crdt.Time(when.Add(123)), "d": crdt.Time(time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)),
 		"f": crdt.Float(math.NaN()), "s": crdt.String("nul\x00inside"), "b": crdt.Bool(false)}
-	if _, err := a.Apply(f.ctx, []adapters.Write{{Collection: "v", Key: crdt.IntKey(20), Row: row}}); err != nil {
+	if _, err := a.Apply(f.ctx, []adapters.Write{{Collection: "v", Key: crdt.IntKey(20), Row: row}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var ts, ds, fs string
@@ -743,7 +743,7 @@ func TestPlainJSONColumn(t *testing.T) {
 		writes = append(writes, adapters.Write{Collection: "docs", Key: crdt.IntKey(int64(i)), Row: crdt.Row{
 			"id": crdt.Int(int64(i)), "plain": crdt.MustJSON(d), "text": crdt.MustJSON(d)}})
 	}
-	if _, err := a.Apply(f.ctx, writes); err != nil {
+	if _, err := a.Apply(f.ctx, writes, nil); err != nil {
 		t.Fatal(err)
 	}
 	rows, _ := f.snapshot(a)
@@ -915,7 +915,7 @@ func TestApplyConstraint(t *testing.T) {
 		{Collection: "items", Key: crdt.IntKey(3), Row: crdt.Row{"id": crdt.Int(3), "name": crdt.String("b"), "qty": crdt.Int(-1)}},
 		{Collection: "items", Key: crdt.IntKey(4), Row: crdt.Row{"id": crdt.Int(5), "name": crdt.String("c")}},
 	} {
-		_, err := a.Apply(f.ctx, []adapters.Write{ok, bad})
+		_, err := a.Apply(f.ctx, []adapters.Write{ok, bad}, nil)
 		re, isRow := adapters.RowErrorOf(err)
 		if !isRow || re.Key != bad.Key {
 			t.Errorf("apply of %s: %v, want a RowError for key %s", rowString(bad.Row), err, bad.Key)
@@ -1057,7 +1057,7 @@ func TestApplyDefersUncapturedRecords(t *testing.T) {
 		return adapters.Write{Collection: "c", Key: crdt.IntKey(id), Row: crdt.Row{"id": crdt.Int(id), "name": crdt.String(name)}}
 	}
 	del1 := adapters.Write{Collection: "c", Key: crdt.IntKey(1)}
-	res, err := a.Apply(f.ctx, []adapters.Write{row(2, "merged"), del1})
+	res, err := a.Apply(f.ctx, []adapters.Write{row(2, "merged"), del1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1089,21 +1089,21 @@ func TestApplyDefersUncapturedRecords(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("captured %d changes, want the delete and the insert", len(got))
 	}
-	if res, err = a.Apply(f.ctx, []adapters.Write{del1}); err != nil || len(res.Deferred) != 1 {
+	if res, err = a.Apply(f.ctx, []adapters.Write{del1}, nil); err != nil || len(res.Deferred) != 1 {
 		t.Fatalf("apply before the ack = %+v, %v; want it deferred", res, err)
 	}
 	// Acknowledged: written.
 	if err := a.Ack(f.ctx, fl.last); err != nil {
 		t.Fatal(err)
 	}
-	if res, err = a.Apply(f.ctx, []adapters.Write{del1}); err != nil || len(res.Deferred) != 0 {
+	if res, err = a.Apply(f.ctx, []adapters.Write{del1}, nil); err != nil || len(res.Deferred) != 0 {
 		t.Fatalf("apply after the ack = %+v, %v; want it written", res, err)
 	}
 	if got, want := names(), "2=merged"; got != want {
 		t.Fatalf("table holds %s, want %s", got, want)
 	}
 	// Apply's own writes are not captured, so they defer nothing.
-	if res, err = a.Apply(f.ctx, []adapters.Write{row(1, "again")}); err != nil || len(res.Deferred) != 0 {
+	if res, err = a.Apply(f.ctx, []adapters.Write{row(1, "again")}, nil); err != nil || len(res.Deferred) != 0 {
 		t.Fatalf("apply after an apply = %+v, %v; want it written", res, err)
 	}
 }
