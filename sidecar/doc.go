@@ -167,7 +167,10 @@
 // system after it (adapters.Applied.Deferred; SQLite reads its log after
 // since inside the apply's transaction, which holds the write lock): the
 // record goes to the back of the queue and the applier retries after the
-// next acknowledged capture (lattice_apply_deferred_total).
+// next acknowledged capture (lattice_apply_deferred_total). Acknowledgements
+// wait for the apply batch in flight (Agent.ack): SQLite's Ack discards the
+// log rows that check reads, and the checker once lost an UPDATE to an ack
+// that landed between the applier's read of the cursor and its Apply.
 // TestApplyDefersUncapturedRecords (adapters/sqlite), TestCaptureRacesApply,
 // TestCaptureRacesApplyAck, TestApplyOfRowReadBeforeCapturedChange,
 // TestDeleteAfterUpdateElsewhereNotUndone. PostgreSQL cannot tell inside

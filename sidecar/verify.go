@@ -822,6 +822,18 @@ func (a *Agent) repair(ctx context.Context, mode string, drift []drifted, since 
 func (a *Agent) applyDirect(ctx context.Context, writes []adapters.Write, since []byte) error {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
+	// A record captured since the decision is the store's now, and goes
+	// through the queue like any other. One that is still not is unchanged
+	// in the system since, or changed by a user in rows of the log that no
+	// acknowledgement has discarded (acks wait for applyMu): the adapter
+	// defers it.
+	writes = slices.DeleteFunc(slices.Clone(writes), func(w adapters.Write) bool {
+		rec, err := a.store.Get(w.Collection, w.Key)
+		return err != nil || rec != nil
+	})
+	if len(writes) == 0 {
+		return nil
+	}
 	ids := make([]crdt.ID, len(writes))
 	for i, w := range writes {
 		ids[i] = crdt.MakeID(w.Collection, w.Key)
