@@ -28,6 +28,13 @@
 //
 // Cursors are opaque to the engine except for their order: two cursors of
 // one adapter installation compare with bytes.Compare in capture order.
+//
+// Optional capabilities, found by type assertion: CatalogNotifier (catalog
+// changes noticed while running), TableReader (rows of tables taken into
+// sync late), RangeReader (reads by key range, for verification) and
+// RangeHasher (a key range's hash computed by the system, so that
+// verification reads only the ranges that changed since it last found them
+// equal).
 package adapters
 
 import (
@@ -132,6 +139,55 @@ type RangeReader interface {
 	// ReadKeys returns the rows of table with the given keys, in the same
 	// form; keys without a row are left out.
 	ReadKeys(ctx context.Context, table string, keys []crdt.Key) ([]Change, error)
+}
+
+// RangeHasher is implemented by adapters whose system can hash a key range
+// of a table itself, so that verification can tell that a range has not
+// changed since it last compared it without reading its rows over the wire.
+// A range is the rows with keys after the key after ("" starts at the first
+// row) and at or before the key through ("" sets no bound), in ReadRange's
+// order, up to limit rows (limit > 0). Like ReadRange, it takes no capture
+// position and changes nothing.
+//
+// A system-side hash says nothing about the merged state (the mapping and
+// the types differ), only whether the system's rows changed: the engine
+// keeps, per range, the hash it read together with the rows it found equal
+// to the merged state, and reads the rows again when the hash changes.
+type RangeHasher interface {
+	// HashRange returns the RangeHash of a range, computed by the system.
+	HashRange(ctx context.Context, table string, after, through crdt.Key, limit int) (RangeHash, error)
+
+	// ReadHashedRange returns the rows of a range as ReadRange returns
+	// them, and their RangeHash, from one read: HashRange of the same range
+	// returns the same RangeHash for as long as these rows are unchanged,
+	// and a different one (but for a negligible chance) once any row in
+	// the range is added, deleted or changed in any column.
+	ReadHashedRange(ctx context.Context, table string, after, through crdt.Key, limit int) ([]Change, RangeHash, error)
+}
+
+// RangeHash is a system's hash of the rows of a key range. Sum is the XOR of
+// the 128-bit hashes of the rows, each computed by the adapter from every
+// column of the row as the system holds it (key columns included), so that
+// the hashes of adjacent ranges combine into the hash of their union
+// (Combine). The zero RangeHash is that of an empty range.
+type RangeHash struct {
+	Sum  [16]byte
+	Rows int
+	// Last is the key of the range's last row ("" when empty).
+	Last crdt.Key
+}
+
+// Combine returns the hash of the union of h's range and the range that
+// follows it directly, next.
+func (h RangeHash) Combine(next RangeHash) RangeHash {
+	out := RangeHash{Rows: h.Rows + next.Rows, Last: h.Last}
+	for i := range out.Sum {
+		out.Sum[i] = h.Sum[i] ^ next.Sum[i]
+	}
+	if next.Rows > 0 {
+		out.Last = next.Last
+	}
+	return out
 }
 
 // TableReader is implemented by adapters whose capture of a table starts

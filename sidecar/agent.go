@@ -54,6 +54,9 @@ type testingKnobs struct {
 	// and before the adapter's Apply; afterApply after the Apply returned.
 	beforeApply func([]adapters.Write)
 	afterApply  func(adapters.Applied)
+	// acking runs with true when the capture loop is about to acknowledge
+	// a cursor (it may then wait for an apply batch), with false once done.
+	acking func(bool)
 }
 
 // Agent is one running sidecar: the store, the gossip node, the adapter and

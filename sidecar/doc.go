@@ -111,6 +111,18 @@
 // TestVerifyRepairCaptureTakesSystemRows, TestVerifyIgnoresUncapturedUserWrite
 // and TestIntegrationPostgresVerifyRepairsDrift.
 //
+// Where the adapter hashes key ranges in the system
+// (adapters.RangeHasher), a range is equal without reading its rows only
+// when the system's hash of it and the store's fingerprint of it are both
+// those of the last pass that compared its rows and found them equal. The
+// hazard is a pair that stands for states never compared: the system's
+// hash comes from the statement that read the rows, and the store's
+// fingerprint is taken before its records are read (the range tree follows
+// commits, and a record's hash changes with every change of its state). A
+// range with drift is never remembered, so the next pass reads it again; a
+// changed mapping forgets the collection's ranges. Held by
+// TestIntegrationPostgresVerifyReadsOnlyChangedRanges.
+//
 // # A store that fails
 //
 // Badger retries a failed memtable flush forever, so an agent whose data
@@ -155,7 +167,10 @@
 // system after it (adapters.Applied.Deferred; SQLite reads its log after
 // since inside the apply's transaction, which holds the write lock): the
 // record goes to the back of the queue and the applier retries after the
-// next acknowledged capture (lattice_apply_deferred_total).
+// next acknowledged capture (lattice_apply_deferred_total). Acknowledgements
+// wait for the apply batch in flight (Agent.ack): SQLite's Ack discards the
+// log rows that check reads, and the checker once lost an UPDATE to an ack
+// that landed between the applier's read of the cursor and its Apply.
 // TestApplyDefersUncapturedRecords (adapters/sqlite), TestCaptureRacesApply,
 // TestCaptureRacesApplyAck, TestApplyOfRowReadBeforeCapturedChange,
 // TestDeleteAfterUpdateElsewhereNotUndone. PostgreSQL cannot tell inside

@@ -127,7 +127,7 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 	if _, err := a.storeCursor(cursor); err != nil {
 		return nil, err
 	}
-	if err := a.adp.Ack(ctx, cursor); err != nil {
+	if err := a.ack(ctx, cursor); err != nil {
 		a.log.Warn("acknowledge snapshot cursor", "err", err)
 	}
 	a.log.Info("initial snapshot stored", "rows", len(seen), "queued_for_system", len(missing),
@@ -180,7 +180,7 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 		a.engMu.Lock()
 		a.eng.Advance(rd)
 		a.engMu.Unlock()
-		if err := a.adp.Ack(ctx, rd.Ack); err != nil && ctx.Err() == nil {
+		if err := a.ack(ctx, rd.Ack); err != nil && ctx.Err() == nil {
 			a.log.Warn("acknowledge cursor", "err", err)
 		} else if a.applyDeferred.Swap(false) {
 			// Writes deferred for changes capture had not taken may go now.
@@ -188,6 +188,23 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 		}
 	}
 	return nil
+}
+
+// ack acknowledges a durable capture cursor to the system, between apply
+// batches: an adapter may discard what capture passed on Ack (SQLite
+// deletes its log rows), and an apply batch reads the log after the cursor
+// its merged rows include to defer records changed since (see
+// adapters.Adapter.Apply). Were the rows of a batch captured meanwhile
+// discarded in between, the apply would not see them and would write its
+// older rows over the users' changes.
+func (a *Agent) ack(ctx context.Context, cursor []byte) error {
+	if a.knobs.acking != nil {
+		a.knobs.acking(true)
+		defer a.knobs.acking(false)
+	}
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	return a.adp.Ack(ctx, cursor)
 }
 
 // step runs an engine step under the store's writer lock (store.Commit)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -105,6 +106,13 @@ type VerifyReport struct {
 	Records      int64 `json:"records"`
 	Ranges       int64 `json:"ranges"`
 	RangesDiffer int64 `json:"ranges_differ"`
+	// RangesUnchanged counts the ranges found equal without reading their
+	// rows: the system's hash of the range and the store's fingerprint of
+	// it were those of the last pass that found it equal (adapters that
+	// hash ranges, docs/verify.md). RowsUnchanged counts their rows, which
+	// Rows leaves out.
+	RangesUnchanged int64 `json:"ranges_unchanged"`
+	RowsUnchanged   int64 `json:"rows_unchanged"`
 	// DriftRecords counts the records whose system row differs from the
 	// merged state after the pass waited for capture; Drift lists up to
 	// 1000 of them.
@@ -141,7 +149,10 @@ type DriftField struct {
 
 // verifier is the agent's verification state.
 type verifier struct {
-	mu   sync.Mutex // one pass at a time
+	mu sync.Mutex // one pass at a time; guards memo
+	// memo holds, per collection, the key ranges of the last pass, when the
+	// adapter hashes ranges (adapters.RangeHasher).
+	memo map[string]*rangeMemo
 	last sync.Mutex // guards report
 	rep  *VerifyReport
 
@@ -158,6 +169,7 @@ type verifier struct {
 // verified system.
 func newVerifier(reg *prometheus.Registry, verifies bool) *verifier {
 	v := &verifier{
+		memo: map[string]*rangeMemo{},
 		drift: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "lattice", Name: "drift_records",
 			Help: "Records whose system row differed from the merged state at the last verification pass."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "lattice", Name: "verify_duration_seconds",
@@ -236,9 +248,10 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 	defer a.ver.mu.Unlock()
 	start := a.clock.Now()
 	rep := &VerifyReport{Node: a.cfg.Node, Started: start.UTC(), Repair: repair}
-	var digest crdt.Fingerprint
-	var cands []crdt.ID
+	p := &verifyPass{rep: rep, paced: paced}
+	rh, hashes := a.adp.(adapters.RangeHasher)
 	info := a.catalog()
+	seen := map[string]bool{}
 	for _, name := range info.Collections() {
 		ci, err := info.Lookup(name)
 		if err != nil || !ci.Synced {
@@ -248,46 +261,18 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 		if err != nil {
 			continue
 		}
-		after := crdt.Key("")
-		for {
-			rows, err := rr.ReadRange(ctx, name, after, a.cfg.Verify.RangeRows)
-			if err != nil {
-				return nil, errors.Wrapf(err, "verify: read %s", name)
-			}
-			full := len(rows) == a.cfg.Verify.RangeRows
-			lo := crdt.MakeID(name, after)
-			if after != "" {
-				lo += "\x00"
-			}
-			hi := crdt.ID(name + "\x01")
-			if full {
-				hi = crdt.MakeID(name, rows[len(rows)-1].Key) + "\x00"
-			}
-			merged, err := a.store.ReadRange(lo, hi, 0)
-			if err != nil {
-				return nil, err
-			}
-			rep.Ranges++
-			rep.Rows += int64(len(rows))
-			rep.Records += int64(merged.Len())
-			differ, fp := compareRange(ci, col, rows, merged)
-			digest = digest.Combine(fp)
-			if len(differ) > 0 {
-				rep.RangesDiffer++
-				cands = append(cands, differ...)
-			}
-			a.ver.rows.Add(float64(len(rows)))
-			if paced && len(rows) > 0 {
-				if !clock.Sleep(a.clock, ctx.Done(), time.Duration(len(rows))*time.Second/time.Duration(a.cfg.Verify.RowsPerSecond)) {
-					return nil, ctx.Err()
-				}
-			}
-			if !full {
-				break
-			}
-			after = rows[len(rows)-1].Key
+		if hashes {
+			seen[name] = true
+			err = a.verifyHashed(ctx, p, rh, ci, col)
+		} else {
+			err = a.verifyRead(ctx, p, rr, ci, col)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
+	maps.DeleteFunc(a.ver.memo, func(name string, _ *rangeMemo) bool { return !seen[name] })
+	digest, cands := p.digest, p.cands
 	rep.SystemDigest, rep.SystemRows = digest.Hash.String(), digest.Count
 	drift, since, err := a.confirm(ctx, rr, cands)
 	if err != nil {
@@ -318,8 +303,219 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 	a.ver.rep = rep
 	a.ver.last.Unlock()
 	a.log.Info("verification pass done", "rows", rep.Rows, "ranges", rep.Ranges, "ranges_differ", rep.RangesDiffer,
+		"ranges_unchanged", rep.RangesUnchanged, "rows_unchanged", rep.RowsUnchanged,
 		"drift_records", rep.DriftRecords, "repaired", rep.Repaired, "took", clock.Since(a.clock, start).Round(time.Millisecond))
 	return rep, nil
+}
+
+// verifyPass is what one pass has found so far.
+type verifyPass struct {
+	rep    *VerifyReport
+	paced  bool
+	digest crdt.Fingerprint // of the system's rows in collection space
+	cands  []crdt.ID        // records whose rows differ, to confirm
+}
+
+// verifyRead compares a collection's rows with the merged state in ranges
+// of verify.range_rows rows, reading every row (adapters that do not hash
+// ranges).
+func (a *Agent) verifyRead(ctx context.Context, p *verifyPass, rr adapters.RangeReader, ci *engine.Mapping, col *crdt.Collection) error {
+	name := ci.Name
+	after := crdt.Key("")
+	for {
+		rows, err := rr.ReadRange(ctx, name, after, a.cfg.Verify.RangeRows)
+		if err != nil {
+			return errors.Wrapf(err, "verify: read %s", name)
+		}
+		full := len(rows) == a.cfg.Verify.RangeRows
+		end := crdt.Key("")
+		if full {
+			end = rows[len(rows)-1].Key
+		}
+		if _, _, _, err := a.compareSpan(ctx, p, ci, col, rows, after, end); err != nil {
+			return err
+		}
+		if !full {
+			return nil
+		}
+		after = end
+	}
+}
+
+// rangeMemo is what the last pass learnt of one collection's key ranges:
+// consecutive ranges that cover the whole key space, each at most
+// verify.range_rows rows when it was read, so that the memo holds one
+// entry per range, never one per row.
+type rangeMemo struct {
+	// mapping is the mapping the ranges were compared under: under another
+	// one (a column added, a type changed) equal rows may differ, so the
+	// memo is forgotten. The schema is fixed for the agent's life.
+	mapping *engine.Mapping
+	ranges  []verifiedRange
+}
+
+// verifiedRange is one key range of a pass: the keys after those of the
+// range before it ("" for the first) up to and including through ("" for
+// the last range: no bound).
+type verifiedRange struct {
+	through crdt.Key
+	// sys is the system's hash of the range's rows as the pass read them.
+	sys adapters.RangeHash
+	// equal says the pass found those rows equal to the merged state;
+	// store is then the store's fingerprint of the records it compared
+	// them with, and fp the fingerprint of the rows in collection space,
+	// the range's part of the system digest.
+	equal bool
+	store crdt.Fingerprint
+	fp    crdt.Fingerprint
+}
+
+// verifyHashed compares a collection's rows with the merged state in the
+// key ranges of the last pass (rangeMemo). A range the last pass found
+// equal is equal again without reading its rows when the store's
+// fingerprint of it and the system's hash of it (computed by the system,
+// adapters.RangeHasher) are both what they were then: the rows are those
+// that equalled the records, and the records are those they equalled. Any
+// other range is read with its hash, in pieces of at most
+// verify.range_rows rows, and compared as verifyRead compares; its outer
+// bounds stay, so that a change in one range costs a read of that range
+// only.
+func (a *Agent) verifyHashed(ctx context.Context, p *verifyPass, rh adapters.RangeHasher, ci *engine.Mapping, col *crdt.Collection) error {
+	name, limit := ci.Name, a.cfg.Verify.RangeRows
+	var ranges []verifiedRange
+	if m := a.ver.memo[name]; m != nil && reflect.DeepEqual(m.mapping, ci) {
+		ranges = m.ranges
+	}
+	if len(ranges) == 0 {
+		ranges = []verifiedRange{{through: ""}}
+	}
+	out := make([]verifiedRange, 0, len(ranges))
+	after := crdt.Key("")
+	for _, r := range ranges {
+		if r.equal {
+			lo, hi := spanIDs(name, after, r.through)
+			if a.store.Fingerprint(lo, hi) == r.store {
+				// One more row than the range held: a row added is seen
+				// in the count even if the limit would cut it off.
+				h, err := rh.HashRange(ctx, name, after, r.through, r.sys.Rows+1)
+				if err != nil {
+					return errors.Wrapf(err, "verify: hash %s", name)
+				}
+				if h == r.sys {
+					p.rep.Ranges++
+					p.rep.RangesUnchanged++
+					p.rep.RowsUnchanged += int64(h.Rows)
+					p.rep.Records += int64(r.store.Count)
+					p.digest = p.digest.Combine(r.fp)
+					out = append(out, r)
+					if !a.pace(ctx, p, h.Rows) {
+						return ctx.Err()
+					}
+					after = r.through
+					continue
+				}
+			}
+		}
+		for cur := after; ; {
+			rows, h, err := rh.ReadHashedRange(ctx, name, cur, r.through, limit)
+			if err != nil {
+				return errors.Wrapf(err, "verify: read %s", name)
+			}
+			end := r.through
+			if len(rows) == limit && h.Last != r.through {
+				end = h.Last
+			}
+			equal, store, fp, err := a.compareSpan(ctx, p, ci, col, rows, cur, end)
+			if err != nil {
+				return err
+			}
+			out = append(out, verifiedRange{through: end, sys: h, equal: equal, store: store, fp: fp})
+			if end == r.through {
+				break
+			}
+			cur = end
+		}
+		after = r.through
+	}
+	a.ver.memo[name] = &rangeMemo{mapping: ci, ranges: coalesce(out, limit)}
+	return nil
+}
+
+// coalesce joins neighbouring ranges that are both equal, or both not,
+// while together they hold at most limit rows, so that ranges emptied by
+// deletes do not pile up. Equal ranges join their hashes and fingerprints:
+// each is a XOR over its rows or records.
+func coalesce(rs []verifiedRange, limit int) []verifiedRange {
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].equal == r.equal && out[n-1].sys.Rows+r.sys.Rows <= limit {
+			prev := &out[n-1]
+			prev.through = r.through
+			prev.sys = prev.sys.Combine(r.sys)
+			prev.store = prev.store.Combine(r.store)
+			prev.fp = prev.fp.Combine(r.fp)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// spanIDs returns the record IDs [lo, hi) of the keys of a collection after
+// after ("" from the first) up to and including through ("" no bound).
+func spanIDs(name string, after, through crdt.Key) (lo, hi crdt.ID) {
+	lo = crdt.MakeID(name, after)
+	if after != "" {
+		lo += "\x00"
+	}
+	hi = crdt.ID(name + "\x01")
+	if through != "" {
+		hi = crdt.MakeID(name, through) + "\x00"
+	}
+	return lo, hi
+}
+
+// compareSpan compares the system's rows of the keys after after up to
+// and including through ("" no bound) with the merged records of the same
+// keys, and adds what it found to the pass. It reports whether they are
+// equal, the store's fingerprint of the range taken before its records
+// were read, and the fingerprint of the rows in collection space.
+//
+// The store's range tree is updated only after a commit, and a record's
+// hash changes with every change of its state, so a fingerprint taken
+// before the read is either that of the records read or one the tree no
+// longer has by the next pass: it never stands for records that were not
+// compared.
+func (a *Agent) compareSpan(ctx context.Context, p *verifyPass, ci *engine.Mapping, col *crdt.Collection, rows []adapters.Change, after, through crdt.Key) (equal bool, store, fp crdt.Fingerprint, err error) {
+	lo, hi := spanIDs(ci.Name, after, through)
+	store = a.store.Fingerprint(lo, hi)
+	merged, err := a.store.ReadRange(lo, hi, 0)
+	if err != nil {
+		return false, store, fp, err
+	}
+	p.rep.Ranges++
+	p.rep.Rows += int64(len(rows))
+	p.rep.Records += int64(merged.Len())
+	differ, fp := compareRange(ci, col, rows, merged)
+	p.digest = p.digest.Combine(fp)
+	if len(differ) > 0 {
+		p.rep.RangesDiffer++
+		p.cands = append(p.cands, differ...)
+	}
+	a.ver.rows.Add(float64(len(rows)))
+	if !a.pace(ctx, p, len(rows)) {
+		return false, store, fp, ctx.Err()
+	}
+	return len(differ) == 0, store, fp, nil
+}
+
+// pace sleeps for n rows at verify.rows_per_second when the pass is paced;
+// it returns false if ctx ended first.
+func (a *Agent) pace(ctx context.Context, p *verifyPass, n int) bool {
+	if !p.paced || n == 0 {
+		return true
+	}
+	return clock.Sleep(a.clock, ctx.Done(), time.Duration(n)*time.Second/time.Duration(a.cfg.Verify.RowsPerSecond))
 }
 
 func fieldNames(fs []DriftField) []string {
@@ -626,6 +822,18 @@ func (a *Agent) repair(ctx context.Context, mode string, drift []drifted, since 
 func (a *Agent) applyDirect(ctx context.Context, writes []adapters.Write, since []byte) error {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
+	// A record captured since the decision is the store's now, and goes
+	// through the queue like any other. One that is still not is unchanged
+	// in the system since, or changed by a user in rows of the log that no
+	// acknowledgement has discarded (acks wait for applyMu): the adapter
+	// defers it.
+	writes = slices.DeleteFunc(slices.Clone(writes), func(w adapters.Write) bool {
+		rec, err := a.store.Get(w.Collection, w.Key)
+		return err != nil || rec != nil
+	})
+	if len(writes) == 0 {
+		return nil
+	}
 	ids := make([]crdt.ID, len(writes))
 	for i, w := range writes {
 		ids[i] = crdt.MakeID(w.Collection, w.Key)

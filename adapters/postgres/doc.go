@@ -112,6 +112,30 @@
 // json text to its canonical form. The next capture of such a row reports the
 // stored form once; it converges and does not loop.
 //
+// # Verification reads
+//
+// ReadRange and ReadKeys (adapters.RangeReader) read rows on the catalog
+// connection in the order of their crdt.Key encodings (text keys in the
+// "C" collation, numeric keys by their text). HashRange and
+// ReadHashedRange (adapters.RangeHasher) let verification skip the rows of
+// a key range that has not changed: the server hashes each row's text,
+// ROW(columns)::text in the "C" collation (the columns' output forms, which
+// the session fixes; a null and an empty string differ), with
+// hashtextextended under seeds 0 and 1 (two 64-bit halves), and XORs the
+// rows' hashes (bit_xor) into the range's. HashRange returns only the
+// hash, the count and the last key, in one statement; ReadHashedRange
+// returns each row with its hash from one statement, so the rows and their
+// hash are of one snapshot. hashtextextended is PostgreSQL's hash for
+// partitioning: fast, stable, not cryptographic; a change escapes it by
+// accident with a negligible probability, but a writer who crafts
+// collisions could hide a row from the comparison (so could one who
+// crafts collisions of any XOR of row hashes). The row's text costs more
+// than its hash: on the 2-core development machine the server hashes a
+// range of 1,000 four-column rows in about 1.2 ms (md5 of the same text
+// was several times slower), sends the same rows in about 0.6 ms, and reads them
+// with their hashes in about 1.8 ms; the sidecar then spends about 10 ms
+// decoding, mapping and hashing what it read.
+//
 // # Start-up checks
 //
 // Open reports, with a hint for each: a server older than MinVersion;
