@@ -48,16 +48,6 @@ type CheckOptions struct {
 	// (crdt.DiffFrom without an old row), so it removes the elements other
 	// systems added, which the inserting system never held.
 	TagInserts bool
-	// ExactSets checks the elements only one client adds and removes
-	// exactly: present when its last operation on one was an add, absent
-	// when it was a remove. Without it only the adds are checked (an
-	// element whose last operation was an add is present). A remove can be
-	// lost today: an apply that read a record before a captured change
-	// was merged can write the older set over the row after capture
-	// acknowledged the change (the apply then defers nothing), and a
-	// remove the client makes before the record is applied again finds
-	// nothing to remove.
-	ExactSets bool
 	// Restore replaces one database file by an older copy of itself once
 	// in the schedule, while its sidecar runs (checkrestore.go). It is not
 	// in the default schedules because the SQLite adapter's handling of a
@@ -378,7 +368,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, errors.Newf("%s: %d records drift from the merged state: %+v", n.name, rep.DriftRecords, rep.Drift[0])
 		}
 	}
-	if err := l.check(final[0], o.ExactSets); err != nil {
+	if err := l.check(final[0]); err != nil {
 		return res, errors.Wrapf(err, "schedule %s", describe(events, settle))
 	}
 	counts := make([]writeCounts, len(nodes))

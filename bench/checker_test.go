@@ -11,7 +11,7 @@ import (
 
 // TestChecker runs randomized checker schedules: LATTICE_CHECK_RUNS of
 // them (default 2) from seed LATTICE_CHECK_SEED (default: the time), with
-// the parts LATTICE_CHECK_WITH lists (restore, exact-sets, tag-inserts;
+// the parts LATTICE_CHECK_WITH lists (restore, tag-inserts;
 // see CheckOptions). A failure names its seed; LATTICE_CHECK_SEED=N
 // LATTICE_CHECK_RUNS=1 reruns it.
 func TestChecker(t *testing.T) {
@@ -22,8 +22,6 @@ func TestChecker(t *testing.T) {
 		case "":
 		case "restore":
 			o.Restore = true
-		case "exact-sets":
-			o.ExactSets = true
 		case "tag-inserts":
 			o.TagInserts = true
 		default:

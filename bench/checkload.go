@@ -66,10 +66,7 @@ type ledger struct {
 	// ownAt is when each own key's last write committed (since start),
 	// for failure reports.
 	ownAt map[int64]time.Duration
-	// ownAdded holds every element an own key's set held in its client's
-	// view.
-	ownAdded map[int64]cell
-	start    time.Time
+	start time.Time
 	// uncertain keys had a write whose outcome the client could not tell
 	// (an API call that failed in transit), or one committed into a
 	// database between the copy and the replacement of its file, which
@@ -93,7 +90,7 @@ type ledger struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{own: map[int64]map[string]string{}, ownAt: map[int64]time.Duration{}, ownAdded: map[int64]cell{}, start: time.Now(), uncertain: map[int64]bool{},
+	return &ledger{own: map[int64]map[string]string{}, ownAt: map[int64]time.Duration{}, start: time.Now(), uncertain: map[int64]bool{},
 		shared: map[int64]map[string]cell{}, deleted: map[int64]bool{},
 		added: map[int64]cell{}, unique: map[int64]map[string]bool{}, uncertainElems: map[int64]cell{},
 		window: map[int]bool{}}
@@ -105,14 +102,6 @@ func (l *ledger) setOwn(node int, id int64, row map[string]string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.own[id] = row
-	if row != nil && row["tags"] != "" {
-		if l.ownAdded[id] == nil {
-			l.ownAdded[id] = cell{}
-		}
-		for e := range strings.SplitSeq(row["tags"], ",") {
-			l.ownAdded[id][e] = true
-		}
-	}
 	l.ownAt[id] = time.Since(l.start).Round(time.Millisecond)
 	if node >= 0 && l.window[node] {
 		l.uncertain[id] = true
@@ -455,36 +444,6 @@ func diffCheckTables(a, b map[int64]checkRow) string {
 	return ""
 }
 
-// setMatches reports whether an own key's set holds what its client
-// wants: exactly, or with exactSets off at least its elements, and others
-// only if the client once had them (a remove may be lost; see
-// CheckOptions.ExactSets).
-func (l *ledger) setMatches(id int64, got, want string, exact bool) bool {
-	if got == want {
-		return true
-	}
-	if exact {
-		return false
-	}
-	have := cell{}
-	if got != "" {
-		for e := range strings.SplitSeq(got, ",") {
-			if !l.ownAdded[id][e] {
-				return false
-			}
-			have[e] = true
-		}
-	}
-	if want != "" {
-		for e := range strings.SplitSeq(want, ",") {
-			if !have[e] {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func str(p *string) string {
 	if p == nil {
 		return ""
@@ -498,9 +457,9 @@ func str(p *string) string {
 // field holds a value some client committed to it (nothing invented), or
 // null; every element of a tag key's set was added to it by some client,
 // and each element only one client adds and removes is there when that
-// client's last committed operation on it was an add (with exactSets, also
-// absent when it was a remove); and no row exists that no client wrote.
-func (l *ledger) check(final map[int64]checkRow, exactSets bool) error {
+// client's last committed operation on it was an add, and absent when it
+// was a remove; and no row exists that no client wrote.
+func (l *ledger) check(final map[int64]checkRow) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var bad []string
@@ -514,7 +473,7 @@ func (l *ledger) check(final map[int64]checkRow, exactSets bool) error {
 			bad = append(bad, fmt.Sprintf("row %d was deleted (at %s), holds %s", id, l.ownAt[id], show(got)))
 		case want != nil && !ok:
 			bad = append(bad, fmt.Sprintf("row %d lost: want %s|%s|%s (written at %s)", id, want["a"], want["b"], want["tags"], l.ownAt[id]))
-		case want != nil && (got[0] == nil || got[1] == nil || *got[0] != want["a"] || *got[1] != want["b"] || !l.setMatches(id, str(got[3]), want["tags"], exactSets)):
+		case want != nil && (got[0] == nil || got[1] == nil || *got[0] != want["a"] || *got[1] != want["b"] || str(got[3]) != want["tags"]):
 			bad = append(bad, fmt.Sprintf("row %d holds %s, want %s|%s|null|%s (written at %s)", id, show(got), want["a"], want["b"], want["tags"], l.ownAt[id]))
 		}
 	}
@@ -559,7 +518,7 @@ func (l *ledger) check(final map[int64]checkRow, exactSets bool) error {
 			if l.uncertainElems[id][e] {
 				continue
 			}
-			if got := slices.Contains(have, e); got != present && (present || exactSets) {
+			if got := slices.Contains(have, e); got != present {
 				bad = append(bad, fmt.Sprintf("tag row %d: element %q present %v, want %v (its only client's last operation)", id, e, got, present))
 			}
 		}

@@ -29,9 +29,8 @@ func TestSetText(t *testing.T) {
 }
 
 // The oracle's set checks: an element no client added fails; an element
-// whose only client last added it must be present; one it last removed
-// must be absent only with exactSets; an own row's tags hold at least what
-// its client saw, and nothing it never had.
+// whose only client last added it must be present, and one it last removed
+// absent; an own row's tags are exactly what its client last saw.
 func TestLedgerCheckSets(t *testing.T) {
 	const tagRow = tagKeyFirst
 	const own = writerSpace + 1
@@ -50,20 +49,16 @@ func TestLedgerCheckSets(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name, tags, ownTags string
-		exact               bool
 		want                string // "" for no error
 	}{
-		{"exact", `["red","u1-1"]`, `["red"]`, true, ""},
-		{"element nobody added", `["red","u1-1","green"]`, `["red"]`, false, `holds "green", which no client added`},
-		{"added element lost", `["red"]`, `["red"]`, false, `element "u1-1" present false, want true`},
-		{"remove lost, not exact", `["red","u1-1","u1-2"]`, `["red"]`, false, ""},
-		{"remove lost, exact", `["red","u1-1","u1-2"]`, `["red"]`, true, `element "u1-2" present true, want false`},
-		{"own remove lost, not exact", `["red","u1-1"]`, `["blue","red"]`, false, ""},
-		{"own remove lost, exact", `["red","u1-1"]`, `["blue","red"]`, true, "holds x|y|null|blue,red"},
-		{"own add lost", `["red","u1-1"]`, `[]`, false, "holds x|y|null|null"},
-		{"own element never had", `["red","u1-1"]`, `["green","red"]`, false, "holds x|y|null|green,red"},
+		{"as committed", `["u1-1","red"]`, `["red"]`, ""},
+		{"element nobody added", `["red","u1-1","green"]`, `["red"]`, `holds "green", which no client added`},
+		{"added element lost", `["red"]`, `["red"]`, `element "u1-1" present false, want true`},
+		{"remove lost", `["red","u1-1","u1-2"]`, `["red"]`, `element "u1-2" present true, want false`},
+		{"own remove lost", `["red","u1-1"]`, `["blue","red"]`, "holds x|y|null|blue,red"},
+		{"own add lost", `["red","u1-1"]`, `[]`, "holds x|y|null|null"},
 	} {
-		err := l.check(table(tt.tags, tt.ownTags), tt.exact)
+		err := l.check(table(tt.tags, tt.ownTags))
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s: %v", tt.name, err)
@@ -87,7 +82,7 @@ func TestLedgerWindow(t *testing.T) {
 		writerSpace + 1:   {strp("old"), strp("b"), nil, nil},
 		2*writerSpace + 1: {strp("lost"), strp("b"), nil, nil},
 	}
-	err := l.check(final, true)
+	err := l.check(final)
 	if err == nil || !strings.Contains(err.Error(), "row 200001 holds lost|b") {
 		t.Fatalf("got %v, want only row 200001 reported", err)
 	}

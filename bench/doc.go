@@ -21,15 +21,15 @@
 //     SIGTERM) against three sidecars beside SQLite databases, then a quiesce
 //     and checks: every database's table identical (read with SQL), no
 //     drift, an oracle built from what the clients saw committed (the exact
-//     state of single-writer keys, their tags at least as their writer saw
-//     them; a committed value for shared ones; for the orset column tags,
-//     every element added by some client and every element whose only
-//     client last added it present), and the rows each
+//     state of single-writer keys, tags included; a committed value for
+//     shared ones; for the orset column tags, every element added by some
+//     client, and every element only one client adds and removes present
+//     exactly when its last operation was an add), and the rows each
 //     sidecar applied bounded by the changes that allow them
 //     (checkWriteCounts: each winning change is written into each system
 //     once, plus one write-back per local change that crossed an apply).
 //     CheckOptions.Restore replaces a database file by an older copy of
-//     itself while its sidecar runs (checkrestore.go); it, ExactSets and
+//     itself while its sidecar runs (checkrestore.go); it and
 //     TagInserts are off by default because known engine bugs fail them
 //     today (docs/verify.md).
 //

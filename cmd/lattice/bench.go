@@ -66,7 +66,7 @@ others and with an oracle); a failure prints its seed, --seed S reruns it.
 	fs.IntVar(&check, "check", 0, "instead of the benchmarks, run `N` randomized checker schedules (see docs/verify.md)")
 	fs.Uint64Var(&seed, "seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
 	fs.StringSliceVar(&with, "check-with", nil, "with --check: also run these `PARTS`, which known engine bugs fail today (docs/verify.md): "+
-		"restore (a database file replaced by an older copy), exact-sets (removes of set elements checked too), tag-inserts (set rows created concurrently everywhere)")
+		"restore (a database file replaced by an older copy), tag-inserts (set rows created concurrently everywhere)")
 	_ = cmd.MarkFlagFilename("json", "json")
 	_ = cmd.MarkFlagFilename("svg", "svg")
 	_ = cmd.MarkFlagDirname("dir")

@@ -21,12 +21,10 @@ func runCheck(ctx context.Context, n int, seed uint64, with []string, dir string
 		switch w {
 		case "restore":
 			opt.Restore = true
-		case "exact-sets":
-			opt.ExactSets = true
 		case "tag-inserts":
 			opt.TagInserts = true
 		default:
-			return errors.WithHint(errors.Newf("--check-with %q: not a part of the checker", w), "the parts are restore, exact-sets and tag-inserts")
+			return errors.WithHint(errors.Newf("--check-with %q: not a part of the checker", w), "the parts are restore and tag-inserts")
 		}
 	}
 	if seed == 0 {
