@@ -62,10 +62,11 @@ func takeBackup(ctx context.Context, d *checkDB, node int, path string) (*backup
 
 // restored is what a replacement did.
 type restored struct {
-	// replaced is false when the node's clients wrote nothing that was
-	// captured since the copy: the sidecar cannot tell such a copy from
-	// the file it replaces (their change logs are the same), so it is not
-	// done (verification finds the rows applied since the copy missing).
+	// replaced says the copy was renamed over the file (not when an error
+	// came first). It is renamed only once the sidecar has captured a write
+	// made since the copy: without one the sidecar cannot tell the copy
+	// from the file it replaces (their change logs are the same), and only
+	// verification finds the rows applied since the copy missing.
 	replaced bool
 	// before are the replaced file's counters when it was replaced.
 	before writeCounts
