@@ -19,21 +19,88 @@ var ErrFileChanged = errors.New("sqlite: database file deleted or replaced")
 // at the path, opening the new file if it was replaced (see reopen). It
 // fails with ErrFileChanged while the file is deleted.
 func (a *Adapter) database(ctx context.Context) (*sql.DB, error) {
+	db, _, err := a.databaseGen(ctx)
+	return db, err
+}
+
+// databaseGen is database, and the generation of the file it returns.
+func (a *Adapter) databaseGen(ctx context.Context) (*sql.DB, uint64, error) {
 	if err := a.checkFile(); err != nil {
 		if !errors.Is(err, ErrFileChanged) {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := a.reopen(ctx, err); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	a.mu.Lock()
-	db := a.db
+	db, gen := a.db, a.gen
 	a.mu.Unlock()
 	if db == nil {
-		return nil, a.goneErr()
+		return nil, 0, a.goneErr()
 	}
-	return db, nil
+	return db, gen, nil
+}
+
+func (a *Adapter) generation() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gen
+}
+
+// A capture is a running Capture, for reopen to end.
+type capture struct {
+	conn   *sql.Conn
+	poll   *sql.Stmt // prepared on conn; nil until then
+	cancel context.CancelCauseFunc
+}
+
+// end cancels the Capture and closes its statement and connection, the
+// statement first (SQLite cannot finalize it on a closed connection). Both
+// Close calls wait for the query in flight, which the cancel ends.
+func (c *capture) end(why error) {
+	c.cancel(why)
+	if c.poll != nil {
+		c.poll.Close()
+	}
+	c.conn.Close()
+}
+
+// addCapture registers a Capture whose connection was taken from the file
+// of generation gen. It fails if that file was already replaced.
+func (a *Adapter) addCapture(c *capture, gen uint64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gen != gen {
+		return fileReopened(a.cfg.Path)
+	}
+	a.captures[c] = true
+	return nil
+}
+
+// preparePoll prepares a Capture's poll under the lock reopen takes to
+// end it, so that reopen closes it.
+func (a *Adapter) preparePoll(ctx context.Context, c *capture) (*sql.Stmt, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	poll, err := c.conn.PrepareContext(ctx, `PRAGMA data_version`)
+	if err == nil {
+		c.poll = poll
+	}
+	return poll, err
+}
+
+func (a *Adapter) removeCapture(c *capture) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.captures, c)
+}
+
+// fileReopened is the error of a Capture whose file another call found
+// replaced and closed.
+func fileReopened(path string) error {
+	return errors.Mark(errors.Newf("sqlite database %s was replaced by another file while the agent ran; "+
+		"capture read the old file", path), ErrFileChanged)
 }
 
 func (a *Adapter) goneErr() error {
@@ -72,20 +139,30 @@ func (a *Adapter) reopen(ctx context.Context, why error) error {
 	if err := a.checkFile(); err == nil {
 		return nil // reopened by another call meanwhile
 	}
+	// Half done, the old file would be closed and the new one not open: a
+	// caller's cancel (a Capture's, cancelled below) does not stop it.
+	ctx = context.WithoutCancel(ctx)
 	// The old database closes first. SQLite leaves the write-ahead log of
 	// a moved or deleted file in place, under the name a new file at the
 	// path uses for its own: a new connection would read the old file's
 	// pages from it. So the old log is first checkpointed into the old file
-	// and truncated to nothing.
+	// and truncated to nothing, which needs every reader of the old file
+	// gone: the running Captures' connections are closed first (database/sql
+	// closes a pool's checked-out connections only when they are returned),
+	// and the bumped generation ends a Capture that has not registered yet.
 	a.mu.Lock()
 	old := a.db
 	a.db, a.file = nil, nil
+	a.gen++
+	captures := a.captures
+	a.captures = map[*capture]bool{}
 	a.mu.Unlock()
+	for c := range captures {
+		c.end(why)
+	}
 	if old != nil {
 		a.log.Error("sqlite: the database file changed while the agent ran; closing it", "path", a.cfg.Path, "err", why)
-		if _, err := old.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-			a.log.Warn("sqlite: empty the old file's write-ahead log", "err", err)
-		}
+		a.emptyLog(ctx, old)
 		if err := old.Close(); err != nil {
 			a.log.Warn("sqlite: close the old database", "err", err)
 		}
@@ -115,6 +192,23 @@ func (a *Adapter) reopen(ctx context.Context, why error) error {
 	default:
 	}
 	return nil
+}
+
+// emptyLog checkpoints the old file's write-ahead log into it and truncates
+// the log. SQLite reports a reader that kept it from doing so in the
+// pragma's result row (busy), not as an error.
+func (a *Adapter) emptyLog(ctx context.Context, old *sql.DB) {
+	var busy, frames, done int64
+	err := old.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done)
+	switch {
+	case err != nil:
+		a.log.Warn("sqlite: empty the old file's write-ahead log", "path", a.cfg.Path, "err", err)
+	case busy != 0:
+		a.log.Error("sqlite: the old file's write-ahead log could not be emptied: another connection still reads the old file, "+
+			"and the new file may read the old log's pages as its own (\"database disk image is malformed\"); "+
+			"close every connection to a database file before replacing it",
+			"path", a.cfg.Path, "frames", frames, "checkpointed", done)
+	}
 }
 
 // openFile opens the database and stats the file it opened.

@@ -35,6 +35,13 @@ type Adapter struct {
 	layouts map[int64]*layout // every layout seen, by id
 	acked   int64
 	warned  map[string]bool // table.column pairs already warned about
+	// gen counts the files opened: reopen bumps it. A Capture started on
+	// one file ends when it changes (see captures).
+	gen uint64
+	// captures holds every running Capture: reopen ends them before it
+	// closes the old file, which SQLite would otherwise keep open through
+	// their connections.
+	captures map[*capture]bool
 
 	changed chan struct{} // see CatalogChanged
 }
@@ -61,7 +68,8 @@ func Open(ctx context.Context, cfg Config) (*Adapter, error) {
 		return nil, errors.Wrapf(err, "sqlite database %s", cfg.Path)
 	}
 	a := &Adapter{cfg: cfg, log: cfg.Logger, db: db, file: st, cat: cat, acked: cat.acked,
-		layouts: map[int64]*layout{}, warned: map[string]bool{}, changed: make(chan struct{}, 1)}
+		layouts: map[int64]*layout{}, warned: map[string]bool{}, changed: make(chan struct{}, 1),
+		captures: map[*capture]bool{}}
 	for _, t := range cat.tables {
 		a.layouts[t.id] = t.layout
 	}
@@ -267,8 +275,18 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 // connection committed since the last look, and the log is read only then.
 // A changed PRAGMA schema_version makes it re-install the triggers, so that
 // new columns and tables are captured.
-func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
-	db, err := a.database(ctx)
+func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) (err error) {
+	// reopen cancels this context with an ErrFileChanged cause: whatever
+	// Capture was doing then fails, and that cause is what it returns.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer func() {
+		if err != nil && parent.Err() == nil && ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+	}()
+	db, gen, err := a.databaseGen(ctx)
 	if err != nil {
 		return err
 	}
@@ -296,12 +314,17 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return errors.Wrap(err, "capture: connect")
+		return a.captureErr(ctx, err, "connect")
 	}
 	defer conn.Close()
+	c := &capture{conn: conn, cancel: cancel}
+	if err := a.addCapture(c, gen); err != nil {
+		return err
+	}
+	defer a.removeCapture(c)
 	// The poll runs every few milliseconds for as long as the sidecar runs:
 	// one prepared statement, no table read.
-	poll, err := conn.PrepareContext(ctx, `PRAGMA data_version`)
+	poll, err := a.preparePoll(ctx, c)
 	if err != nil {
 		return a.captureErr(ctx, err, "prepare poll")
 	}
@@ -320,6 +343,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		// from the new file.
 		if err := a.checkFile(); err != nil {
 			if errors.Is(err, ErrFileChanged) {
+				a.removeCapture(c) // this error, not reopen's cause, is returned
 				poll.Close()
 				conn.Close()
 				if rerr := a.reopen(ctx, err); rerr != nil && !errors.Is(rerr, ErrFileChanged) {
@@ -327,6 +351,11 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 				}
 			}
 			return err
+		}
+		// Another call noticed the new file first and opened it: this
+		// connection reads the old one.
+		if a.generation() != gen {
+			return fileReopened(a.cfg.Path)
 		}
 		var data int64
 		if err := poll.QueryRowContext(ctx).Scan(&data); err != nil {
@@ -354,7 +383,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 
 func (a *Adapter) captureErr(ctx context.Context, err error, what string) error {
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 	return errors.Wrapf(err, "capture: %s %s", what, a.cfg.Path)
 }
