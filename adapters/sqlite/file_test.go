@@ -1,7 +1,9 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,6 +42,15 @@ func (f *fixture) replaceWith(next string) {
 
 func item(id int64, v string) adapters.Write {
 	return adapters.Write{Collection: "items", Key: crdt.IntKey(id), Row: crdt.Row{"id": crdt.Int(id), "v": crdt.String(v)}}
+}
+
+// cursorSeq is the log position of a cursor (see encodeCursor).
+func cursorSeq(t *testing.T, cur []byte) int64 {
+	t.Helper()
+	if len(cur) != 16 {
+		t.Fatalf("cursor of %d bytes", len(cur))
+	}
+	return int64(binary.BigEndian.Uint64(cur[8:]))
 }
 
 // When another call (here Apply) notices the replaced file first and opens
@@ -108,5 +119,83 @@ func TestCaptureEndsWhenAnotherCallReopens(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("new file holds %d items, want 3", n)
+	}
+}
+
+// An Ack of a cursor from the old file, past the new file's log head (a copy
+// has the same install ID), must not be recorded in the new file: capture
+// from the new file's snapshot must go on.
+func TestAckFromReplacedFileIgnored(t *testing.T) {
+	f := newFixture(t, itemsDDL)
+	a := f.open(f.config())
+	f.exec(`INSERT INTO items VALUES (1, 'a')`)
+	next := f.copyFile()
+	for i := 2; i <= 6; i++ {
+		f.execArgs(`INSERT INTO items VALUES (?, 'x')`, i)
+	}
+	oldHead, err := a.Head(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.replaceWith(next)
+
+	if err := a.Ack(f.ctx, oldHead); err != nil {
+		t.Fatalf("ack: %+v", err)
+	}
+	_, cur := f.snapshot(a)
+	if cursorSeq(t, cur) >= cursorSeq(t, oldHead) {
+		t.Fatalf("new file's head %d, want it before the old file's %d", cursorSeq(t, cur), cursorSeq(t, oldHead))
+	}
+	var acked int64
+	if err := f.user.QueryRowContext(f.ctx, `SELECT v FROM _lattice_meta WHERE k='acked'`).Scan(&acked); err != nil {
+		t.Fatal(err)
+	}
+	if acked > cursorSeq(t, cur) {
+		t.Fatalf("new file's acknowledged position %d is past its log head %d", acked, cursorSeq(t, cur))
+	}
+	fl := f.follow(a, cur)
+	f.exec(`INSERT INTO items VALUES (7, 'y')`)
+	if got := fl.sync(); len(got) != 1 || got[0].Key != crdt.IntKey(7) {
+		t.Fatalf("captured %v, want the insert of 7", got)
+	}
+}
+
+// An Apply whose since comes from the old file, past the new file's log
+// head, must still defer a write to a record the new file changed after the
+// acknowledged position.
+func TestApplySinceFromReplacedFileDefers(t *testing.T) {
+	f := newFixture(t, itemsDDL)
+	a := f.open(f.config())
+	f.exec(`INSERT INTO items VALUES (1, 'a')`)
+	next := f.copyFile()
+	for i := 2; i <= 6; i++ {
+		f.execArgs(`INSERT INTO items VALUES (?, 'x')`, i)
+	}
+	since, err := a.Head(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.replaceWith(next)
+	if _, err := a.Tables(f.ctx); err != nil { // opens the new file
+		t.Fatal(err)
+	}
+	f.exec(`UPDATE items SET v = 'user' WHERE id = 1`) // not captured yet
+
+	applied, err := a.Apply(f.ctx, []adapters.Write{item(1, "merged")}, since)
+	if err != nil {
+		t.Fatalf("apply: %+v", err)
+	}
+	if !bytes.Equal(applied.Position[:8], since[:8]) {
+		t.Fatalf("position of install %x, want %x (a copy)", applied.Position[:8], since[:8])
+	}
+	if len(applied.Deferred) != 1 {
+		t.Fatalf("deferred %v, want the write to 1, whose user change is not captured", applied.Deferred)
+	}
+	var v string
+	if err := f.user.QueryRowContext(f.ctx, `SELECT v FROM items WHERE id = 1`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != "user" {
+		t.Fatalf("items 1 = %q, want the user's uncaptured %q", v, "user")
 	}
 }

@@ -642,7 +642,7 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 	if seq <= acked {
 		return nil
 	}
-	db, err := a.database(ctx)
+	db, gen, err := a.databaseGen(ctx)
 	if err != nil {
 		return err
 	}
@@ -651,6 +651,18 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 		return errors.Wrap(err, "ack: begin")
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	// A copy of the file has its install ID: a cursor past the log's head
+	// was taken from a later state of a file since replaced by an older
+	// copy. Recorded, it would fail every cursor of this file.
+	var head int64
+	if err := tx.QueryRowContext(ctx, logHead).Scan(&head); err != nil {
+		return errors.Wrap(err, "ack: read change log position")
+	}
+	if seq > head {
+		a.log.Warn("sqlite: acknowledgement past the change log's head ignored: it is from a file since replaced by an older copy",
+			"path", a.cfg.Path, "seq", seq, "head", head)
+		return nil
+	}
 	// The newest row stays, whatever the cursor: see internalDDL.
 	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_log WHERE seq <= ? AND seq < (SELECT max(seq) FROM _lattice_log)`, seq); err != nil {
 		return errors.Wrap(err, "ack: trim change log")
@@ -662,7 +674,9 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 		return errors.Wrap(err, "ack: commit")
 	}
 	a.mu.Lock()
-	a.acked = max(a.acked, seq)
+	if a.gen == gen { // else a.acked is the next file's
+		a.acked = max(a.acked, seq)
+	}
 	a.mu.Unlock()
 	return nil
 }
@@ -683,7 +697,8 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []by
 		return adapters.Applied{Position: head}, err
 	}
 	// A cursor of another install (the file was replaced) says nothing
-	// about this log: the acknowledged position stands in.
+	// about this log: the acknowledged position stands in. So does one past
+	// the log's head (see apply).
 	after := int64(-1)
 	if len(since) > 0 {
 		if seq, err := a.decodeCursor(since); err == nil {
@@ -729,6 +744,12 @@ func (a *Adapter) apply(ctx context.Context, writes []adapters.Write, after int6
 	var seq int64
 	if err := tx.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
 		return nil, nil, unavailable(errors.Wrap(err, "apply: read change log position"))
+	}
+	// A since past the head is from a later state of a file since
+	// replaced by an older copy (same install ID): it says nothing of this
+	// log, whose changes after the acknowledged position must defer writes.
+	if after > seq {
+		after = -1
 	}
 	// The transaction holds SQLite's write lock from its start, so no user
 	// writes between this look at the log and the writes below.
