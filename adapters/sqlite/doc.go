@@ -187,6 +187,29 @@
 // empty database holds no tables): Capture and Apply fail with
 // ErrFileChanged until a database exists at the path again.
 //
+// Whichever call notices the change first reopens, so Capture may not be
+// the one: reopen bumps a generation and ends every running Capture (it
+// cancels its context with the reopen's cause and closes its connection)
+// before it empties the old log, and Capture fails with ErrFileChanged
+// when the generation it started on is gone. Were its connection left open
+// (database/sql closes a checked-out connection only when it is returned),
+// Capture would go on reading the old file, which nobody writes, and its
+// reader would keep the checkpoint from emptying the old log. SQLite
+// reports such a reader in the checkpoint's result row (busy), not as an
+// error; reopen logs it: another process that keeps the old file open
+// (the application's own pool) can still make the new file read the old
+// log's pages ("database disk image is malformed"), so an application
+// must close its connections before it replaces the file.
+//
+// A copy of the file (a backup restored) has the original's install ID,
+// so a cursor from the old file decodes for the new one. Its position may
+// be past the new log's head, the one thing that gives it away: Capture
+// refuses it (ErrCursor, as for a restart), Ack ignores it (recorded, it
+// would fail every cursor of the new file), and Apply treats it as a since
+// it does not know, deferring writes to records changed after the
+// acknowledged position. A cursor from the old file at or before the new
+// head is not told apart: both files share the log up to the copy.
+//
 // # Installation
 //
 // Open installs idempotently: in one write transaction it creates the lattice
