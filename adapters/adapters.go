@@ -230,6 +230,11 @@ type Change struct {
 	// system reports it (SQLite's triggers, PostgreSQL with replica identity
 	// full); nil for an insert, for a snapshot, and when unknown.
 	Old crdt.Row
+	// Insert says the change inserted the row: no row had its key just
+	// before it (an INSERT, or the new key of an update that changed the
+	// primary key). Its user saw nothing of the record, so it removes no
+	// element of an OR-set field. A snapshot row is not an insert.
+	Insert bool
 	// Committed is when the system committed the change, as the system's
 	// clock tells it, where the system reports it (SQLite: the time the
 	// capture trigger ran inside the user's transaction, to the

@@ -162,6 +162,13 @@
 // difference to the merged set. Use it whenever the system reports the old
 // row.
 //
+// Hazard, concurrent inserts: a row a user inserted has no old row, but its
+// user saw no element of its sets either. Diffed against the merged record,
+// an insert made while another system's insert of the same key was in
+// flight would remove that system's elements if they had arrived first, and
+// keep them otherwise. DiffInsert diffs an inserted row so that its sets only
+// add (TestDiffInsertKeepsConcurrentElements).
+//
 // # Conflicts
 //
 // A merge that chooses between two writes to one register field, where the

@@ -462,7 +462,17 @@ func Delete(merged *Record, o Origin) (*Record, error) {
 // apply path. An OR-set field must be a list (or null, the empty set); it
 // yields adds and removes for the elements that differ.
 func Diff(c *Collection, merged *Record, row Row, o Origin) (*Record, error) {
-	return diff(c, merged, nil, row, o)
+	return diff(c, merged, nil, row, o, false)
+}
+
+// DiffInsert is Diff for a row a system's user inserted: no row had its key
+// in that system just before, so the user saw no element of an OR-set field,
+// and the insert adds the elements it holds that the merged set lacks and
+// removes none. Under Diff, an insert made while another system's insert of
+// the same key was in flight would remove that system's elements, or not,
+// depending on which arrived first. Other fields are as under Diff.
+func DiffInsert(c *Collection, merged *Record, row Row, o Origin) (*Record, error) {
+	return diff(c, merged, nil, row, o, true)
 }
 
 // DiffFrom is Diff for a change a system reports together with the row as
@@ -479,12 +489,12 @@ func Diff(c *Collection, merged *Record, row Row, o Origin) (*Record, error) {
 // the system updated it), DiffFrom is Diff.
 func DiffFrom(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error) {
 	if old == nil || !merged.Exists() {
-		return diff(c, merged, nil, row, o)
+		return diff(c, merged, nil, row, o, false)
 	}
-	return diff(c, merged, old, row, o)
+	return diff(c, merged, old, row, o, false)
 }
 
-func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error) {
+func diff(c *Collection, merged *Record, old, row Row, o Origin, insert bool) (*Record, error) {
 	if row == nil {
 		return Delete(merged, o)
 	}
@@ -544,7 +554,7 @@ func diff(c *Collection, merged *Record, old, row Row, o Origin) (*Record, error
 						adds = append(adds, w)
 					}
 				}
-				if have != nil {
+				if have != nil && !insert {
 					for _, e := range have.Elems {
 						if _, found := slices.BinarySearchFunc(want, e.Value, Compare); !found {
 							removes = append(removes, e.Value)

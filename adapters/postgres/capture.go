@@ -310,11 +310,11 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 		return s.relation(ctx, m)
 	case *msgType, *msgMessage:
 	case *msgInsert:
-		return s.change(m.RelID, m.New, nil, 0, false)
+		return s.change(m.RelID, m.New, nil, 0, false, true)
 	case *msgUpdate:
-		return s.change(m.RelID, m.New, m.Old, m.OldKind, false)
+		return s.change(m.RelID, m.New, m.Old, m.OldKind, false, false)
 	case *msgDelete:
-		return s.change(m.RelID, nil, m.Old, m.OldKind, true)
+		return s.change(m.RelID, nil, m.Old, m.OldKind, true, false)
 	case *msgTruncate:
 		if !s.inTxn {
 			return errors.Mark(errors.New("truncate outside a transaction"), ErrProtocol)
@@ -511,7 +511,7 @@ func (a *Adapter) resolveType(ctx context.Context, oid uint32) (pgType, error) {
 
 // change turns an insert, update or delete into changes of the current
 // transaction.
-func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDelete bool) error {
+func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDelete, insert bool) error {
 	if !s.inTxn {
 		return errors.Mark(errors.New("change outside a transaction"), ErrProtocol)
 	}
@@ -566,9 +566,9 @@ func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDel
 		// The primary key changed: the old record is gone, and the new one
 		// is inserted, with no row before it.
 		s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: oldKey, Old: old})
-		old = nil
+		old, insert = nil, true
 	}
-	s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: key, Row: row, Old: old})
+	s.txnChanges = append(s.txnChanges, adapters.Change{Collection: coll, Key: key, Row: row, Old: old, Insert: insert})
 	return nil
 }
 

@@ -441,6 +441,8 @@ func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink a
 				c.Committed = time.UnixMilli(ms).UTC()
 			}
 		}
+		// The insert trigger logs an insert, and the new key of a key change.
+		c.Insert = op == opUpsert
 		if ok {
 			changes = append(changes, c)
 		}

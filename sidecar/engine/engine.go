@@ -91,6 +91,7 @@ func (e *Engine) capture(r Reader, cat *Catalog, b adapters.Batch, prev []byte, 
 			Row:      ci.FromSystem(ci.StripKey(c.Row)),
 			Base:     ci.FromSystem(ci.StripKey(c.Old)),
 			Delete:   c.Row == nil,
+			Insert:   c.Insert,
 			Captured: true,
 		}
 		if !c.Committed.IsZero() {

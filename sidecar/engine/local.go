@@ -34,6 +34,10 @@ type Change struct {
 	// intent (crdt.DiffFrom): a field the change left alone is not written
 	// even if the system's copy of it is stale.
 	Base crdt.Row
+	// Insert says a captured change inserted the row (adapters.Change.Insert):
+	// an OR-set field adds the elements it holds that the merged set lacks
+	// and removes none (crdt.DiffInsert), since its user saw no element.
+	Insert bool
 	// Stale says the system may no longer hold Row: an apply may have
 	// overwritten it after the change was committed and before it was
 	// captured. If the change changes the merged state, the record is queued
@@ -525,7 +529,12 @@ func changeDelta(c *crdt.Collection, merged *crdt.Record, ch *Change, o crdt.Ori
 			}
 		}
 		var err error
-		if d, err = crdt.DiffFrom(c, merged, ch.Base, row, o); err != nil {
+		if ch.Insert && ch.Captured && !ch.Snapshot {
+			d, err = crdt.DiffInsert(c, merged, row, o)
+		} else {
+			d, err = crdt.DiffFrom(c, merged, ch.Base, row, o)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
