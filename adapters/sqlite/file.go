@@ -79,10 +79,13 @@ func (a *Adapter) addCapture(c *capture, gen uint64) error {
 }
 
 // preparePoll prepares a Capture's poll under the lock reopen takes to
-// end it, so that reopen closes it.
+// end it, so that reopen closes it; it fails if reopen already ended it.
 func (a *Adapter) preparePoll(ctx context.Context, c *capture) (*sql.Stmt, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !a.captures[c] {
+		return nil, fileReopened(a.cfg.Path)
+	}
 	poll, err := c.conn.PrepareContext(ctx, `PRAGMA data_version`)
 	if err == nil {
 		c.poll = poll
