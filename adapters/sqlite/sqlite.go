@@ -373,7 +373,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 					return err
 				}
 			}
-			if seq, err = a.readLog(ctx, conn, seq, sink); err != nil {
+			if seq, err = a.readLog(ctx, db, conn, seq, sink); err != nil {
 				return err
 			}
 		}
@@ -389,8 +389,12 @@ func (a *Adapter) captureErr(ctx context.Context, err error, what string) error 
 }
 
 // readLog sends the log rows after seq as one batch and returns the new
-// position.
-func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink adapters.Sink) (int64, error) {
+// position. A layout missing from the cache is read through the pool, not
+// conn: a second query on conn while its rows are open would wait behind
+// reopen's conn.Close (which waits for those rows) and then run on the
+// connection Close released. A layout row is committed with or before the
+// first log row naming it, so any connection finds it.
+func (a *Adapter) readLog(ctx context.Context, db *sql.DB, conn *sql.Conn, seq int64, sink adapters.Sink) (int64, error) {
 	cat := a.catalog()
 	rows, err := conn.QueryContext(ctx, `SELECT * FROM _lattice_log WHERE seq > ? ORDER BY seq`, seq)
 	if err != nil {
@@ -423,7 +427,7 @@ func (a *Adapter) readLog(ctx context.Context, conn *sql.Conn, seq int64, sink a
 		if _, synced := cat.tables[tbl]; !synced {
 			continue
 		}
-		l, err := a.layout(ctx, conn, layoutID)
+		l, err := a.layout(ctx, db, layoutID)
 		if err != nil {
 			rows.Close()
 			return seq, err
