@@ -90,7 +90,11 @@
 // acknowledged. Without this, a user who re-inserted a row just as Apply
 // wrote an older delete would see the row vanish, and their next DELETE
 // would find nothing, so the row would come back once the insert was
-// captured and applied. While capture keeps up, that read is a few rows.
+// captured and applied. The check reads only the key columns of the log
+// rows after since, a few rows while capture keeps up. Behind a backlog of
+// 1,000 uncaptured rows, an Apply of 1,000 rows runs at 0.72 to 0.80 of its
+// rate without one (BenchmarkSQLiteApplyBehindCapture's ratio; reading
+// whole log rows, it was 0.30 to 0.35).
 //
 // Apply returns its position in capture order: the log's last sequence
 // number as its own transaction reads it. SQLite runs one write transaction

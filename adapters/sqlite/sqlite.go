@@ -831,41 +831,76 @@ func (a *Adapter) uncaptured(ctx context.Context, tx *sql.Tx, cat *catalog, writ
 			tables = append(tables, t.table)
 		}
 	}
-	q := `SELECT * FROM _lattice_log WHERE seq > ? AND tbl IN (?` + strings.Repeat(",?", len(tables)-1) + `)`
+	// Only the key columns are read: first which layouts and operations the
+	// rows after the position have, then, for each, the distinct keys.
+	type group struct {
+		layout, op int64
+	}
+	q := `SELECT DISTINCT layout, op FROM _lattice_log WHERE seq > ? AND tbl IN (?` + strings.Repeat(",?", len(tables)-1) + `)`
 	rows, err := tx.QueryContext(ctx, q, append([]any{after}, tables...)...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	names, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	vals, ptrs := scanTargets(len(names))
-	_, pos := logColumns(names)
-	natives := make([]any, len(pos))
-	busy := map[crdt.ID]bool{}
+	var groups []group
 	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
+		var g group
+		if err := rows.Scan(&g.layout, &g.op); err != nil {
+			rows.Close()
 			return nil, err
 		}
-		layoutID, _ := vals[2].(int64)
-		op, _ := vals[3].(int64)
-		l, err := a.layout(ctx, tx, layoutID)
+		groups = append(groups, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	busy := map[crdt.ID]bool{}
+	for _, g := range groups {
+		l, err := a.layout(ctx, tx, g.layout)
 		if err != nil {
 			return nil, err
 		}
-		for k, i := range pos {
-			natives[k] = vals[i]
+		// Where the key is: the whole row's key columns (an insert, the new
+		// row of an update, the old row of a delete), or the key alone (a
+		// delete logged by format 1 triggers).
+		switch g.op {
+		case opDelete, opUpsert, opUpdate, opDeleteRow:
+		default:
+			continue // capture reports the malformed row
 		}
-		c, ok, err := a.decode(l, op, natives)
-		if err != nil || !ok {
-			// Capture reports a row it cannot decode; the write goes ahead.
-			continue
+		cols := make([]string, len(l.key))
+		for i, k := range l.key {
+			if g.op == opDelete {
+				cols[i] = valueColumn(i)
+			} else {
+				cols[i] = valueColumn(slices.Index(l.cols, k))
+			}
 		}
-		busy[crdt.MakeID(c.Collection, c.Key)] = true
+		krows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+strings.Join(cols, ",")+` FROM _lattice_log WHERE seq > ? AND layout = ? AND op = ?`, after, g.layout, g.op)
+		if err != nil {
+			return nil, err
+		}
+		vals, ptrs := scanTargets(len(cols))
+		keyVals := make([]crdt.Value, len(cols))
+		for krows.Next() {
+			if err := krows.Scan(ptrs...); err != nil {
+				krows.Close()
+				return nil, err
+			}
+			for i, k := range l.key {
+				keyVals[i], _ = fromNative(vals[i], k)
+			}
+			// A key capture cannot express is left out by capture too.
+			if key, err := crdt.MakeKey(keyVals...); err == nil {
+				busy[crdt.MakeID(l.table, key)] = true
+			}
+		}
+		krows.Close()
+		if err := krows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return busy, rows.Err()
+	return busy, nil
 }
 
 // prepareWrite checks a write against its table and returns the arguments
