@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -66,6 +67,9 @@ type Node struct {
 	inbound map[*dataConn]inStream
 	joined  chan struct{} // closed and replaced whenever a member is added
 	schemas map[string]*peerSchema
+	// seen maps the replica ID of every member seen live since start to
+	// its name (ReplicaNames).
+	seen    map[string]string
 	failed  map[string]failedMember
 	leaving map[string]bool // members that announced their leave
 
@@ -114,6 +118,7 @@ type peer struct {
 // reconnect loop.
 type failedMember struct {
 	addr        string
+	replica     string // its replica ID, as its meta said while it was live
 	since       time.Time
 	lastContact time.Time
 }
@@ -147,6 +152,7 @@ func New(cfg Config, r Replica) (*Node, error) {
 		inbound: map[*dataConn]inStream{},
 		joined:  make(chan struct{}),
 		schemas: map[string]*peerSchema{},
+		seen:    map[string]string{},
 		failed:  map[string]failedMember{},
 		leaving: map[string]bool{},
 		sem:     make(chan struct{}, cfg.MaxSyncs),
@@ -321,6 +327,16 @@ func (n *Node) Backlog() int {
 	return most
 }
 
+// ReplicaNames maps the replica ID of every member seen live since the node
+// started to the member's name, whether it is live now or not: a write's
+// stamp names its replica, and a node that left or is restarting still
+// wrote it.
+func (n *Node) ReplicaNames() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.seen)
+}
+
 // Members returns the peers sorted by name: the live ones (memberlist's
 // alive and suspect members, State "alive") and those that failed and are
 // being reconnected (State "failed"). Members that left are not listed.
@@ -357,7 +373,7 @@ func (n *Node) Members() []Member {
 	}
 	for name, f := range n.failed {
 		if _, live := n.peers[name]; !live {
-			out = append(out, Member{Name: name, Addr: f.addr, State: "failed", LastContact: f.lastContact})
+			out = append(out, Member{Name: name, Addr: f.addr, State: "failed", Replica: f.replica, LastContact: f.lastContact})
 		}
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
@@ -703,6 +719,9 @@ func (n *Node) addPeer(node *memberlist.Node) {
 	}
 	n.peers[node.Name] = p
 	delete(n.failed, node.Name)
+	if nm.Replica != "" {
+		n.seen[nm.Replica] = node.Name
+	}
 	if nm.Schema != n.schema.FP {
 		n.log.Warn("peer has other merge rules; its deltas for the differing collections will not be merged",
 			"peer", node.Name, "peer_schema", nm.Schema, "schema", n.schema.FP)
@@ -723,8 +742,11 @@ func (n *Node) removePeer(name string, addr string) {
 	delete(n.leaving, name)
 	if !left && !n.closed {
 		f := failedMember{addr: addr, since: n.cfg.Clock.Now()}
-		if p := n.peers[name]; p != nil && p.lastContact.Load() != 0 {
-			f.lastContact = time.Unix(0, p.lastContact.Load())
+		if p := n.peers[name]; p != nil {
+			f.replica = p.meta.Replica
+			if p.lastContact.Load() != 0 {
+				f.lastContact = time.Unix(0, p.lastContact.Load())
+			}
 		}
 		n.failed[name] = f
 	} else {

@@ -63,17 +63,20 @@ type ConflictPage struct {
 	Next string `json:"next,omitempty"`
 }
 
-// replicaNames maps replica IDs to node names: this node's and the live
-// members'.
+// replicaNames maps replica IDs to node names: this node's, and those of
+// every member seen since start, live now or not (a conflict's writer may
+// have left or be restarting).
 func (a *Agent) replicaNames() map[string]string {
-	names := map[string]string{a.store.ReplicaID().String(): a.cfg.Node}
+	names := map[string]string{}
 	if a.node != nil {
+		names = a.node.ReplicaNames()
 		for _, m := range a.node.Members() {
 			if m.Replica != "" {
 				names[m.Replica] = m.Name
 			}
 		}
 	}
+	names[a.store.ReplicaID().String()] = a.cfg.Node
 	return names
 }
 
