@@ -406,17 +406,13 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 	a.markBatch(&a.applySt)
 	if len(res.Deferred) > 0 {
 		// The system holds changes to these records that capture has not
-		// taken yet: they go to the back of the queue, so that the records
-		// behind them are applied meanwhile, and the applier waits for the
-		// next acknowledged capture before it tries them again.
+		// taken yet.
 		later := make([]crdt.ID, len(res.Deferred))
 		for i, d := range res.Deferred {
 			later[i] = ids[d]
 		}
 		apply = slices.DeleteFunc(apply, func(p store.Pending) bool { return slices.Contains(later, p.ID()) })
-		a.applyDeferred.Store(true)
-		a.m.applyDeferred.Add(float64(len(later)))
-		if err := a.store.Enqueue(later); err != nil {
+		if err := a.deferApply(later); err != nil {
 			return 0, err
 		}
 	}
@@ -424,6 +420,15 @@ func (a *Agent) applyBatch(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(items) - len(res.Deferred), nil
+}
+
+// deferApply puts records whose writes Apply deferred at the back of the
+// queue, so that the records behind them are applied meanwhile; the next
+// acknowledged capture wakes the applier to try them again.
+func (a *Agent) deferApply(ids []crdt.ID) error {
+	a.applyDeferred.Store(true)
+	a.m.applyDeferred.Add(float64(len(ids)))
+	return a.store.Enqueue(ids)
 }
 
 // applyEach applies a batch whose Apply failed with an error that named no
@@ -444,9 +449,7 @@ func (a *Agent) applyEach(ctx context.Context, items []store.Pending, writes []a
 			a.eng.Positions().AppliedAt([]crdt.ID{id}, res.Position)
 			a.engMu.Unlock()
 			if len(res.Deferred) > 0 {
-				a.applyDeferred.Store(true)
-				a.m.applyDeferred.Inc()
-				if err := a.store.Enqueue([]crdt.ID{id}); err != nil {
+				if err := a.deferApply([]crdt.ID{id}); err != nil {
 					return settled, err
 				}
 				continue
