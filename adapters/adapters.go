@@ -203,6 +203,18 @@ type TableReader interface {
 	ReadTables(ctx context.Context, names []string, sink Sink) error
 }
 
+// IDMapper is implemented by adapters that keep an ID map inside the
+// system: for every record an Apply inserted with a Write.NewKey, the key
+// the system generated and the collection key it stands for, written in
+// the apply's own transaction, so that the map and the rows never
+// disagree, whenever the process stops. The ID map lets systems that each
+// mint their own keys hold the same records (adapters/mapping).
+type IDMapper interface {
+	// IDMap returns the pairs recorded for table: local key to collection
+	// key.
+	IDMap(ctx context.Context, table string) (map[crdt.Key]crdt.Key, error)
+}
+
 // Sink receives captured batches. It returns only once the batch is
 // durable (or failed). The batch, its changes and their rows belong to the
 // sink once passed: the adapter does not reuse them, and the sink may keep
@@ -248,6 +260,15 @@ type Write struct {
 	Key        crdt.Key
 	// Row is the whole merged row, key columns included; nil deletes.
 	Row crdt.Row
+	// NewKey asks Apply to insert a record the system does not hold yet
+	// and whose key the system generates (key columns that are
+	// Column.Generated): Key is empty and Row holds no key columns. Apply
+	// inserts the row, lets the system generate the key (a serial, an
+	// identity, a default), records the pair (generated key, NewKey) in its
+	// ID map in the same transaction (IDMapper), and reports the generated
+	// key in Applied.Generated. The record is then known by its local key:
+	// later writes name it by Key.
+	NewKey crdt.Key
 }
 
 // Applied is what an Apply did.
@@ -264,6 +285,9 @@ type Applied struct {
 	// left unwritten because the system holds a change to their records
 	// that capture has not reported yet (see Adapter.Apply).
 	Deferred []int
+	// Generated holds, by write index, the keys the system generated for
+	// the writes with a NewKey.
+	Generated map[int]crdt.Key
 }
 
 // Table describes one collection as the system holds it.
@@ -285,6 +309,10 @@ type Column struct {
 	Type string
 	// Nullable reports whether the column accepts null.
 	Nullable bool
+	// Generated reports that the system fills the column when an insert
+	// leaves it out: a serial, an identity, a default (SQLite's INTEGER
+	// PRIMARY KEY).
+	Generated bool
 }
 
 // Column returns the named column, or nil.

@@ -20,6 +20,14 @@ type Options struct {
 	Node string
 	// Tables limits sync to these tables (empty: every table with a key).
 	Tables []string
+	// Keys gives tables a natural key: the columns listed, which a unique
+	// index over NOT NULL columns covers, key the table's records in place
+	// of its primary key. The primary key then stays local to the system:
+	// Tables reports it as ordinary (generated) columns, Apply leaves it
+	// out of the rows it inserts so that the system fills it, and captures
+	// and applies name records by the natural key. A table listed here
+	// without such an index fails Open with an error naming it.
+	Keys map[string][]string
 	// Create lets a file-based adapter create its database when the file
 	// does not exist; without it a missing file is an error.
 	Create bool
