@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/crdt"
 )
 
 // Options is what the engine tells an adapter it opens. An adapter uses the
@@ -28,6 +29,13 @@ type Options struct {
 	// and applies name records by the natural key. A table listed here
 	// without such an index fails Open with an error naming it.
 	Keys map[string][]string
+	// Local lists, per table, columns the sync leaves to the system:
+	// Tables, Snapshot, Capture and the range reads leave them out, and
+	// Apply never writes them: an update keeps their value, and an insert
+	// gives them the value named here, or the column's own default when
+	// the value is null (crdt.Null()). A table's primary key is local when
+	// Keys gives the table a natural key, whether listed here or not.
+	Local map[string]map[string]crdt.Value
 	// Create lets a file-based adapter create its database when the file
 	// does not exist; without it a missing file is an error.
 	Create bool
