@@ -6,6 +6,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/crdt"
 )
 
 // Config configures the SQLite adapter. The names in messages are the keys
@@ -20,6 +21,16 @@ type Config struct {
 	// syncable, or Open fails naming what is wrong. If empty, every table
 	// that can be synced is, and the others are skipped with a warning.
 	Tables []string
+	// Keys gives tables a natural key (adapters.Options.Keys): the columns
+	// listed, which a unique index covers exactly, each NOT NULL, name the
+	// table's records, and the primary key is local. Open fails for a table
+	// without such an index, or whose primary key has no default (an
+	// INTEGER PRIMARY KEY has one: the rowid).
+	Keys map[string][]string
+	// Local lists, per table, the columns the sync leaves to the database
+	// (adapters.Options.Local), with the value an insert by Apply gives
+	// each; a null value leaves the column to its own default.
+	Local map[string]map[string]crdt.Value
 	// PollInterval is how often Capture looks for new changes when idle. A
 	// look costs one PRAGMA; reading the log happens only when another
 	// connection committed something.

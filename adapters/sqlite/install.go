@@ -245,6 +245,10 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	fills, err := checkMapping(ctx, tx, synced, cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	existing, err := listTriggers(ctx, tx)
 	if err != nil {
@@ -280,6 +284,7 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 		if err != nil {
 			return nil, err
 		}
+		mapLayout(l, cfg)
 		missing := false
 		for _, tr := range triggers(l) {
 			wanted[tr.name] = true
@@ -315,7 +320,7 @@ func install(ctx context.Context, db *sql.DB, cfg *Config) (*catalog, error) {
 				return nil, err
 			}
 		}
-		cat.tables[l.table] = newTable(l)
+		cat.tables[l.table] = newTable(l, fills[l.table])
 	}
 	for name := range existing {
 		if !wanted[name] {
@@ -495,7 +500,7 @@ func triggers(l *layout) []trigger {
 	}
 	guard := " WHEN NOT EXISTS (SELECT 1 FROM _lattice_apply) BEGIN "
 	var keyMoved []string
-	for _, k := range l.key {
+	for _, k := range l.pk {
 		keyMoved = append(keyMoved, "OLD."+quoteIdent(k.Name)+" IS NOT NEW."+quoteIdent(k.Name))
 	}
 	moved := strings.Join(keyMoved, " OR ")

@@ -15,6 +15,8 @@ func init() {
 		c.Path = o.DSN
 		c.Tables = o.Tables
 		c.Create = o.Create
+		c.Keys = o.Keys
+		c.Local = o.Local
 		if o.PollInterval > 0 {
 			c.PollInterval = o.PollInterval
 		}

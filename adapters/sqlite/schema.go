@@ -36,7 +36,16 @@ type layout struct {
 	id    int64
 	table string
 	cols  []*column
-	key   []*column // key columns in key order
+	// key lists the columns that name the table's records, in key order:
+	// the primary key, or the natural key the config gives (see mapLayout).
+	key []*column
+	// pk lists the primary-key columns in key order: what the triggers
+	// watch for a row moved to a new key.
+	pk []*column
+	// natural says key is a natural key: the primary key is local.
+	natural bool
+	// local holds the names of the columns the sync leaves out.
+	local map[string]bool
 }
 
 func newLayout(id int64, table string, cols []*column) *layout {
@@ -45,10 +54,11 @@ func newLayout(id int64, table string, cols []*column) *layout {
 		c.date = strings.EqualFold(strings.TrimSpace(c.Type), "DATE")
 		c.decimal = isDecimalType(c.Type)
 		if c.Key > 0 {
-			l.key = append(l.key, c)
+			l.pk = append(l.pk, c)
 		}
 	}
-	slices.SortFunc(l.key, func(a, b *column) int { return a.Key - b.Key })
+	slices.SortFunc(l.pk, func(a, b *column) int { return a.Key - b.Key })
+	l.key = l.pk
 	return l
 }
 
@@ -84,29 +94,49 @@ type table struct {
 	info   adapters.Table
 	upsert string // INSERT ... ON CONFLICT (key) DO UPDATE
 	delete string // DELETE ... WHERE key
+	// byName holds the synced columns: those a write may name.
 	byName map[string]*column
+	// synced lists the synced columns in table order: the first arguments
+	// of upsert.
+	synced []*column
+	// fills holds the values of the local columns an insert sets (see
+	// Config.Local): the last arguments of upsert, which an update leaves
+	// alone.
+	fills []any
 }
 
-func newTable(l *layout) *table {
+// newTable makes the table of a mapped layout (see mapLayout); fills are
+// the local columns an insert sets, with their values.
+func newTable(l *layout, fills []fill) *table {
 	t := &table{layout: l, byName: map[string]*column{}}
 	t.info.Name = l.table
+	isKey := map[*column]bool{}
 	for _, k := range l.key {
 		t.info.Key = append(t.info.Key, k.Name)
+		isKey[k] = true
 	}
-	names := make([]string, len(l.cols))
-	marks := make([]string, len(l.cols))
-	var sets []string
-	for i, c := range l.cols {
+	var names, marks, sets []string
+	for _, c := range l.cols {
+		if l.local[c.Name] {
+			continue
+		}
 		t.byName[c.Name] = c
+		t.synced = append(t.synced, c)
 		t.info.Columns = append(t.info.Columns, adapters.Column{
 			Name: c.Name, Kind: c.Kind, Elem: c.Elem, Type: c.Type,
-			Nullable: !c.NotNull && c.Key == 0,
+			Nullable: !c.NotNull && !isKey[c],
 		})
-		names[i] = quoteIdent(c.Name)
-		marks[i] = "?"
-		if c.Key == 0 {
-			sets = append(sets, names[i]+"=excluded."+names[i])
+		name := quoteIdent(c.Name)
+		names = append(names, name)
+		marks = append(marks, "?")
+		if !isKey[c] {
+			sets = append(sets, name+"=excluded."+name)
 		}
+	}
+	for _, f := range fills {
+		names = append(names, quoteIdent(f.col.Name))
+		marks = append(marks, "?")
+		t.fills = append(t.fills, f.arg)
 	}
 	keyNames := make([]string, len(l.key))
 	where := make([]string, len(l.key))

@@ -448,7 +448,7 @@ func (a *Adapter) readLog(ctx context.Context, db *sql.DB, conn *sql.Conn, seq i
 		// The insert trigger logs an insert, and the new key of a key change.
 		c.Insert = op == opUpsert
 		if ok {
-			changes = append(changes, c)
+			changes = append(changes, l.moved(c)...)
 		}
 	}
 	rows.Close()
@@ -506,6 +506,7 @@ func (a *Adapter) layout(ctx context.Context, conn querier, id int64) (*layout, 
 	if err != nil {
 		return nil, err
 	}
+	mapLayout(l, &a.cfg)
 	a.mu.Lock()
 	a.layouts[id] = l
 	a.mu.Unlock()
@@ -551,6 +552,10 @@ func (a *Adapter) decode(l *layout, op int64, natives []any) (adapters.Change, b
 		c.Old = a.row(l, l.cols, natives[:n])
 		keyRow = c.Old
 	case opDelete:
+		if l.natural {
+			a.log.Warn("sqlite: delete logged by an old trigger without its row not captured: the table has a natural key", "table", l.table)
+			return c, false, nil
+		}
 		keyRow = a.row(l, l.key, natives[:len(l.key)])
 	}
 	keyVals := make([]crdt.Value, len(l.key))
@@ -562,12 +567,15 @@ func (a *Adapter) decode(l *layout, op int64, natives []any) (adapters.Change, b
 		a.log.Warn("sqlite: row with an unusable primary key not captured", "table", l.table, "err", err)
 		return c, false, nil
 	}
-	if op == opUpdate && !oldKeyIs(l, c.Old, keyVals) {
+	if op == opUpdate && !l.natural && !oldKeyIs(l, c.Old, keyVals) {
 		// The triggers log a key change as a delete and an insert; an update
-		// row whose old key differs is not theirs.
+		// row whose old key differs is not theirs. A natural key is no
+		// primary key: its change is an update row (see moved).
 		return c, false, errors.Mark(errors.New("update row whose old and new keys differ"), errLog)
 	}
 	c.Key = key
+	l.strip(c.Row)
+	l.strip(c.Old)
 	return c, true, nil
 }
 
@@ -862,45 +870,61 @@ func (a *Adapter) uncaptured(ctx context.Context, tx *sql.Tx, cat *catalog, writ
 		}
 		// Where the key is: the whole row's key columns (an insert, the new
 		// row of an update, the old row of a delete), or the key alone (a
-		// delete logged by format 1 triggers).
+		// delete logged by format 1 triggers). An update of a natural key
+		// changes two records: the old row's key is read too.
 		switch g.op {
 		case opDelete, opUpsert, opUpdate, opDeleteRow:
 		default:
 			continue // capture reports the malformed row
 		}
-		cols := make([]string, len(l.key))
-		for i, k := range l.key {
-			if g.op == opDelete {
-				cols[i] = valueColumn(i)
-			} else {
-				cols[i] = valueColumn(slices.Index(l.cols, k))
+		if len(l.key) == 0 || g.op == opDelete && l.natural {
+			continue // capture leaves it out
+		}
+		offsets := []int{0}
+		if g.op == opUpdate && l.natural {
+			offsets = append(offsets, len(l.cols))
+		}
+		for _, off := range offsets {
+			cols := make([]string, len(l.key))
+			for i, k := range l.key {
+				if g.op == opDelete {
+					cols[i] = valueColumn(i)
+				} else {
+					cols[i] = valueColumn(off + slices.Index(l.cols, k))
+				}
 			}
-		}
-		krows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+strings.Join(cols, ",")+` FROM _lattice_log WHERE seq > ? AND layout = ? AND op = ?`, after, g.layout, g.op)
-		if err != nil {
-			return nil, err
-		}
-		vals, ptrs := scanTargets(len(cols))
-		keyVals := make([]crdt.Value, len(cols))
-		for krows.Next() {
-			if err := krows.Scan(ptrs...); err != nil {
-				krows.Close()
+			if err := logKeys(ctx, tx, l, cols, after, g.op, busy); err != nil {
 				return nil, err
 			}
-			for i, k := range l.key {
-				keyVals[i], _ = fromNative(vals[i], k)
-			}
-			// A key capture cannot express is left out by capture too.
-			if key, err := crdt.MakeKey(keyVals...); err == nil {
-				busy[crdt.MakeID(l.table, key)] = true
-			}
-		}
-		krows.Close()
-		if err := krows.Err(); err != nil {
-			return nil, err
 		}
 	}
 	return busy, nil
+}
+
+// logKeys adds to busy the distinct keys that the value columns cols hold
+// in the log rows of layout l and operation op after the sequence number
+// after.
+func logKeys(ctx context.Context, tx *sql.Tx, l *layout, cols []string, after, op int64, busy map[crdt.ID]bool) error {
+	krows, err := tx.QueryContext(ctx, `SELECT DISTINCT `+strings.Join(cols, ",")+` FROM _lattice_log WHERE seq > ? AND layout = ? AND op = ?`, after, l.id, op)
+	if err != nil {
+		return err
+	}
+	defer krows.Close()
+	vals, ptrs := scanTargets(len(cols))
+	keyVals := make([]crdt.Value, len(cols))
+	for krows.Next() {
+		if err := krows.Scan(ptrs...); err != nil {
+			return err
+		}
+		for i, k := range l.key {
+			keyVals[i], _ = fromNative(vals[i], k)
+		}
+		// A key capture cannot express is left out by capture too.
+		if key, err := crdt.MakeKey(keyVals...); err == nil {
+			busy[crdt.MakeID(l.table, key)] = true
+		}
+	}
+	return krows.Err()
 }
 
 // prepareWrite checks a write against its table and returns the arguments
@@ -934,19 +958,19 @@ func prepareWrite(cat *catalog, w *adapters.Write) (*table, []any, error) {
 	for i, k := range t.key {
 		v := w.Row[k.Name]
 		if v.IsNull() {
-			return nil, nil, errors.Newf("primary key column %s is missing or null", k.Name)
+			return nil, nil, errors.Newf("key column %s is missing or null", k.Name)
 		}
 		if !crdt.Equal(v, keyVals[i]) {
-			return nil, nil, errors.Newf("primary key column %s is %s in the row but %s in the write's key", k.Name, v, keyVals[i])
+			return nil, nil, errors.Newf("key column %s is %s in the row but %s in the write's key", k.Name, v, keyVals[i])
 		}
 	}
-	args := make([]any, len(t.cols))
-	for i, c := range t.cols {
+	args := make([]any, len(t.synced), len(t.synced)+len(t.fills))
+	for i, c := range t.synced {
 		if args[i], err = toNative(w.Row[c.Name], c); err != nil {
 			return nil, nil, err
 		}
 	}
-	return t, args, nil
+	return t, append(args, t.fills...), nil
 }
 
 // unavailable marks err adapters.ErrUnavailable when SQLite says the

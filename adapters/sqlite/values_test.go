@@ -32,7 +32,7 @@ func FuzzDecodeLayout(f *testing.F) {
 		}
 		// Whatever a stored layout says, building statements from it and
 		// decoding values with it must not panic.
-		newTable(l)
+		newTable(l, nil)
 		for _, c := range l.cols {
 			fromNative("x", c)
 			fromNative(int64(1), c)
