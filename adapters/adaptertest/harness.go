@@ -2,6 +2,7 @@ package adaptertest
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -85,6 +86,12 @@ type Features struct {
 	// before one the same adapter acknowledged, fails with an error marked
 	// adapters.ErrCursor: the changes after it were discarded.
 	RejectsDiscardedCursor bool
+
+	// NaturalKeys is true when the adapter takes natural keys and local
+	// columns (adapters.Options.Keys and Local) and the harness creates the
+	// tables that use them (TableSpec.Natural, ColumnSpec.Local) and opens
+	// adapters with the Options that Mapping returns for its tables.
+	NaturalKeys bool
 }
 
 // TableSpec describes a table the harness creates, in system-neutral terms.
@@ -92,6 +99,15 @@ type TableSpec struct {
 	Name string
 	// Key lists the primary-key columns in key order.
 	Key []string
+	// Natural, when set, lists the columns of the table's natural key
+	// (adapters.Options.Keys), which name its records in place of Key. The
+	// harness declares them NOT NULL and creates a unique index over them
+	// (unless Unindexed), and declares Key (one int column) as a key the
+	// system generates (an INTEGER PRIMARY KEY, an identity).
+	Natural []string
+	// Unindexed leaves out the unique index over Natural: the adapter must
+	// refuse to open.
+	Unindexed bool
 	// Columns lists every column, key columns included, in table order.
 	Columns []ColumnSpec
 }
@@ -106,6 +122,14 @@ type ColumnSpec struct {
 	Kind crdt.Kind
 	// Elem is the element kind of a list column.
 	Elem crdt.Kind
+	// NotNull declares the column NOT NULL (key columns always are).
+	NotNull bool
+	// Local makes the column local to the system (adapters.Options.Local):
+	// the adapter never reports nor writes it. Default is the value an
+	// insert by Apply gives it; null leaves the column to its own default,
+	// which the harness does not declare (null).
+	Local   bool
+	Default crdt.Value
 }
 
 // OpKind is the kind of a user write.
@@ -197,6 +221,55 @@ func (t *TableSpec) Column(name string) *ColumnSpec {
 		}
 	}
 	return nil
+}
+
+// RecordKey returns the columns that name t's records: Natural if set,
+// else Key.
+func (t *TableSpec) RecordKey() []string {
+	if len(t.Natural) > 0 {
+		return t.Natural
+	}
+	return t.Key
+}
+
+// IsRecordKey reports whether column is one of the columns that name t's
+// records (RecordKey).
+func (t *TableSpec) IsRecordKey(column string) bool {
+	return slices.Contains(t.RecordKey(), column)
+}
+
+// IsSynced reports whether the adapter syncs column: it is not local, nor
+// a primary-key column of a table with a natural key.
+func (t *TableSpec) IsSynced(column string) bool {
+	c := t.Column(column)
+	return c != nil && !c.Local && (len(t.Natural) == 0 || !t.IsKey(column))
+}
+
+// Mapping returns the adapters.Options.Keys and Local that the tables'
+// natural keys and local columns ask for, for a harness to open adapters
+// with. Both are nil when no table has either.
+func Mapping(tables []TableSpec) (keys map[string][]string, local map[string]map[string]crdt.Value) {
+	for _, t := range tables {
+		if len(t.Natural) > 0 {
+			if keys == nil {
+				keys = map[string][]string{}
+			}
+			keys[t.Name] = t.Natural
+		}
+		for _, c := range t.Columns {
+			if !c.Local {
+				continue
+			}
+			if local == nil {
+				local = map[string]map[string]crdt.Value{}
+			}
+			if local[t.Name] == nil {
+				local[t.Name] = map[string]crdt.Value{}
+			}
+			local[t.Name][c.Name] = c.Default
+		}
+	}
+	return keys, local
 }
 
 // IsKey reports whether column is one of t's key columns.

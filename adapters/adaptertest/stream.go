@@ -36,8 +36,14 @@ type env struct {
 
 func newEnv(t *testing.T, h Harness) *env {
 	t.Helper()
+	return newEnvWith(t, h, Tables(h.Features()))
+}
+
+// newEnvWith is newEnv on a system holding specs, which include PairsTable
+// (the barriers').
+func newEnvWith(t *testing.T, h Harness, specs []TableSpec) *env {
+	t.Helper()
 	f := h.Features()
-	specs := Tables(f)
 	e := &env{t: t, ctx: t.Context(), h: h, f: f, tables: map[string]*TableSpec{}, barriers: new(atomic.Int64)}
 	for i := range specs {
 		e.tables[specs[i].Name] = &specs[i]
@@ -123,12 +129,13 @@ func isBarrier(c adapters.Change) bool {
 	return err == nil && len(vals) == 2 && crdt.Equal(vals[0], crdt.String(barrierTenant))
 }
 
-// key builds the key of row in table from its key columns.
+// key builds the key of row in table from the columns that name its
+// records.
 func (e *env) key(table string, row crdt.Row) crdt.Key {
 	e.t.Helper()
 	spec := e.tables[table]
-	vals := make([]crdt.Value, len(spec.Key))
-	for i, k := range spec.Key {
+	vals := make([]crdt.Value, len(spec.RecordKey()))
+	for i, k := range spec.RecordKey() {
 		vals[i] = row[k]
 	}
 	k, err := crdt.MakeKey(vals...)
@@ -138,10 +145,15 @@ func (e *env) key(table string, row crdt.Row) crdt.Key {
 	return k
 }
 
-// full returns row with every column of table present, nulls explicit.
+// full returns row with every synced column of table present, nulls
+// explicit, and no other.
 func (e *env) full(table string, row crdt.Row) crdt.Row {
 	out := crdt.Row{}
-	for _, c := range e.tables[table].Columns {
+	spec := e.tables[table]
+	for _, c := range spec.Columns {
+		if !spec.IsSynced(c.Name) {
+			continue
+		}
 		if v, ok := row[c.Name]; ok {
 			out[c.Name] = v
 		} else {
@@ -402,7 +414,7 @@ func (e *env) checkShape(c adapters.Change) {
 	}
 	if c.Row != nil {
 		for _, col := range spec.Columns {
-			if _, ok := c.Row[col.Name]; !ok {
+			if _, ok := c.Row[col.Name]; !ok && spec.IsSynced(col.Name) {
 				e.t.Errorf("%s: row does not name column %s (nulls must be explicit)", describe(c), col.Name)
 			}
 		}
@@ -423,12 +435,16 @@ func (e *env) checkRowShape(c adapters.Change, what string, spec *TableSpec, row
 			e.t.Errorf("%s: %s names unknown column %s", describe(c), what, name)
 			continue
 		}
+		if !spec.IsSynced(name) {
+			e.t.Errorf("%s: %s names column %s, which is local", describe(c), what, name)
+			continue
+		}
 		if !v.IsNull() && v.Kind() != col.Kind {
 			e.t.Errorf("%s: %s column %s holds a %s, want %s", describe(c), what, name, v.Kind(), col.Kind)
 		}
 	}
-	vals := make([]crdt.Value, len(spec.Key))
-	for i, k := range spec.Key {
+	vals := make([]crdt.Value, len(spec.RecordKey()))
+	for i, k := range spec.RecordKey() {
 		vals[i] = row[k]
 		if row[k].IsNull() {
 			e.t.Errorf("%s: %s key column %s is null", describe(c), what, k)

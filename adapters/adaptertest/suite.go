@@ -39,6 +39,26 @@ func Run(t *testing.T, h Harness) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(newEnv(t, h)) })
 	}
+	// The scenarios of natural keys and local columns (local.go) run on
+	// PeopleTable, for systems with Features.NaturalKeys.
+	natural := []struct {
+		name      string
+		run       func(e *env)
+		unindexed bool
+	}{
+		{"NaturalKeys", testNaturalKeys, false},
+		{"LocalApply", testLocalApply, false},
+		{"NaturalKeyIndex", testNaturalKeyIndex, true},
+	}
+	for _, sc := range natural {
+		t.Run(sc.name, func(t *testing.T) {
+			f := h.Features()
+			if !f.NaturalKeys {
+				t.Skip("the adapter does not take natural keys and local columns (Features.NaturalKeys)")
+			}
+			sc.run(newEnvWith(t, h, peopleTables(f, sc.unindexed)))
+		})
+	}
 }
 
 // testTables checks discovery: the suite's tables and nothing else, with

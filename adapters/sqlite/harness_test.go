@@ -38,7 +38,7 @@ func (harness) Features() adaptertest.Features {
 	// are text and keep nanoseconds. The triggers log old rows; a cursor
 	// names its change log, and Ack deletes what it covers.
 	return adaptertest.Features{Lists: true, NaN: false, TimePrecision: 0,
-		OldRows: true, RejectsForeignCursor: true, RejectsDiscardedCursor: true}
+		OldRows: true, RejectsForeignCursor: true, RejectsDiscardedCursor: true, NaturalKeys: true}
 }
 
 // declType is how a careful application declares each kind in SQLite. JSON
@@ -72,18 +72,25 @@ func (harness) NewSystem(t *testing.T, tables []adaptertest.TableSpec) adapterte
 	s := newUserDB(t, filepath.Join(t.TempDir(), "system.db"))
 	for _, spec := range tables {
 		s.specs[spec.Name] = spec
-		if _, err := s.db.Exec(createSQL(spec)); err != nil {
-			t.Fatalf("create table %s: %v", spec.Name, err)
+		for _, q := range createSQL(spec) {
+			if _, err := s.db.Exec(q); err != nil {
+				t.Fatalf("create table %s: %s: %v", spec.Name, q, err)
+			}
 		}
 	}
+	s.keys, s.local = adaptertest.Mapping(tables)
 	return s
 }
 
-func createSQL(spec adaptertest.TableSpec) string {
+// createSQL returns the statements that create the table of spec. A
+// table with a natural key has a unique index over it and an INTEGER
+// PRIMARY KEY (the rowid, which SQLite assigns); the key columns of others
+// are NOT NULL, as SQLite does not make them so itself.
+func createSQL(spec adaptertest.TableSpec) []string {
 	var cols []string
 	for _, c := range spec.Columns {
 		def := quote(c.Name) + " " + declType(c)
-		if spec.IsKey(c.Name) {
+		if c.NotNull || spec.IsKey(c.Name) && len(spec.Natural) == 0 {
 			def += " NOT NULL"
 		}
 		cols = append(cols, def)
@@ -92,7 +99,15 @@ func createSQL(spec adaptertest.TableSpec) string {
 	for i, k := range spec.Key {
 		keys[i] = quote(k)
 	}
-	return "CREATE TABLE " + quote(spec.Name) + " (" + strings.Join(cols, ", ") + ", PRIMARY KEY (" + strings.Join(keys, ", ") + "))"
+	out := []string{"CREATE TABLE " + quote(spec.Name) + " (" + strings.Join(cols, ", ") + ", PRIMARY KEY (" + strings.Join(keys, ", ") + "))"}
+	if len(spec.Natural) > 0 && !spec.Unindexed {
+		natural := make([]string, len(spec.Natural))
+		for i, k := range spec.Natural {
+			natural[i] = quote(k)
+		}
+		out = append(out, "CREATE UNIQUE INDEX "+quote(spec.Name+"_natural")+" ON "+quote(spec.Name)+" ("+strings.Join(natural, ", ")+")")
+	}
+	return out
 }
 
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
@@ -103,6 +118,10 @@ type userDB struct {
 	path  string
 	db    *sql.DB
 	specs map[string]adaptertest.TableSpec
+	// keys and local are the natural keys and local columns of the specs
+	// (adaptertest.Mapping), which the adapters open with.
+	keys  map[string][]string
+	local map[string]map[string]crdt.Value
 }
 
 func newUserDB(t *testing.T, path string) *userDB {
@@ -115,7 +134,9 @@ func newUserDB(t *testing.T, path string) *userDB {
 }
 
 func (s *userDB) Open(ctx context.Context) (adapters.Adapter, error) {
-	return sqlite.Open(ctx, testConfig(s.t, s.path))
+	cfg := testConfig(s.t, s.path)
+	cfg.Keys, cfg.Local = s.keys, s.local
+	return sqlite.Open(ctx, cfg)
 }
 
 func testConfig(t *testing.T, path string) sqlite.Config {
@@ -157,7 +178,7 @@ func (s *userDB) Exec(ctx context.Context, ops ...adaptertest.Op) error {
 		var args []any
 		var where []string
 		var whereArgs []any
-		for _, k := range spec.Key {
+		for _, k := range spec.RecordKey() {
 			where = append(where, quote(k)+" = ?")
 			whereArgs = append(whereArgs, userValue(op.Row[k]))
 		}
@@ -174,7 +195,7 @@ func (s *userDB) Exec(ctx context.Context, ops ...adaptertest.Op) error {
 		case adaptertest.Update:
 			var sets []string
 			for _, n := range names {
-				if !spec.IsKey(n) {
+				if !spec.IsRecordKey(n) {
 					sets = append(sets, quote(n)+" = ?")
 					args = append(args, userValue(op.Row[n]))
 				}
