@@ -355,6 +355,9 @@ func (a *Adapter) statement(ctx context.Context, w adapters.Write, refreshed *bo
 			return bad(err)
 		}
 	}
+	for _, f := range t.fills {
+		args = append(args, f.arg)
+	}
 	return t.upsertSQL, args, nil
 }
 
@@ -405,6 +408,10 @@ func (t *table) applySQL() (upsert, del string) {
 		}
 		cur = append(cur, "cur."+id+cmp)
 		excl = append(excl, "EXCLUDED."+id+cmp)
+	}
+	for i, f := range t.fills {
+		names = append(names, pgx.Identifier{f.col.Name}.Sanitize())
+		params = append(params, cast(len(t.Columns)+i, &f.col))
 	}
 	keys := make([]string, len(t.Key))
 	for i, k := range t.Key {

@@ -464,7 +464,7 @@ func (s *stream) relation(ctx context.Context, m *msgRelation) error {
 	if prev != nil && prev.table != nil {
 		before = prev.cols
 	} else {
-		for _, c := range t.Columns {
+		for _, c := range t.all {
 			before = append(before, relCol{name: c.Name, typ: c.Type})
 		}
 	}
@@ -482,7 +482,7 @@ func (s *stream) relation(ctx context.Context, m *msgRelation) error {
 			s.a.log.Warn("column dropped: no longer captured; the other systems keep their values", "table", t.Collection, "column", b.name)
 		}
 	}
-	if !sameColumns(r.cols, t.Columns) {
+	if !sameColumns(r.cols, t.all) {
 		s.a.notifyCatalog() // the catalog is behind the stream: Tables catches up
 	}
 	s.rels[m.RelID] = r
@@ -535,6 +535,7 @@ func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDel
 		if err != nil {
 			return err
 		}
+		r.table.strip(o)
 		if oldKey, err = keyOf(coll, r.table.Key, o); err != nil {
 			return err
 		}
@@ -553,6 +554,7 @@ func (s *stream) change(relID uint32, newTup, oldTup tuple, oldKind uint8, isDel
 	if err != nil {
 		return err
 	}
+	r.table.strip(row)
 	for name, v := range old {
 		if _, sent := row[name]; !sent {
 			row[name] = v // unchanged, out of line: the old tuple has it

@@ -59,6 +59,16 @@ type table struct {
 	Columns      []column
 	ReplIdent    byte
 
+	// all lists every column of the table, local ones included, as the
+	// stream's relations send them; Columns the synced ones (see mapTable).
+	all []column
+	// local holds the names of the columns the sync leaves out: those of
+	// Config.Local, and the primary key of a table with a natural key,
+	// whose Key is then the natural key.
+	local map[string]bool
+	// fills holds the local columns an insert by Apply sets.
+	fills []fill
+
 	// upsertSQL and deleteSQL are Apply's statements (see applySQL).
 	upsertSQL, deleteSQL string
 }
@@ -287,6 +297,9 @@ func discover(ctx context.Context, q querier, cfg *Config, types *typeCache, p *
 			return nil, err
 		}
 	}
+	if err := mapTables(ctx, q, cfg, ts, p); err != nil {
+		return nil, err
+	}
 	return newCatalog(ts), nil
 }
 
@@ -399,6 +412,8 @@ func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types
 		case t.ReplIdent == 'd' || t.ReplIdent == 'f':
 		case cfg.ReplicaIdentity == IdentityFull:
 			// Open sets it to FULL.
+		case len(cfg.Keys[t.Collection]) > 0:
+			// checkNatural checks it against the natural key.
 		default:
 			p.addTable(t, ErrReplicaIdentity, "ALTER TABLE ... REPLICA IDENTITY DEFAULT (the primary key) or FULL",
 				"table %s has replica identity %s: deletes would not carry the primary key", t.Collection, replIdentName(t.ReplIdent))

@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
 	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/crdt"
 )
 
 // ErrConfig marks configuration errors.
@@ -58,6 +59,19 @@ type Config struct {
 	// that leaves an out-of-line value unchanged is captured without that
 	// column, which the engine takes as unchanged.
 	ReplicaIdentity string
+
+	// Keys gives tables a natural key (adapters.Options.Keys), by
+	// collection name: the columns listed, NOT NULL and covered exactly by
+	// a unique index, name the table's records, and the primary key is
+	// local, so it needs a default (an identity, a serial). The old rows of
+	// the stream must carry the natural key: replica identity FULL (which
+	// ReplicaIdentity full sets) or USING INDEX of that unique index.
+	Keys map[string][]string
+
+	// Local lists, per collection, the columns the sync leaves to the
+	// database (adapters.Options.Local), with the value an insert by Apply
+	// gives each; a null value leaves the column to its own default.
+	Local map[string]map[string]crdt.Value
 
 	// StatusInterval is how often capture reports its acknowledged
 	// position to the server (standby status update), also while idle.

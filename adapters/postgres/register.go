@@ -15,6 +15,8 @@ func init() {
 		c.DSN = o.DSN
 		c.Node = o.Node
 		c.Tables = o.Tables
+		c.Keys = o.Keys
+		c.Local = o.Local
 		c.Slot = o.Slot
 		c.Publication = o.Publication
 		c.Origin = o.Origin
