@@ -136,6 +136,36 @@
 // with their hashes in about 1.8 ms; the sidecar then spends about 10 ms
 // decoding, mapping and hashing what it read.
 //
+// # Natural keys and local columns
+//
+// Config.Keys (adapters.Options.Keys) keys a table by a natural key in
+// place of its primary key: columns of scalar types, NOT NULL, that a
+// unique index (not partial, without expressions) covers exactly, which
+// is what INSERT ... ON CONFLICT (natural key) needs. The primary key is
+// then local: it needs a default (an identity, a serial), since Apply
+// inserts without it. Tables reports the natural key as the table's Key;
+// captures, the snapshot, the range reads and Apply's upserts and deletes
+// name records by it, and an update that changes it is captured as the
+// delete of the old key, then the row under the new one (an update that
+// changes only the primary key is an update of the same record, with no
+// synced column changed). The old rows of the stream must carry the
+// natural key: Open sets REPLICA IDENTITY FULL (ReplicaIdentity full, the
+// default); with ReplicaIdentity keep the table must have REPLICA IDENTITY
+// FULL, or USING INDEX of the natural key's unique index, or Open fails
+// with ErrReplicaIdentity and says which.
+//
+// Config.Local (adapters.Options.Local) lists columns the sync leaves to
+// the database. Tables, Snapshot, Capture (rows and old rows), ReadTables
+// and the range reads leave them out, and so does the range hash: a change
+// of local columns alone changes no hash. An update by Apply keeps their
+// values; an insert gives them the value Config.Local names, or leaves
+// them to the column's default when it is null. A user's change of local
+// columns alone is still captured, as an update whose row and old row are
+// equal. An unknown table or column, a natural key without its index, a
+// primary key without default or a value a local column cannot hold fail
+// Open (or Tables) with ErrNoTable, ErrNaturalKey or ErrLocalColumn, each
+// with a hint.
+//
 // # Start-up checks
 //
 // Open reports, with a hint for each: a server older than MinVersion;

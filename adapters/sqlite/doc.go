@@ -214,6 +214,38 @@
 // acknowledged position. A cursor from the old file at or before the new
 // head is not told apart: both files share the log up to the copy.
 //
+// # Natural keys and local columns
+//
+// Config.Keys (adapters.Options.Keys) keys a table by a natural key in
+// place of its primary key: NOT NULL columns of scalar types that a unique
+// index (not partial) covers exactly, which is what INSERT ... ON
+// CONFLICT (natural key) needs. The primary key is then local: it needs a
+// default, and an INTEGER PRIMARY KEY of a rowid table has one (the
+// rowid), since Apply inserts without it. Tables reports the natural key
+// as the table's Key; captures, the snapshot, the range reads, Apply's
+// upserts and deletes and its deferral check (the log rows after since)
+// name records by it. The triggers are the same for every mapping: the
+// log holds whole rows, and the adapter leaves out what is local when it
+// reads them. An update that changes the natural key is logged as an
+// update and captured as the delete of the old key, then the row under
+// the new one; the deferral check defers writes to both keys. An update
+// that changes the primary key of such a table is logged, as for any
+// table, as a delete and an insert, so it is captured as the delete and
+// the re-insert of the same natural key. A delete logged by format 1
+// triggers holds only the primary key and is left out, with a warning.
+//
+// Config.Local (adapters.Options.Local) lists columns the sync leaves to
+// the database: Tables, Snapshot, Capture (rows and old rows) and the
+// range reads leave them out, and Apply never writes them. An update
+// keeps their values; an insert gives them the value Config.Local names,
+// or leaves them to the column's default when it is null. A user's change
+// of local columns alone is still captured, as an update whose row and old
+// row are equal. An unknown table or column, a natural key without its
+// index, a primary key without default, a NOT NULL local column with
+// neither a value nor a default, or a value a local column cannot hold
+// fail Open (and the re-install after a schema change) with
+// ErrNotInstallable, naming every problem.
+//
 // # Installation
 //
 // Open installs idempotently: in one write transaction it creates the lattice
