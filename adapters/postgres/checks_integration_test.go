@@ -88,6 +88,9 @@ func TestIntegrationStartupChecks(t *testing.T) {
 		{name: "unknown local column", setup: `CREATE TABLE people (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE)`,
 			mutate: func(c *Config) { c.Local = map[string]map[string]crdt.Value{"people": {"nope": crdt.Int(1)}} },
 			want:   ErrLocalColumn, hint: "adapter.local", mention: []string{"table people has no column nope to keep local"}},
+		{name: "NOT NULL local column without a value", setup: `CREATE TABLE people (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, rank int NOT NULL)`,
+			mutate: func(c *Config) { c.Local = map[string]map[string]crdt.Value{"people": {"rank": crdt.Null()}} },
+			want:   ErrLocalColumn, hint: "a value in adapter.local", mention: []string{"table people: local column rank is NOT NULL without a default"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

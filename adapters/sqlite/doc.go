@@ -224,15 +224,17 @@
 // rowid), since Apply inserts without it. Tables reports the natural key
 // as the table's Key; captures, the snapshot, the range reads, Apply's
 // upserts and deletes and its deferral check (the log rows after since)
-// name records by it. The triggers are the same for every mapping: the
-// log holds whole rows, and the adapter leaves out what is local when it
-// reads them. An update that changes the natural key is logged as an
-// update and captured as the delete of the old key, then the row under
-// the new one; the deferral check defers writes to both keys. An update
-// that changes the primary key of such a table is logged, as for any
-// table, as a delete and an insert, so it is captured as the delete and
-// the re-insert of the same natural key. A delete logged by format 1
-// triggers holds only the primary key and is left out, with a warning.
+// name records by it. The log holds whole rows, and the adapter leaves out
+// what is local when it reads them; the update trigger of such a table
+// watches the natural key in place of the primary key (a new mapping
+// rebuilds it). An update that changes the natural key is captured as the
+// delete of the old key, then the row under the new one, and the deferral
+// check defers writes to both keys; one that changes only the primary key
+// is an update of the same record that changes no synced column. Update
+// rows logged before the table had its natural key, by triggers that
+// watched the primary key, are split the same way. A delete logged by
+// format 1 triggers holds only the primary key and is left out, with a
+// warning.
 //
 // Config.Local (adapters.Options.Local) lists columns the sync leaves to
 // the database: Tables, Snapshot, Capture (rows and old rows) and the

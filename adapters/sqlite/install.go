@@ -500,7 +500,7 @@ func triggers(l *layout) []trigger {
 	}
 	guard := " WHEN NOT EXISTS (SELECT 1 FROM _lattice_apply) BEGIN "
 	var keyMoved []string
-	for _, k := range l.pk {
+	for _, k := range l.key {
 		keyMoved = append(keyMoved, "OLD."+quoteIdent(k.Name)+" IS NOT NEW."+quoteIdent(k.Name))
 	}
 	moved := strings.Join(keyMoved, " OR ")
@@ -510,7 +510,8 @@ func triggers(l *layout) []trigger {
 	return []trigger{
 		{ins, "CREATE TRIGGER " + quoteIdent(ins) + " AFTER INSERT ON " + tbl + guard +
 			head(n) + "VALUES(" + fixed(opUpsert) + columnList("NEW", l.cols) + "); END"},
-		// An update that moves a row to a new key deletes the old key, then
+		// An update that moves a row to a new key (the record key: the
+		// natural key of a table that has one) deletes the old key, then
 		// inserts the new one: for the new key's record it is an insert.
 		{upd, "CREATE TRIGGER " + quoteIdent(upd) + " AFTER UPDATE ON " + tbl + guard +
 			head(n) + "SELECT " + fixed(opDeleteRow) + columnList("OLD", l.cols) + " WHERE " + moved + "; " +

@@ -60,7 +60,10 @@ func (l *layout) strip(row crdt.Row) {
 
 // moved splits a captured update that changed the natural key into the
 // delete of the old key and the insert of the new one, as the triggers log
-// a change of the primary key. Other changes are returned as they are.
+// a change of the record key. The triggers of a table with a natural key
+// log such an update so; the update rows that moved splits were logged
+// before the table had its natural key, by triggers that watched the
+// primary key. Other changes are returned as they are.
 func (l *layout) moved(c adapters.Change) []adapters.Change {
 	if !l.natural || c.Row == nil || c.Old == nil {
 		return []adapters.Change{c}

@@ -39,8 +39,7 @@ type layout struct {
 	// key lists the columns that name the table's records, in key order:
 	// the primary key, or the natural key the config gives (see mapLayout).
 	key []*column
-	// pk lists the primary-key columns in key order: what the triggers
-	// watch for a row moved to a new key.
+	// pk lists the primary-key columns in key order.
 	pk []*column
 	// natural says key is a natural key: the primary key is local.
 	natural bool
