@@ -73,6 +73,30 @@
 //   - ConcurrentMerge: users write while merged rows are applied to the same
 //     rows; at the end the system equals the merged state.
 //
+// Where Features.NaturalKeys says the adapter takes natural keys and local
+// columns (adapters.Options.Keys and Local), three more scenarios run on a
+// system holding PeopleTable (a generated primary key, the natural key
+// email, local columns with and without NOT NULL) besides PairsTable: the
+// harness creates the table from TableSpec.Natural and ColumnSpec.Local
+// and opens adapters with the Options that Mapping returns.
+//
+//   - NaturalKeys: Tables reports the natural key and the synced columns
+//     only; the snapshot, captures and range reads name records by the
+//     natural key and carry no local column (nor the primary key); a change
+//     of the natural key is the delete of the old key, then the row under
+//     the new one; a change of local columns alone changes no synced column
+//     and no range hash.
+//   - LocalApply: Apply upserts and deletes by the natural key, keeps the
+//     local columns and the primary key of the rows it updates, lets the
+//     system generate the primary key of the rows it inserts and gives the
+//     local columns their configured values (or their defaults), and is not
+//     captured; a user's later change is captured with the applied row as
+//     its old row; an adapter that defers writes defers exactly those to the
+//     records with changes after since, by the natural key, both keys of a
+//     changed natural key included.
+//   - NaturalKeyIndex: Open refuses a natural key that no unique index
+//     covers, with an error naming the table and the column.
+//
 // # Waiting without sleeping
 //
 // The suite never sleeps to let capture catch up. It writes a barrier (a new
