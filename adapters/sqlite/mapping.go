@@ -35,7 +35,9 @@ func mapLayout(l *layout, cfg *Config) {
 	}
 	l.natural = true
 	for _, k := range l.pk {
-		l.local[k.Name] = true
+		if !slices.Contains(names, k.Name) {
+			l.local[k.Name] = true
+		}
 	}
 	l.key = nil
 	for _, name := range names {
@@ -195,7 +197,7 @@ func checkNatural(f *found, cols map[string]*column, natural []string, defaults 
 		return problems
 	}
 	for _, c := range pk {
-		if !defaults[c.Name] {
+		if !defaults[c.Name] && !slices.Contains(natural, c.Name) {
 			problems = append(problems, fmt.Sprintf("table %s: primary key column %s has no default, so inserts by natural key cannot leave it out", f.name, c.Name))
 		}
 	}

@@ -569,8 +569,9 @@ func (a *Adapter) decode(l *layout, op int64, natives []any) (adapters.Change, b
 	}
 	if op == opUpdate && !l.natural && !oldKeyIs(l, c.Old, keyVals) {
 		// The triggers log a key change as a delete and an insert; an update
-		// row whose old key differs is not theirs. A natural key is no
-		// primary key: its change is an update row (see moved).
+		// row whose old key differs is not theirs. Triggers from before a
+		// table had its natural key logged its change as an update row
+		// (see moved).
 		return c, false, errors.Mark(errors.New("update row whose old and new keys differ"), errLog)
 	}
 	c.Key = key
