@@ -21,7 +21,9 @@ type Harness interface {
 	// sync, and arranges with t.Cleanup for it to be removed when the test
 	// ends. The harness maps each ColumnSpec to the system's own type for
 	// that kind (see ColumnSpec); key columns are NOT NULL, all other
-	// columns nullable without defaults. It reports failures with t.Fatal.
+	// columns nullable without defaults; a column marked Generated is
+	// filled by the system when an insert leaves it out (see ColumnSpec).
+	// It reports failures with t.Fatal.
 	NewSystem(t *testing.T, tables []TableSpec) System
 }
 
@@ -85,6 +87,12 @@ type Features struct {
 	// before one the same adapter acknowledged, fails with an error marked
 	// adapters.ErrCursor: the changes after it were discarded.
 	RejectsDiscardedCursor bool
+
+	// GeneratedKeys is true when the harness declares a ColumnSpec marked
+	// Generated as a key the system generates. The suite then runs its
+	// IDMap scenario, on a table with such a key, if the adapter
+	// implements adapters.IDMapper.
+	GeneratedKeys bool
 }
 
 // TableSpec describes a table the harness creates, in system-neutral terms.
@@ -106,6 +114,11 @@ type ColumnSpec struct {
 	Kind crdt.Kind
 	// Elem is the element kind of a list column.
 	Elem crdt.Kind
+	// Generated, for the only key column of a table, of kind int, asks
+	// for a key the system generates on insert: SQLite's INTEGER PRIMARY
+	// KEY, PostgreSQL's identity or bigserial. Only harnesses with
+	// Features.GeneratedKeys are given such columns.
+	Generated bool
 }
 
 // OpKind is the kind of a user write.

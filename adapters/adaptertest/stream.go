@@ -36,8 +36,14 @@ type env struct {
 
 func newEnv(t *testing.T, h Harness) *env {
 	t.Helper()
+	return newEnvWith(t, h, Tables(h.Features()))
+}
+
+// newEnvWith is newEnv with a system holding specs: the suite's tables and
+// those a scenario adds.
+func newEnvWith(t *testing.T, h Harness, specs []TableSpec) *env {
+	t.Helper()
 	f := h.Features()
-	specs := Tables(f)
 	e := &env{t: t, ctx: t.Context(), h: h, f: f, tables: map[string]*TableSpec{}, barriers: new(atomic.Int64)}
 	for i := range specs {
 		e.tables[specs[i].Name] = &specs[i]

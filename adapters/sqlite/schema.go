@@ -26,6 +26,9 @@ type column struct {
 
 	date    bool // declared DATE: midnight is stored as YYYY-MM-DD
 	decimal bool // declared NUMERIC or DECIMAL: exact decimal text
+	// generated: SQLite fills the column when an insert leaves it out (see
+	// generatedColumns). Not part of the layout: log rows do not depend on it.
+	generated bool
 }
 
 // layout is the column list a table's triggers write log rows in. A new
@@ -100,7 +103,7 @@ func newTable(l *layout) *table {
 		t.byName[c.Name] = c
 		t.info.Columns = append(t.info.Columns, adapters.Column{
 			Name: c.Name, Kind: c.Kind, Elem: c.Elem, Type: c.Type,
-			Nullable: !c.NotNull && c.Key == 0,
+			Nullable: !c.NotNull && c.Key == 0, Generated: c.generated,
 		})
 		names[i] = quoteIdent(c.Name)
 		marks[i] = "?"
@@ -190,7 +193,7 @@ func discoverTable(ctx context.Context, q querier, name string) (*found, error) 
 	if err := crdt.ValidateName(name); err != nil {
 		f.problems = append(f.problems, fmt.Sprintf("its name cannot be a collection name: %v", err))
 	}
-	rows, err := q.QueryContext(ctx, `SELECT name, type, "notnull", pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`, name)
+	rows, err := q.QueryContext(ctx, `SELECT name, type, "notnull", pk, hidden, dflt_value IS NOT NULL FROM pragma_table_xinfo(?) ORDER BY cid`, name)
 	if err != nil {
 		return nil, errors.Wrapf(err, "read columns of table %s", name)
 	}
@@ -198,7 +201,8 @@ func discoverTable(ctx context.Context, q querier, name string) (*found, error) 
 	for rows.Next() {
 		var cname, ctype string
 		var notNull, pk, hidden int
-		if err := rows.Scan(&cname, &ctype, &notNull, &pk, &hidden); err != nil {
+		var hasDefault bool
+		if err := rows.Scan(&cname, &ctype, &notNull, &pk, &hidden, &hasDefault); err != nil {
 			return nil, errors.Wrapf(err, "read columns of table %s", name)
 		}
 		if hidden != 0 {
@@ -219,10 +223,14 @@ func discoverTable(ctx context.Context, q querier, name string) (*found, error) 
 			f.problems = append(f.problems, fmt.Sprintf("key column %s has type %q, which cannot be part of a key", cname, ctype))
 			continue
 		}
-		f.cols = append(f.cols, &column{Name: cname, Type: ctype, Kind: kind, Elem: elem, Key: pk, NotNull: notNull != 0})
+		f.cols = append(f.cols, &column{Name: cname, Type: ctype, Kind: kind, Elem: elem, Key: pk, NotNull: notNull != 0, generated: hasDefault})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, errors.Wrapf(err, "read columns of table %s", name)
+	}
+	rows.Close()
+	if err := markRowidAlias(ctx, q, name, f.cols); err != nil {
+		return nil, err
 	}
 	if len(f.cols) > maxTableColumns {
 		f.problems = append(f.problems, fmt.Sprintf("it has %d columns; the change log holds rows of at most %d", len(f.cols), maxTableColumns))
