@@ -141,30 +141,59 @@ func decodeKey(t *table, texts []string) (crdt.Key, error) {
 // mappedKeys returns, by write index, the local keys the ID map holds for
 // the writes' NewKeys: those records were inserted by an earlier Apply, and
 // the write updates them. It reads on the apply session, outside the
-// transaction: only this session writes the map.
+// transaction (only this session writes the map), one query per table.
 func (a *Adapter) mappedKeys(ctx context.Context, conn *pgx.Conn, writes []adapters.Write) (map[int]crdt.Key, error) {
-	out := map[int]crdt.Key{}
+	byTable := map[string]map[crdt.Key][]int{} // collection, NewKey: write indexes
 	for i, w := range writes {
 		if w.NewKey == "" {
 			continue
 		}
-		var local []string
-		err := conn.QueryRow(ctx, `SELECT local FROM `+a.idmapTable()+` WHERE tbl = $1 AND coll = $2`, w.Collection, []byte(w.NewKey)).Scan(&local)
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue
+		if byTable[w.Collection] == nil {
+			byTable[w.Collection] = map[crdt.Key][]int{}
 		}
+		byTable[w.Collection][w.NewKey] = append(byTable[w.Collection][w.NewKey], i)
+	}
+	out := map[int]crdt.Key{}
+	for coll, idx := range byTable {
+		keys := make([][]byte, 0, len(idx))
+		for k := range idx {
+			keys = append(keys, []byte(k))
+		}
+		rows, err := conn.Query(ctx, `SELECT coll, local FROM `+a.idmapTable()+` WHERE tbl = $1 AND coll = ANY($2::bytea[])`, coll, keys)
 		if err != nil {
 			return nil, errors.Mark(errors.Wrap(err, "apply: read the id map"), adapters.ErrUnavailable)
 		}
-		t := a.catalog().byColl[w.Collection]
-		if t == nil {
-			return nil, adapters.BadRow(w.Collection, w.NewKey, errors.Newf("unknown table %s", w.Collection))
+		type pair struct {
+			coll  []byte
+			local []string
 		}
-		k, err := decodeKey(t, local)
-		if err != nil {
-			return nil, adapters.BadRow(w.Collection, w.NewKey, errors.Wrap(err, "id map"))
+		var pairs []pair
+		for rows.Next() {
+			var p pair
+			if err := rows.Scan(&p.coll, &p.local); err != nil {
+				rows.Close()
+				return nil, errors.Mark(errors.Wrap(err, "apply: read the id map"), adapters.ErrUnavailable)
+			}
+			pairs = append(pairs, p)
 		}
-		out[i] = k
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, errors.Mark(errors.Wrap(err, "apply: read the id map"), adapters.ErrUnavailable)
+		}
+		for _, p := range pairs {
+			is := idx[crdt.Key(p.coll)]
+			t := a.catalog().byColl[coll]
+			if t == nil {
+				return nil, adapters.BadRow(coll, crdt.Key(p.coll), errors.Newf("unknown table %s", coll))
+			}
+			k, err := decodeKey(t, p.local)
+			if err != nil {
+				return nil, adapters.BadRow(coll, crdt.Key(p.coll), errors.Wrap(err, "id map"))
+			}
+			for _, i := range is {
+				out[i] = k
+			}
+		}
 	}
 	return out, nil
 }
