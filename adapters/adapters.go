@@ -267,7 +267,10 @@ type Write struct {
 	// identity, a default), records the pair (generated key, NewKey) in its
 	// ID map in the same transaction (IDMapper), and reports the generated
 	// key in Applied.Generated. The record is then known by its local key:
-	// later writes name it by Key.
+	// later writes name it by Key. A NewKey the ID map already holds (the
+	// same write applied again) inserts nothing: Apply writes the row to
+	// the record under its mapped key and reports that key. A RowError for
+	// such a write names it by its NewKey, since it has no Key.
 	NewKey crdt.Key
 }
 

@@ -72,6 +72,16 @@
 //     writes of the batch apply once it is set aside.
 //   - ConcurrentMerge: users write while merged rows are applied to the same
 //     rows; at the end the system equals the merged state.
+//   - IDMap (with Features.GeneratedKeys, for adapters that implement
+//     adapters.IDMapper), on a system that also holds SerialTable, whose key
+//     the system generates: writes with a NewKey insert rows under distinct
+//     generated keys, reported in Applied.Generated and recorded in the ID
+//     map (IDMap) in the same transaction, and are not captured; the same
+//     NewKey again updates its row instead of inserting another, also after
+//     a restart; a NewKey write to a table whose key is not generated, or
+//     that sets the key, is a bad row named by its NewKey; a user's update
+//     of such a row is captured under its local key; Apply's delete of the
+//     row drops its pair, and the NewKey then inserts anew.
 //
 // Where Features.NaturalKeys says the adapter takes natural keys and local
 // columns (adapters.Options.Keys and Local), three more scenarios run on a

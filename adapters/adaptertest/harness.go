@@ -22,7 +22,9 @@ type Harness interface {
 	// sync, and arranges with t.Cleanup for it to be removed when the test
 	// ends. The harness maps each ColumnSpec to the system's own type for
 	// that kind (see ColumnSpec); key columns are NOT NULL, all other
-	// columns nullable without defaults. It reports failures with t.Fatal.
+	// columns nullable without defaults; a column marked Generated is
+	// filled by the system when an insert leaves it out (see ColumnSpec).
+	// It reports failures with t.Fatal.
 	NewSystem(t *testing.T, tables []TableSpec) System
 }
 
@@ -92,6 +94,11 @@ type Features struct {
 	// tables that use them (TableSpec.Natural, ColumnSpec.Local) and opens
 	// adapters with the Options that Mapping returns for its tables.
 	NaturalKeys bool
+	// GeneratedKeys is true when the harness declares a ColumnSpec marked
+	// Generated as a key the system generates. The suite then runs its
+	// IDMap scenario, on a table with such a key, if the adapter
+	// implements adapters.IDMapper.
+	GeneratedKeys bool
 }
 
 // TableSpec describes a table the harness creates, in system-neutral terms.
@@ -130,6 +137,11 @@ type ColumnSpec struct {
 	// which the harness does not declare (null).
 	Local   bool
 	Default crdt.Value
+	// Generated, for the only key column of a table, of kind int, asks
+	// for a key the system generates on insert: SQLite's INTEGER PRIMARY
+	// KEY, PostgreSQL's identity or bigserial. Only harnesses with
+	// Features.GeneratedKeys are given such columns.
+	Generated bool
 }
 
 // OpKind is the kind of a user write.

@@ -59,6 +59,12 @@ func Run(t *testing.T, h Harness) {
 			sc.run(newEnvWith(t, h, peopleTables(f, sc.unindexed)))
 		})
 	}
+	t.Run("IDMap", func(t *testing.T) {
+		if !h.Features().GeneratedKeys {
+			t.Skip("the harness declares no generated keys")
+		}
+		testIDMap(newEnvWith(t, h, append(Tables(h.Features()), serialTable())))
+	})
 }
 
 // testTables checks discovery: the suite's tables and nothing else, with
@@ -106,6 +112,12 @@ func testTables(e *env) {
 			}
 			if wantNull := !w.IsKey(wc.Name); gc.Nullable != wantNull {
 				e.t.Errorf("table %s column %s: nullable %v, want %v", w.Name, wc.Name, gc.Nullable, wantNull)
+			}
+			// Other columns have no defaults; a key column may be generated
+			// where the system makes every such key so (SQLite's INTEGER
+			// PRIMARY KEY).
+			if gc.Generated && !w.IsKey(wc.Name) {
+				e.t.Errorf("table %s column %s: generated, but it has no default", w.Name, wc.Name)
 			}
 		}
 		kinds := g.KeyKinds()

@@ -53,6 +53,9 @@ type Adapter struct {
 	applyMu  sync.Mutex
 	apply    *pgx.Conn
 	prepared map[string]string // SQL to prepared statement name on apply
+	// idmapKnown: ensureIDMap looked for the ID map; idmapExists: it
+	// found or created it.
+	idmapKnown, idmapExists bool
 
 	slotWait time.Duration // how long Capture and Snapshot wait for the slot's previous session
 
@@ -384,8 +387,8 @@ func (a *Adapter) Close() error {
 }
 
 // Uninstall drops what the adapter installed in the database: the
-// replication slot (releasing the WAL it retains), the publication and the
-// replication origin. Lattice's cursor for this adapter must be reset
+// replication slot (releasing the WAL it retains), the publication, the
+// replication origin and the ID map with its schema. Lattice's cursor for this adapter must be reset
 // afterwards: the next start takes a new snapshot. The adapter must not be
 // capturing; it is closed on return.
 func (a *Adapter) Uninstall(ctx context.Context) error {
@@ -404,6 +407,7 @@ func (a *Adapter) uninstall(ctx context.Context) error {
 		_ = a.apply.Close(ctx)
 		a.apply, a.prepared = nil, nil
 	}
+	a.idmapKnown, a.idmapExists = false, false
 	a.applyMu.Unlock()
 	a.metaMu.Lock()
 	defer a.metaMu.Unlock()
@@ -420,7 +424,7 @@ func (a *Adapter) uninstall(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = $1`, a.cfg.Origin); err != nil {
 		return errors.Wrapf(classify(err), "drop replication origin %s", a.cfg.Origin)
 	}
-	return nil
+	return a.dropIDMap(ctx, conn)
 }
 
 // classify marks server errors the user can fix with their sentinel and a

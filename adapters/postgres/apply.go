@@ -42,56 +42,80 @@ import (
 // overwrites before capture sees it is recognised by the apply position,
 // and the merged row is written again.
 func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) (adapters.Applied, error) {
-	pos, err := a.applyAll(ctx, writes)
-	return adapters.Applied{Position: pos}, err
+	pos, generated, err := a.applyAll(ctx, writes)
+	return adapters.Applied{Position: pos, Generated: generated}, err
 }
 
-func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte, error) {
+func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte, map[int]crdt.Key, error) {
 	if len(writes) == 0 {
-		return a.Head(ctx)
+		pos, err := a.Head(ctx)
+		return pos, nil, err
 	}
 	ctx, done, err := a.enter(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer done()
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 
+	// The ID map: created by the first write with a NewKey; deletes drop
+	// their pairs once it exists; a NewKey it holds updates its record.
+	conn, err := a.applyConn(ctx)
+	if err != nil {
+		return nil, nil, errors.Mark(err, adapters.ErrUnavailable)
+	}
+	mapping, err := a.ensureIDMap(ctx, conn, slices.ContainsFunc(writes, func(w adapters.Write) bool { return w.NewKey != "" }))
+	if err != nil {
+		return nil, nil, a.applyError(conn, adapters.Write{}, len(writes), err)
+	}
+	mapped := map[int]crdt.Key{}
+	if mapping {
+		if mapped, err = a.mappedKeys(ctx, conn, writes); err != nil {
+			return nil, nil, err
+		}
+	}
+
 	refreshed := false
 	build := func() ([]stmt, error) {
 		stmts := make([]stmt, len(writes))
 		for i, w := range writes {
-			sql, args, err := a.statement(ctx, w, &refreshed)
+			st, err := a.mappedStatement(ctx, w, mapped[i], mapping, &refreshed)
 			if err != nil {
 				return nil, err
 			}
-			stmts[i] = stmt{sql, args}
+			stmts[i] = st
 		}
 		return stmts, nil
 	}
 	stmts, err := build()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		pos, err := a.applyOnce(ctx, stmts, writes)
+		pos, generated, err := a.applyOnce(ctx, stmts, writes)
 		switch {
 		case err == nil:
-			return encodeCursor(pos), nil
+			for i, k := range mapped {
+				generated[i] = k
+			}
+			if len(generated) == 0 {
+				generated = nil
+			}
+			return encodeCursor(pos), generated, nil
 		case staleSchema(err) && !refreshed:
 			// A table or column changed since the catalog was read: read it
 			// again and rebuild the statements once.
 			refreshed = true
 			if _, rerr := a.refresh(ctx); rerr != nil {
-				return nil, errors.CombineErrors(err, rerr)
+				return nil, nil, errors.CombineErrors(err, rerr)
 			}
 			if stmts, err = build(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			continue
 		case !retryable(err) || attempt >= maxApplyAttempts:
-			return nil, err
+			return nil, nil, err
 		}
 		// A deadlock with the users' transactions, or a serialization
 		// failure, rolled the whole transaction back: run it again.
@@ -100,7 +124,7 @@ func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return nil, nil, err
 		case <-t.C():
 		}
 	}
@@ -133,27 +157,50 @@ func retryable(err error) bool {
 type stmt struct {
 	sql  string
 	args []any
+	// generates is the table of a write with a NewKey that the statement
+	// inserts: it returns the key the server generated (newRowStatement).
+	generates *table
 }
 
 // applyOnce runs the writes in one transaction and returns the WAL insert
-// position read after it committed.
-func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write) (lsn, error) {
+// position read after it committed, and the keys generated for writes with
+// a NewKey, by write index.
+func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write) (lsn, map[int]crdt.Key, error) {
 	conn, err := a.applyConn(ctx)
 	if err != nil {
 		// No session to apply on: nothing here concerns a write.
-		return 0, errors.Mark(err, adapters.ErrUnavailable)
+		return 0, nil, errors.Mark(err, adapters.ErrUnavailable)
 	}
 	b := &pgx.Batch{}
 	for i, st := range stmts {
 		name, err := a.prepare(ctx, conn, st.sql)
 		if err != nil {
-			return 0, a.applyError(conn, writes[i], len(writes), err)
+			return 0, nil, a.applyError(conn, writes[i], len(writes), err)
 		}
 		b.Queue(name, st.args...)
 	}
+	generated := map[int]crdt.Key{}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		br := tx.SendBatch(ctx, b)
 		for i := range writes {
+			if t := stmts[i].generates; t != nil {
+				texts := make([]string, len(t.Key))
+				dst := make([]any, len(texts))
+				for j := range texts {
+					dst[j] = &texts[j]
+				}
+				if err := br.QueryRow().Scan(dst...); err != nil {
+					_ = br.Close()
+					return writeError(writes[i], err)
+				}
+				k, err := decodeKey(t, texts)
+				if err != nil {
+					_ = br.Close()
+					return adapters.BadRow(writes[i].Collection, writes[i].NewKey, errors.Wrap(err, "generated key"))
+				}
+				generated[i] = k
+				continue
+			}
 			if _, err := br.Exec(); err != nil {
 				_ = br.Close()
 				return writeError(writes[i], err)
@@ -162,16 +209,16 @@ func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters
 		return br.Close()
 	})
 	if err != nil {
-		return 0, a.applyError(conn, adapters.Write{}, len(writes), err)
+		return 0, nil, a.applyError(conn, adapters.Write{}, len(writes), err)
 	}
 	// After the commit: a transaction that committed before it ends at or
 	// before this position. Should the read fail, the writes are in, and
 	// the engine's retry writes them again (Apply is idempotent).
 	pos, err := a.walInsert(ctx, conn)
 	if err != nil {
-		return 0, a.applyError(conn, adapters.Write{}, len(writes), err)
+		return 0, nil, a.applyError(conn, adapters.Write{}, len(writes), err)
 	}
-	return pos, nil
+	return pos, generated, nil
 }
 
 func (a *Adapter) applyError(conn *pgx.Conn, w adapters.Write, n int, err error) error {
@@ -216,7 +263,7 @@ func (a *Adapter) prepare(ctx context.Context, conn *pgx.Conn, sql string) (stri
 func writeError(w adapters.Write, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && !unavailableClass(pgErr.Code) {
-		return adapters.BadRow(w.Collection, w.Key, err)
+		return adapters.BadRow(w.Collection, writeKey(w), err)
 	}
 	return err
 }
@@ -293,11 +340,11 @@ func (a *Adapter) lookup(ctx context.Context, w adapters.Write, refreshed *bool)
 func tableOf(cat *catalog, w adapters.Write) (*table, error) {
 	t := cat.byColl[w.Collection]
 	if t == nil {
-		return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("unknown table %s", w.Collection))
+		return nil, adapters.BadRow(w.Collection, writeKey(w), errors.Newf("unknown table %s", w.Collection))
 	}
 	for name := range w.Row {
 		if t.column(name) == nil {
-			return nil, adapters.BadRow(w.Collection, w.Key, errors.Newf("table %s has no column %s", w.Collection, name))
+			return nil, adapters.BadRow(w.Collection, writeKey(w), errors.Newf("table %s has no column %s", w.Collection, name))
 		}
 	}
 	return t, nil

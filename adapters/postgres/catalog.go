@@ -48,6 +48,9 @@ type column struct {
 	CastType string
 	NotNull  bool
 	Identity byte // 'a' generated always, 'd' by default, 0 none
+	// HasDefault: the column has a default (a serial's nextval, a UUID
+	// generator), which fills it when an insert leaves it out.
+	HasDefault bool
 }
 
 // table is a synced table.
@@ -99,6 +102,7 @@ func (t *table) describe() adapters.Table {
 	for _, c := range t.Columns {
 		out.Columns = append(out.Columns, adapters.Column{
 			Name: c.Name, Kind: c.Type.Kind(), Elem: c.Type.Elem(), Type: c.SQLType, Nullable: !c.NotNull,
+			Generated: c.generated(),
 		})
 	}
 	return out
@@ -243,8 +247,8 @@ func discover(ctx context.Context, q querier, cfg *Config, types *typeCache, p *
 		       has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'INSERT'),
 		       has_table_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE')
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind = 'r' AND n.nspname = ANY($1)
-		ORDER BY n.nspname, c.relname`, schemas)
+		WHERE c.relkind = 'r' AND n.nspname = ANY($1) AND n.nspname <> $2
+		ORDER BY n.nspname, c.relname`, schemas, idmapSchema(cfg))
 	if err != nil {
 		return nil, errors.Wrap(err, "list tables")
 	}
@@ -312,7 +316,7 @@ func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types
 	}
 	rows, err := q.Query(ctx, `
 		SELECT a.attrelid, a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod),
-		       format_type(a.atttypid, NULL), a.attnotnull, a.attgenerated::text, a.attidentity::text
+		       format_type(a.atttypid, NULL), a.attnotnull, a.attgenerated::text, a.attidentity::text, a.atthasdef
 		FROM pg_attribute a
 		WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attrelid, a.attnum`, oids)
@@ -329,7 +333,7 @@ func loadColumns(ctx context.Context, q querier, cfg *Config, ts []*table, types
 		var rel, typ uint32
 		var c column
 		var generated, identity string
-		if err := rows.Scan(&rel, &c.Name, &typ, &c.SQLType, &c.CastType, &c.NotNull, &generated, &identity); err != nil {
+		if err := rows.Scan(&rel, &c.Name, &typ, &c.SQLType, &c.CastType, &c.NotNull, &generated, &identity, &c.HasDefault); err != nil {
 			rows.Close()
 			return errors.Wrap(err, "list columns")
 		}

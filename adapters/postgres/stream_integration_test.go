@@ -262,19 +262,20 @@ func TestIntegrationOriginInUse(t *testing.T) {
 	})
 }
 
-// TestIntegrationUninstall: Uninstall removes the slot, the publication and
-// the origin; a new adapter starts afresh.
+// TestIntegrationUninstall: Uninstall removes the slot, the publication,
+// the origin and the ID map's schema; a new adapter starts afresh.
 func TestIntegrationUninstall(t *testing.T) {
 	srv := sharedServer(t)
 	name, dsn := newDB(t, srv)
 	app := connect(t, dsn)
-	exec(t, app, `CREATE TABLE t (id int PRIMARY KEY)`)
+	exec(t, app, `CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE s (id bigserial PRIMARY KEY)`)
 	ctx := ctxT(t)
 	a := open(t, testConfig(t, dsn, name))
 	if _, err := a.Snapshot(ctx, func(context.Context, adapters.Batch) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}}}, nil); err != nil {
+	if _, err := a.Apply(ctx, []adapters.Write{{Collection: "t", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1)}},
+		{Collection: "s", NewKey: crdt.StringKey("c"), Row: crdt.Row{}}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	count := func(sql string) int {
@@ -289,15 +290,16 @@ func TestIntegrationUninstall(t *testing.T) {
 			count(`SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`),
 			count(`SELECT count(*) FROM pg_publication WHERE pubname = $1`),
 			count(`SELECT count(*) FROM pg_replication_origin WHERE roname = $1`),
+			count(`SELECT count(*) FROM pg_namespace WHERE nspname = $1`),
 		}
 	}
-	if got := objects(); !slices.Equal(got, []int{1, 1, 1}) {
-		t.Fatalf("installed objects %v, want slot, publication and origin", got)
+	if got := objects(); !slices.Equal(got, []int{1, 1, 1, 1}) {
+		t.Fatalf("installed objects %v, want slot, publication, origin and id map schema", got)
 	}
 	if err := a.Uninstall(ctx); err != nil {
 		t.Fatalf("uninstall: %+v", err)
 	}
-	if got := objects(); !slices.Equal(got, []int{0, 0, 0}) {
+	if got := objects(); !slices.Equal(got, []int{0, 0, 0, 0}) {
 		t.Fatalf("after uninstall %v, want none", got)
 	}
 	if _, err := a.Apply(ctx, nil, nil); !errors.Is(err, ErrClosed) {

@@ -38,7 +38,7 @@ func (harness) Features() adaptertest.Features {
 	// are text and keep nanoseconds. The triggers log old rows; a cursor
 	// names its change log, and Ack deletes what it covers.
 	return adaptertest.Features{Lists: true, NaN: false, TimePrecision: 0,
-		OldRows: true, RejectsForeignCursor: true, RejectsDiscardedCursor: true, NaturalKeys: true}
+		OldRows: true, RejectsForeignCursor: true, RejectsDiscardedCursor: true, NaturalKeys: true, GeneratedKeys: true}
 }
 
 // declType is how a careful application declares each kind in SQLite. JSON
@@ -90,10 +90,18 @@ func createSQL(spec adaptertest.TableSpec) []string {
 	var cols []string
 	for _, c := range spec.Columns {
 		def := quote(c.Name) + " " + declType(c)
+		if c.Generated {
+			// The rowid under the column's name.
+			cols = append(cols, def+" PRIMARY KEY")
+			continue
+		}
 		if c.NotNull || spec.IsKey(c.Name) && len(spec.Natural) == 0 {
 			def += " NOT NULL"
 		}
 		cols = append(cols, def)
+	}
+	if len(spec.Key) == 1 && spec.Column(spec.Key[0]).Generated {
+		return []string{"CREATE TABLE " + quote(spec.Name) + " (" + strings.Join(cols, ", ") + ")"}
 	}
 	keys := make([]string, len(spec.Key))
 	for i, k := range spec.Key {

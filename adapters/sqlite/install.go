@@ -40,7 +40,8 @@ const formatVersion = 3
 // when a wider table appears. _lattice_layout holds the
 // column lists log rows refer to; _lattice_meta the install ID, format
 // version and acknowledged position; _lattice_apply holds a row only inside
-// Apply's transactions (the echo marker).
+// Apply's transactions (the echo marker); _lattice_idmap the ID map
+// (idmapDDL).
 //
 // The sequence is a plain rowid, which SQLite assigns as one more than the
 // largest in the table: Ack never deletes the newest log row, so numbers are
@@ -51,6 +52,7 @@ var internalDDL = []string{
 	`CREATE TABLE IF NOT EXISTS _lattice_layout(id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, columns TEXT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS _lattice_log(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, layout INTEGER NOT NULL, op INTEGER NOT NULL, at INTEGER)`,
 	`CREATE TABLE IF NOT EXISTS _lattice_apply(x INTEGER PRIMARY KEY)`,
+	idmapDDL,
 }
 
 // logFixed is the number of _lattice_log columns besides the values: seq,
@@ -75,7 +77,7 @@ func valueColumns(n int) string {
 	return strings.Join(cols, ",")
 }
 
-var internalTables = []string{"_lattice_log", "_lattice_layout", "_lattice_meta", "_lattice_apply"}
+var internalTables = []string{"_lattice_log", "_lattice_layout", "_lattice_meta", "_lattice_apply", "_lattice_idmap"}
 
 // Log row operations. The value columns c0, c1, ... hold, for a layout of
 // n columns:
@@ -524,8 +526,8 @@ func triggers(l *layout) []trigger {
 }
 
 // Uninstall removes everything the adapter installed in the database at
-// cfg.Path: the capture triggers and the lattice tables, change log
-// included. Run it only with the sidecar stopped; a cursor the sidecar kept
+// cfg.Path: the capture triggers and the lattice tables, change log and
+// ID map included. Run it only with the sidecar stopped; a cursor the sidecar kept
 // is worthless afterwards (the next Open starts a new change log, and
 // Capture refuses the old cursor). SQLite's own sqlite_sequence table, which
 // the layouts' AUTOINCREMENT created, stays (SQLite cannot drop it), without

@@ -26,6 +26,9 @@ type column struct {
 
 	date    bool // declared DATE: midnight is stored as YYYY-MM-DD
 	decimal bool // declared NUMERIC or DECIMAL: exact decimal text
+	// generated: SQLite fills the column when an insert leaves it out (see
+	// generatedColumns). Not part of the layout: log rows do not depend on it.
+	generated bool
 }
 
 // layout is the column list a table's triggers write log rows in. A new
@@ -102,6 +105,8 @@ type table struct {
 	// Config.Local): the last arguments of upsert, which an update leaves
 	// alone.
 	fills []any
+	// fillNames are the quoted names of the columns of fills.
+	fillNames []string
 }
 
 // newTable makes the table of a mapped layout (see mapLayout); fills are
@@ -123,7 +128,7 @@ func newTable(l *layout, fills []fill) *table {
 		t.synced = append(t.synced, c)
 		t.info.Columns = append(t.info.Columns, adapters.Column{
 			Name: c.Name, Kind: c.Kind, Elem: c.Elem, Type: c.Type,
-			Nullable: !c.NotNull && !isKey[c],
+			Nullable: !c.NotNull && !isKey[c], Generated: c.generated,
 		})
 		name := quoteIdent(c.Name)
 		names = append(names, name)
@@ -136,6 +141,7 @@ func newTable(l *layout, fills []fill) *table {
 		names = append(names, quoteIdent(f.col.Name))
 		marks = append(marks, "?")
 		t.fills = append(t.fills, f.arg)
+		t.fillNames = append(t.fillNames, quoteIdent(f.col.Name))
 	}
 	keyNames := make([]string, len(l.key))
 	where := make([]string, len(l.key))
@@ -219,7 +225,7 @@ func discoverTable(ctx context.Context, q querier, name string) (*found, error) 
 	if err := crdt.ValidateName(name); err != nil {
 		f.problems = append(f.problems, fmt.Sprintf("its name cannot be a collection name: %v", err))
 	}
-	rows, err := q.QueryContext(ctx, `SELECT name, type, "notnull", pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`, name)
+	rows, err := q.QueryContext(ctx, `SELECT name, type, "notnull", pk, hidden, dflt_value IS NOT NULL FROM pragma_table_xinfo(?) ORDER BY cid`, name)
 	if err != nil {
 		return nil, errors.Wrapf(err, "read columns of table %s", name)
 	}
@@ -227,7 +233,8 @@ func discoverTable(ctx context.Context, q querier, name string) (*found, error) 
 	for rows.Next() {
 		var cname, ctype string
 		var notNull, pk, hidden int
-		if err := rows.Scan(&cname, &ctype, &notNull, &pk, &hidden); err != nil {
+		var hasDefault bool
+		if err := rows.Scan(&cname, &ctype, &notNull, &pk, &hidden, &hasDefault); err != nil {
 			return nil, errors.Wrapf(err, "read columns of table %s", name)
 		}
 		if hidden != 0 {
@@ -248,10 +255,14 @@ func discoverTable(ctx context.Context, q querier, name string) (*found, error) 
 			f.problems = append(f.problems, fmt.Sprintf("key column %s has type %q, which cannot be part of a key", cname, ctype))
 			continue
 		}
-		f.cols = append(f.cols, &column{Name: cname, Type: ctype, Kind: kind, Elem: elem, Key: pk, NotNull: notNull != 0})
+		f.cols = append(f.cols, &column{Name: cname, Type: ctype, Kind: kind, Elem: elem, Key: pk, NotNull: notNull != 0, generated: hasDefault})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, errors.Wrapf(err, "read columns of table %s", name)
+	}
+	rows.Close()
+	if err := markRowidAlias(ctx, q, name, f.cols); err != nil {
+		return nil, err
 	}
 	if len(f.cols) > maxTableColumns {
 		f.problems = append(f.problems, fmt.Sprintf("it has %d columns; the change log holds rows of at most %d", len(f.cols), maxTableColumns))

@@ -720,45 +720,53 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []by
 			after = seq
 		}
 	}
-	pos, deferred, err := a.apply(ctx, writes, after)
-	return adapters.Applied{Position: pos, Deferred: deferred}, err
+	pos, deferred, generated, err := a.apply(ctx, writes, after)
+	return adapters.Applied{Position: pos, Deferred: deferred, Generated: generated}, err
 }
 
 // apply writes writes, deferring those whose records have changes logged
-// after the sequence number after (-1: after the acknowledged position).
-func (a *Adapter) apply(ctx context.Context, writes []adapters.Write, after int64) ([]byte, []int, error) {
+// after the sequence number after (-1: after the acknowledged position). It
+// returns the keys generated for writes with a NewKey, by write index.
+func (a *Adapter) apply(ctx context.Context, writes []adapters.Write, after int64) ([]byte, []int, map[int]crdt.Key, error) {
 	cat, err := a.current(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	type stmt struct {
 		w    *adapters.Write
 		t    *table
 		args []any
+		// fresh: w has a NewKey the ID map does not hold; insertNew
+		// inserts it.
+		fresh bool
 	}
 	stmts := make([]stmt, len(writes))
 	for i := range writes {
 		w := &writes[i]
-		t, args, err := prepareWrite(cat, w)
-		if err != nil {
-			return nil, nil, adapters.BadRow(w.Collection, w.Key, err)
+		prepare := prepareWrite
+		if w.NewKey != "" {
+			prepare = prepareNew
 		}
-		stmts[i] = stmt{w: w, t: t, args: args}
+		t, args, err := prepare(cat, w)
+		if err != nil {
+			return nil, nil, nil, adapters.BadRow(w.Collection, writeKey(w), err)
+		}
+		stmts[i] = stmt{w: w, t: t, args: args, fresh: w.NewKey != ""}
 	}
 	// Writing into a file deleted or replaced since it was opened would
 	// lose the writes: database checks the file first.
 	db, err := a.database(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, nil, unavailable(errors.Wrap(err, "apply: begin"))
+		return nil, nil, nil, unavailable(errors.Wrap(err, "apply: begin"))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	var seq int64
 	if err := tx.QueryRowContext(ctx, logHead).Scan(&seq); err != nil {
-		return nil, nil, unavailable(errors.Wrap(err, "apply: read change log position"))
+		return nil, nil, nil, unavailable(errors.Wrap(err, "apply: read change log position"))
 	}
 	// A since past the head is from a later state of a file since
 	// replaced by an older copy (same install ID): it says nothing of this
@@ -766,11 +774,35 @@ func (a *Adapter) apply(ctx context.Context, writes []adapters.Write, after int6
 	if after > seq {
 		after = -1
 	}
+	// A NewKey the ID map holds was inserted by an earlier Apply: the write
+	// updates that record under its local key.
+	generated := map[int]crdt.Key{}
+	for i := range stmts {
+		s := &stmts[i]
+		if !s.fresh {
+			continue
+		}
+		local, err := mappedKey(ctx, tx, s.w)
+		if err != nil {
+			return nil, nil, nil, unavailable(errors.Wrap(err, "apply: read the id map"))
+		}
+		if local == "" {
+			continue
+		}
+		w, err := asUpdate(cat, s.w, local)
+		if err == nil {
+			s.t, s.args, err = prepareWrite(cat, &w)
+		}
+		if err != nil {
+			return nil, nil, nil, adapters.BadRow(s.w.Collection, s.w.NewKey, err)
+		}
+		s.w, s.fresh, generated[i] = &w, false, local
+	}
 	// The transaction holds SQLite's write lock from its start, so no user
 	// writes between this look at the log and the writes below.
 	busy, err := a.uncaptured(ctx, tx, cat, writes, after)
 	if err != nil {
-		return nil, nil, unavailable(errors.Wrap(err, "apply: read uncaptured changes"))
+		return nil, nil, nil, unavailable(errors.Wrap(err, "apply: read uncaptured changes"))
 	}
 	var deferred []int
 	for i, s := range stmts {
@@ -779,10 +811,10 @@ func (a *Adapter) apply(ctx context.Context, writes []adapters.Write, after int6
 		}
 	}
 	if len(deferred) == len(stmts) {
-		return encodeCursor(cat.installID, seq), deferred, nil
+		return encodeCursor(cat.installID, seq), deferred, nil, nil
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO _lattice_apply(x) VALUES(1)`); err != nil {
-		return nil, nil, unavailable(errors.Wrap(err, "apply: set echo marker"))
+		return nil, nil, nil, unavailable(errors.Wrap(err, "apply: set echo marker"))
 	}
 	prepared := map[string]*sql.Stmt{}
 	defer func() {
@@ -794,31 +826,48 @@ func (a *Adapter) apply(ctx context.Context, writes []adapters.Write, after int6
 		if len(deferred) > 0 && slices.Contains(deferred, i) {
 			continue
 		}
+		if s.fresh {
+			local, err := insertNew(ctx, tx, s.t, s.w, s.args)
+			if err != nil {
+				if isRowFault(err) {
+					return nil, nil, nil, adapters.BadRow(s.w.Collection, s.w.NewKey, err)
+				}
+				return nil, nil, nil, unavailable(errors.Wrapf(err, "apply: insert %s/new %s", s.w.Collection, s.w.NewKey))
+			}
+			generated[i] = local
+			continue
+		}
 		q := s.t.upsert
 		if s.w.Row == nil {
 			q = s.t.delete
+			if err := unmap(ctx, tx, s.w); err != nil {
+				return nil, nil, nil, unavailable(errors.Wrap(err, "apply"))
+			}
 		}
 		ps, ok := prepared[q]
 		if !ok {
 			if ps, err = tx.PrepareContext(ctx, q); err != nil {
-				return nil, nil, errors.Wrapf(err, "apply: prepare statement for %s", s.t.table)
+				return nil, nil, nil, errors.Wrapf(err, "apply: prepare statement for %s", s.t.table)
 			}
 			prepared[q] = ps
 		}
 		if _, err := ps.ExecContext(ctx, s.args...); err != nil {
 			if isRowFault(err) {
-				return nil, nil, adapters.BadRow(s.w.Collection, s.w.Key, err)
+				return nil, nil, nil, adapters.BadRow(s.w.Collection, writeKey(&writes[i]), err)
 			}
-			return nil, nil, unavailable(errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key))
+			return nil, nil, nil, unavailable(errors.Wrapf(err, "apply: write %s/%s", s.w.Collection, s.w.Key))
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM _lattice_apply`); err != nil {
-		return nil, nil, unavailable(errors.Wrap(err, "apply: clear echo marker"))
+		return nil, nil, nil, unavailable(errors.Wrap(err, "apply: clear echo marker"))
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, nil, unavailable(errors.Wrap(err, "apply: commit"))
+		return nil, nil, nil, unavailable(errors.Wrap(err, "apply: commit"))
 	}
-	return encodeCursor(cat.installID, seq), deferred, nil
+	if len(generated) == 0 {
+		generated = nil
+	}
+	return encodeCursor(cat.installID, seq), deferred, generated, nil
 }
 
 // uncaptured returns the records of writes' tables that have a change in
