@@ -1,6 +1,7 @@
 package mapping_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,34 @@ func assertRow(t *testing.T, got, want crdt.Row) {
 		if g, ok := got[k]; !ok || !crdt.Equal(g, w) {
 			t.Errorf("%s = %v, want %v (row %v)", k, g, w, got)
 		}
+	}
+}
+
+// TestDocExample compiles the example of docs/mapping.md and describes the
+// CRM table with it.
+func TestDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/mapping.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in docs/mapping.md")
+	}
+	var node struct {
+		Mapping mapping.Config `yaml:"mapping"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(block))
+	dec.KnownFields(true)
+	if err := dec.Decode(&node); err != nil {
+		t.Fatal(err)
+	}
+	m, err := mapping.Compile(node.Mapping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Table("Account").Describe(accountTable()); err != nil {
+		t.Fatal(err)
 	}
 }
