@@ -23,7 +23,7 @@ tables:
 
 // benchCELYAML adds an expression pair: FullName <-> first_name, last_name.
 const benchCELYAML = benchYAML + `
-      FullName: {to_system: "fields.last_name == '' ? fields.first_name : fields.first_name + ' ' + fields.last_name"}
+      FullName: {to_system: "[fields.first_name, fields.last_name].filter(s, s != null && s != '').join(' ')"}
     fields:
       first_name: {from: "row.FullName.split(' ', 2)[0]"}
       last_name: {from: "row.FullName.contains(' ') ? row.FullName.split(' ', 2)[1] : ''"}

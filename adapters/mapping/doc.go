@@ -61,10 +61,12 @@
 // name; a column computed back (ColumnConfig.ToSystem) is an expression over
 // fields, the collection row by field name. An expression reads its
 // variable only by constant names (row.full_name, row['Full Name']): those
-// are its inputs, checked against the table by Describe. Inputs are strict
-// in null: an expression whose input is null gives null without running, so
-// expressions need not test for null. On capture, a computed field whose
-// input is missing from the row (unchanged) is left out. Each evaluation is
+// are its inputs, checked against the table by Describe. An expression
+// whose inputs are all null gives null without running; otherwise it sees
+// null inputs as CEL null and must handle them (an expression that fails
+// parks the row: loud, never a silent loss). On capture, a computed field
+// that reads a column missing from the row (unchanged) is left out; on
+// apply, a missing field reads as null. Each evaluation is
 // bounded by CostLimit; exceeding it fails the row. Values travel as their
 // CEL types: string, int, double, bool, bytes, google.protobuf.Timestamp,
 // null, lists; JSON documents as their text.

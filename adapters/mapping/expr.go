@@ -161,9 +161,8 @@ func outputKind(out *cel.Type) crdt.Kind {
 	return crdt.KindNull
 }
 
-// eval evaluates e over row, which holds its inputs (the caller checks that
-// they are present and not null), and converts the result to kind want
-// (null: any kind).
+// eval evaluates e over row, a missing input as null, and converts the
+// result to kind want (null: any kind).
 func (e *expr) eval(row crdt.Row, want crdt.Kind) (crdt.Value, error) {
 	in := make(map[string]ref.Val, len(e.inputs))
 	for _, n := range e.inputs {

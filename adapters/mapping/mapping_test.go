@@ -30,7 +30,7 @@ tables:
       Vip: {field: vip, convert: bool:Y/N}
       Balance: {field: balance, convert: cents}
       Owner: {local: true, default: sales}
-      FullName: {to_system: "fields.last_name == '' ? fields.first_name : fields.first_name + ' ' + fields.last_name"}
+      FullName: {to_system: "[fields.first_name, fields.last_name].filter(s, s != null && s != '').join(' ')"}
     fields:
       first_name: {from: "row.FullName.split(' ', 2)[0]"}
       last_name: {from: "row.FullName.contains(' ') ? row.FullName.split(' ', 2)[1] : ''"}
@@ -169,13 +169,20 @@ func TestMissingAndNull(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertRow(t, got, crdt.Row{"email": crdt.String("a@b"), "status": crdt.Null()})
-	// A null input gives null fields; null fields give a null column.
+	// Null inputs only give null fields.
 	got, err = tm.ToCollection(crdt.Row{"FullName": crdt.Null()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertRow(t, got, crdt.Row{"first_name": crdt.Null(), "last_name": crdt.Null()})
+	// On apply, a missing field reads as null, which the expression sees
+	// unless all it reads is null.
 	back, err := tm.ToSystem(crdt.Row{"email": crdt.String("a@b"), "first_name": crdt.String("Ann")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRow(t, back, crdt.Row{"Email": crdt.String("a@b"), "FullName": crdt.String("Ann")})
+	back, err = tm.ToSystem(crdt.Row{"email": crdt.String("a@b"), "last_name": crdt.Null()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,8 +101,8 @@ func (c *column) back(v crdt.Value) (crdt.Value, error) {
 // mapped and converted, computed fields evaluated, local columns and columns
 // computed by to_system dropped. A column missing from the row (a value the
 // capture did not report, unchanged) leaves its field missing, and so does a
-// computed field that reads a missing column; a computed field that reads a
-// null column is null. A value that a value map or a conversion refuses, or
+// computed field that reads a missing column; a computed field whose
+// columns are all null is null. A value that a value map or a conversion refuses, or
 // an expression that fails, is an error naming the table, the column and the
 // value.
 func (tm *TableMap) ToCollection(row crdt.Row) (crdt.Row, error) {
@@ -147,8 +147,8 @@ func (tm *TableMap) ToCollection(row crdt.Row) (crdt.Row, error) {
 // (system column names), the inverse of ToCollection: fields renamed back,
 // values mapped and converted back, columns with a to_system expression
 // evaluated. Fields without a column (computed fields, names a listed
-// column gives up) are left out. A null stays null, and a to_system
-// expression that reads a null or missing field gives null. A value that a
+// column gives up) are left out. A null stays null; a to_system expression
+// reads a missing field as null, and gives null when all it reads is null. A value that a
 // value map or a conversion refuses, or an expression that fails, is an
 // error naming the table, the column and the value.
 func (tm *TableMap) ToSystem(row crdt.Row) (crdt.Row, error) {
@@ -180,21 +180,21 @@ func (tm *TableMap) ToSystem(row crdt.Row) (crdt.Row, error) {
 	return out, nil
 }
 
-// evalOver evaluates e over row when all its inputs are present and not
-// null. A missing input gives no value (ok false) when missingOut, null
-// otherwise; a null input gives null.
+// evalOver evaluates e over row. A missing input gives no value (ok false)
+// when missingOut, and counts as null otherwise. When every input is null
+// the result is null and e does not run; otherwise nulls are visible to e.
 func evalOver(e *expr, row crdt.Row, want crdt.Kind, missingOut bool) (v crdt.Value, ok bool, err error) {
-	null := false
+	allNull := len(e.inputs) > 0
 	for _, in := range e.inputs {
 		x, present := row[in]
-		switch {
-		case !present && missingOut:
+		if !present && missingOut {
 			return crdt.Value{}, false, nil
-		case !present || x.IsNull():
-			null = true
+		}
+		if present && !x.IsNull() {
+			allNull = false
 		}
 	}
-	if null {
+	if allNull {
 		return crdt.Null(), true, nil
 	}
 	v, err = e.eval(row, want)
