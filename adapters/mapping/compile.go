@@ -85,7 +85,7 @@ func configError(path, hint, format string, args ...any) error {
 
 // wrapConfig returns err about the config key at path, with a hint.
 func wrapConfig(err error, path, hint string) error {
-	return errors.WithHint(errors.Newf("%s: %s", path, err.Error()), hint)
+	return errors.WithHint(errors.Wrap(err, path), hint)
 }
 
 func compileTable(name string, tc TableConfig) (*TableMap, error) {
