@@ -57,6 +57,10 @@ func TestCompileErrors(t *testing.T) {
 			`mapping.tables.Account.fields.o.from: the expression reads local column Owner`},
 		{"to_system does not compile", `{Account: {columns: {FullName: {to_system: "fields.a +"}}}}`,
 			`mapping.tables.Account.columns.FullName.to_system: ERROR`},
+		{"default not a scalar", `{Account: {columns: {Owner: {local: true, default: [1]}}}}`,
+			`mapping.tables.Account.columns.Owner.default: a default of type []interface {} is not a scalar`},
+		{"empty column name", `{Account: {columns: {"": {field: x}}}}`,
+			`mapping.tables.Account.columns.: empty column name`},
 		{"reference with values", `{Order: {columns: {customer_id: {references: customers, values: {a: b}}}}}`,
 			`mapping.tables.Order.columns.customer_id.references: reference column customer_id has values or convert`},
 	} {

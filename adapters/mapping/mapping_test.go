@@ -161,6 +161,25 @@ func TestLocalAndKeys(t *testing.T) {
 	}
 }
 
+func TestLocalDefaults(t *testing.T) {
+	local := compileYAML(t, `
+tables:
+  t:
+    columns:
+      n: {local: true, default: 0}
+      b: {local: true, default: true}
+      f: {local: true, default: 1.5}
+      d: {local: true, default: 2026-12-03}
+      s: {local: true, default: "x"}
+      z: {local: true, default: null}
+`).Local()["t"]
+	want := crdt.Row{
+		"n": crdt.Int(0), "b": crdt.Bool(true), "f": crdt.Float(1.5),
+		"d": crdt.Time(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)), "s": crdt.String("x"), "z": crdt.Null(),
+	}
+	assertRow(t, local, want)
+}
+
 func TestMissingAndNull(t *testing.T) {
 	tm := compileYAML(t, crmYAML).Table("Account")
 	// An update that did not report FullName leaves its fields missing.
