@@ -215,6 +215,15 @@ type IDMapper interface {
 	IDMap(ctx context.Context, table string) (map[crdt.Key]crdt.Key, error)
 }
 
+// RoundTripper is implemented by adapters that map values on their way
+// into the system and back (adapters/mapping). RoundTrip returns the
+// collection row the system holds once row is written into it and read
+// back: row itself when the mapping carries every value exactly.
+// Verification compares the system with the merged state through it.
+type RoundTripper interface {
+	RoundTrip(collection string, row crdt.Row) (crdt.Row, error)
+}
+
 // Sink receives captured batches. It returns only once the batch is
 // durable (or failed). The batch, its changes and their rows belong to the
 // sink once passed: the adapter does not reuse them, and the sink may keep

@@ -7,7 +7,9 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/adapters/mapping"
 	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/crdt"
 )
 
 // openAdapter opens the adapter the config names. Adapters register
@@ -22,7 +24,18 @@ func openAdapter(ctx context.Context, cfg Config, clk clock.Clock, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	var keys map[string][]string
+	var local map[string]map[string]crdt.Value
+	if len(cfg.Mapping.Tables) > 0 {
+		m, err := mapping.Compile(cfg.Mapping)
+		if err != nil {
+			return nil, err
+		}
+		keys, local = m.NaturalKeys(), m.Local()
+	}
 	a, err := open(ctx, adapters.Options{
+		Keys:         keys,
+		Local:        local,
 		DSN:          dsn,
 		Node:         cfg.Node,
 		Tables:       cfg.Adapter.Tables,

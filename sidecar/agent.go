@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/adapters/mapping"
 	"github.com/lattice-crdt/lattice/clock"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
@@ -68,6 +69,10 @@ type Agent struct {
 	store  *store.Store
 	node   *gossip.Node
 	adp    adapters.Adapter
+	// mapped is the mapping over the system's adapter when the config has
+	// one (adp is then it); roundTrip is adp's RoundTripper, if any.
+	mapped    *mapping.Adapter
+	roundTrip adapters.RoundTripper
 	token  string
 	// eng decides what captured changes, API writes and applies do; the
 	// agent drives it (steps under engMu, through store.Commit) and carries
@@ -217,6 +222,15 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 			return nil, err
 		}
 	}
+	if a.adp != nil && len(cfg.Mapping.Tables) > 0 {
+		m, err := mapping.Compile(cfg.Mapping)
+		if err != nil {
+			return nil, err
+		}
+		a.mapped = mapping.Wrap(a.adp, m, log.With("component", "mapping"))
+		a.adp = a.mapped.Capable()
+	}
+	a.roundTrip, _ = a.adp.(adapters.RoundTripper)
 	var tables []adapters.Table
 	if a.adp != nil {
 		if tables, err = a.adp.Tables(ctx); err != nil {

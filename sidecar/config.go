@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/adapters/mapping"
 	"github.com/lattice-crdt/lattice/crdt"
 	"go.yaml.in/yaml/v3"
 )
@@ -68,6 +69,10 @@ type Config struct {
 	API         APIConfig                   `yaml:"api"`
 	Adapter     AdapterConfig               `yaml:"adapter"`
 	Collections map[string]CollectionConfig `yaml:"collections"`
+	// Mapping maps this node's system (its tables, columns, values and
+	// keys) to the cluster's collections (docs/mapping.md). It is local to
+	// the node; the merge rules under collections are the cluster's.
+	Mapping mapping.Config `yaml:"mapping"`
 	Gossip      GossipConfig                `yaml:"gossip"`
 	Store       StoreConfig                 `yaml:"store"`
 	Conflicts   ConflictsConfig             `yaml:"conflicts"`
@@ -484,6 +489,14 @@ func (c *Config) fill() error {
 	case "text", "json":
 	default:
 		return keyErr("log.format", "%q: use text or json", c.Log.Format)
+	}
+	if len(c.Mapping.Tables) > 0 {
+		if c.Adapter.Kind == AdapterNone {
+			return keyErr("mapping", "maps a system's tables, and adapter.kind is none")
+		}
+		if _, err := mapping.Compile(c.Mapping); err != nil {
+			return errors.Wrap(err, "config")
+		}
 	}
 	return nil
 }

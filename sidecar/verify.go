@@ -555,7 +555,7 @@ func compareRange(ci *engine.Mapping, col *crdt.Collection, rows []adapters.Chan
 			continue
 		}
 		var h crdt.Hash
-		h, buf = rowHash(buf, col.Name, f.Key, mergedRow(ci, col, f.Record))
+		h, buf = rowHash(buf, col.Name, f.Key, mergedRow(a.roundTrip, ci, col, f.Record))
 		mh[f.Key] = h
 		mergedFP = mergedFP.Add(h)
 	}
@@ -588,11 +588,19 @@ func systemRow(ci *engine.Mapping, col *crdt.Collection, row crdt.Row) crdt.Row 
 }
 
 // mergedRow is a merged record's visible row as the system would hold it:
-// only the fields that are columns of the system's table, normalized.
-func mergedRow(ci *engine.Mapping, col *crdt.Collection, r *crdt.Record) crdt.Row {
+// only the fields that are columns of the system's table, normalized, and
+// carried through the mapping and back where the adapter maps values (rt,
+// nil when it does not), so that a value the mapping normalises once is
+// not drift.
+func mergedRow(rt adapters.RoundTripper, ci *engine.Mapping, col *crdt.Collection, r *crdt.Record) crdt.Row {
 	view := r.View(col)
 	if view == nil {
 		return nil
+	}
+	if rt != nil {
+		if back, err := rt.RoundTrip(col.Name, view); err == nil {
+			view = back
+		}
 	}
 	return normalRow(ci, col, view)
 }
@@ -711,7 +719,7 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 			if err != nil {
 				return nil, nil, err
 			}
-			if d, ok := diffRecord(ci, col, k, sys[k], rec); ok {
+			if d, ok := diffRecord(a.roundTrip, ci, col, k, sys[k], rec); ok {
 				out = append(out, d)
 			}
 		}
@@ -728,9 +736,9 @@ func (a *Agent) confirm(ctx context.Context, rr adapters.RangeReader, ids []crdt
 }
 
 // diffRecord compares a system row (nil: none) with a merged record.
-func diffRecord(ci *engine.Mapping, col *crdt.Collection, k crdt.Key, sys crdt.Row, rec *crdt.Record) (drifted, bool) {
+func diffRecord(rt adapters.RoundTripper, ci *engine.Mapping, col *crdt.Collection, k crdt.Key, sys crdt.Row, rec *crdt.Record) (drifted, bool) {
 	d := drifted{Drift: Drift{Collection: col.Name, Key: k.String()}, id: crdt.MakeID(col.Name, k), key: k, system: sys, known: rec != nil}
-	merged := mergedRow(ci, col, rec)
+	merged := mergedRow(rt, ci, col, rec)
 	switch {
 	case sys == nil && merged == nil:
 		return d, false
