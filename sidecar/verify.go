@@ -496,7 +496,7 @@ func (a *Agent) compareSpan(ctx context.Context, p *verifyPass, ci *engine.Mappi
 	p.rep.Ranges++
 	p.rep.Rows += int64(len(rows))
 	p.rep.Records += int64(merged.Len())
-	differ, fp := compareRange(ci, col, rows, merged)
+	differ, fp := compareRange(a.roundTrip, ci, col, rows, merged)
 	p.digest = p.digest.Combine(fp)
 	if len(differ) > 0 {
 		p.rep.RangesDiffer++
@@ -539,7 +539,7 @@ type drifted struct {
 // merged records of the same range: fingerprints first, then record by
 // record when they differ. It returns the IDs that differ and the
 // fingerprint of the system's rows.
-func compareRange(ci *engine.Mapping, col *crdt.Collection, rows []adapters.Change, merged *crdt.Delta) ([]crdt.ID, crdt.Fingerprint) {
+func compareRange(rt adapters.RoundTripper, ci *engine.Mapping, col *crdt.Collection, rows []adapters.Change, merged *crdt.Delta) ([]crdt.ID, crdt.Fingerprint) {
 	var sysFP, mergedFP crdt.Fingerprint
 	var buf []byte
 	sys := make(map[crdt.Key]crdt.Hash, len(rows))
@@ -555,7 +555,7 @@ func compareRange(ci *engine.Mapping, col *crdt.Collection, rows []adapters.Chan
 			continue
 		}
 		var h crdt.Hash
-		h, buf = rowHash(buf, col.Name, f.Key, mergedRow(a.roundTrip, ci, col, f.Record))
+		h, buf = rowHash(buf, col.Name, f.Key, mergedRow(rt, ci, col, f.Record))
 		mh[f.Key] = h
 		mergedFP = mergedFP.Add(h)
 	}

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -309,6 +310,9 @@ func (m *Map) Table(systemTable string) *TableMap { return m.tables[systemTable]
 // nil when no table is mapped to it: the table of the same name, if any,
 // holds it as it is.
 func (m *Map) ByCollection(name string) *TableMap { return m.byCollection[name] }
+
+// Tables returns the system tables the map names, sorted.
+func (m *Map) Tables() []string { return slices.Sorted(maps.Keys(m.tables)) }
 
 // Local returns, by system table, the local columns and the values an insert
 // gives them (null: the column's own default), for adapters.Options.Local.
