@@ -16,20 +16,30 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters/postgres/pgtest"
 	"github.com/lattice-crdt/lattice/sidecar"
 )
 
-// The randomized checker: one seeded schedule of SQL clients, API writers
-// and sidecar restarts against a cluster of sidecars beside SQLite
-// databases, then a quiesce and a check of every system against the others
-// and against an oracle built from the writes the clients saw committed.
+// The randomized checker: one seeded schedule of SQL clients, API writers,
+// sidecar restarts and PostgreSQL restarts against a cluster of sidecars
+// beside SQLite and PostgreSQL databases, then a quiesce and a check of
+// every system against the others and against an oracle built from the
+// writes the clients saw committed.
+
+// PostgresSeeded as CheckOptions.Postgres lets each schedule's seed choose
+// how many sidecars sit beside PostgreSQL: one or two, always leaving one
+// beside SQLite.
+const PostgresSeeded = -1
+
+// CheckNodes is the number of sidecars a schedule runs by default.
+const CheckNodes = 3
 
 // CheckOptions configure one checker schedule.
 type CheckOptions struct {
 	// Seed makes the schedule: the same seed makes the same choices (the
 	// interleaving with the sidecars' own goroutines still varies).
 	Seed uint64
-	// Nodes is the number of sidecars (default 3).
+	// Nodes is the number of sidecars (default CheckNodes).
 	Nodes int
 	// Writers is the number of SQL clients per database (default 2), each
 	// on its own connection.
@@ -48,6 +58,16 @@ type CheckOptions struct {
 	// (crdt.DiffFrom without an old row), so it removes the elements other
 	// systems added, which the inserting system never held.
 	TagInserts bool
+	// Postgres is the number of sidecars beside a PostgreSQL database
+	// instead of a SQLite one (which ones is a seeded choice), or
+	// PostgresSeeded. The databases belong to one throwaway server
+	// (pgtest), started with the binaries PostgresBinaries names.
+	Postgres         int
+	PostgresBinaries pgtest.Binaries
+	// PostgresRestarts is the number of times the server is stopped (fast
+	// shutdown) and started again during the writes (default 1 with
+	// Postgres; negative for none).
+	PostgresRestarts int
 	// Restore replaces one database file by an older copy of itself once
 	// in the schedule, while its sidecar runs (checkrestore.go). It is not
 	// in the default schedules because the SQLite adapter's handling of a
@@ -74,6 +94,10 @@ type CheckResult struct {
 	Committed int64  `json:"committed"` // of which the client saw committed
 	Restarts  int    `json:"restarts"`
 	Kills     int    `json:"kills"` // restarts by SIGKILL
+	// Postgres is the number of systems that were PostgreSQL databases,
+	// PostgresRestarts the number of times their server restarted.
+	Postgres         int `json:"postgres"`
+	PostgresRestarts int `json:"postgres_restarts"`
 	// Restored is the number of database files replaced by an older copy
 	// (0 when the schedule left it out, or when the node's clients had
 	// written nothing captured since the copy); Settled tells whether
@@ -92,7 +116,7 @@ type CheckResult struct {
 // the replacement of a database file.
 type checkEvent struct {
 	at   time.Duration
-	kind string // restart, copy, restore
+	kind string // restart, pgrestart, copy, restore
 	node int
 	down time.Duration // restart
 	kill bool          // restart
@@ -102,7 +126,7 @@ type checkEvent struct {
 // CheckOptions.Seed reruns it.
 func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	if o.Nodes == 0 {
-		o.Nodes = 3
+		o.Nodes = CheckNodes
 	}
 	if o.Writers == 0 {
 		o.Writers = 2
@@ -112,6 +136,9 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	}
 	if o.Restarts == 0 {
 		o.Restarts = 2
+	}
+	if o.Nodes < 2 || o.Postgres > o.Nodes {
+		return res, errors.Newf("checker: %d nodes, %d beside PostgreSQL", o.Nodes, o.Postgres)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -124,6 +151,8 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, errors.Wrap(err, "create directory")
 		}
 		owns = true
+	} else if err = os.MkdirAll(dir, 0o755); err != nil {
+		return res, errors.Wrap(err, "create directory")
 	}
 	defer func() {
 		if err != nil {
@@ -134,6 +163,31 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(o.Seed, 0x1a771ce))
+	// Which nodes sit beside PostgreSQL, and with which tags column.
+	pgNodes := map[int]*checkDialect{}
+	if pg := o.Postgres; pg != 0 {
+		if pg == PostgresSeeded {
+			pg = 1 + rng.IntN(min(2, o.Nodes-1))
+		}
+		for _, i := range rng.Perm(o.Nodes)[:pg] {
+			pgNodes[i] = []*checkDialect{&jsonbDialect, &arrayDialect}[rng.IntN(2)]
+		}
+		if o.PostgresRestarts == 0 {
+			o.PostgresRestarts = 1
+		}
+	}
+	res.Postgres = len(pgNodes)
+	var srv *checkServer
+	if len(pgNodes) > 0 {
+		if srv, err = startCheckServer(ctx, o.PostgresBinaries); err != nil {
+			return res, err
+		}
+		defer func() {
+			if cerr := srv.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
 
 	nodes := make([]*checkNode, o.Nodes)
 	defer func() {
@@ -157,13 +211,29 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, err
 		}
 		nodes[i] = n
-		db, err := openCheckDB(n.path)
+		d := &checkDB{dialect: &sqliteDialect}
+		if dl := pgNodes[i]; dl != nil {
+			if n.pg, err = srv.createDB(ctx, n.name); err != nil {
+				return res, err
+			}
+			d.dialect = dl
+			d.db, err = openCheckPostgres(n.pg)
+		} else {
+			d.db, err = openCheckDB(n.path)
+		}
 		if err != nil {
 			return res, err
 		}
-		dbs[i] = &checkDB{db: db}
-		if _, err := db.ExecContext(ctx, checkSchema); err != nil {
-			return res, errors.Wrapf(err, "create items in %s", n.path)
+		dbs[i] = d
+		if _, err := d.db.ExecContext(ctx, d.dialect.schema); err != nil {
+			return res, errors.Wrapf(err, "create items in %s's database", n.name)
+		}
+		if d.dialect.postgres() {
+			for _, q := range pgCountTriggers {
+				if _, err := d.db.ExecContext(ctx, q); err != nil {
+					return res, errors.Wrapf(err, "install write counters in %s's database", n.name)
+				}
+			}
 		}
 	}
 	// Every node joins the others: a restarted one finds whoever is up.
@@ -184,6 +254,9 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	// The write counters' triggers read the adapter's apply marker table,
 	// which exists once the sidecars run.
 	for i, d := range dbs {
+		if d.dialect.postgres() {
+			continue
+		}
 		for _, q := range countTriggers {
 			if _, err := d.db.ExecContext(ctx, q); err != nil {
 				return res, errors.Wrapf(err, "install write counters in %s", nodes[i].path)
@@ -194,14 +267,15 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	if !o.TagInserts {
 		// The tag rows exist everywhere before the clients start.
 		for id := tagKeyFirst; id <= tagKeyLast; id++ {
-			if _, err := dbs[0].db.ExecContext(ctx, `INSERT INTO items (id, tags) VALUES (?, '[]')`, id); err != nil {
+			q := dbs[0].dialect
+			if _, err := dbs[0].db.ExecContext(ctx, q.q(`INSERT INTO items (id, tags) VALUES ($1, `+q.empty+`)`), id); err != nil {
 				return res, errors.Wrap(err, "create the tag rows")
 			}
 		}
 		err := waitUntil(ctx, 60*time.Second, func() (bool, string) {
 			for i, d := range dbs {
 				var n int
-				if err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM items WHERE id BETWEEN ? AND ?`, tagKeyFirst, tagKeyLast).Scan(&n); err != nil {
+				if err := d.db.QueryRowContext(ctx, d.dialect.q(`SELECT count(*) FROM items WHERE id BETWEEN $1 AND $2`), tagKeyFirst, tagKeyLast).Scan(&n); err != nil {
 					return false, err.Error()
 				}
 				if n < tagKeyLast-tagKeyFirst+1 {
@@ -222,9 +296,22 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		events = append(events, checkEvent{at: at, kind: "restart", node: rng.IntN(len(nodes)),
 			down: time.Duration(rng.Int64N(int64(300 * time.Millisecond))), kill: o.Binary != "" && rng.IntN(2) == 0})
 	}
+	if len(pgNodes) > 0 {
+		for r := range max(o.PostgresRestarts, 0) {
+			part := o.Duration / time.Duration(o.PostgresRestarts)
+			events = append(events, checkEvent{at: time.Duration(r)*part + time.Duration(rng.Int64N(int64(part))), kind: "pgrestart",
+				down: time.Duration(rng.Int64N(int64(300 * time.Millisecond)))})
+		}
+	}
 	settle := rng.IntN(2) == 0
-	if o.Restore {
-		node := rng.IntN(len(nodes))
+	var sqlite []int
+	for i := range nodes {
+		if pgNodes[i] == nil {
+			sqlite = append(sqlite, i)
+		}
+	}
+	if o.Restore && len(sqlite) > 0 {
+		node := sqlite[rng.IntN(len(sqlite))]
 		copyAt := o.Duration/20 + time.Duration(rng.Int64N(int64(o.Duration*3/10)))
 		restoreAt := copyAt + o.Duration/5 + time.Duration(rng.Int64N(int64(o.Duration/4)))
 		events = append(events, checkEvent{at: copyAt, kind: "copy", node: node}, checkEvent{at: restoreAt, kind: "restore", node: node})
@@ -274,6 +361,11 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 					if e.kill {
 						res.Kills++
 					}
+				}
+			case "pgrestart":
+				err = srv.restart(ctx, func() bool { return sleepUntil(ctx, time.Now().Add(e.down)) })
+				if err == nil {
+					res.PostgresRestarts++
 				}
 			case "copy":
 				if !settle {
@@ -326,12 +418,19 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 				first = st.Digest
 			}
 			records = append(records, st.Records)
-			last, acked, err := captureState(ctx, dbs[i].db)
-			if err != nil {
-				return false, err.Error()
-			}
-			if last > acked {
-				return false, fmt.Sprintf("%s captured %d of %d", n.name, acked, last)
+			// SQLite's change log tells how far capture is. PostgreSQL's
+			// slot reports its position late (every 10 s when idle): there
+			// a write not captured yet leaves its database different from
+			// the others (every client write changes its row), which the
+			// comparison below finds.
+			if !dbs[i].dialect.postgres() {
+				last, acked, err := captureState(ctx, dbs[i].db)
+				if err != nil {
+					return false, err.Error()
+				}
+				if last > acked {
+					return false, fmt.Sprintf("%s captured %d of %d", n.name, acked, last)
+				}
 			}
 			if st.Digest != first {
 				return false, n.name + " digest differs"
@@ -342,7 +441,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 		final = final[:0]
 		for i := range nodes {
-			t, err := readCheckTable(ctx, dbs[i].db)
+			t, err := readCheckTable(ctx, dbs[i])
 			if err != nil {
 				return false, err.Error()
 			}
@@ -356,7 +455,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		return true, ""
 	})
 	if err != nil {
-		return res, errors.Wrap(err, "quiesce")
+		return res, errors.Wrapf(err, "quiesce (%s; schedule %s)", describeDialects(dbs), describe(events, settle))
 	}
 	res.Rows = len(final[0])
 	for _, n := range nodes {
@@ -369,11 +468,11 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}
 	if err := l.check(final[0]); err != nil {
-		return res, errors.Wrapf(err, "schedule %s", describe(events, settle))
+		return res, errors.Wrapf(err, "%s; schedule %s", describeDialects(dbs), describe(events, settle))
 	}
 	counts := make([]writeCounts, len(nodes))
 	for i, d := range dbs {
-		c, err := readCounts(ctx, d.db)
+		c, err := d.counts(ctx)
 		if err != nil {
 			return res, err
 		}
@@ -397,6 +496,9 @@ func describe(events []checkEvent, settle bool) string {
 	var parts []string
 	for _, e := range events {
 		s := fmt.Sprintf("%s n%d at %s", e.kind, e.node+1, e.at.Round(time.Millisecond))
+		if e.kind == "pgrestart" {
+			s = fmt.Sprintf("postgresql restart at %s (down %s)", e.at.Round(time.Millisecond), e.down.Round(time.Millisecond))
+		}
 		switch {
 		case e.kind == "restart" && e.kill:
 			s += " (SIGKILL)"

@@ -35,10 +35,10 @@ func TestLedgerCheckSets(t *testing.T) {
 	const tagRow = tagKeyFirst
 	const own = writerSpace + 1
 	l := newLedger()
-	l.setOp(0, tagRow, "red", true, false)
-	l.setOp(0, tagRow, "u1-1", true, true)
-	l.setOp(0, tagRow, "u1-2", true, true)
-	l.setOp(0, tagRow, "u1-2", false, true)
+	l.setOp(0, tagRow, "red", true, false, false)
+	l.setOp(0, tagRow, "u1-1", true, true, false)
+	l.setOp(0, tagRow, "u1-2", true, true, false)
+	l.setOp(0, tagRow, "u1-2", false, true, false)
 	l.setOwn(0, own, map[string]string{"a": "x", "b": "y", "tags": "blue,red"})
 	l.setOwn(0, own, map[string]string{"a": "x", "b": "y", "tags": "red"})
 	table := func(tags, ownTags string) map[int64]checkRow {
@@ -76,7 +76,7 @@ func TestLedgerWindow(t *testing.T) {
 	l.setWindow(1, true)
 	l.setOwn(1, writerSpace+1, map[string]string{"a": "new", "b": "b"})
 	l.setOwn(0, 2*writerSpace+1, map[string]string{"a": "other", "b": "b"})
-	l.setOp(1, tagKeyFirst, "u1-1", true, true)
+	l.setOp(1, tagKeyFirst, "u1-1", true, true, false)
 	l.setWindow(1, false)
 	final := map[int64]checkRow{
 		writerSpace + 1:   {strp("old"), strp("b"), nil, nil},

@@ -27,9 +27,12 @@ import (
 // through the HTTP API.
 type checkNode struct {
 	name, path, dir string
-	gossip, api     string // host:port, kept across restarts
-	bin             string // lattice binary; "" runs the sidecar in process
-	log             *slog.Logger
+	// pg is the DSN of the node's PostgreSQL database; "" puts the node
+	// beside its SQLite database, path.
+	pg          string
+	gossip, api string // host:port, kept across restarts
+	bin         string // lattice binary; "" runs the sidecar in process
+	log         *slog.Logger
 
 	mu     sync.Mutex
 	a      *sidecar.Agent
@@ -95,10 +98,14 @@ func freePort() (int, error) {
 }
 
 func (n *checkNode) config(join []string) sidecar.Config {
+	adapter := sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items"}, PollInterval: 2 * time.Millisecond}
+	if n.pg != "" {
+		adapter = sidecar.AdapterConfig{Kind: sidecar.AdapterPostgres, DSN: n.pg, Tables: []string{"items"}}
+	}
 	return sidecar.Config{
 		Node: n.name, Data: filepath.Join(n.dir, n.name), Bind: n.gossip, Join: join,
 		Cluster: "lattice-check", API: sidecar.APIConfig{Addr: n.api}, Log: sidecar.LogConfig{Level: "warn"},
-		Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items"}, PollInterval: 2 * time.Millisecond},
+		Adapter: adapter,
 		Apply:   sidecar.ApplyConfig{MaxBackoff: 200 * time.Millisecond},
 		Gossip:  sidecar.GossipConfig{SyncInterval: 300 * time.Millisecond},
 		Verify:  sidecar.VerifyConfig{Disabled: true},
@@ -122,11 +129,14 @@ func (n *checkNode) start(ctx context.Context, join []string) error {
 		return nil
 	}
 	cfg := n.config(join)
-	yaml := fmt.Sprintf("node: %s\ndata: %s\nbind: %s\njoin: [%s]\ncluster: %s\napi:\n  addr: %s\n"+
-		"adapter:\n  kind: sqlite\n  dsn: %s\n  tables: [items]\n  poll_interval: 2ms\n"+
+	adapter := fmt.Sprintf("adapter:\n  kind: %s\n  dsn: %q\n  tables: [items]\n", cfg.Adapter.Kind, cfg.Adapter.DSN)
+	if cfg.Adapter.PollInterval > 0 {
+		adapter += fmt.Sprintf("  poll_interval: %s\n", cfg.Adapter.PollInterval)
+	}
+	yaml := fmt.Sprintf("node: %s\ndata: %s\nbind: %s\njoin: [%s]\ncluster: %s\napi:\n  addr: %s\n%s"+
 		"apply:\n  max_backoff: 200ms\ngossip:\n  sync_interval: 300ms\nverify:\n  disabled: true\nlog:\n  level: warn\n"+
 		"collections:\n  items:\n    fields:\n      tags: orset\n",
-		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, cfg.Adapter.DSN)
+		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, adapter)
 	cfgPath := filepath.Join(n.dir, n.name+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		return errors.Wrap(err, "write config")
