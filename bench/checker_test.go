@@ -52,6 +52,8 @@ func runChecker(t *testing.T, o CheckOptions) {
 			o.Restore = true
 		case "tag-inserts":
 			o.TagInserts = true
+		case "postgres-exact":
+			o.PostgresExact = true
 		default:
 			t.Fatalf("LATTICE_CHECK_WITH: %q is not a part of the checker", w)
 		}
@@ -76,7 +78,7 @@ func runChecker(t *testing.T, o CheckOptions) {
 		if err != nil {
 			t.Fatalf("%+v", err)
 		}
-		t.Logf("seed %d: %d writes (%d committed), %d beside PostgreSQL, %d PostgreSQL restarts, %d restarts, %d files restored, %d rows, rows applied/allowed %s, %.1fs",
-			res.Seed, res.Writes, res.Committed, res.Postgres, res.PostgresRestarts, res.Restarts, res.Restored, res.Rows, WriteSummary(res.Applied, res.Bound), res.Seconds)
+		t.Logf("seed %d: %d writes (%d committed), %d beside PostgreSQL, %d PostgreSQL restarts, %d restarts, %d files restored, %d rows, rows applied/allowed %s, own rows found overwritten %v, %.1fs",
+			res.Seed, res.Writes, res.Committed, res.Postgres, res.PostgresRestarts, res.Restarts, res.Restored, res.Rows, WriteSummary(res.Applied, res.Bound), res.Overwritten, res.Seconds)
 	}
 }

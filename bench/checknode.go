@@ -39,6 +39,10 @@ type checkNode struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	client *sidecar.Client
+	// respawns counts the sidecars started again after they stopped on
+	// their own: one that starts while its PostgreSQL server restarts
+	// exits, and is started again as systemd's Restart=on-failure would.
+	respawns int
 }
 
 func newCheckNode(dir, name, bin string, log *slog.Logger) (*checkNode, error) {
@@ -116,18 +120,34 @@ func (n *checkNode) config(join []string) sidecar.Config {
 }
 
 // start starts the sidecar (joining join) without waiting for it to be
-// ready.
+// ready. A sidecar that cannot start (its PostgreSQL server is restarting)
+// is started again: in this process until it starts, for 30 s at most; as
+// a child process, whenever it exits on its own.
 func (n *checkNode) start(ctx context.Context, join []string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.bin == "" {
+	if n.bin != "" {
+		return n.startLocked(join)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		a, err := sidecar.Start(ctx, n.config(join), sidecar.Options{Logger: n.log})
-		if err != nil {
+		if err == nil {
+			n.a = a
+			return nil
+		}
+		if time.Now().After(deadline) {
 			return errors.Wrapf(err, "start %s", n.name)
 		}
-		n.a = a
-		return nil
+		n.respawns++
+		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
+			return ctx.Err()
+		}
 	}
+}
+
+// startLocked starts the sidecar as a child process; n.mu is held.
+func (n *checkNode) startLocked(join []string) error {
 	cfg := n.config(join)
 	adapter := fmt.Sprintf("adapter:\n  kind: %s\n  dsn: %q\n  tables: [items]\n", cfg.Adapter.Kind, cfg.Adapter.DSN)
 	if cfg.Adapter.PollInterval > 0 {
@@ -156,6 +176,17 @@ func (n *checkNode) start(ctx context.Context, join []string) error {
 		_ = cmd.Wait()
 		_ = logf.Close()
 		close(done)
+		// stop holds n.mu until it has seen done and cleared n.cmd: a
+		// process still current here exited on its own.
+		time.Sleep(100 * time.Millisecond)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.cmd == cmd {
+			n.respawns++
+			if err := n.startLocked(join); err != nil {
+				n.log.Error("start the sidecar again", "err", err)
+			}
+		}
 	}()
 	n.cmd, n.done = cmd, done
 	return nil

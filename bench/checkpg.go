@@ -27,8 +27,8 @@ type checkDialect struct {
 	name, schema string
 	// fromJSON makes a set from parameter p, a JSON array of strings;
 	// single a set of the one element p; add and remove add p to (remove
-	// it from) the row's tags.
-	fromJSON, single, add, remove func(p string) string
+	// it from) the row's tags; has tells whether the row's tags hold p.
+	fromJSON, single, add, remove, has func(p string) string
 	// empty is the empty set; tags reads the column as a JSON array.
 	empty, tags string
 	// placeholder turns $n into the driver's form.
@@ -46,6 +46,9 @@ var sqliteDialect = checkDialect{
 	remove: func(p string) string {
 		return `(SELECT json_group_array(value) FROM json_each(coalesce(items.tags, '[]')) WHERE value != ` + p + `)`
 	},
+	has: func(p string) string {
+		return `EXISTS (SELECT 1 FROM json_each(coalesce(items.tags, '[]')) WHERE value = ` + p + `)`
+	},
 	empty:       `'[]'`,
 	tags:        `CAST(tags AS TEXT)`,
 	placeholder: func(q string) string { return strings.ReplaceAll(q, "$", "?") },
@@ -59,7 +62,10 @@ var jsonbDialect = checkDialect{
 	add: func(p string) string {
 		return `(coalesce(items.tags, '[]'::jsonb) - ` + p + `::text) || jsonb_build_array(` + p + `::text)`
 	},
-	remove:      func(p string) string { return `coalesce(items.tags, '[]'::jsonb) - ` + p + `::text` },
+	remove: func(p string) string { return `coalesce(items.tags, '[]'::jsonb) - ` + p + `::text` },
+	has: func(p string) string {
+		return `coalesce(items.tags, '[]'::jsonb) @> jsonb_build_array(` + p + `::text)`
+	},
 	empty:       `'[]'::jsonb`,
 	tags:        `tags::text`,
 	placeholder: func(q string) string { return q },
@@ -74,6 +80,7 @@ var arrayDialect = checkDialect{
 		return `array_append(array_remove(coalesce(items.tags, '{}'), ` + p + `::text), ` + p + `::text)`
 	},
 	remove:      func(p string) string { return `array_remove(coalesce(items.tags, '{}'), ` + p + `::text)` },
+	has:         func(p string) string { return p + `::text = ANY(coalesce(items.tags, '{}'))` },
 	empty:       `'{}'::text[]`,
 	tags:        `to_jsonb(tags)::text`,
 	placeholder: func(q string) string { return q },
