@@ -76,6 +76,11 @@ type CheckOptions struct {
 	// (CheckResult.Overwritten) and their keys left out of the exact
 	// check. In a SQLite database they always fail the schedule.
 	PostgresExact bool
+	// Partitions is the number of times one sidecar is cut off from the
+	// others for up to a second during the writes (checknet.go): each
+	// sidecar then runs in a network namespace of its own, which needs
+	// Binary, root and the ip command (CanPartition).
+	Partitions int
 	// Restore replaces one database file by an older copy of itself once
 	// in the schedule, while its sidecar runs (checkrestore.go). It is not
 	// in the default schedules because the SQLite adapter's handling of a
@@ -113,6 +118,8 @@ type CheckResult struct {
 	// Respawns is the number of sidecars started again after they could
 	// not start (their PostgreSQL server restarting).
 	Respawns int `json:"respawns"`
+	// Partitions is the number of times a sidecar was cut off.
+	Partitions int `json:"partitions"`
 	// Restored is the number of database files replaced by an older copy
 	// (0 when the schedule left it out, or when the node's clients had
 	// written nothing captured since the copy); Settled tells whether
@@ -131,7 +138,7 @@ type CheckResult struct {
 // the replacement of a database file.
 type checkEvent struct {
 	at   time.Duration
-	kind string // restart, pgrestart, copy, restore
+	kind string // restart, pgrestart, partition, copy, restore
 	node int
 	down time.Duration // restart
 	kill bool          // restart
@@ -154,6 +161,9 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	}
 	if o.Nodes < 2 || o.Postgres > o.Nodes {
 		return res, errors.Newf("checker: %d nodes, %d beside PostgreSQL", o.Nodes, o.Postgres)
+	}
+	if o.Partitions > 0 && o.Binary == "" {
+		return res, errors.New("checker: partitions need the sidecars as child processes (Binary)")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -192,9 +202,18 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}
 	res.Postgres = len(pgNodes)
+	var net *checkNet
+	bridge := ""
+	if o.Partitions > 0 {
+		if net, err = newCheckNet(o.Nodes); err != nil {
+			return res, errors.Wrap(err, "set up network namespaces")
+		}
+		defer net.close()
+		bridge = net.host
+	}
 	var srv *checkServer
 	if len(pgNodes) > 0 {
-		if srv, err = startCheckServer(ctx, o.PostgresBinaries); err != nil {
+		if srv, err = startCheckServer(ctx, o.PostgresBinaries, bridge); err != nil {
 			return res, err
 		}
 		defer func() {
@@ -226,13 +245,24 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, err
 		}
 		nodes[i] = n
-		d := &checkDB{dialect: &sqliteDialect}
-		if dl := pgNodes[i]; dl != nil {
-			if n.pg, err = srv.createDB(ctx, n.name); err != nil {
+		if net != nil {
+			if err := n.inNamespace(net.ns[i], net.ips[i]); err != nil {
 				return res, err
 			}
+		}
+		d := &checkDB{dialect: &sqliteDialect}
+		if dl := pgNodes[i]; dl != nil {
+			var dsn string
+			if dsn, err = srv.createDB(ctx, n.name); err != nil {
+				return res, err
+			}
+			// The sidecar reaches the server from its namespace.
+			n.pg = dsn
+			if net != nil {
+				n.pg = strings.Replace(dsn, "@127.0.0.1:", "@"+bridge+":", 1)
+			}
 			d.dialect = dl
-			d.db, err = openCheckPostgres(n.pg)
+			d.db, err = openCheckPostgres(dsn)
 		} else {
 			d.db, err = openCheckDB(n.path)
 		}
@@ -318,6 +348,11 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 				down: time.Duration(rng.Int64N(int64(300 * time.Millisecond)))})
 		}
 	}
+	for r := range o.Partitions {
+		part := o.Duration / time.Duration(o.Partitions)
+		events = append(events, checkEvent{at: time.Duration(r)*part + time.Duration(rng.Int64N(int64(part))), kind: "partition",
+			node: rng.IntN(len(nodes)), down: 200*time.Millisecond + time.Duration(rng.Int64N(int64(800*time.Millisecond)))})
+	}
 	settle := rng.IntN(2) == 0
 	var sqlite []int
 	for i := range nodes {
@@ -382,6 +417,13 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 				err = srv.restart(ctx, func() bool { return sleepUntil(ctx, time.Now().Add(e.down)) })
 				if err == nil {
 					res.PostgresRestarts++
+				}
+			case "partition":
+				if err = net.cut(e.node, true); err == nil {
+					sleepUntil(ctx, time.Now().Add(e.down))
+					if err = net.cut(e.node, false); err == nil {
+						res.Partitions++
+					}
 				}
 			case "copy":
 				if !settle {
@@ -533,8 +575,11 @@ func describe(events []checkEvent, settle bool) string {
 	var parts []string
 	for _, e := range events {
 		s := fmt.Sprintf("%s n%d at %s", e.kind, e.node+1, e.at.Round(time.Millisecond))
-		if e.kind == "pgrestart" {
+		switch e.kind {
+		case "pgrestart":
 			s = fmt.Sprintf("postgresql restart at %s (down %s)", e.at.Round(time.Millisecond), e.down.Round(time.Millisecond))
+		case "partition":
+			s = fmt.Sprintf("n%d cut off at %s for %s", e.node+1, e.at.Round(time.Millisecond), e.down.Round(time.Millisecond))
 		}
 		switch {
 		case e.kind == "restart" && e.kill:

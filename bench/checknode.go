@@ -29,7 +29,10 @@ type checkNode struct {
 	name, path, dir string
 	// pg is the DSN of the node's PostgreSQL database; "" puts the node
 	// beside its SQLite database, path.
-	pg          string
+	pg string
+	// ns is the network namespace the sidecar runs in (checknet.go), or
+	// "" for the checker's own.
+	ns          string
 	gossip, api string // host:port, kept across restarts
 	bin         string // lattice binary; "" runs the sidecar in process
 	log         *slog.Logger
@@ -60,6 +63,18 @@ func newCheckNode(dir, name, bin string, log *slog.Logger) (*checkNode, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// inNamespace moves the sidecar, before its first start, into network
+// namespace ns, where it listens on ip.
+func (n *checkNode) inNamespace(ns, ip string) error {
+	n.ns = ns
+	_, gp, _ := strings.Cut(n.gossip, ":")
+	_, ap, _ := strings.Cut(n.api, ":")
+	n.gossip, n.api = ip+":"+gp, ip+":"+ap
+	c, err := sidecar.NewClient(n.api, "", "")
+	n.client = c
+	return err
 }
 
 // handedOut holds the ports freePort returned in this process: the
@@ -149,14 +164,21 @@ func (n *checkNode) start(ctx context.Context, join []string) error {
 // startLocked starts the sidecar as a child process; n.mu is held.
 func (n *checkNode) startLocked(join []string) error {
 	cfg := n.config(join)
+	gossip := "gossip:\n  sync_interval: 300ms\n"
 	adapter := fmt.Sprintf("adapter:\n  kind: %s\n  dsn: %q\n  tables: [items]\n", cfg.Adapter.Kind, cfg.Adapter.DSN)
+	if n.ns != "" {
+		// The API listens on the namespace's address, which only the
+		// checker's bridge reaches.
+		adapter = "  insecure_no_token: true\n" + adapter
+		gossip = "insecure: true\n" + gossip
+	}
 	if cfg.Adapter.PollInterval > 0 {
 		adapter += fmt.Sprintf("  poll_interval: %s\n", cfg.Adapter.PollInterval)
 	}
 	yaml := fmt.Sprintf("node: %s\ndata: %s\nbind: %s\njoin: [%s]\ncluster: %s\napi:\n  addr: %s\n%s"+
-		"apply:\n  max_backoff: 200ms\ngossip:\n  sync_interval: 300ms\nverify:\n  disabled: true\nlog:\n  level: warn\n"+
+		"apply:\n  max_backoff: 200ms\n%sverify:\n  disabled: true\nlog:\n  level: warn\n"+
 		"collections:\n  items:\n    fields:\n      tags: orset\n",
-		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, adapter)
+		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, adapter, gossip)
 	cfgPath := filepath.Join(n.dir, n.name+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		return errors.Wrap(err, "write config")
@@ -166,6 +188,11 @@ func (n *checkNode) startLocked(join []string) error {
 		return errors.Wrap(err, "open log")
 	}
 	cmd := exec.Command(n.bin, "agent", "--config", cfgPath)
+	if n.ns != "" {
+		// ip netns exec runs the agent in place of itself: the process is
+		// the agent's, and a signal reaches it.
+		cmd = exec.Command("ip", "netns", "exec", n.ns, n.bin, "agent", "--config", cfgPath)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cockroachdb/errors"
@@ -126,13 +128,34 @@ type checkServer struct {
 	srv *pgtest.Server
 }
 
-// startCheckServer starts a server with PostgreSQL's binaries bin.
-func startCheckServer(ctx context.Context, bin pgtest.Binaries) (*checkServer, error) {
-	srv, err := pgtest.New(ctx, bin, pgtest.Options{})
+// startCheckServer starts a server with PostgreSQL's binaries bin. With
+// a bridge address (checknet.go), it also listens there and lets the
+// bridge's /24 in.
+func startCheckServer(ctx context.Context, bin pgtest.Binaries, bridge string) (*checkServer, error) {
+	o := pgtest.Options{}
+	if bridge != "" {
+		o.Settings = map[string]string{"listen_addresses": "127.0.0.1," + bridge}
+	}
+	srv, err := pgtest.New(ctx, bin, o)
 	if err != nil {
 		return nil, errors.Wrap(err, "start postgresql")
 	}
-	return &checkServer{srv: srv}, nil
+	s := &checkServer{srv: srv}
+	if bridge != "" {
+		hba, err := os.OpenFile(filepath.Join(srv.Dir(), "data", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = fmt.Fprintf(hba, "host all all %s/24 trust\n", bridge)
+			err = errors.CombineErrors(err, hba.Close())
+		}
+		if err == nil {
+			err = srv.Exec(ctx, "postgres", `SELECT pg_reload_conf()`)
+		}
+		if err != nil {
+			_ = srv.Close()
+			return nil, errors.Wrap(err, "let the sidecars' namespaces reach postgresql")
+		}
+	}
+	return s, nil
 }
 
 // createDB creates node's database and returns its DSN.
