@@ -13,8 +13,8 @@ import (
 
 // TestChecker runs randomized checker schedules: LATTICE_CHECK_RUNS of
 // them (default 2) from seed LATTICE_CHECK_SEED (default: the time), with
-// the parts LATTICE_CHECK_WITH lists (restore, tag-inserts;
-// see CheckOptions). A failure names its seed; LATTICE_CHECK_SEED=N
+// the parts LATTICE_CHECK_WITH lists (restore, tag-inserts,
+// postgres-exact; see CheckOptions). A failure names its seed; LATTICE_CHECK_SEED=N
 // LATTICE_CHECK_RUNS=1 reruns it.
 func TestChecker(t *testing.T) {
 	runChecker(t, CheckOptions{Duration: 1500 * time.Millisecond})
@@ -43,6 +43,7 @@ func TestCheckerPostgres(t *testing.T) {
 	runChecker(t, o)
 }
 
+// runChecker runs the schedules of o that the environment asks for.
 func runChecker(t *testing.T, o CheckOptions) {
 	runs, seed := 2, uint64(time.Now().UnixNano())
 	for w := range strings.SplitSeq(os.Getenv("LATTICE_CHECK_WITH"), ",") {
