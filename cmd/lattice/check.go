@@ -111,6 +111,7 @@ func runCheck(ctx context.Context, n int, seed uint64, with []string, pg, dir st
 func checkPostgresMix(o *bench.CheckOptions, pg string, stdout io.Writer) error {
 	switch pg {
 	case "off", "0":
+		o.Postgres = 0
 		return nil
 	case "auto":
 		o.Postgres = bench.PostgresSeeded
