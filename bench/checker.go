@@ -270,8 +270,10 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, err
 		}
 		dbs[i] = d
-		if _, err := d.db.ExecContext(ctx, d.dialect.schema); err != nil {
-			return res, errors.Wrapf(err, "create items in %s's database", n.name)
+		for _, q := range []string{d.dialect.schema, barrierSchema} {
+			if _, err := d.db.ExecContext(ctx, q); err != nil {
+				return res, errors.Wrapf(err, "create tables in %s's database", n.name)
+			}
 		}
 		if d.dialect.postgres() {
 			for _, q := range pgCountTriggers {
@@ -457,6 +459,13 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	default:
 	}
 	res.Writes, res.Committed = writes.Load(), committed.Load()
+	for i, d := range dbs {
+		if d.dialect.postgres() {
+			if _, err := d.db.ExecContext(ctx, `INSERT INTO check_barrier (id, v) VALUES ($1, 'end')`, i); err != nil {
+				return res, errors.Wrapf(err, "write the capture barrier into %s's database", nodes[i].name)
+			}
+		}
+	}
 
 	// Quiesce: every sidecar ready, captured up to its log's head, replicas
 	// equal, nothing to apply, and every database holding the same table.
@@ -477,11 +486,16 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 				first = st.Digest
 			}
 			records = append(records, st.Records)
-			// SQLite's change log tells how far capture is. PostgreSQL's
-			// slot reports its position late (every 10 s when idle): there
-			// a write not captured yet leaves its database different from
-			// the others (every client write changes its row), which the
-			// comparison below finds.
+			// SQLite's change log tells how far capture is; every
+			// PostgreSQL database's barrier row, once everywhere, that
+			// capture took every write made there before it.
+			var barriers int
+			if err := dbs[i].db.QueryRowContext(ctx, `SELECT count(*) FROM check_barrier`).Scan(&barriers); err != nil {
+				return false, err.Error()
+			}
+			if barriers < len(pgNodes) {
+				return false, fmt.Sprintf("%s holds %d of %d capture barriers", n.name, barriers, len(pgNodes))
+			}
 			if !dbs[i].dialect.postgres() {
 				last, acked, err := captureState(ctx, dbs[i].db)
 				if err != nil {

@@ -117,9 +117,9 @@ func freePort() (int, error) {
 }
 
 func (n *checkNode) config(join []string) sidecar.Config {
-	adapter := sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items"}, PollInterval: 2 * time.Millisecond}
+	adapter := sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items", "check_barrier"}, PollInterval: 2 * time.Millisecond}
 	if n.pg != "" {
-		adapter = sidecar.AdapterConfig{Kind: sidecar.AdapterPostgres, DSN: n.pg, Tables: []string{"items"}}
+		adapter = sidecar.AdapterConfig{Kind: sidecar.AdapterPostgres, DSN: n.pg, Tables: []string{"items", "check_barrier"}}
 	}
 	return sidecar.Config{
 		Node: n.name, Data: filepath.Join(n.dir, n.name), Bind: n.gossip, Join: join,
@@ -165,7 +165,7 @@ func (n *checkNode) start(ctx context.Context, join []string) error {
 func (n *checkNode) startLocked(join []string) error {
 	cfg := n.config(join)
 	gossip := "gossip:\n  sync_interval: 300ms\n"
-	adapter := fmt.Sprintf("adapter:\n  kind: %s\n  dsn: %q\n  tables: [items]\n", cfg.Adapter.Kind, cfg.Adapter.DSN)
+	adapter := fmt.Sprintf("adapter:\n  kind: %s\n  dsn: %q\n  tables: [items, check_barrier]\n", cfg.Adapter.Kind, cfg.Adapter.DSN)
 	if n.ns != "" {
 		// The API listens on the namespace's address, which only the
 		// checker's bridge reaches.

@@ -93,6 +93,15 @@ func (d *checkDialect) postgres() bool { return d != &sqliteDialect }
 // q returns statement s in the driver's placeholder form.
 func (d *checkDialect) q(s string) string { return d.placeholder(s) }
 
+// barrierSchema is a table synced beside items, into which the checker
+// writes one row per PostgreSQL database once the clients have stopped:
+// capture delivers a database's transactions in commit order, so once every
+// system holds that row, capture has taken every client write made there
+// before it. (PostgreSQL's slot reports the position capture reached
+// only every 10 s when idle, and equal tables alone do not prove it: an
+// apply may have written an older state over writes not captured yet.)
+const barrierSchema = `CREATE TABLE IF NOT EXISTS check_barrier (id bigint PRIMARY KEY, v text)`
+
 // pgCountTriggers count every row written into items, one row of
 // check_writes each: by the sidecar's applies, which run on a session set
 // up with the adapter's replication origin
