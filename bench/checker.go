@@ -471,7 +471,14 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	// equal, nothing to apply, and every database holding the same table.
 	var final []map[int64]checkRow
 	var records []uint64
-	err = waitUntil(ctx, 60*time.Second, func() (bool, string) {
+	// After a partition long enough for the sides to declare each other
+	// dead, they meet again through the gossip layer's reconnect loop
+	// (every 10 s), which has taken up to a minute on the 2-core machine.
+	quiesce := 60 * time.Second
+	if o.Partitions > 0 {
+		quiesce = 120 * time.Second
+	}
+	err = waitUntil(ctx, quiesce, func() (bool, string) {
 		if ok, why := checkReady(ctx, nodes); !ok {
 			return false, why
 		}
