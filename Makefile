@@ -38,12 +38,12 @@ demo-soak: build ## run the built demo RUNS times in a row (default 20), stoppin
 	echo "demo-soak: $(RUNS) runs in a row passed"
 
 .PHONY: check
-check: build ## run the randomized checker CHECKS times (default 20; SEED=N reruns from seed N)
-	$(BIN) bench --check $(CHECKS) $(if $(SEED),--seed $(SEED))
+check: build ## run the randomized checker CHECKS times (default 20; SEED=N reruns from seed N; CHECK_POSTGRES=auto|off|N)
+	$(BIN) bench --check $(CHECKS) $(if $(SEED),--seed $(SEED)) $(if $(CHECK_POSTGRES),--check-postgres $(CHECK_POSTGRES))
 
 .PHONY: soak
-soak: build ## run 1,000 randomized checker schedules (SEED=N to start from seed N)
-	$(BIN) bench --check 1000 $(if $(SEED),--seed $(SEED))
+soak: build ## run 1,000 randomized checker schedules (SEED=N to start from seed N; CHECK_POSTGRES=auto|off|N)
+	$(BIN) bench --check 1000 $(if $(SEED),--seed $(SEED)) $(if $(CHECK_POSTGRES),--check-postgres $(CHECK_POSTGRES))
 
 .PHONY: test
 test: ## run the unit tests with the race detector (needs nothing but Go)

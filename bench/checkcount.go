@@ -47,6 +47,17 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// counts reads the database's write counters (countTriggers or
+// pgCountTriggers).
+func (d *checkDB) counts(ctx context.Context) (writeCounts, error) {
+	if !d.dialect.postgres() {
+		return readCounts(ctx, d.db)
+	}
+	var c writeCounts
+	err := d.db.QueryRowContext(ctx, pgReadCounts).Scan(&c.Users, &c.Lattice)
+	return c, errors.Wrap(err, "read write counts")
+}
+
 func readCounts(ctx context.Context, db querier) (writeCounts, error) {
 	var c writeCounts
 	err := db.QueryRowContext(ctx, `SELECT users, lattice FROM check_writes`).Scan(&c.Users, &c.Lattice)

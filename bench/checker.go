@@ -16,20 +16,30 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters/postgres/pgtest"
 	"github.com/lattice-crdt/lattice/sidecar"
 )
 
-// The randomized checker: one seeded schedule of SQL clients, API writers
-// and sidecar restarts against a cluster of sidecars beside SQLite
-// databases, then a quiesce and a check of every system against the others
-// and against an oracle built from the writes the clients saw committed.
+// The randomized checker: one seeded schedule of SQL clients, API writers,
+// sidecar restarts and PostgreSQL restarts against a cluster of sidecars
+// beside SQLite and PostgreSQL databases, then a quiesce and a check of
+// every system against the others and against an oracle built from the
+// writes the clients saw committed.
+
+// PostgresSeeded as CheckOptions.Postgres lets each schedule's seed choose
+// how many sidecars sit beside PostgreSQL: one or two, always leaving one
+// beside SQLite.
+const PostgresSeeded = -1
+
+// CheckNodes is the number of sidecars a schedule runs by default.
+const CheckNodes = 3
 
 // CheckOptions configure one checker schedule.
 type CheckOptions struct {
 	// Seed makes the schedule: the same seed makes the same choices (the
 	// interleaving with the sidecars' own goroutines still varies).
 	Seed uint64
-	// Nodes is the number of sidecars (default 3).
+	// Nodes is the number of sidecars (default CheckNodes).
 	Nodes int
 	// Writers is the number of SQL clients per database (default 2), each
 	// on its own connection.
@@ -48,6 +58,29 @@ type CheckOptions struct {
 	// (crdt.DiffFrom without an old row), so it removes the elements other
 	// systems added, which the inserting system never held.
 	TagInserts bool
+	// Postgres is the number of sidecars beside a PostgreSQL database
+	// instead of a SQLite one (which ones is a seeded choice), or
+	// PostgresSeeded. The databases belong to one throwaway server
+	// (pgtest), started with the binaries PostgresBinaries names.
+	Postgres         int
+	PostgresBinaries pgtest.Binaries
+	// PostgresRestarts is the number of times the server is stopped (fast
+	// shutdown) and started again during the writes (default 1 with
+	// Postgres; negative for none).
+	PostgresRestarts int
+	// PostgresExact fails a schedule in which a client of a PostgreSQL
+	// database found one of its own rows (or set elements) overwritten
+	// by an apply before capture took its write. The PostgreSQL adapter
+	// cannot defer such applies (sidecar/doc.go, "Hazards"), and such
+	// statements happen in most schedules: by default they are counted
+	// (CheckResult.Overwritten) and their keys left out of the exact
+	// check. In a SQLite database they always fail the schedule.
+	PostgresExact bool
+	// Partitions is the number of times one sidecar is cut off from the
+	// others for up to a second during the writes (checknet.go): each
+	// sidecar then runs in a network namespace of its own, which needs
+	// Binary, root and the ip command (CanPartition).
+	Partitions int
 	// Restore replaces one database file by an older copy of itself once
 	// in the schedule, while its sidecar runs (checkrestore.go). It is not
 	// in the default schedules because the SQLite adapter's handling of a
@@ -74,6 +107,19 @@ type CheckResult struct {
 	Committed int64  `json:"committed"` // of which the client saw committed
 	Restarts  int    `json:"restarts"`
 	Kills     int    `json:"kills"` // restarts by SIGKILL
+	// Postgres is the number of systems that were PostgreSQL databases,
+	// PostgresRestarts the number of times their server restarted.
+	Postgres         int `json:"postgres"`
+	PostgresRestarts int `json:"postgres_restarts"`
+	// Overwritten is, per system, the statements of its clients that
+	// found their own row or set element overwritten by an apply before
+	// capture took their write (CheckOptions.PostgresExact).
+	Overwritten []int `json:"overwritten"`
+	// Respawns is the number of sidecars started again after they could
+	// not start (their PostgreSQL server restarting).
+	Respawns int `json:"respawns"`
+	// Partitions is the number of times a sidecar was cut off.
+	Partitions int `json:"partitions"`
 	// Restored is the number of database files replaced by an older copy
 	// (0 when the schedule left it out, or when the node's clients had
 	// written nothing captured since the copy); Settled tells whether
@@ -92,7 +138,7 @@ type CheckResult struct {
 // the replacement of a database file.
 type checkEvent struct {
 	at   time.Duration
-	kind string // restart, copy, restore
+	kind string // restart, pgrestart, partition, copy, restore
 	node int
 	down time.Duration // restart
 	kill bool          // restart
@@ -102,7 +148,7 @@ type checkEvent struct {
 // CheckOptions.Seed reruns it.
 func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	if o.Nodes == 0 {
-		o.Nodes = 3
+		o.Nodes = CheckNodes
 	}
 	if o.Writers == 0 {
 		o.Writers = 2
@@ -112,6 +158,12 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	}
 	if o.Restarts == 0 {
 		o.Restarts = 2
+	}
+	if o.Nodes < 2 || o.Postgres > o.Nodes {
+		return res, errors.Newf("checker: %d nodes, %d beside PostgreSQL", o.Nodes, o.Postgres)
+	}
+	if o.Partitions > 0 && o.Binary == "" {
+		return res, errors.New("checker: partitions need the sidecars as child processes (Binary)")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -124,6 +176,8 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, errors.Wrap(err, "create directory")
 		}
 		owns = true
+	} else if err = os.MkdirAll(dir, 0o755); err != nil {
+		return res, errors.Wrap(err, "create directory")
 	}
 	defer func() {
 		if err != nil {
@@ -134,6 +188,40 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(o.Seed, 0x1a771ce))
+	// Which nodes sit beside PostgreSQL, and with which tags column.
+	pgNodes := map[int]*checkDialect{}
+	if pg := o.Postgres; pg != 0 {
+		if pg == PostgresSeeded {
+			pg = 1 + rng.IntN(min(2, o.Nodes-1))
+		}
+		for _, i := range rng.Perm(o.Nodes)[:pg] {
+			pgNodes[i] = []*checkDialect{&jsonbDialect, &arrayDialect}[rng.IntN(2)]
+		}
+		if o.PostgresRestarts == 0 {
+			o.PostgresRestarts = 1
+		}
+	}
+	res.Postgres = len(pgNodes)
+	var net *checkNet
+	bridge := ""
+	if o.Partitions > 0 {
+		if net, err = newCheckNet(o.Nodes); err != nil {
+			return res, errors.Wrap(err, "set up network namespaces")
+		}
+		defer net.close()
+		bridge = net.host
+	}
+	var srv *checkServer
+	if len(pgNodes) > 0 {
+		if srv, err = startCheckServer(ctx, o.PostgresBinaries, bridge); err != nil {
+			return res, err
+		}
+		defer func() {
+			if cerr := srv.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
 
 	nodes := make([]*checkNode, o.Nodes)
 	defer func() {
@@ -157,13 +245,42 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, err
 		}
 		nodes[i] = n
-		db, err := openCheckDB(n.path)
+		if net != nil {
+			if err := n.inNamespace(net.ns[i], net.ips[i]); err != nil {
+				return res, err
+			}
+		}
+		d := &checkDB{dialect: &sqliteDialect}
+		if dl := pgNodes[i]; dl != nil {
+			var dsn string
+			if dsn, err = srv.createDB(ctx, n.name); err != nil {
+				return res, err
+			}
+			// The sidecar reaches the server from its namespace.
+			n.pg = dsn
+			if net != nil {
+				n.pg = strings.Replace(dsn, "@127.0.0.1:", "@"+bridge+":", 1)
+			}
+			d.dialect = dl
+			d.db, err = openCheckPostgres(dsn)
+		} else {
+			d.db, err = openCheckDB(n.path)
+		}
 		if err != nil {
 			return res, err
 		}
-		dbs[i] = &checkDB{db: db}
-		if _, err := db.ExecContext(ctx, checkSchema); err != nil {
-			return res, errors.Wrapf(err, "create items in %s", n.path)
+		dbs[i] = d
+		for _, q := range []string{d.dialect.schema, barrierSchema} {
+			if _, err := d.db.ExecContext(ctx, q); err != nil {
+				return res, errors.Wrapf(err, "create tables in %s's database", n.name)
+			}
+		}
+		if d.dialect.postgres() {
+			for _, q := range pgCountTriggers {
+				if _, err := d.db.ExecContext(ctx, q); err != nil {
+					return res, errors.Wrapf(err, "install write counters in %s's database", n.name)
+				}
+			}
 		}
 	}
 	// Every node joins the others: a restarted one finds whoever is up.
@@ -184,6 +301,9 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	// The write counters' triggers read the adapter's apply marker table,
 	// which exists once the sidecars run.
 	for i, d := range dbs {
+		if d.dialect.postgres() {
+			continue
+		}
 		for _, q := range countTriggers {
 			if _, err := d.db.ExecContext(ctx, q); err != nil {
 				return res, errors.Wrapf(err, "install write counters in %s", nodes[i].path)
@@ -194,14 +314,15 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	if !o.TagInserts {
 		// The tag rows exist everywhere before the clients start.
 		for id := tagKeyFirst; id <= tagKeyLast; id++ {
-			if _, err := dbs[0].db.ExecContext(ctx, `INSERT INTO items (id, tags) VALUES (?, '[]')`, id); err != nil {
+			q := dbs[0].dialect
+			if _, err := dbs[0].db.ExecContext(ctx, q.q(`INSERT INTO items (id, tags) VALUES ($1, `+q.empty+`)`), id); err != nil {
 				return res, errors.Wrap(err, "create the tag rows")
 			}
 		}
 		err := waitUntil(ctx, 60*time.Second, func() (bool, string) {
 			for i, d := range dbs {
 				var n int
-				if err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM items WHERE id BETWEEN ? AND ?`, tagKeyFirst, tagKeyLast).Scan(&n); err != nil {
+				if err := d.db.QueryRowContext(ctx, d.dialect.q(`SELECT count(*) FROM items WHERE id BETWEEN $1 AND $2`), tagKeyFirst, tagKeyLast).Scan(&n); err != nil {
 					return false, err.Error()
 				}
 				if n < tagKeyLast-tagKeyFirst+1 {
@@ -222,9 +343,27 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		events = append(events, checkEvent{at: at, kind: "restart", node: rng.IntN(len(nodes)),
 			down: time.Duration(rng.Int64N(int64(300 * time.Millisecond))), kill: o.Binary != "" && rng.IntN(2) == 0})
 	}
+	if len(pgNodes) > 0 {
+		for r := range max(o.PostgresRestarts, 0) {
+			part := o.Duration / time.Duration(o.PostgresRestarts)
+			events = append(events, checkEvent{at: time.Duration(r)*part + time.Duration(rng.Int64N(int64(part))), kind: "pgrestart",
+				down: time.Duration(rng.Int64N(int64(300 * time.Millisecond)))})
+		}
+	}
+	for r := range o.Partitions {
+		part := o.Duration / time.Duration(o.Partitions)
+		events = append(events, checkEvent{at: time.Duration(r)*part + time.Duration(rng.Int64N(int64(part))), kind: "partition",
+			node: rng.IntN(len(nodes)), down: 200*time.Millisecond + time.Duration(rng.Int64N(int64(800*time.Millisecond)))})
+	}
 	settle := rng.IntN(2) == 0
-	if o.Restore {
-		node := rng.IntN(len(nodes))
+	var sqlite []int
+	for i := range nodes {
+		if pgNodes[i] == nil {
+			sqlite = append(sqlite, i)
+		}
+	}
+	if o.Restore && len(sqlite) > 0 {
+		node := sqlite[rng.IntN(len(sqlite))]
 		copyAt := o.Duration/20 + time.Duration(rng.Int64N(int64(o.Duration*3/10)))
 		restoreAt := copyAt + o.Duration/5 + time.Duration(rng.Int64N(int64(o.Duration/4)))
 		events = append(events, checkEvent{at: copyAt, kind: "copy", node: node}, checkEvent{at: restoreAt, kind: "restore", node: node})
@@ -253,6 +392,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	// The events run one at a time, in order: a replacement waits for its
 	// node to be up.
 	lost := make([]writeCounts, len(nodes)) // counted in replaced files
+	replaced := make([]bool, len(nodes))
 	eventErr := make(chan error, 1)
 	wg.Go(func() {
 		var b *backup
@@ -275,6 +415,18 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 						res.Kills++
 					}
 				}
+			case "pgrestart":
+				err = srv.restart(ctx, func() bool { return sleepUntil(ctx, time.Now().Add(e.down)) })
+				if err == nil {
+					res.PostgresRestarts++
+				}
+			case "partition":
+				if err = net.cut(e.node, true); err == nil {
+					sleepUntil(ctx, time.Now().Add(e.down))
+					if err = net.cut(e.node, false); err == nil {
+						res.Partitions++
+					}
+				}
 			case "copy":
 				if !settle {
 					// Writes from now on may be lost: those the sidecar
@@ -287,6 +439,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 				r, err = restoreBackup(ctx, n, len(nodes)-1, dbs[e.node], b, settle)
 				l.setWindow(e.node, false)
 				if r.replaced {
+					replaced[e.node] = true
 					res.Restored++
 					res.Settled = settle
 					lost[e.node] = lost[e.node].add(r.before.sub(b.counts))
@@ -306,12 +459,26 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	default:
 	}
 	res.Writes, res.Committed = writes.Load(), committed.Load()
+	for i, d := range dbs {
+		if d.dialect.postgres() {
+			if _, err := d.db.ExecContext(ctx, `INSERT INTO check_barrier (id, v) VALUES ($1, 'end')`, i); err != nil {
+				return res, errors.Wrapf(err, "write the capture barrier into %s's database", nodes[i].name)
+			}
+		}
+	}
 
 	// Quiesce: every sidecar ready, captured up to its log's head, replicas
 	// equal, nothing to apply, and every database holding the same table.
 	var final []map[int64]checkRow
 	var records []uint64
-	err = waitUntil(ctx, 60*time.Second, func() (bool, string) {
+	// After a partition long enough for the sides to declare each other
+	// dead, they meet again through the gossip layer's reconnect loop
+	// (every 10 s), which has taken up to a minute on the 2-core machine.
+	quiesce := 60 * time.Second
+	if o.Partitions > 0 {
+		quiesce = 120 * time.Second
+	}
+	err = waitUntil(ctx, quiesce, func() (bool, string) {
 		if ok, why := checkReady(ctx, nodes); !ok {
 			return false, why
 		}
@@ -326,12 +493,24 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 				first = st.Digest
 			}
 			records = append(records, st.Records)
-			last, acked, err := captureState(ctx, dbs[i].db)
-			if err != nil {
+			// SQLite's change log tells how far capture is; every
+			// PostgreSQL database's barrier row, once everywhere, that
+			// capture took every write made there before it.
+			var barriers int
+			if err := dbs[i].db.QueryRowContext(ctx, `SELECT count(*) FROM check_barrier`).Scan(&barriers); err != nil {
 				return false, err.Error()
 			}
-			if last > acked {
-				return false, fmt.Sprintf("%s captured %d of %d", n.name, acked, last)
+			if barriers < len(pgNodes) {
+				return false, fmt.Sprintf("%s holds %d of %d capture barriers", n.name, barriers, len(pgNodes))
+			}
+			if !dbs[i].dialect.postgres() {
+				last, acked, err := captureState(ctx, dbs[i].db)
+				if err != nil {
+					return false, err.Error()
+				}
+				if last > acked {
+					return false, fmt.Sprintf("%s captured %d of %d", n.name, acked, last)
+				}
 			}
 			if st.Digest != first {
 				return false, n.name + " digest differs"
@@ -342,7 +521,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 		final = final[:0]
 		for i := range nodes {
-			t, err := readCheckTable(ctx, dbs[i].db)
+			t, err := readCheckTable(ctx, dbs[i])
 			if err != nil {
 				return false, err.Error()
 			}
@@ -356,7 +535,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		return true, ""
 	})
 	if err != nil {
-		return res, errors.Wrap(err, "quiesce")
+		return res, errors.Wrapf(err, "quiesce (%s; schedule %s)", describeDialects(dbs), describe(events, settle))
 	}
 	res.Rows = len(final[0])
 	for _, n := range nodes {
@@ -368,12 +547,27 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			return res, errors.Newf("%s: %d records drift from the merged state: %+v", n.name, rep.DriftRecords, rep.Drift[0])
 		}
 	}
+	// A client of a replaced file acts on rows older than its writes;
+	// elsewhere, finding its own row overwritten means an apply wrote over
+	// a write capture had not taken.
+	var overwritten []string
+	for i := range nodes {
+		ov := l.overwritten[i]
+		res.Overwritten = append(res.Overwritten, ov)
+		if ov > 0 && !replaced[i] && (!dbs[i].dialect.postgres() || o.PostgresExact) {
+			overwritten = append(overwritten, fmt.Sprintf("%d in %s's %s database", ov, nodes[i].name, dbs[i].dialect.name))
+		}
+	}
+	if len(overwritten) > 0 {
+		return res, errors.Newf("%s; schedule %s: client statements found their own rows overwritten by applies before capture took their writes: %s",
+			describeDialects(dbs), describe(events, settle), strings.Join(overwritten, ", "))
+	}
 	if err := l.check(final[0]); err != nil {
-		return res, errors.Wrapf(err, "schedule %s", describe(events, settle))
+		return res, errors.Wrapf(err, "%s; schedule %s", describeDialects(dbs), describe(events, settle))
 	}
 	counts := make([]writeCounts, len(nodes))
 	for i, d := range dbs {
-		c, err := readCounts(ctx, d.db)
+		c, err := d.counts(ctx)
 		if err != nil {
 			return res, err
 		}
@@ -388,6 +582,11 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	if res.Applied, res.Bound, err = checkWriteCounts(nodes, counts, apiWrites.Load(), records, kills, res.Restored); err != nil {
 		return res, err
 	}
+	for _, n := range nodes {
+		n.mu.Lock()
+		res.Respawns += n.respawns
+		n.mu.Unlock()
+	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }
@@ -397,6 +596,12 @@ func describe(events []checkEvent, settle bool) string {
 	var parts []string
 	for _, e := range events {
 		s := fmt.Sprintf("%s n%d at %s", e.kind, e.node+1, e.at.Round(time.Millisecond))
+		switch e.kind {
+		case "pgrestart":
+			s = fmt.Sprintf("postgresql restart at %s (down %s)", e.at.Round(time.Millisecond), e.down.Round(time.Millisecond))
+		case "partition":
+			s = fmt.Sprintf("n%d cut off at %s for %s", e.node+1, e.at.Round(time.Millisecond), e.down.Round(time.Millisecond))
+		}
 		switch {
 		case e.kind == "restart" && e.kill:
 			s += " (SIGKILL)"

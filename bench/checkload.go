@@ -19,12 +19,12 @@ import (
 // The checker's clients and its oracle: what the clients saw committed,
 // and the check of the final table against it.
 
-// checkSchema is the table the checker syncs. Keys 1..sharedKeys are
-// written by every client, keys tagKeyFirst..tagKeyLast (never deleted)
-// take every SQL client's set operations on tags, and the others belong to
-// one writer each. tags is a JSON array under the orset policy (see
-// checkNode.config).
-const checkSchema = `CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, a TEXT, b TEXT, n INTEGER, tags JSON)`
+// The checker syncs one table, items (checkDialect.schema). Keys
+// 1..sharedKeys are written by every client, keys tagKeyFirst..tagKeyLast
+// (never deleted) take every SQL client's set operations on tags, and the
+// others belong to one writer each. tags is a set under the orset policy
+// (see checkNode.config): a JSON array in SQLite, jsonb or text[] in
+// PostgreSQL.
 
 const (
 	sharedKeys  = 16
@@ -49,8 +49,9 @@ type checkDB struct {
 	// of it, and exclusively while the file is replaced, so that no client
 	// writes into the file being replaced or records a write made to it
 	// after the replacement window closed.
-	mu sync.RWMutex
-	db *sql.DB
+	mu      sync.RWMutex
+	db      *sql.DB
+	dialect *checkDialect
 }
 
 // cell is one field's committed values, for the oracle.
@@ -87,13 +88,37 @@ type ledger struct {
 	// window marks the nodes whose database has a copy that will replace
 	// it: their clients' writes until then are uncertain.
 	window map[int]bool
+	// overwritten counts, per node, the statements of its clients that
+	// found a row (or a set element) of their own other than their last
+	// committed write left it: an apply wrote over a write of theirs that
+	// capture had not taken yet (sidecar/doc.go, "Hazards"). What such a
+	// statement meant to do may be lost: its key (or element) is left out
+	// of the exact check.
+	overwritten map[int]int
 }
 
 func newLedger() *ledger {
 	return &ledger{own: map[int64]map[string]string{}, ownAt: map[int64]time.Duration{}, start: time.Now(), uncertain: map[int64]bool{},
 		shared: map[int64]map[string]cell{}, deleted: map[int64]bool{},
 		added: map[int64]cell{}, unique: map[int64]map[string]bool{}, uncertainElems: map[int64]cell{},
-		window: map[int]bool{}}
+		window: map[int]bool{}, overwritten: map[int]int{}}
+}
+
+// overwrote records that a statement of a client of node found its own
+// key id (or, with elem, that element of tag key id) other than the
+// client's last committed write left it.
+func (l *ledger) overwrote(node int, id int64, elem string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.overwritten[node]++
+	if elem == "" {
+		l.uncertain[id] = true
+		return
+	}
+	if l.uncertainElems[id] == nil {
+		l.uncertainElems[id] = cell{}
+	}
+	l.uncertainElems[id][elem] = true
 }
 
 // setOwn records the state a single-writer key has after a write
@@ -124,10 +149,18 @@ func (l *ledger) sharedWrite(id int64, fields map[string]string) {
 	}
 }
 
+// setUncertain records a write to single-writer key id whose outcome its
+// client could not tell.
+func (l *ledger) setUncertain(id int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.uncertain[id] = true
+}
+
 // setOp records a committed add (or remove) of elem to tag key id in
-// node's database; unique elements are added and removed by one client
-// only.
-func (l *ledger) setOp(node int, id int64, elem string, add, unique bool) {
+// node's database, or, with maybe, one whose outcome its client could not
+// tell; unique elements are added and removed by one client only.
+func (l *ledger) setOp(node int, id int64, elem string, add, unique, maybe bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if add {
@@ -143,7 +176,7 @@ func (l *ledger) setOp(node int, id int64, elem string, add, unique bool) {
 		l.unique[id] = map[string]bool{}
 	}
 	l.unique[id][elem] = add
-	if l.window[node] {
+	if l.window[node] || maybe {
 		if l.uncertainElems[id] == nil {
 			l.uncertainElems[id] = cell{}
 		}
@@ -173,10 +206,14 @@ func sqlWriter(ctx context.Context, d *checkDB, node int, w int64, rng *rand.Ran
 	for stop.Err() == nil {
 		writes.Add(1)
 		d.mu.RLock()
-		err := c.write(ctx, d.db)
+		err := c.write(ctx, d)
 		d.mu.RUnlock()
 		if err == nil {
 			committed.Add(1)
+		} else if d.dialect.postgres() && !sleepUntil(stop, time.Now().Add(5*time.Millisecond)) {
+			// While the server restarts, every statement fails at once:
+			// the pause keeps the client from spinning.
+			return
 		}
 	}
 }
@@ -213,20 +250,28 @@ func (c *sqlClient) tags() (string, string) {
 	return string(b), canonicalSet(l)
 }
 
-// Adding and removing one element of a JSON array in one statement, from
-// the array the row holds.
-const (
-	addElem = `INSERT INTO items (id, tags) VALUES (?1, json_array(?2)) ON CONFLICT (id) DO UPDATE SET tags = ` +
-		`(SELECT json_group_array(value) FROM (SELECT value FROM json_each(coalesce(items.tags, '[]')) UNION SELECT ?2))`
-	addOwnElem = `UPDATE items SET tags = (SELECT json_group_array(value) FROM (SELECT value FROM json_each(coalesce(items.tags, '[]')) UNION SELECT ?2)) WHERE id = ?1`
-	removeElem = `UPDATE items SET tags = (SELECT json_group_array(value) FROM json_each(coalesce(items.tags, '[]')) WHERE value != ?2) WHERE id = ?1`
-)
-
 // write makes one random write; the caller holds the database's lock
-// shared, so that what it records belongs with the file it wrote into.
-func (c *sqlClient) write(ctx context.Context, db *sql.DB) error {
+// shared, so that what it records belongs with the file it wrote into. A
+// write whose outcome the client cannot tell (maybeCommitted) is recorded
+// as one that may have committed.
+func (c *sqlClient) write(ctx context.Context, d *checkDB) error {
 	var err error
-	l := c.l
+	l, db, q := c.l, d.db, d.dialect
+	// found tells whether the last statement committed changed a row: one
+	// of the client's own rows that it expects there.
+	found := true
+	exec := func(stmt string, args ...any) bool {
+		found = true
+		var res sql.Result
+		res, err = db.ExecContext(ctx, q.q(stmt), args...)
+		if err != nil {
+			return false
+		}
+		n, rerr := res.RowsAffected()
+		found = rerr != nil || n > 0
+		return true
+	}
+	maybe := func() bool { return maybeCommitted(q, err) }
 	switch op := c.rng.IntN(20); {
 	case op < 9: // own key: insert, update, delete, re-insert
 		id := c.w*writerSpace + int64(c.rng.IntN(30))
@@ -235,74 +280,101 @@ func (c *sqlClient) write(ctx context.Context, db *sql.DB) error {
 		case !exists || row == nil:
 			t, set := c.tags()
 			r := map[string]string{"a": c.val(), "b": c.val(), "tags": set}
-			if _, err = db.ExecContext(ctx, `INSERT INTO items (id, a, b, tags) VALUES (?, ?, ?, ?)`, id, r["a"], r["b"], t); err == nil {
+			if exec(`INSERT INTO items (id, a, b, tags) VALUES ($1, $2, $3, `+q.fromJSON("$4")+`)`, id, r["a"], r["b"], t) {
 				c.mine[id] = r
 				l.setOwn(c.node, id, maps.Clone(r))
+			} else if maybe() {
+				l.setUncertain(id)
 			}
 		case c.rng.IntN(4) == 0:
-			if _, err = db.ExecContext(ctx, `DELETE FROM items WHERE id = ?`, id); err == nil {
+			if exec(`DELETE FROM items WHERE id = $1`, id) {
 				c.mine[id] = nil
 				l.setOwn(c.node, id, nil)
+				if !found {
+					l.overwrote(c.node, id, "")
+				}
+			} else if maybe() {
+				l.setUncertain(id)
 			}
 		case c.rng.IntN(3) == 0: // add or remove one element of tags
 			e, add := colors[c.rng.IntN(len(colors))], c.rng.IntN(2) == 0
-			q := removeElem
+			set := q.remove("$2")
 			if add {
-				q = addOwnElem
+				set = q.add("$2")
 			}
-			if _, err = db.ExecContext(ctx, q, id, e); err == nil {
+			// The row holds e exactly when the client's last write left it
+			// there.
+			has := q.has("$2")
+			if !slices.Contains(strings.Split(row["tags"], ","), e) {
+				has = "NOT " + has
+			}
+			if exec(`UPDATE items SET tags = `+set+` WHERE id = $1 AND `+has, id, e) {
 				r := maps.Clone(row)
 				r["tags"] = setOp(r["tags"], e, add)
 				c.mine[id] = r
 				l.setOwn(c.node, id, maps.Clone(r))
+				if !found {
+					l.overwrote(c.node, id, "")
+				}
+			} else if maybe() {
+				l.setUncertain(id)
 			}
 		default:
 			f := []string{"a", "b"}[c.rng.IntN(2)]
 			v := c.val()
-			if _, err = db.ExecContext(ctx, `UPDATE items SET `+f+` = ? WHERE id = ?`, v, id); err == nil {
+			if exec(`UPDATE items SET `+f+` = $1 WHERE id = $2`, v, id) {
 				r := maps.Clone(row)
 				r[f] = v
 				c.mine[id] = r
 				l.setOwn(c.node, id, maps.Clone(r))
+				if !found {
+					l.overwrote(c.node, id, "")
+				}
+			} else if maybe() {
+				l.setUncertain(id)
 			}
 		}
 	case op < 16: // shared key, one field, from every side at once
 		id := int64(1 + c.rng.IntN(sharedKeys))
 		f := []string{"a", "b"}[c.rng.IntN(2)]
 		v := c.val()
-		if _, err = db.ExecContext(ctx, `INSERT INTO items (id, `+f+`) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET `+f+` = excluded.`+f, id, v); err == nil {
+		if exec(`INSERT INTO items (id, `+f+`) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET `+f+` = excluded.`+f, id, v) || maybe() {
 			l.sharedWrite(id, map[string]string{f: v})
 		}
 	case op < 19: // tag key: add or remove one element
 		id := int64(tagKeyFirst + c.rng.IntN(tagKeyLast-tagKeyFirst+1))
 		mine := c.uniq[id]
+		addElem := `INSERT INTO items (id, tags) VALUES ($1, ` + q.single("$2") + `) ON CONFLICT (id) DO UPDATE SET tags = ` + q.add("$2")
+		removeElem := `UPDATE items SET tags = ` + q.remove("$2") + ` WHERE id = $1`
 		switch r := c.rng.IntN(4); {
 		case r == 0: // add a unique element
 			e := fmt.Sprintf("u%d-%d", c.w, c.seq)
 			c.seq++
-			if _, err = db.ExecContext(ctx, addElem, id, e); err == nil {
+			if exec(addElem, id, e) || maybe() {
 				c.uniq[id] = append(mine, e)
-				l.setOp(c.node, id, e, true, true)
+				l.setOp(c.node, id, e, true, true, err != nil)
 			}
-		case r == 1 && len(mine) > 0: // remove one of ours
+		case r == 1 && len(mine) > 0: // remove one of ours, which the row holds
 			i := c.rng.IntN(len(mine))
 			e := mine[i]
-			if _, err = db.ExecContext(ctx, removeElem, id, e); err == nil {
+			if exec(removeElem+` AND `+q.has("$2"), id, e) || maybe() {
 				c.uniq[id] = slices.Delete(mine, i, i+1)
-				l.setOp(c.node, id, e, false, true)
+				l.setOp(c.node, id, e, false, true, err != nil)
+				if !found {
+					l.overwrote(c.node, id, e)
+				}
 			}
 		case r == 2:
 			e := colors[c.rng.IntN(len(colors))]
-			if _, err = db.ExecContext(ctx, addElem, id, e); err == nil {
-				l.setOp(c.node, id, e, true, false)
+			if exec(addElem, id, e) || maybe() {
+				l.setOp(c.node, id, e, true, false, err != nil)
 			}
 		default:
-			e := colors[c.rng.IntN(len(colors))]
-			_, err = db.ExecContext(ctx, removeElem, id, e)
+			exec(removeElem, id, colors[c.rng.IntN(len(colors))])
 		}
 	default: // shared delete
 		id := int64(1 + c.rng.IntN(sharedKeys))
-		if _, err = db.ExecContext(ctx, `DELETE FROM items WHERE id = ?`, id); err == nil {
+		if exec(`DELETE FROM items WHERE id = $1`, id) || maybe() {
 			l.mu.Lock()
 			l.deleted[id] = true
 			l.mu.Unlock()
@@ -354,8 +426,8 @@ func apiWriter(stop context.Context, n *checkNode, w int64, rng *rand.Rand, l *l
 // in canonical form (setText), nil for SQL NULL (and for an empty set).
 type checkRow [4]*string
 
-func readCheckTable(ctx context.Context, db *sql.DB) (map[int64]checkRow, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, a, b, CAST(n AS TEXT), CAST(tags AS TEXT) FROM items ORDER BY id`)
+func readCheckTable(ctx context.Context, d *checkDB) (map[int64]checkRow, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT id, a, b, CAST(n AS TEXT), `+d.dialect.tags+` FROM items ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,13 @@
 package bench
 
 import (
+	"context"
+	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lattice-crdt/lattice/adapters/postgres/pgtest"
 )
 
 func strp(s string) *string { return &s }
@@ -35,10 +40,10 @@ func TestLedgerCheckSets(t *testing.T) {
 	const tagRow = tagKeyFirst
 	const own = writerSpace + 1
 	l := newLedger()
-	l.setOp(0, tagRow, "red", true, false)
-	l.setOp(0, tagRow, "u1-1", true, true)
-	l.setOp(0, tagRow, "u1-2", true, true)
-	l.setOp(0, tagRow, "u1-2", false, true)
+	l.setOp(0, tagRow, "red", true, false, false)
+	l.setOp(0, tagRow, "u1-1", true, true, false)
+	l.setOp(0, tagRow, "u1-2", true, true, false)
+	l.setOp(0, tagRow, "u1-2", false, true, false)
 	l.setOwn(0, own, map[string]string{"a": "x", "b": "y", "tags": "blue,red"})
 	l.setOwn(0, own, map[string]string{"a": "x", "b": "y", "tags": "red"})
 	table := func(tags, ownTags string) map[int64]checkRow {
@@ -76,7 +81,7 @@ func TestLedgerWindow(t *testing.T) {
 	l.setWindow(1, true)
 	l.setOwn(1, writerSpace+1, map[string]string{"a": "new", "b": "b"})
 	l.setOwn(0, 2*writerSpace+1, map[string]string{"a": "other", "b": "b"})
-	l.setOp(1, tagKeyFirst, "u1-1", true, true)
+	l.setOp(1, tagKeyFirst, "u1-1", true, true, false)
 	l.setWindow(1, false)
 	final := map[int64]checkRow{
 		writerSpace + 1:   {strp("old"), strp("b"), nil, nil},
@@ -112,5 +117,75 @@ func TestCheckWriteCounts(t *testing.T) {
 	}
 	if _, _, err := checkWriteCounts(nodes, counts, 10, []uint64{50, 0}, []int{0, 1}, 0); err != nil {
 		t.Fatalf("with a SIGKILL: %v", err)
+	}
+}
+
+// A client's statements on its own rows find them as its last writes left
+// them, in every kind of database, until something else writes over them:
+// then the ledger counts each statement that found its row overwritten.
+func TestClientFindsOwnRowsOverwritten(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		db, err := openCheckDB(filepath.Join(t.TempDir(), "c.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		testOverwrites(t, &checkDB{db: db, dialect: &sqliteDialect})
+	})
+	for _, dl := range []*checkDialect{&jsonbDialect, &arrayDialect} {
+		t.Run(dl.name, func(t *testing.T) {
+			srv := pgtest.Start(t, pgtest.Options{})
+			dsn, err := srv.CreateDB(context.Background(), "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, err := openCheckPostgres(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			testOverwrites(t, &checkDB{db: db, dialect: dl})
+		})
+	}
+}
+
+func testOverwrites(t *testing.T, d *checkDB) {
+	ctx := context.Background()
+	q := d.dialect
+	if _, err := d.db.ExecContext(ctx, q.schema); err != nil {
+		t.Fatal(err)
+	}
+	for id := tagKeyFirst; id <= tagKeyLast; id++ {
+		if _, err := d.db.ExecContext(ctx, q.q(`INSERT INTO items (id, tags) VALUES ($1, `+q.empty+`)`), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(overwrite bool) int {
+		if _, err := d.db.ExecContext(ctx, q.q(`DELETE FROM items WHERE id > $1`), tagKeyLast); err != nil {
+			t.Fatal(err)
+		}
+		l := newLedger()
+		c := &sqlClient{node: 0, w: 1, rng: rand.New(rand.NewPCG(1, 2)), l: l, mine: map[int64]map[string]string{}, uniq: map[int64][]string{}}
+		for i := range 400 {
+			if err := c.write(ctx, d); err != nil {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			if overwrite && i%20 == 19 {
+				// An apply of older states: the client's rows gone, the
+				// tag rows emptied.
+				for _, s := range []string{`DELETE FROM items WHERE id > $1`, `UPDATE items SET tags = ` + q.empty + ` WHERE id <= $1`} {
+					if _, err := d.db.ExecContext(ctx, q.q(s), tagKeyLast); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		return l.overwritten[0]
+	}
+	if n := run(false); n != 0 {
+		t.Errorf("%d statements found their rows overwritten, nothing wrote over them", n)
+	}
+	if n := run(true); n == 0 {
+		t.Error("no statement found its rows overwritten")
 	}
 }

@@ -27,15 +27,25 @@ import (
 // through the HTTP API.
 type checkNode struct {
 	name, path, dir string
-	gossip, api     string // host:port, kept across restarts
-	bin             string // lattice binary; "" runs the sidecar in process
-	log             *slog.Logger
+	// pg is the DSN of the node's PostgreSQL database; "" puts the node
+	// beside its SQLite database, path.
+	pg string
+	// ns is the network namespace the sidecar runs in (checknet.go), or
+	// "" for the checker's own.
+	ns          string
+	gossip, api string // host:port, kept across restarts
+	bin         string // lattice binary; "" runs the sidecar in process
+	log         *slog.Logger
 
 	mu     sync.Mutex
 	a      *sidecar.Agent
 	cmd    *exec.Cmd
 	done   chan struct{}
 	client *sidecar.Client
+	// respawns counts the sidecars started again after they stopped on
+	// their own: one that starts while its PostgreSQL server restarts
+	// exits, and is started again as systemd's Restart=on-failure would.
+	respawns int
 }
 
 func newCheckNode(dir, name, bin string, log *slog.Logger) (*checkNode, error) {
@@ -53,6 +63,18 @@ func newCheckNode(dir, name, bin string, log *slog.Logger) (*checkNode, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// inNamespace moves the sidecar, before its first start, into network
+// namespace ns, where it listens on ip.
+func (n *checkNode) inNamespace(ns, ip string) error {
+	n.ns = ns
+	_, gp, _ := strings.Cut(n.gossip, ":")
+	_, ap, _ := strings.Cut(n.api, ":")
+	n.gossip, n.api = ip+":"+gp, ip+":"+ap
+	c, err := sidecar.NewClient(n.api, "", "")
+	n.client = c
+	return err
 }
 
 // handedOut holds the ports freePort returned in this process: the
@@ -95,10 +117,14 @@ func freePort() (int, error) {
 }
 
 func (n *checkNode) config(join []string) sidecar.Config {
+	adapter := sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items", "check_barrier"}, PollInterval: 2 * time.Millisecond}
+	if n.pg != "" {
+		adapter = sidecar.AdapterConfig{Kind: sidecar.AdapterPostgres, DSN: n.pg, Tables: []string{"items", "check_barrier"}}
+	}
 	return sidecar.Config{
 		Node: n.name, Data: filepath.Join(n.dir, n.name), Bind: n.gossip, Join: join,
 		Cluster: "lattice-check", API: sidecar.APIConfig{Addr: n.api}, Log: sidecar.LogConfig{Level: "warn"},
-		Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: n.path, Tables: []string{"items"}, PollInterval: 2 * time.Millisecond},
+		Adapter: adapter,
 		Apply:   sidecar.ApplyConfig{MaxBackoff: 200 * time.Millisecond},
 		Gossip:  sidecar.GossipConfig{SyncInterval: 300 * time.Millisecond},
 		Verify:  sidecar.VerifyConfig{Disabled: true},
@@ -109,24 +135,50 @@ func (n *checkNode) config(join []string) sidecar.Config {
 }
 
 // start starts the sidecar (joining join) without waiting for it to be
-// ready.
+// ready. A sidecar that cannot start (its PostgreSQL server is restarting)
+// is started again: in this process until it starts, for 30 s at most; as
+// a child process, whenever it exits on its own.
 func (n *checkNode) start(ctx context.Context, join []string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.bin == "" {
+	if n.bin != "" {
+		return n.startLocked(join)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		a, err := sidecar.Start(ctx, n.config(join), sidecar.Options{Logger: n.log})
-		if err != nil {
+		if err == nil {
+			n.a = a
+			return nil
+		}
+		if time.Now().After(deadline) {
 			return errors.Wrapf(err, "start %s", n.name)
 		}
-		n.a = a
-		return nil
+		n.respawns++
+		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
+			return ctx.Err()
+		}
 	}
+}
+
+// startLocked starts the sidecar as a child process; n.mu is held.
+func (n *checkNode) startLocked(join []string) error {
 	cfg := n.config(join)
-	yaml := fmt.Sprintf("node: %s\ndata: %s\nbind: %s\njoin: [%s]\ncluster: %s\napi:\n  addr: %s\n"+
-		"adapter:\n  kind: sqlite\n  dsn: %s\n  tables: [items]\n  poll_interval: 2ms\n"+
-		"apply:\n  max_backoff: 200ms\ngossip:\n  sync_interval: 300ms\nverify:\n  disabled: true\nlog:\n  level: warn\n"+
+	gossip := "gossip:\n  sync_interval: 300ms\n"
+	adapter := fmt.Sprintf("adapter:\n  kind: %s\n  dsn: %q\n  tables: [items, check_barrier]\n", cfg.Adapter.Kind, cfg.Adapter.DSN)
+	if n.ns != "" {
+		// The API listens on the namespace's address, which only the
+		// checker's bridge reaches.
+		adapter = "  insecure_no_token: true\n" + adapter
+		gossip = "insecure: true\n" + gossip
+	}
+	if cfg.Adapter.PollInterval > 0 {
+		adapter += fmt.Sprintf("  poll_interval: %s\n", cfg.Adapter.PollInterval)
+	}
+	yaml := fmt.Sprintf("node: %s\ndata: %s\nbind: %s\njoin: [%s]\ncluster: %s\napi:\n  addr: %s\n%s"+
+		"apply:\n  max_backoff: 200ms\n%sverify:\n  disabled: true\nlog:\n  level: warn\n"+
 		"collections:\n  items:\n    fields:\n      tags: orset\n",
-		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, cfg.Adapter.DSN)
+		cfg.Node, cfg.Data, cfg.Bind, strings.Join(join, ", "), cfg.Cluster, cfg.API.Addr, adapter, gossip)
 	cfgPath := filepath.Join(n.dir, n.name+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		return errors.Wrap(err, "write config")
@@ -136,6 +188,11 @@ func (n *checkNode) start(ctx context.Context, join []string) error {
 		return errors.Wrap(err, "open log")
 	}
 	cmd := exec.Command(n.bin, "agent", "--config", cfgPath)
+	if n.ns != "" {
+		// ip netns exec runs the agent in place of itself: the process is
+		// the agent's, and a signal reaches it.
+		cmd = exec.Command("ip", "netns", "exec", n.ns, n.bin, "agent", "--config", cfgPath)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -146,6 +203,17 @@ func (n *checkNode) start(ctx context.Context, join []string) error {
 		_ = cmd.Wait()
 		_ = logf.Close()
 		close(done)
+		// stop holds n.mu until it has seen done and cleared n.cmd: a
+		// process still current here exited on its own.
+		time.Sleep(100 * time.Millisecond)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.cmd == cmd {
+			n.respawns++
+			if err := n.startLocked(join); err != nil {
+				n.log.Error("start the sidecar again", "err", err)
+			}
+		}
 	}()
 	n.cmd, n.done = cmd, done
 	return nil

@@ -17,21 +17,25 @@
 //     system per second, from the first write to convergence.
 //
 //   - The randomized checker (Check; `lattice bench --check N`): seeded
-//     schedules of SQL clients, API writers and sidecar restarts (SIGKILL or
-//     SIGTERM) against three sidecars beside SQLite databases, then a quiesce
-//     and checks: every database's table identical (read with SQL), no
-//     drift, an oracle built from what the clients saw committed (the exact
-//     state of single-writer keys, tags included; a committed value for
-//     shared ones; for the orset column tags, every element added by some
-//     client, and every element only one client adds and removes present
-//     exactly when its last operation was an add), and the rows each
-//     sidecar applied bounded by the changes that allow them
-//     (checkWriteCounts: each winning change is written into each system
-//     once, plus one write-back per local change that crossed an apply).
-//     CheckOptions.Restore replaces a database file by an older copy of
-//     itself while its sidecar runs (checkrestore.go); it and
-//     TagInserts are off by default because known engine bugs fail them
-//     today (docs/verify.md).
+//     schedules of SQL clients, API writers, sidecar restarts (SIGKILL or
+//     SIGTERM), PostgreSQL restarts and network partitions (as root:
+//     checknet.go) against three sidecars beside SQLite databases and, with
+//     CheckOptions.Postgres, databases of a throwaway PostgreSQL server
+//     (checkpg.go), then a quiesce and checks: every database's table
+//     identical (read with SQL), no drift, an oracle built from what the
+//     clients saw committed (the exact state of single-writer keys, tags
+//     included; a committed value for shared ones; for the orset column tags,
+//     every element added by some client, and every element only one client
+//     adds and removes present exactly when its last operation was an add),
+//     and the rows each sidecar applied bounded by the changes that allow them
+//     (checkWriteCounts: each winning change is written into each system once,
+//     plus one write-back per local change that crossed an apply), and no
+//     client statement finding its own row overwritten by an apply before
+//     capture took its write (counted, not failed, in PostgreSQL, whose
+//     adapter cannot defer such applies: CheckOptions.PostgresExact).
+//     CheckOptions.Restore replaces a database file by an older copy of itself
+//     while its sidecar runs (checkrestore.go); it and TagInserts are off by
+//     default because known engine bugs fail them today (docs/verify.md).
 //
 // The Go benchmarks here (BenchmarkEndToEnd, BenchmarkSQLiteThroughput,
 // BenchmarkPostgresPropagation) report their figures with b.ReportMetric;

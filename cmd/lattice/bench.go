@@ -21,6 +21,7 @@ func benchCmd() *cobra.Command {
 		check                  int
 		seed                   uint64
 		with                   []string
+		pgMix                  string
 	)
 	cmd := &cobra.Command{
 		Use:     "bench [--nodes N] [--samples N] [--duration D] [--sqlite=false] [--postgres DSN,DSN,...] [--json FILE] [--svg FILE]",
@@ -33,7 +34,8 @@ Prints a table; --json and --svg write the report and a plot.
 --check N runs N seeded schedules of the randomized checker instead (clients
 writing random SQL, API writers, restarts; every database compared with the
 others and with an oracle); a failure prints its seed, --seed S reruns it.
---check-with adds parts that known engine bugs fail today.`,
+--check-with adds parts that known engine bugs fail today; --check-postgres
+chooses how many sidecars sit beside PostgreSQL instead of SQLite.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if check > 0 {
@@ -41,7 +43,7 @@ others and with an oracle); a failure prints its seed, --seed S reruns it.
 				if verbose {
 					log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 				}
-				return runCheck(cmd.Context(), check, seed, with, dir, log, cmd.OutOrStdout())
+				return runCheck(cmd.Context(), check, seed, with, pgMix, dir, log, cmd.OutOrStdout())
 			}
 			o.Postgres = pg
 			o.Dir = dir
@@ -66,7 +68,10 @@ others and with an oracle); a failure prints its seed, --seed S reruns it.
 	fs.IntVar(&check, "check", 0, "instead of the benchmarks, run `N` randomized checker schedules (see docs/verify.md)")
 	fs.Uint64Var(&seed, "seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
 	fs.StringSliceVar(&with, "check-with", nil, "with --check: also run these `PARTS`, which known engine bugs fail today (docs/verify.md): "+
-		"restore (a database file replaced by an older copy), tag-inserts (set rows created concurrently everywhere)")
+		"restore (a database file replaced by an older copy), tag-inserts (set rows created concurrently everywhere),\n"+
+		"postgres-exact (fail when a PostgreSQL client finds its own row overwritten by an apply)")
+	fs.StringVar(&pgMix, "check-postgres", "auto", "with --check: how many sidecars sit beside PostgreSQL databases (one throwaway server, restarted during\n"+
+		"each schedule): auto (one or two, chosen by the seed, when PostgreSQL is installed), off, or `N`")
 	_ = cmd.MarkFlagFilename("json", "json")
 	_ = cmd.MarkFlagFilename("svg", "svg")
 	_ = cmd.MarkFlagDirname("dir")
