@@ -213,8 +213,10 @@ func (tm *TableMap) Describe(t adapters.Table) (adapters.Table, error) {
 	if t.Name != tm.table {
 		return adapters.Table{}, errors.AssertionFailedf("describe table %s with the mapping of table %s", t.Name, tm.table)
 	}
-	for name := range tm.columns {
-		if t.Column(name) == nil {
+	for name, c := range tm.columns {
+		// The adapter leaves local columns out of what it reports (it
+		// checked them against the table: adapters.Options.Local).
+		if t.Column(name) == nil && !c.local {
 			return adapters.Table{}, configError(path+".columns."+name, "name the column as the system does, or drop it",
 				"table %s has no column %s", tm.table, name)
 		}

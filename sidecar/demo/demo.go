@@ -1,11 +1,16 @@
 // Package demo runs three Lattice sidecars in one process, each beside its
-// own SQLite database, and plays the classic failures of two one-way syncs
-// against them: the same field changed on two sides at once, different
-// fields of one row changed on two sides, a set changed on three sides, and
-// a delete racing an update. It shows what each database held before and
-// after, which value won and why, how many writes each database received,
-// and checks after every step that the three databases hold the same rows,
-// each the rows its own sidecar's merged state holds.
+// own SQLite database: a CRM, an ERP and a web shop whose schemas differ
+// (table and column names, status values, keys each database generates,
+// columns of their own), each mapped to one collection by its sidecar's
+// mapping. It plays the classic failures of two one-way syncs against
+// them: the same field changed on two sides at once, different fields of
+// one row changed on two sides, a set changed on three sides, a delete
+// racing an update, and records created in two systems under keys only
+// they know (the ID map). It shows what each database held, in its own
+// terms, which value won and why, how many writes each database received,
+// and checks after every step that the three databases hold the same
+// customers (read with SQL and compared in collection terms), each the
+// customers its own sidecar's merged state holds.
 //
 // Every change is made the way a user would make it: with SQL, directly in a
 // database file. Lattice captures it there, and writes merged state back.
@@ -21,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +34,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters/mapping"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar"
@@ -55,24 +62,136 @@ type Options struct {
 	Ready func(consoles []string)
 }
 
-const schemaSQL = `
-CREATE TABLE IF NOT EXISTS customers (
-	id      INTEGER PRIMARY KEY,
-	name    TEXT NOT NULL,
-	status  TEXT,
-	phone   TEXT,
-	address TEXT,
-	tags    JSON
+// shape is how one system holds customers: its own table, column names,
+// status values and keys. The three differ, as a real CRM, ERP and web
+// shop do; each sidecar maps its shape to the cluster's collection
+// "customers" (name, status, phone, address, tags, keyed by an ID map).
+type shape struct {
+	table string
+	// key, name, status, phone, address and tags are the system's columns
+	// for the collection's fields.
+	key, name, status, phone, address, tags string
+	// statuses maps the collection's status values to the system's (nil:
+	// the same).
+	statuses map[string]string
+	// create makes the table and the triggers that count every write it
+	// receives, from users and from Lattice alike.
+	create string
+	// mapping is what the system's sidecar is configured with.
+	mapping mapping.TableConfig
+}
+
+// shapes are the three systems' shapes, by system name.
+var shapes = map[string]shape{
+	"crm": {
+		table: "Account", key: "AccountId", name: "Name", status: "Status", phone: "Phone", address: "BillingStreet", tags: "Tags",
+		statuses: map[string]string{"Prospect": "P", "Active": "A", "On Hold": "H", "Churned": "C"},
+		create: `
+CREATE TABLE IF NOT EXISTS Account (
+	AccountId     INTEGER PRIMARY KEY AUTOINCREMENT,
+	Name          TEXT NOT NULL,
+	Status        TEXT,             -- P, A, H, C
+	Phone         TEXT,
+	BillingStreet TEXT,
+	Tags          JSON,
+	OwnerId       TEXT NOT NULL     -- the CRM's own: never synced
 );
--- Counts every write the table receives, from users and from Lattice alike.
-CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id INTEGER, op TEXT);
-CREATE TRIGGER IF NOT EXISTS demo_count_insert AFTER INSERT ON customers BEGIN INSERT INTO demo_writes (id, op) VALUES (NEW.id, 'insert'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_update AFTER UPDATE ON customers BEGIN INSERT INTO demo_writes (id, op) VALUES (NEW.id, 'update'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON customers BEGIN INSERT INTO demo_writes (id, op) VALUES (OLD.id, 'delete'); END;
-`
+CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT, op TEXT);
+CREATE TRIGGER IF NOT EXISTS demo_count_insert AFTER INSERT ON Account BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.AccountId, 'insert'); END;
+CREATE TRIGGER IF NOT EXISTS demo_count_update AFTER UPDATE ON Account BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.AccountId, 'update'); END;
+CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON Account BEGIN INSERT INTO demo_writes (k, op) VALUES (OLD.AccountId, 'delete'); END;
+`,
+		mapping: mapping.TableConfig{
+			Collection: "customers",
+			Key:        mapping.KeyConfig{IDMap: "crm"},
+			Columns: map[string]mapping.ColumnConfig{
+				"AccountId":     {Field: "id"},
+				"Name":          {Field: "name"},
+				"Status":        {Field: "status", Values: map[string]string{"P": "Prospect", "A": "Active", "H": "On Hold", "C": "Churned"}},
+				"Phone":         {Field: "phone"},
+				"BillingStreet": {Field: "address"},
+				"Tags":          {Field: "tags"},
+				"OwnerId":       {Local: true, Default: "integration"},
+			},
+		},
+	},
+	"erp": {
+		table: "customers", key: "id", name: "name", status: "status", phone: "phone_number", address: "address", tags: "tags",
+		create: `
+CREATE TABLE IF NOT EXISTS customers (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	name         TEXT NOT NULL,
+	status       TEXT,                          -- Prospect, Active, On Hold, Churned
+	phone_number TEXT,
+	address      TEXT,
+	tags         JSON,
+	credit_limit INTEGER NOT NULL DEFAULT 5000  -- the ERP's own: never synced
+);
+CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT, op TEXT);
+CREATE TRIGGER IF NOT EXISTS demo_count_insert AFTER INSERT ON customers BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.id, 'insert'); END;
+CREATE TRIGGER IF NOT EXISTS demo_count_update AFTER UPDATE ON customers BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.id, 'update'); END;
+CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON customers BEGIN INSERT INTO demo_writes (k, op) VALUES (OLD.id, 'delete'); END;
+`,
+		mapping: mapping.TableConfig{
+			Key: mapping.KeyConfig{IDMap: "erp"},
+			Columns: map[string]mapping.ColumnConfig{
+				"phone_number": {Field: "phone"},
+				"credit_limit": {Local: true},
+			},
+		},
+	},
+	"web": {
+		table: "clients", key: "uuid", name: "display_name", status: "state", phone: "phone", address: "street", tags: "labels",
+		statuses: map[string]string{"Prospect": "lead", "Active": "active", "On Hold": "paused", "Churned": "gone"},
+		create: `
+CREATE TABLE IF NOT EXISTS clients (
+	uuid         TEXT PRIMARY KEY NOT NULL DEFAULT (lower(hex(randomblob(8)))),
+	display_name TEXT NOT NULL,
+	state        TEXT,              -- lead, active, paused, gone
+	phone        TEXT,
+	street       TEXT,
+	labels       JSON
+);
+CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT, op TEXT);
+CREATE TRIGGER IF NOT EXISTS demo_count_insert AFTER INSERT ON clients BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.uuid, 'insert'); END;
+CREATE TRIGGER IF NOT EXISTS demo_count_update AFTER UPDATE ON clients BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.uuid, 'update'); END;
+CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON clients BEGIN INSERT INTO demo_writes (k, op) VALUES (OLD.uuid, 'delete'); END;
+`,
+		mapping: mapping.TableConfig{
+			Collection: "customers",
+			Key:        mapping.KeyConfig{IDMap: "web"},
+			Columns: map[string]mapping.ColumnConfig{
+				"uuid":         {Field: "id"},
+				"display_name": {Field: "name"},
+				"state":        {Field: "status", Values: map[string]string{"lead": "Prospect", "active": "Active", "paused": "On Hold", "gone": "Churned"}},
+				"street":       {Field: "address"},
+				"labels":       {Field: "tags"},
+			},
+		},
+	},
+}
+
+// sys returns the system's own value for a collection status.
+func (sh shape) sys(status string) string {
+	if v, ok := sh.statuses[status]; ok {
+		return v
+	}
+	return status
+}
+
+// coll returns the collection's status for a system value.
+func (sh shape) coll(status string) string {
+	for c, v := range sh.statuses {
+		if v == status {
+			return c
+		}
+	}
+	return status
+}
 
 type system struct {
 	name  string
+	shape shape
 	path  string
 	db    *sql.DB
 	agent *sidecar.Agent
@@ -118,7 +237,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := r.setup(ctx); err != nil {
 		return err
 	}
-	steps := []func(context.Context) error{r.sameField, r.differentFields, r.tags, r.deleteVsUpdate}
+	steps := []func(context.Context) error{r.sameField, r.differentFields, r.tags, r.deleteVsUpdate, r.newRecords}
 	for i, step := range steps {
 		fmt.Fprintf(r.out, "\n%d. ", i+1)
 		if err := step(ctx); err != nil {
@@ -162,17 +281,19 @@ func (r *runner) close() {
 }
 
 func (r *runner) setup(ctx context.Context) error {
-	fmt.Fprintln(r.out, "Lattice demo: three systems, each with its own SQLite database and its own sidecar.")
+	fmt.Fprintln(r.out, "Lattice demo: a CRM, an ERP and a web shop, each with its own SQLite database and its own")
+	fmt.Fprintln(r.out, "sidecar. Their schemas differ as real ones do: table and column names, status values, and")
+	fmt.Fprintln(r.out, "keys each system generates itself. Each sidecar maps its own schema to one collection.")
 	fmt.Fprintln(r.out, "Every change below is made with SQL directly in one database, as its users would.")
 	names := []string{"crm", "erp", "web"}
 	for _, name := range names {
-		s := &system{name: name, path: filepath.Join(r.opts.Dir, name+".db")}
+		s := &system{name: name, shape: shapes[name], path: filepath.Join(r.opts.Dir, name+".db")}
 		db, err := sql.Open("sqlite", "file:"+s.path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 		if err != nil {
 			return errors.Wrapf(err, "open %s", s.path)
 		}
 		s.db = db
-		if _, err := db.ExecContext(ctx, schemaSQL); err != nil {
+		if _, err := db.ExecContext(ctx, s.shape.create); err != nil {
 			return errors.Wrapf(err, "create tables in %s", s.path)
 		}
 		r.systems = append(r.systems, s)
@@ -181,10 +302,10 @@ func (r *runner) setup(ctx context.Context) error {
 	// The CRM already holds the customer base; the other two start empty.
 	crm := r.byName["crm"]
 	seed := []string{
-		`INSERT INTO customers VALUES (1, 'Acme Corp',   'Prospect', '+1 555 0100', '1 Main St',    '["trial"]')`,
-		`INSERT INTO customers VALUES (2, 'Globex',      'Active',   '+1 555 0200', '2 Oak Ave',    NULL)`,
-		`INSERT INTO customers VALUES (3, 'Initech',     'Active',   '+1 555 0300', '3 Elm Rd',     '["eu","trial"]')`,
-		`INSERT INTO customers VALUES (4, 'Umbrella',    'Active',   '+1 555 0400', '4 Pine Blvd',  '["emea"]')`,
+		`INSERT INTO Account (Name, Status, Phone, BillingStreet, Tags, OwnerId) VALUES ('Acme Corp', 'P', '+1 555 0100', '1 Main St',   '["trial"]',       'ann')`,
+		`INSERT INTO Account (Name, Status, Phone, BillingStreet, Tags, OwnerId) VALUES ('Globex',    'A', '+1 555 0200', '2 Oak Ave',   NULL,              'bob')`,
+		`INSERT INTO Account (Name, Status, Phone, BillingStreet, Tags, OwnerId) VALUES ('Initech',   'A', '+1 555 0300', '3 Elm Rd',    '["eu","trial"]',  'ann')`,
+		`INSERT INTO Account (Name, Status, Phone, BillingStreet, Tags, OwnerId) VALUES ('Umbrella',  'A', '+1 555 0400', '4 Pine Blvd', '["emea"]',        'cy')`,
 	}
 	for _, q := range seed {
 		if err := r.exec(ctx, crm, q); err != nil {
@@ -219,10 +340,11 @@ func (r *runner) setup(ctx context.Context) error {
 			Cluster: "lattice-demo",
 			KeyFile: keyFile,
 			API:     sidecar.APIConfig{Addr: "127.0.0.1:0", TokenFile: r.tokenFile},
-			Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: s.path, Tables: []string{"customers"}, PollInterval: 5 * time.Millisecond},
+			Adapter: sidecar.AdapterConfig{Kind: sidecar.AdapterSQLite, DSN: s.path, Tables: []string{s.shape.table}, PollInterval: 5 * time.Millisecond},
 			Collections: map[string]sidecar.CollectionConfig{
 				"customers": {Fields: map[string]sidecar.FieldConfig{"tags": {Policy: "orset"}}},
 			},
+			Mapping: mapping.Config{Tables: map[string]mapping.TableConfig{s.shape.table: s.shape.mapping}},
 		}
 		a, err := sidecar.Start(ctx, cfg, sidecar.Options{Logger: r.opts.Logger})
 		if err != nil {
@@ -233,9 +355,10 @@ func (r *runner) setup(ctx context.Context) error {
 		join = append(join, a.Node().Addr())
 	}
 	for _, s := range r.systems {
-		fmt.Fprintf(r.out, "  %-4s %s  (sidecar API and console http://%s/ui/)\n", s.name, s.path, s.agent.APIAddr())
+		fmt.Fprintf(r.out, "  %-4s %-9s %s  (sidecar API and console http://%s/ui/)\n", s.name, s.shape.table, s.path, s.agent.APIAddr())
 	}
-	fmt.Fprintln(r.out, "\nAt first only crm holds the customers; Lattice copies them to erp and web:")
+	fmt.Fprintln(r.out, "\nAt first only crm holds the customers; Lattice copies them to erp and web, where each")
+	fmt.Fprintln(r.out, "gets a key its database generates (the sidecars keep an ID map), in each system's own terms:")
 	if err := r.converge(ctx); err != nil {
 		return err
 	}
@@ -252,18 +375,33 @@ func (r *runner) exec(ctx context.Context, s *system, q string, args ...any) err
 	return nil
 }
 
-// row is one customer as a database holds it.
+// row is one customer: as a database holds it (local key and the system's
+// own status value), or in collection terms (normal).
 type row struct {
-	id                                 int64
+	key                                string
 	name, status, phone, address, tags string
 }
 
-func (w row) String() string {
-	return fmt.Sprintf("%-2d %-10s %-9s %-12s %-12s %s", w.id, w.name, w.status, w.phone, w.address, w.tags)
+// normal returns the row in collection terms, without its local key: what
+// the three databases must agree on.
+func (w row) normal(sh shape) row {
+	w.key = ""
+	w.status = sh.coll(w.status)
+	w.tags = setText(w.tags)
+	return w
 }
 
+func (w row) String() string {
+	return fmt.Sprintf("%-16s %-10s %-8s %-12s %-12s %s", w.key, w.name, w.status, w.phone, w.address, w.tags)
+}
+
+// rows reads a system's customers with SQL, in its own terms, sorted by
+// name.
 func (r *runner) rows(ctx context.Context, s *system) ([]row, error) {
-	rs, err := s.db.QueryContext(ctx, `SELECT id, name, COALESCE(status,''), COALESCE(phone,''), COALESCE(address,''), COALESCE(tags,'') FROM customers ORDER BY id`)
+	sh := s.shape
+	q := fmt.Sprintf(`SELECT CAST(%s AS TEXT), %s, COALESCE(%s,''), COALESCE(%s,''), COALESCE(%s,''), COALESCE(%s,'') FROM %s ORDER BY %s`,
+		sh.key, sh.name, sh.status, sh.phone, sh.address, sh.tags, sh.table, sh.name)
+	rs, err := s.db.QueryContext(ctx, q)
 	if err != nil {
 		return nil, errors.Wrapf(err, "read %s", s.name)
 	}
@@ -271,7 +409,7 @@ func (r *runner) rows(ctx context.Context, s *system) ([]row, error) {
 	var out []row
 	for rs.Next() {
 		var w row
-		if err := rs.Scan(&w.id, &w.name, &w.status, &w.phone, &w.address, &w.tags); err != nil {
+		if err := rs.Scan(&w.key, &w.name, &w.status, &w.phone, &w.address, &w.tags); err != nil {
 			return nil, errors.Wrapf(err, "read %s", s.name)
 		}
 		out = append(out, w)
@@ -279,10 +417,23 @@ func (r *runner) rows(ctx context.Context, s *system) ([]row, error) {
 	return out, rs.Err()
 }
 
-// converge waits until the three databases hold the same rows, each the
-// rows its own sidecar's merged state holds, the three replicas have the
-// same digest, and no sidecar has anything left to apply. Equal digests
-// alone would say nothing about the databases.
+// normalRows reads a system's customers in collection terms.
+func (r *runner) normalRows(ctx context.Context, s *system) ([]row, error) {
+	rows, err := r.rows(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	for i := range rows {
+		rows[i] = rows[i].normal(s.shape)
+	}
+	return rows, nil
+}
+
+// converge waits until the three databases hold the same customers (in
+// collection terms), each the customers its own sidecar's merged state
+// holds, the three replicas have the same digest, and no sidecar has
+// anything left to apply. Equal digests alone would say nothing about the
+// databases.
 func (r *runner) converge(ctx context.Context) error {
 	deadline := time.Now().Add(r.opts.Timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -330,19 +481,24 @@ func (r *runner) converged(ctx context.Context) (bool, string, error) {
 	return true, "", nil
 }
 
-// checkTables compares the customers table of every database with the
-// first database's and with its own sidecar's merged state. It returns ""
-// when all agree, else what differs.
+// checkTables compares the customers of every database, in collection
+// terms, with the first database's and with its own sidecar's merged
+// state. Names are unique in the demo, so a record the ID map lost or
+// doubled shows as a missing or extra name. It returns "" when all agree,
+// else what differs.
 func (r *runner) checkTables(ctx context.Context) (string, error) {
 	var first []row
 	for i, s := range r.systems {
-		rows, err := r.rows(ctx, s)
+		rows, err := r.normalRows(ctx, s)
 		if err != nil {
 			return "", err
 		}
 		merged, err := r.storeRows(s)
 		if err != nil {
 			return "", err
+		}
+		for i := range merged {
+			merged[i].key = ""
 		}
 		if d := diffRows(rows, merged); d != "" {
 			return fmt.Sprintf("%s's database and its sidecar's merged state differ: %s", s.name, d), nil
@@ -359,7 +515,7 @@ func (r *runner) checkTables(ctx context.Context) (string, error) {
 }
 
 // storeRows returns the customers as a sidecar's merged state holds them,
-// in the form rows reads them from a database.
+// in collection terms with their collection keys, sorted by name.
 func (r *runner) storeRows(s *system) ([]row, error) {
 	st := s.agent.Store()
 	col, err := st.Schema().Collection("customers")
@@ -381,45 +537,39 @@ func (r *runner) storeRows(s *system) ([]row, error) {
 		if f.Collection != "customers" || view == nil {
 			continue
 		}
-		vals, err := f.Key.Values()
-		if err != nil || len(vals) != 1 || vals[0].Kind() != crdt.KindInt {
-			return nil, errors.Newf("%s holds customer key %s, not one integer", s.name, f.Key)
-		}
 		text := func(field string) string {
 			if v, ok := view[field]; ok {
 				return v.Text()
 			}
 			return ""
 		}
-		w := row{id: vals[0].AsInt(), name: text("name"), status: text("status"), phone: text("phone"), address: text("address")}
+		w := row{key: f.Key.String(), name: text("name"), status: text("status"), phone: text("phone"), address: text("address")}
 		if v, ok := view["tags"]; ok {
 			b, err := json.Marshal(v)
 			if err != nil {
 				return nil, err
 			}
-			w.tags = string(b)
+			w.tags = setText(string(b))
 		}
 		out = append(out, w)
 	}
-	slices.SortFunc(out, func(a, b row) int { return cmp.Compare(a.id, b.id) })
+	slices.SortFunc(out, func(a, b row) int { return cmp.Compare(a.name, b.name) })
 	return out, nil
 }
 
-// diffRows describes the first difference between two customer lists ("" if
-// none). Tags compare as sets: a database keeps a set in any order.
+// diffRows describes the first difference between two customer lists in
+// collection terms, sorted by name ("" if none).
 func diffRows(a, b []row) string {
 	for i := 0; i < len(a) || i < len(b); i++ {
 		switch {
 		case i >= len(a):
-			return fmt.Sprintf("customer %d is missing from the first", b[i].id)
+			return fmt.Sprintf("%s is missing from the first", b[i].name)
 		case i >= len(b):
-			return fmt.Sprintf("customer %d is missing from the second", a[i].id)
-		case a[i].id != b[i].id:
-			return fmt.Sprintf("customer %d is where customer %d is", a[i].id, b[i].id)
+			return fmt.Sprintf("%s is missing from the second", a[i].name)
+		case a[i].name != b[i].name:
+			return fmt.Sprintf("%s is where %s is", a[i].name, b[i].name)
 		}
-		x, y := a[i], b[i]
-		x.tags, y.tags = setText(x.tags), setText(y.tags)
-		if x != y {
+		if a[i] != b[i] {
 			return fmt.Sprintf("[%s] vs [%s]", strings.Join(strings.Fields(a[i].String()), " "), strings.Join(strings.Fields(b[i].String()), " "))
 		}
 	}
@@ -440,46 +590,55 @@ func setText(s string) string {
 	return strings.Join(slices.Compact(l), ",")
 }
 
-// show prints the customers table, once if all databases agree, else per
-// database. Only ids in focus are shown, or all when focus is nil.
-func (r *runner) show(ctx context.Context, focus []int64) error {
-	var all [][]row
+// show prints each database's customers in its own terms: its table, its
+// column names, its keys and its status values. Only the names in focus
+// are shown, or all when focus is nil.
+func (r *runner) show(ctx context.Context, focus []string) error {
 	for _, s := range r.systems {
 		rows, err := r.rows(ctx, s)
 		if err != nil {
 			return err
 		}
-		all = append(all, rows)
-	}
-	header := fmt.Sprintf("%-2s %-10s %-9s %-12s %-12s %s", "id", "name", "status", "phone", "address", "tags")
-	print := func(prefix string, rows []row) {
+		sh := s.shape
+		fmt.Fprintf(r.out, "   %-4s %-9s %-16s %-12s %-8s %-12s %-13s %s\n", s.name, sh.table, sh.key, sh.name, sh.status, sh.phone, sh.address, sh.tags)
 		for _, w := range rows {
-			if focus == nil || slices.Contains(focus, w.id) {
-				fmt.Fprintf(r.out, "%s%s\n", prefix, w)
+			if focus == nil || slices.Contains(focus, w.name) {
+				fmt.Fprintf(r.out, "   %-14s %-16s %-12s %-8s %-12s %-13s %s\n", "", w.key, w.name, w.status, w.phone, w.address, w.tags)
 			}
 		}
-	}
-	if slices.EqualFunc(all[1:], all[:len(all)-1], func(a, b []row) bool { return slices.Equal(a, b) }) {
-		fmt.Fprintf(r.out, "   all three  %s\n", header)
-		print("              ", all[0])
-		return nil
-	}
-	fmt.Fprintf(r.out, "   %-10s %s\n", "", header)
-	for i, s := range r.systems {
-		print(fmt.Sprintf("   %-10s ", s.name), all[i])
 	}
 	return nil
 }
 
+// record returns the collection key of a customer, read from the crm
+// sidecar's merged state.
+func (r *runner) record(name string) (crdt.Key, bool) {
+	rows, err := r.storeRows(r.systems[0])
+	if err != nil {
+		return "", false
+	}
+	for _, w := range rows {
+		if w.name == name {
+			k, err := crdt.ParseKeyText(w.key, []crdt.Kind{crdt.KindString})
+			return k, err == nil
+		}
+	}
+	return "", false
+}
+
 // meta returns who wrote a field's visible value and when, read from the
 // crm sidecar's merged state.
-func (r *runner) meta(collection string, id int64, field string) (string, time.Time, bool) {
+func (r *runner) meta(name, field string) (string, time.Time, bool) {
 	a := r.systems[0].agent
-	col, err := a.Store().Schema().Collection(collection)
+	col, err := a.Store().Schema().Collection("customers")
 	if err != nil {
 		return "", time.Time{}, false
 	}
-	rec, err := a.Store().Get(collection, crdt.IntKey(id))
+	k, ok := r.record(name)
+	if !ok {
+		return "", time.Time{}, false
+	}
+	rec, err := a.Store().Get("customers", k)
 	if err != nil || rec == nil {
 		return "", time.Time{}, false
 	}
@@ -490,106 +649,176 @@ func (r *runner) meta(collection string, id int64, field string) (string, time.T
 	return r.replica[m.Stamp.Replica], m.Stamp.TS.GoTime(), true
 }
 
+// update runs an UPDATE of one customer, by name, in a system's own terms:
+// set maps the system's columns to values.
+func (r *runner) update(ctx context.Context, s *system, name string, set map[string]string) error {
+	cols := slices.Sorted(maps.Keys(set))
+	assign := make([]string, len(cols))
+	args := make([]any, 0, len(cols)+1)
+	for i, c := range cols {
+		assign[i] = c + " = ?"
+		args = append(args, set[c])
+	}
+	args = append(args, name)
+	return r.exec(ctx, s, fmt.Sprintf(`UPDATE %s SET %s WHERE %s = ?`, s.shape.table, strings.Join(assign, ", "), s.shape.name), args...)
+}
+
 func (r *runner) sameField(ctx context.Context) error {
+	crm, erp := r.byName["crm"], r.byName["erp"]
 	fmt.Fprintln(r.out, "The same field changed in two systems at once")
-	fmt.Fprintln(r.out, "   crm sets Acme's status to Active while erp sets it to On Hold.")
+	fmt.Fprintln(r.out, "   crm sets Acme's Status to 'A' (Active) while erp sets its status to 'On Hold'.")
 	fmt.Fprintln(r.out, "   Two one-way syncs would copy each value over the other, back and forth.")
-	if err := r.exec(ctx, r.byName["crm"], `UPDATE customers SET status = 'Active' WHERE id = 1`); err != nil {
+	if err := r.update(ctx, crm, "Acme Corp", map[string]string{crm.shape.status: crm.shape.sys("Active")}); err != nil {
 		return err
 	}
-	if err := r.exec(ctx, r.byName["erp"], `UPDATE customers SET status = 'On Hold' WHERE id = 1`); err != nil {
+	if err := r.update(ctx, erp, "Acme Corp", map[string]string{erp.shape.status: erp.shape.sys("On Hold")}); err != nil {
 		return err
 	}
 	if err := r.converge(ctx); err != nil {
 		return err
 	}
-	if err := r.show(ctx, []int64{1}); err != nil {
+	if err := r.show(ctx, []string{"Acme Corp"}); err != nil {
 		return err
 	}
-	if who, at, ok := r.meta("customers", 1, "status"); ok {
-		fmt.Fprintf(r.out, "   Won: status = %q, committed in %s at %s: the change committed last wins (lww; within\n   one millisecond, the higher replica ID), however late each sidecar captured its own, in every database.\n",
-			r.valueOf(ctx, 1, "status"), who, at.Format("15:04:05.000000"))
+	if who, at, ok := r.meta("Acme Corp", "status"); ok {
+		fmt.Fprintf(r.out, "   Won: status %q, committed in %s at %s: the change committed last wins (lww; within\n   one millisecond, the higher replica ID), in every database, each in its own status values.\n",
+			r.valueOf(ctx, "Acme Corp", "status"), who, at.Format("15:04:05.000000"))
 	}
 	return nil
 }
 
 func (r *runner) differentFields(ctx context.Context) error {
+	crm, web := r.byName["crm"], r.byName["web"]
 	fmt.Fprintln(r.out, "Different fields of one row changed in two systems at once")
-	fmt.Fprintln(r.out, "   crm changes Globex's phone while web changes its address.")
+	fmt.Fprintln(r.out, "   crm changes Globex's Phone while web changes its street.")
 	fmt.Fprintln(r.out, "   A row-level sync would keep one row and lose the other change.")
-	if err := r.exec(ctx, r.byName["crm"], `UPDATE customers SET phone = '+1 555 0299' WHERE id = 2`); err != nil {
+	if err := r.update(ctx, crm, "Globex", map[string]string{crm.shape.phone: "+1 555 0299"}); err != nil {
 		return err
 	}
-	if err := r.exec(ctx, r.byName["web"], `UPDATE customers SET address = '22 Birch Ln' WHERE id = 2`); err != nil {
+	if err := r.update(ctx, web, "Globex", map[string]string{web.shape.address: "22 Birch Ln"}); err != nil {
 		return err
 	}
 	if err := r.converge(ctx); err != nil {
 		return err
 	}
-	if err := r.show(ctx, []int64{2}); err != nil {
+	if err := r.show(ctx, []string{"Globex"}); err != nil {
 		return err
 	}
-	fmt.Fprintln(r.out, "   Won: both. Lattice merges per field: phone from crm, address from web.")
+	fmt.Fprintln(r.out, "   Won: both. Lattice merges per field: the phone from crm, the address from web, each")
+	fmt.Fprintln(r.out, "   written into every database under that database's own column name.")
 	return nil
 }
 
 func (r *runner) tags(ctx context.Context) error {
 	fmt.Fprintln(r.out, "Tags added and removed in three systems at once")
 	fmt.Fprintln(r.out, `   Initech's tags are ["eu","trial"]. crm adds "vip" and removes "trial"; erp adds "priority"; web removes "eu".`)
-	if err := r.exec(ctx, r.byName["crm"], `UPDATE customers SET tags = '["eu","vip"]' WHERE id = 3`); err != nil {
-		return err
-	}
-	if err := r.exec(ctx, r.byName["erp"], `UPDATE customers SET tags = '["eu","priority","trial"]' WHERE id = 3`); err != nil {
-		return err
-	}
-	if err := r.exec(ctx, r.byName["web"], `UPDATE customers SET tags = '["trial"]' WHERE id = 3`); err != nil {
-		return err
+	for name, tags := range map[string]string{"crm": `["eu","vip"]`, "erp": `["eu","priority","trial"]`, "web": `["trial"]`} {
+		s := r.byName[name]
+		if err := r.update(ctx, s, "Initech", map[string]string{s.shape.tags: tags}); err != nil {
+			return err
+		}
 	}
 	if err := r.converge(ctx); err != nil {
 		return err
 	}
-	if err := r.show(ctx, []int64{3}); err != nil {
+	if err := r.show(ctx, []string{"Initech"}); err != nil {
 		return err
 	}
-	fmt.Fprintf(r.out, "   Won: every intent. tags is an add-wins set: each add and each remove is kept, so tags = %s.\n", r.valueOf(ctx, 3, "tags"))
+	fmt.Fprintf(r.out, "   Won: every intent. The tags are an add-wins set: each add and each remove is kept, so\n   the tags are %s.\n", r.valueOf(ctx, "Initech", "tags"))
 	return nil
 }
 
 func (r *runner) deleteVsUpdate(ctx context.Context) error {
+	crm, erp := r.byName["crm"], r.byName["erp"]
 	fmt.Fprintln(r.out, "A record deleted in one system while another updates it")
 	fmt.Fprintln(r.out, "   erp marks Umbrella as Churned; a moment later, before the change arrives, crm deletes Umbrella.")
-	if err := r.exec(ctx, r.byName["erp"], `UPDATE customers SET status = 'Churned' WHERE id = 4`); err != nil {
+	if err := r.update(ctx, erp, "Umbrella", map[string]string{erp.shape.status: erp.shape.sys("Churned")}); err != nil {
 		return err
 	}
-	if err := r.exec(ctx, r.byName["crm"], `DELETE FROM customers WHERE id = 4`); err != nil {
+	if err := r.exec(ctx, crm, `DELETE FROM Account WHERE Name = 'Umbrella'`); err != nil {
 		return err
 	}
 	if err := r.converge(ctx); err != nil {
 		return err
 	}
-	rows, err := r.rows(ctx, r.systems[0])
+	rows, err := r.normalRows(ctx, r.systems[0])
 	if err != nil {
 		return err
 	}
-	gone := !slices.ContainsFunc(rows, func(w row) bool { return w.id == 4 })
-	if gone {
+	if !slices.ContainsFunc(rows, func(w row) bool { return w.name == "Umbrella" }) {
 		fmt.Fprintln(r.out, "   Won: the delete. crm committed it after erp committed the update, so Umbrella is gone from")
 		fmt.Fprintln(r.out, "   all three databases, even where the update was captured after the delete arrived.")
-	} else {
-		fmt.Fprintln(r.out, "   Won: the update. By the databases' commit times it is newer than the delete and was made")
-		fmt.Fprintln(r.out, "   without seeing it, so it cancels the delete: Umbrella lives on, whole, with the update")
-		fmt.Fprintln(r.out, "   applied, in all three databases.")
-		if err := r.show(ctx, []int64{4}); err != nil {
-			return err
+		return nil
+	}
+	fmt.Fprintln(r.out, "   Won: the update. By the databases' commit times it is newer than the delete and was made")
+	fmt.Fprintln(r.out, "   without seeing it, so it cancels the delete: Umbrella lives on, whole, with the update")
+	fmt.Fprintln(r.out, "   applied, in all three databases.")
+	return r.show(ctx, []string{"Umbrella"})
+}
+
+func (r *runner) newRecords(ctx context.Context) error {
+	erp, web := r.byName["erp"], r.byName["web"]
+	fmt.Fprintln(r.out, "A new customer created in each of two systems, each with a key only that system knows")
+	fmt.Fprintln(r.out, "   erp inserts Hooli (its id is generated by erp); web inserts Stark (its uuid generated by web).")
+	if err := r.exec(ctx, erp, `INSERT INTO customers (name, status, phone_number, address) VALUES ('Hooli', 'Prospect', '+1 555 0500', '5 Cedar Ct')`); err != nil {
+		return err
+	}
+	if err := r.exec(ctx, web, `INSERT INTO clients (display_name, state, phone, street, labels) VALUES ('Stark', 'active', '+1 555 0600', '6 Ash Way', '["b2b"]')`); err != nil {
+		return err
+	}
+	if err := r.converge(ctx); err != nil {
+		return err
+	}
+	if err := r.show(ctx, []string{"Hooli", "Stark"}); err != nil {
+		return err
+	}
+	for _, name := range []string{"Hooli", "Stark"} {
+		if k, ok := r.record(name); ok {
+			fmt.Fprintf(r.out, "   %s is record %s in the cluster;", name, k)
+			for _, s := range r.systems {
+				rows, err := r.rows(ctx, s)
+				if err != nil {
+					return err
+				}
+				for _, w := range rows {
+					if w.name == name {
+						fmt.Fprintf(r.out, " %s %s %s", s.name, s.shape.key, w.key)
+					}
+				}
+			}
+			fmt.Fprintln(r.out, ".")
 		}
 	}
+	fmt.Fprintln(r.out, "   Each database generated its own key for the new rows, and each sidecar recorded it in its")
+	fmt.Fprintln(r.out, "   ID map in the same transaction as the insert.")
+	var owner string
+	var limit int
+	if err := r.byName["crm"].db.QueryRowContext(ctx, `SELECT OwnerId FROM Account WHERE Name = 'Stark'`).Scan(&owner); err != nil {
+		return errors.Wrap(err, "read crm's OwnerId")
+	}
+	if err := r.byName["erp"].db.QueryRowContext(ctx, `SELECT credit_limit FROM customers WHERE name = 'Stark'`).Scan(&limit); err != nil {
+		return errors.Wrap(err, "read erp's credit_limit")
+	}
+	fmt.Fprintf(r.out, "   Columns only one system has stay its own: crm gave Stark OwnerId %q (the mapping's\n   default), erp a credit_limit of %d (the column's default).\n", owner, limit)
 	return nil
 }
 
-func (r *runner) valueOf(ctx context.Context, id int64, field string) string {
-	var v sql.NullString
-	_ = r.systems[0].db.QueryRowContext(ctx, `SELECT `+field+` FROM customers WHERE id = ?`, id).Scan(&v)
-	return v.String
+// valueOf returns a field of a customer in collection terms, as crm's
+// database holds it.
+func (r *runner) valueOf(ctx context.Context, name, field string) string {
+	rows, _ := r.normalRows(ctx, r.systems[0])
+	for _, w := range rows {
+		if w.name != name {
+			continue
+		}
+		switch field {
+		case "status":
+			return w.status
+		case "tags":
+			return "[" + w.tags + "]"
+		}
+	}
+	return ""
 }
 
 // writes returns how many writes a database's customers table received.
@@ -603,13 +832,13 @@ func (r *runner) finish(ctx context.Context) error {
 	// A last change on one side is the barrier: once it has reached every
 	// database, anything still bouncing between the systems would show up in
 	// the write counts.
-	if err := r.exec(ctx, r.byName["web"], `UPDATE customers SET status = 'Active' WHERE id = 2`); err != nil {
+	if err := r.exec(ctx, r.byName["web"], `UPDATE clients SET state = 'active' WHERE display_name = 'Globex'`); err != nil {
 		return err
 	}
 	if err := r.converge(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintln(r.out, "\nFinal state:")
+	fmt.Fprintln(r.out, "\nFinal state, each database in its own terms:")
 	if err := r.show(ctx, nil); err != nil {
 		return err
 	}
@@ -646,7 +875,7 @@ func (r *runner) finish(ctx context.Context) error {
 	fmt.Fprintln(r.out, "   No sidecar captured more changes than its users made: Lattice's own writes were")
 	fmt.Fprintln(r.out, "   never captured back as new changes. No update war.")
 	d := r.systems[0].agent.Digest()
-	fmt.Fprintf(r.out, "\nAll three databases are identical (replica digest %s, %d records).\n", d.Hash.String()[:16], d.Count)
+	fmt.Fprintf(r.out, "\nAll three databases hold the same customers, each in its own schema (replica digest %s,\n%d records).\n", d.Hash.String()[:16], d.Count)
 	return nil
 }
 
