@@ -73,7 +73,7 @@ type Agent struct {
 	// one (adp is then it); roundTrip is adp's RoundTripper, if any.
 	mapped    *mapping.Adapter
 	roundTrip adapters.RoundTripper
-	token  string
+	token     string
 	// eng decides what captured changes, API writes and applies do; the
 	// agent drives it (steps under engMu, through store.Commit) and carries
 	// out its Ready values in order. Its catalog mapping (eng.Catalog) is

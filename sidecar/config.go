@@ -72,13 +72,13 @@ type Config struct {
 	// Mapping maps this node's system (its tables, columns, values and
 	// keys) to the cluster's collections (docs/mapping.md). It is local to
 	// the node; the merge rules under collections are the cluster's.
-	Mapping mapping.Config `yaml:"mapping"`
-	Gossip      GossipConfig                `yaml:"gossip"`
-	Store       StoreConfig                 `yaml:"store"`
-	Conflicts   ConflictsConfig             `yaml:"conflicts"`
-	Apply       ApplyConfig                 `yaml:"apply"`
-	Ready       ReadyConfig                 `yaml:"ready"`
-	Log         LogConfig                   `yaml:"log"`
+	Mapping   mapping.Config  `yaml:"mapping"`
+	Gossip    GossipConfig    `yaml:"gossip"`
+	Store     StoreConfig     `yaml:"store"`
+	Conflicts ConflictsConfig `yaml:"conflicts"`
+	Apply     ApplyConfig     `yaml:"apply"`
+	Ready     ReadyConfig     `yaml:"ready"`
+	Log       LogConfig       `yaml:"log"`
 }
 
 // APIConfig configures the HTTP API.
