@@ -754,4 +754,3 @@ func show(row crdt.Row, fields []string) string {
 	}
 	return strings.Join(parts, " ")
 }
-
