@@ -1,0 +1,731 @@
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	nethttp "net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/crdt"
+	"golang.org/x/time/rate"
+)
+
+// Adapter syncs the collections of one JSON REST API.
+type Adapter struct {
+	cfg    *Config
+	colls  []*Collection // sorted by name
+	byName map[string]*Collection
+	c      *client
+	st     *state
+	log    *slog.Logger
+	clk    clock.Clock
+
+	seq atomic.Int64 // the last capture sequence number reserved
+
+	// applyMu serialises Apply with reconciliation, whose full listing
+	// must not miss a record that an apply creates while it runs.
+	applyMu sync.Mutex
+
+	skipped atomic.Int64 // records capture could not decode
+}
+
+// Open opens the adapter for cfg (LoadConfig or ParseConfig), creating its
+// state file when missing.
+func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (*Adapter, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	auth, err := authenticator(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openState(ctx, cfg.statePath())
+	if err != nil {
+		return nil, err
+	}
+	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Collections)) {
+		a.colls = append(a.colls, cfg.Collections[name])
+		a.byName[name] = cfg.Collections[name]
+	}
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout}, auth: auth,
+		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{}}
+	seq, err := st.maxSeq(ctx)
+	if err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	a.seq.Store(seq)
+	return a, nil
+}
+
+// authenticator returns what sets a request's credentials.
+func authenticator(c AuthConfig) (func(*nethttp.Request), error) {
+	read := func(path, key string) (string, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", errors.Wrapf(err, "config auth.%s", key)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return "", errors.WithHint(errors.Newf("config auth.%s: %s is readable by others (mode %v)", key, path, fi.Mode().Perm()),
+				"chmod 600 "+path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", errors.Wrapf(err, "config auth.%s", key)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", errors.Newf("config auth.%s: %s is empty", key, path)
+		}
+		return s, nil
+	}
+	switch {
+	case c.BearerFile != "":
+		tok, err := read(c.BearerFile, "bearer_file")
+		if err != nil {
+			return nil, err
+		}
+		return func(r *nethttp.Request) { r.Header.Set("Authorization", "Bearer "+tok) }, nil
+	case c.User != "":
+		pw, err := read(c.PasswordFile, "password_file")
+		if err != nil {
+			return nil, err
+		}
+		return func(r *nethttp.Request) { r.SetBasicAuth(c.User, pw) }, nil
+	}
+	return func(*nethttp.Request) {}, nil
+}
+
+// Stats returns the adapter's request counters.
+func (a *Adapter) Stats() Stats { return a.c.stats() }
+
+// Tables returns the configured collections: the ID as the key, generated
+// by the system (or by the adapter, for client IDs), and the declared
+// columns, all nullable.
+func (a *Adapter) Tables(context.Context) ([]adapters.Table, error) {
+	out := make([]adapters.Table, 0, len(a.colls))
+	for _, col := range a.colls {
+		t := adapters.Table{Name: col.name, Key: []string{col.ID}}
+		for i, c := range col.columns {
+			t.Columns = append(t.Columns, adapters.Column{Name: c.name, Kind: c.kind, Type: c.kind.String(),
+				Nullable: i > 0, Generated: i == 0})
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// listURL returns the URL of one page of col's records: updated at or
+// after since in capture order when byUpdated, else every record by ID.
+func (a *Adapter) listURL(col *Collection, byUpdated bool, since int64, page int) string {
+	q := url.Values{}
+	if byUpdated {
+		q.Set(col.SinceParam, col.formatUpdated(since))
+		if col.SortParam != "" {
+			q.Set(col.SortParam, col.SortValue)
+		}
+		if col.OrderParam != "" {
+			q.Set(col.OrderParam, col.OrderValue)
+		}
+	} else {
+		if col.SortParam != "" {
+			q.Set(col.SortParam, col.ID)
+		}
+		if col.OrderParam != "" {
+			q.Set(col.OrderParam, "asc")
+		}
+	}
+	if col.Paging == "page" {
+		q.Set(col.PageParam, strconv.Itoa(page))
+	} else {
+		q.Set(col.OffsetParam, strconv.Itoa((page-1)*col.PageSize))
+	}
+	q.Set(col.LimitParam, strconv.Itoa(col.PageSize))
+	return a.cfg.BaseURL + col.Path + "?" + q.Encode()
+}
+
+// list fetches one page and decodes it; records that cannot be decoded
+// are logged and counted, never returned.
+func (a *Adapter) list(ctx context.Context, col *Collection, u string) ([]record, error) {
+	r, err := a.c.do(ctx, nethttp.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	recs, bad, err := col.decodeList(r.body)
+	if err != nil {
+		return nil, errors.WithHint(errors.Wrapf(err, "http adapter: GET %s", u), "check the collection's records and paging keys")
+	}
+	for _, e := range bad {
+		a.skipped.Add(1)
+		a.log.Warn("http adapter: record skipped", "collection", col.name, "err", e)
+	}
+	return recs, nil
+}
+
+// Skipped returns how many listed records capture could not decode.
+func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
+
+// walk reads col's records updated at or after m's high-water mark less
+// the overlap, in (updated-at, ID) order, and calls f with each one m has
+// not seen, advancing m. It pages by restarting the filter at the last
+// updated-at read, so that records that move to the end while it reads are
+// read again rather than shifting others out of its pages.
+func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(record) error) error {
+	overlap := a.cfg.Overlap.Milliseconds()
+	since := max(m.Updated-overlap, 0)
+	if m.Seen == nil {
+		m.Seen = map[string]int64{}
+	}
+	for page := 1; ; {
+		recs, err := a.list(ctx, col, a.listURL(col, true, since, page))
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if u, ok := m.Seen[r.id]; ok && u == r.updated {
+				continue
+			}
+			m.Seen[r.id] = r.updated
+			if r.updated > m.Updated || r.updated == m.Updated && idLess(col, m.ID, r.id) {
+				m.Updated, m.ID = r.updated, r.id
+			}
+			if err := f(r); err != nil {
+				return err
+			}
+		}
+		if len(recs) < col.PageSize {
+			break
+		}
+		if last := recs[len(recs)-1].updated; last > since {
+			since, page = last, 1
+		} else {
+			page++
+		}
+	}
+	for id, u := range m.Seen {
+		if u < m.Updated-overlap {
+			delete(m.Seen, id)
+		}
+	}
+	return nil
+}
+
+// idLess orders IDs as the API sorts them: numerically for int IDs.
+func idLess(col *Collection, a, b string) bool {
+	if col.idKind == crdt.KindInt {
+		x, _ := strconv.ParseInt(a, 10, 64)
+		y, _ := strconv.ParseInt(b, 10, 64)
+		return x < y
+	}
+	return a < b
+}
+
+// listAll reads every record of col, by ID.
+func (a *Adapter) listAll(ctx context.Context, col *Collection) ([]record, error) {
+	var out []record
+	for page := 1; ; page++ {
+		recs, err := a.list(ctx, col, a.listURL(col, false, 0, page))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+		if len(recs) < col.PageSize {
+			return out, nil
+		}
+	}
+}
+
+func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Change, error) {
+	k, err := col.key(r.id)
+	if err != nil {
+		return adapters.Change{}, err
+	}
+	ch := adapters.Change{Collection: col.name, Key: k, Row: r.row}
+	if !snapshot && r.updated > 0 {
+		ch.Committed = time.UnixMilli(r.updated)
+	}
+	return ch, nil
+}
+
+// Snapshot reads every record: first in capture order from the start, so
+// that changes made while it reads are read too and its high-water mark
+// is past them, then a listing by ID for the records that carry no
+// updated-at or that the first read missed. The known records are those
+// listed.
+func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
+	seq := a.seq.Add(1)
+	marks := map[string]*mark{}
+	for _, col := range a.colls {
+		m := &mark{}
+		var batch []adapters.Change
+		seen := map[string]bool{}
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			b := batch
+			batch = nil
+			return sink(ctx, adapters.Batch{Changes: b})
+		}
+		add := func(r record) error {
+			seen[r.id] = true
+			ch, err := a.change(col, r, true)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, ch)
+			if len(batch) >= 500 {
+				return flush()
+			}
+			return nil
+		}
+		if err := a.walk(ctx, col, m, add); err != nil {
+			return nil, err
+		}
+		all, err := a.listAll(ctx, col)
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]string, 0, len(all))
+		for _, r := range all {
+			ids = append(ids, r.id)
+			if !seen[r.id] {
+				if err := add(r); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
+		if err := a.st.setKnown(ctx, col.name, ids, true); err != nil {
+			return nil, err
+		}
+		marks[col.name] = m
+	}
+	if err := a.st.putMarks(ctx, seq, marks); err != nil {
+		return nil, err
+	}
+	return a.st.cursor(seq), nil
+}
+
+// Head returns a cursor past every change the API holds now: the latest
+// stored marks, advanced by reading what changed since.
+func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
+	seq := a.seq.Add(1)
+	marks := map[string]*mark{}
+	if last, err := a.st.maxSeq(ctx); err != nil {
+		return nil, err
+	} else if last > 0 {
+		if marks, err = a.st.marks(ctx, last); err != nil {
+			return nil, err
+		}
+	}
+	for _, col := range a.colls {
+		m := marks[col.name]
+		if m == nil {
+			m = &mark{}
+			marks[col.name] = m
+		}
+		if err := a.walk(ctx, col, m, func(record) error { return nil }); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.st.putMarks(ctx, seq, marks); err != nil {
+		return nil, err
+	}
+	return a.st.cursor(seq), nil
+}
+
+// Capture polls every PollInterval for records changed after the cursor's
+// marks, skipping the adapter's own writes, and every Reconcile lists
+// every record to report those deleted on the server.
+func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
+	seq, err := a.st.seqOf(cursor)
+	if err != nil {
+		return err
+	}
+	marks, err := a.st.marks(ctx, seq)
+	if err != nil {
+		return err
+	}
+	lastReconcile := a.clk.Now()
+	for {
+		if err := a.poll(ctx, marks, sink); err != nil {
+			return err
+		}
+		if a.clk.Now().Sub(lastReconcile) >= a.cfg.Reconcile {
+			if err := a.reconcile(ctx, marks, sink); err != nil {
+				return err
+			}
+			lastReconcile = a.clk.Now()
+		}
+		t := a.clk.NewTimer(a.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+	}
+}
+
+// poll reads what changed after marks and sends it as one batch.
+func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
+	seq := a.seq.Add(1)
+	var changes []adapters.Change
+	known := map[string][]string{}
+	for _, col := range a.colls {
+		m := marks[col.name]
+		if m == nil {
+			m = &mark{}
+			marks[col.name] = m
+		}
+		echo, err := a.st.echoes(ctx, col.name)
+		if err != nil {
+			return err
+		}
+		err = a.walk(ctx, col, m, func(r record) error {
+			if u, ok := echo[r.id]; ok && u == r.updated {
+				return nil
+			}
+			ch, err := a.change(col, r, false)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, ch)
+			known[col.name] = append(known[col.name], r.id)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
+			return err
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if err := a.st.putMarks(ctx, seq, marks); err != nil {
+		return err
+	}
+	if err := sink(ctx, adapters.Batch{Changes: changes, Cursor: a.st.cursor(seq)}); err != nil {
+		return err
+	}
+	for name, ids := range known {
+		if err := a.st.setKnown(ctx, name, ids, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reconcile lists every record and reports the known records the listing
+// lacks, each confirmed gone by a read of its own, as deletes; and the
+// records it holds that capture never reported (no updated-at, or a write
+// that committed later than the overlap covers) as changes.
+func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	seq := a.seq.Add(1)
+	var changes []adapters.Change
+	gone, found := map[string][]string{}, map[string][]string{}
+	for _, col := range a.colls {
+		known, err := a.st.known(ctx, col.name)
+		if err != nil {
+			return err
+		}
+		all, err := a.listAll(ctx, col)
+		if err != nil {
+			return err
+		}
+		listed := map[string]bool{}
+		for _, r := range all {
+			listed[r.id] = true
+			if !known[r.id] {
+				ch, err := a.change(col, r, false)
+				if err != nil {
+					return err
+				}
+				changes = append(changes, ch)
+				found[col.name] = append(found[col.name], r.id)
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(known)) {
+			if listed[id] {
+				continue
+			}
+			_, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
+			var se *statusError
+			if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+				k, err := col.key(id)
+				if err != nil {
+					return err
+				}
+				changes = append(changes, adapters.Change{Collection: col.name, Key: k})
+				gone[col.name] = append(gone[col.name], id)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if err := a.st.putMarks(ctx, seq, marks); err != nil {
+		return err
+	}
+	if err := sink(ctx, adapters.Batch{Changes: changes, Cursor: a.st.cursor(seq)}); err != nil {
+		return err
+	}
+	for name, ids := range found {
+		if err := a.st.setKnown(ctx, name, ids, true); err != nil {
+			return err
+		}
+	}
+	for name, ids := range gone {
+		if err := a.st.setKnown(ctx, name, ids, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordURL fills a path template with a record's ID.
+func (a *Adapter) recordURL(col *Collection, tmpl, id string) string {
+	return a.cfg.BaseURL + strings.ReplaceAll(tmpl, "{id}", url.PathEscape(id))
+}
+
+// Ack discards the capture positions before cursor.
+func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
+	seq, err := a.st.seqOf(cursor)
+	if err != nil {
+		return err
+	}
+	return a.st.ack(ctx, seq)
+}
+
+// Apply writes each record in order, one request each: a delete, an update
+// (or a create with the record's ID where the server lacks it and takes
+// client IDs), or a create for a Write.NewKey. An API has no transactions:
+// the writes before a failing one stay written, which the engine's retry
+// makes harmless since every write is idempotent. A record the API rejects
+// (400, 422, or another 4xx but for auth and rate limits) fails with a
+// RowError carrying the server's message; a system that cannot serve
+// (5xx, 429, 401, 403, no connection) after the retries fails marked
+// adapters.ErrUnavailable.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) (adapters.Applied, error) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	var out adapters.Applied
+	for i, w := range writes {
+		col := a.byName[w.Collection]
+		name := w.Key
+		if w.NewKey != "" {
+			name = w.NewKey
+		}
+		if col == nil {
+			return out, adapters.BadRow(w.Collection, name, errors.Newf("http adapter: unknown collection %s", w.Collection))
+		}
+		gen, err := a.apply(ctx, col, w)
+		if err != nil {
+			return out, a.classify(col, name, err)
+		}
+		if gen != "" {
+			if out.Generated == nil {
+				out.Generated = map[int]crdt.Key{}
+			}
+			out.Generated[i] = gen
+		}
+	}
+	out.Position = a.st.cursor(a.seq.Load() + 1)
+	return out, nil
+}
+
+// classify marks a write's error: a rejected record is a bad row.
+func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
+	var se *statusError
+	if errors.As(err, &se) {
+		switch se.code {
+		case nethttp.StatusUnauthorized, nethttp.StatusForbidden:
+			return errors.Mark(errors.WithHint(err, "check the adapter's auth credentials"), adapters.ErrUnavailable)
+		default:
+			return adapters.BadRow(col.name, key, err)
+		}
+	}
+	return err
+}
+
+// apply performs one write and returns the key the API or the adapter
+// generated for a NewKey.
+func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+	if w.NewKey != "" {
+		return a.create(ctx, col, w)
+	}
+	id, err := col.idText(w.Key)
+	if err != nil {
+		return "", adapters.BadRow(col.name, w.Key, err)
+	}
+	if w.Row == nil {
+		_, err := a.c.do(ctx, col.Delete.Method, a.recordURL(col, col.Delete.Path, id), nil)
+		var se *statusError
+		if err != nil && !(errors.As(err, &se) && se.code == nethttp.StatusNotFound) {
+			return "", err
+		}
+		return "", a.st.deleted(ctx, col.name, id)
+	}
+	if v, ok := w.Row[col.ID]; ok {
+		if rk, err := crdt.MakeKey(v); err != nil || rk != w.Key {
+			return "", adapters.BadRow(col.name, w.Key, errors.Newf("row's %s %s disagrees with the write's key", col.ID, v))
+		}
+	}
+	return "", a.upsert(ctx, col, w.Key, id, w.Row)
+}
+
+// upsert writes row as record id: an update, or a create with the ID when
+// the server lacks the record and takes client IDs.
+func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id string, row crdt.Row) error {
+	stamp := a.clk.Now().UnixMilli()
+	body, err := col.encode(row, id, stamp)
+	if err != nil {
+		return adapters.BadRow(col.name, name, err)
+	}
+	r, err := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
+	var se *statusError
+	if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+		if !col.ClientIDs {
+			return errors.Wrap(err, "the record no longer exists on the server, which mints IDs itself")
+		}
+		r, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
+	}
+	if err != nil {
+		return err
+	}
+	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp))
+}
+
+// updatedOf returns the updated-at of a write's response, or stamp when
+// the response does not say.
+func (a *Adapter) updatedOf(col *Collection, body []byte, stamp int64) int64 {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) == nil {
+		if raw, ok := obj[col.Updated]; ok {
+			if u, err := col.parseUpdated(raw); err == nil {
+				return u
+			}
+		}
+	}
+	return stamp
+}
+
+// create inserts a record first seen elsewhere and records its pair in
+// the ID map. With client IDs it first records the ID it will send (an
+// intent), so that a create repeated after a crash finds the record it may
+// have made and writes it again instead of making a second one. Without
+// them, the server's ID is known only from the response: a crash between
+// the response and the recording of the pair leaves a record the map does
+// not name, and the repeated create makes a second one.
+func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+	key := []byte(w.NewKey)
+	if id, ok, err := a.st.mapped(ctx, col.name, key); err != nil {
+		return "", err
+	} else if ok {
+		if err := a.upsert(ctx, col, w.NewKey, id, w.Row); err != nil {
+			return "", err
+		}
+		return col.key(id)
+	}
+	stamp := a.clk.Now().UnixMilli()
+	var id string
+	var body []byte
+	var resp response
+	var err error
+	if col.ClientIDs {
+		b := make([]byte, 10)
+		_, _ = rand.Read(b)
+		if id, err = a.st.intent(ctx, col.name, key, hex.EncodeToString(b)); err != nil {
+			return "", err
+		}
+		if body, err = col.encode(w.Row, id, stamp); err != nil {
+			return "", adapters.BadRow(col.name, w.NewKey, err)
+		}
+		resp, err = a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
+		var se *statusError
+		if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+			resp, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
+		}
+		if err != nil {
+			return "", err
+		}
+	} else {
+		if body, err = col.encode(w.Row, "", stamp); err != nil {
+			return "", adapters.BadRow(col.name, w.NewKey, err)
+		}
+		if resp, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body); err != nil {
+			return "", err
+		}
+		r, err := col.decodeRecord(resp.body)
+		if err != nil {
+			return "", errors.Wrapf(err, "http adapter: create in %s: response", col.name)
+		}
+		id = r.id
+	}
+	k, err := col.key(id)
+	if err != nil {
+		return "", err
+	}
+	if err := a.st.created(ctx, col.name, id, key, a.updatedOf(col, resp.body, stamp)); err != nil {
+		return "", err
+	}
+	return k, nil
+}
+
+// IDMap returns the pairs recorded for table: server ID to collection key.
+func (a *Adapter) IDMap(ctx context.Context, table string) (map[crdt.Key]crdt.Key, error) {
+	col := a.byName[table]
+	if col == nil {
+		return nil, nil
+	}
+	m, err := a.st.idMap(ctx, table)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[crdt.Key]crdt.Key, len(m))
+	for id, key := range m {
+		k, err := col.key(id)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = crdt.Key(key)
+	}
+	return out, nil
+}
+
+// Close closes the state file.
+func (a *Adapter) Close() error { return a.st.close() }
+
+var (
+	_ adapters.Adapter  = (*Adapter)(nil)
+	_ adapters.IDMapper = (*Adapter)(nil)
+)

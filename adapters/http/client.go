@@ -1,0 +1,181 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	nethttp "net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
+	"github.com/lattice-crdt/lattice/clock"
+	"golang.org/x/time/rate"
+)
+
+// maxBody bounds a response body the adapter reads.
+const maxBody = 64 << 20
+
+// client sends the API's requests within the request budget, retrying
+// those that fail for the system's state.
+type client struct {
+	cfg    *Config
+	http   *nethttp.Client
+	auth   func(*nethttp.Request)
+	budget *rate.Limiter
+	clk    clock.Clock
+
+	mu     sync.Mutex
+	byCode map[int]int64 // responses by status code; 0 counts transport errors
+	waits  atomic.Int64  // requests that waited for the budget
+}
+
+// Stats counts the adapter's requests, for metrics.
+type Stats struct {
+	// Requests counts responses by HTTP status code; code 0 counts
+	// requests that got no response (connection refused, timeout).
+	Requests map[int]int64
+	// BudgetWaits counts requests that waited for the request budget.
+	BudgetWaits int64
+}
+
+// response is a read response.
+type response struct {
+	code int
+	body []byte
+}
+
+// statusError is a response the adapter does not take as success.
+type statusError struct {
+	method, url string
+	code        int
+	body        []byte
+}
+
+func (e *statusError) Error() string {
+	msg := strings.TrimSpace(string(e.body))
+	if len(msg) > 500 {
+		msg = msg[:500] + "..."
+	}
+	return e.method + " " + e.url + ": " + strconv.Itoa(e.code) + " " + nethttp.StatusText(e.code) + ": " + msg
+}
+
+// retryable reports whether a status means the system cannot serve now.
+func retryable(code int) bool {
+	return code == nethttp.StatusTooManyRequests || code >= 500
+}
+
+// do sends a request with body (nil: none) and returns the response of a
+// 2xx, or a *statusError for another status that is not retryable. Retryable
+// failures are retried Retries times with backoff, then reported marked
+// adapters.ErrUnavailable.
+func (c *client) do(ctx context.Context, method, url string, body []byte) (response, error) {
+	var last error
+	for attempt := 0; ; attempt++ {
+		r, retryAfter, err := c.once(ctx, method, url, body)
+		if err == nil {
+			return r, nil
+		}
+		if ctx.Err() != nil {
+			return response{}, ctx.Err()
+		}
+		var se *statusError
+		if errors.As(err, &se) && !retryable(se.code) {
+			return response{}, err
+		}
+		last = err
+		if attempt >= c.cfg.Retries {
+			break
+		}
+		wait := c.cfg.Backoff << attempt
+		wait = wait/2 + rand.N(wait/2+1) // jitter
+		if retryAfter > 0 {
+			wait = retryAfter
+		}
+		wait = min(wait, c.cfg.MaxBackoff)
+		t := c.clk.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return response{}, ctx.Err()
+		case <-t.C():
+		}
+	}
+	return response{}, errors.Mark(errors.WithHint(errors.Wrapf(last, "http adapter: %d attempts", c.cfg.Retries+1),
+		"the API is down, overloaded or refuses the credentials; the writes wait and are retried"), adapters.ErrUnavailable)
+}
+
+// once sends one request and returns the wait a Retry-After header asks
+// for.
+func (c *client) once(ctx context.Context, method, url string, body []byte) (response, time.Duration, error) {
+	if c.budget.Tokens() < 1 {
+		c.waits.Add(1)
+	}
+	if err := c.budget.Wait(ctx); err != nil {
+		return response{}, 0, err
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := nethttp.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return response{}, 0, errors.Wrap(err, "http adapter: request")
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c.auth(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.count(0)
+		return response{}, 0, errors.Wrapf(err, "http adapter: %s %s", method, url)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	c.count(resp.StatusCode)
+	if err != nil {
+		return response{}, 0, errors.Wrapf(err, "http adapter: %s %s: read response", method, url)
+	}
+	if resp.StatusCode/100 != 2 {
+		return response{}, retryAfter(resp.Header.Get("Retry-After"), c.clk.Now()),
+			&statusError{method: method, url: url, code: resp.StatusCode, body: b}
+	}
+	return response{code: resp.StatusCode, body: b}, 0, nil
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date.
+func retryAfter(h string, now time.Time) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := nethttp.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func (c *client) count(code int) {
+	c.mu.Lock()
+	c.byCode[code]++
+	c.mu.Unlock()
+}
+
+func (c *client) stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[int]int64, len(c.byCode))
+	for k, v := range c.byCode {
+		m[k] = v
+	}
+	return Stats{Requests: m, BudgetWaits: c.waits.Load()}
+}

@@ -1,0 +1,190 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/crdt"
+)
+
+// record is one decoded record of a collection.
+type record struct {
+	id      string // the ID as text: decimal for int IDs
+	updated int64  // milliseconds since the epoch; 0 when the record has none
+	row     crdt.Row
+}
+
+// key returns the record's key.
+func (col *Collection) key(id string) (crdt.Key, error) {
+	if col.idKind == crdt.KindInt {
+		i, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			return "", errors.Newf("id %q is not an integer", id)
+		}
+		return crdt.IntKey(i), nil
+	}
+	return crdt.StringKey(id), nil
+}
+
+// idText returns the ID a key names, as text.
+func (col *Collection) idText(k crdt.Key) (string, error) {
+	vs, err := k.Values()
+	if err != nil || len(vs) != 1 || vs[0].Kind() != col.idKind {
+		return "", errors.Newf("key %s is not one %s", k, col.idKind)
+	}
+	if col.idKind == crdt.KindInt {
+		return strconv.FormatInt(vs[0].AsInt(), 10), nil
+	}
+	return vs[0].AsString(), nil
+}
+
+// decodeList returns the records of a list response, decoded one by one:
+// a record that cannot be decoded is returned in bad with its error (by
+// position), so that one bad record does not hide the others.
+func (col *Collection) decodeList(body []byte) (recs []record, bad []error, err error) {
+	raw := json.RawMessage(body)
+	if col.Records != "" {
+		for _, part := range strings.Split(col.Records, ".") {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &obj); err != nil {
+				return nil, nil, errors.Newf("list response: want an object holding %q: %s", col.Records, clip(body))
+			}
+			raw = obj[part]
+		}
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil || items == nil {
+		return nil, nil, errors.Newf("list response: want an array of records at %q: %s", col.Records, clip(body))
+	}
+	for i, it := range items {
+		r, err := col.decodeRecord(it)
+		if err != nil {
+			bad = append(bad, errors.Wrapf(err, "record %d", i))
+			continue
+		}
+		recs = append(recs, r)
+	}
+	return recs, bad, nil
+}
+
+// decodeRecord decodes one record: its ID, its updated-at and the
+// declared columns (a field it lacks is null).
+func (col *Collection) decodeRecord(raw []byte) (record, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return record{}, errors.Newf("want a JSON object: %s", clip(raw))
+	}
+	var r record
+	idRaw, ok := obj[col.ID]
+	if !ok {
+		return record{}, errors.Newf("no %q field: %s", col.ID, clip(raw))
+	}
+	idv, err := crdt.FromJSON(idRaw, col.idKind, crdt.KindNull)
+	if err != nil || idv.IsNull() {
+		return record{}, errors.Newf("field %s: want a %s ID: %s", col.ID, col.idKind, clip(idRaw))
+	}
+	if col.idKind == crdt.KindInt {
+		r.id = strconv.FormatInt(idv.AsInt(), 10)
+	} else {
+		r.id = idv.AsString()
+	}
+	if u, ok := obj[col.Updated]; ok {
+		if r.updated, err = col.parseUpdated(u); err != nil {
+			return record{}, errors.Wrapf(err, "record %s field %s", r.id, col.Updated)
+		}
+	}
+	r.row = crdt.Row{col.ID: idv}
+	for _, c := range col.columns[1:] {
+		f, ok := obj[c.name]
+		if !ok {
+			r.row[c.name] = crdt.Null()
+			continue
+		}
+		v, err := crdt.FromJSON(f, c.kind, crdt.KindNull)
+		if err != nil {
+			return record{}, errors.Wrapf(err, "record %s field %s", r.id, c.name)
+		}
+		r.row[c.name] = v
+	}
+	return r, nil
+}
+
+// parseUpdated reads an updated-at value in milliseconds since the epoch.
+func (col *Collection) parseUpdated(raw json.RawMessage) (int64, error) {
+	raw = bytes.TrimSpace(raw)
+	if string(raw) == "null" {
+		return 0, nil
+	}
+	if col.UpdatedFormat == "unix_ms" {
+		var f float64
+		if err := json.Unmarshal(raw, &f); err != nil || f < 0 || f > math.MaxInt64/2 {
+			return 0, errors.Newf("want milliseconds since the epoch: %s", clip(raw))
+		}
+		return int64(f), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return 0, errors.Newf("want an RFC 3339 time: %s", clip(raw))
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, errors.Newf("want an RFC 3339 time: %s", clip(raw))
+	}
+	return t.UnixMilli(), nil
+}
+
+// formatUpdated renders milliseconds as the API writes updated-at.
+func (col *Collection) formatUpdated(ms int64) string {
+	if col.UpdatedFormat == "unix_ms" {
+		return strconv.FormatInt(ms, 10)
+	}
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// encode renders a write's row as the API's record: every declared column
+// (those the row lacks as null), the ID when id is not empty, and
+// updated-at when the adapter stamps it.
+func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, error) {
+	obj := make(map[string]json.RawMessage, len(col.columns)+1)
+	for _, c := range col.columns[1:] {
+		v, ok := row[c.name]
+		if !ok {
+			v = crdt.Null()
+		}
+		b, err := v.MarshalJSON()
+		if err != nil {
+			return nil, errors.Wrapf(err, "field %s", c.name)
+		}
+		obj[c.name] = b
+	}
+	if id != "" {
+		if col.idKind == crdt.KindInt {
+			obj[col.ID] = json.RawMessage(id)
+		} else {
+			b, _ := json.Marshal(id)
+			obj[col.ID] = b
+		}
+	}
+	if col.StampUpdated {
+		if col.UpdatedFormat == "unix_ms" {
+			obj[col.Updated] = json.RawMessage(col.formatUpdated(stamp))
+		} else {
+			b, _ := json.Marshal(col.formatUpdated(stamp))
+			obj[col.Updated] = b
+		}
+	}
+	return json.Marshal(obj)
+}
+
+// clip shortens raw JSON for a message.
+func clip(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "..."
+	}
+	return string(b)
+}
