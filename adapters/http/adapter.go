@@ -391,39 +391,9 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 // poll reads what changed after marks and sends it as one batch.
 func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
 	seq := a.seq.Add(1)
-	var changes []adapters.Change
-	known := map[string][]string{}
-	for _, col := range a.colls {
-		m := marks[col.name]
-		if m == nil {
-			m = &mark{}
-			marks[col.name] = m
-		}
-		echo, err := a.st.echoes(ctx, col.name)
-		if err != nil {
-			return err
-		}
-		err = a.walk(ctx, col, m, func(r record) error {
-			if u, ok := echo[r.id]; ok && u == r.updated {
-				return nil
-			}
-			ch, err := a.change(col, r, false)
-			if err != nil {
-				return err
-			}
-			changes = append(changes, ch)
-			known[col.name] = append(known[col.name], r.id)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
-			return err
-		}
-	}
-	if len(changes) == 0 {
-		return nil
+	changes, known, err := a.read(ctx, marks)
+	if err != nil || len(changes) == 0 {
+		return err
 	}
 	if err := a.st.putMarks(ctx, seq, marks); err != nil {
 		return err
@@ -437,6 +407,47 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 		}
 	}
 	return nil
+}
+
+// read reads what changed after marks, advancing them, and returns the
+// changes and their IDs by collection. It excludes Apply while it reads,
+// so that every record it reads that an apply wrote has its echo
+// recorded.
+func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.Change, map[string][]string, error) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	var changes []adapters.Change
+	known := map[string][]string{}
+	for _, col := range a.colls {
+		m := marks[col.name]
+		if m == nil {
+			m = &mark{}
+			marks[col.name] = m
+		}
+		echo, err := a.st.echoes(ctx, col.name)
+		if err != nil {
+			return nil, nil, err
+		}
+		err = a.walk(ctx, col, m, func(r record) error {
+			if echo[r.id][r.updated] {
+				return nil
+			}
+			ch, err := a.change(col, r, false)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, ch)
+			known[col.name] = append(known[col.name], r.id)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return changes, known, nil
 }
 
 // reconcile lists every record and reports the known records the listing
@@ -459,9 +470,11 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 			return err
 		}
 		listed := map[string]bool{}
+		m := marks[col.name]
 		for _, r := range all {
 			listed[r.id] = true
-			if !known[r.id] {
+			// A record updated within the window is the polls' to report.
+			if !known[r.id] && (m == nil || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
 				ch, err := a.change(col, r, false)
 				if err != nil {
 					return err

@@ -45,7 +45,7 @@ const schema = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS marks (seq INTEGER PRIMARY KEY, marks TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS known (coll TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (coll, id));
-CREATE TABLE IF NOT EXISTS echo (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id));
+CREATE TABLE IF NOT EXISTS echo (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id, updated));
 CREATE TABLE IF NOT EXISTS idmap (coll TEXT NOT NULL, local TEXT NOT NULL, key BLOB NOT NULL,
 	PRIMARY KEY (coll, local), UNIQUE (coll, key));
 CREATE TABLE IF NOT EXISTS intent (coll TEXT NOT NULL, key BLOB NOT NULL, id TEXT NOT NULL, PRIMARY KEY (coll, key));
@@ -170,21 +170,25 @@ func (s *state) setKnown(ctx context.Context, coll string, ids []string, present
 	})
 }
 
-// echoes returns the recorded writes of coll: updated-at by ID.
-func (s *state) echoes(ctx context.Context, coll string) (map[string]int64, error) {
+// echoes returns the recorded writes of coll: the updated-at values each
+// produced, by ID.
+func (s *state) echoes(ctx context.Context, coll string) (map[string]map[int64]bool, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, updated FROM echo WHERE coll = ?`, coll)
 	if err != nil {
 		return nil, errors.Wrap(err, "http adapter: state")
 	}
 	defer rows.Close()
-	out := map[string]int64{}
+	out := map[string]map[int64]bool{}
 	for rows.Next() {
 		var id string
 		var u int64
 		if err := rows.Scan(&id, &u); err != nil {
 			return nil, errors.Wrap(err, "http adapter: state")
 		}
-		out[id] = u
+		if out[id] == nil {
+			out[id] = map[int64]bool{}
+		}
+		out[id][u] = true
 	}
 	return out, errors.Wrap(rows.Err(), "http adapter: state")
 }
