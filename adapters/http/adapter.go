@@ -627,7 +627,7 @@ func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id
 	r, err := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
 	var se *statusError
 	if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
-		if !col.ClientIDs {
+		if !col.clientIDs {
 			return errors.Wrap(err, "the record no longer exists on the server, which mints IDs itself")
 		}
 		r, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
@@ -674,7 +674,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	var body []byte
 	var resp response
 	var err error
-	if col.ClientIDs {
+	if col.clientIDs {
 		b := make([]byte, 10)
 		_, _ = rand.Read(b)
 		if id, err = a.st.intent(ctx, col.name, key, hex.EncodeToString(b)); err != nil {

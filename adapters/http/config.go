@@ -79,14 +79,14 @@ type Collection struct {
 	// ClientIDs says the API takes the ID a create sends: the adapter then
 	// mints string IDs itself, which closes the crash window of creates
 	// (see the package doc).
-	ClientIDs bool `yaml:"client_ids"`
+	ClientIDs *bool `yaml:"client_ids"`
 	// Updated is the field holding when the record last changed, in
 	// UpdatedFormat: unix_ms (a number of milliseconds) or rfc3339.
 	Updated       string `yaml:"updated"`
 	UpdatedFormat string `yaml:"updated_format"`
 	// StampUpdated makes the adapter set Updated itself on its writes, for
 	// APIs that store what they are sent (json-server).
-	StampUpdated bool `yaml:"stamp_updated"`
+	StampUpdated *bool `yaml:"stamp_updated"`
 	// Columns declares the synced fields and their kinds (int, float,
 	// string, bool, time, json); the ID is added as the key.
 	Columns map[string]string `yaml:"columns"`
@@ -119,10 +119,12 @@ type Collection struct {
 	Update Request `yaml:"update"`
 	Delete Request `yaml:"delete"`
 
-	name        string
-	sinceSuffix string // a preset's filter suffix after Updated
-	idKind      crdt.Kind
-	columns     []colSpec // sorted by name, the ID first
+	name         string
+	sinceSuffix  string // a preset's filter suffix after Updated
+	clientIDs    bool
+	stampUpdated bool
+	idKind       crdt.Kind
+	columns      []colSpec // sorted by name, the ID first
 }
 
 // Request is a write request: method and path template.
@@ -142,8 +144,8 @@ var presets = map[string]Collection{
 	// json-server 0.17: client IDs accepted, no timestamps of its own,
 	// _gte filters, _sort/_order on several fields, _page/_limit.
 	"json-server": {
-		ID: "id", IDKind: "string", ClientIDs: true,
-		Updated: "updatedAt", UpdatedFormat: "unix_ms", StampUpdated: true,
+		ID: "id", IDKind: "string", clientIDs: true,
+		Updated: "updatedAt", UpdatedFormat: "unix_ms", stampUpdated: true,
 		SortParam: "_sort", OrderParam: "_order", OrderValue: "asc,asc",
 		Paging: "page", PageParam: "_page", LimitParam: "_limit",
 		sinceSuffix: "_gte",
@@ -283,8 +285,13 @@ func (col *Collection) fill(name string, p Collection) error {
 	def(&col.PageParam, p.PageParam)
 	def(&col.OffsetParam, p.OffsetParam)
 	def(&col.LimitParam, p.LimitParam)
-	col.ClientIDs = col.ClientIDs || p.ClientIDs
-	col.StampUpdated = col.StampUpdated || p.StampUpdated
+	col.clientIDs, col.stampUpdated = p.clientIDs, p.stampUpdated
+	if col.ClientIDs != nil {
+		col.clientIDs = *col.ClientIDs
+	}
+	if col.StampUpdated != nil {
+		col.stampUpdated = *col.StampUpdated
+	}
 	if col.PageSize == 0 {
 		col.PageSize = 100
 	}
@@ -306,7 +313,7 @@ func (col *Collection) fill(name string, p Collection) error {
 	default:
 		return errors.WithHint(keyErr(key+".id_kind", "%q", col.IDKind), "int or string")
 	}
-	if col.ClientIDs && col.idKind != crdt.KindString {
+	if col.clientIDs && col.idKind != crdt.KindString {
 		return errors.WithHint(keyErr(key+".client_ids", "the adapter mints string IDs, and id_kind is %s", col.IDKind),
 			"set id_kind: string, or let the server mint IDs (client_ids: false)")
 	}

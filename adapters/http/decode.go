@@ -170,7 +170,7 @@ func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, err
 			obj[col.ID] = b
 		}
 	}
-	if col.StampUpdated {
+	if col.stampUpdated {
 		if col.UpdatedFormat == "unix_ms" {
 			obj[col.Updated] = json.RawMessage(col.formatUpdated(stamp))
 		} else {
