@@ -122,10 +122,11 @@ type TLSConfig struct {
 
 // AdapterConfig chooses and configures the system adapter.
 type AdapterConfig struct {
-	// Kind is none (the HTTP API is the system), sqlite or postgres.
+	// Kind is none (the HTTP API is the system), sqlite, postgres or http
+	// (a system reached over its JSON REST API, docs/http.md).
 	Kind string `yaml:"kind"`
 	// DSN locates the system: a file path for sqlite, a connection URL for
-	// postgres.
+	// postgres, the adapter's YAML config file for http.
 	DSN string `yaml:"dsn"`
 	// DSNFile holds the DSN instead, for one that carries a password; like
 	// every secret file it must be private to its owner (chmod 600).
@@ -260,6 +261,7 @@ const (
 	AdapterNone     = "none"
 	AdapterSQLite   = "sqlite"
 	AdapterPostgres = "postgres"
+	AdapterHTTP     = "http"
 )
 
 // DefaultConfig returns a configuration with every default filled in, for
@@ -414,7 +416,7 @@ func (c *Config) fill() error {
 		}
 		if c.Adapter.DSN == "" && c.Adapter.DSNFile == "" {
 			return errors.WithHint(keyErr("adapter.dsn", "missing for adapter %s", c.Adapter.Kind),
-				"a file path for sqlite, a postgres:// URL for postgres")
+				"a file path for sqlite, a postgres:// URL for postgres, the adapter's YAML config file for http")
 		}
 	}
 	if c.Adapter.PollInterval < 0 {

@@ -138,8 +138,8 @@ content).`,
 	f.StringVar(&tokenFile, "token-file", "", "`FILE` holding the API bearer token, private to its owner (config: api.token_file; env LATTICE_TOKEN)")
 	f.StringVar(&cluster, "cluster", "", "cluster `LABEL` (config: cluster)")
 	f.StringVar(&keyFile, "key-file", "", "gossip key `FILE` (config: key_file)")
-	f.StringVar(&adapterKind, "adapter", "", "adapter `KIND`: none, sqlite or postgres (config: adapter.kind)")
-	f.StringVar(&dsn, "dsn", "", "adapter `DSN`: a file path for sqlite, a URL for postgres (config: adapter.dsn); one with a password belongs in --dsn-file")
+	f.StringVar(&adapterKind, "adapter", "", "adapter `KIND`: none, sqlite, postgres or http (config: adapter.kind)")
+	f.StringVar(&dsn, "dsn", "", "adapter `DSN`: a file path for sqlite, a URL for postgres, a YAML config file for http (config: adapter.dsn); one with a password belongs in --dsn-file")
 	f.StringVar(&dsnFile, "dsn-file", "", "`FILE` holding the adapter DSN, private to its owner (config: adapter.dsn_file; env LATTICE_DSN)")
 	f.StringVar(&logLevel, "log-level", "", "log `LEVEL`: debug, info, warn or error (config: log.level)")
 	f.StringVar(&logFormat, "log-format", "", "log `FORMAT`: text or json (config: log.format)")
@@ -147,7 +147,7 @@ content).`,
 		_ = cmd.MarkFlagFilename(n)
 	}
 	_ = cmd.MarkFlagDirname("data")
-	fixedChoices(cmd, "adapter", "none", "sqlite", "postgres")
+	fixedChoices(cmd, "adapter", "none", "sqlite", "postgres", "http")
 	fixedChoices(cmd, "log-level", "debug", "info", "warn", "error")
 	fixedChoices(cmd, "log-format", "text", "json")
 	return cmd

@@ -181,7 +181,7 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		if got, want := complete("lattice agent --log-f"), []string{"--log-format"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("lattice agent --log-f<TAB>: %q, want %q", got, want)
 		}
-		if got, want := complete("lattice agent --adapter "), []string{"none", "postgres", "sqlite"}; !reflect.DeepEqual(got, want) {
+		if got, want := complete("lattice agent --adapter "), []string{"http", "none", "postgres", "sqlite"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("lattice agent --adapter <TAB>: %q, want %q", got, want)
 		}
 	})

@@ -29,6 +29,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	_ "github.com/lattice-crdt/lattice/adapters/http"
 	_ "github.com/lattice-crdt/lattice/adapters/postgres"
 	_ "github.com/lattice-crdt/lattice/adapters/sqlite"
 )
