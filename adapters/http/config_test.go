@@ -1,12 +1,14 @@
 package http
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -115,5 +117,33 @@ func TestRetryAfter(t *testing.T) {
 		if got := retryAfter(h, now); got != want {
 			t.Errorf("retryAfter(%q) = %s, want %s", h, got, want)
 		}
+	}
+}
+
+func TestRegisteredKind(t *testing.T) {
+	open, ok := adapters.Lookup(Kind)
+	if !ok {
+		t.Fatal("kind http not registered")
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "crm.yaml")
+	y := "base_url: http://127.0.0.1:1\npreset: json-server\ncollections:\n  c: {columns: {a: int}}\n  d: {columns: {b: string}}\n"
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := open(context.Background(), adapters.Options{DSN: p, Tables: []string{"d"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ts, err := a.Tables(context.Background())
+	if err != nil || len(ts) != 1 || ts[0].Name != "d" || !ts[0].Columns[0].Generated || ts[0].Key[0] != "id" {
+		t.Fatalf("Tables = %+v, %v", ts, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "crm.yaml.state.db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(context.Background(), adapters.Options{DSN: p, Tables: []string{"x"}}); err == nil {
+		t.Fatal("adapter.tables naming no collection opened")
 	}
 }
