@@ -474,7 +474,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 		for _, r := range all {
 			listed[r.id] = true
 			// A record updated within the window is the polls' to report.
-			if !known[r.id] && (m == nil || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
+			if !known[r.id] && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
 				ch, err := a.change(col, r, false)
 				if err != nil {
 					return err

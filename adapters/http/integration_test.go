@@ -531,3 +531,34 @@ func TestIntegrationCursors(t *testing.T) {
 		t.Fatal("a change before the cursor reported again")
 	}
 }
+
+func TestIntegrationReconcileFindsUnstamped(t *testing.T) {
+	var st stamper
+	s := startJSONServer(t, map[string][]map[string]any{"contacts": {contact("a", "Ann", "ann@x", 30, st.next("a"))}})
+	a := openAdapter(t, testConfig(t, s.URL, ""))
+	ctx := context.Background()
+	cur, err := a.Snapshot(ctx, (&collector{}).sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	capture(t, a, cur, &c)
+	// A client that stamps nothing: no poll can see its record, the
+	// full listing does, once; and its delete.
+	s.Do("POST", "/contacts", map[string]any{"id": "n", "name": "No stamp", "email": "n@x", "age": 1}, 201, nil)
+	waitFor(t, "the unstamped record", func() bool { return c.latest()[crdt.StringKey("n")] != nil })
+	s.Do("DELETE", "/contacts/n", nil, 200, nil)
+	waitFor(t, "its delete", func() bool {
+		r, ok := c.latest()[crdt.StringKey("n")]
+		return ok && r == nil
+	})
+	n := 0
+	for _, ch := range c.all() {
+		if ch.Key == crdt.StringKey("n") && ch.Row != nil {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("unstamped record reported %d times, want 1", n)
+	}
+}
