@@ -608,10 +608,8 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) 
 		}
 		return "", a.st.deleted(ctx, col.name, id)
 	}
-	if v, ok := w.Row[col.ID]; ok {
-		if rk, err := crdt.MakeKey(v); err != nil || rk != w.Key {
-			return "", adapters.BadRow(col.name, w.Key, errors.Newf("row's %s %s disagrees with the write's key", col.ID, v))
-		}
+	if rk, err := crdt.MakeKey(w.Row[col.ID]); err != nil || rk != w.Key {
+		return "", adapters.BadRow(col.name, w.Key, errors.Newf("row's %s %s disagrees with the write's key", col.ID, w.Row[col.ID]))
 	}
 	return "", a.upsert(ctx, col, w.Key, id, w.Row)
 }

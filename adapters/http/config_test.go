@@ -147,3 +147,20 @@ func TestRegisteredKind(t *testing.T) {
 		t.Fatal("adapter.tables naming no collection opened")
 	}
 }
+
+func TestEncodeRefusesOtherKinds(t *testing.T) {
+	cfg, err := ParseConfig([]byte("base_url: http://x\npreset: json-server\ncollections: {c: {columns: {n: int, f: float, s: string}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := cfg.Collections["c"]
+	b, err := col.encode(crdt.Row{"n": crdt.Int(1), "f": crdt.Int(2)}, "k", 5)
+	if err != nil || string(b) != `{"f":2.0,"id":"k","n":1,"s":null,"updatedAt":5}` {
+		t.Fatalf("encode = %s, %v", b, err)
+	}
+	for _, row := range []crdt.Row{{"n": crdt.String("x")}, {"s": crdt.Int(1)}, {"n": crdt.Float(1.5)}, {"f": crdt.Bool(true)}} {
+		if _, err := col.encode(row, "k", 5); err == nil || !strings.Contains(err.Error(), "declared") {
+			t.Errorf("encode %v: %v, want an error", row, err)
+		}
+	}
+}

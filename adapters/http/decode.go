@@ -147,7 +147,8 @@ func (col *Collection) formatUpdated(ms int64) string {
 }
 
 // encode renders a write's row as the API's record: every declared column
-// (those the row lacks as null), the ID when id is not empty, and
+// (those the row lacks as null; a value of another kind than declared is
+// an error, but for an int in a float column), the ID when id is not empty, and
 // updated-at when the adapter stamps it.
 func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, error) {
 	obj := make(map[string]json.RawMessage, len(col.columns)+1)
@@ -155,6 +156,12 @@ func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, err
 		v, ok := row[c.name]
 		if !ok {
 			v = crdt.Null()
+		}
+		if v.Kind() == crdt.KindInt && c.kind == crdt.KindFloat {
+			v = crdt.Float(float64(v.AsInt()))
+		}
+		if !v.IsNull() && v.Kind() != c.kind {
+			return nil, errors.Newf("field %s is declared %s, and the row holds %s %s", c.name, c.kind, v.Kind(), v)
 		}
 		b, err := v.MarshalJSON()
 		if err != nil {

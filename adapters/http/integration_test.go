@@ -145,6 +145,12 @@ func contact(id, name, email string, age int, u int64) map[string]any {
 	return map[string]any{"id": id, "name": name, "email": email, "age": age, "updatedAt": u}
 }
 
+// withID returns row with the ID column set to id.
+func withID(id string, row crdt.Row) crdt.Row {
+	row["id"] = crdt.String(id)
+	return row
+}
+
 // sameRow compares a captured row with a server record's fields.
 func sameRow(row crdt.Row, rec map[string]any) bool {
 	return row != nil && row["name"].AsString() == rec["name"] && row["email"].AsString() == rec["email"] &&
@@ -253,9 +259,9 @@ func TestIntegrationApplyEchoDeletes(t *testing.T) {
 	}
 	writes := []adapters.Write{
 		{Collection: "contacts", NewKey: crdt.StringKey("crm:1"), Row: row("Dee", "dee@x", 20)},
-		{Collection: "contacts", Key: crdt.StringKey("a"), Row: row("Ann B", "ann@x", 31)},
+		{Collection: "contacts", Key: crdt.StringKey("a"), Row: withID("a", row("Ann B", "ann@x", 31))},
 		{Collection: "contacts", Key: crdt.StringKey("b")},
-		{Collection: "contacts", Key: crdt.StringKey("e"), Row: row("Eve", "eve@x", 25)},
+		{Collection: "contacts", Key: crdt.StringKey("e"), Row: withID("e", row("Eve", "eve@x", 25))},
 	}
 	res, err := a.Apply(ctx, writes, nil)
 	if err != nil {
@@ -311,9 +317,9 @@ func TestIntegrationRejectedRecordParked(t *testing.T) {
 		return crdt.Row{"name": crdt.String(name), "email": crdt.String(email), "age": crdt.Int(1)}
 	}
 	_, err := a.Apply(ctx, []adapters.Write{
-		{Collection: "contacts", Key: crdt.StringKey("a"), Row: row("Ann 2", "ann@x")},
-		{Collection: "contacts", Key: crdt.StringKey("bad"), Row: row("Bad", "no-at-sign")},
-		{Collection: "contacts", Key: crdt.StringKey("ok"), Row: row("Ok", "ok@x")},
+		{Collection: "contacts", Key: crdt.StringKey("a"), Row: withID("a", row("Ann 2", "ann@x"))},
+		{Collection: "contacts", Key: crdt.StringKey("bad"), Row: withID("bad", row("Bad", "no-at-sign"))},
+		{Collection: "contacts", Key: crdt.StringKey("ok"), Row: withID("ok", row("Ok", "ok@x"))},
 	}, nil)
 	re, ok := adapters.RowErrorOf(err)
 	if !ok || !errors.Is(err, adapters.ErrBadRow) || re.Key != crdt.StringKey("bad") {
@@ -327,8 +333,8 @@ func TestIntegrationRejectedRecordParked(t *testing.T) {
 	}
 	// The others flow: the engine applies them without the parked one.
 	if _, err := a.Apply(ctx, []adapters.Write{
-		{Collection: "contacts", Key: crdt.StringKey("a"), Row: row("Ann 2", "ann@x")},
-		{Collection: "contacts", Key: crdt.StringKey("ok"), Row: row("Ok", "ok@x")},
+		{Collection: "contacts", Key: crdt.StringKey("a"), Row: withID("a", row("Ann 2", "ann@x"))},
+		{Collection: "contacts", Key: crdt.StringKey("ok"), Row: withID("ok", row("Ok", "ok@x"))},
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +366,7 @@ func TestIntegrationServerRestart(t *testing.T) {
 		t.Fatal("Capture did not fail with the server down")
 	}
 	w := []adapters.Write{{Collection: "contacts", Key: crdt.StringKey("a"),
-		Row: crdt.Row{"name": crdt.String("Ann 2"), "email": crdt.String("ann@x"), "age": crdt.Int(31)}}}
+		Row: crdt.Row{"id": crdt.String("a"), "name": crdt.String("Ann 2"), "email": crdt.String("ann@x"), "age": crdt.Int(31)}}}
 	if _, err := a.Apply(ctx, w, nil); !errors.Is(err, adapters.ErrUnavailable) {
 		t.Fatalf("Apply with the server down: %v, want ErrUnavailable", err)
 	}
@@ -419,8 +425,9 @@ func TestIntegrationRequestBudget(t *testing.T) {
 	}
 	var ws []adapters.Write
 	for i := range 30 {
-		ws = append(ws, adapters.Write{Collection: "contacts", Key: crdt.StringKey(fmt.Sprintf("r%d", i)),
-			Row: crdt.Row{"name": crdt.String("y"), "email": crdt.String("r@x"), "age": crdt.Int(int64(i))}})
+		id := fmt.Sprintf("r%d", i)
+		ws = append(ws, adapters.Write{Collection: "contacts", Key: crdt.StringKey(id),
+			Row: crdt.Row{"id": crdt.String(id), "name": crdt.String("y"), "email": crdt.String("r@x"), "age": crdt.Int(int64(i))}})
 	}
 	start := time.Now()
 	if _, err := a.Apply(ctx, ws, nil); err != nil {
