@@ -1,0 +1,150 @@
+package http
+
+import (
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lattice-crdt/lattice/sidecar"
+)
+
+// A json-server sidecar and a SQLite sidecar whose tables each mint their
+// own keys, joined by ID maps: records created on either side reach the
+// other under a key the other generates (json-server: the adapter's client
+// ID, recorded in its state file; SQLite: AUTOINCREMENT), and updates and
+// deletes follow through the maps.
+func TestIntegrationEndToEndIDMaps(t *testing.T) {
+	var st stamper
+	s := startJSONServer(t, map[string][]map[string]any{"contacts": {contact("a", "Ann", "ann@x", 30, st.next("a"))}})
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	apiCfg := write("crm-api.yaml", fmt.Sprintf(`preset: json-server
+base_url: %s
+rate: 50
+burst: 5
+poll_interval: 50ms
+overlap: 1s
+reconcile: 200ms
+collections:
+  contacts:
+    columns: {name: string, email: string, age: int}
+`, s.URL))
+	dbPath := filepath.Join(dir, "web.db")
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(`CREATE TABLE people (pid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, email TEXT, age INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	start := func(name, yaml string) *sidecar.Agent {
+		cfg, err := sidecar.LoadConfig(write(name+".yaml", yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := sidecar.Start(t.Context(), cfg, sidecar.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = a.Close() })
+		waitFor(t, name+" ready", a.Ready)
+		return a
+	}
+	crm := start("crm", fmt.Sprintf(`node: crm
+data: %s
+bind: 127.0.0.1:0
+api: {addr: 127.0.0.1:0}
+adapter: {kind: http, dsn: %s}
+mapping:
+  tables:
+    contacts: {key: {id_map: crm}}
+`, filepath.Join(dir, "crm-store"), apiCfg))
+	start("web", fmt.Sprintf(`node: web
+data: %s
+bind: 127.0.0.1:0
+api: {addr: 127.0.0.1:0}
+join: [%s]
+adapter: {kind: sqlite, dsn: %s, poll_interval: 5ms}
+mapping:
+  tables:
+    people:
+      collection: contacts
+      key: {id_map: web}
+      columns: {pid: {field: id}}
+`, filepath.Join(dir, "web-store"), crm.Node().Addr(), dbPath))
+
+	// Each system's records as sorted "name|email|age" lines: the keys
+	// differ by design.
+	apiRows := func() string {
+		var out []string
+		for _, r := range s.Records("contacts") {
+			out = append(out, fmt.Sprintf("%v|%v|%v", r["name"], r["email"], r["age"]))
+		}
+		slices.Sort(out)
+		return strings.Join(out, "\n")
+	}
+	dbRows := func() string {
+		rows, err := db.Query(`SELECT name, email, age FROM people`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var name, email string
+			var age int
+			if err := rows.Scan(&name, &email, &age); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s|%s|%d", name, email, age))
+		}
+		slices.Sort(out)
+		return strings.Join(out, "\n")
+	}
+	equal := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for apiRows() != want || dbRows() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("want both systems to hold\n%s\napi:\n%s\nsqlite:\n%s", want, apiRows(), dbRows())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	equal("Ann|ann@x|30")
+	if _, err := db.Exec(`INSERT INTO people (name, email, age) VALUES ('Web', 'w@x', 5)`); err != nil {
+		t.Fatal(err)
+	}
+	equal("Ann|ann@x|30\nWeb|w@x|5")
+	// The web record got a client ID in the API; an update there reaches
+	// SQLite through both maps.
+	var webID string
+	for id, r := range s.Records("contacts") {
+		if r["name"] == "Web" {
+			webID = id
+		}
+	}
+	s.Do("PUT", "/contacts/"+webID, contact(webID, "Web B", "w@x", 6, st.next(webID)), 200, nil)
+	if _, err := db.Exec(`UPDATE people SET age = 31 WHERE name = 'Ann'`); err != nil {
+		t.Fatal(err)
+	}
+	equal("Ann|ann@x|31\nWeb B|w@x|6")
+	s.Do("DELETE", "/contacts/"+webID, nil, 200, nil)
+	if _, err := db.Exec(`DELETE FROM people WHERE name = 'Ann'`); err != nil {
+		t.Fatal(err)
+	}
+	equal("")
+}
