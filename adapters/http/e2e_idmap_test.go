@@ -18,7 +18,8 @@ import (
 // own keys, joined by ID maps: records created on either side reach the
 // other under a key the other generates (json-server: the adapter's client
 // ID, recorded in its state file; SQLite: AUTOINCREMENT), and updates and
-// deletes follow through the maps.
+// deletes follow through the maps; the API server stopped mid-run and a
+// record it rejects change nothing of that.
 func TestIntegrationEndToEndIDMaps(t *testing.T) {
 	var st stamper
 	s := startJSONServer(t, map[string][]map[string]any{"contacts": {contact("a", "Ann", "ann@x", 30, st.next("a"))}})
@@ -147,4 +148,35 @@ mapping:
 		t.Fatal(err)
 	}
 	equal("")
+
+	// The API server stops while SQLite's users write: the writes wait and
+	// arrive once it is back, nothing lost.
+	s.Stop()
+	if _, err := db.Exec(`INSERT INTO people (name, email, age) VALUES ('Down', 'd@x', 1), ('Down 2', 'd2@x', 2)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE people SET age = 3 WHERE name = 'Down 2'`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "writes queued for the API", func() bool { return crm.Store().PendingLen() > 0 })
+	s.Start()
+	equal("Down 2|d2@x|3\nDown|d@x|1")
+
+	// A record the API rejects is parked with the server's message; the
+	// others flow.
+	if _, err := db.Exec(`INSERT INTO people (name, email, age) VALUES ('Bad', 'no-at-sign', 9), ('Good', 'g@x', 4)`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rejected record parked", func() bool { return crm.Store().ParkedLen() == 1 })
+	parked, err := crm.Store().Parked(0)
+	if err != nil || len(parked) != 1 || !strings.Contains(parked[0].Reason, "email: must contain @") {
+		t.Fatalf("parked %+v, %v", parked, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for apiRows() != "Down 2|d2@x|3\nDown|d@x|1\nGood|g@x|4" {
+		if time.Now().After(deadline) {
+			t.Fatalf("api holds\n%s", apiRows())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
