@@ -316,19 +316,19 @@ CREATE TABLE purchases (
 	c := &mappedCluster{
 		crm: &mappedSystem{name: "crm", db: crmDB,
 			customers: `SELECT Name, COALESCE(Status, ''), COALESCE(Phone, ''), COALESCE(Tags, '') FROM Account`,
-			orders: `SELECT o.Title, CASE WHEN o.AccountRef IS NULL THEN '' ELSE COALESCE(a.Name, 'dangling ' || o.AccountRef) END, CAST(o.Amount AS TEXT)
+			orders: `SELECT o.Title, CASE WHEN o.AccountRef IS NULL THEN '' ELSE COALESCE(a.Name, '(deleted)') END, CAST(o.Amount AS TEXT)
 				FROM Opportunity o LEFT JOIN Account a ON a.AccountId = o.AccountRef`,
 			statuses: map[string]string{"A": "Active", "H": "On Hold"},
 			cents:    true,
 		},
 		erp: &mappedSystem{name: "erp", db: erpDB,
 			customers: `SELECT name, COALESCE(status, ''), COALESCE(phone_number, ''), COALESCE(array_to_json(tags)::text, '') FROM customers`,
-			orders: `SELECT o.reference, CASE WHEN o.customer_id IS NULL THEN '' ELSE COALESCE(c.name, 'dangling ' || o.customer_id) END, o.total::text
+			orders: `SELECT o.reference, CASE WHEN o.customer_id IS NULL THEN '' ELSE COALESCE(c.name, '(deleted)') END, o.total::text
 				FROM orders o LEFT JOIN customers c ON c.id = o.customer_id`,
 		},
 		web: &mappedSystem{name: "web", db: webDB,
 			customers: `SELECT display_name, COALESCE(state, ''), COALESCE(phone, ''), COALESCE(labels, '') FROM clients`,
-			orders: `SELECT p.label, CASE WHEN p.client_uuid IS NULL THEN '' ELSE COALESCE(c.display_name, 'dangling ' || p.client_uuid) END, p.amount
+			orders: `SELECT p.label, CASE WHEN p.client_uuid IS NULL THEN '' ELSE COALESCE(c.display_name, '(deleted)') END, p.amount
 				FROM purchases p LEFT JOIN clients c ON c.uuid = p.client_uuid`,
 			statuses: map[string]string{"active": "Active", "paused": "On Hold"},
 		},
