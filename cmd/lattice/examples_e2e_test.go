@@ -50,9 +50,11 @@ func runReadme(t *testing.T, dir, readme string, env []string) {
 			return string(out), err
 		}
 		if i+1 >= len(blocks) || blocks[i+1].lang != "text" {
-			if out, err := run(); err != nil {
+			out, err := run()
+			if err != nil {
 				t.Fatalf("step %d:\n%s\nfailed: %v\n%s", i, b.text, err, out)
 			}
+			t.Logf("step %d:\n%s%s", i, b.text, out)
 			continue
 		}
 		want := strings.TrimSpace(blocks[i+1].text)
@@ -83,7 +85,16 @@ func TestIntegrationExampleCRMERPMapped(t *testing.T) {
 	}
 	bin := latticeBinary(t)
 	const example = "../../examples/crm-erp-mapped"
-	tmp := t.TempDir()
+	// Run as root, pg.sh runs PostgreSQL's tools as the postgres user, in
+	// this directory: it must be able to enter it.
+	tmp, err := os.MkdirTemp("", "lattice-example-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(tmp, "crm-erp-mapped")
 	if err := os.MkdirAll(filepath.Join(tmp, "postgres"), 0o755); err != nil {
 		t.Fatal(err)
