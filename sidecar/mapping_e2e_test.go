@@ -316,19 +316,19 @@ CREATE TABLE purchases (
 	c := &mappedCluster{
 		crm: &mappedSystem{name: "crm", db: crmDB,
 			customers: `SELECT Name, COALESCE(Status, ''), COALESCE(Phone, ''), COALESCE(Tags, '') FROM Account`,
-			orders: `SELECT o.Title, CASE WHEN o.AccountRef IS NULL THEN '' ELSE COALESCE(a.Name, '(deleted)') END, CAST(o.Amount AS TEXT)
+			orders: `SELECT o.Title, COALESCE(a.Name, ''), CAST(o.Amount AS TEXT)
 				FROM Opportunity o LEFT JOIN Account a ON a.AccountId = o.AccountRef`,
 			statuses: map[string]string{"A": "Active", "H": "On Hold"},
 			cents:    true,
 		},
 		erp: &mappedSystem{name: "erp", db: erpDB,
 			customers: `SELECT name, COALESCE(status, ''), COALESCE(phone_number, ''), COALESCE(array_to_json(tags)::text, '') FROM customers`,
-			orders: `SELECT o.reference, CASE WHEN o.customer_id IS NULL THEN '' ELSE COALESCE(c.name, '(deleted)') END, o.total::text
+			orders: `SELECT o.reference, COALESCE(c.name, ''), o.total::text
 				FROM orders o LEFT JOIN customers c ON c.id = o.customer_id`,
 		},
 		web: &mappedSystem{name: "web", db: webDB,
 			customers: `SELECT display_name, COALESCE(state, ''), COALESCE(phone, ''), COALESCE(labels, '') FROM clients`,
-			orders: `SELECT p.label, CASE WHEN p.client_uuid IS NULL THEN '' ELSE COALESCE(c.display_name, '(deleted)') END, p.amount
+			orders: `SELECT p.label, COALESCE(c.display_name, ''), p.amount
 				FROM purchases p LEFT JOIN clients c ON c.uuid = p.client_uuid`,
 			statuses: map[string]string{"active": "Active", "paused": "On Hold"},
 		},
@@ -580,5 +580,25 @@ func TestIntegrationMappedSystemsConverge(t *testing.T) {
 		if got := s.a.Store().Stats().LocalChanges; got > uint64(s.writes) {
 			t.Errorf("%s's sidecar captured %d changes, its users wrote %d rows", s.name, got, s.writes)
 		}
+	}
+}
+
+// An order whose customer was deleted keeps syncing: its amount changes in
+// one system and reaches the others. A system that applies the order after
+// it dropped the customer writes its reference as null (it has no
+// customer to point at); the others keep the dangling key their users
+// left. Both read as "no customer".
+func TestIntegrationMappedOrderOfDeletedCustomer(t *testing.T) {
+	c := startMappedCluster(t)
+	c.erp.exec(t, `INSERT INTO customers (name, status) VALUES ('Hooli', 'Active')`)
+	c.converge(t, "a customer")
+	c.web.exec(t, `INSERT INTO purchases (label, client_uuid, amount) VALUES ('Hooli starter', (SELECT uuid FROM clients WHERE display_name = 'Hooli'), '49.90')`)
+	c.converge(t, "its order")
+	c.erp.exec(t, `DELETE FROM customers WHERE name = 'Hooli'`)
+	c.converge(t, "the customer deleted")
+	c.web.exec(t, `UPDATE purchases SET amount = '59.90' WHERE label = 'Hooli starter'`)
+	_, ords := c.converge(t, "the order changed")
+	if got := joinRows(ords); !strings.Contains(got, "Hooli starter->|59.90") {
+		t.Fatalf("orders = %s, want Hooli starter without a customer at 59.90", got)
 	}
 }

@@ -40,6 +40,10 @@ type Adapter struct {
 	byColl map[string]*tableState // by collection
 	warned map[string]bool        // configured tables the system lacks, logged once
 
+	// live reports whether the merged state holds a record (nil: assume
+	// it does); see SetLive.
+	live func(collection string, key crdt.Key) (bool, error)
+
 	guard guard
 	loops atomic.Int64
 	lossy atomic.Int64
@@ -73,6 +77,15 @@ func Wrap(a adapters.Adapter, m *Map, log *slog.Logger) *Adapter {
 	return &Adapter{inner: a, m: m, log: log, tables: map[string]*tableState{}, byColl: map[string]*tableState{},
 		warned: map[string]bool{}, guard: guard{last: map[crdt.ID]guardEntry{}}}
 }
+
+// SetLive gives the wrapper a look at the merged state: whether it holds a
+// record (live, not deleted). A reference to a record this system does not
+// hold is deferred while the record is live (it has not been applied here
+// yet) and written as null once it is not (it was deleted, or never
+// existed): the reference dangles, as a foreign key's ON DELETE SET NULL
+// would leave it. Without it, such a reference is always deferred. Call it
+// before the first Apply.
+func (w *Adapter) SetLive(live func(collection string, key crdt.Key) (bool, error)) { w.live = live }
 
 // Unwrap returns the system's own adapter.
 func (w *Adapter) Unwrap() adapters.Adapter { return w.inner }
@@ -537,11 +550,22 @@ func (w *Adapter) toSystem(st *tableState, wr adapters.Write) (adapters.Write, i
 		w.mu.Lock()
 		lk, known := rs.ids.localKey(ck)
 		w.mu.Unlock()
-		if !known {
+		if known {
+			lv, _ := lk.Values()
+			row[f] = lv[0]
+			continue
+		}
+		live := true
+		if w.live != nil {
+			var err error
+			if live, err = w.live(ref, ck); err != nil {
+				return out, writeIt, err
+			}
+		}
+		if live {
 			return out, deferWrite, nil
 		}
-		lv, _ := lk.Values()
-		row[f] = lv[0]
+		row[f] = crdt.Null()
 	}
 	if err := w.guard.check(w, st, wr); err != nil {
 		return out, writeIt, adapters.BadRow(wr.Collection, wr.Key, err)
@@ -607,7 +631,31 @@ func (w *Adapter) RoundTrip(collection string, row crdt.Row) (crdt.Row, error) {
 	if st == nil || row == nil {
 		return row, nil
 	}
-	return roundTrip(st, row)
+	out, err := roundTrip(st, row)
+	if err != nil {
+		return nil, err
+	}
+	// A reference to a record this system does not hold is written as
+	// null (see SetLive).
+	for col, ref := range st.tm.References() {
+		f, _ := st.tm.Field(col)
+		v, ok := out[f]
+		rs := w.collState(ref)
+		if !ok || v.IsNull() || rs == nil || rs.ids == nil {
+			continue
+		}
+		ck, err := crdt.MakeKey(v)
+		if err != nil {
+			continue
+		}
+		w.mu.Lock()
+		_, known := rs.ids.localKey(ck)
+		w.mu.Unlock()
+		if !known {
+			out[f] = crdt.Null()
+		}
+	}
+	return out, nil
 }
 
 // roundTrip maps a collection row to the system's columns and back,
