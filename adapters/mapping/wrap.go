@@ -38,6 +38,7 @@ type Adapter struct {
 	mu     sync.Mutex
 	tables map[string]*tableState // by system table
 	byColl map[string]*tableState // by collection
+	loaded bool                   // Tables has read the system's tables
 	warned map[string]bool        // configured tables the system lacks, logged once
 
 	guard guard
@@ -126,9 +127,22 @@ func (w *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	}
 	slices.SortFunc(out, func(a, b adapters.Table) int { return strings.Compare(a.Name, b.Name) })
 	w.mu.Lock()
-	w.tables, w.byColl = tables, byColl
+	w.tables, w.byColl, w.loaded = tables, byColl, true
 	w.mu.Unlock()
 	return out, nil
+}
+
+// load reads the system's tables if Tables has not: the engine may
+// snapshot, capture or apply first, and the adapter must know what it maps.
+func (w *Adapter) load(ctx context.Context) error {
+	w.mu.Lock()
+	loaded := w.loaded
+	w.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	_, err := w.Tables(ctx)
+	return err
 }
 
 // keyIDs sets up the ID map of a table keyed by one: its collection key is
@@ -329,11 +343,17 @@ func (w *Adapter) sink(next adapters.Sink) adapters.Sink {
 
 // Snapshot reads every row in collection space.
 func (w *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
+	if err := w.load(ctx); err != nil {
+		return nil, err
+	}
 	return w.inner.Snapshot(ctx, w.sink(sink))
 }
 
 // Capture streams the system's changes in collection space.
 func (w *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
+	if err := w.load(ctx); err != nil {
+		return err
+	}
 	return w.inner.Capture(ctx, cursor, w.sink(sink))
 }
 
@@ -360,6 +380,9 @@ type planned struct {
 // system does not hold yet is deferred (the engine retries it). A record
 // whose merged row the mapping would never settle is refused as a bad row.
 func (w *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []byte) (adapters.Applied, error) {
+	if err := w.load(ctx); err != nil {
+		return adapters.Applied{}, err
+	}
 	var res adapters.Applied
 	var parents, children []adapters.Write
 	var pIdx, cIdx []int
