@@ -589,7 +589,11 @@ func (w *Adapter) rowErrorToCollection(err error, plan []planned) error {
 			match = append(match, p)
 		}
 	}
-	if len(match) != 1 {
+	// Writes of one record (the same key, or the same NewKey) name it
+	// alike; writes of several it cannot tell apart.
+	if len(match) == 0 || slices.ContainsFunc(match[1:], func(p planned) bool {
+		return p.write.Key != match[0].write.Key || p.write.NewKey != match[0].write.NewKey
+	}) {
 		return errors.Newf("%s", err.Error())
 	}
 	orig := match[0]

@@ -57,6 +57,9 @@ func (a *memAdapter) Apply(_ context.Context, writes []adapters.Write, _ []byte)
 		if w.Collection != "sys" {
 			return adapters.Applied{}, adapters.BadRow(w.Collection, w.Key, errors.Newf("no table %s", w.Collection))
 		}
+		if w.Row != nil && w.Row["c_id"].IsNull() {
+			return adapters.Applied{}, adapters.BadRow(w.Collection, w.Key, errors.New("key column c_id is missing or null"))
+		}
 		a.writes = append(a.writes, w)
 	}
 	return adapters.Applied{Position: []byte{1}}, nil
@@ -108,6 +111,20 @@ func TestWrapWithoutTables(t *testing.T) {
 			t.Fatalf("system got %+v, want table sys row %v", inner.writes, want)
 		}
 	})
+}
+
+// TestWrapBadRowSameKey checks that a bad row is named in collection space
+// when another write of the batch has the same key: both name the same
+// record, so the error is not ambiguous.
+func TestWrapBadRowSameKey(t *testing.T) {
+	a := mapping.New(newMemAdapter(), memMap(t), nil)
+	bad := adapters.Write{Collection: "notes", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Null(), "note": crdt.String("x")}}
+	good := adapters.Write{Collection: "notes", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1), "note": crdt.String("y")}}
+	_, err := a.Apply(t.Context(), []adapters.Write{bad, good}, nil)
+	re, ok := adapters.RowErrorOf(err)
+	if !ok || re.Collection != "notes" || re.Key != bad.Key || !errors.Is(err, adapters.ErrBadRow) {
+		t.Fatalf("apply: %v, want a bad row naming notes/%s", err, bad.Key)
+	}
 }
 
 func rowEqual(a, b crdt.Row) bool {
