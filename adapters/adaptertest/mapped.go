@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,7 +27,7 @@ import (
 // unchanged, so the suite writes what it likes. Exec translates the suite's
 // user writes to the system's names and values before the system performs
 // them; Rows translates the system's rows back, independently of the
-// mapping's code.
+// mapping's code, and fails on a note the value map would never store.
 //
 // Natural keys and local columns run where h supports them: h opens its
 // adapters with the Options its TableSpecs ask for, and the mapping's
@@ -241,6 +242,9 @@ func (s *mappedSystem) Rows(ctx context.Context, table string) ([]crdt.Row, erro
 			if table == PairsTable && name == "note" && v.Kind() == crdt.KindString {
 				if coll, ok := mappedNotes[v.AsString()]; ok {
 					v = crdt.String(coll)
+				} else if slices.Contains(slices.Collect(maps.Values(mappedNotes)), v.AsString()) {
+					// An Apply that did not map the value back.
+					return nil, errors.Newf("table %s%s: note %q, which the value map stores under another text", mappedTablePrefix, table, v.AsString())
 				}
 			}
 			r[name] = v
