@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lattice-crdt/lattice/adapters/mapping"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
 	"github.com/lattice-crdt/lattice/sidecar/store"
@@ -121,6 +122,23 @@ func newMetrics(a *Agent) *metrics {
 		parked:            f("parked_total", "Times a record was parked: the system refused it and it was set aside for an operator (lattice_parked counts those parked now)."),
 		parkedSkipped:     f("parked_skipped_total", "Parked records an operator skipped: dropped from the parked list without being applied (the merged state stays)."),
 	}
+	// The mapping's guard (adapters/mapping), 0 on a node without a
+	// mapping.
+	guard := func(get func(mapping.Stats) int64) func() float64 {
+		return func() float64 {
+			if a.mapped == nil {
+				return 0
+			}
+			return float64(get(a.mapped.Stats()))
+		}
+	}
+	a.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "lattice", Name: "mapping_loops_total",
+			Help: "Merged records the mapping refused to write because they would never settle (the mapping changes them on every round trip, or the system did not keep the same row written repeatedly); each is parked, naming the fields."},
+			guard(func(s mapping.Stats) int64 { return s.Loops })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "lattice", Name: "mapping_lossy_total",
+			Help: "Merged records written through a mapping that does not carry their values back exactly (normalised once, then settled)."},
+			guard(func(s mapping.Stats) int64 { return s.Lossy })))
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "deltas_rejected_total",
 		Help: "Received record fragments refused, by reason: clock_offset (a timestamp too far ahead), unknown_collection, too_large, other."}, []string{"reason"})
 	// Every reason from the start, so that rate() and alerts see a 0, not

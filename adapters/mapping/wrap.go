@@ -479,8 +479,19 @@ func (w *Adapter) applyPhase(ctx context.Context, writes []adapters.Write, since
 	}
 	slices.Sort(res.Deferred)
 	for i, p := range plan {
-		if p.st != nil && p.write.Row != nil && !slices.Contains(r.Deferred, i) {
+		switch {
+		case p.st == nil || slices.Contains(r.Deferred, i):
+		case p.write.Row != nil:
 			w.guard.written(writes[p.index])
+		case p.st.ids != nil:
+			// The adapter dropped the record's pair with its row: should
+			// the record come back, it is inserted afresh.
+			w.mu.Lock()
+			if c, ok := p.st.ids.toColl[p.write.Key]; ok {
+				delete(p.st.ids.toColl, p.write.Key)
+				delete(p.st.ids.toLocal, c)
+			}
+			w.mu.Unlock()
 		}
 	}
 	for i, local := range r.Generated {
@@ -769,10 +780,4 @@ func show(row crdt.Row, fields []string) string {
 		parts[i] = f + "=" + row[f].String()
 	}
 	return strings.Join(parts, " ")
-}
-
-// Guarded forgets what the guard knows of a record, so that an operator's
-// retry of a parked record starts its count again.
-func (w *Adapter) Guarded(collection string, key crdt.Key) {
-	w.guard.forget(crdt.MakeID(collection, key))
 }

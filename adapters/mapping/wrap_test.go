@@ -2,139 +2,186 @@ package mapping_test
 
 import (
 	"context"
-	"slices"
+	"database/sql"
+	"path/filepath"
 	"testing"
 
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/adapters/mapping"
 	"github.com/lattice-crdt/lattice/crdt"
+
+	_ "github.com/lattice-crdt/lattice/adapters/sqlite"
 )
 
-// memAdapter is a system adapter over one table in memory: "sys" keyed by
-// the int column c_id, with the text column c_note.
-type memAdapter struct {
-	rows   map[crdt.Key]crdt.Row
-	writes []adapters.Write
+// wrapSQLite opens the SQLite adapter on a new database made by ddl, under
+// the mapping cfg, as the sidecar does.
+func wrapSQLite(t *testing.T, ddl string, cfg mapping.Config) (*mapping.Adapter, *sql.DB) {
+	w, db, _ := wrapSQLiteAt(t, ddl, cfg)
+	return w, db
 }
 
-func newMemAdapter(rows ...crdt.Row) *memAdapter {
-	a := &memAdapter{rows: map[crdt.Key]crdt.Row{}}
-	for _, r := range rows {
-		a.rows[crdt.IntKey(r["c_id"].AsInt())] = r
-	}
-	return a
-}
-
-func (a *memAdapter) Tables(context.Context) ([]adapters.Table, error) {
-	return []adapters.Table{{Name: "sys", Key: []string{"c_id"}, Columns: []adapters.Column{
-		{Name: "c_id", Kind: crdt.KindInt, Type: "integer"},
-		{Name: "c_note", Kind: crdt.KindString, Type: "text", Nullable: true},
-	}}}, nil
-}
-
-func (a *memAdapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
-	var b adapters.Batch
-	for _, k := range slices.Sorted(func(yield func(crdt.Key) bool) {
-		for k := range a.rows {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		b.Changes = append(b.Changes, adapters.Change{Collection: "sys", Key: k, Row: a.rows[k]})
-	}
-	return []byte{1}, sink(ctx, b)
-}
-
-func (a *memAdapter) Capture(context.Context, []byte, adapters.Sink) error { return nil }
-func (a *memAdapter) Ack(context.Context, []byte) error                    { return nil }
-func (a *memAdapter) Head(context.Context) ([]byte, error)                 { return []byte{1}, nil }
-func (a *memAdapter) Close() error                                         { return nil }
-
-func (a *memAdapter) Apply(_ context.Context, writes []adapters.Write, _ []byte) (adapters.Applied, error) {
-	for _, w := range writes {
-		if w.Collection != "sys" {
-			return adapters.Applied{}, adapters.BadRow(w.Collection, w.Key, errors.Newf("no table %s", w.Collection))
-		}
-		if w.Row != nil && w.Row["c_id"].IsNull() {
-			return adapters.Applied{}, adapters.BadRow(w.Collection, w.Key, errors.New("key column c_id is missing or null"))
-		}
-		a.writes = append(a.writes, w)
-	}
-	return adapters.Applied{Position: []byte{1}}, nil
-}
-
-func memMap(t *testing.T) *mapping.Map {
+// wrapSQLiteAt is wrapSQLite that also returns the database's path.
+func wrapSQLiteAt(t *testing.T, ddl string, cfg mapping.Config) (*mapping.Adapter, *sql.DB, string) {
 	t.Helper()
-	m, err := mapping.Compile(mapping.Config{Tables: map[string]mapping.TableConfig{
-		"sys": {Collection: "notes", Columns: map[string]mapping.ColumnConfig{
-			"c_id":   {Field: "id"},
-			"c_note": {Field: "note", Values: map[string]string{"N:one": "one"}},
-		}},
-	}})
+	path := filepath.Join(t.TempDir(), "sys.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(ddl); err != nil {
+		t.Fatal(err)
+	}
+	return openWrapped(t, path, cfg), db, path
 }
 
-// TestWrapWithoutTables checks that the adapter maps its tables also when
-// the engine snapshots or applies before it calls Tables (nothing in the
-// adapter contract makes Tables come first).
-func TestWrapWithoutTables(t *testing.T) {
-	ctx := t.Context()
-	t.Run("snapshot", func(t *testing.T) {
-		inner := newMemAdapter(crdt.Row{"c_id": crdt.Int(1), "c_note": crdt.String("N:one")})
-		a := mapping.New(inner, memMap(t), nil)
-		var got []adapters.Change
-		if _, err := a.Snapshot(ctx, func(_ context.Context, b adapters.Batch) error {
-			got = append(got, b.Changes...)
-			return nil
-		}); err != nil {
-			t.Fatalf("snapshot: %+v", err)
-		}
-		want := crdt.Row{"id": crdt.Int(1), "note": crdt.String("one")}
-		if len(got) != 1 || got[0].Collection != "notes" || !rowEqual(got[0].Row, want) {
-			t.Fatalf("snapshot %+v, want collection notes row %v", got, want)
-		}
-	})
-	t.Run("apply", func(t *testing.T) {
-		inner := newMemAdapter()
-		a := mapping.New(inner, memMap(t), nil)
-		w := adapters.Write{Collection: "notes", Key: crdt.IntKey(2), Row: crdt.Row{"id": crdt.Int(2), "note": crdt.String("one")}}
-		if _, err := a.Apply(ctx, []adapters.Write{w}, nil); err != nil {
-			t.Fatalf("apply: %+v", err)
-		}
-		want := crdt.Row{"c_id": crdt.Int(2), "c_note": crdt.String("N:one")}
-		if len(inner.writes) != 1 || inner.writes[0].Collection != "sys" || !rowEqual(inner.writes[0].Row, want) {
-			t.Fatalf("system got %+v, want table sys row %v", inner.writes, want)
-		}
-	})
+// openWrapped opens the SQLite adapter on the database at path under the
+// mapping cfg.
+func openWrapped(t *testing.T, path string, cfg mapping.Config) *mapping.Adapter {
+	t.Helper()
+	m, err := mapping.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, _ := adapters.Lookup("sqlite")
+	inner, err := open(context.Background(), adapters.Options{DSN: path, Node: "n1", Keys: m.NaturalKeys(), Local: m.Local()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := mapping.Wrap(inner, m, nil)
+	t.Cleanup(func() { w.Close() })
+	if _, err := w.Tables(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
 
-// TestWrapBadRowSameKey checks that a bad row is named in collection space
-// when another write of the batch has the same key: both name the same
-// record, so the error is not ambiguous.
-func TestWrapBadRowSameKey(t *testing.T) {
-	a := mapping.New(newMemAdapter(), memMap(t), nil)
-	bad := adapters.Write{Collection: "notes", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Null(), "note": crdt.String("x")}}
-	good := adapters.Write{Collection: "notes", Key: crdt.IntKey(1), Row: crdt.Row{"id": crdt.Int(1), "note": crdt.String("y")}}
-	_, err := a.Apply(t.Context(), []adapters.Write{bad, good}, nil)
+// The same merged row written again and again means the system does not
+// keep it (here, a trigger rewrites every row Lattice writes): after
+// maxRepeats identical writes the guard refuses the record as a bad row
+// marked ErrLoop, and other records still go through.
+func TestGuardRefusesRepeatedIdenticalWrites(t *testing.T) {
+	ctx := context.Background()
+	w, db := wrapSQLite(t, `
+CREATE TABLE people (id INTEGER PRIMARY KEY, Name TEXT);
+CREATE TRIGGER shout AFTER UPDATE OF Name ON people WHEN NEW.Name <> upper(NEW.Name) BEGIN UPDATE people SET Name = upper(NEW.Name) WHERE id = NEW.id; END;`,
+		mapping.Config{Tables: map[string]mapping.TableConfig{"people": {
+			Collection: "persons",
+			Columns:    map[string]mapping.ColumnConfig{"Name": {Field: "name"}},
+		}}})
+	write := func(id int64, name string) adapters.Write {
+		return adapters.Write{Collection: "persons", Key: crdt.IntKey(id), Row: crdt.Row{"id": crdt.Int(id), "name": crdt.String(name)}}
+	}
+	const maxRepeats = 8
+	for i := 0; i <= maxRepeats; i++ {
+		if _, err := w.Apply(ctx, []adapters.Write{write(1, "ann")}, nil); err != nil {
+			t.Fatalf("write %d: %v", i+1, err)
+		}
+	}
+	var got string
+	if err := db.QueryRow(`SELECT Name FROM people WHERE id = 1`).Scan(&got); err != nil || got != "ANN" {
+		t.Fatalf("the trigger left %q, %v", got, err)
+	}
+	_, err := w.Apply(ctx, []adapters.Write{write(2, "bob"), write(1, "ann")}, nil)
 	re, ok := adapters.RowErrorOf(err)
-	if !ok || re.Collection != "notes" || re.Key != bad.Key || !errors.Is(err, adapters.ErrBadRow) {
-		t.Fatalf("apply: %v, want a bad row naming notes/%s", err, bad.Key)
+	if !errors.Is(err, mapping.ErrLoop) || !errors.Is(err, adapters.ErrBadRow) || !ok || re.Collection != "persons" || re.Key != crdt.IntKey(1) {
+		t.Fatalf("write %d: %v, want a bad row for persons/1 marked ErrLoop", maxRepeats+2, err)
+	}
+	if _, err := w.Apply(ctx, []adapters.Write{write(2, "bob")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Loops != 1 {
+		t.Fatalf("stats = %+v, want one loop", st)
+	}
+	// A different row starts the count again.
+	if _, err := w.Apply(ctx, []adapters.Write{write(1, "ANN")}, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func rowEqual(a, b crdt.Row) bool {
-	if len(a) != len(b) {
-		return false
+// A record first captured here is known by a key minted from its local
+// key; one minted elsewhere is inserted with a key the system generates,
+// recorded in the ID map, and known by it from then on, across a restart
+// of the wrapper (the map is read back from the system).
+func TestIDMapKeys(t *testing.T) {
+	ctx := context.Background()
+	cfg := mapping.Config{Tables: map[string]mapping.TableConfig{"people": {
+		Collection: "persons",
+		Key:        mapping.KeyConfig{IDMap: "crm"},
+		Columns:    map[string]mapping.ColumnConfig{"pid": {Field: "id"}, "Name": {Field: "name"}},
+	}}}
+	w, db, path := wrapSQLiteAt(t, `CREATE TABLE people (pid INTEGER PRIMARY KEY AUTOINCREMENT, Name TEXT)`, cfg)
+	if _, err := db.Exec(`INSERT INTO people (Name) VALUES ('ann')`); err != nil {
+		t.Fatal(err)
 	}
-	for f, v := range a {
-		if w, ok := b[f]; !ok || !crdt.Equal(v, w) {
-			return false
+	var snap []adapters.Change
+	cursor, err := w.Snapshot(ctx, func(_ context.Context, b adapters.Batch) error {
+		snap = append(snap, b.Changes...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Ack(ctx, cursor); err != nil {
+		t.Fatal(err)
+	}
+	if len(snap) != 1 || snap[0].Collection != "persons" || snap[0].Key != crdt.StringKey("crm:1") ||
+		!crdt.Equal(snap[0].Row["id"], crdt.String("crm:1")) || !crdt.Equal(snap[0].Row["name"], crdt.String("ann")) {
+		t.Fatalf("snapshot = %+v", snap)
+	}
+	bob := crdt.StringKey("erp:7")
+	res, err := w.Apply(ctx, []adapters.Write{
+		{Collection: "persons", Key: bob, Row: crdt.Row{"id": crdt.String("erp:7"), "name": crdt.String("bob")}},
+		{Collection: "persons", Key: crdt.StringKey("crm:1"), Row: crdt.Row{"id": crdt.String("crm:1"), "name": crdt.String("Ann")}},
+		{Collection: "persons", Key: crdt.StringKey("web:9"), Row: nil},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Generated[0] != crdt.IntKey(2) || len(res.Generated) != 1 {
+		t.Fatalf("generated = %v, want bob inserted as pid 2", res.Generated)
+	}
+	rows := func() string {
+		var out string
+		r, err := db.Query(`SELECT pid || '=' || Name FROM people ORDER BY pid`)
+		if err != nil {
+			t.Fatal(err)
 		}
+		defer r.Close()
+		for r.Next() {
+			var s string
+			_ = r.Scan(&s)
+			out += s + " "
+		}
+		return out
 	}
-	return true
+	if got := rows(); got != "1=Ann 2=bob " {
+		t.Fatalf("rows = %q", got)
+	}
+	// A restart reads the map back: bob is updated in place, not inserted
+	// again, and a delete of him removes his row.
+	w.Close()
+	w = openWrapped(t, path, cfg)
+	if _, err := w.Apply(ctx, []adapters.Write{{Collection: "persons", Key: bob, Row: crdt.Row{"id": crdt.String("erp:7"), "name": crdt.String("Bob")}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(); got != "1=Ann 2=Bob " {
+		t.Fatalf("after a restart, rows = %q", got)
+	}
+	if _, err := w.Apply(ctx, []adapters.Write{{Collection: "persons", Key: bob}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(); got != "1=Ann " {
+		t.Fatalf("after bob's delete, rows = %q", got)
+	}
+	// Bob comes back (an update elsewhere won over the delete): he is
+	// inserted afresh under a new local key.
+	res, err = w.Apply(ctx, []adapters.Write{{Collection: "persons", Key: bob, Row: crdt.Row{"id": crdt.String("erp:7"), "name": crdt.String("Bob")}}}, nil)
+	if err != nil || res.Generated[0] != crdt.IntKey(3) {
+		t.Fatalf("bob's return: %v, generated %v", err, res.Generated)
+	}
+	if got := rows(); got != "1=Ann 3=Bob " {
+		t.Fatalf("after bob's return, rows = %q", got)
+	}
 }
