@@ -110,8 +110,9 @@
 // # Through a mapping
 //
 // Mapped(h) runs every scenario through adapters/mapping: the system holds
-// each table as "sys_<table>" with columns "c_<column>", and PairsTable's
-// note column with a value map ("one" stored as "N:one"); the adapter the
+// each table as "sys_<table>" with columns "c_<column>", PairsTable's note
+// column with a value map ("one" stored as "N:one") and TypesTable's
+// boolean column as text 'Y' or 'N' (a conversion); the adapter the
 // suite opens is the system's wrapped by mapping.New on a mapping that
 // names them back, and the harness translates user writes and rows itself.
 // The scenarios are unchanged, natural keys and local columns included

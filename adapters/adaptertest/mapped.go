@@ -21,13 +21,15 @@ import (
 // For each TableSpec the suite asks for, the system holds the table
 // "sys_<table>" whose columns are "c_<column>", keys included, and Open
 // wraps the system's adapter with mapping.New on a mapping that names them
-// back (table to collection, column to field). The note column of
-// PairsTable also carries a value map: the notes in mappedNotes are stored
-// under other texts ("one" as "N:one"), and every other note passes
-// unchanged, so the suite writes what it likes. Exec translates the suite's
-// user writes to the system's names and values before the system performs
-// them; Rows translates the system's rows back, independently of the
-// mapping's code, and fails on a note the value map would never store.
+// back (table to collection, column to field). Two columns also hold other
+// values: the note column of PairsTable carries a value map (the notes in
+// mappedNotes are stored under other texts, "one" as "N:one", and every
+// other note passes unchanged, so the suite writes what it likes), and the
+// boolean column of TypesTable is text in the system, 'Y' or 'N' (the
+// conversion bool:Y/N). Exec translates the suite's user writes to the
+// system's names and values before the system performs them; Rows
+// translates the system's rows back, independently of the mapping's code,
+// and fails on a value the mapping would never store.
 //
 // Natural keys and local columns run where h supports them: h opens its
 // adapters with the Options its TableSpecs ask for, and the mapping's
@@ -103,6 +105,9 @@ func systemSpec(spec TableSpec) TableSpec {
 	out.Natural = systemColumns(spec.Natural)
 	out.Columns = make([]ColumnSpec, len(spec.Columns))
 	for i, c := range spec.Columns {
+		if spec.Name == TypesTable && c.Name == "b_bool" {
+			c.Kind = crdt.KindString
+		}
 		c.Name = mappedColumnPrefix + c.Name
 		out.Columns[i] = c
 	}
@@ -139,6 +144,8 @@ func mappedTable(spec TableSpec) (mapping.TableConfig, error) {
 		case len(spec.Natural) > 0 && spec.IsKey(c.Name):
 		case spec.Name == PairsTable && c.Name == "note":
 			tc.Columns[name] = mapping.ColumnConfig{Field: c.Name, Values: mappedNotes}
+		case spec.Name == TypesTable && c.Name == "b_bool":
+			tc.Columns[name] = mapping.ColumnConfig{Field: c.Name, Convert: "bool:Y/N"}
 		default:
 			tc.Columns[name] = mapping.ColumnConfig{Field: c.Name}
 		}
@@ -203,23 +210,58 @@ func (s *mappedSystem) Exec(ctx context.Context, ops ...Op) error {
 	return s.inner.Exec(ctx, out...)
 }
 
-// toSystem renames the columns of a row of table and maps its notes.
+// toSystem renames the columns of a row of table and maps their values.
 func (s *mappedSystem) toSystem(table string, row crdt.Row) crdt.Row {
 	if row == nil {
 		return nil
 	}
 	out := make(crdt.Row, len(row))
 	for c, v := range row {
-		if table == PairsTable && c == "note" && v.Kind() == crdt.KindString {
-			for sys, coll := range mappedNotes {
-				if v.AsString() == coll {
-					v = crdt.String(sys)
-				}
-			}
-		}
-		out[mappedColumnPrefix+c] = v
+		out[mappedColumnPrefix+c] = systemValue(table, c, v)
 	}
 	return out
+}
+
+// systemValue is the value the system holds for v in column c of table.
+func systemValue(table, c string, v crdt.Value) crdt.Value {
+	switch {
+	case table == PairsTable && c == "note" && v.Kind() == crdt.KindString:
+		for sys, coll := range mappedNotes {
+			if v.AsString() == coll {
+				return crdt.String(sys)
+			}
+		}
+	case table == TypesTable && c == "b_bool" && v.Kind() == crdt.KindBool:
+		if v.AsBool() {
+			return crdt.String("Y")
+		}
+		return crdt.String("N")
+	}
+	return v
+}
+
+// collectionValue is the value of column c of table that the system holds
+// as v.
+func collectionValue(table, c string, v crdt.Value) (crdt.Value, error) {
+	switch {
+	case table == PairsTable && c == "note" && v.Kind() == crdt.KindString:
+		if coll, ok := mappedNotes[v.AsString()]; ok {
+			return crdt.String(coll), nil
+		}
+		if slices.Contains(slices.Collect(maps.Values(mappedNotes)), v.AsString()) {
+			// An Apply that did not map the value back.
+			return v, errors.Newf("note %q, which the value map stores under another text", v.AsString())
+		}
+	case table == TypesTable && c == "b_bool" && !v.IsNull():
+		switch {
+		case crdt.Equal(v, crdt.String("Y")):
+			return crdt.Bool(true), nil
+		case crdt.Equal(v, crdt.String("N")):
+			return crdt.Bool(false), nil
+		}
+		return v, errors.Newf("%s, not 'Y' or 'N'", v)
+	}
+	return v, nil
 }
 
 // Rows reads the system's rows of table and names them back.
@@ -239,15 +281,9 @@ func (s *mappedSystem) Rows(ctx context.Context, table string) ([]crdt.Row, erro
 			if !ok {
 				return nil, errors.Newf("table %s%s: column %s has no %s prefix", mappedTablePrefix, table, c, mappedColumnPrefix)
 			}
-			if table == PairsTable && name == "note" && v.Kind() == crdt.KindString {
-				if coll, ok := mappedNotes[v.AsString()]; ok {
-					v = crdt.String(coll)
-				} else if slices.Contains(slices.Collect(maps.Values(mappedNotes)), v.AsString()) {
-					// An Apply that did not map the value back.
-					return nil, errors.Newf("table %s%s: note %q, which the value map stores under another text", mappedTablePrefix, table, v.AsString())
-				}
+			if r[name], err = collectionValue(table, name, v); err != nil {
+				return nil, errors.Wrapf(err, "table %s%s column %s", mappedTablePrefix, table, c)
 			}
-			r[name] = v
 		}
 		out[i] = r
 	}
