@@ -127,6 +127,24 @@ func TestWrapBadRowSameKey(t *testing.T) {
 	}
 }
 
+// TestWrapSystemNameIsNoCollection checks that a write to the name of a
+// table the mapping maps to another collection is a bad row, as for any
+// collection the adapter does not report, and does not reach the table
+// unmapped.
+func TestWrapSystemNameIsNoCollection(t *testing.T) {
+	inner := newMemAdapter()
+	a := mapping.New(inner, memMap(t), nil)
+	raw := adapters.Write{Collection: "sys", Key: crdt.IntKey(3), Row: crdt.Row{"c_id": crdt.Int(3), "c_note": crdt.String("one")}}
+	_, err := a.Apply(t.Context(), []adapters.Write{raw}, nil)
+	re, ok := adapters.RowErrorOf(err)
+	if !ok || re.Collection != "sys" || re.Key != raw.Key || !errors.Is(err, adapters.ErrBadRow) {
+		t.Errorf("apply: %v, want a bad row naming sys/%s", err, raw.Key)
+	}
+	if len(inner.writes) != 0 {
+		t.Errorf("the system's table got %+v unmapped", inner.writes)
+	}
+}
+
 func rowEqual(a, b crdt.Row) bool {
 	if len(a) != len(b) {
 		return false

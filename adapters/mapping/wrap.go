@@ -446,6 +446,12 @@ func (w *Adapter) applyPhase(ctx context.Context, writes []adapters.Write, since
 	for i, wr := range writes {
 		st := w.collState(wr.Collection)
 		if st == nil {
+			if ms := w.state(wr.Collection); ms != nil {
+				// The system's name of a table that holds another
+				// collection: no collection of this adapter.
+				return adapters.Applied{}, adapters.BadRow(wr.Collection, wr.Key,
+					errors.Newf("no collection %s: table %s holds collection %s", wr.Collection, wr.Collection, ms.coll.Name))
+			}
 			plan = append(plan, planned{index: i, write: wr})
 			continue
 		}
