@@ -2,6 +2,7 @@ package mapping_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 
@@ -35,13 +36,7 @@ func (a *memAdapter) Tables(context.Context) ([]adapters.Table, error) {
 
 func (a *memAdapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
 	var b adapters.Batch
-	for _, k := range slices.Sorted(func(yield func(crdt.Key) bool) {
-		for k := range a.rows {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(a.rows)) {
 		b.Changes = append(b.Changes, adapters.Change{Collection: "sys", Key: k, Row: a.rows[k]})
 	}
 	return []byte{1}, sink(ctx, b)
@@ -63,6 +58,42 @@ func (a *memAdapter) Apply(_ context.Context, writes []adapters.Write, _ []byte)
 		a.writes = append(a.writes, w)
 	}
 	return adapters.Applied{Position: []byte{1}}, nil
+}
+
+// ReadRange returns every row after after, by key; the table is small.
+func (a *memAdapter) ReadRange(_ context.Context, table string, after crdt.Key, limit int) ([]adapters.Change, error) {
+	if table != "sys" {
+		return nil, errors.Newf("table %s is not synced", table)
+	}
+	var out []adapters.Change
+	for _, k := range slices.Sorted(maps.Keys(a.rows)) {
+		if k > after && len(out) < limit {
+			out = append(out, adapters.Change{Collection: table, Key: k, Row: a.rows[k]})
+		}
+	}
+	return out, nil
+}
+
+func (a *memAdapter) ReadKeys(_ context.Context, table string, keys []crdt.Key) ([]adapters.Change, error) {
+	if table != "sys" {
+		return nil, errors.Newf("table %s is not synced", table)
+	}
+	var out []adapters.Change
+	for _, k := range keys {
+		if r, ok := a.rows[k]; ok {
+			out = append(out, adapters.Change{Collection: table, Key: k, Row: r})
+		}
+	}
+	return out, nil
+}
+
+// ReadTables sends every row of the named tables it has.
+func (a *memAdapter) ReadTables(ctx context.Context, names []string, sink adapters.Sink) error {
+	if !slices.Contains(names, "sys") {
+		return nil
+	}
+	_, err := a.Snapshot(ctx, sink)
+	return err
 }
 
 func memMap(t *testing.T) *mapping.Map {
@@ -142,6 +173,25 @@ func TestWrapSystemNameIsNoCollection(t *testing.T) {
 	}
 	if len(inner.writes) != 0 {
 		t.Errorf("the system's table got %+v unmapped", inner.writes)
+	}
+	inner = newMemAdapter(crdt.Row{"c_id": crdt.Int(1), "c_note": crdt.String("N:one")})
+	rr := mapping.New(inner, memMap(t), nil).(adapters.RangeReader)
+	if rows, err := rr.ReadRange(t.Context(), "sys", "", 10); err == nil {
+		t.Errorf("ReadRange of sys read %+v unmapped", rows)
+	}
+	if rows, err := rr.ReadKeys(t.Context(), "sys", []crdt.Key{crdt.IntKey(1)}); err == nil {
+		t.Errorf("ReadKeys of sys read %+v unmapped", rows)
+	}
+	var read []adapters.Change
+	if err := rr.(adapters.TableReader).ReadTables(t.Context(), []string{"sys"}, func(_ context.Context, b adapters.Batch) error {
+		read = append(read, b.Changes...)
+		return nil
+	}); err != nil || len(read) != 0 {
+		t.Errorf("ReadTables of sys: %+v, %v; want nothing (not a collection)", read, err)
+	}
+	rows, err := rr.ReadRange(t.Context(), "notes", "", 10)
+	if err != nil || len(rows) != 1 || !rowEqual(rows[0].Row, crdt.Row{"id": crdt.Int(1), "note": crdt.String("one")}) {
+		t.Errorf("ReadRange of notes: %+v, %v", rows, err)
 	}
 }
 
