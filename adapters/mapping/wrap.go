@@ -38,6 +38,7 @@ type Adapter struct {
 	mu     sync.Mutex
 	tables map[string]*tableState // by system table
 	byColl map[string]*tableState // by collection
+	loaded bool                   // Tables has read the system's tables
 	warned map[string]bool        // configured tables the system lacks, logged once
 
 	// live reports whether the merged state holds a record (nil: assume
@@ -139,9 +140,22 @@ func (w *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	}
 	slices.SortFunc(out, func(a, b adapters.Table) int { return strings.Compare(a.Name, b.Name) })
 	w.mu.Lock()
-	w.tables, w.byColl = tables, byColl
+	w.tables, w.byColl, w.loaded = tables, byColl, true
 	w.mu.Unlock()
 	return out, nil
+}
+
+// load reads the system's tables if Tables has not: the engine may
+// snapshot, capture or apply first, and the adapter must know what it maps.
+func (w *Adapter) load(ctx context.Context) error {
+	w.mu.Lock()
+	loaded := w.loaded
+	w.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	_, err := w.Tables(ctx)
+	return err
 }
 
 // keyIDs sets up the ID map of a table keyed by one: its collection key is
@@ -342,11 +356,17 @@ func (w *Adapter) sink(next adapters.Sink) adapters.Sink {
 
 // Snapshot reads every row in collection space.
 func (w *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
+	if err := w.load(ctx); err != nil {
+		return nil, err
+	}
 	return w.inner.Snapshot(ctx, w.sink(sink))
 }
 
 // Capture streams the system's changes in collection space.
 func (w *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
+	if err := w.load(ctx); err != nil {
+		return err
+	}
 	return w.inner.Capture(ctx, cursor, w.sink(sink))
 }
 
@@ -373,6 +393,9 @@ type planned struct {
 // system does not hold yet is deferred (the engine retries it). A record
 // whose merged row the mapping would never settle is refused as a bad row.
 func (w *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []byte) (adapters.Applied, error) {
+	if err := w.load(ctx); err != nil {
+		return adapters.Applied{}, err
+	}
 	var res adapters.Applied
 	var parents, children []adapters.Write
 	var pIdx, cIdx []int
@@ -436,6 +459,12 @@ func (w *Adapter) applyPhase(ctx context.Context, writes []adapters.Write, since
 	for i, wr := range writes {
 		st := w.collState(wr.Collection)
 		if st == nil {
+			if ms := w.state(wr.Collection); ms != nil {
+				// The system's name of a table that holds another
+				// collection: no collection of this adapter.
+				return adapters.Applied{}, adapters.BadRow(wr.Collection, wr.Key,
+					errors.Newf("no collection %s: table %s holds collection %s", wr.Collection, wr.Collection, ms.coll.Name))
+			}
 			plan = append(plan, planned{index: i, write: wr})
 			continue
 		}
@@ -601,7 +630,11 @@ func (w *Adapter) rowErrorToCollection(err error, plan []planned) error {
 			match = append(match, p)
 		}
 	}
-	if len(match) != 1 {
+	// Writes of one record (the same key, or the same NewKey) name it
+	// alike; writes of several it cannot tell apart.
+	if len(match) == 0 || slices.ContainsFunc(match[1:], func(p planned) bool {
+		return p.write.Key != match[0].write.Key || p.write.NewKey != match[0].write.NewKey
+	}) {
 		return errors.Newf("%s", err.Error())
 	}
 	orig := match[0]
