@@ -312,9 +312,36 @@ func (w *Adapter) rowFromSystem(st *tableState, row crdt.Row, key crdt.Key) (crd
 		}
 		out[st.ids.field] = vals[0]
 	}
+	refs, err := w.mappedRefs(st, out)
+	if err != nil {
+		return nil, adapters.BadRow(st.coll.Name, key, err)
+	}
+	for _, r := range refs {
+		w.mu.Lock()
+		ck := r.ids.collKey(r.key)
+		w.mu.Unlock()
+		cv, _ := ck.Values()
+		out[r.field] = cv[0]
+	}
+	return out, nil
+}
+
+// mappedRef is a reference of a row to a record of a collection keyed by an
+// ID map: the value of field, as a key.
+type mappedRef struct {
+	field string
+	coll  string
+	key   crdt.Key
+	ids   *idMap
+}
+
+// mappedRefs returns the non-null references of a row (in either space:
+// the value is the same key's) to collections keyed by ID maps.
+func (w *Adapter) mappedRefs(st *tableState, row crdt.Row) ([]mappedRef, error) {
+	var out []mappedRef
 	for col, ref := range st.tm.References() {
 		f, _ := st.tm.Field(col)
-		v, ok := out[f]
+		v, ok := row[f]
 		if !ok || v.IsNull() {
 			continue
 		}
@@ -322,15 +349,11 @@ func (w *Adapter) rowFromSystem(st *tableState, row crdt.Row, key crdt.Key) (crd
 		if rs == nil || rs.ids == nil {
 			continue
 		}
-		lk, err := crdt.MakeKey(v)
+		k, err := crdt.MakeKey(v)
 		if err != nil {
-			return nil, adapters.BadRow(st.coll.Name, key, errors.Wrapf(err, "reference %s", col))
+			return nil, errors.Wrapf(err, "reference %s", col)
 		}
-		w.mu.Lock()
-		ck := rs.ids.collKey(lk)
-		w.mu.Unlock()
-		cv, _ := ck.Values()
-		out[f] = cv[0]
+		out = append(out, mappedRef{field: f, coll: ref, key: k, ids: rs.ids})
 	}
 	return out, nil
 }
@@ -562,39 +585,29 @@ func (w *Adapter) toSystem(st *tableState, wr adapters.Write) (adapters.Write, i
 	if st.ids != nil {
 		delete(row, st.ids.field)
 	}
-	for col, ref := range st.tm.References() {
-		f, _ := st.tm.Field(col)
-		v, ok := row[f]
-		if !ok || v.IsNull() {
-			continue
-		}
-		rs := w.collState(ref)
-		if rs == nil || rs.ids == nil {
-			continue
-		}
-		ck, err := crdt.MakeKey(v)
-		if err != nil {
-			return out, writeIt, adapters.BadRow(wr.Collection, wr.Key, errors.Wrapf(err, "reference %s", f))
-		}
+	refs, err := w.mappedRefs(st, row)
+	if err != nil {
+		return out, writeIt, adapters.BadRow(wr.Collection, wr.Key, err)
+	}
+	for _, r := range refs {
 		w.mu.Lock()
-		lk, known := rs.ids.localKey(ck)
+		lk, known := r.ids.localKey(r.key)
 		w.mu.Unlock()
 		if known {
 			lv, _ := lk.Values()
-			row[f] = lv[0]
+			row[r.field] = lv[0]
 			continue
 		}
 		live := true
 		if w.live != nil {
-			var err error
-			if live, err = w.live(ref, ck); err != nil {
+			if live, err = w.live(r.coll, r.key); err != nil {
 				return out, writeIt, err
 			}
 		}
 		if live {
 			return out, deferWrite, nil
 		}
-		row[f] = crdt.Null()
+		row[r.field] = crdt.Null()
 	}
 	if err := w.guard.check(w, st, wr); err != nil {
 		return out, writeIt, adapters.BadRow(wr.Collection, wr.Key, err)
@@ -670,22 +683,16 @@ func (w *Adapter) RoundTrip(collection string, row crdt.Row) (crdt.Row, error) {
 	}
 	// A reference to a record this system does not hold is written as
 	// null (see SetLive).
-	for col, ref := range st.tm.References() {
-		f, _ := st.tm.Field(col)
-		v, ok := out[f]
-		rs := w.collState(ref)
-		if !ok || v.IsNull() || rs == nil || rs.ids == nil {
-			continue
-		}
-		ck, err := crdt.MakeKey(v)
-		if err != nil {
-			continue
-		}
+	refs, err := w.mappedRefs(st, out)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
 		w.mu.Lock()
-		_, known := rs.ids.localKey(ck)
+		_, known := r.ids.localKey(r.key)
 		w.mu.Unlock()
 		if !known {
-			out[f] = crdt.Null()
+			out[r.field] = crdt.Null()
 		}
 	}
 	return out, nil
