@@ -228,6 +228,10 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 			return nil, err
 		}
 		a.mapped = mapping.Wrap(a.adp, m, log.With("component", "mapping"))
+		a.mapped.SetLive(func(collection string, key crdt.Key) (bool, error) {
+			rec, err := a.store.Get(collection, key)
+			return rec.Exists(), err
+		})
 		a.adp = a.mapped.Capable()
 	}
 	a.roundTrip, _ = a.adp.(adapters.RoundTripper)

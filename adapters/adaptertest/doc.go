@@ -107,6 +107,19 @@
 //   - NaturalKeyIndex: Open refuses a natural key that no unique index
 //     covers, with an error naming the table and the column.
 //
+// # Through a mapping
+//
+// Mapped(h) runs every scenario through adapters/mapping: the system holds
+// each table as "sys_<table>" with columns "c_<column>", PairsTable's note
+// column with a value map ("one" stored as "N:one") and TypesTable's
+// boolean column as text 'Y' or 'N' (a conversion); the adapter the
+// suite opens is the system's wrapped by mapping.New on a mapping that
+// names them back, and the harness translates user writes and rows itself.
+// The scenarios are unchanged, natural keys and local columns included
+// (the mapping's NaturalKeys and Local are the Options h opens with).
+// IDMap does not run: the mapping keeps the system's ID map for its own
+// id_map tables and does not expose adapters.IDMapper.
+//
 // # Waiting without sleeping
 //
 // The suite never sleeps to let capture catch up. It writes a barrier (a new

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/crdt"
 )
@@ -69,6 +70,12 @@ func (w *Adapter) translate(rows []adapters.Change) ([]adapters.Change, error) {
 
 // ReadRange reads a key range of a collection.
 func (r *rangeAdapter) ReadRange(ctx context.Context, coll string, after crdt.Key, limit int) ([]adapters.Change, error) {
+	if err := r.load(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.hidden(coll); err != nil {
+		return nil, err
+	}
 	st := r.collState(coll)
 	if st == nil {
 		return r.rr.ReadRange(ctx, coll, after, limit)
@@ -138,6 +145,12 @@ func window(rows []adapters.Change, after, through crdt.Key, limit int) []adapte
 
 // ReadKeys reads the rows of a collection with the given keys.
 func (r *rangeAdapter) ReadKeys(ctx context.Context, coll string, keys []crdt.Key) ([]adapters.Change, error) {
+	if err := r.load(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.hidden(coll); err != nil {
+		return nil, err
+	}
 	st := r.collState(coll)
 	if st == nil {
 		return r.rr.ReadKeys(ctx, coll, keys)
@@ -163,6 +176,12 @@ func (r *rangeAdapter) ReadKeys(ctx context.Context, coll string, keys []crdt.Ke
 // HashRange hashes a key range of a collection: the system computes it,
 // but for a table keyed by the ID map.
 func (h *hashAdapter) HashRange(ctx context.Context, coll string, after, through crdt.Key, limit int) (adapters.RangeHash, error) {
+	if err := h.load(ctx); err != nil {
+		return adapters.RangeHash{}, err
+	}
+	if err := h.hidden(coll); err != nil {
+		return adapters.RangeHash{}, err
+	}
 	if st := h.collState(coll); st == nil || st.ids == nil {
 		return h.rh.HashRange(ctx, h.systemName(coll), after, through, limit)
 	}
@@ -172,6 +191,12 @@ func (h *hashAdapter) HashRange(ctx context.Context, coll string, after, through
 
 // ReadHashedRange reads a key range of a collection and its hash.
 func (h *hashAdapter) ReadHashedRange(ctx context.Context, coll string, after, through crdt.Key, limit int) ([]adapters.Change, adapters.RangeHash, error) {
+	if err := h.load(ctx); err != nil {
+		return nil, adapters.RangeHash{}, err
+	}
+	if err := h.hidden(coll); err != nil {
+		return nil, adapters.RangeHash{}, err
+	}
 	st := h.collState(coll)
 	if st == nil {
 		return h.rh.ReadHashedRange(ctx, coll, after, through, limit)
@@ -204,16 +229,34 @@ func (h *hashAdapter) ReadHashedRange(ctx context.Context, coll string, after, t
 	return rows, sum, nil
 }
 
+// hidden returns an error for the system's name of a table that the
+// mapping maps to another collection: it names no collection of this
+// adapter, and its rows must not be read unmapped.
+func (w *Adapter) hidden(coll string) error {
+	if w.collState(coll) != nil {
+		return nil
+	}
+	if st := w.state(coll); st != nil {
+		return errors.Newf("no collection %s: table %s holds collection %s", coll, coll, st.coll.Name)
+	}
+	return nil
+}
+
 // ReadTables reads every row of the named collections, when the system's
 // adapter can (adapters.TableReader); otherwise it sends nothing.
 func (w *Adapter) ReadTables(ctx context.Context, names []string, sink adapters.Sink) error {
+	if err := w.load(ctx); err != nil {
+		return err
+	}
 	tr, ok := w.inner.(adapters.TableReader)
 	if !ok {
 		return nil
 	}
-	sys := make([]string, len(names))
-	for i, n := range names {
-		sys[i] = w.systemName(n)
+	sys := make([]string, 0, len(names))
+	for _, n := range names {
+		if w.hidden(n) == nil {
+			sys = append(sys, w.systemName(n))
+		}
 	}
 	return tr.ReadTables(ctx, sys, w.sink(sink))
 }

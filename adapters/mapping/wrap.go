@@ -38,7 +38,12 @@ type Adapter struct {
 	mu     sync.Mutex
 	tables map[string]*tableState // by system table
 	byColl map[string]*tableState // by collection
+	loaded bool                   // Tables has read the system's tables
 	warned map[string]bool        // configured tables the system lacks, logged once
+
+	// live reports whether the merged state holds a record (nil: assume
+	// it does); see SetLive.
+	live func(collection string, key crdt.Key) (bool, error)
 
 	guard guard
 	loops atomic.Int64
@@ -73,6 +78,15 @@ func Wrap(a adapters.Adapter, m *Map, log *slog.Logger) *Adapter {
 	return &Adapter{inner: a, m: m, log: log, tables: map[string]*tableState{}, byColl: map[string]*tableState{},
 		warned: map[string]bool{}, guard: guard{last: map[crdt.ID]guardEntry{}}}
 }
+
+// SetLive gives the wrapper a look at the merged state: whether it holds a
+// record (live, not deleted). A reference to a record this system does not
+// hold is deferred while the record is live (it has not been applied here
+// yet) and written as null once it is not (it was deleted, or never
+// existed): the reference dangles, as a foreign key's ON DELETE SET NULL
+// would leave it. Without it, such a reference is always deferred. Call it
+// before the first Apply.
+func (w *Adapter) SetLive(live func(collection string, key crdt.Key) (bool, error)) { w.live = live }
 
 // Unwrap returns the system's own adapter.
 func (w *Adapter) Unwrap() adapters.Adapter { return w.inner }
@@ -126,9 +140,22 @@ func (w *Adapter) Tables(ctx context.Context) ([]adapters.Table, error) {
 	}
 	slices.SortFunc(out, func(a, b adapters.Table) int { return strings.Compare(a.Name, b.Name) })
 	w.mu.Lock()
-	w.tables, w.byColl = tables, byColl
+	w.tables, w.byColl, w.loaded = tables, byColl, true
 	w.mu.Unlock()
 	return out, nil
+}
+
+// load reads the system's tables if Tables has not: the engine may
+// snapshot, capture or apply first, and the adapter must know what it maps.
+func (w *Adapter) load(ctx context.Context) error {
+	w.mu.Lock()
+	loaded := w.loaded
+	w.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	_, err := w.Tables(ctx)
+	return err
 }
 
 // keyIDs sets up the ID map of a table keyed by one: its collection key is
@@ -285,9 +312,36 @@ func (w *Adapter) rowFromSystem(st *tableState, row crdt.Row, key crdt.Key) (crd
 		}
 		out[st.ids.field] = vals[0]
 	}
+	refs, err := w.mappedRefs(st, out)
+	if err != nil {
+		return nil, adapters.BadRow(st.coll.Name, key, err)
+	}
+	for _, r := range refs {
+		w.mu.Lock()
+		ck := r.ids.collKey(r.key)
+		w.mu.Unlock()
+		cv, _ := ck.Values()
+		out[r.field] = cv[0]
+	}
+	return out, nil
+}
+
+// mappedRef is a reference of a row to a record of a collection keyed by an
+// ID map: the value of field, as a key.
+type mappedRef struct {
+	field string
+	coll  string
+	key   crdt.Key
+	ids   *idMap
+}
+
+// mappedRefs returns the non-null references of a row (in either space:
+// the value is the same key's) to collections keyed by ID maps.
+func (w *Adapter) mappedRefs(st *tableState, row crdt.Row) ([]mappedRef, error) {
+	var out []mappedRef
 	for col, ref := range st.tm.References() {
 		f, _ := st.tm.Field(col)
-		v, ok := out[f]
+		v, ok := row[f]
 		if !ok || v.IsNull() {
 			continue
 		}
@@ -295,15 +349,11 @@ func (w *Adapter) rowFromSystem(st *tableState, row crdt.Row, key crdt.Key) (crd
 		if rs == nil || rs.ids == nil {
 			continue
 		}
-		lk, err := crdt.MakeKey(v)
+		k, err := crdt.MakeKey(v)
 		if err != nil {
-			return nil, adapters.BadRow(st.coll.Name, key, errors.Wrapf(err, "reference %s", col))
+			return nil, errors.Wrapf(err, "reference %s", col)
 		}
-		w.mu.Lock()
-		ck := rs.ids.collKey(lk)
-		w.mu.Unlock()
-		cv, _ := ck.Values()
-		out[f] = cv[0]
+		out = append(out, mappedRef{field: f, coll: ref, key: k, ids: rs.ids})
 	}
 	return out, nil
 }
@@ -329,11 +379,17 @@ func (w *Adapter) sink(next adapters.Sink) adapters.Sink {
 
 // Snapshot reads every row in collection space.
 func (w *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
+	if err := w.load(ctx); err != nil {
+		return nil, err
+	}
 	return w.inner.Snapshot(ctx, w.sink(sink))
 }
 
 // Capture streams the system's changes in collection space.
 func (w *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
+	if err := w.load(ctx); err != nil {
+		return err
+	}
 	return w.inner.Capture(ctx, cursor, w.sink(sink))
 }
 
@@ -360,6 +416,9 @@ type planned struct {
 // system does not hold yet is deferred (the engine retries it). A record
 // whose merged row the mapping would never settle is refused as a bad row.
 func (w *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []byte) (adapters.Applied, error) {
+	if err := w.load(ctx); err != nil {
+		return adapters.Applied{}, err
+	}
 	var res adapters.Applied
 	var parents, children []adapters.Write
 	var pIdx, cIdx []int
@@ -423,6 +482,12 @@ func (w *Adapter) applyPhase(ctx context.Context, writes []adapters.Write, since
 	for i, wr := range writes {
 		st := w.collState(wr.Collection)
 		if st == nil {
+			if ms := w.state(wr.Collection); ms != nil {
+				// The system's name of a table that holds another
+				// collection: no collection of this adapter.
+				return adapters.Applied{}, adapters.BadRow(wr.Collection, wr.Key,
+					errors.Newf("no collection %s: table %s holds collection %s", wr.Collection, wr.Collection, ms.coll.Name))
+			}
 			plan = append(plan, planned{index: i, write: wr})
 			continue
 		}
@@ -520,28 +585,29 @@ func (w *Adapter) toSystem(st *tableState, wr adapters.Write) (adapters.Write, i
 	if st.ids != nil {
 		delete(row, st.ids.field)
 	}
-	for col, ref := range st.tm.References() {
-		f, _ := st.tm.Field(col)
-		v, ok := row[f]
-		if !ok || v.IsNull() {
-			continue
-		}
-		rs := w.collState(ref)
-		if rs == nil || rs.ids == nil {
-			continue
-		}
-		ck, err := crdt.MakeKey(v)
-		if err != nil {
-			return out, writeIt, adapters.BadRow(wr.Collection, wr.Key, errors.Wrapf(err, "reference %s", f))
-		}
+	refs, err := w.mappedRefs(st, row)
+	if err != nil {
+		return out, writeIt, adapters.BadRow(wr.Collection, wr.Key, err)
+	}
+	for _, r := range refs {
 		w.mu.Lock()
-		lk, known := rs.ids.localKey(ck)
+		lk, known := r.ids.localKey(r.key)
 		w.mu.Unlock()
-		if !known {
+		if known {
+			lv, _ := lk.Values()
+			row[r.field] = lv[0]
+			continue
+		}
+		live := true
+		if w.live != nil {
+			if live, err = w.live(r.coll, r.key); err != nil {
+				return out, writeIt, err
+			}
+		}
+		if live {
 			return out, deferWrite, nil
 		}
-		lv, _ := lk.Values()
-		row[f] = lv[0]
+		row[r.field] = crdt.Null()
 	}
 	if err := w.guard.check(w, st, wr); err != nil {
 		return out, writeIt, adapters.BadRow(wr.Collection, wr.Key, err)
@@ -577,7 +643,11 @@ func (w *Adapter) rowErrorToCollection(err error, plan []planned) error {
 			match = append(match, p)
 		}
 	}
-	if len(match) != 1 {
+	// Writes of one record (the same key, or the same NewKey) name it
+	// alike; writes of several it cannot tell apart.
+	if len(match) == 0 || slices.ContainsFunc(match[1:], func(p planned) bool {
+		return p.write.Key != match[0].write.Key || p.write.NewKey != match[0].write.NewKey
+	}) {
 		return errors.Newf("%s", err.Error())
 	}
 	orig := match[0]
@@ -607,7 +677,25 @@ func (w *Adapter) RoundTrip(collection string, row crdt.Row) (crdt.Row, error) {
 	if st == nil || row == nil {
 		return row, nil
 	}
-	return roundTrip(st, row)
+	out, err := roundTrip(st, row)
+	if err != nil {
+		return nil, err
+	}
+	// A reference to a record this system does not hold is written as
+	// null (see SetLive).
+	refs, err := w.mappedRefs(st, out)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
+		w.mu.Lock()
+		_, known := r.ids.localKey(r.key)
+		w.mu.Unlock()
+		if !known {
+			out[r.field] = crdt.Null()
+		}
+	}
+	return out, nil
 }
 
 // roundTrip maps a collection row to the system's columns and back,

@@ -21,6 +21,14 @@ func TestIntegrationConformance(t *testing.T) {
 	adaptertest.Run(t, harness{})
 }
 
+// TestIntegrationConformanceMapped runs the conformance suite against real
+// PostgreSQL through a mapping: the databases hold tables and columns under
+// other names, and one column's values under other texts
+// (adaptertest.Mapped).
+func TestIntegrationConformanceMapped(t *testing.T) {
+	adaptertest.Run(t, adaptertest.Mapped(harness{}))
+}
+
 // harness implements adaptertest.Harness for PostgreSQL. User writes and
 // reads go through pgx with its own binary codecs, independently of the
 // adapter's text codec.

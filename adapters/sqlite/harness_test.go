@@ -28,6 +28,13 @@ func TestConformance(t *testing.T) {
 	adaptertest.Run(t, harness{})
 }
 
+// TestConformanceMapped runs the conformance suite through a mapping: the
+// files hold tables and columns under other names, and one column's values
+// under other texts (adaptertest.Mapped).
+func TestConformanceMapped(t *testing.T) {
+	adaptertest.Run(t, adaptertest.Mapped(harness{}))
+}
+
 // harness implements adaptertest.Harness with one database file per system
 // and a separate *sql.DB (its own connections, no lattice code) for the
 // users' writes and reads.

@@ -75,7 +75,7 @@ type shape struct {
 	// the same).
 	statuses map[string]string
 	// create makes the table and the triggers that count every write it
-	// receives, from users and from Lattice alike.
+	// receives (countWrites).
 	create string
 	// mapping is what the system's sidecar is configured with.
 	mapping mapping.TableConfig
@@ -96,11 +96,7 @@ CREATE TABLE IF NOT EXISTS Account (
 	Tags          JSON,
 	OwnerId       TEXT NOT NULL     -- the CRM's own: never synced
 );
-CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT, op TEXT);
-CREATE TRIGGER IF NOT EXISTS demo_count_insert AFTER INSERT ON Account BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.AccountId, 'insert'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_update AFTER UPDATE ON Account BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.AccountId, 'update'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON Account BEGIN INSERT INTO demo_writes (k, op) VALUES (OLD.AccountId, 'delete'); END;
-`,
+` + countWrites("Account", "AccountId"),
 		mapping: mapping.TableConfig{
 			Collection: "customers",
 			Key:        mapping.KeyConfig{IDMap: "crm"},
@@ -127,11 +123,7 @@ CREATE TABLE IF NOT EXISTS customers (
 	tags         JSON,
 	credit_limit INTEGER NOT NULL DEFAULT 5000  -- the ERP's own: never synced
 );
-CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT, op TEXT);
-CREATE TRIGGER IF NOT EXISTS demo_count_insert AFTER INSERT ON customers BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.id, 'insert'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_update AFTER UPDATE ON customers BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.id, 'update'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON customers BEGIN INSERT INTO demo_writes (k, op) VALUES (OLD.id, 'delete'); END;
-`,
+` + countWrites("customers", "id"),
 		mapping: mapping.TableConfig{
 			Key: mapping.KeyConfig{IDMap: "erp"},
 			Columns: map[string]mapping.ColumnConfig{
@@ -152,11 +144,7 @@ CREATE TABLE IF NOT EXISTS clients (
 	street       TEXT,
 	labels       JSON
 );
-CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT, op TEXT);
-CREATE TRIGGER IF NOT EXISTS demo_count_insert AFTER INSERT ON clients BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.uuid, 'insert'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_update AFTER UPDATE ON clients BEGIN INSERT INTO demo_writes (k, op) VALUES (NEW.uuid, 'update'); END;
-CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON clients BEGIN INSERT INTO demo_writes (k, op) VALUES (OLD.uuid, 'delete'); END;
-`,
+` + countWrites("clients", "uuid"),
 		mapping: mapping.TableConfig{
 			Collection: "customers",
 			Key:        mapping.KeyConfig{IDMap: "web"},
@@ -169,6 +157,17 @@ CREATE TRIGGER IF NOT EXISTS demo_count_delete AFTER DELETE ON clients BEGIN INS
 			},
 		},
 	},
+}
+
+// countWrites returns the table and the triggers that count every write
+// table receives, from users and from Lattice alike, by its key column.
+func countWrites(table, key string) string {
+	out := "CREATE TABLE IF NOT EXISTS demo_writes (seq INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT, op TEXT);\n"
+	for _, t := range []struct{ op, row string }{{"insert", "NEW"}, {"update", "NEW"}, {"delete", "OLD"}} {
+		out += fmt.Sprintf("CREATE TRIGGER IF NOT EXISTS demo_count_%s AFTER %s ON %s BEGIN INSERT INTO demo_writes (k, op) VALUES (%s.%s, '%s'); END;\n",
+			t.op, strings.ToUpper(t.op), table, t.row, key, t.op)
+	}
+	return out
 }
 
 // sys returns the system's own value for a collection status.
@@ -875,7 +874,7 @@ func (r *runner) finish(ctx context.Context) error {
 	fmt.Fprintln(r.out, "   No sidecar captured more changes than its users made: Lattice's own writes were")
 	fmt.Fprintln(r.out, "   never captured back as new changes. No update war.")
 	d := r.systems[0].agent.Digest()
-	fmt.Fprintf(r.out, "\nAll three databases hold the same customers, each in its own schema (replica digest %s,\n%d records).\n", d.Hash.String()[:16], d.Count)
+	fmt.Fprintf(r.out, "\nAll three databases hold the same customers, each in its own schema\n(replica digest %s, %d records).\n", d.Hash.String()[:16], d.Count)
 	return nil
 }
 
