@@ -69,6 +69,7 @@ data: %s
 bind: 127.0.0.1:0
 api: {addr: 127.0.0.1:0}
 adapter: {kind: http, dsn: %s}
+apply: {max_backoff: 1s}
 mapping:
   tables:
     contacts: {key: {id_map: crm}}
@@ -117,7 +118,7 @@ mapping:
 	}
 	equal := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for apiRows() != want || dbRows() != want {
 			if time.Now().After(deadline) {
 				t.Fatalf("want both systems to hold\n%s\napi:\n%s\nsqlite:\n%s", want, apiRows(), dbRows())
