@@ -304,9 +304,9 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		ids := make([]string, 0, len(all))
+		ids := make(map[string]int64, len(all))
 		for _, r := range all {
-			ids = append(ids, r.id)
+			ids[r.id] = r.updated
 			if !seen[r.id] {
 				if err := add(r); err != nil {
 					return nil, err
@@ -316,7 +316,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		if err := flush(); err != nil {
 			return nil, err
 		}
-		if err := a.st.setKnown(ctx, col.name, ids, true); err != nil {
+		if err := a.st.addKnown(ctx, col.name, ids); err != nil {
 			return nil, err
 		}
 		marks[col.name] = m
@@ -401,8 +401,8 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 	if err := sink(ctx, adapters.Batch{Changes: changes, Cursor: a.st.cursor(seq)}); err != nil {
 		return err
 	}
-	for name, ids := range known {
-		if err := a.st.setKnown(ctx, name, ids, true); err != nil {
+	for name, recs := range known {
+		if err := a.st.addKnown(ctx, name, recs); err != nil {
 			return err
 		}
 	}
@@ -410,14 +410,14 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 }
 
 // read reads what changed after marks, advancing them, and returns the
-// changes and their IDs by collection. It excludes Apply while it reads,
+// changes and their updated-at by collection and ID. It excludes Apply while it reads,
 // so that every record it reads that an apply wrote has its echo
 // recorded.
-func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.Change, map[string][]string, error) {
+func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.Change, map[string]map[string]int64, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 	var changes []adapters.Change
-	known := map[string][]string{}
+	known := map[string]map[string]int64{}
 	for _, col := range a.colls {
 		m := marks[col.name]
 		if m == nil {
@@ -437,7 +437,10 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.
 				return err
 			}
 			changes = append(changes, ch)
-			known[col.name] = append(known[col.name], r.id)
+			if known[col.name] == nil {
+				known[col.name] = map[string]int64{}
+			}
+			known[col.name][r.id] = r.updated
 			return nil
 		})
 		if err != nil {
@@ -459,7 +462,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 	defer a.applyMu.Unlock()
 	seq := a.seq.Add(1)
 	var changes []adapters.Change
-	gone, found := map[string][]string{}, map[string][]string{}
+	gone, found := map[string][]string{}, map[string]map[string]int64{}
 	for _, col := range a.colls {
 		known, err := a.st.known(ctx, col.name)
 		if err != nil {
@@ -474,13 +477,16 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 		for _, r := range all {
 			listed[r.id] = true
 			// A record updated within the window is the polls' to report.
-			if !known[r.id] && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
+			if _, ok := known[r.id]; !ok && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
 				ch, err := a.change(col, r, false)
 				if err != nil {
 					return err
 				}
 				changes = append(changes, ch)
-				found[col.name] = append(found[col.name], r.id)
+				if found[col.name] == nil {
+					found[col.name] = map[string]int64{}
+				}
+				found[col.name][r.id] = r.updated
 			}
 		}
 		for _, id := range slices.Sorted(maps.Keys(known)) {
@@ -512,13 +518,13 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 	if err := sink(ctx, adapters.Batch{Changes: changes, Cursor: a.st.cursor(seq)}); err != nil {
 		return err
 	}
-	for name, ids := range found {
-		if err := a.st.setKnown(ctx, name, ids, true); err != nil {
+	for name, recs := range found {
+		if err := a.st.addKnown(ctx, name, recs); err != nil {
 			return err
 		}
 	}
 	for name, ids := range gone {
-		if err := a.st.setKnown(ctx, name, ids, false); err != nil {
+		if err := a.st.dropKnown(ctx, name, ids); err != nil {
 			return err
 		}
 	}
@@ -561,6 +567,16 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 		if col == nil {
 			return out, adapters.BadRow(w.Collection, name, errors.Newf("http adapter: unknown collection %s", w.Collection))
 		}
+		if w.NewKey == "" && *a.cfg.ReadBeforeWrite {
+			newer, err := a.changedSince(ctx, col, w.Key)
+			if err != nil {
+				return out, a.classify(col, name, err)
+			}
+			if newer {
+				out.Deferred = append(out.Deferred, i)
+				continue
+			}
+		}
 		gen, err := a.apply(ctx, col, w)
 		if err != nil {
 			return out, a.classify(col, name, err)
@@ -574,6 +590,36 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 	}
 	out.Position = a.st.cursor(a.seq.Load() + 1)
 	return out, nil
+}
+
+// changedSince reports whether the server holds a version of the record
+// newer than the one capture last took or Apply last wrote: writing the
+// merged row over it would lose that change, so the write waits until
+// capture has taken it. A record the adapter does not know, or that the
+// server lacks, has no such version. A change made between this read and
+// the write is not seen.
+func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Key) (bool, error) {
+	id, err := col.idText(key)
+	if err != nil {
+		return false, adapters.BadRow(col.name, key, err)
+	}
+	last, ok, err := a.st.knownAt(ctx, col.name, id)
+	if err != nil || !ok {
+		return false, err
+	}
+	r, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
+	var se *statusError
+	if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	rec, err := col.decodeRecord(r.body)
+	if err != nil {
+		return false, adapters.BadRow(col.name, key, errors.Wrapf(err, "http adapter: read %s %s before writing it", col.name, id))
+	}
+	return rec.updated > last, nil
 }
 
 // classify marks a write's error: a rejected record is a bad row.

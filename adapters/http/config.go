@@ -53,6 +53,10 @@ type Config struct {
 	// Reconcile is how often capture lists every record to find the
 	// records deleted on the server (default 1m).
 	Reconcile time.Duration `yaml:"reconcile"`
+	// ReadBeforeWrite reads each record before an update or a delete and
+	// defers the write when the server holds a change that capture has not
+	// taken yet (default true; it costs one request per write).
+	ReadBeforeWrite *bool `yaml:"read_before_write"`
 	// Collections are the synced collections by name.
 	Collections map[string]*Collection `yaml:"collections"`
 
@@ -236,6 +240,10 @@ func (c *Config) fill() error {
 	}
 	if c.Retries == 0 {
 		c.Retries = 3
+	}
+	if c.ReadBeforeWrite == nil {
+		t := true
+		c.ReadBeforeWrite = &t
 	}
 	if len(c.Collections) == 0 {
 		return errors.WithHint(keyErr("collections", "none"), "declare each synced collection: its path and columns")

@@ -31,7 +31,10 @@
 //
 // Apply sends one request per write, in order: an update (PUT) of the
 // whole record, a delete (a record already gone counts as deleted), or a
-// create. A record first seen elsewhere (Write.NewKey) is created and its
+// create. With read_before_write (the default) it first reads the record,
+// and defers the write (Applied.Deferred) when the server holds a version
+// newer than the one capture last took or Apply last wrote, so that a
+// user's change that capture has not taken yet is not overwritten. A record first seen elsewhere (Write.NewKey) is created and its
 // ID and collection key recorded in the state file's ID map (IDMapper).
 // With client IDs (client_ids: true) the adapter mints the ID and records
 // it as an intent before the request, so that a create repeated after a

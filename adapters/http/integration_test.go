@@ -569,3 +569,46 @@ func TestIntegrationReconcileFindsUnstamped(t *testing.T) {
 		t.Fatalf("unstamped record reported %d times, want 1", n)
 	}
 }
+
+// A user's change that capture has not taken yet is not overwritten: the
+// write is deferred, and goes through once capture has taken the change.
+func TestIntegrationApplyDefersUncapturedChange(t *testing.T) {
+	var st stamper
+	s := startJSONServer(t, map[string][]map[string]any{"contacts": {
+		contact("a", "Ann", "ann@x", 30, st.next("a")), contact("b", "Bob", "bob@x", 40, st.next("b"))}})
+	a := openAdapter(t, testConfig(t, s.URL, ""))
+	ctx := context.Background()
+	cur, err := a.Snapshot(ctx, (&collector{}).sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Do("PUT", "/contacts/a", contact("a", "Ann (user)", "ann@x", 30, st.next("a")), 200, nil)
+	row := func(id, name string) crdt.Row {
+		return crdt.Row{"id": crdt.String(id), "name": crdt.String(name), "email": crdt.String(id + "@x"), "age": crdt.Int(1)}
+	}
+	ws := []adapters.Write{
+		{Collection: "contacts", Key: crdt.StringKey("a"), Row: row("a", "Ann (merged)")},
+		{Collection: "contacts", Key: crdt.StringKey("b"), Row: row("b", "Bob (merged)")},
+	}
+	res, err := a.Apply(ctx, ws, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Deferred, []int{0}) {
+		t.Fatalf("Deferred = %v, want [0]", res.Deferred)
+	}
+	recs := s.Records("contacts")
+	if recs["a"]["name"] != "Ann (user)" || recs["b"]["name"] != "Bob (merged)" {
+		t.Fatalf("server holds %v", recs)
+	}
+	var c collector
+	capture(t, a, cur, &c)
+	waitFor(t, "the user's change captured", func() bool { return c.latest()[crdt.StringKey("a")]["name"].AsString() == "Ann (user)" })
+	waitFor(t, "the write to go through", func() bool {
+		res, err := a.Apply(ctx, ws[:1], nil)
+		return err == nil && len(res.Deferred) == 0
+	})
+	if got := s.Records("contacts")["a"]["name"]; got != "Ann (merged)" {
+		t.Fatalf("a is %v", got)
+	}
+}

@@ -20,7 +20,9 @@ import (
 //   - marks: capture positions by sequence number, each the high-water
 //     mark of every collection; a cursor names one.
 //   - known: the IDs of the records the adapter knows the server holds,
-//     which reconciliation compares with a full listing to find deletes.
+//     with the updated-at it last captured or wrote, which reconciliation
+//     compares with a full listing to find deletes and Apply with the
+//     server's record to find changes capture has not taken yet.
 //   - echo: the (ID, updated-at) each of the adapter's own writes produced,
 //     which capture skips.
 //   - idmap: for records created with a Write.NewKey, the server's ID and
@@ -44,7 +46,7 @@ type mark struct {
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS marks (seq INTEGER PRIMARY KEY, marks TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS known (coll TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (coll, id));
+CREATE TABLE IF NOT EXISTS known (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id));
 CREATE TABLE IF NOT EXISTS echo (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id, updated));
 CREATE TABLE IF NOT EXISTS idmap (coll TEXT NOT NULL, local TEXT NOT NULL, key BLOB NOT NULL,
 	PRIMARY KEY (coll, local), UNIQUE (coll, key));
@@ -133,36 +135,57 @@ func (s *state) ack(ctx context.Context, seq int64) error {
 	return errors.Wrap(err, "http adapter: state")
 }
 
-// known returns the known IDs of coll.
-func (s *state) known(ctx context.Context, coll string) (map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM known WHERE coll = ?`, coll)
+// known returns the known IDs of coll and the updated-at last captured or
+// written of each.
+func (s *state) known(ctx context.Context, coll string) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, updated FROM known WHERE coll = ?`, coll)
 	if err != nil {
 		return nil, errors.Wrap(err, "http adapter: state")
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	out := map[string]int64{}
 	for rows.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		var u int64
+		if err := rows.Scan(&id, &u); err != nil {
 			return nil, errors.Wrap(err, "http adapter: state")
 		}
-		out[id] = true
+		out[id] = u
 	}
 	return out, errors.Wrap(rows.Err(), "http adapter: state")
 }
 
-// setKnown adds (present) or removes the IDs of coll, in one transaction.
-func (s *state) setKnown(ctx context.Context, coll string, ids []string, present bool) error {
-	if len(ids) == 0 {
+// knownAt returns the updated-at last captured or written of a record.
+func (s *state) knownAt(ctx context.Context, coll, id string) (int64, bool, error) {
+	var u int64
+	err := s.db.QueryRowContext(ctx, `SELECT updated FROM known WHERE coll = ? AND id = ?`, coll, id).Scan(&u)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return u, err == nil, errors.Wrap(err, "http adapter: state")
+}
+
+// addKnown records records of coll as known, with their updated-at, in one
+// transaction.
+func (s *state) addKnown(ctx context.Context, coll string, recs map[string]int64) error {
+	if len(recs) == 0 {
 		return nil
 	}
-	q := `INSERT OR IGNORE INTO known (coll, id) VALUES (?, ?)`
-	if !present {
-		q = `DELETE FROM known WHERE coll = ? AND id = ?`
-	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for id, u := range recs {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropKnown forgets records of coll, in one transaction.
+func (s *state) dropKnown(ctx context.Context, coll string, ids []string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, q, coll, id); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM known WHERE coll = ? AND id = ?`, coll, id); err != nil {
 				return err
 			}
 		}
@@ -197,7 +220,7 @@ func (s *state) echoes(ctx context.Context, coll string) (map[string]map[int64]b
 // updated-at u: known, and an echo to skip.
 func (s *state) wrote(ctx context.Context, coll, id string, u int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO known (coll, id) VALUES (?, ?)`, coll, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO echo (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u)
@@ -273,7 +296,7 @@ func (s *state) created(ctx context.Context, coll, id string, key []byte, u int6
 			args []any
 		}{
 			{`INSERT OR REPLACE INTO idmap (coll, local, key) VALUES (?, ?, ?)`, []any{coll, id, key}},
-			{`INSERT OR IGNORE INTO known (coll, id) VALUES (?, ?)`, []any{coll, id}},
+			{`INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, []any{coll, id, u}},
 			{`INSERT OR REPLACE INTO echo (coll, id, updated) VALUES (?, ?, ?)`, []any{coll, id, u}},
 			{`DELETE FROM intent WHERE coll = ? AND key = ?`, []any{coll, key}},
 		} {
