@@ -592,12 +592,14 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 	return out, nil
 }
 
-// changedSince reports whether the server holds a version of the record
-// newer than the one capture last took or Apply last wrote: writing the
-// merged row over it would lose that change, so the write waits until
-// capture has taken it. A record the adapter does not know, or that the
-// server lacks, has no such version. A change made between this read and
-// the write is not seen.
+// changedSince reports whether the server holds a change to the record
+// that capture has not taken yet: a version newer than the one capture
+// last took or Apply last wrote, or, for a record the adapter knows, none
+// at all (a delete that reconciliation has not reported). Writing the
+// merged row over it would lose that change (or bring the deleted record
+// back), so the write waits until capture has taken it. A record the
+// adapter does not know has no such change. A change made between this
+// read and the write is not seen.
 func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Key) (bool, error) {
 	id, err := col.idText(key)
 	if err != nil {
@@ -610,7 +612,7 @@ func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Ke
 	r, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
 	var se *statusError
 	if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
-		return false, nil
+		return true, nil
 	}
 	if err != nil {
 		return false, err

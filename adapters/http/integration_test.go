@@ -571,7 +571,8 @@ func TestIntegrationReconcileFindsUnstamped(t *testing.T) {
 }
 
 // A user's change that capture has not taken yet is not overwritten: the
-// write is deferred, and goes through once capture has taken the change.
+// write is deferred, and goes through once capture has taken the change;
+// nor is a record the user deleted brought back.
 func TestIntegrationApplyDefersUncapturedChange(t *testing.T) {
 	var st stamper
 	s := startJSONServer(t, map[string][]map[string]any{"contacts": {
@@ -611,4 +612,22 @@ func TestIntegrationApplyDefersUncapturedChange(t *testing.T) {
 	if got := s.Records("contacts")["a"]["name"]; got != "Ann (merged)" {
 		t.Fatalf("a is %v", got)
 	}
+
+	// A delete that capture has not reported yet: an update must not
+	// bring the record back.
+	s.Do("DELETE", "/contacts/b", nil, 200, nil)
+	res, err = a.Apply(ctx, ws[1:], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Deferred, []int{0}) {
+		t.Fatalf("Deferred = %v, want [0]", res.Deferred)
+	}
+	if recs := s.Records("contacts"); recs["b"] != nil {
+		t.Fatalf("deleted record brought back: %v", recs["b"])
+	}
+	waitFor(t, "the delete captured", func() bool {
+		r, ok := c.latest()[crdt.StringKey("b")]
+		return ok && r == nil
+	})
 }
