@@ -458,56 +458,63 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.
 // records it holds that capture never reported (no updated-at, or a write
 // that committed later than the overlap covers) as changes.
 func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
-	a.applyMu.Lock()
-	defer a.applyMu.Unlock()
 	seq := a.seq.Add(1)
 	var changes []adapters.Change
 	gone, found := map[string][]string{}, map[string]map[string]int64{}
-	for _, col := range a.colls {
-		known, err := a.st.known(ctx, col.name)
-		if err != nil {
-			return err
-		}
-		all, err := a.listAll(ctx, col)
-		if err != nil {
-			return err
-		}
-		listed := map[string]bool{}
-		m := marks[col.name]
-		for _, r := range all {
-			listed[r.id] = true
-			// A record updated within the window is the polls' to report.
-			if _, ok := known[r.id]; !ok && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
-				ch, err := a.change(col, r, false)
-				if err != nil {
-					return err
-				}
-				changes = append(changes, ch)
-				if found[col.name] == nil {
-					found[col.name] = map[string]int64{}
-				}
-				found[col.name][r.id] = r.updated
-			}
-		}
-		for _, id := range slices.Sorted(maps.Keys(known)) {
-			if listed[id] {
-				continue
-			}
-			_, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
-			var se *statusError
-			if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
-				k, err := col.key(id)
-				if err != nil {
-					return err
-				}
-				changes = append(changes, adapters.Change{Collection: col.name, Key: k})
-				gone[col.name] = append(gone[col.name], id)
-				continue
-			}
+	// Applies wait while the listing runs, not while the sink does.
+	err := func() error {
+		a.applyMu.Lock()
+		defer a.applyMu.Unlock()
+		for _, col := range a.colls {
+			known, err := a.st.known(ctx, col.name)
 			if err != nil {
 				return err
 			}
+			all, err := a.listAll(ctx, col)
+			if err != nil {
+				return err
+			}
+			listed := map[string]bool{}
+			m := marks[col.name]
+			for _, r := range all {
+				listed[r.id] = true
+				// A record updated within the window is the polls' to report.
+				if _, ok := known[r.id]; !ok && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
+					ch, err := a.change(col, r, false)
+					if err != nil {
+						return err
+					}
+					changes = append(changes, ch)
+					if found[col.name] == nil {
+						found[col.name] = map[string]int64{}
+					}
+					found[col.name][r.id] = r.updated
+				}
+			}
+			for _, id := range slices.Sorted(maps.Keys(known)) {
+				if listed[id] {
+					continue
+				}
+				_, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
+				var se *statusError
+				if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+					k, err := col.key(id)
+					if err != nil {
+						return err
+					}
+					changes = append(changes, adapters.Change{Collection: col.name, Key: k})
+					gone[col.name] = append(gone[col.name], id)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+			}
 		}
+		return nil
+	}()
+	if err != nil {
+		return err
 	}
 	if len(changes) == 0 {
 		return nil
@@ -578,6 +585,10 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 			}
 		}
 		gen, err := a.apply(ctx, col, w)
+		if errors.Is(err, errGone) {
+			out.Deferred = append(out.Deferred, i)
+			continue
+		}
 		if err != nil {
 			return out, a.classify(col, name, err)
 		}
@@ -591,6 +602,11 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 	out.Position = a.st.cursor(a.seq.Load() + 1)
 	return out, nil
 }
+
+// errGone is an update of a record the adapter knows and the server no
+// longer holds: a delete capture has not reported yet. Apply defers the
+// write rather than bring the record back.
+var errGone = errors.New("http adapter: record deleted on the server, not yet captured")
 
 // changedSince reports whether the server holds a change to the record
 // that capture has not taken yet: a version newer than the one capture
@@ -663,7 +679,8 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) 
 }
 
 // upsert writes row as record id: an update, or a create with the ID when
-// the server lacks the record and takes client IDs.
+// the server lacks a record the adapter does not know and takes client
+// IDs. A record the adapter knows that the server lacks is errGone.
 func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id string, row crdt.Row) error {
 	stamp := a.clk.Now().UnixMilli()
 	body, err := col.encode(row, id, stamp)
@@ -673,6 +690,11 @@ func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id
 	r, err := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
 	var se *statusError
 	if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+		if _, known, kerr := a.st.knownAt(ctx, col.name, id); kerr != nil {
+			return kerr
+		} else if known {
+			return errGone
+		}
 		if !col.clientIDs {
 			return errors.Wrap(err, "the record no longer exists on the server, which mints IDs itself")
 		}
