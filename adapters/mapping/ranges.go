@@ -1,7 +1,7 @@
 package mapping
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"log/slog"
@@ -117,22 +117,20 @@ func (r *rangeAdapter) readAll(ctx context.Context, st *tableState) ([]adapters.
 			break
 		}
 	}
-	slices.SortFunc(all, func(a, b adapters.Change) int { return bytes.Compare([]byte(a.Key), []byte(b.Key)) })
+	slices.SortFunc(all, func(a, b adapters.Change) int { return cmp.Compare(a.Key, b.Key) })
 	return all, nil
 }
 
 // window returns up to limit rows (sorted by key) after the key after and
 // at or before through ("" sets no bound).
 func window(rows []adapters.Change, after, through crdt.Key, limit int) []adapters.Change {
+	// The first row past after ("" is before every key).
 	i, _ := slices.BinarySearchFunc(rows, after, func(c adapters.Change, k crdt.Key) int {
 		if c.Key <= k {
 			return -1
 		}
 		return 1
 	})
-	if after == "" {
-		i = 0
-	}
 	var out []adapters.Change
 	for ; i < len(rows) && len(out) < limit; i++ {
 		if through != "" && rows[i].Key > through {

@@ -491,14 +491,14 @@ func (w *Adapter) applyPhase(ctx context.Context, writes []adapters.Write, since
 			plan = append(plan, planned{index: i, write: wr})
 			continue
 		}
-		sw, ok, err := w.toSystem(st, wr)
+		sw, what, err := w.toSystem(st, wr)
 		if err != nil {
 			return adapters.Applied{}, err
 		}
-		switch {
-		case ok == skipWrite:
+		switch what {
+		case skipWrite:
 			continue
-		case ok == deferWrite:
+		case deferWrite:
 			res.Deferred = append(res.Deferred, i)
 			continue
 		}
