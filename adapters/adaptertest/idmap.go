@@ -56,10 +56,10 @@ func testIDMap(e *env) {
 	fresh := func(coll crdt.Key, note string) adapters.Write {
 		return adapters.Write{Collection: SerialTable, NewKey: coll, Row: crdt.Row{"note": crdt.String(note)}}
 	}
-	pairKey := e.key(PairsTable, pairRow("acme", 1, ""))
+	pairKey := e.key(PairsTable, e.pairRow("acme", 1, ""))
 	res := s.apply(a, []adapters.Write{
 		fresh(c1, "one"),
-		{Collection: PairsTable, Key: pairKey, Row: pairRow("acme", 1, "beside")},
+		{Collection: PairsTable, Key: pairKey, Row: e.pairRow("acme", 1, "beside")},
 		fresh(c2, "two"),
 	})
 	if len(res.Generated) != 2 || res.Generated[0] == "" || res.Generated[2] == "" || res.Generated[0] == res.Generated[2] {

@@ -23,7 +23,7 @@ func testRanges(e *env) {
 	}
 	for _, tenant := range []string{"b", "a", "ab", "B", "a b", "é"} {
 		for _, n := range []int64{-2, 1, 10} {
-			ops = append(ops, Op{Kind: Insert, Table: PairsTable, Row: pairRow(tenant, n, tenant+"-note")})
+			ops = append(ops, Op{Kind: Insert, Table: PairsTable, Row: e.pairRow(tenant, n, tenant+"-note")})
 		}
 	}
 	e.exec(ops...)
@@ -65,8 +65,8 @@ func testRanges(e *env) {
 			}
 		}
 	}
-	missing := e.key(TypesTable, idRow(12345))
-	keys := []crdt.Key{e.key(TypesTable, idRow(10)), missing, e.key(TypesTable, idRow(-3))}
+	missing := e.key(TypesTable, e.idRow(12345))
+	keys := []crdt.Key{e.key(TypesTable, e.idRow(10)), missing, e.key(TypesTable, e.idRow(-3))}
 	got, err := rr.ReadKeys(e.ctx, TypesTable, keys)
 	if err != nil {
 		e.t.Fatalf("ReadKeys: %+v", err)

@@ -3,6 +3,7 @@ package adaptertest
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"maps"
 	"slices"
 	"strconv"
@@ -114,7 +115,7 @@ func describeOps(ops []Op) string {
 func (e *env) barrier() adapters.Change {
 	e.t.Helper()
 	n := e.barriers.Add(1)
-	row := crdt.Row{"tenant": crdt.String(barrierTenant), "n": crdt.Int(n), "note": crdt.String("barrier " + strconv.FormatInt(n, 10))}
+	row := e.pairRow(barrierTenant, n, "barrier "+strconv.FormatInt(n, 10))
 	e.exec(Op{Kind: Insert, Table: PairsTable, Row: row})
 	return e.change(PairsTable, row)
 }
@@ -126,6 +127,14 @@ func isBarrier(c adapters.Change) bool {
 		return false
 	}
 	vals, err := c.Key.Values()
+	if err == nil && len(vals) == 1 && vals[0].Kind() == crdt.KindString {
+		// A record ID (Features.RecordIDs) encodes the key.
+		b, herr := hex.DecodeString(vals[0].AsString())
+		if herr != nil {
+			return false
+		}
+		vals, err = crdt.Key(b).Values()
+	}
 	return err == nil && len(vals) == 2 && crdt.Equal(vals[0], crdt.String(barrierTenant))
 }
 
