@@ -143,8 +143,8 @@ func testConcurrentMerge(e *env) {
 	// Catch up, re-apply what capture moved, until nothing is pending. Each
 	// round ends with a barrier, so every change before it has been merged.
 	for round := 0; ; round++ {
-		b := e.barrier()
-		for _, bt := range s.until(b) {
+		_, bts := s.catchUp()
+		for _, bt := range bts {
 			merge(bt)
 		}
 		n := r.pendingCount()

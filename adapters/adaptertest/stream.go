@@ -366,24 +366,39 @@ func (s *stream) until(want adapters.Change) []batch {
 	}
 }
 
+// catchUp writes a barrier and returns the batches captured up to it.
+// Where capture polls (Features.Polling), deletes are found by a listing
+// that may run after the poll that found the barrier: the barrier is then
+// deleted too, and capture has caught up once it reports that delete.
+func (s *stream) catchUp() (barrier adapters.Change, batches []batch) {
+	s.e.t.Helper()
+	b := s.e.barrier()
+	batches = s.until(b)
+	if s.e.f.Polling {
+		s.e.exec(Op{Kind: Delete, Table: PairsTable, Row: b.Row})
+		batches = append(batches, s.until(s.e.deletion(PairsTable, b.Row))...)
+	}
+	return b, batches
+}
+
 // sync writes a barrier and returns the changes captured before it, the
 // barrier left out, and the batches they came in.
 func (s *stream) sync() ([]adapters.Change, []batch) {
 	s.e.t.Helper()
-	b := s.e.barrier()
-	batches := s.until(b)
+	b, batches := s.catchUp()
 	var out []adapters.Change
 	seen := false
 	for _, bt := range batches {
 		for _, c := range bt.Changes {
 			if isBarrier(c) {
-				if c.Key == b.Key {
+				if c.Key == b.Key && c.Row != nil {
 					seen = true
 					s.e.checkChange(c, b)
 				}
 				continue
 			}
-			if seen {
+			// Where capture polls, deletes come after the barrier.
+			if seen && !s.e.f.Polling {
 				s.e.t.Errorf("change %s captured after the barrier, with nothing written after it", describe(c))
 			}
 			out = append(out, c)
@@ -530,6 +545,10 @@ func describeOld(r crdt.Row) string {
 // checkChanges compares captured changes with the expected sequence.
 func (e *env) checkChanges(got, want []adapters.Change) {
 	e.t.Helper()
+	if e.f.Polling {
+		e.checkPolled(got, want)
+		return
+	}
 	n := max(len(got), len(want))
 	for i := range n {
 		switch {
@@ -618,5 +637,62 @@ func (e *env) checkState(what string, got, want state, norm func(crdt.Row) crdt.
 	}
 	if bad > 10 {
 		e.t.Errorf("%s: %d rows differ in all", what, bad)
+	}
+}
+
+// checkPolled compares captured changes with the expected sequence record
+// by record, for a capture that polls (Features.Polling): the changes
+// captured for a record are changes written to it, in the order written,
+// and the last is the last written. A record inserted and deleted may be
+// missing altogether.
+func (e *env) checkPolled(got, want []adapters.Change) {
+	e.t.Helper()
+	type record struct {
+		coll string
+		key  crdt.Key
+	}
+	var order []record
+	gotBy, wantBy := map[record][]adapters.Change{}, map[record][]adapters.Change{}
+	for _, c := range want {
+		r := record{c.Collection, c.Key}
+		if _, ok := wantBy[r]; !ok {
+			order = append(order, r)
+		}
+		wantBy[r] = append(wantBy[r], c)
+	}
+	for _, c := range got {
+		r := record{c.Collection, c.Key}
+		if _, ok := wantBy[r]; !ok {
+			e.t.Errorf("change unexpected: %s %s", describe(c), describeRow(c.Row))
+			continue
+		}
+		gotBy[r] = append(gotBy[r], c)
+	}
+	for _, r := range order {
+		g, w := gotBy[r], wantBy[r]
+		lastW := w[len(w)-1]
+		if len(g) == 0 {
+			if lastW.Row == nil && w[0].Row != nil && w[0].Old == nil {
+				continue // inserted and deleted between two polls
+			}
+			e.t.Errorf("%s/%s: nothing captured, want at least the last change %s %s", r.coll, r.key, describe(lastW), describeRow(lastW.Row))
+			continue
+		}
+		// Every change but the last is one written before the last, in
+		// order; the last is the last written.
+		j := 0
+		for _, c := range g[:len(g)-1] {
+			for j < len(w)-1 && !rowsEqual(c.Row, w[j].Row) {
+				j++
+			}
+			if j == len(w)-1 {
+				e.t.Errorf("%s/%s: captured %s %s, which is not a change written to it (after the ones captured before it, and before the last)",
+					r.coll, r.key, describe(c), describeRow(c.Row))
+				break
+			}
+			e.checkChange(c, w[j])
+			j++
+		}
+		e.checkChange(g[len(g)-1], lastW)
 	}
 }

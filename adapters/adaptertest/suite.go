@@ -1,6 +1,7 @@
 package adaptertest
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -257,14 +258,17 @@ func testSnapshot(e *env) {
 	// cursor: the concurrent write unless the snapshot held it, then the
 	// later writes. Nothing from before the snapshot comes again.
 	var want []adapters.Change
-	if !sawDuring {
-		updated := e.typesRow(bulk, bulk-1)
-		updated["s_text"] = crdt.String("written during the snapshot")
-		want = append(want,
-			e.update(TypesTable, e.typesRow(bulk, bulk-1), updated),
-			e.change(PairsTable, e.pairRow("during", 1, "inserted during the snapshot")),
-			e.deletion(TypesTable, e.typesRow(1, 0)),
-		)
+	updated := e.typesRow(bulk, bulk-1)
+	updated["s_text"] = crdt.String("written during the snapshot")
+	for _, c := range []adapters.Change{
+		e.update(TypesTable, e.typesRow(bulk, bulk-1), updated),
+		e.change(PairsTable, e.pairRow("during", 1, "inserted during the snapshot")),
+		e.deletion(TypesTable, e.typesRow(1, 0)),
+	} {
+		// Where each write stands alone, the snapshot may hold some.
+		if !sawDuring && !(e.f.NoTransactions && rowsEqual(snap[c.Collection][c.Key], after[c.Collection][c.Key])) {
+			want = append(want, c)
+		}
 	}
 	want = append(want,
 		e.change(PairsTable, e.pairRow("acme", 3, "after")),
@@ -298,6 +302,28 @@ func (e *env) checkSnapshotConsistent(snap, before, after state) (sawWrite bool)
 	case equal(snap, after):
 		e.t.Logf("snapshot read the state after the concurrent user write")
 		return true
+	case e.f.NoTransactions:
+		// Each write stands alone: each record is as it was before or
+		// after its own.
+		ok := true
+		for name := range e.tables {
+			keys := map[crdt.Key]bool{}
+			for _, st := range []state{before, after, snap} {
+				for k := range st[name] {
+					keys[k] = true
+				}
+			}
+			for k := range keys {
+				r := snap[name][k]
+				if !rowsEqual(r, before[name][k]) && !rowsEqual(r, after[name][k]) {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			e.t.Logf("snapshot read some of the concurrent user writes")
+			return false
+		}
 	}
 	e.checkState("snapshot (vs the state before the concurrent write)", snap, before, nil)
 	e.t.Fatalf("snapshot is neither the state before nor after a concurrent user write")
@@ -342,7 +368,7 @@ func testCaptureTypes(e *env) {
 	e.t.Run("full rows", func(t *testing.T) {
 		sub := e.with(t)
 		var want []adapters.Change
-		for i, id := range []int64{math.MinInt64, -1, 0, math.MaxInt64} {
+		for i, id := range []int64{e.f.minInt(), -1, 0, e.f.maxInt()} {
 			row := sub.typesRow(id, i+1)
 			sub.exec(Op{Kind: Insert, Table: TypesTable, Row: row})
 			want = append(want, sub.change(TypesTable, row))
@@ -364,25 +390,31 @@ func testCaptureKeys(e *env) {
 	}
 	e.exec(Op{Kind: Insert, Table: PairsTable, Row: e.pairRow("acme", 2, "second")})
 	e.exec(Op{Kind: Insert, Table: PairsTable, Row: e.pairRow("globex", 1, "same n, other tenant")})
-	e.exec(Op{Kind: Insert, Table: PairsTable, Row: e.pairRow("", math.MinInt64, "empty tenant")})
+	e.exec(Op{Kind: Insert, Table: PairsTable, Row: e.pairRow("", e.f.minInt(), "empty tenant")})
 	e.exec(Op{Kind: Insert, Table: PairsTable, Row: e.pairRow("a,b\\c", -1, "separators in the key")})
-	e.exec(Op{Kind: Update, Table: PairsTable, Row: k("acme", 1), NewKey: crdt.Row{"n": crdt.Int(10)}})
-	e.exec(Op{Kind: Update, Table: PairsTable, Row: k("globex", 1), NewKey: crdt.Row{"tenant": crdt.String("initech")}})
-	e.exec(Op{Kind: Delete, Table: PairsTable, Row: k("acme", 2)})
-	got, _ := s.sync()
-	e.checkChanges(got, []adapters.Change{
+	want := []adapters.Change{
 		e.change(PairsTable, e.pairRow("acme", 2, "second")),
 		e.change(PairsTable, e.pairRow("globex", 1, "same n, other tenant")),
-		e.change(PairsTable, e.pairRow("", math.MinInt64, "empty tenant")),
+		e.change(PairsTable, e.pairRow("", e.f.minInt(), "empty tenant")),
 		e.change(PairsTable, e.pairRow("a,b\\c", -1, "separators in the key")),
-		// A new key is a new record: its row is an insert, without the old
-		// one, which goes with the delete of the old key.
-		e.deletion(PairsTable, e.pairRow("acme", 1, "first")),
-		e.change(PairsTable, e.pairRow("acme", 10, "first")),
-		e.deletion(PairsTable, e.pairRow("globex", 1, "same n, other tenant")),
-		e.change(PairsTable, e.pairRow("initech", 1, "same n, other tenant")),
-		e.deletion(PairsTable, e.pairRow("acme", 2, "second")),
-	})
+	}
+	// A record's ID never changes (Features.RecordIDs): no key moves.
+	if !e.f.RecordIDs {
+		e.exec(Op{Kind: Update, Table: PairsTable, Row: k("acme", 1), NewKey: crdt.Row{"n": crdt.Int(10)}})
+		e.exec(Op{Kind: Update, Table: PairsTable, Row: k("globex", 1), NewKey: crdt.Row{"tenant": crdt.String("initech")}})
+		want = append(want,
+			// A new key is a new record: its row is an insert, without the
+			// old one, which goes with the delete of the old key.
+			e.deletion(PairsTable, e.pairRow("acme", 1, "first")),
+			e.change(PairsTable, e.pairRow("acme", 10, "first")),
+			e.deletion(PairsTable, e.pairRow("globex", 1, "same n, other tenant")),
+			e.change(PairsTable, e.pairRow("initech", 1, "same n, other tenant")),
+		)
+	}
+	e.exec(Op{Kind: Delete, Table: PairsTable, Row: k("acme", 2)})
+	want = append(want, e.deletion(PairsTable, e.pairRow("acme", 2, "second")))
+	got, _ := s.sync()
+	e.checkChanges(got, want)
 }
 
 // testTransactions checks that a user transaction arrives whole in one
@@ -427,6 +459,10 @@ func testTransactions(e *env) {
 	e.exec(ops...)
 	got, batches := s.sync()
 	e.checkChanges(got, append(slices.Clone(small), big...))
+	if e.f.NoTransactions {
+		// Each write stands alone: they arrive, in order, and that is all.
+		return
+	}
 	for _, txn := range [][]adapters.Change{small, big} {
 		first := txn[0]
 		found := false
@@ -552,19 +588,29 @@ func testApplyValues(e *env) {
 	}
 	e.checkState("after apply of updates", e.systemState(), want, nil)
 
+	// A float the system cannot hold is stored exactly or refused, never
+	// silently stored as something else.
+	var special []float64
 	if !e.f.NaN {
-		nan := adapters.Write{Collection: TypesTable, Key: e.tkey(2000), Row: crdt.Row{"id": e.tid(2000), "n_float": crdt.Float(math.NaN())}}
-		_, err := a.Apply(e.ctx, []adapters.Write{nan}, nil)
+		special = append(special, math.NaN())
+	}
+	if e.f.NoInf {
+		special = append(special, math.Inf(1), math.Inf(-1))
+	}
+	for i, f := range special {
+		id := int64(2000 + i)
+		w := adapters.Write{Collection: TypesTable, Key: e.tkey(id), Row: crdt.Row{"id": e.tid(id), "n_float": crdt.Float(f)}}
+		_, err := a.Apply(e.ctx, []adapters.Write{w}, nil)
 		if err != nil {
-			if re, ok := adapters.RowErrorOf(err); !ok || re.Key != nan.Key {
-				e.t.Errorf("apply of NaN failed without a RowError for it: %+v", err)
+			if re, ok := adapters.RowErrorOf(err); !ok || re.Key != w.Key {
+				e.t.Errorf("apply of %v failed without a RowError for it: %+v", f, err)
 			}
-			e.t.Logf("apply of NaN: %v", err)
+			e.t.Logf("apply of %v: %v", f, err)
 		} else {
-			want.putWrite(nan)
-			e.t.Logf("apply of NaN stored it")
+			want.putWrite(w)
+			e.t.Logf("apply of %v stored it", f)
 		}
-		e.checkState("after apply of NaN", e.systemState(), want, nil)
+		e.checkState(fmt.Sprintf("after apply of %v", f), e.systemState(), want, nil)
 	}
 
 	got, _ := s.sync()
@@ -672,11 +718,22 @@ func testBadRows(e *env) {
 		{"bool into float", adapters.Write{Collection: TypesTable, Key: e.tkey(53), Row: crdt.Row{"id": e.tid(53), "n_float": crdt.Bool(true)}}},
 		{"fractional float into int", adapters.Write{Collection: TypesTable, Key: e.tkey(54), Row: crdt.Row{"id": e.tid(54), "n_int": crdt.Float(1.5)}}},
 		{"missing primary key", adapters.Write{Collection: TypesTable, Key: e.tkey(55), Row: crdt.Row{"n_int": crdt.Int(1)}}},
-		{"null primary key", adapters.Write{Collection: PairsTable, Key: pairKey, Row: crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Null(), "note": crdt.String("x")}}},
 		{"invalid key on delete", adapters.Write{Collection: TypesTable, Key: ""}},
-		{"short key on delete", adapters.Write{Collection: PairsTable, Key: crdt.StringKey("acme")}},
 		{"unknown table", adapters.Write{Collection: "lt_nope", Key: e.tkey(1), Row: crdt.Row{"id": e.tid(1)}}},
 		{"unknown column", adapters.Write{Collection: TypesTable, Key: e.tkey(56), Row: crdt.Row{"id": e.tid(56), "nope": crdt.Int(1)}}},
+	}
+	if e.f.RecordIDs {
+		nullID := e.pairRow("acme", 1, "x")
+		nullID["id"] = crdt.Null()
+		cases = append(cases,
+			badCase{"null primary key", adapters.Write{Collection: PairsTable, Key: pairKey, Row: nullID}},
+			badCase{"int key for a string ID", adapters.Write{Collection: PairsTable, Key: crdt.IntKey(1)}},
+		)
+	} else {
+		cases = append(cases,
+			badCase{"null primary key", adapters.Write{Collection: PairsTable, Key: pairKey, Row: crdt.Row{"tenant": crdt.String("acme"), "n": crdt.Null(), "note": crdt.String("x")}}},
+			badCase{"short key on delete", adapters.Write{Collection: PairsTable, Key: crdt.StringKey("acme")}},
+		)
 	}
 	if e.f.Lists {
 		cases = append(cases,
@@ -705,9 +762,17 @@ func testBadRows(e *env) {
 			if !errors.Is(err, adapters.ErrBadRow) {
 				t.Errorf("error is not marked adapters.ErrBadRow: %+v", err)
 			}
-			// Nothing of the failed batch landed, and nothing is lost: the
+			// Nothing of the failed batch landed (where each write stands
+			// alone, nothing after the bad one), and nothing is lost: the
 			// good writes apply once the bad one is set aside.
-			sub.checkState("after the failed apply", sub.systemState(), before, nil)
+			got := sub.systemState()
+			if sub.f.NoTransactions {
+				if g := got[TypesTable][good1.Key]; g != nil && rowsEqual(g, good1.Row) {
+					t.Logf("the write before the bad one landed")
+					before.putWrite(good1)
+				}
+			}
+			sub.checkState("after the failed apply", got, before, nil)
 			if _, err := a.Apply(sub.ctx, []adapters.Write{good1, good2}, nil); err != nil {
 				t.Fatalf("apply of the good writes: %+v", err)
 			}
