@@ -144,6 +144,11 @@ type Features struct {
 	// Apply of ±Inf either stores it exactly or fails with a RowError.
 	NoInf bool
 
+	// NoJSONNull is true when a JSON column cannot tell the document null
+	// from null (in a JSON API, a field holding null is null): the suite
+	// does not write the JSON document null.
+	NoJSONNull bool
+
 	// IntLimit, when not zero, is the greatest magnitude of an integer the
 	// system keeps exactly (1<<53 for a JavaScript server, whose numbers
 	// are doubles), in int columns and in JSON documents. The suite's edge

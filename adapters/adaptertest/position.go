@@ -188,8 +188,15 @@ func testHead(e *env) {
 	if bytes.Compare(h, h0) < 0 {
 		e.t.Errorf("head went back from %x to %x", h0, h)
 	}
+	after := 0
 	for _, b := range s.until(e.change(PairsTable, e.pairRow("head", 1, "two"))) {
-		if bytes.Compare(b.Cursor, h) > 0 {
+		if bytes.Compare(b.Cursor, h) <= 0 {
+			continue
+		}
+		// Where capture polls, a change's cursor is that of the poll that
+		// read it: a change committed before head comes in a batch after
+		// it when capture lags, but in the first such batch.
+		if after++; !e.f.Polling || after > 1 {
 			e.t.Errorf("a batch committed before head ends at %x, after head %x", b.Cursor, h)
 		}
 	}

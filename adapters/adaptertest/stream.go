@@ -246,13 +246,18 @@ type stream struct {
 	stopped bool
 	// delivered is the cursor of the last batch Capture delivered.
 	delivered *atomic.Pointer[[]byte]
+	// barriers holds the barrier changes Capture delivered, by key and
+	// whether a row or a delete, for apply to wait on without taking
+	// batches from the test.
+	barriers *sync.Map
 }
 
 // capture starts Capture from cursor. The stream stops when the test ends
 // if the test did not stop it.
 func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 	ctx, cancel := context.WithCancel(e.ctx)
-	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan batch, 64), delivered: new(atomic.Pointer[[]byte])}
+	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan batch, 64), delivered: new(atomic.Pointer[[]byte]),
+		barriers: new(sync.Map)}
 	prev := slices.Clone(cursor)
 	sink := func(ctx context.Context, b adapters.Batch) error {
 		// The adapter may reuse its buffers once the sink returns.
@@ -263,6 +268,11 @@ func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 		select {
 		case s.batches <- cp:
 			prev = cp.Cursor
+			for _, c := range cp.Changes {
+				if isBarrier(c) {
+					s.barriers.Store(barrierSeen{c.Key, c.Row != nil}, true)
+				}
+			}
 			s.delivered.Store(&cp.Cursor)
 			return nil
 		case <-ctx.Done():
@@ -293,9 +303,18 @@ func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.App
 			s.e.t.Fatalf("apply deferred writes %v after every change was captured and acknowledged", res.Deferred)
 		}
 		head := s.e.head(a)
+		// Where capture polls, it delivers nothing after head unless
+		// something changes, and finds deletes by a listing: a barrier
+		// inserted and deleted marks when it has caught up.
+		var b adapters.Change
+		if s.e.f.Polling {
+			b = s.e.barrier()
+			s.e.exec(Op{Kind: Delete, Table: PairsTable, Row: b.Row})
+		}
 		deadline := time.Now().Add(waitTimeout)
 		for {
-			if d := s.delivered.Load(); d != nil && bytes.Compare(*d, head) >= 0 {
+			_, caughtUp := s.barriers.Load(barrierSeen{b.Key, false})
+			if d := s.delivered.Load(); d != nil && bytes.Compare(*d, head) >= 0 && (caughtUp || !s.e.f.Polling) {
 				if err := a.Ack(s.e.ctx, *d); err != nil {
 					s.e.t.Fatalf("ack: %+v", err)
 				}
@@ -307,6 +326,13 @@ func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.App
 			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// barrierSeen names a barrier change: its key, and whether it is the
+// barrier's row or its delete.
+type barrierSeen struct {
+	key crdt.Key
+	row bool
 }
 
 // with returns a view of s that reports to e's test, for subtests.
