@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -147,10 +148,15 @@ func (col *Collection) formatUpdated(ms int64) string {
 }
 
 // encode renders a write's row as the API's record: every declared column
-// (those the row lacks as null; a value of another kind than declared is
-// an error, but for an int in a float column), the ID when id is not empty, and
+// (those the row lacks as null; a value of another kind than declared, or
+// a field not declared, is an error, but for an int in a float column), the ID when id is not empty, and
 // updated-at when the adapter stamps it.
 func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, error) {
+	for name := range row {
+		if name != col.ID && !slices.ContainsFunc(col.columns, func(c colSpec) bool { return c.name == name }) {
+			return nil, errors.Newf("field %s is not declared in collections.%s.columns", name, col.name)
+		}
+	}
 	obj := make(map[string]json.RawMessage, len(col.columns)+1)
 	for _, c := range col.columns[1:] {
 		v, ok := row[c.name]
