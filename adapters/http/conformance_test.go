@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/adapters/adaptertest"
+	"github.com/lattice-crdt/lattice/adapters/http/apitest"
 	"github.com/lattice-crdt/lattice/crdt"
 )
 
@@ -25,7 +26,6 @@ import (
 // against json-server: every scenario an API can take part in, with
 // Features saying what it cannot do.
 func TestIntegrationConformanceJSONServer(t *testing.T) {
-	requireIntegration(t)
 	adaptertest.Run(t, jsonServerHarness{})
 }
 
@@ -62,7 +62,7 @@ func (jsonServerHarness) NewSystem(t *testing.T, tables []adaptertest.TableSpec)
 	for _, spec := range tables {
 		db[spec.Name] = []map[string]any{}
 	}
-	s := startJSONServer(t, db)
+	s := apitest.StartJSONServer(t, db)
 	return &apiSystem{t: t, base: s.URL, tables: tables, state: filepath.Join(t.TempDir(), "state.db"),
 		config: func(cols string) string { return "preset: json-server\ncollections:\n" + cols }}
 }
