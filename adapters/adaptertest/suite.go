@@ -64,7 +64,7 @@ func Run(t *testing.T, h Harness) {
 		if !h.Features().GeneratedKeys {
 			t.Skip("the harness declares no generated keys")
 		}
-		testIDMap(newEnvWith(t, h, append(Tables(h.Features()), serialTable())))
+		testIDMap(newEnvWith(t, h, append(Tables(h.Features()), serialTable(h.Features()))))
 	})
 }
 

@@ -716,6 +716,9 @@ func (a *Adapter) updatedOf(col *Collection, body []byte, stamp int64) int64 {
 // the response and the recording of the pair leaves a record the map does
 // not name, and the repeated create makes a second one.
 func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+	if v, ok := w.Row[col.ID]; ok && !v.IsNull() {
+		return "", adapters.BadRow(col.name, w.NewKey, errors.Newf("a record first seen elsewhere gets its %s here, and the row sets it to %s", col.ID, v))
+	}
 	key := []byte(w.NewKey)
 	if id, ok, err := a.st.mapped(ctx, col.name, key); err != nil {
 		return "", err

@@ -45,6 +45,9 @@ func jsonServerFeatures() adaptertest.Features {
 		// A cursor carries the installation's ID and names capture
 		// positions kept in the state file, which Ack deletes.
 		RejectsForeignCursor: true, RejectsDiscardedCursor: true,
+		// Every ID is the server's (or minted by the adapter): the ID map
+		// scenario runs.
+		GeneratedKeys: true,
 	}
 }
 
