@@ -144,6 +144,12 @@ type Features struct {
 	// Apply of ±Inf either stores it exactly or fails with a RowError.
 	NoInf bool
 
+	// ZeroIsNull is true when the system has no null: a field left empty
+	// holds its kind's zero value (PocketBase: "", 0, false, an empty
+	// date), and a null written reads back as that. The suite then takes
+	// a zero string, number or boolean for null wherever it compares rows.
+	ZeroIsNull bool
+
 	// NoJSONNull is true when a JSON column cannot tell the document null
 	// from null (in a JSON API, a field holding null is null): the suite
 	// does not write the JSON document null.

@@ -148,9 +148,9 @@ func testApplyPosition(e *env) {
 	for _, b := range s.until(u4) {
 		for _, c := range b.Changes {
 			switch {
-			case c.Key == u3.Key && rowsEqual(c.Row, u3.Row):
+			case c.Key == u3.Key && e.same(c.Row, u3.Row):
 				b3 = &b
-			case c.Key == u4.Key && rowsEqual(c.Row, u4.Row):
+			case c.Key == u4.Key && e.same(c.Row, u4.Row):
 				b4 = &b
 			}
 		}

@@ -385,7 +385,7 @@ func (s *stream) until(want adapters.Change) []batch {
 		b := s.next()
 		out = append(out, b)
 		for _, c := range b.Changes {
-			if c.Collection == want.Collection && c.Key == want.Key && rowsEqual(c.Row, want.Row) {
+			if c.Collection == want.Collection && c.Key == want.Key && s.e.same(c.Row, want.Row) {
 				return out
 			}
 		}
@@ -529,6 +529,34 @@ func describeRow(r crdt.Row) string {
 	return "{" + strings.Join(parts, " ") + "}"
 }
 
+// same compares rows as rowsEqual does, and where the system has no null
+// (Features.ZeroIsNull) takes a zero value ("", 0, false) for null.
+func (e *env) same(a, b crdt.Row) bool {
+	if e.f.ZeroIsNull {
+		a, b = zeroIsNull(a), zeroIsNull(b)
+	}
+	return rowsEqual(a, b)
+}
+
+// zeroIsNull returns row with its zero strings, numbers and booleans null.
+func zeroIsNull(row crdt.Row) crdt.Row {
+	if row == nil {
+		return nil
+	}
+	out := make(crdt.Row, len(row))
+	for n, v := range row {
+		switch {
+		case v.Kind() == crdt.KindString && v.AsString() == "",
+			v.Kind() == crdt.KindInt && v.AsInt() == 0,
+			v.Kind() == crdt.KindFloat && v.AsFloat() == 0,
+			v.Kind() == crdt.KindBool && !v.AsBool():
+			v = crdt.Null()
+		}
+		out[n] = v
+	}
+	return out
+}
+
 // rowsEqual compares rows treating a missing column as null.
 func rowsEqual(a, b crdt.Row) bool {
 	if (a == nil) != (b == nil) {
@@ -552,11 +580,11 @@ func rowsEqual(a, b crdt.Row) bool {
 // reports old rows, and whenever the adapter reports one.
 func (e *env) checkChange(got, want adapters.Change) {
 	e.t.Helper()
-	if got.Collection != want.Collection || got.Key != want.Key || !rowsEqual(got.Row, want.Row) {
+	if got.Collection != want.Collection || got.Key != want.Key || !e.same(got.Row, want.Row) {
 		e.t.Errorf("captured %s %s\n                want %s %s", describe(got), describeRow(got.Row), describe(want), describeRow(want.Row))
 		return
 	}
-	if (e.f.OldRows || got.Old != nil) && !rowsEqual(got.Old, want.Old) {
+	if (e.f.OldRows || got.Old != nil) && !e.same(got.Old, want.Old) {
 		e.t.Errorf("captured %s with old row %s\n                want old row %s", describe(got), describeOld(got.Old), describeOld(want.Old))
 	}
 }
@@ -653,7 +681,7 @@ func (e *env) checkState(what string, got, want state, norm func(crdt.Row) crdt.
 			if w != nil {
 				w = norm(w)
 			}
-			if !rowsEqual(g, w) {
+			if !e.same(g, w) {
 				bad++
 				if bad <= 10 {
 					e.t.Errorf("%s: %s/%s is %s, want %s", what, name, k, describeRow(g), describeRow(w))
@@ -708,7 +736,7 @@ func (e *env) checkPolled(got, want []adapters.Change) {
 		// order; the last is the last written.
 		j := 0
 		for _, c := range g[:len(g)-1] {
-			for j < len(w)-1 && !rowsEqual(c.Row, w[j].Row) {
+			for j < len(w)-1 && !e.same(c.Row, w[j].Row) {
 				j++
 			}
 			if j == len(w)-1 {

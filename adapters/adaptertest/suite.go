@@ -266,7 +266,7 @@ func testSnapshot(e *env) {
 		e.deletion(TypesTable, e.typesRow(1, 0)),
 	} {
 		// Where each write stands alone, the snapshot may hold some.
-		if !sawDuring && !(e.f.NoTransactions && rowsEqual(snap[c.Collection][c.Key], after[c.Collection][c.Key])) {
+		if !sawDuring && !(e.f.NoTransactions && e.same(snap[c.Collection][c.Key], after[c.Collection][c.Key])) {
 			want = append(want, c)
 		}
 	}
@@ -288,7 +288,7 @@ func (e *env) checkSnapshotConsistent(snap, before, after state) (sawWrite bool)
 				return false
 			}
 			for k, r := range a[name] {
-				if !rowsEqual(r, b[name][k]) {
+				if !e.same(r, b[name][k]) {
 					return false
 				}
 			}
@@ -315,7 +315,7 @@ func (e *env) checkSnapshotConsistent(snap, before, after state) (sawWrite bool)
 			}
 			for k := range keys {
 				r := snap[name][k]
-				if !rowsEqual(r, before[name][k]) && !rowsEqual(r, after[name][k]) {
+				if !e.same(r, before[name][k]) && !e.same(r, after[name][k]) {
 					ok = false
 				}
 			}
@@ -771,7 +771,7 @@ func testBadRows(e *env) {
 			// good writes apply once the bad one is set aside.
 			got := sub.systemState()
 			if sub.f.NoTransactions {
-				if g := got[TypesTable][good1.Key]; g != nil && rowsEqual(g, good1.Row) {
+				if g := got[TypesTable][good1.Key]; g != nil && e.same(g, good1.Row) {
 					t.Logf("the write before the bad one landed")
 					before.putWrite(good1)
 				}

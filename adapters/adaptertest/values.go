@@ -66,6 +66,12 @@ func edgeValues(k crdt.Kind, f Features) []crdt.Value {
 		if f.TimePrecision == 0 || f.TimePrecision == time.Nanosecond {
 			vs = append(vs, crdt.Time(time.Date(2024, 1, 1, 0, 0, 0, 123456789, time.UTC)))
 		}
+		if f.TimePrecision > time.Microsecond {
+			// Coarser than the values above: they stay distinct.
+			for i, v := range vs {
+				vs[i] = crdt.Time(v.AsTime().Truncate(f.TimePrecision))
+			}
+		}
 		return vs
 	case crdt.KindJSON:
 		vs := []crdt.Value{

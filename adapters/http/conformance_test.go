@@ -8,6 +8,7 @@ import (
 	"io"
 	nethttp "net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -66,8 +67,78 @@ func (jsonServerHarness) NewSystem(t *testing.T, tables []adaptertest.TableSpec)
 		db[spec.Name] = []map[string]any{}
 	}
 	s := apitest.StartJSONServer(t, db)
-	return &apiSystem{t: t, base: s.URL, tables: tables, state: filepath.Join(t.TempDir(), "state.db"),
+	return &apiSystem{t: t, base: s.URL, tables: tables, state: filepath.Join(t.TempDir(), "state.db"), stamped: true,
+		path:   func(table string) string { return "/" + table },
 		config: func(cols string) string { return "preset: json-server\ncollections:\n" + cols }}
+}
+
+// TestIntegrationConformancePocketBase runs the adapter conformance suite
+// against PocketBase, whose collections the harness creates with typed
+// fields through its API; the adapter logs in as the superuser.
+func TestIntegrationConformancePocketBase(t *testing.T) {
+	adaptertest.Run(t, pocketBaseHarness{})
+}
+
+// pocketBaseFeatures is json-server's, but PocketBase has no null (an
+// empty field holds "", 0, false or an empty date) and keeps times to the
+// millisecond.
+func pocketBaseFeatures() adaptertest.Features {
+	f := jsonServerFeatures()
+	f.ZeroIsNull = true
+	f.TimePrecision = time.Millisecond
+	return f
+}
+
+// pocketBaseHarness implements adaptertest.Harness with one PocketBase per
+// system, each table a base collection whose fields have the column's type
+// (number, text, bool, date, json) and whose ID takes the suite's record IDs
+// (up to 100 characters of a-z and 0-9). Users write and read as the
+// superuser, with plain requests.
+type pocketBaseHarness struct{}
+
+func (pocketBaseHarness) Features() adaptertest.Features { return pocketBaseFeatures() }
+
+func (pocketBaseHarness) NewSystem(t *testing.T, tables []adaptertest.TableSpec) adaptertest.System {
+	t.Helper()
+	p := apitest.StartPocketBase(t, apitest.PocketBaseOptions{})
+	for _, spec := range tables {
+		fields := []apitest.Field{{"name": "id", "type": "text", "primaryKey": true, "required": true, "system": true,
+			"min": 1, "max": 100, "pattern": "^[a-z0-9]+$", "autogeneratePattern": "[a-z0-9]{15}"}}
+		for _, c := range spec.Columns {
+			if c.Name == "id" {
+				continue
+			}
+			f := apitest.Field{"name": c.Name}
+			switch c.Kind {
+			case crdt.KindInt, crdt.KindFloat:
+				f["type"] = "number"
+			case crdt.KindString:
+				f["type"], f["max"] = "text", 100000
+			case crdt.KindBool:
+				f["type"] = "bool"
+			case crdt.KindTime:
+				f["type"] = "date"
+			case crdt.KindJSON:
+				f["type"], f["maxSize"] = "json", 1<<21
+			default:
+				t.Fatalf("table %s column %s: no PocketBase field for %s", spec.Name, c.Name, c.Kind)
+			}
+			fields = append(fields, f)
+		}
+		p.CreateCollection(spec.Name, fields...)
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	if err := os.WriteFile(pw, []byte(apitest.PocketBasePassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &apiSystem{t: t, base: p.URL, tables: tables, state: filepath.Join(dir, "state.db"), list: "items",
+		path: func(table string) string { return "/api/collections/" + table + "/records" },
+		config: func(cols string) string {
+			return fmt.Sprintf("preset: pocketbase\nauth:\n  login: {identity: %s, password_file: %s}\ncollections:\n%s",
+				apitest.PocketBaseEmail, pw, cols)
+		},
+		header: func(r *nethttp.Request) { r.Header.Set("Authorization", p.Token()) }}
 }
 
 // apiSystem is one API server holding the suite's tables as collections.
@@ -82,6 +153,13 @@ type apiSystem struct {
 	// header sets the users' credentials on a request, when the API needs
 	// them.
 	header func(*nethttp.Request)
+	// path returns the path of a table's records.
+	path func(table string) string
+	// stamped says the users stamp updatedAt (json-server keeps no time of
+	// its own); list names the array of records in a list response, which
+	// then pages ("" for a response that is the array).
+	stamped bool
+	list    string
 
 	mu   sync.Mutex
 	last int64 // the last updatedAt stamped
@@ -150,35 +228,43 @@ func (s *apiSystem) Exec(ctx context.Context, ops ...adaptertest.Op) error {
 		if id.Kind() != crdt.KindString {
 			return errors.Newf("%s %s: no id in %v", op.Kind, op.Table, op.Row)
 		}
-		path := "/" + op.Table + "/" + url.PathEscape(id.AsString())
+		path := s.path(op.Table) + "/" + url.PathEscape(id.AsString())
 		switch op.Kind {
 		case adaptertest.Insert:
-			body, err := s.body(op.Row, s.stamp(0))
+			var stamp int64
+			if s.stamped {
+				stamp = s.stamp(0)
+			}
+			body, err := s.body(op.Row, stamp)
 			if err != nil {
 				return err
 			}
-			if _, err := s.do(ctx, "POST", "/"+op.Table, body); err != nil {
+			if _, err := s.do(ctx, "POST", s.path(op.Table), body); err != nil {
 				return err
 			}
 		case adaptertest.Update:
-			cur, err := s.do(ctx, "GET", path, nil)
-			if isStatus(err, nethttp.StatusNotFound) {
-				continue
+			var stamp int64
+			if s.stamped {
+				cur, err := s.do(ctx, "GET", path, nil)
+				if isStatus(err, nethttp.StatusNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				var rec struct {
+					UpdatedAt int64 `json:"updatedAt"`
+				}
+				_ = json.Unmarshal(cur, &rec)
+				stamp = s.stamp(rec.UpdatedAt)
 			}
-			if err != nil {
-				return err
-			}
-			var rec struct {
-				UpdatedAt int64 `json:"updatedAt"`
-			}
-			_ = json.Unmarshal(cur, &rec)
 			fields := crdt.Row{}
 			for k, v := range op.Row {
 				if k != "id" {
 					fields[k] = v
 				}
 			}
-			body, err := s.body(fields, s.stamp(rec.UpdatedAt))
+			body, err := s.body(fields, stamp)
 			if err != nil {
 				return err
 			}
@@ -195,9 +281,12 @@ func (s *apiSystem) Exec(ctx context.Context, ops ...adaptertest.Op) error {
 }
 
 // body renders fields as a JSON object, as an application would: times as
-// RFC 3339 text, JSON documents inline.
+// RFC 3339 text, JSON documents inline; and updatedAt unless it is zero.
 func (s *apiSystem) body(fields crdt.Row, updated int64) ([]byte, error) {
-	obj := map[string]json.RawMessage{"updatedAt": json.RawMessage(fmt.Sprint(updated))}
+	obj := map[string]json.RawMessage{}
+	if updated != 0 {
+		obj["updatedAt"] = json.RawMessage(fmt.Sprint(updated))
+	}
 	for k, v := range fields {
 		b, err := v.MarshalJSON()
 		if err != nil {
@@ -256,15 +345,32 @@ func (s *apiSystem) Rows(ctx context.Context, table string) ([]crdt.Row, error) 
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.do(ctx, "GET", "/"+table, nil)
-	if err != nil {
-		return nil, err
+	if s.list == "" {
+		b, err := s.do(ctx, "GET", s.path(table), nil)
+		if err != nil {
+			return nil, err
+		}
+		var recs []map[string]json.RawMessage
+		if err := json.Unmarshal(b, &recs); err != nil {
+			return nil, errors.Wrapf(err, "list %s", table)
+		}
+		return rowsOf(spec, recs)
 	}
-	var recs []map[string]json.RawMessage
-	if err := json.Unmarshal(b, &recs); err != nil {
-		return nil, errors.Wrapf(err, "list %s", table)
+	var all []map[string]json.RawMessage
+	for page := 1; ; page++ {
+		b, err := s.do(ctx, "GET", fmt.Sprintf("%s?page=%d&perPage=500&skipTotal=1&sort=id", s.path(table), page), nil)
+		if err != nil {
+			return nil, err
+		}
+		var resp map[string][]map[string]json.RawMessage
+		if err := json.Unmarshal(b, &resp); err != nil {
+			return nil, errors.Wrapf(err, "list %s", table)
+		}
+		all = append(all, resp[s.list]...)
+		if len(resp[s.list]) < 500 {
+			return rowsOf(spec, all)
+		}
 	}
-	return rowsOf(spec, recs)
 }
 
 // rowsOf converts records to rows of spec's columns; a missing field is
@@ -280,6 +386,15 @@ func rowsOf(spec *adaptertest.TableSpec, recs []map[string]json.RawMessage) ([]c
 				continue
 			}
 			v, err := crdt.FromJSON(raw, c.Kind, c.Elem)
+			var text string
+			if err != nil && c.Kind == crdt.KindTime && json.Unmarshal(raw, &text) == nil {
+				// PocketBase: an empty date, or its own layout.
+				if text == "" {
+					v, err = crdt.Null(), nil
+				} else if t, perr := time.Parse("2006-01-02 15:04:05.000Z", text); perr == nil {
+					v, err = crdt.Time(t), nil
+				}
+			}
 			if err != nil {
 				return nil, errors.Wrapf(err, "%s record %s field %s", spec.Name, rec["id"], c.Name)
 			}
