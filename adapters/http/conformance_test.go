@@ -362,12 +362,16 @@ func (s *apiSystem) Rows(ctx context.Context, table string) ([]crdt.Row, error) 
 		if err != nil {
 			return nil, err
 		}
-		var resp map[string][]map[string]json.RawMessage
+		var resp map[string]json.RawMessage
+		var recs []map[string]json.RawMessage
 		if err := json.Unmarshal(b, &resp); err != nil {
 			return nil, errors.Wrapf(err, "list %s", table)
 		}
-		all = append(all, resp[s.list]...)
-		if len(resp[s.list]) < 500 {
+		if err := json.Unmarshal(resp[s.list], &recs); err != nil {
+			return nil, errors.Wrapf(err, "list %s", table)
+		}
+		all = append(all, recs...)
+		if len(recs) < 500 {
 			return rowsOf(spec, all)
 		}
 	}
