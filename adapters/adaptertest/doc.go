@@ -135,6 +135,12 @@
 //     JavaScript server hold; the suite leaves out the column or the edge
 //     values, and still requires an Apply of NaN or ±Inf to store them
 //     exactly or fail with a RowError.
+//   - ZeroIsNull: the system has no null (PocketBase keeps "", 0, false);
+//     rows are compared with zero values taken for null. A TimePrecision
+//     coarser than a microsecond truncates the suite's times.
+//   - With GeneratedKeys and RecordIDs, SerialTable's key is a string and
+//     IDMap leaves out the table whose key the system does not generate:
+//     every ID is.
 //
 // # Through a mapping
 //
