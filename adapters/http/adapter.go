@@ -76,36 +76,39 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	return a, nil
 }
 
+// readSecret reads a secret file, which must be private to its owner; key
+// is the config key that names it, for messages.
+func readSecret(path, key string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", errors.Wrapf(err, "config %s", key)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", errors.WithHint(errors.Newf("config %s: %s is readable by others (mode %v)", key, path, fi.Mode().Perm()),
+			"chmod 600 "+path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", errors.Wrapf(err, "config %s", key)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", errors.Newf("config %s: %s is empty", key, path)
+	}
+	return s, nil
+}
+
 // authenticator returns what sets a request's credentials.
 func authenticator(c AuthConfig) (func(*nethttp.Request), error) {
-	read := func(path, key string) (string, error) {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return "", errors.Wrapf(err, "config auth.%s", key)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return "", errors.WithHint(errors.Newf("config auth.%s: %s is readable by others (mode %v)", key, path, fi.Mode().Perm()),
-				"chmod 600 "+path)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", errors.Wrapf(err, "config auth.%s", key)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", errors.Newf("config auth.%s: %s is empty", key, path)
-		}
-		return s, nil
-	}
 	switch {
 	case c.BearerFile != "":
-		tok, err := read(c.BearerFile, "bearer_file")
+		tok, err := readSecret(c.BearerFile, "auth.bearer_file")
 		if err != nil {
 			return nil, err
 		}
 		return func(r *nethttp.Request) { r.Header.Set("Authorization", "Bearer "+tok) }, nil
 	case c.User != "":
-		pw, err := read(c.PasswordFile, "password_file")
+		pw, err := readSecret(c.PasswordFile, "auth.password_file")
 		if err != nil {
 			return nil, err
 		}
