@@ -166,9 +166,9 @@ func (a *Adapter) Webhook(header nethttp.Header, body []byte) error {
 		h.malformed.Add(1)
 		return errors.Mark(errors.Wrap(err, "http adapter: webhook"), adapters.ErrWebhookMalformed)
 	}
-	h.accepted.Add(1)
 	col := a.byName[ev.Collection]
 	if col == nil {
+		h.accepted.Add(1)
 		h.ignored.Add(1)
 		a.log.Debug("http adapter: webhook for a collection not synced, ignored", "collection", ev.Collection)
 		return nil
@@ -195,6 +195,7 @@ func (a *Adapter) Webhook(header nethttp.Header, body []byte) error {
 		}
 		h.mu.Unlock()
 	}
+	h.accepted.Add(1)
 	select {
 	case h.wake <- struct{}{}:
 	default: // a wake is pending already: it covers this event
