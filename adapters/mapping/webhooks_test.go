@@ -2,6 +2,7 @@ package mapping_test
 
 import (
 	"context"
+	"database/sql"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -25,8 +26,17 @@ func (r *receiver) Webhook(_ http.Header, body []byte) error {
 // The mapped adapter passes webhooks to the system's adapter untranslated,
 // and refuses them when the system's adapter receives none.
 func TestWebhookPassesThrough(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sys.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE sys (id INTEGER PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	open, _ := adapters.Lookup("sqlite")
-	inner, err := open(context.Background(), adapters.Options{DSN: filepath.Join(t.TempDir(), "sys.db"), Node: "n1"})
+	inner, err := open(context.Background(), adapters.Options{DSN: path, Node: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
