@@ -3,13 +3,11 @@ package http
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"maps"
 	nethttp "net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +52,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	auth, err := authenticator(cfg.Auth)
+	creds, err := authenticator(cfg.Auth, clk)
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +69,11 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 		a.colls = append(a.colls, cfg.Collections[name])
 		a.byName[name] = cfg.Collections[name]
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout}, auth: auth,
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout}, creds: creds,
 		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{}}
+	if l, ok := creds.(*login); ok {
+		l.c = a.c
+	}
 	seq, err := st.maxSeq(ctx)
 	if err != nil {
 		_ = st.close()
@@ -80,47 +81,6 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	}
 	a.seq.Store(seq)
 	return a, nil
-}
-
-// readSecret reads a secret file, which must be private to its owner; key
-// is the config key that names it, for messages.
-func readSecret(path, key string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", errors.Wrapf(err, "config %s", key)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", errors.WithHint(errors.Newf("config %s: %s is readable by others (mode %v)", key, path, fi.Mode().Perm()),
-			"chmod 600 "+path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", errors.Wrapf(err, "config %s", key)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", errors.Newf("config %s: %s is empty", key, path)
-	}
-	return s, nil
-}
-
-// authenticator returns what sets a request's credentials.
-func authenticator(c AuthConfig) (func(*nethttp.Request), error) {
-	switch {
-	case c.BearerFile != "":
-		tok, err := readSecret(c.BearerFile, "auth.bearer_file")
-		if err != nil {
-			return nil, err
-		}
-		return func(r *nethttp.Request) { r.Header.Set("Authorization", "Bearer "+tok) }, nil
-	case c.User != "":
-		pw, err := readSecret(c.PasswordFile, "auth.password_file")
-		if err != nil {
-			return nil, err
-		}
-		return func(r *nethttp.Request) { r.SetBasicAuth(c.User, pw) }, nil
-	}
-	return func(*nethttp.Request) {}, nil
 }
 
 // Stats returns the adapter's request counters.
@@ -146,8 +106,11 @@ func (a *Adapter) Tables(context.Context) ([]adapters.Table, error) {
 // after since in capture order when byUpdated, else every record by ID.
 func (a *Adapter) listURL(col *Collection, byUpdated bool, since int64, page int) string {
 	q := url.Values{}
+	for k, v := range col.Query {
+		q.Set(k, v)
+	}
 	if byUpdated {
-		q.Set(col.SinceParam, col.formatUpdated(since))
+		q.Set(col.SinceParam, strings.ReplaceAll(col.SinceValue, "{since}", col.formatUpdated(since)))
 		if col.SortParam != "" {
 			q.Set(col.SortParam, col.SortValue)
 		}
@@ -789,9 +752,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	var resp response
 	var err error
 	if col.clientIDs {
-		b := make([]byte, 10)
-		_, _ = rand.Read(b)
-		if id, err = a.st.intent(ctx, col.name, key, hex.EncodeToString(b)); err != nil {
+		if id, err = a.st.intent(ctx, col.name, key, col.mintID()); err != nil {
 			return "", err
 		}
 		if body, err = col.encode(w.Row, id, stamp); err != nil {
@@ -826,6 +787,25 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 		return "", err
 	}
 	return k, nil
+}
+
+// mintID returns a new random ID: IDLength characters of IDAlphabet, each
+// drawn uniformly (bytes that would favour the first characters are
+// drawn again).
+func (col *Collection) mintID() string {
+	n := len(col.IDAlphabet)
+	limit := 256 - 256%n
+	out := make([]byte, 0, col.IDLength)
+	buf := make([]byte, col.IDLength+8)
+	for len(out) < col.IDLength {
+		_, _ = rand.Read(buf)
+		for _, b := range buf {
+			if int(b) < limit && len(out) < col.IDLength {
+				out = append(out, col.IDAlphabet[int(b)%n])
+			}
+		}
+	}
+	return string(out)
 }
 
 // IDMap returns the pairs recorded for table: server ID to collection key.
