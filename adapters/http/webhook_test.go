@@ -176,3 +176,12 @@ func TestWebhookOff(t *testing.T) {
 		t.Fatalf("Webhook without webhooks: %v", err)
 	}
 }
+
+// The signature docs/http.md computes with openssl, for the same secret,
+// timestamp and body.
+func TestWebhookSignatureVector(t *testing.T) {
+	got := hex.EncodeToString(Sign([]byte(testSecret), "1700000000", []byte(`{"collection":"contacts","id":"a1","action":"update"}`)))
+	if want := "2c48a721d5f8c16df6a083c1189ab904f3ef234af548a7def7bdb19f645a63b0"; got != want {
+		t.Fatalf("Sign = %s, want %s", got, want)
+	}
+}
