@@ -129,6 +129,7 @@ type hooks struct {
 
 	mu      sync.Mutex
 	seen    map[string]time.Time           // accepted signatures, by when they may be forgotten
+	pruned  time.Time                      // when seen was last pruned
 	deletes map[string]map[string]struct{} // announced deletes by collection and ID
 
 	accepted, ignored, refused, malformed, wakes, deleted atomic.Int64
@@ -230,10 +231,15 @@ func (h *hooks) verify(header nethttp.Header, body []byte) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s, until := range h.seen {
-		if now.After(until) {
-			delete(h.seen, s)
+	// An expired signature kept a little longer is harmless: its
+	// timestamp is outside the window.
+	if now.Sub(h.pruned) >= time.Second || len(h.seen) >= maxSeenSignatures {
+		for s, until := range h.seen {
+			if now.After(until) {
+				delete(h.seen, s)
+			}
 		}
+		h.pruned = now
 	}
 	key := string(want)
 	if _, replay := h.seen[key]; replay || len(h.seen) >= maxSeenSignatures {
