@@ -306,15 +306,15 @@ func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.App
 		// Where capture polls, it delivers nothing after head unless
 		// something changes, and finds deletes by a listing: a barrier
 		// inserted and deleted marks when it has caught up.
-		var b adapters.Change
 		if s.e.f.Polling {
-			b = s.e.barrier()
+			b := s.e.barrier()
+			s.waitBarrier(barrierSeen{b.Key, true})
 			s.e.exec(Op{Kind: Delete, Table: PairsTable, Row: b.Row})
+			s.waitBarrier(barrierSeen{b.Key, false})
 		}
 		deadline := time.Now().Add(waitTimeout)
 		for {
-			_, caughtUp := s.barriers.Load(barrierSeen{b.Key, false})
-			if d := s.delivered.Load(); d != nil && bytes.Compare(*d, head) >= 0 && (caughtUp || !s.e.f.Polling) {
+			if d := s.delivered.Load(); d != nil && bytes.Compare(*d, head) >= 0 {
 				if err := a.Ack(s.e.ctx, *d); err != nil {
 					s.e.t.Fatalf("ack: %+v", err)
 				}
@@ -333,6 +333,22 @@ func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.App
 type barrierSeen struct {
 	key crdt.Key
 	row bool
+}
+
+// waitBarrier waits until Capture has delivered the barrier change b,
+// without taking batches from the test.
+func (s *stream) waitBarrier(b barrierSeen) {
+	s.e.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if _, ok := s.barriers.Load(b); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.e.t.Fatalf("capture did not deliver barrier %s (row %v) within %s", b.key, b.row, waitTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // with returns a view of s that reports to e's test, for subtests.
