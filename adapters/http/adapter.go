@@ -517,7 +517,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 	if err != nil {
 		return err
 	}
-	return a.report(ctx, seq, marks, changes, found, gone, sink)
+	return a.report(ctx, seq, marks, changes, found, rows, gone, sink)
 }
 
 // confirmGone reads each of ids, records of col the adapter knows, and
@@ -547,10 +547,10 @@ func (a *Adapter) confirmGone(ctx context.Context, col *Collection, ids []string
 
 // report sends changes as one batch at capture position seq, with marks,
 // and then records the records found (now known, by collection and ID
-// with their updated-at) and gone (no longer known). Nothing to send
-// records nothing.
+// with their updated-at, and their rows, Collection.lastOf) and gone (no
+// longer known). Nothing to send records nothing.
 func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark, changes []adapters.Change,
-	found map[string]map[string]int64, gone map[string][]string, sink adapters.Sink) error {
+	found map[string]map[string]int64, rows map[string]map[string][]byte, gone map[string][]string, sink adapters.Sink) error {
 	if len(changes) == 0 {
 		return nil
 	}
