@@ -33,9 +33,8 @@ func (c contact) String() string { return c.name + "|" + c.email + "|" + c.phone
 
 // apiSystem is one system of the HTTP end-to-end test beside its sidecar.
 // rows reads the system with its own client (SQL, or plain GETs of the
-// API) and translates it to collection terms in the test itself, not by
-// the mapping under test; keys gives each record's key in the system, by
-// name.
+// API), translated to collection terms in the test itself, not by the
+// mapping under test, and gives each record's key in the system, by name.
 type apiSystem struct {
 	name   string
 	cfg    Config
