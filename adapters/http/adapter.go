@@ -295,7 +295,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		if err := a.st.addKnown(ctx, col.name, ids); err != nil {
 			return nil, err
 		}
-		if err := a.st.putLast(ctx, col.name, rows); err != nil {
+		if err := a.st.putLast(ctx, col.name, seq, rows); err != nil {
 			return nil, err
 		}
 		marks[col.name] = m
@@ -354,6 +354,9 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	if err != nil {
 		return err
 	}
+	if err := a.st.rewind(ctx, seq); err != nil {
+		return err
+	}
 	lastReconcile := a.clk.Now()
 	for {
 		if err := a.poll(ctx, marks, sink); err != nil {
@@ -397,7 +400,7 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 		if err := a.st.addKnown(ctx, name, recs); err != nil {
 			return err
 		}
-		if err := a.st.putLast(ctx, name, rows[name]); err != nil {
+		if err := a.st.putLast(ctx, name, seq, rows[name]); err != nil {
 			return err
 		}
 	}
@@ -437,7 +440,7 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 			if err != nil {
 				return err
 			}
-			last, err := a.st.lastRow(ctx, col.name, r.id)
+			last, err := a.st.lastRow(ctx, col.name, r.id, seq)
 			if err != nil {
 				return err
 			}
@@ -601,7 +604,16 @@ func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark,
 		if err := a.st.addKnown(ctx, name, recs); err != nil {
 			return err
 		}
-		if err := a.st.putLast(ctx, name, rows[name]); err != nil {
+		if err := a.st.putLast(ctx, name, seq, rows[name]); err != nil {
+			return err
+		}
+	}
+	for name, ids := range gone {
+		deleted := make(map[string][]byte, len(ids))
+		for _, id := range ids {
+			deleted[id] = nil
+		}
+		if err := a.st.putLast(ctx, name, seq, deleted); err != nil {
 			return err
 		}
 	}
@@ -636,6 +648,9 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) (adapters.Applied, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
+	// The writes' position, taken first: the rows they leave are the
+	// records' rows from it on (state.lastRow).
+	pos := a.seq.Add(1)
 	var out adapters.Applied
 	for i, w := range writes {
 		col := a.byName[w.Collection]
@@ -656,7 +671,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 				continue
 			}
 		}
-		gen, err := a.apply(ctx, col, w)
+		gen, err := a.apply(ctx, col, w, pos)
 		if errors.Is(err, errGone) {
 			out.Deferred = append(out.Deferred, i)
 			continue
@@ -673,7 +688,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 	}
 	// A number of its own: every batch read before the apply has a smaller
 	// one, every batch read after it a greater one.
-	out.Position = a.st.cursor(a.seq.Add(1))
+	out.Position = a.st.cursor(pos)
 	return out, nil
 }
 
@@ -730,9 +745,9 @@ func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
 
 // apply performs one write and returns the key the API or the adapter
 // generated for a NewKey.
-func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write, pos int64) (crdt.Key, error) {
 	if w.NewKey != "" {
-		return a.create(ctx, col, w)
+		return a.create(ctx, col, w, pos)
 	}
 	id, err := col.idText(w.Key)
 	if err != nil {
@@ -744,18 +759,18 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) 
 		if err != nil && !(errors.As(err, &se) && se.code == nethttp.StatusNotFound) {
 			return "", err
 		}
-		return "", a.st.deleted(ctx, col.name, id)
+		return "", a.st.deleted(ctx, col.name, id, pos)
 	}
 	if rk, err := crdt.MakeKey(w.Row[col.ID]); err != nil || rk != w.Key {
 		return "", adapters.BadRow(col.name, w.Key, errors.Newf("row's %s %s disagrees with the write's key", col.ID, w.Row[col.ID]))
 	}
-	return "", a.upsert(ctx, col, w.Key, id, w.Row)
+	return "", a.upsert(ctx, col, w.Key, id, w.Row, pos)
 }
 
 // upsert writes row as record id: an update, or a create with the ID when
 // the server lacks a record the adapter does not know and takes client
 // IDs. A record the adapter knows that the server lacks is errGone.
-func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id string, row crdt.Row) error {
+func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id string, row crdt.Row, pos int64) error {
 	stamp := a.clk.Now().UnixMilli()
 	body, err := col.encode(row, id, stamp)
 	if err != nil {
@@ -777,7 +792,7 @@ func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id
 	if err != nil {
 		return err
 	}
-	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp), col.written(id, r.body, row))
+	return a.st.wrote(ctx, col.name, id, pos, a.updatedOf(col, r.body, stamp), col.written(id, r.body, row))
 }
 
 // updatedOf returns the updated-at of a write's response, or stamp when
@@ -801,7 +816,7 @@ func (a *Adapter) updatedOf(col *Collection, body []byte, stamp int64) int64 {
 // them, the server's ID is known only from the response: a crash between
 // the response and the recording of the pair leaves a record the map does
 // not name, and the repeated create makes a second one.
-func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write, pos int64) (crdt.Key, error) {
 	if v, ok := w.Row[col.ID]; ok && !v.IsNull() {
 		return "", adapters.BadRow(col.name, w.NewKey, errors.Newf("a record first seen elsewhere gets its %s here, and the row sets it to %s", col.ID, v))
 	}
@@ -809,7 +824,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	if id, ok, err := a.st.mapped(ctx, col.name, key); err != nil {
 		return "", err
 	} else if ok {
-		if err := a.upsert(ctx, col, w.NewKey, id, w.Row); err != nil {
+		if err := a.upsert(ctx, col, w.NewKey, id, w.Row, pos); err != nil {
 			return "", err
 		}
 		return col.key(id)
@@ -820,16 +835,32 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	var resp response
 	var err error
 	if col.clientIDs {
-		if id, err = a.st.intent(ctx, col.name, key, col.mintID()); err != nil {
+		minted := col.mintID()
+		if id, err = a.st.intent(ctx, col.name, key, minted); err != nil {
 			return "", err
 		}
 		if body, err = col.encode(w.Row, id, stamp); err != nil {
 			return "", adapters.BadRow(col.name, w.NewKey, err)
 		}
-		resp, err = a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
-		var se *statusError
-		if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+		// A fresh intent's ID is new to the server: create at once. An
+		// intent an earlier attempt left may have made the record: write
+		// it, and create it only when the server lacks it.
+		if id == minted {
 			resp, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
+			// A create the client sent again (its response was lost) finds
+			// the record the first one made: write it instead.
+			var se *statusError
+			if errors.As(err, &se) && se.code/100 == 4 && !retryable(se.code) {
+				if r, uerr := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body); uerr == nil {
+					resp, err = r, nil
+				}
+			}
+		} else {
+			resp, err = a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
+			var se *statusError
+			if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+				resp, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
+			}
 		}
 		if err != nil {
 			return "", err
@@ -851,7 +882,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	if err != nil {
 		return "", err
 	}
-	if err := a.st.created(ctx, col.name, id, key, a.updatedOf(col, resp.body, stamp), col.written(id, resp.body, w.Row)); err != nil {
+	if err := a.st.created(ctx, col.name, id, key, pos, a.updatedOf(col, resp.body, stamp), col.written(id, resp.body, w.Row)); err != nil {
 		return "", err
 	}
 	return k, nil
