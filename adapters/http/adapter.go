@@ -65,8 +65,14 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 		a.colls = append(a.colls, cfg.Collections[name])
 		a.byName[name] = cfg.Collections[name]
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout}, auth: auth,
-		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{}}
+	tr, err := transport(cfg)
+	if err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr}, auth: auth,
+		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{},
+		slots: make(chan struct{}, cfg.Concurrency), breaker: newBreaker(cfg.Circuit, clk)}
 	seq, err := st.maxSeq(ctx)
 	if err != nil {
 		_ = st.close()

@@ -29,10 +29,16 @@ type client struct {
 	auth   func(*nethttp.Request)
 	budget *rate.Limiter
 	clk    clock.Clock
+	// slots holds a token for each request in flight, at most
+	// Concurrency; breaker is the system's circuit.
+	slots   chan struct{}
+	breaker *breaker
 
 	mu     sync.Mutex
 	byCode map[int]int64 // responses by status code; 0 counts transport errors
 	waits  atomic.Int64  // requests that waited for the budget
+	// slotWaits counts requests that waited for a concurrency slot.
+	slotWaits atomic.Int64
 }
 
 // Stats counts the adapter's requests, for metrics.
@@ -77,7 +83,12 @@ func retryable(code int) bool {
 func (c *client) do(ctx context.Context, method, url string, body []byte) (response, error) {
 	var last error
 	for attempt := 0; ; attempt++ {
+		probe, err := c.breaker.allow()
+		if err != nil {
+			return response{}, err
+		}
 		r, retryAfter, err := c.once(ctx, method, url, body)
+		c.breaker.record(classifyAttempt(ctx, err, probe || attempt >= c.cfg.Retries), probe)
 		if err == nil {
 			return r, nil
 		}
@@ -119,6 +130,11 @@ func (c *client) once(ctx context.Context, method, url string, body []byte) (res
 	if err := c.budget.Wait(ctx); err != nil {
 		return response{}, 0, err
 	}
+	release, err := c.slot(ctx)
+	if err != nil {
+		return response{}, 0, err
+	}
+	defer release()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -148,6 +164,22 @@ func (c *client) once(ctx context.Context, method, url string, body []byte) (res
 			&statusError{method: method, url: url, code: resp.StatusCode, body: b}
 	}
 	return response{code: resp.StatusCode, body: b}, 0, nil
+}
+
+// slot waits for one of the Concurrency slots of requests in flight and
+// returns its release.
+func (c *client) slot(ctx context.Context) (func(), error) {
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		c.slotWaits.Add(1)
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return func() { <-c.slots }, nil
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.

@@ -36,6 +36,13 @@ type Config struct {
 	// Burst how many may go at once after a quiet spell (default 1).
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
+	// Concurrency is how many requests may be in flight at once (default
+	// 4).
+	Concurrency int `yaml:"concurrency"`
+	// Circuit stops requests to an API that keeps failing (circuit.go).
+	Circuit CircuitConfig `yaml:"circuit"`
+	// TLS sets the certificates of an https API (tls.go).
+	TLS TLSConfig `yaml:"tls"`
 	// Retries is how many times a request that failed with 429, a 5xx or a
 	// connection error is sent again before the system counts as
 	// unavailable (default 3), waiting Backoff, doubled each time, with
@@ -240,6 +247,9 @@ func (c *Config) fill() error {
 	}
 	if c.Retries == 0 {
 		c.Retries = 3
+	}
+	if err := c.fillBudget(); err != nil {
+		return err
 	}
 	if c.ReadBeforeWrite == nil {
 		t := true
