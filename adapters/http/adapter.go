@@ -40,7 +40,9 @@ type Adapter struct {
 	// must not miss a record that an apply creates while it runs.
 	applyMu sync.Mutex
 
-	skipped atomic.Int64 // records capture could not decode
+	skipped   atomic.Int64            // records capture could not decode
+	skippedBy map[string]*atomic.Int64 // the same by collection
+	polls     polls                    // capture's last successful polls, for metrics
 }
 
 // Open opens the adapter for cfg (LoadConfig or ParseConfig), creating its
@@ -60,10 +62,12 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	if err != nil {
 		return nil, err
 	}
-	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk}
+	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk, skippedBy: map[string]*atomic.Int64{},
+		polls: polls{opened: clk.Now(), at: map[string]time.Time{}, mark: map[string]int64{}}}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Collections)) {
 		a.colls = append(a.colls, cfg.Collections[name])
 		a.byName[name] = cfg.Collections[name]
+		a.skippedBy[name] = new(atomic.Int64)
 	}
 	tr, err := transport(cfg)
 	if err != nil {
@@ -181,6 +185,7 @@ func (a *Adapter) list(ctx context.Context, col *Collection, u string) ([]record
 	}
 	for _, e := range bad {
 		a.skipped.Add(1)
+		a.skippedBy[col.name].Add(1)
 		a.log.Warn("http adapter: record skipped", "collection", col.name, "err", e)
 	}
 	return recs, nil
@@ -452,6 +457,7 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.
 		if err != nil {
 			return nil, nil, err
 		}
+		a.polls.done(col.name, a.clk.Now(), m.Updated)
 		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
 			return nil, nil, err
 		}
