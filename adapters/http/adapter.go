@@ -143,54 +143,6 @@ func (a *Adapter) Tables(context.Context) ([]adapters.Table, error) {
 	return out, nil
 }
 
-// listURL returns the URL of one page of col's records: updated at or
-// after since in capture order when byUpdated, else every record by ID.
-func (a *Adapter) listURL(col *Collection, byUpdated bool, since int64, page int) string {
-	q := url.Values{}
-	if byUpdated {
-		q.Set(col.SinceParam, col.formatUpdated(since))
-		if col.SortParam != "" {
-			q.Set(col.SortParam, col.SortValue)
-		}
-		if col.OrderParam != "" {
-			q.Set(col.OrderParam, col.OrderValue)
-		}
-	} else {
-		if col.SortParam != "" {
-			q.Set(col.SortParam, col.ID)
-		}
-		if col.OrderParam != "" {
-			q.Set(col.OrderParam, "asc")
-		}
-	}
-	if col.Paging == "page" {
-		q.Set(col.PageParam, strconv.Itoa(page))
-	} else {
-		q.Set(col.OffsetParam, strconv.Itoa((page-1)*col.PageSize))
-	}
-	q.Set(col.LimitParam, strconv.Itoa(col.PageSize))
-	return a.cfg.BaseURL + col.Path + "?" + q.Encode()
-}
-
-// list fetches one page and decodes it; records that cannot be decoded
-// are logged and counted, never returned.
-func (a *Adapter) list(ctx context.Context, col *Collection, u string) ([]record, error) {
-	r, err := a.c.do(ctx, nethttp.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	recs, bad, err := col.decodeList(r.body)
-	if err != nil {
-		return nil, errors.WithHint(errors.Wrapf(err, "http adapter: GET %s", u), "check the collection's records and paging keys")
-	}
-	for _, e := range bad {
-		a.skipped.Add(1)
-		a.skippedBy[col.name].Add(1)
-		a.log.Warn("http adapter: record skipped", "collection", col.name, "err", e)
-	}
-	return recs, nil
-}
-
 // Skipped returns how many listed records capture could not decode.
 func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
 
@@ -198,15 +150,18 @@ func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
 // the overlap, in (updated-at, ID) order, and calls f with each one m has
 // not seen, advancing m. It pages by restarting the filter at the last
 // updated-at read, so that records that move to the end while it reads are
-// read again rather than shifting others out of its pages.
+// read again rather than shifting others out of its pages; it follows the
+// API's next page (page number, offset, cursor or link) only while a page
+// ends on the updated-at it started from, so that a cursor's guarantees,
+// whatever the API makes them, are never needed.
 func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(record) error) error {
 	overlap := a.cfg.Overlap.Milliseconds()
 	since := max(m.Updated-overlap, 0)
 	if m.Seen == nil {
 		m.Seen = map[string]int64{}
 	}
-	for page := 1; ; {
-		recs, err := a.list(ctx, col, a.listURL(col, true, since, page))
+	for p := a.pages(col, true, since); p.more(); {
+		recs, err := p.next(ctx)
 		if err != nil {
 			return err
 		}
@@ -222,13 +177,11 @@ func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(rec
 				return err
 			}
 		}
-		if len(recs) < col.PageSize {
-			break
-		}
-		if last := recs[len(recs)-1].updated; last > since {
-			since, page = last, 1
-		} else {
-			page++
+		if len(recs) > 0 && p.more() {
+			if last := recs[len(recs)-1].updated; last > since {
+				since = last
+				p = a.pages(col, true, since)
+			}
 		}
 	}
 	for id, u := range m.Seen {
@@ -252,16 +205,14 @@ func idLess(col *Collection, a, b string) bool {
 // listAll reads every record of col, by ID.
 func (a *Adapter) listAll(ctx context.Context, col *Collection) ([]record, error) {
 	var out []record
-	for page := 1; ; page++ {
-		recs, err := a.list(ctx, col, a.listURL(col, false, 0, page))
+	for p := a.pages(col, false, 0); p.more(); {
+		recs, err := p.next(ctx)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, recs...)
-		if len(recs) < col.PageSize {
-			return out, nil
-		}
 	}
+	return out, nil
 }
 
 func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Change, error) {

@@ -52,8 +52,9 @@ type Stats struct {
 
 // response is a read response.
 type response struct {
-	code int
-	body []byte
+	code   int
+	body   []byte
+	header nethttp.Header
 }
 
 // statusError is a response the adapter does not take as success.
@@ -163,7 +164,7 @@ func (c *client) once(ctx context.Context, method, url string, body []byte) (res
 		return response{}, retryAfter(resp.Header.Get("Retry-After"), c.clk.Now()),
 			&statusError{method: method, url: url, code: resp.StatusCode, body: b}
 	}
-	return response{code: resp.StatusCode, body: b}, 0, nil
+	return response{code: resp.StatusCode, body: b, header: resp.Header}, 0, nil
 }
 
 // slot waits for one of the Concurrency slots of requests in flight and

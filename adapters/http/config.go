@@ -114,14 +114,23 @@ type Collection struct {
 	SortValue  string `yaml:"sort_value"`
 	OrderParam string `yaml:"order_param"`
 	OrderValue string `yaml:"order_value"`
-	// Paging is page (PageParam counts pages from 1) or offset
-	// (OffsetParam counts records from 0); LimitParam sets the page size,
-	// PageSize (default 100).
+	// Paging is page (PageParam counts pages from 1), offset (OffsetParam
+	// counts records from 0), cursor or next_link (paging.go); LimitParam
+	// sets the page size, PageSize (default 100).
 	Paging      string `yaml:"paging"`
 	PageParam   string `yaml:"page_param"`
 	OffsetParam string `yaml:"offset_param"`
 	LimitParam  string `yaml:"limit_param"`
 	PageSize    int    `yaml:"page_size"`
+	// CursorParam is the query parameter that sends the cursor of the
+	// next page, and CursorPath the dotted path of that cursor in a list
+	// response (cursor paging).
+	CursorParam string `yaml:"cursor_param"`
+	CursorPath  string `yaml:"cursor_path"`
+	// NextPath is the dotted path of the next page's URL in a list
+	// response; without it, the Link header's rel="next" (next_link
+	// paging).
+	NextPath string `yaml:"next_path"`
 	// Create, Update and Delete are the write requests: a method and a
 	// path template in which {id} stands for the record's ID (defaults:
 	// POST {path}, PUT {path}/{id}, DELETE {path}/{id}). Creates and
@@ -344,17 +353,8 @@ func (col *Collection) fill(name string, p Collection) error {
 	if col.SinceParam == "" {
 		return errors.WithHint(keyErr(key+".since_param", "missing"), "the query parameter that keeps records updated at or after a value, e.g. updatedAt_gte")
 	}
-	switch col.Paging {
-	case "page":
-		if col.PageParam == "" || col.LimitParam == "" {
-			return errors.WithHint(keyErr(key+".paging", "page paging needs page_param and limit_param"), "e.g. page_param: _page, limit_param: _limit")
-		}
-	case "offset":
-		if col.OffsetParam == "" || col.LimitParam == "" {
-			return errors.WithHint(keyErr(key+".paging", "offset paging needs offset_param and limit_param"), "e.g. offset_param: offset, limit_param: limit")
-		}
-	default:
-		return errors.WithHint(keyErr(key+".paging", "%q", col.Paging), "page or offset")
+	if err := col.checkPaging(key); err != nil {
+		return err
 	}
 	if col.PageSize < 1 {
 		return keyErr(key+".page_size", "%d is not positive", col.PageSize)
