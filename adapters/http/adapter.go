@@ -40,7 +40,7 @@ type Adapter struct {
 	// must not miss a record that an apply creates while it runs.
 	applyMu sync.Mutex
 
-	skipped   atomic.Int64            // records capture could not decode
+	skipped   atomic.Int64             // records capture could not decode
 	skippedBy map[string]*atomic.Int64 // the same by collection
 	polls     polls                    // capture's last successful polls, for metrics
 }
