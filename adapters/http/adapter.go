@@ -221,6 +221,9 @@ func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Cha
 		return adapters.Change{}, err
 	}
 	ch := adapters.Change{Collection: col.name, Key: k, Row: r.row}
+	if r.deleted {
+		ch.Row = nil
+	}
 	if !snapshot && r.updated > 0 {
 		ch.Committed = time.UnixMilli(r.updated)
 	}
@@ -249,6 +252,9 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		}
 		add := func(r record) error {
 			seen[r.id] = true
+			if r.deleted {
+				return nil
+			}
 			ch, err := a.change(col, r, true)
 			if err != nil {
 				return err
@@ -442,7 +448,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 			for _, r := range all {
 				listed[r.id] = true
 				// A record updated within the window is the polls' to report.
-				if _, ok := known[r.id]; !ok && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
+				if _, ok := known[r.id]; !ok && !r.deleted && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
 					ch, err := a.change(col, r, false)
 					if err != nil {
 						return err
@@ -626,6 +632,9 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) 
 	id, err := col.idText(w.Key)
 	if err != nil {
 		return "", adapters.BadRow(col.name, w.Key, err)
+	}
+	if w.Row == nil && col.Deleted != nil && col.Deleted.Apply == "soft" {
+		return "", a.softDelete(ctx, col, id)
 	}
 	if w.Row == nil {
 		_, err := a.c.do(ctx, col.Delete.Method, a.recordURL(col, col.Delete.Path, id), nil)

@@ -138,6 +138,9 @@ type Collection struct {
 	Create Request `yaml:"create"`
 	Update Request `yaml:"update"`
 	Delete Request `yaml:"delete"`
+	// Deleted marks the records the API keeps as deleted (soft deletes,
+	// softdelete.go).
+	Deleted *SoftDelete `yaml:"deleted"`
 
 	name         string
 	sinceSuffix  string // a preset's filter suffix after Updated
@@ -354,6 +357,9 @@ func (col *Collection) fill(name string, p Collection) error {
 		return errors.WithHint(keyErr(key+".since_param", "missing"), "the query parameter that keeps records updated at or after a value, e.g. updatedAt_gte")
 	}
 	if err := col.checkPaging(key); err != nil {
+		return err
+	}
+	if err := col.checkSoftDelete(key); err != nil {
 		return err
 	}
 	if col.PageSize < 1 {
