@@ -3,13 +3,11 @@ package http
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"maps"
 	nethttp "net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +52,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	auth, err := authenticator(cfg.Auth)
+	creds, err := authenticator(cfg.Auth, clk)
 	if err != nil {
 		return nil, err
 	}
@@ -74,9 +72,12 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 		_ = st.close()
 		return nil, err
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr}, auth: auth,
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr}, creds: creds,
 		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{},
 		slots: make(chan struct{}, cfg.Concurrency), breaker: newBreaker(cfg.Circuit, clk)}
+	if l, ok := creds.(*login); ok {
+		l.c = a.c
+	}
 	seq, err := st.maxSeq(ctx)
 	if err != nil {
 		_ = st.close()
@@ -84,44 +85,6 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	}
 	a.seq.Store(seq)
 	return a, nil
-}
-
-// authenticator returns what sets a request's credentials.
-func authenticator(c AuthConfig) (func(*nethttp.Request), error) {
-	read := func(path, key string) (string, error) {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return "", errors.Wrapf(err, "config auth.%s", key)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return "", errors.WithHint(errors.Newf("config auth.%s: %s is readable by others (mode %v)", key, path, fi.Mode().Perm()),
-				"chmod 600 "+path)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", errors.Wrapf(err, "config auth.%s", key)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", errors.Newf("config auth.%s: %s is empty", key, path)
-		}
-		return s, nil
-	}
-	switch {
-	case c.BearerFile != "":
-		tok, err := read(c.BearerFile, "bearer_file")
-		if err != nil {
-			return nil, err
-		}
-		return func(r *nethttp.Request) { r.Header.Set("Authorization", "Bearer "+tok) }, nil
-	case c.User != "":
-		pw, err := read(c.PasswordFile, "password_file")
-		if err != nil {
-			return nil, err
-		}
-		return func(r *nethttp.Request) { r.SetBasicAuth(c.User, pw) }, nil
-	}
-	return func(*nethttp.Request) {}, nil
 }
 
 // Stats returns the adapter's request counters.
@@ -715,9 +678,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	var resp response
 	var err error
 	if col.clientIDs {
-		b := make([]byte, 10)
-		_, _ = rand.Read(b)
-		if id, err = a.st.intent(ctx, col.name, key, hex.EncodeToString(b)); err != nil {
+		if id, err = a.st.intent(ctx, col.name, key, col.mintID()); err != nil {
 			return "", err
 		}
 		if body, err = col.encode(w.Row, id, stamp); err != nil {
@@ -752,6 +713,25 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 		return "", err
 	}
 	return k, nil
+}
+
+// mintID returns a new random ID: IDLength characters of IDAlphabet, each
+// drawn uniformly (bytes that would favour the first characters are
+// drawn again).
+func (col *Collection) mintID() string {
+	n := len(col.IDAlphabet)
+	limit := 256 - 256%n
+	out := make([]byte, 0, col.IDLength)
+	buf := make([]byte, col.IDLength+8)
+	for len(out) < col.IDLength {
+		_, _ = rand.Read(buf)
+		for _, b := range buf {
+			if int(b) < limit && len(out) < col.IDLength {
+				out = append(out, col.IDAlphabet[int(b)%n])
+			}
+		}
+	}
+	return string(out)
 }
 
 // IDMap returns the pairs recorded for table: server ID to collection key.

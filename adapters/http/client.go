@@ -26,7 +26,7 @@ const maxBody = 64 << 20
 type client struct {
 	cfg    *Config
 	http   *nethttp.Client
-	auth   func(*nethttp.Request)
+	creds  credentials
 	budget *rate.Limiter
 	clk    clock.Clock
 	// slots holds a token for each request in flight, at most
@@ -48,6 +48,9 @@ type Stats struct {
 	Requests map[int]int64
 	// BudgetWaits counts requests that waited for the request budget.
 	BudgetWaits int64
+	// Logins counts the login requests that returned a token
+	// (auth.login).
+	Logins int64
 }
 
 // response is a read response.
@@ -80,15 +83,33 @@ func retryable(code int) bool {
 // do sends a request with body (nil: none) and returns the response of a
 // 2xx, or a *statusError for another status that is not retryable. Retryable
 // failures are retried Retries times with backoff, then reported marked
+// adapters.ErrUnavailable. With a login, a 401 or 403 logs in again once and
+// sends the request again; a refusal of the fresh token is reported marked
 // adapters.ErrUnavailable.
 func (c *client) do(ctx context.Context, method, url string, body []byte) (response, error) {
+	return c.send(ctx, method, url, body, true)
+}
+
+// send is do, with the credentials when authed (not for the login itself).
+func (c *client) send(ctx context.Context, method, url string, body []byte, authed bool) (response, error) {
 	var last error
+	relogged := false
 	for attempt := 0; ; attempt++ {
+		var name, value string
+		var gen int64
+		if authed {
+			var err error
+			if name, value, gen, err = c.creds.header(ctx); err != nil {
+				return response{}, err
+			}
+		}
+		// After the credentials: a login sends a request of its own, which
+		// the circuit must see first.
 		probe, err := c.breaker.allow()
 		if err != nil {
 			return response{}, err
 		}
-		r, retryAfter, err := c.once(ctx, method, url, body)
+		r, retryAfter, err := c.once(ctx, method, url, body, name, value)
 		c.breaker.record(classifyAttempt(ctx, err, probe || attempt >= c.cfg.Retries), probe)
 		if err == nil {
 			return r, nil
@@ -97,6 +118,17 @@ func (c *client) do(ctx context.Context, method, url string, body []byte) (respo
 			return response{}, ctx.Err()
 		}
 		var se *statusError
+		if authed && errors.As(err, &se) && (se.code == nethttp.StatusUnauthorized || se.code == nethttp.StatusForbidden) &&
+			c.creds.rejected(gen) {
+			if !relogged {
+				relogged = true
+				attempt--
+				continue
+			}
+			return response{}, errors.Mark(errors.WithHint(err,
+				"the API refuses the token of a fresh login: check that auth.login's account may use the collections; the writes wait and are retried"),
+				adapters.ErrUnavailable)
+		}
 		if errors.As(err, &se) && !retryable(se.code) {
 			return response{}, err
 		}
@@ -124,7 +156,7 @@ func (c *client) do(ctx context.Context, method, url string, body []byte) (respo
 
 // once sends one request and returns the wait a Retry-After header asks
 // for.
-func (c *client) once(ctx context.Context, method, url string, body []byte) (response, time.Duration, error) {
+func (c *client) once(ctx context.Context, method, url string, body []byte, hname, hvalue string) (response, time.Duration, error) {
 	if c.budget.Tokens() < 1 {
 		c.waits.Add(1)
 	}
@@ -148,7 +180,9 @@ func (c *client) once(ctx context.Context, method, url string, body []byte) (res
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	c.auth(req)
+	if hname != "" {
+		req.Header.Set(hname, hvalue)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.count(0)
@@ -210,5 +244,9 @@ func (c *client) stats() Stats {
 	for k, v := range c.byCode {
 		m[k] = v
 	}
-	return Stats{Requests: m, BudgetWaits: c.waits.Load()}
+	s := Stats{Requests: m, BudgetWaits: c.waits.Load()}
+	if l, ok := c.creds.(*login); ok {
+		s.Logins = l.logins.Load()
+	}
+	return s
 }

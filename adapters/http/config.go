@@ -19,7 +19,8 @@ import (
 // the YAML file the sidecar's adapter.dsn names (LoadConfig).
 type Config struct {
 	// Preset fills the conventions of a known API into every collection
-	// (the fields a collection leaves empty): "json-server".
+	// and into auth.login (the fields they leave empty): "json-server" or
+	// "pocketbase".
 	Preset string `yaml:"preset"`
 	// BaseURL is the API's root, e.g. http://127.0.0.1:3000.
 	BaseURL string `yaml:"base_url"`
@@ -70,13 +71,52 @@ type Config struct {
 	path string // the file the config was read from
 }
 
-// AuthConfig authenticates requests: a bearer token read from a file, or
-// HTTP basic authentication with the password read from a file. Secret
-// files must be private to their owner.
+// AuthConfig authenticates requests, in one of four ways: a bearer token
+// read from a file (BearerFile), a header whose value is read from a file
+// (HeaderFile), HTTP basic authentication with the password read from a
+// file (User, PasswordFile), or a login request whose token is renewed
+// (Login). Secret files must be private to their owner.
 type AuthConfig struct {
-	BearerFile   string `yaml:"bearer_file"`
+	// BearerFile holds a token sent as "Bearer <token>" in Header.
+	BearerFile string `yaml:"bearer_file"`
+	// HeaderFile holds the whole value of Header, e.g. an API key.
+	HeaderFile string `yaml:"header_file"`
+	// Header is the header that carries the credential of BearerFile,
+	// HeaderFile or Login (default Authorization).
+	Header string `yaml:"header"`
+	// User and PasswordFile are HTTP basic authentication.
 	User         string `yaml:"user"`
 	PasswordFile string `yaml:"password_file"`
+	// Login logs in with a request and sends the token it returns.
+	Login *LoginConfig `yaml:"login"`
+}
+
+// LoginConfig is a login request: a POST of a JSON object holding the
+// identity and the password to Path, whose JSON response holds a token.
+// The adapter logs in before its first request, again shortly before the
+// token expires (when the token is a JWT with an exp claim, which is read
+// without being verified) and once after a response of 401 or 403 (the
+// token was revoked); a 401 or 403 with a fresh token makes the system
+// unavailable. The password file is read at every login, so that it can be
+// changed without a restart.
+type LoginConfig struct {
+	// Path is the login request's path below base_url (pocketbase preset:
+	// /api/collections/_superusers/auth-with-password).
+	Path string `yaml:"path"`
+	// Identity is the user's name or email; PasswordFile holds the
+	// password.
+	Identity     string `yaml:"identity"`
+	PasswordFile string `yaml:"password_file"`
+	// IdentityField and PasswordField name the request's fields (default
+	// username and password; pocketbase preset: identity and password).
+	IdentityField string `yaml:"identity_field"`
+	PasswordField string `yaml:"password_field"`
+	// TokenField is the dotted path of the token in the response (default
+	// token).
+	TokenField string `yaml:"token_field"`
+	// Format is the header's value, in which {token} stands for the token
+	// (default "Bearer {token}"; pocketbase preset: "{token}").
+	Format string `yaml:"format"`
 }
 
 // Collection describes one collection of the API.
@@ -89,10 +129,16 @@ type Collection struct {
 	IDKind string `yaml:"id_kind"`
 	// ClientIDs says the API takes the ID a create sends: the adapter then
 	// mints string IDs itself, which closes the crash window of creates
-	// (see the package doc).
-	ClientIDs *bool `yaml:"client_ids"`
+	// (see the package doc). A minted ID is IDLength characters drawn at
+	// random from IDAlphabet (default 20 of 0123456789abcdef; pocketbase
+	// preset: 15 of a-z and 0-9, PocketBase's default ID pattern).
+	ClientIDs  *bool  `yaml:"client_ids"`
+	IDLength   int    `yaml:"id_length"`
+	IDAlphabet string `yaml:"id_alphabet"`
 	// Updated is the field holding when the record last changed, in
-	// UpdatedFormat: unix_ms (a number of milliseconds) or rfc3339.
+	// UpdatedFormat: unix_ms (a number of milliseconds), rfc3339, or
+	// layout:<a Go time layout>, read and written in UTC (pocketbase
+	// preset: layout:2006-01-02 15:04:05.000Z).
 	Updated       string `yaml:"updated"`
 	UpdatedFormat string `yaml:"updated_format"`
 	// StampUpdated makes the adapter set Updated itself on its writes, for
@@ -105,8 +151,12 @@ type Collection struct {
 	// response ("" for a response that is the array itself).
 	Records string `yaml:"records"`
 	// SinceParam is the query parameter that keeps records updated at or
-	// after a value (json-server: updated_gte).
+	// after a value (json-server: updatedAt_gte), and SinceValue its value,
+	// in which {since} stands for the value in UpdatedFormat and {updated}
+	// for the Updated field's name (default {since}; pocketbase preset:
+	// filter={updated} >= '{since}').
 	SinceParam string `yaml:"since_param"`
+	SinceValue string `yaml:"since_value"`
 	// SortParam and OrderParam sort the list by Updated and ID ascending;
 	// SortValue and OrderValue are their values (json-server:
 	// _sort=updated,id&_order=asc,asc).
@@ -131,6 +181,9 @@ type Collection struct {
 	// response; without it, the Link header's rel="next" (next_link
 	// paging).
 	NextPath string `yaml:"next_path"`
+	// Query holds query parameters sent with every list request
+	// (pocketbase preset: skipTotal=1, which spares the server counting).
+	Query map[string]string `yaml:"query"`
 	// Create, Update and Delete are the write requests: a method and a
 	// path template in which {id} stands for the record's ID (defaults:
 	// POST {path}, PUT {path}/{id}, DELETE {path}/{id}). Creates and
@@ -144,6 +197,8 @@ type Collection struct {
 
 	name         string
 	sinceSuffix  string // a preset's filter suffix after Updated
+	pathTmpl     string // a preset's path, in which {name} stands for the collection's name
+	layout       string // the Go time layout of UpdatedFormat; "" for unix_ms
 	clientIDs    bool
 	stampUpdated bool
 	idKind       crdt.Kind
@@ -162,16 +217,41 @@ type colSpec struct {
 	kind crdt.Kind
 }
 
+// preset is the conventions of a known API.
+type preset struct {
+	col   Collection
+	login LoginConfig
+}
+
 // presets are the conventions of known APIs.
-var presets = map[string]Collection{
+var presets = map[string]preset{
 	// json-server 0.17: client IDs accepted, no timestamps of its own,
 	// _gte filters, _sort/_order on several fields, _page/_limit.
-	"json-server": {
+	"json-server": {col: Collection{
 		ID: "id", IDKind: "string", clientIDs: true,
 		Updated: "updatedAt", UpdatedFormat: "unix_ms", stampUpdated: true,
 		SortParam: "_sort", OrderParam: "_order", OrderValue: "asc,asc",
 		Paging: "page", PageParam: "_page", LimitParam: "_limit",
 		sinceSuffix: "_gte",
+	}},
+	// PocketBase 0.40: records below /api/collections/<name>/records in
+	// "items", client IDs of 15 [a-z0-9] accepted, server-set "updated"
+	// (an autodate field) in milliseconds, one filter parameter, sort on
+	// several fields, page/perPage, PATCH updates, superuser login.
+	"pocketbase": {
+		col: Collection{
+			pathTmpl: "/api/collections/{name}/records", Records: "items",
+			ID: "id", IDKind: "string", clientIDs: true, IDLength: 15, IDAlphabet: "abcdefghijklmnopqrstuvwxyz0123456789",
+			Updated: "updated", UpdatedFormat: "layout:2006-01-02 15:04:05.000Z",
+			SinceParam: "filter", SinceValue: "{updated} >= '{since}'", SortParam: "sort",
+			Paging: "page", PageParam: "page", LimitParam: "perPage",
+			Query:  map[string]string{"skipTotal": "1"},
+			Update: Request{Method: "PATCH"},
+		},
+		login: LoginConfig{
+			Path:          "/api/collections/_superusers/auth-with-password",
+			IdentityField: "identity", PasswordField: "password", TokenField: "token", Format: "{token}",
+		},
 	},
 }
 
@@ -220,19 +300,15 @@ func (c *Config) fill() error {
 		return errors.WithHint(keyErr("base_url", "%q is not an http or https URL", c.BaseURL), "e.g. https://crm.example.com/api")
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	var preset Collection
+	var p preset
 	if c.Preset != "" {
-		p, ok := presets[c.Preset]
-		if !ok {
-			return errors.WithHint(keyErr("preset", "unknown preset %q", c.Preset), "known presets: json-server")
+		var ok bool
+		if p, ok = presets[c.Preset]; !ok {
+			return errors.WithHint(keyErr("preset", "unknown preset %q", c.Preset), "known presets: json-server, pocketbase")
 		}
-		preset = p
 	}
-	if c.Auth.BearerFile != "" && (c.Auth.User != "" || c.Auth.PasswordFile != "") {
-		return errors.WithHint(keyErr("auth", "bearer_file and basic (user, password_file) together"), "choose one")
-	}
-	if (c.Auth.User == "") != (c.Auth.PasswordFile == "") {
-		return errors.WithHint(keyErr("auth", "basic authentication needs user and password_file"), "set both or neither")
+	if err := c.Auth.fill(p.login); err != nil {
+		return err
 	}
 	for _, d := range []struct {
 		key string
@@ -274,7 +350,7 @@ func (c *Config) fill() error {
 		if col == nil {
 			return keyErr("collections."+name, "empty")
 		}
-		if err := col.fill(name, preset); err != nil {
+		if err := col.fill(name, p.col); err != nil {
 			return err
 		}
 	}
@@ -292,7 +368,9 @@ func (col *Collection) fill(name string, p Collection) error {
 			*v = d
 		}
 	}
+	def(&col.Path, strings.ReplaceAll(p.pathTmpl, "{name}", name))
 	def(&col.Path, "/"+name)
+	def(&col.Records, p.Records)
 	def(&col.ID, p.ID)
 	def(&col.ID, "id")
 	def(&col.IDKind, p.IDKind)
@@ -303,6 +381,20 @@ func (col *Collection) fill(name string, p Collection) error {
 	def(&col.SinceParam, p.SinceParam)
 	if col.SinceParam == "" && p.sinceSuffix != "" {
 		col.SinceParam = col.Updated + p.sinceSuffix
+	}
+	def(&col.SinceValue, p.SinceValue)
+	def(&col.SinceValue, "{since}")
+	col.SinceValue = strings.ReplaceAll(col.SinceValue, "{updated}", col.Updated)
+	def(&col.IDAlphabet, p.IDAlphabet)
+	def(&col.IDAlphabet, "0123456789abcdef")
+	if col.IDLength == 0 {
+		col.IDLength = p.IDLength
+	}
+	if col.IDLength == 0 {
+		col.IDLength = 20
+	}
+	if col.Query == nil {
+		col.Query = p.Query
 	}
 	def(&col.SortParam, p.SortParam)
 	def(&col.SortValue, p.SortValue)
@@ -327,6 +419,7 @@ func (col *Collection) fill(name string, p Collection) error {
 	}
 	def(&col.Create.Method, "POST")
 	def(&col.Create.Path, col.Path)
+	def(&col.Update.Method, p.Update.Method)
 	def(&col.Update.Method, "PUT")
 	def(&col.Update.Path, col.Path+"/{id}")
 	def(&col.Delete.Method, "DELETE")
@@ -350,11 +443,25 @@ func (col *Collection) fill(name string, p Collection) error {
 	if col.Updated == "" {
 		return errors.WithHint(keyErr(key+".updated", "missing"), "the field that holds when a record last changed, e.g. updated: updatedAt")
 	}
-	if col.UpdatedFormat != "unix_ms" && col.UpdatedFormat != "rfc3339" {
-		return errors.WithHint(keyErr(key+".updated_format", "%q", col.UpdatedFormat), "unix_ms or rfc3339")
+	if err := col.fillLayout(key); err != nil {
+		return err
 	}
 	if col.SinceParam == "" {
 		return errors.WithHint(keyErr(key+".since_param", "missing"), "the query parameter that keeps records updated at or after a value, e.g. updatedAt_gte")
+	}
+	if !strings.Contains(col.SinceValue, "{since}") {
+		return errors.WithHint(keyErr(key+".since_value", "%q has no {since}", col.SinceValue), "e.g. since_value: \"{updated} >= '{since}'\"")
+	}
+	if col.IDLength < 8 || col.IDLength > 128 {
+		return errors.WithHint(keyErr(key+".id_length", "%d", col.IDLength), "between 8 and 128 characters; short IDs collide")
+	}
+	if n := len(col.IDAlphabet); n < 2 || n > 256 {
+		return errors.WithHint(keyErr(key+".id_alphabet", "%q", col.IDAlphabet), "2 to 256 distinct ASCII characters, e.g. abcdefghijklmnopqrstuvwxyz0123456789")
+	}
+	for i, r := range col.IDAlphabet {
+		if r >= 0x80 || strings.IndexRune(col.IDAlphabet[:i], r) >= 0 {
+			return errors.WithHint(keyErr(key+".id_alphabet", "%q", col.IDAlphabet), "2 to 256 distinct ASCII characters, e.g. abcdefghijklmnopqrstuvwxyz0123456789")
+		}
 	}
 	if err := col.checkPaging(key); err != nil {
 		return err
@@ -386,6 +493,84 @@ func (col *Collection) fill(name string, p Collection) error {
 			return errors.WithHint(keyErr(key+".columns."+n, "kind %q", col.Columns[n]), "int, float, string, bool, time or json")
 		}
 		col.columns = append(col.columns, colSpec{name: n, kind: k})
+	}
+	return nil
+}
+
+// fillLayout checks UpdatedFormat and sets its time layout. A layout must
+// read back what it writes, to the second at least.
+func (col *Collection) fillLayout(key string) error {
+	switch f := col.UpdatedFormat; {
+	case f == "unix_ms":
+		return nil
+	case f == "rfc3339":
+		col.layout = "2006-01-02T15:04:05.000Z07:00"
+		return nil
+	case strings.HasPrefix(f, "layout:"):
+		col.layout = strings.TrimPrefix(f, "layout:")
+		t := time.Date(2025, 11, 28, 17, 4, 5, 123e6, time.UTC)
+		back, err := time.Parse(col.layout, t.Format(col.layout))
+		if err == nil && back.Unix() == t.Unix() {
+			return nil
+		}
+	}
+	return errors.WithHint(keyErr(key+".updated_format", "%q", col.UpdatedFormat),
+		"unix_ms, rfc3339 or layout:<a Go time layout with date and time>, e.g. layout:2006-01-02 15:04:05.000Z")
+}
+
+// fill checks the auth keys and fills a login's defaults from the
+// preset's.
+func (a *AuthConfig) fill(p LoginConfig) error {
+	n := 0
+	for _, set := range []bool{a.BearerFile != "", a.HeaderFile != "", a.User != "" || a.PasswordFile != "", a.Login != nil} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.WithHint(keyErr("auth", "more than one of bearer_file, header_file, basic (user, password_file) and login"), "choose one")
+	}
+	if (a.User == "") != (a.PasswordFile == "") {
+		return errors.WithHint(keyErr("auth", "basic authentication needs user and password_file"), "set both or neither")
+	}
+	if a.Header == "" {
+		a.Header = "Authorization"
+	}
+	if strings.ContainsAny(a.Header, " :\t\r\n") {
+		return errors.WithHint(keyErr("auth.header", "%q is not a header name", a.Header), "e.g. header: X-API-Key")
+	}
+	if a.Header != "Authorization" && a.User != "" {
+		return errors.WithHint(keyErr("auth.header", "basic authentication goes in Authorization"), "remove auth.header")
+	}
+	l := a.Login
+	if l == nil {
+		return nil
+	}
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&l.Path, p.Path)
+	def(&l.IdentityField, p.IdentityField)
+	def(&l.IdentityField, "username")
+	def(&l.PasswordField, p.PasswordField)
+	def(&l.PasswordField, "password")
+	def(&l.TokenField, p.TokenField)
+	def(&l.TokenField, "token")
+	def(&l.Format, p.Format)
+	def(&l.Format, "Bearer {token}")
+	switch {
+	case l.Path == "":
+		return errors.WithHint(keyErr("auth.login.path", "missing"), "the login request's path below base_url, e.g. path: /auth/login")
+	case !strings.HasPrefix(l.Path, "/"):
+		return errors.WithHint(keyErr("auth.login.path", "%q does not start with /", l.Path), "a path below base_url, e.g. /auth/login")
+	case l.Identity == "":
+		return errors.WithHint(keyErr("auth.login.identity", "missing"), "the user's name or email")
+	case l.PasswordFile == "":
+		return errors.WithHint(keyErr("auth.login.password_file", "missing"), "a file, private to its owner, holding the password")
+	case !strings.Contains(l.Format, "{token}"):
+		return errors.WithHint(keyErr("auth.login.format", "%q has no {token}", l.Format), "e.g. format: \"Bearer {token}\"")
 	}
 	return nil
 }

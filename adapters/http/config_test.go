@@ -97,13 +97,13 @@ func TestAuthSecretFileMustBePrivate(t *testing.T) {
 	if err := os.WriteFile(p, []byte("s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := authenticator(AuthConfig{BearerFile: p}); err == nil || !strings.Contains(err.Error(), "readable by others") {
+	if _, err := authenticator(AuthConfig{BearerFile: p}, nil); err == nil || !strings.Contains(err.Error(), "readable by others") {
 		t.Fatalf("error %v", err)
 	}
 	if err := os.Chmod(p, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := authenticator(AuthConfig{BearerFile: p}); err != nil {
+	if _, err := authenticator(AuthConfig{BearerFile: p}, nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -131,11 +131,15 @@ func (col *Collection) parseUpdated(raw json.RawMessage) (int64, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return 0, errors.Newf("want an RFC 3339 time: %s", clip(raw))
+		return 0, errors.Newf("want a time as %s: %s", col.UpdatedFormat, clip(raw))
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	layout := col.layout
+	if col.UpdatedFormat == "rfc3339" {
+		layout = time.RFC3339Nano // reads any fraction, and none
+	}
+	t, err := time.Parse(layout, s)
 	if err != nil {
-		return 0, errors.Newf("want an RFC 3339 time: %s", clip(raw))
+		return 0, errors.Newf("want a time as %s: %s", col.UpdatedFormat, clip(raw))
 	}
 	return t.UnixMilli(), nil
 }
@@ -145,7 +149,7 @@ func (col *Collection) formatUpdated(ms int64) string {
 	if col.UpdatedFormat == "unix_ms" {
 		return strconv.FormatInt(ms, 10)
 	}
-	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return time.UnixMilli(ms).UTC().Format(col.layout)
 }
 
 // encode renders a write's row as the API's record: every declared column

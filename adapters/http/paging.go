@@ -228,8 +228,11 @@ func jsonString(body []byte, path string) (string, error) {
 // next_link paging); cursor paging adds the cursor to it.
 func (a *Adapter) listURL(col *Collection, byUpdated bool, since int64, page int) string {
 	q := url.Values{}
+	for k, v := range col.Query {
+		q.Set(k, v)
+	}
 	if byUpdated {
-		q.Set(col.SinceParam, col.formatUpdated(since))
+		q.Set(col.SinceParam, strings.ReplaceAll(col.SinceValue, "{since}", col.formatUpdated(since)))
 		if col.SortParam != "" {
 			q.Set(col.SortParam, col.SortValue)
 		}
