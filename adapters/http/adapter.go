@@ -72,7 +72,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 		_ = st.close()
 		return nil, err
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr}, creds: creds,
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: a.checkRedirect}, creds: creds,
 		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{},
 		slots: make(chan struct{}, cfg.Concurrency), breaker: newBreaker(cfg.Circuit, clk)}
 	if l, ok := creds.(*login); ok {

@@ -107,6 +107,9 @@ func (c *client) send(ctx context.Context, method, url string, body []byte, auth
 		// the circuit must see first.
 		probe, err := c.breaker.allow()
 		if err != nil {
+			if last != nil {
+				err = errors.WithSecondaryError(err, last)
+			}
 			return response{}, err
 		}
 		r, retryAfter, err := c.once(ctx, method, url, body, name, value)

@@ -154,6 +154,25 @@ func (a *Adapter) sameOrigin(from, link string) (string, error) {
 	return next.String(), nil
 }
 
+// checkRedirect lets the HTTP client follow a redirect only on base_url's
+// scheme and host, as sameOrigin does for next links: the standard client
+// drops Authorization on a redirect to another host, but not a header of
+// another name.
+func (a *Adapter) checkRedirect(req *nethttp.Request, via []*nethttp.Request) error {
+	if len(via) >= 10 {
+		return errors.New("http adapter: stopped after 10 redirects")
+	}
+	base, err := url.Parse(a.cfg.BaseURL)
+	if err != nil {
+		return errors.Wrap(err, "http adapter: base_url")
+	}
+	if !strings.EqualFold(req.URL.Scheme, base.Scheme) || !strings.EqualFold(req.URL.Host, base.Host) {
+		return errors.WithHint(errors.Newf("http adapter: redirect to %s leaves %s://%s: not followed", req.URL.Redacted(), base.Scheme, base.Host),
+			"the adapter follows redirects only on base_url's scheme and host, so that its credentials go nowhere else; set base_url to where the API lives")
+	}
+	return nil
+}
+
 // linkNext returns the target of rel="next" in Link header values (RFC
 // 8288), "" when there is none.
 func linkNext(values []string) string {

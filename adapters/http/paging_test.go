@@ -258,3 +258,34 @@ func TestJSONString(t *testing.T) {
 		}
 	}
 }
+
+// A redirect to another host is not followed: the request reaches only
+// base_url's host.
+func TestRedirectStaysOnBaseURL(t *testing.T) {
+	var elsewhere int
+	other := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		elsewhere++
+		fmt.Fprint(w, "[]")
+	}))
+	t.Cleanup(other.Close)
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if r.URL.Path == "/moved" {
+			fmt.Fprint(w, "[]")
+			return
+		}
+		target := other.URL + "/contacts"
+		if r.URL.Path == "/contacts/local" {
+			target = "/moved"
+		}
+		nethttp.Redirect(w, r, target, nethttp.StatusFound)
+	}))
+	t.Cleanup(srv.Close)
+	a := budgetAdapter(t, srv.URL, "")
+	if _, err := a.c.do(context.Background(), "GET", srv.URL+"/contacts/local", nil); err != nil {
+		t.Fatalf("redirect on the same host: %v", err)
+	}
+	_, err := a.c.do(context.Background(), "GET", srv.URL+"/contacts", nil)
+	if err == nil || !strings.Contains(err.Error(), "not followed") || elsewhere != 0 {
+		t.Fatalf("redirect elsewhere: %v, %d requests there", err, elsewhere)
+	}
+}
