@@ -574,6 +574,11 @@ func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Ke
 
 // classify marks a write's error: a rejected record is a bad row.
 func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
+	// A 5xx or 429 that outlasted the retries is the system's state, not
+	// the record's: the write waits, it is never parked.
+	if errors.Is(err, adapters.ErrUnavailable) {
+		return err
+	}
 	var se *statusError
 	if errors.As(err, &se) {
 		switch se.code {

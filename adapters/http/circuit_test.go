@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/clock"
+	"github.com/lattice-crdt/lattice/crdt"
 )
 
 // flakyServer answers 503 while down, else an empty list, and counts the
@@ -176,5 +177,18 @@ func TestConcurrencyLimit(t *testing.T) {
 	wg.Wait()
 	if p := f.peak.Load(); p != 3 {
 		t.Fatalf("peak %d requests in flight, want 3", p)
+	}
+}
+
+// A write that meets a 5xx after every retry waits: it is marked
+// unavailable, never parked as a bad row.
+func TestApplyUnavailableIsNotABadRow(t *testing.T) {
+	f := newFlakyServer(t)
+	f.down.Store(true)
+	a := budgetAdapter(t, f.URL, "circuit: {failures: 100}")
+	_, err := a.Apply(context.Background(), []adapters.Write{{Collection: "contacts", Key: crdt.StringKey("a"),
+		Row: crdt.Row{"id": crdt.String("a"), "name": crdt.String("x")}}}, nil)
+	if !errors.Is(err, adapters.ErrUnavailable) || errors.Is(err, adapters.ErrBadRow) {
+		t.Fatalf("Apply against a 503: %v, want unavailable and not a bad row", err)
 	}
 }
