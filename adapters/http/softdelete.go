@@ -135,7 +135,8 @@ func (a *Adapter) softDelete(ctx context.Context, col *Collection, id string) er
 	if err != nil {
 		return err
 	}
-	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp))
+	// No last row: a record brought back is diffed whole.
+	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp), nil)
 }
 
 // updatedJSON renders an updated-at as the API writes it.

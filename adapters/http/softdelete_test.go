@@ -94,6 +94,15 @@ func TestIntegrationSoftDeletes(t *testing.T) {
 				t.Errorf("own write captured: %s %v", ch.Key, ch.Row)
 			}
 		}
+		// A user brings a back without changing a synced field: the row is
+		// reported with no old row, so that it is taken whole.
+		s.Do("PATCH", "/contacts/a", map[string]any{"deleted": false, "updatedAt": st.next("a")}, 200, nil)
+		waitFor(t, "a brought back by a user", func() bool { return c.latest()[crdt.StringKey("a")]["name"].AsString() == "Na" })
+		for _, ch := range c.all() {
+			if ch.Key == crdt.StringKey("a") && ch.Old != nil {
+				t.Errorf("a brought back with an old row %v: the engine would see no change", ch.Old)
+			}
+		}
 	})
 	t.Run("timestamp", func(t *testing.T) {
 		var st stamper
