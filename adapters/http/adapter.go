@@ -38,7 +38,9 @@ type Adapter struct {
 	// must not miss a record that an apply creates while it runs.
 	applyMu sync.Mutex
 
-	skipped atomic.Int64 // records capture could not decode
+	skipped   atomic.Int64             // records capture could not decode
+	skippedBy map[string]*atomic.Int64 // the same by collection
+	polls     polls                    // capture's last successful polls, for metrics
 
 	hooks *hooks // the webhook receiver; nil without webhooks
 }
@@ -64,13 +66,21 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	if err != nil {
 		return nil, err
 	}
-	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk, hooks: hk}
+	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk, hooks: hk, skippedBy: map[string]*atomic.Int64{},
+		polls: polls{opened: clk.Now(), at: map[string]time.Time{}, mark: map[string]int64{}}}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Collections)) {
 		a.colls = append(a.colls, cfg.Collections[name])
 		a.byName[name] = cfg.Collections[name]
+		a.skippedBy[name] = new(atomic.Int64)
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout}, creds: creds,
-		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{}}
+	tr, err := transport(cfg)
+	if err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: a.checkRedirect}, creds: creds,
+		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{},
+		slots: make(chan struct{}, cfg.Concurrency), breaker: newBreaker(cfg.Circuit, clk)}
 	if l, ok := creds.(*login); ok {
 		l.c = a.c
 	}
@@ -102,56 +112,6 @@ func (a *Adapter) Tables(context.Context) ([]adapters.Table, error) {
 	return out, nil
 }
 
-// listURL returns the URL of one page of col's records: updated at or
-// after since in capture order when byUpdated, else every record by ID.
-func (a *Adapter) listURL(col *Collection, byUpdated bool, since int64, page int) string {
-	q := url.Values{}
-	for k, v := range col.Query {
-		q.Set(k, v)
-	}
-	if byUpdated {
-		q.Set(col.SinceParam, strings.ReplaceAll(col.SinceValue, "{since}", col.formatUpdated(since)))
-		if col.SortParam != "" {
-			q.Set(col.SortParam, col.SortValue)
-		}
-		if col.OrderParam != "" {
-			q.Set(col.OrderParam, col.OrderValue)
-		}
-	} else {
-		if col.SortParam != "" {
-			q.Set(col.SortParam, col.ID)
-		}
-		if col.OrderParam != "" {
-			q.Set(col.OrderParam, "asc")
-		}
-	}
-	if col.Paging == "page" {
-		q.Set(col.PageParam, strconv.Itoa(page))
-	} else {
-		q.Set(col.OffsetParam, strconv.Itoa((page-1)*col.PageSize))
-	}
-	q.Set(col.LimitParam, strconv.Itoa(col.PageSize))
-	return a.cfg.BaseURL + col.Path + "?" + q.Encode()
-}
-
-// list fetches one page and decodes it; records that cannot be decoded
-// are logged and counted, never returned.
-func (a *Adapter) list(ctx context.Context, col *Collection, u string) ([]record, error) {
-	r, err := a.c.do(ctx, nethttp.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	recs, bad, err := col.decodeList(r.body)
-	if err != nil {
-		return nil, errors.WithHint(errors.Wrapf(err, "http adapter: GET %s", u), "check the collection's records and paging keys")
-	}
-	for _, e := range bad {
-		a.skipped.Add(1)
-		a.log.Warn("http adapter: record skipped", "collection", col.name, "err", e)
-	}
-	return recs, nil
-}
-
 // Skipped returns how many listed records capture could not decode.
 func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
 
@@ -159,15 +119,18 @@ func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
 // the overlap, in (updated-at, ID) order, and calls f with each one m has
 // not seen, advancing m. It pages by restarting the filter at the last
 // updated-at read, so that records that move to the end while it reads are
-// read again rather than shifting others out of its pages.
+// read again rather than shifting others out of its pages; it follows the
+// API's next page (page number, offset, cursor or link) only while a page
+// ends on the updated-at it started from, so that a cursor's guarantees,
+// whatever the API makes them, are never needed.
 func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(record) error) error {
 	overlap := a.cfg.Overlap.Milliseconds()
 	since := max(m.Updated-overlap, 0)
 	if m.Seen == nil {
 		m.Seen = map[string]int64{}
 	}
-	for page := 1; ; {
-		recs, err := a.list(ctx, col, a.listURL(col, true, since, page))
+	for p := a.pages(col, true, since); p.more(); {
+		recs, err := p.next(ctx)
 		if err != nil {
 			return err
 		}
@@ -183,13 +146,11 @@ func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(rec
 				return err
 			}
 		}
-		if len(recs) < col.PageSize {
-			break
-		}
-		if last := recs[len(recs)-1].updated; last > since {
-			since, page = last, 1
-		} else {
-			page++
+		if len(recs) > 0 && p.more() {
+			if last := recs[len(recs)-1].updated; last > since {
+				since = last
+				p = a.pages(col, true, since)
+			}
 		}
 	}
 	for id, u := range m.Seen {
@@ -213,16 +174,14 @@ func idLess(col *Collection, a, b string) bool {
 // listAll reads every record of col, by ID.
 func (a *Adapter) listAll(ctx context.Context, col *Collection) ([]record, error) {
 	var out []record
-	for page := 1; ; page++ {
-		recs, err := a.list(ctx, col, a.listURL(col, false, 0, page))
+	for p := a.pages(col, false, 0); p.more(); {
+		recs, err := p.next(ctx)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, recs...)
-		if len(recs) < col.PageSize {
-			return out, nil
-		}
 	}
+	return out, nil
 }
 
 func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Change, error) {
@@ -231,6 +190,9 @@ func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Cha
 		return adapters.Change{}, err
 	}
 	ch := adapters.Change{Collection: col.name, Key: k, Row: r.row}
+	if r.deleted {
+		ch.Row = nil
+	}
 	if !snapshot && r.updated > 0 {
 		ch.Committed = time.UnixMilli(r.updated)
 	}
@@ -260,6 +222,9 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		}
 		add := func(r record) error {
 			seen[r.id] = true
+			if r.deleted {
+				return nil
+			}
 			if b := col.lastOf(r.id, r.row); b != nil {
 				rows[r.id] = b
 			}
@@ -451,7 +416,10 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 				rows[col.name] = map[string][]byte{}
 			}
 			known[col.name][r.id] = r.updated
-			if b := col.lastOf(r.id, r.row); b != nil {
+			if r.deleted {
+				// No last row: a record brought back is diffed whole.
+				rows[col.name][r.id] = nil
+			} else if b := col.lastOf(r.id, r.row); b != nil {
 				rows[col.name][r.id] = b
 			}
 			return nil
@@ -459,6 +427,7 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 		if err != nil {
 			return 0, nil, nil, nil, err
 		}
+		a.polls.done(col.name, a.clk.Now(), m.Updated)
 		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
 			return 0, nil, nil, nil, err
 		}
@@ -504,7 +473,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 				listed[r.id] = true
 				delete(m.Gone, r.id)
 				// A record updated within the window is the polls' to report.
-				if _, ok := known[r.id]; !ok && (r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
+				if _, ok := known[r.id]; !ok && !r.deleted && (r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
 					ch, err := a.change(col, r, false)
 					if err != nil {
 						return err
@@ -731,6 +700,11 @@ func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Ke
 
 // classify marks a write's error: a rejected record is a bad row.
 func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
+	// A 5xx or 429 that outlasted the retries is the system's state, not
+	// the record's: the write waits, it is never parked.
+	if errors.Is(err, adapters.ErrUnavailable) {
+		return err
+	}
 	var se *statusError
 	if errors.As(err, &se) {
 		switch se.code {
@@ -752,6 +726,9 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write, 
 	id, err := col.idText(w.Key)
 	if err != nil {
 		return "", adapters.BadRow(col.name, w.Key, err)
+	}
+	if w.Row == nil && col.Deleted != nil && col.Deleted.Apply == "soft" {
+		return "", a.softDelete(ctx, col, id)
 	}
 	if w.Row == nil {
 		_, err := a.c.do(ctx, col.Delete.Method, a.recordURL(col, col.Delete.Path, id), nil)
