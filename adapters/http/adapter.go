@@ -728,7 +728,7 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write, 
 		return "", adapters.BadRow(col.name, w.Key, err)
 	}
 	if w.Row == nil && col.Deleted != nil && col.Deleted.Apply == "soft" {
-		return "", a.softDelete(ctx, col, id)
+		return "", a.softDelete(ctx, col, id, pos)
 	}
 	if w.Row == nil {
 		_, err := a.c.do(ctx, col.Delete.Method, a.recordURL(col, col.Delete.Path, id), nil)
