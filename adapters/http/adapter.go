@@ -405,9 +405,13 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 			if err != nil {
 				return err
 			}
-			last, err := a.st.lastRow(ctx, col.name, r.id, seq)
-			if err != nil {
-				return err
+			// A record read twice in one poll (changed while it pages) has
+			// the first read's row as the second's Old.
+			last, ok := rows[col.name][r.id]
+			if !ok {
+				if last, err = a.st.lastRow(ctx, col.name, r.id, seq); err != nil {
+					return err
+				}
 			}
 			ch.Old = col.oldOf(last)
 			changes = append(changes, ch)
