@@ -78,7 +78,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 		_ = st.close()
 		return nil, err
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: a.checkRedirect}, creds: creds,
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: a.checkRedirect}, creds: creds, conn: cfg.conn,
 		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{},
 		slots: make(chan struct{}, cfg.Concurrency), breaker: newBreaker(cfg.Circuit, clk)}
 	if l, ok := creds.(*login); ok {
@@ -695,7 +695,7 @@ func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Ke
 	if err != nil {
 		return false, err
 	}
-	rec, err := col.decodeRecord(r.body)
+	rec, err := col.decodeResponse(r.body)
 	if err != nil {
 		return false, adapters.BadRow(col.name, key, errors.Wrapf(err, "http adapter: read %s %s before writing it", col.name, id))
 	}
@@ -753,11 +753,23 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write, 
 // IDs. A record the adapter knows that the server lacks is errGone.
 func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id string, row crdt.Row, pos int64) error {
 	stamp := a.clk.Now().UnixMilli()
-	body, err := col.encode(row, id, stamp)
+	body, err := col.body(row, id, stamp, nil)
 	if err != nil {
 		return adapters.BadRow(col.name, name, err)
 	}
-	r, err := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
+	update := body
+	if col.Update.Body == "changed" {
+		only, err := a.changed(ctx, col, id, row, pos)
+		if err != nil {
+			return err
+		}
+		if only != nil {
+			if update, err = col.body(row, id, stamp, only); err != nil {
+				return adapters.BadRow(col.name, name, err)
+			}
+		}
+	}
+	r, err := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), update)
 	var se *statusError
 	if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
 		if _, known, kerr := a.st.knownAt(ctx, col.name, id); kerr != nil {
@@ -776,9 +788,45 @@ func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id
 	return a.st.wrote(ctx, col.name, id, pos, a.updatedOf(col, r.body, stamp), col.written(id, r.body, row))
 }
 
+// changed returns the declared fields of row that differ from the record's
+// row as the adapter last captured or wrote it: what an update with body
+// changed sends. It returns nil (send them all) when the adapter knows no
+// earlier row, or when no field differs: the write then repairs a record
+// the server holds otherwise than the adapter last saw.
+func (a *Adapter) changed(ctx context.Context, col *Collection, id string, row crdt.Row, pos int64) (map[string]bool, error) {
+	b, err := a.st.lastRow(ctx, col.name, id, pos+1)
+	if err != nil {
+		return nil, err
+	}
+	last := col.oldOf(b)
+	if last == nil {
+		return nil, nil
+	}
+	only := map[string]bool{}
+	for _, c := range col.columns[1:] {
+		v, ok := row[c.name]
+		if !ok {
+			v = crdt.Null()
+		}
+		if v.Kind() == crdt.KindInt && c.kind == crdt.KindFloat {
+			v = crdt.Float(float64(v.AsInt()))
+		}
+		if !crdt.Equal(v, last[c.name]) {
+			only[c.name] = true
+		}
+	}
+	if len(only) == 0 {
+		return nil, nil
+	}
+	return only, nil
+}
+
 // updatedOf returns the updated-at of a write's response, or stamp when
 // the response does not say.
 func (a *Adapter) updatedOf(col *Collection, body []byte, stamp int64) int64 {
+	if b, err := col.fromAPI(body); err == nil {
+		body = b
+	}
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(body, &obj) == nil {
 		if raw, ok := obj[col.Updated]; ok {
@@ -820,7 +868,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write,
 		if id, err = a.st.intent(ctx, col.name, key, minted); err != nil {
 			return "", err
 		}
-		if body, err = col.encode(w.Row, id, stamp); err != nil {
+		if body, err = col.body(w.Row, id, stamp, nil); err != nil {
 			return "", adapters.BadRow(col.name, w.NewKey, err)
 		}
 		// A fresh intent's ID is new to the server: create at once. An
@@ -847,13 +895,13 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write,
 			return "", err
 		}
 	} else {
-		if body, err = col.encode(w.Row, "", stamp); err != nil {
+		if body, err = col.body(w.Row, "", stamp, nil); err != nil {
 			return "", adapters.BadRow(col.name, w.NewKey, err)
 		}
 		if resp, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body); err != nil {
 			return "", err
 		}
-		r, err := col.decodeRecord(resp.body)
+		r, err := col.decodeResponse(resp.body)
 		if err != nil {
 			return "", errors.Wrapf(err, "http adapter: create in %s: response", col.name)
 		}
@@ -884,7 +932,7 @@ func (col *Collection) lastOf(id string, row crdt.Row) []byte {
 // state keeps it: the record the response holds, or the row sent when the
 // response holds none.
 func (col *Collection) written(id string, body []byte, sent crdt.Row) []byte {
-	if r, err := col.decodeRecord(body); err == nil && r.id == id {
+	if r, err := col.decodeResponse(body); err == nil && r.id == id {
 		return col.lastOf(id, r.row)
 	}
 	return col.lastOf(id, sent)

@@ -27,6 +27,7 @@ type client struct {
 	cfg    *Config
 	http   *nethttp.Client
 	creds  credentials
+	conn   Connector // nil: none
 	budget *rate.Limiter
 	clk    clock.Clock
 	// slots holds a token for each request in flight, at most
@@ -185,6 +186,11 @@ func (c *client) once(ctx context.Context, method, url string, body []byte, hnam
 	}
 	if hname != "" {
 		req.Header.Set(hname, hvalue)
+	}
+	if c.conn != nil {
+		if err := c.conn.Prepare(req); err != nil {
+			return response{}, 0, errors.Wrapf(err, "http adapter: %s %s: connector %s", method, url, c.cfg.Connector)
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

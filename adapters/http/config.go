@@ -22,6 +22,10 @@ type Config struct {
 	// and into auth.login (the fields they leave empty): "json-server" or
 	// "pocketbase".
 	Preset string `yaml:"preset"`
+	// Connector names the Go code (RegisterConnector) that prepares the
+	// requests and translates the records and bodies of an API the keys
+	// below cannot describe.
+	Connector string `yaml:"connector"`
 	// BaseURL is the API's root, e.g. http://127.0.0.1:3000.
 	BaseURL string `yaml:"base_url"`
 	// State is the SQLite file where the adapter keeps what the API cannot:
@@ -70,7 +74,8 @@ type Config struct {
 	// Collections are the synced collections by name.
 	Collections map[string]*Collection `yaml:"collections"`
 
-	path string // the file the config was read from
+	path string    // the file the config was read from
+	conn Connector // the connector named, or nil
 }
 
 // AuthConfig authenticates requests, in one of four ways: a bearer token
@@ -203,14 +208,22 @@ type Collection struct {
 	layout       string // the Go time layout of UpdatedFormat; "" for unix_ms
 	clientIDs    bool
 	stampUpdated bool
+	conn         Connector // nil: none
+	connName     string
 	idKind       crdt.Kind
 	columns      []colSpec // sorted by name, the ID first
 }
 
-// Request is a write request: method and path template.
+// Request is a write request: method, path template and, for updates,
+// what the body holds.
 type Request struct {
 	Method string `yaml:"method"`
 	Path   string `yaml:"path"`
+	// Body is what an update sends: record (every declared field) or
+	// changed (the fields that differ from the record as the adapter last
+	// captured or wrote it, for an API whose PATCH keeps the rest; the
+	// whole record when it knows no earlier row).
+	Body string `yaml:"body"`
 }
 
 // colSpec is one declared field.
@@ -351,6 +364,13 @@ func (c *Config) fill() error {
 	if len(c.Collections) == 0 {
 		return errors.WithHint(keyErr("collections", "none"), "declare each synced collection: its path and columns")
 	}
+	var conn Connector
+	if c.Connector != "" {
+		var err error
+		if conn, err = connectorNamed(c.Connector); err != nil {
+			return err
+		}
+	}
 	for name, col := range c.Collections {
 		if col == nil {
 			return keyErr("collections."+name, "empty")
@@ -358,7 +378,9 @@ func (c *Config) fill() error {
 		if err := col.fill(name, p.col); err != nil {
 			return err
 		}
+		col.conn, col.connName = conn, c.Connector
 	}
+	c.conn = conn
 	return nil
 }
 
@@ -483,6 +505,26 @@ func (col *Collection) fill(name string, p Collection) error {
 	}{{"update", col.Update}, {"delete", col.Delete}} {
 		if !strings.Contains(r.r.Path, "{id}") {
 			return errors.WithHint(keyErr(key+"."+r.k+".path", "%q has no {id}", r.r.Path), "e.g. path: /contacts/{id}")
+		}
+	}
+	switch col.Update.Body {
+	case "":
+		col.Update.Body = "record"
+	case "record":
+	case "changed":
+		if strings.EqualFold(col.Update.Method, "PUT") {
+			return errors.WithHint(keyErr(key+".update.body", "changed fields with method PUT, which replaces the record"),
+				"an API that takes changed fields takes them with PATCH: method: PATCH")
+		}
+	default:
+		return errors.WithHint(keyErr(key+".update.body", "%q", col.Update.Body), "record or changed")
+	}
+	for _, r := range []struct {
+		k string
+		r Request
+	}{{"create", col.Create}, {"delete", col.Delete}} {
+		if r.r.Body != "" {
+			return errors.WithHint(keyErr(key+"."+r.k+".body", "only updates choose their body"), "a create sends the whole record, a delete none")
 		}
 	}
 	if len(col.Columns) == 0 {

@@ -49,22 +49,12 @@ func (col *Collection) idText(k crdt.Key) (string, error) {
 // a record that cannot be decoded is returned in bad with its error (by
 // position), so that one bad record does not hide the others.
 func (col *Collection) decodeList(body []byte) (recs []record, bad []error, err error) {
-	raw := json.RawMessage(body)
-	if col.Records != "" {
-		for _, part := range strings.Split(col.Records, ".") {
-			var obj map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &obj); err != nil {
-				return nil, nil, errors.Newf("list response: want an object holding %q: %s", col.Records, clip(body))
-			}
-			raw = obj[part]
-		}
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil || items == nil {
-		return nil, nil, errors.Newf("list response: want an array of records at %q: %s", col.Records, clip(body))
+	items, err := col.items(body)
+	if err != nil {
+		return nil, nil, err
 	}
 	for i, it := range items {
-		r, err := col.decodeRecord(it)
+		r, err := col.decodeResponse(it)
 		if err != nil {
 			bad = append(bad, errors.Wrapf(err, "record %d", i))
 			continue
@@ -72,6 +62,34 @@ func (col *Collection) decodeList(body []byte) (recs []record, bad []error, err 
 		recs = append(recs, r)
 	}
 	return recs, bad, nil
+}
+
+// recordsPath returns the keys of the records key's dotted path.
+func (col *Collection) recordsPath() []string {
+	if col.Records == "" {
+		return nil
+	}
+	return strings.Split(col.Records, ".")
+}
+
+// decodeResponse decodes a record as the API sends it, through the
+// connector (Connector.Record).
+func (col *Collection) decodeResponse(raw []byte) (record, error) {
+	b, err := col.fromAPI(raw)
+	if err != nil {
+		return record{}, err
+	}
+	return col.decodeRecord(b)
+}
+
+// body renders a write's row as the API's body (encode, then
+// Connector.Body); only, when not nil, limits the declared fields sent.
+func (col *Collection) body(row crdt.Row, id string, stamp int64, only map[string]bool) ([]byte, error) {
+	b, err := col.encodeFields(row, id, stamp, only)
+	if err != nil {
+		return nil, err
+	}
+	return col.toAPI(b)
 }
 
 // decodeRecord decodes one record: its ID, its updated-at and the
@@ -183,6 +201,12 @@ func (col *Collection) formatUpdated(ms int64) string {
 // a field not declared, is an error, but for an int in a float column), the ID when id is not empty, and
 // updated-at when the adapter stamps it.
 func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, error) {
+	return col.encodeFields(row, id, stamp, nil)
+}
+
+// encodeFields is encode with the declared fields limited to only (nil:
+// all).
+func (col *Collection) encodeFields(row crdt.Row, id string, stamp int64, only map[string]bool) ([]byte, error) {
 	for name := range row {
 		if name != col.ID && !slices.ContainsFunc(col.columns, func(c colSpec) bool { return c.name == name }) {
 			return nil, errors.Newf("field %s is not declared in collections.%s.columns", name, col.name)
@@ -190,6 +214,9 @@ func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, err
 	}
 	obj := make(map[string]json.RawMessage, len(col.columns)+1)
 	for _, c := range col.columns[1:] {
+		if only != nil && !only[c.name] {
+			continue
+		}
 		v, ok := row[c.name]
 		if !ok {
 			v = crdt.Null()

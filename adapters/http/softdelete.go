@@ -123,7 +123,11 @@ func (a *Adapter) softDelete(ctx context.Context, col *Collection, id string, po
 	if col.stampUpdated {
 		obj[col.Updated] = col.updatedJSON(stamp)
 	}
-	body, err := json.Marshal(obj)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return errors.Wrap(err, "http adapter: soft delete")
+	}
+	body, err := col.toAPI(b)
 	if err != nil {
 		return errors.Wrap(err, "http adapter: soft delete")
 	}
