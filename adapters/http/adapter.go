@@ -606,8 +606,12 @@ func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Ke
 	return rec.updated > last, nil
 }
 
-// classify marks a write's error: a rejected record is a bad row.
+// classify marks a write's error: a rejected record is a bad row, and a
+// system that cannot serve is unavailable.
 func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
+	if errors.Is(err, adapters.ErrUnavailable) {
+		return err // a failed login, retries spent on a 5xx: not the record's fault
+	}
 	var se *statusError
 	if errors.As(err, &se) {
 		switch se.code {
