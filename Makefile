@@ -49,6 +49,10 @@ soak: build ## run 1,000 randomized checker schedules (SEED=N to start from seed
 test: ## run the unit tests with the race detector (needs nothing but Go)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+.PHONY: pocketbase
+pocketbase: ## build the PocketBase server the http adapter's integration tests start (cached by source hash; minutes the first time)
+	LATTICE_INTEGRATION=1 $(GO) test -count=1 -timeout 60m -run '^TestBuildPocketBase$$' ./adapters/http/apitest/
+
 .PHONY: test-integration
 test-integration: ## run the tests that start their own PostgreSQL / MariaDB servers
 	LATTICE_INTEGRATION=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'Integration' ./...

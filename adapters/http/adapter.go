@@ -702,7 +702,8 @@ func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Ke
 	return rec.updated > last, nil
 }
 
-// classify marks a write's error: a rejected record is a bad row.
+// classify marks a write's error: a rejected record is a bad row, and a
+// system that cannot serve is unavailable.
 func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
 	// A 5xx or 429 that outlasted the retries is the system's state, not
 	// the record's: the write waits, it is never parked.

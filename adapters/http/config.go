@@ -486,7 +486,7 @@ func (col *Collection) fill(name string, p Collection) error {
 		return errors.WithHint(keyErr(key+".id_alphabet", "%q", col.IDAlphabet), "2 to 256 distinct ASCII characters, e.g. abcdefghijklmnopqrstuvwxyz0123456789")
 	}
 	for i, r := range col.IDAlphabet {
-		if r >= 0x80 || strings.IndexRune(col.IDAlphabet[:i], r) >= 0 {
+		if r >= 0x80 || strings.ContainsRune(col.IDAlphabet[:i], r) {
 			return errors.WithHint(keyErr(key+".id_alphabet", "%q", col.IDAlphabet), "2 to 256 distinct ASCII characters, e.g. abcdefghijklmnopqrstuvwxyz0123456789")
 		}
 	}

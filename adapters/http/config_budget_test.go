@@ -10,7 +10,7 @@ import (
 
 // The keys of budgets, TLS, paging and soft deletes: each error names its
 // key and carries a hint.
-func TestConfigNewKeys(t *testing.T) {
+func TestConfigBudgetKeys(t *testing.T) {
 	const base = "base_url: http://x\npreset: json-server\n"
 	for _, tc := range []struct{ yaml, key string }{
 		{base + "concurrency: -1\ncollections: {c: {columns: {a: int}}}", "config concurrency"},

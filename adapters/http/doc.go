@@ -5,7 +5,10 @@
 // filter, sort and pagination, where the records sit in the response, the
 // ID and updated-at fields, the declared fields and their kinds, and the
 // write requests. A preset fills the conventions of a known API
-// (json-server). docs/http.md is the reference.
+// (json-server, PocketBase). Authentication is a token, a header or a
+// password read from a private file, or a login request whose token is
+// renewed before it expires and after the API refuses it. docs/http.md is
+// the reference; adapters/http/apitest starts real servers for tests.
 //
 // The API has no transactions and keeps nothing for the adapter, so the
 // adapter keeps its own durable state in a small SQLite file (state:, by

@@ -24,7 +24,9 @@
 // t.Cleanup its starter registers stops the process and waits for it. On
 // Linux a server is killed when the test process dies (Pdeathsig).
 //
-// Trade-offs: the first PocketBase build takes one to two minutes (the
-// toolchain download and PocketBase's dependencies), later ones none; a
-// PocketBase start with a fresh data directory takes about half a second.
+// Trade-offs: a cold PocketBase build (toolchain download, PocketBase's
+// dependencies, no Go build cache) takes minutes (10.5 on a busy two-core
+// machine), so `make pocketbase` builds it outside the tests' timeout; a
+// cached binary costs nothing, and a PocketBase start with a fresh data
+// directory and a superuser takes about half a second.
 package apitest

@@ -41,3 +41,10 @@ func TestIntegrationJSONServer(t *testing.T) {
 		t.Fatalf("records %v", got)
 	}
 }
+
+// TestBuildPocketBase only builds the server (make pocketbase), so that CI
+// builds it before the integration tests and outside their timeout.
+func TestBuildPocketBase(t *testing.T) {
+	requireIntegration(t)
+	t.Log(BuildPocketBase(t))
+}
