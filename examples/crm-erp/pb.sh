@@ -39,7 +39,7 @@ cached() {
 	read -r goos goarch < <(go env GOOS GOARCH | tr '\n' ' ')
 	key="$(cd "$SRC" && {
 		for f in go.mod go.sum main.go; do
-			printf '%s %d\n' "$f" "$(stat -c %s "$f")"
+			printf '%s %d\n' "$f" "$(wc -c <"$f")"
 			cat "$f"
 		done
 		printf '%s %s/%s\n' "$TOOLCHAIN" "$goos" "$goarch"
