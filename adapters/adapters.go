@@ -34,11 +34,13 @@
 // sync late), RangeReader (reads by key range, for verification) and
 // RangeHasher (a key range's hash computed by the system, so that
 // verification reads only the ranges that changed since it last found them
-// equal).
+// equal) and WebhookReceiver (the system announces its changes by webhook,
+// so that capture fetches them at once).
 package adapters
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -223,6 +225,35 @@ type IDMapper interface {
 type RoundTripper interface {
 	RoundTrip(collection string, row crdt.Row) (crdt.Row, error)
 }
+
+// WebhookReceiver is implemented by adapters whose system can announce its
+// changes by webhook: the sidecar passes each webhook request it receives
+// (POST /v1/webhooks) to Webhook, which authenticates it and makes capture
+// fetch the change at once instead of at its next poll. Webhooks only hurry
+// capture: one that never comes costs time, not changes. Webhook does no
+// I/O with the system and may be called from any goroutine.
+type WebhookReceiver interface {
+	// Webhook takes one request's headers and raw body. It returns nil
+	// for a request it accepted, also one it ignores (an event for a
+	// collection or record it does not sync); an error marked
+	// ErrWebhookRefused for one it cannot authenticate, which triggers
+	// nothing; one marked ErrWebhookMalformed for an authenticated body it
+	// cannot read; and one marked ErrNoWebhooks when its config enables no
+	// webhooks.
+	Webhook(header http.Header, body []byte) error
+}
+
+// ErrWebhookRefused marks a webhook request that failed authentication: a
+// missing or wrong signature, a timestamp outside the replay window, a
+// replay.
+var ErrWebhookRefused = errors.New("adapters: webhook refused")
+
+// ErrWebhookMalformed marks an authenticated webhook request whose body the
+// adapter cannot read.
+var ErrWebhookMalformed = errors.New("adapters: webhook malformed")
+
+// ErrNoWebhooks marks a webhook request to an adapter that receives none.
+var ErrNoWebhooks = errors.New("adapters: no webhook receiver")
 
 // Sink receives captured batches. It returns only once the batch is
 // durable (or failed). The batch, its changes and their rows belong to the

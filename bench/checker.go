@@ -461,7 +461,17 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	res.Writes, res.Committed = writes.Load(), committed.Load()
 	for i, d := range dbs {
 		if d.dialect.postgres() {
-			if _, err := d.db.ExecContext(ctx, `INSERT INTO check_barrier (id, v) VALUES ($1, 'end')`, i); err != nil {
+			// A connection the pool kept across a PostgreSQL restart fails
+			// once ("terminating connection due to administrator
+			// command"); the next attempt takes a fresh one.
+			err := waitUntil(ctx, 30*time.Second, func() (bool, string) {
+				_, err := d.db.ExecContext(ctx, `INSERT INTO check_barrier (id, v) VALUES ($1, 'end') ON CONFLICT (id) DO NOTHING`, i)
+				if err != nil {
+					return false, err.Error()
+				}
+				return true, ""
+			})
+			if err != nil {
 				return res, errors.Wrapf(err, "write the capture barrier into %s's database", nodes[i].name)
 			}
 		}

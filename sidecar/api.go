@@ -49,6 +49,9 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("POST /v1/parked/skip", a.auth(http.HandlerFunc(a.skipParked)))
 	mux.Handle("GET /v1/collections", a.auth(http.HandlerFunc(a.collections)))
 	mux.Handle("GET /v1/conflicts", a.auth(http.HandlerFunc(a.conflicts)))
+	// Authenticated by the adapter, by signature: the system cannot hold
+	// the API token.
+	mux.HandleFunc("POST /v1/webhooks", a.webhook)
 	mux.Handle("POST /v1/conflicts/{id}/resolve", a.auth(http.HandlerFunc(a.resolveConflict)))
 	api := jsonMisses(mux)
 	if !a.cfg.API.NoConsole {
@@ -391,8 +394,9 @@ func (a *Agent) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// readBody reads a JSON object body, bounded by api.max_body_bytes.
-func (a *Agent) readBody(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, bool) {
+// readRaw reads a body, bounded by api.max_body_bytes; it answers the
+// request and returns false when it cannot.
+func (a *Agent) readRaw(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body := http.MaxBytesReader(w, r.Body, a.cfg.API.MaxBodyBytes)
 	b, err := io.ReadAll(body)
 	if err != nil {
@@ -403,6 +407,15 @@ func (a *Agent) readBody(w http.ResponseWriter, r *http.Request) (map[string]jso
 			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, errors.Wrap(err, "read request body"), "")
+		return nil, false
+	}
+	return b, true
+}
+
+// readBody reads a JSON object body, bounded by api.max_body_bytes.
+func (a *Agent) readBody(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, bool) {
+	b, ok := a.readRaw(w, r)
+	if !ok {
 		return nil, false
 	}
 	var fields map[string]json.RawMessage

@@ -34,6 +34,7 @@ type metrics struct {
 	apiRequests       *prometheus.CounterVec
 	apiLatency        prometheus.Histogram
 	conflicts         *prometheus.CounterVec
+	webhooks          *prometheus.CounterVec
 
 	// conflictSeries holds the (collection, field) label pairs in use, at
 	// most maxConflictSeries.
@@ -166,6 +167,13 @@ func newMetrics(a *Agent) *metrics {
 	for _, rule := range []string{"lww", "prefer", "max", "min", crdt.RuleDelete} {
 		m.conflicts.WithLabelValues(otherLabel, otherLabel, rule)
 	}
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lattice", Name: "webhooks_total",
+		Help: "Webhook requests (POST /v1/webhooks), by result: accepted, refused (not authenticated), malformed, no_receiver, failed."},
+		[]string{"result"})
+	for _, r := range webhookResults {
+		m.webhooks.WithLabelValues(r)
+	}
+	a.reg.MustRegister(m.webhooks)
 	a.reg.MustRegister(m.rejected, m.propagation, m.applyLatency, m.apiRequests, m.apiLatency, m.conflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		statsCollector{a})

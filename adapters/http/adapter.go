@@ -39,6 +39,8 @@ type Adapter struct {
 	applyMu sync.Mutex
 
 	skipped atomic.Int64 // records capture could not decode
+
+	hooks *hooks // the webhook receiver; nil without webhooks
 }
 
 // Open opens the adapter for cfg (LoadConfig or ParseConfig), creating its
@@ -54,11 +56,15 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	if err != nil {
 		return nil, err
 	}
+	hk, err := newHooks(cfg.Webhooks, clk)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openState(ctx, cfg.statePath())
 	if err != nil {
 		return nil, err
 	}
-	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk}
+	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk, hooks: hk}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Collections)) {
 		a.colls = append(a.colls, cfg.Collections[name])
 		a.byName[name] = cfg.Collections[name]
@@ -323,7 +329,9 @@ func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
 
 // Capture polls every PollInterval for records changed after the cursor's
 // marks, skipping the adapter's own writes, and every Reconcile lists
-// every record to report those deleted on the server.
+// every record to report those deleted on the server. A webhook wakes it
+// for a poll at once, and the deletes webhooks announced are confirmed
+// and reported after that poll.
 func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink) error {
 	seq, err := a.st.seqOf(cursor)
 	if err != nil {
@@ -338,6 +346,9 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		if err := a.poll(ctx, marks, sink); err != nil {
 			return err
 		}
+		if err := a.announcedDeletes(ctx, marks, sink); err != nil {
+			return err
+		}
 		if a.clk.Now().Sub(lastReconcile) >= a.cfg.Reconcile {
 			if err := a.reconcile(ctx, marks, sink); err != nil {
 				return err
@@ -350,6 +361,9 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 			t.Stop()
 			return ctx.Err()
 		case <-t.C():
+		case <-a.hooks.woken():
+			t.Stop()
+			a.hooks.wakes.Add(1)
 		}
 	}
 }
@@ -457,24 +471,19 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 					found[col.name][r.id] = r.updated
 				}
 			}
+			var missing []string
 			for _, id := range slices.Sorted(maps.Keys(known)) {
-				if listed[id] {
-					continue
+				if !listed[id] {
+					missing = append(missing, id)
 				}
-				_, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
-				var se *statusError
-				if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
-					k, err := col.key(id)
-					if err != nil {
-						return err
-					}
-					changes = append(changes, adapters.Change{Collection: col.name, Key: k})
-					gone[col.name] = append(gone[col.name], id)
-					continue
-				}
-				if err != nil {
-					return err
-				}
+			}
+			ch, g, err := a.confirmGone(ctx, col, missing)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, ch...)
+			if len(g) > 0 {
+				gone[col.name] = g
 			}
 		}
 		return nil
@@ -482,6 +491,40 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 	if err != nil {
 		return err
 	}
+	return a.report(ctx, seq, marks, changes, found, gone, sink)
+}
+
+// confirmGone reads each of ids, records of col the adapter knows, and
+// returns a delete for each the server answers 404 for, and their IDs.
+// The caller holds applyMu, so that no apply writes them meanwhile.
+func (a *Adapter) confirmGone(ctx context.Context, col *Collection, ids []string) ([]adapters.Change, []string, error) {
+	var changes []adapters.Change
+	var gone []string
+	for _, id := range ids {
+		_, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
+		var se *statusError
+		if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+			k, err := col.key(id)
+			if err != nil {
+				return nil, nil, err
+			}
+			changes = append(changes, adapters.Change{Collection: col.name, Key: k})
+			gone = append(gone, id)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return changes, gone, nil
+}
+
+// report sends changes as one batch at capture position seq, with marks,
+// and then records the records found (now known, by collection and ID
+// with their updated-at) and gone (no longer known). Nothing to send
+// records nothing.
+func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark, changes []adapters.Change,
+	found map[string]map[string]int64, gone map[string][]string, sink adapters.Sink) error {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -790,6 +833,7 @@ func (a *Adapter) IDMap(ctx context.Context, table string) (map[crdt.Key]crdt.Ke
 func (a *Adapter) Close() error { return a.st.close() }
 
 var (
-	_ adapters.Adapter  = (*Adapter)(nil)
-	_ adapters.IDMapper = (*Adapter)(nil)
+	_ adapters.Adapter         = (*Adapter)(nil)
+	_ adapters.IDMapper        = (*Adapter)(nil)
+	_ adapters.WebhookReceiver = (*Adapter)(nil)
 )

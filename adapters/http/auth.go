@@ -44,26 +44,26 @@ func authenticator(c AuthConfig, clk clock.Clock) (credentials, error) {
 	}
 	switch {
 	case c.BearerFile != "":
-		tok, err := readSecret(c.BearerFile, "bearer_file")
+		tok, err := readSecret(c.BearerFile, "auth.bearer_file")
 		if err != nil {
 			return nil, err
 		}
 		return fixed{hdr, "Bearer " + tok}, nil
 	case c.HeaderFile != "":
-		v, err := readSecret(c.HeaderFile, "header_file")
+		v, err := readSecret(c.HeaderFile, "auth.header_file")
 		if err != nil {
 			return nil, err
 		}
 		return fixed{hdr, v}, nil
 	case c.User != "":
-		pw, err := readSecret(c.PasswordFile, "password_file")
+		pw, err := readSecret(c.PasswordFile, "auth.password_file")
 		if err != nil {
 			return nil, err
 		}
 		return fixed{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(c.User+":"+pw))}, nil
 	case c.Login != nil:
 		// Fail at open rather than at the first login.
-		if _, err := readSecret(c.Login.PasswordFile, "login.password_file"); err != nil {
+		if _, err := readSecret(c.Login.PasswordFile, "auth.login.password_file"); err != nil {
 			return nil, err
 		}
 		return &login{cfg: *c.Login, name: hdr, clk: clk}, nil
@@ -72,23 +72,23 @@ func authenticator(c AuthConfig, clk clock.Clock) (credentials, error) {
 }
 
 // readSecret reads a secret file, which must be private to its owner; key
-// names the config key for errors.
+// is the whole config key that names it (auth.bearer_file), for errors.
 func readSecret(path, key string) (string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return "", errors.Wrapf(err, "config auth.%s", key)
+		return "", errors.Wrapf(err, "config %s", key)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return "", errors.WithHint(errors.Newf("config auth.%s: %s is readable by others (mode %v)", key, path, fi.Mode().Perm()),
+		return "", errors.WithHint(errors.Newf("config %s: %s is readable by others (mode %v)", key, path, fi.Mode().Perm()),
 			"chmod 600 "+path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", errors.Wrapf(err, "config auth.%s", key)
+		return "", errors.Wrapf(err, "config %s", key)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", errors.Newf("config auth.%s: %s is empty", key, path)
+		return "", errors.Newf("config %s: %s is empty", key, path)
 	}
 	return s, nil
 }
@@ -135,7 +135,7 @@ func (l *login) rejected(gen int64) bool {
 
 // login sends the login request and keeps the token it returns.
 func (l *login) login(ctx context.Context) error {
-	pw, err := readSecret(l.cfg.PasswordFile, "login.password_file")
+	pw, err := readSecret(l.cfg.PasswordFile, "auth.login.password_file")
 	if err != nil {
 		return errors.Mark(err, adapters.ErrUnavailable)
 	}

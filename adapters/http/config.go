@@ -58,6 +58,8 @@ type Config struct {
 	// defers the write when the server holds a change that capture has not
 	// taken yet (default true; it costs one request per write).
 	ReadBeforeWrite *bool `yaml:"read_before_write"`
+	// Webhooks enables the webhook receiver (webhook.go); nil: none.
+	Webhooks *WebhookConfig `yaml:"webhooks"`
 	// Collections are the synced collections by name.
 	Collections map[string]*Collection `yaml:"collections"`
 
@@ -320,6 +322,9 @@ func (c *Config) fill() error {
 	if c.ReadBeforeWrite == nil {
 		t := true
 		c.ReadBeforeWrite = &t
+	}
+	if err := c.Webhooks.fill(); err != nil {
+		return err
 	}
 	if len(c.Collections) == 0 {
 		return errors.WithHint(keyErr("collections", "none"), "declare each synced collection: its path and columns")

@@ -47,6 +47,17 @@
 // with backoff and jitter, honouring Retry-After, and then fail marked
 // adapters.ErrUnavailable, as do 401 and 403.
 //
+// A system that sends webhooks (webhooks: in the config) has its changes
+// fetched at once: the sidecar passes each request to Webhook, which
+// authenticates it by an HMAC-SHA256 signature over its timestamp and body
+// under a shared secret, refusing stale timestamps and replays. An event
+// wakes capture for an immediate poll (many events, one poll), and a
+// delete event makes capture read the record and report the delete when
+// the server answers 404, as reconciliation would. Polls and
+// reconciliation go on at their intervals: a webhook that never arrives
+// costs time, not changes. webhooks/pocketbase holds the hook files with
+// which PocketBase sends them.
+//
 // Every request waits for the system's request budget (rate, burst);
 // Stats counts requests by status code and the requests that waited.
 package http
