@@ -123,9 +123,10 @@ stop() {
 
 api() {
 	[[ $# -ge 2 ]] || die "usage: ./pb.sh api METHOD PATH [JSON | NAME=VALUE ...]"
-	local method="$1" path="$2" token
+	local method="$1" path="$2" pw token
 	shift 2
-	token="$(jq -n --arg identity "$EMAIL" --arg password "$(password)" '{$identity, $password}' |
+	pw="$(password)"
+	token="$(jq -n --arg identity "$EMAIL" --arg password "$pw" '{$identity, $password}' |
 		curl -sS --fail-with-body -H 'Content-Type: application/json' --data-binary @- \
 			"$URL/api/collections/_superusers/auth-with-password" | jq -r .token)"
 	local args=(-X "$method" -H "Authorization: $token")
@@ -155,7 +156,7 @@ destroy)
 	echo "removed $DIR"
 	;;
 *)
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
