@@ -222,18 +222,19 @@ func TestIntegrationExampleCRMERP(t *testing.T) {
 	t.Cleanup(func() {
 		// What the README's last step does, should the test stop before it.
 		stopExampleAgents(t, dir, "crm.pid", "erp.pid", "web.pid")
+		if t.Failed() {
+			// PocketBase's log is in its directory, which pb.sh destroy removes.
+			for _, f := range []string{"crm.log", "erp.log", "web.log", "../pb/server.log"} {
+				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+					t.Logf("%s:\n%s", f, b)
+				}
+			}
+		}
 		for _, script := range []string{"./pb.sh", "./pg.sh"} {
 			cmd := exec.Command(script, "destroy")
 			cmd.Dir, cmd.Env = dir, env
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Logf("%s destroy: %v\n%s", script, err, out)
-			}
-		}
-		if t.Failed() {
-			for _, f := range []string{"crm.log", "erp.log", "web.log"} {
-				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
-					t.Logf("%s:\n%s", f, b)
-				}
 			}
 		}
 	})
