@@ -30,7 +30,7 @@ func testConcurrentMerge(e *env) {
 	for id := int64(1); id <= concurrentIDs/2; id++ {
 		seedOps = append(seedOps, Op{Kind: Insert, Table: TypesTable, Row: e.typesRow(id, int(id))})
 	}
-	seedOps = append(seedOps, Op{Kind: Insert, Table: PairsTable, Row: pairRow("a", 1, "seed")})
+	seedOps = append(seedOps, Op{Kind: Insert, Table: PairsTable, Row: e.pairRow("a", 1, "seed")})
 	e.exec(seedOps...)
 
 	r := newReplica(e.tables)
@@ -143,8 +143,8 @@ func testConcurrentMerge(e *env) {
 	// Catch up, re-apply what capture moved, until nothing is pending. Each
 	// round ends with a barrier, so every change before it has been merged.
 	for round := 0; ; round++ {
-		b := e.barrier()
-		for _, bt := range s.until(b) {
+		_, bts := s.catchUp()
+		for _, bt := range bts {
 			merge(bt)
 		}
 		n := r.pendingCount()
@@ -224,9 +224,9 @@ func (e *env) randomRemoteWrite(g *rng) (table string, keyRow, row crdt.Row) {
 
 func (e *env) randomKey(g *rng) (string, crdt.Row) {
 	if g.intn(3) == 0 {
-		return PairsTable, crdt.Row{"tenant": crdt.String([]string{"a", "b"}[g.intn(2)]), "n": crdt.Int(int64(1 + g.intn(3)))}
+		return PairsTable, e.pairKey([]string{"a", "b"}[g.intn(2)], int64(1+g.intn(3)))
 	}
-	return TypesTable, crdt.Row{"id": crdt.Int(int64(1 + g.intn(concurrentIDs)))}
+	return TypesTable, crdt.Row{"id": e.tid(int64(1 + g.intn(concurrentIDs)))}
 }
 
 func (e *env) randomRow(g *rng, table string, keyRow crdt.Row) crdt.Row {

@@ -15,7 +15,9 @@
 // untagged), and reads the rows back (Rows: plain queries, converted to
 // Values independently of the adapter). Features says what the system can
 // hold (lists, NaN, time precision) and report (old rows, cursors it
-// refuses), and the suite leaves out the rest.
+// refuses), and the suite leaves out the rest; for a system reached over an
+// API, Exec sends plain requests as the API's other clients would, and Rows
+// lists with plain GETs (see "Systems reached over an API").
 //
 // # Scenarios
 //
@@ -106,6 +108,39 @@
 //     changed natural key included.
 //   - NaturalKeyIndex: Open refuses a natural key that no unique index
 //     covers, with an error naming the table and the column.
+//
+// # Systems reached over an API
+//
+// A JSON REST API (adapters/http) is not a database: Features say what it
+// cannot do, each leaving out of the scenarios exactly what needs it, and
+// the scenarios check the rest.
+//
+//   - RecordIDs: a record is named by one ID that never changes. TypesTable
+//     and PairsTable get a string key "id" (RecordID derives it from the key
+//     a database would have: PairsTable keeps tenant and n as plain
+//     columns); the key moves of CaptureKeys and OldRows, and the BadRows
+//     cases of composite keys, are left out.
+//   - NoTransactions: Exec sends each op on its own. Transactions checks
+//     that each write arrives (300 rather than 3000: size means nothing
+//     without a transaction), not that they arrive in one batch; Snapshot
+//     that each record is as before or after its own concurrent write;
+//     BadRows that nothing after the bad write landed.
+//   - Polling: capture reports states, not writes. checkChanges compares
+//     record by record (the rows captured for a record were written to it,
+//     in order, ending with the last; a record inserted and deleted may be
+//     missing), the barrier is inserted and then deleted (deletes come from
+//     a listing, after later writes), and Head may be passed by the first
+//     batch after it, which then holds everything committed before it.
+//   - NoBytes, NoInf, NoJSONNull, IntLimit: the values JSON and a
+//     JavaScript server hold; the suite leaves out the column or the edge
+//     values, and still requires an Apply of NaN or ±Inf to store them
+//     exactly or fail with a RowError.
+//   - ZeroIsNull: the system has no null (PocketBase keeps "", 0, false);
+//     rows are compared with zero values taken for null. A TimePrecision
+//     coarser than a microsecond truncates the suite's times.
+//   - With GeneratedKeys and RecordIDs, SerialTable's key is a string and
+//     IDMap leaves out the table whose key the system does not generate:
+//     every ID is.
 //
 // # Through a mapping
 //

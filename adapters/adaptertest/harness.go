@@ -2,6 +2,7 @@ package adaptertest
 
 import (
 	"context"
+	"encoding/hex"
 	"slices"
 	"testing"
 	"time"
@@ -99,6 +100,66 @@ type Features struct {
 	// IDMap scenario, on a table with such a key, if the adapter
 	// implements adapters.IDMapper.
 	GeneratedKeys bool
+
+	// The fields below say what a system reached over a REST API cannot
+	// do that a database can. Their zero values are a database's.
+
+	// RecordIDs is true when the system keys every record by one ID, set
+	// when the record is created and never changed: no composite keys and
+	// no updates of a key. Tables then gives TypesTable and PairsTable a
+	// string key column "id" (PairsTable keeps tenant and n as plain
+	// columns), and the suite derives the ID from the key a database would
+	// have (RecordID). The parts of scenarios that move a row to a new key
+	// are left out.
+	RecordIDs bool
+
+	// NoTransactions is true when every write stands alone: Exec sends its
+	// ops one by one, in order, stopping at the first that fails, and an
+	// Apply that fails at one write leaves the writes before it written.
+	// The suite then does not check that a user transaction arrives in one
+	// batch, that a snapshot sees all or none of a concurrent transaction
+	// (each record is as it was before or after its own write), nor that a
+	// failed Apply wrote nothing of its batch (only what comes after the
+	// failing write).
+	NoTransactions bool
+
+	// Polling is true when capture polls for the current state of the
+	// records that changed rather than reading a log of the writes:
+	// writes of one record between two polls arrive as the last of them
+	// (a record inserted and deleted between polls not at all), and
+	// deletes, found by a listing, may arrive after later writes of other
+	// records. The suite then checks captured changes record by record:
+	// the rows captured for a record are rows users wrote to it, in the
+	// order they wrote them, ending with the last (a delete included); and
+	// its barrier is a row inserted and then deleted, each waited for, so
+	// that the listing that finds deletes has run too.
+	Polling bool
+
+	// NoBytes is true when the system has no binary column type (JSON has
+	// none): TypesTable has no column "y_bytes".
+	NoBytes bool
+
+	// NoInf is true when a float column cannot hold ±Inf (JSON numbers
+	// cannot). The suite then does not write them, and checks that an
+	// Apply of ±Inf either stores it exactly or fails with a RowError.
+	NoInf bool
+
+	// ZeroIsNull is true when the system has no null: a field left empty
+	// holds its kind's zero value (PocketBase: "", 0, false, an empty
+	// date), and a null written reads back as that. The suite then takes
+	// a zero string, number or boolean for null wherever it compares rows.
+	ZeroIsNull bool
+
+	// NoJSONNull is true when a JSON column cannot tell the document null
+	// from null (in a JSON API, a field holding null is null): the suite
+	// does not write the JSON document null.
+	NoJSONNull bool
+
+	// IntLimit, when not zero, is the greatest magnitude of an integer the
+	// system keeps exactly (1<<53 for a JavaScript server, whose numbers
+	// are doubles), in int columns and in JSON documents. The suite's edge
+	// values then stop at ±IntLimit instead of the int64 limits.
+	IntLimit int64
 }
 
 // TableSpec describes a table the harness creates, in system-neutral terms.
@@ -196,20 +257,27 @@ const (
 // Tables returns the suite's tables for a system with features f, sorted by
 // name. NewSystem receives exactly these.
 func Tables(f Features) []TableSpec {
+	idKind := crdt.KindInt
+	if f.RecordIDs {
+		idKind = crdt.KindString
+	}
 	types := TableSpec{
 		Name: TypesTable,
 		Key:  []string{"id"},
 		Columns: []ColumnSpec{
-			{Name: "id", Kind: crdt.KindInt},
+			{Name: "id", Kind: idKind},
 			{Name: "n_int", Kind: crdt.KindInt},
 			{Name: "n_float", Kind: crdt.KindFloat},
 			{Name: "s_text", Kind: crdt.KindString},
 			{Name: "b_bool", Kind: crdt.KindBool},
-			{Name: "y_bytes", Kind: crdt.KindBytes},
-			{Name: "t_time", Kind: crdt.KindTime},
-			{Name: "j_json", Kind: crdt.KindJSON},
 		},
 	}
+	if !f.NoBytes {
+		types.Columns = append(types.Columns, ColumnSpec{Name: "y_bytes", Kind: crdt.KindBytes})
+	}
+	types.Columns = append(types.Columns,
+		ColumnSpec{Name: "t_time", Kind: crdt.KindTime},
+		ColumnSpec{Name: "j_json", Kind: crdt.KindJSON})
 	if f.Lists {
 		types.Columns = append(types.Columns, ColumnSpec{Name: "l_tags", Kind: crdt.KindList, Elem: crdt.KindString})
 	}
@@ -222,7 +290,23 @@ func Tables(f Features) []TableSpec {
 			{Name: "note", Kind: crdt.KindString},
 		},
 	}
+	if f.RecordIDs {
+		pairs.Key = []string{"id"}
+		pairs.Columns = append([]ColumnSpec{{Name: "id", Kind: crdt.KindString}}, pairs.Columns...)
+	}
 	return []TableSpec{pairs, types}
+}
+
+// RecordID is the ID that a system with Features.RecordIDs gives the
+// record a database would key by the values key: the hexadecimal of their
+// crdt.Key encoding (lowercase letters and digits, which any API takes as
+// an ID, ordered as the keys are).
+func RecordID(key ...crdt.Value) string {
+	k, err := crdt.MakeKey(key...)
+	if err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString([]byte(k))
 }
 
 // Column returns the named column of t, or nil.

@@ -13,12 +13,16 @@ import (
 // string column "note". Only the IDMap scenario's system holds it.
 const SerialTable = "lt_serial"
 
-func serialTable() TableSpec {
+func serialTable(f Features) TableSpec {
+	idKind := crdt.KindInt
+	if f.RecordIDs {
+		idKind = crdt.KindString
+	}
 	return TableSpec{
 		Name: SerialTable,
 		Key:  []string{"id"},
 		Columns: []ColumnSpec{
-			{Name: "id", Kind: crdt.KindInt, Generated: true},
+			{Name: "id", Kind: idKind, Generated: true},
 			{Name: "note", Kind: crdt.KindString},
 		},
 	}
@@ -56,19 +60,20 @@ func testIDMap(e *env) {
 	fresh := func(coll crdt.Key, note string) adapters.Write {
 		return adapters.Write{Collection: SerialTable, NewKey: coll, Row: crdt.Row{"note": crdt.String(note)}}
 	}
-	pairKey := e.key(PairsTable, pairRow("acme", 1, ""))
+	pairKey := e.key(PairsTable, e.pairRow("acme", 1, ""))
 	res := s.apply(a, []adapters.Write{
 		fresh(c1, "one"),
-		{Collection: PairsTable, Key: pairKey, Row: pairRow("acme", 1, "beside")},
+		{Collection: PairsTable, Key: pairKey, Row: e.pairRow("acme", 1, "beside")},
 		fresh(c2, "two"),
 	})
 	if len(res.Generated) != 2 || res.Generated[0] == "" || res.Generated[2] == "" || res.Generated[0] == res.Generated[2] {
 		e.t.Fatalf("generated keys %v, want two distinct keys at writes 0 and 2", res.Generated)
 	}
 	k1, k2 := res.Generated[0], res.Generated[2]
+	idKind := e.tables[SerialTable].Column("id").Kind
 	for _, k := range []crdt.Key{k1, k2} {
-		if vals, err := k.Values(); err != nil || len(vals) != 1 || vals[0].Kind() != crdt.KindInt {
-			e.t.Errorf("generated key %s is not one int (%v)", k, err)
+		if vals, err := k.Values(); err != nil || len(vals) != 1 || vals[0].Kind() != idKind {
+			e.t.Errorf("generated key %s is not one %s (%v)", k, idKind, err)
 		}
 	}
 	if got, _ := s.sync(); len(got) > 0 {
@@ -92,11 +97,25 @@ func testIDMap(e *env) {
 
 	// A NewKey write to a table whose key the system does not generate, or
 	// one that names a key column, is a bad row named by its NewKey.
-	for _, bad := range []adapters.Write{
-		{Collection: PairsTable, NewKey: crdt.StringKey("p"), Row: crdt.Row{"note": crdt.String("x")}},
-		{Collection: SerialTable, NewKey: crdt.StringKey("q"), Row: crdt.Row{"id": crdt.Int(999), "note": crdt.String("x")}},
-	} {
-		_, err := a.Apply(e.ctx, []adapters.Write{fresh(crdt.StringKey("ok"), "x"), bad}, nil)
+	namedID := crdt.Int(999)
+	if idKind == crdt.KindString {
+		namedID = crdt.String("q999")
+	}
+	bads := []adapters.Write{
+		{Collection: SerialTable, NewKey: crdt.StringKey("q"), Row: crdt.Row{"id": namedID, "note": crdt.String("x")}},
+	}
+	// Where every record's ID is generated (Features.RecordIDs), no table
+	// has a key the system does not generate.
+	if !e.f.RecordIDs {
+		bads = append(bads, adapters.Write{Collection: PairsTable, NewKey: crdt.StringKey("p"), Row: crdt.Row{"note": crdt.String("x")}})
+	}
+	for _, bad := range bads {
+		batch := []adapters.Write{fresh(crdt.StringKey("ok"), "x"), bad}
+		if e.f.NoTransactions {
+			// The write before a bad one stays written: none goes before.
+			batch = []adapters.Write{bad, fresh(crdt.StringKey("ok"), "x")}
+		}
+		_, err := a.Apply(e.ctx, batch, nil)
 		re, ok := adapters.RowErrorOf(err)
 		if !ok || !errors.Is(err, adapters.ErrBadRow) || re.Key != bad.NewKey {
 			e.t.Errorf("apply of a bad new-key write to %s: %+v; want a bad row named by its NewKey %s", bad.Collection, err, bad.NewKey)

@@ -23,7 +23,7 @@ func testRanges(e *env) {
 	}
 	for _, tenant := range []string{"b", "a", "ab", "B", "a b", "é"} {
 		for _, n := range []int64{-2, 1, 10} {
-			ops = append(ops, Op{Kind: Insert, Table: PairsTable, Row: pairRow(tenant, n, tenant+"-note")})
+			ops = append(ops, Op{Kind: Insert, Table: PairsTable, Row: e.pairRow(tenant, n, tenant+"-note")})
 		}
 	}
 	e.exec(ops...)
@@ -59,14 +59,14 @@ func testRanges(e *env) {
 				if i > 0 && bytes.Compare([]byte(got[i-1].Key), []byte(c.Key)) >= 0 {
 					e.t.Errorf("%s, limit %d: key %s read after %s, want crdt.Key order", table, limit, c.Key, got[i-1].Key)
 				}
-				if w, ok := want[table][c.Key]; !ok || !rowsEqual(c.Row, e.full(table, w)) {
+				if w, ok := want[table][c.Key]; !ok || !e.same(c.Row, e.full(table, w)) {
 					e.t.Errorf("%s: ReadRange row %s\n want %s", table, describeRow(c.Row), describeRow(e.full(table, w)))
 				}
 			}
 		}
 	}
-	missing := e.key(TypesTable, idRow(12345))
-	keys := []crdt.Key{e.key(TypesTable, idRow(10)), missing, e.key(TypesTable, idRow(-3))}
+	missing := e.key(TypesTable, e.idRow(12345))
+	keys := []crdt.Key{e.key(TypesTable, e.idRow(10)), missing, e.key(TypesTable, e.idRow(-3))}
 	got, err := rr.ReadKeys(e.ctx, TypesTable, keys)
 	if err != nil {
 		e.t.Fatalf("ReadKeys: %+v", err)
@@ -75,7 +75,7 @@ func testRanges(e *env) {
 		e.t.Fatalf("ReadKeys of 2 present keys and 1 missing returned %d rows", len(got))
 	}
 	for _, c := range got {
-		if w, ok := want[TypesTable][c.Key]; !ok || !rowsEqual(c.Row, e.full(TypesTable, w)) {
+		if w, ok := want[TypesTable][c.Key]; !ok || !e.same(c.Row, e.full(TypesTable, w)) {
 			e.t.Errorf("ReadKeys row %s %s", c.Key, describeRow(c.Row))
 		}
 	}

@@ -3,6 +3,7 @@ package adaptertest
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"maps"
 	"slices"
 	"strconv"
@@ -114,7 +115,7 @@ func describeOps(ops []Op) string {
 func (e *env) barrier() adapters.Change {
 	e.t.Helper()
 	n := e.barriers.Add(1)
-	row := crdt.Row{"tenant": crdt.String(barrierTenant), "n": crdt.Int(n), "note": crdt.String("barrier " + strconv.FormatInt(n, 10))}
+	row := e.pairRow(barrierTenant, n, "barrier "+strconv.FormatInt(n, 10))
 	e.exec(Op{Kind: Insert, Table: PairsTable, Row: row})
 	return e.change(PairsTable, row)
 }
@@ -126,6 +127,14 @@ func isBarrier(c adapters.Change) bool {
 		return false
 	}
 	vals, err := c.Key.Values()
+	if err == nil && len(vals) == 1 && vals[0].Kind() == crdt.KindString {
+		// A record ID (Features.RecordIDs) encodes the key.
+		b, herr := hex.DecodeString(vals[0].AsString())
+		if herr != nil {
+			return false
+		}
+		vals, err = crdt.Key(b).Values()
+	}
 	return err == nil && len(vals) == 2 && crdt.Equal(vals[0], crdt.String(barrierTenant))
 }
 
@@ -237,13 +246,18 @@ type stream struct {
 	stopped bool
 	// delivered is the cursor of the last batch Capture delivered.
 	delivered *atomic.Pointer[[]byte]
+	// barriers holds the barrier changes Capture delivered, by key and
+	// whether a row or a delete, for apply to wait on without taking
+	// batches from the test.
+	barriers *sync.Map
 }
 
 // capture starts Capture from cursor. The stream stops when the test ends
 // if the test did not stop it.
 func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 	ctx, cancel := context.WithCancel(e.ctx)
-	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan batch, 64), delivered: new(atomic.Pointer[[]byte])}
+	s := &stream{e: e, cancel: cancel, done: make(chan error, 1), batches: make(chan batch, 64), delivered: new(atomic.Pointer[[]byte]),
+		barriers: new(sync.Map)}
 	prev := slices.Clone(cursor)
 	sink := func(ctx context.Context, b adapters.Batch) error {
 		// The adapter may reuse its buffers once the sink returns.
@@ -254,6 +268,11 @@ func (e *env) capture(a adapters.Adapter, cursor []byte) *stream {
 		select {
 		case s.batches <- cp:
 			prev = cp.Cursor
+			for _, c := range cp.Changes {
+				if isBarrier(c) {
+					s.barriers.Store(barrierSeen{c.Key, c.Row != nil}, true)
+				}
+			}
 			s.delivered.Store(&cp.Cursor)
 			return nil
 		case <-ctx.Done():
@@ -284,6 +303,15 @@ func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.App
 			s.e.t.Fatalf("apply deferred writes %v after every change was captured and acknowledged", res.Deferred)
 		}
 		head := s.e.head(a)
+		// Where capture polls, it delivers nothing after head unless
+		// something changes, and finds deletes by a listing: a barrier
+		// inserted and deleted marks when it has caught up.
+		if s.e.f.Polling {
+			b := s.e.barrier()
+			s.waitBarrier(barrierSeen{b.Key, true})
+			s.e.exec(Op{Kind: Delete, Table: PairsTable, Row: b.Row})
+			s.waitBarrier(barrierSeen{b.Key, false})
+		}
 		deadline := time.Now().Add(waitTimeout)
 		for {
 			if d := s.delivered.Load(); d != nil && bytes.Compare(*d, head) >= 0 {
@@ -297,6 +325,29 @@ func (s *stream) apply(a adapters.Adapter, writes []adapters.Write) adapters.App
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// barrierSeen names a barrier change: its key, and whether it is the
+// barrier's row or its delete.
+type barrierSeen struct {
+	key crdt.Key
+	row bool
+}
+
+// waitBarrier waits until Capture has delivered the barrier change b,
+// without taking batches from the test.
+func (s *stream) waitBarrier(b barrierSeen) {
+	s.e.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if _, ok := s.barriers.Load(b); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.e.t.Fatalf("capture did not deliver barrier %s (row %v) within %s", b.key, b.row, waitTimeout)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -350,31 +401,46 @@ func (s *stream) until(want adapters.Change) []batch {
 		b := s.next()
 		out = append(out, b)
 		for _, c := range b.Changes {
-			if c.Collection == want.Collection && c.Key == want.Key && rowsEqual(c.Row, want.Row) {
+			if c.Collection == want.Collection && c.Key == want.Key && s.e.same(c.Row, want.Row) {
 				return out
 			}
 		}
 	}
 }
 
+// catchUp writes a barrier and returns the batches captured up to it.
+// Where capture polls (Features.Polling), deletes are found by a listing
+// that may run after the poll that found the barrier: the barrier is then
+// deleted too, and capture has caught up once it reports that delete.
+func (s *stream) catchUp() (barrier adapters.Change, batches []batch) {
+	s.e.t.Helper()
+	b := s.e.barrier()
+	batches = s.until(b)
+	if s.e.f.Polling {
+		s.e.exec(Op{Kind: Delete, Table: PairsTable, Row: b.Row})
+		batches = append(batches, s.until(s.e.deletion(PairsTable, b.Row))...)
+	}
+	return b, batches
+}
+
 // sync writes a barrier and returns the changes captured before it, the
 // barrier left out, and the batches they came in.
 func (s *stream) sync() ([]adapters.Change, []batch) {
 	s.e.t.Helper()
-	b := s.e.barrier()
-	batches := s.until(b)
+	b, batches := s.catchUp()
 	var out []adapters.Change
 	seen := false
 	for _, bt := range batches {
 		for _, c := range bt.Changes {
 			if isBarrier(c) {
-				if c.Key == b.Key {
+				if c.Key == b.Key && c.Row != nil {
 					seen = true
 					s.e.checkChange(c, b)
 				}
 				continue
 			}
-			if seen {
+			// Where capture polls, deletes come after the barrier.
+			if seen && !s.e.f.Polling {
 				s.e.t.Errorf("change %s captured after the barrier, with nothing written after it", describe(c))
 			}
 			out = append(out, c)
@@ -479,6 +545,34 @@ func describeRow(r crdt.Row) string {
 	return "{" + strings.Join(parts, " ") + "}"
 }
 
+// same compares rows as rowsEqual does, and where the system has no null
+// (Features.ZeroIsNull) takes a zero value ("", 0, false) for null.
+func (e *env) same(a, b crdt.Row) bool {
+	if e.f.ZeroIsNull {
+		a, b = zeroIsNull(a), zeroIsNull(b)
+	}
+	return rowsEqual(a, b)
+}
+
+// zeroIsNull returns row with its zero strings, numbers and booleans null.
+func zeroIsNull(row crdt.Row) crdt.Row {
+	if row == nil {
+		return nil
+	}
+	out := make(crdt.Row, len(row))
+	for n, v := range row {
+		switch {
+		case v.Kind() == crdt.KindString && v.AsString() == "",
+			v.Kind() == crdt.KindInt && v.AsInt() == 0,
+			v.Kind() == crdt.KindFloat && v.AsFloat() == 0,
+			v.Kind() == crdt.KindBool && !v.AsBool():
+			v = crdt.Null()
+		}
+		out[n] = v
+	}
+	return out
+}
+
 // rowsEqual compares rows treating a missing column as null.
 func rowsEqual(a, b crdt.Row) bool {
 	if (a == nil) != (b == nil) {
@@ -502,11 +596,11 @@ func rowsEqual(a, b crdt.Row) bool {
 // reports old rows, and whenever the adapter reports one.
 func (e *env) checkChange(got, want adapters.Change) {
 	e.t.Helper()
-	if got.Collection != want.Collection || got.Key != want.Key || !rowsEqual(got.Row, want.Row) {
+	if got.Collection != want.Collection || got.Key != want.Key || !e.same(got.Row, want.Row) {
 		e.t.Errorf("captured %s %s\n                want %s %s", describe(got), describeRow(got.Row), describe(want), describeRow(want.Row))
 		return
 	}
-	if (e.f.OldRows || got.Old != nil) && !rowsEqual(got.Old, want.Old) {
+	if (e.f.OldRows || got.Old != nil) && !e.same(got.Old, want.Old) {
 		e.t.Errorf("captured %s with old row %s\n                want old row %s", describe(got), describeOld(got.Old), describeOld(want.Old))
 	}
 }
@@ -521,6 +615,10 @@ func describeOld(r crdt.Row) string {
 // checkChanges compares captured changes with the expected sequence.
 func (e *env) checkChanges(got, want []adapters.Change) {
 	e.t.Helper()
+	if e.f.Polling {
+		e.checkPolled(got, want)
+		return
+	}
 	n := max(len(got), len(want))
 	for i := range n {
 		switch {
@@ -599,7 +697,7 @@ func (e *env) checkState(what string, got, want state, norm func(crdt.Row) crdt.
 			if w != nil {
 				w = norm(w)
 			}
-			if !rowsEqual(g, w) {
+			if !e.same(g, w) {
 				bad++
 				if bad <= 10 {
 					e.t.Errorf("%s: %s/%s is %s, want %s", what, name, k, describeRow(g), describeRow(w))
@@ -609,5 +707,62 @@ func (e *env) checkState(what string, got, want state, norm func(crdt.Row) crdt.
 	}
 	if bad > 10 {
 		e.t.Errorf("%s: %d rows differ in all", what, bad)
+	}
+}
+
+// checkPolled compares captured changes with the expected sequence record
+// by record, for a capture that polls (Features.Polling): the changes
+// captured for a record are changes written to it, in the order written,
+// and the last is the last written. A record inserted and deleted may be
+// missing altogether.
+func (e *env) checkPolled(got, want []adapters.Change) {
+	e.t.Helper()
+	type record struct {
+		coll string
+		key  crdt.Key
+	}
+	var order []record
+	gotBy, wantBy := map[record][]adapters.Change{}, map[record][]adapters.Change{}
+	for _, c := range want {
+		r := record{c.Collection, c.Key}
+		if _, ok := wantBy[r]; !ok {
+			order = append(order, r)
+		}
+		wantBy[r] = append(wantBy[r], c)
+	}
+	for _, c := range got {
+		r := record{c.Collection, c.Key}
+		if _, ok := wantBy[r]; !ok {
+			e.t.Errorf("change unexpected: %s %s", describe(c), describeRow(c.Row))
+			continue
+		}
+		gotBy[r] = append(gotBy[r], c)
+	}
+	for _, r := range order {
+		g, w := gotBy[r], wantBy[r]
+		lastW := w[len(w)-1]
+		if len(g) == 0 {
+			if lastW.Row == nil && w[0].Row != nil && w[0].Old == nil {
+				continue // inserted and deleted between two polls
+			}
+			e.t.Errorf("%s/%s: nothing captured, want at least the last change %s %s", r.coll, r.key, describe(lastW), describeRow(lastW.Row))
+			continue
+		}
+		// Every change but the last is one written before the last, in
+		// order; the last is the last written.
+		j := 0
+		for _, c := range g[:len(g)-1] {
+			for j < len(w)-1 && !e.same(c.Row, w[j].Row) {
+				j++
+			}
+			if j == len(w)-1 {
+				e.t.Errorf("%s/%s: captured %s %s, which is not a change written to it (after the ones captured before it, and before the last)",
+					r.coll, r.key, describe(c), describeRow(c.Row))
+				break
+			}
+			e.checkChange(c, w[j])
+			j++
+		}
+		e.checkChange(g[len(g)-1], lastW)
 	}
 }

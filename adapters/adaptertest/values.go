@@ -2,6 +2,8 @@ package adaptertest
 
 import (
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,12 +18,15 @@ import (
 func edgeValues(k crdt.Kind, f Features) []crdt.Value {
 	switch k {
 	case crdt.KindInt:
-		return []crdt.Value{crdt.Int(0), crdt.Int(-1), crdt.Int(1), crdt.Int(math.MinInt64), crdt.Int(math.MaxInt64), crdt.Int(42)}
+		return []crdt.Value{crdt.Int(0), crdt.Int(-1), crdt.Int(1), crdt.Int(f.minInt()), crdt.Int(f.maxInt()), crdt.Int(42)}
 	case crdt.KindFloat:
 		vs := []crdt.Value{
 			crdt.Float(0), crdt.Float(1.5), crdt.Float(-2.25), crdt.Float(0.1), crdt.Float(1.0 / 3),
 			crdt.Float(math.MaxFloat64), crdt.Float(-math.MaxFloat64), crdt.Float(math.SmallestNonzeroFloat64),
-			crdt.Float(-1e-300), crdt.Float(123456789.123456789), crdt.Float(math.Inf(1)), crdt.Float(math.Inf(-1)),
+			crdt.Float(-1e-300), crdt.Float(123456789.123456789),
+		}
+		if !f.NoInf {
+			vs = append(vs, crdt.Float(math.Inf(1)), crdt.Float(math.Inf(-1)))
 		}
 		if f.NaN {
 			vs = append(vs, crdt.Float(math.NaN()))
@@ -61,15 +66,29 @@ func edgeValues(k crdt.Kind, f Features) []crdt.Value {
 		if f.TimePrecision == 0 || f.TimePrecision == time.Nanosecond {
 			vs = append(vs, crdt.Time(time.Date(2024, 1, 1, 0, 0, 0, 123456789, time.UTC)))
 		}
+		if f.TimePrecision > time.Microsecond {
+			// Coarser than the values above: they stay distinct.
+			for i, v := range vs {
+				vs[i] = crdt.Time(v.AsTime().Truncate(f.TimePrecision))
+			}
+		}
 		return vs
 	case crdt.KindJSON:
-		return []crdt.Value{
+		vs := []crdt.Value{
 			crdt.MustJSON(`{}`), crdt.MustJSON(`[]`),
 			crdt.MustJSON(`{"a":{"b":[1,2.5,"x",null,true,false,{"c":[]}]},"é":"ü ✓","k":"v"}`),
 			crdt.MustJSON(`"just a string"`), crdt.MustJSON(`0`), crdt.MustJSON(`-17`),
 			crdt.MustJSON(`null`), crdt.MustJSON(`[[1,[2,[3]]],{"z":1,"a":2}]`),
-			crdt.MustJSON(`12345678901234567890`), crdt.MustJSON(`{"quote":"it's \"quoted\"","nl":"a\nb"}`),
+			crdt.MustJSON(strconv.FormatInt(f.maxInt(), 10)), crdt.MustJSON(`{"quote":"it's \"quoted\"","nl":"a\nb"}`),
 		}
+		if f.NoJSONNull {
+			vs = slices.DeleteFunc(vs, func(v crdt.Value) bool { return v.String() == "null" })
+		}
+		if f.IntLimit == 0 {
+			// Beyond int64 too: a JSON number is not an int64.
+			vs = append(vs, crdt.MustJSON(`12345678901234567890`))
+		}
+		return vs
 	case crdt.KindList:
 		return []crdt.Value{
 			mustList(), mustList("a"), mustList("b", "a", "a"),
@@ -77,6 +96,22 @@ func edgeValues(k crdt.Kind, f Features) []crdt.Value {
 		}
 	}
 	return nil
+}
+
+// minInt and maxInt are the least and greatest ints the system keeps
+// exactly.
+func (f Features) minInt() int64 {
+	if f.IntLimit != 0 {
+		return -f.IntLimit
+	}
+	return math.MinInt64
+}
+
+func (f Features) maxInt() int64 {
+	if f.IntLimit != 0 {
+		return f.IntLimit
+	}
+	return math.MaxInt64
 }
 
 // mustList is a list of strings.

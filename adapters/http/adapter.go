@@ -302,6 +302,12 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 // Head returns a cursor past every change the API holds now: the latest
 // stored marks, advanced by reading what changed since.
 func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
+	// Reads and applies take turns, each reserving its sequence number
+	// while it holds the lock, so that cursors and positions follow the
+	// order in which they read and wrote: a change committed after Head
+	// returns is read by a poll with a greater number.
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
 	seq := a.seq.Add(1)
 	marks := map[string]*mark{}
 	if last, err := a.st.maxSeq(ctx); err != nil {
@@ -370,8 +376,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 
 // poll reads what changed after marks and sends it as one batch.
 func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
-	seq := a.seq.Add(1)
-	changes, known, err := a.read(ctx, marks)
+	seq, changes, known, err := a.read(ctx, marks)
 	if err != nil || len(changes) == 0 {
 		return err
 	}
@@ -390,12 +395,15 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 }
 
 // read reads what changed after marks, advancing them, and returns the
-// changes and their updated-at by collection and ID. It excludes Apply while it reads,
-// so that every record it reads that an apply wrote has its echo
-// recorded.
-func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.Change, map[string]map[string]int64, error) {
+// sequence number of its batch, the changes and their updated-at by
+// collection and ID. It excludes Apply while it reads, so that every
+// record it reads that an apply wrote has its echo recorded, and reserves
+// its number meanwhile, so that a change committed after an Apply returns
+// (or Head does) comes in a batch after its position.
+func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []adapters.Change, map[string]map[string]int64, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
+	seq := a.seq.Add(1)
 	var changes []adapters.Change
 	known := map[string]map[string]int64{}
 	for _, col := range a.colls {
@@ -406,9 +414,10 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.
 		}
 		echo, err := a.st.echoes(ctx, col.name)
 		if err != nil {
-			return nil, nil, err
+			return 0, nil, nil, err
 		}
 		err = a.walk(ctx, col, m, func(r record) error {
+			delete(m.Gone, r.id) // made again
 			if echo[r.id][r.updated] {
 				return nil
 			}
@@ -424,13 +433,13 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.
 			return nil
 		})
 		if err != nil {
-			return nil, nil, err
+			return 0, nil, nil, err
 		}
 		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
-			return nil, nil, err
+			return 0, nil, nil, err
 		}
 	}
-	return changes, known, nil
+	return seq, changes, known, nil
 }
 
 // reconcile lists every record and reports the known records the listing
@@ -438,13 +447,14 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) ([]adapters.
 // records it holds that capture never reported (no updated-at, or a write
 // that committed later than the overlap covers) as changes.
 func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
-	seq := a.seq.Add(1)
+	var seq int64
 	var changes []adapters.Change
 	gone, found := map[string][]string{}, map[string]map[string]int64{}
 	// Applies wait while the listing runs, not while the sink does.
 	err := func() error {
 		a.applyMu.Lock()
 		defer a.applyMu.Unlock()
+		seq = a.seq.Add(1)
 		for _, col := range a.colls {
 			known, err := a.st.known(ctx, col.name)
 			if err != nil {
@@ -456,10 +466,20 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 			}
 			listed := map[string]bool{}
 			m := marks[col.name]
+			if m == nil {
+				m = &mark{}
+				marks[col.name] = m
+			}
+			for id := range m.Gone {
+				if _, ok := known[id]; !ok {
+					delete(m.Gone, id) // acknowledged, and forgotten
+				}
+			}
 			for _, r := range all {
 				listed[r.id] = true
+				delete(m.Gone, r.id)
 				// A record updated within the window is the polls' to report.
-				if _, ok := known[r.id]; !ok && (m == nil || r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
+				if _, ok := known[r.id]; !ok && (r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
 					ch, err := a.change(col, r, false)
 					if err != nil {
 						return err
@@ -473,7 +493,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 			}
 			var missing []string
 			for _, id := range slices.Sorted(maps.Keys(known)) {
-				if !listed[id] {
+				if !listed[id] && !m.Gone[id] {
 					missing = append(missing, id)
 				}
 			}
@@ -519,14 +539,30 @@ func (a *Adapter) confirmGone(ctx context.Context, col *Collection, ids []string
 	return changes, gone, nil
 }
 
-// report sends changes as one batch at capture position seq, with marks,
+// report sends changes as one batch at capture position seq, with marks
+// that hold gone (the deletes reported, known until an Ack covers them),
 // and then records the records found (now known, by collection and ID
-// with their updated-at) and gone (no longer known). Nothing to send
-// records nothing.
+// with their updated-at). Nothing to send records nothing.
 func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark, changes []adapters.Change,
 	found map[string]map[string]int64, gone map[string][]string, sink adapters.Sink) error {
 	if len(changes) == 0 {
 		return nil
+	}
+	// The deletes stay known until an Ack covers them: the marks say they
+	// were reported, so that a capture from this cursor on does not report
+	// them again, and one from an earlier cursor does.
+	for name, ids := range gone {
+		m := marks[name]
+		if m == nil {
+			m = &mark{}
+			marks[name] = m
+		}
+		if m.Gone == nil {
+			m.Gone = map[string]bool{}
+		}
+		for _, id := range ids {
+			m.Gone[id] = true
+		}
 	}
 	if err := a.st.putMarks(ctx, seq, marks); err != nil {
 		return err
@@ -539,11 +575,6 @@ func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark,
 			return err
 		}
 	}
-	for name, ids := range gone {
-		if err := a.st.dropKnown(ctx, name, ids); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -552,7 +583,9 @@ func (a *Adapter) recordURL(col *Collection, tmpl, id string) string {
 	return a.cfg.BaseURL + strings.ReplaceAll(tmpl, "{id}", url.PathEscape(id))
 }
 
-// Ack discards the capture positions before cursor.
+// Ack discards the capture positions before cursor, and forgets the
+// records whose deletes it covers: until then a capture from an earlier
+// cursor reports them again.
 func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 	seq, err := a.st.seqOf(cursor)
 	if err != nil {
@@ -608,7 +641,9 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 			out.Generated[i] = gen
 		}
 	}
-	out.Position = a.st.cursor(a.seq.Load() + 1)
+	// A number of its own: every batch read before the apply has a smaller
+	// one, every batch read after it a greater one.
+	out.Position = a.st.cursor(a.seq.Add(1))
 	return out, nil
 }
 
@@ -737,6 +772,9 @@ func (a *Adapter) updatedOf(col *Collection, body []byte, stamp int64) int64 {
 // the response and the recording of the pair leaves a record the map does
 // not name, and the repeated create makes a second one.
 func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+	if v, ok := w.Row[col.ID]; ok && !v.IsNull() {
+		return "", adapters.BadRow(col.name, w.NewKey, errors.Newf("a record first seen elsewhere gets its %s here, and the row sets it to %s", col.ID, v))
+	}
 	key := []byte(w.NewKey)
 	if id, ok, err := a.st.mapped(ctx, col.name, key); err != nil {
 		return "", err

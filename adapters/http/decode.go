@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,12 +107,37 @@ func (col *Collection) decodeRecord(raw []byte) (record, error) {
 			continue
 		}
 		v, err := crdt.FromJSON(f, c.kind, crdt.KindNull)
+		if err != nil && c.kind == crdt.KindTime {
+			v, err = col.parseTime(f, err)
+		}
 		if err != nil {
 			return record{}, errors.Wrapf(err, "record %s field %s", r.id, c.name)
 		}
 		r.row[c.name] = v
 	}
 	return r, nil
+}
+
+// parseTime reads a time field that is not RFC 3339 text (err): an empty
+// string is null (PocketBase's empty date), and other text may be in the
+// layout of the updated-at field (PocketBase's dates, "2006-01-02
+// 15:04:05.000Z"), read in UTC.
+func (col *Collection) parseTime(raw json.RawMessage, err error) (crdt.Value, error) {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return crdt.Value{}, err
+	}
+	if s == "" {
+		return crdt.Null(), nil
+	}
+	if col.layout == "" {
+		return crdt.Value{}, err
+	}
+	t, perr := time.Parse(col.layout, s)
+	if perr != nil {
+		return crdt.Value{}, err
+	}
+	return crdt.Time(t), nil
 }
 
 // parseUpdated reads an updated-at value in milliseconds since the epoch.
@@ -151,10 +177,15 @@ func (col *Collection) formatUpdated(ms int64) string {
 }
 
 // encode renders a write's row as the API's record: every declared column
-// (those the row lacks as null; a value of another kind than declared is
-// an error, but for an int in a float column), the ID when id is not empty, and
+// (those the row lacks as null; a value of another kind than declared, or
+// a field not declared, is an error, but for an int in a float column), the ID when id is not empty, and
 // updated-at when the adapter stamps it.
 func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, error) {
+	for name := range row {
+		if name != col.ID && !slices.ContainsFunc(col.columns, func(c colSpec) bool { return c.name == name }) {
+			return nil, errors.Newf("field %s is not declared in collections.%s.columns", name, col.name)
+		}
+	}
 	obj := make(map[string]json.RawMessage, len(col.columns)+1)
 	for _, c := range col.columns[1:] {
 		v, ok := row[c.name]

@@ -27,7 +27,11 @@
 // poll: every Reconcile interval capture lists every record and reports
 // the records it knew that the listing lacks, each confirmed gone by a
 // read of its own, and the records the listing holds that no poll reported
-// (records without an updated-at).
+// (records without an updated-at). A reported delete stays known until an
+// Ack covers it: a capture resumed from an earlier cursor reports it again.
+// Polls, listings, Head and Apply take their sequence numbers in turn,
+// under one lock, so that a change committed after an Apply (or Head)
+// returns comes in a batch after its position.
 //
 // Apply sends one request per write, in order: an update (PUT) of the
 // whole record, a delete (a record already gone counts as deleted), or a

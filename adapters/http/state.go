@@ -36,11 +36,15 @@ type state struct {
 
 // mark is a collection's high-water mark: the greatest (updated-at, ID)
 // captured, and the records captured within the overlap window before it,
-// by ID, with their updated-at.
+// by ID, with their updated-at. Gone holds the known records whose deletes
+// were reported and not yet acknowledged: they stay known until an Ack
+// covers their delete, so that a capture from an earlier cursor (after a
+// crash) reports them again, and a capture from this one does not.
 type mark struct {
 	Updated int64            `json:"u"`
 	ID      string           `json:"id"`
 	Seen    map[string]int64 `json:"seen,omitempty"`
+	Gone    map[string]bool  `json:"gone,omitempty"`
 }
 
 const schema = `
@@ -129,10 +133,26 @@ func (s *state) marks(ctx context.Context, seq int64) (map[string]*mark, error) 
 	return m, nil
 }
 
-// ack discards the marks before seq.
+// ack discards the marks before seq and forgets the records whose deletes
+// the marks at seq hold, in one transaction.
 func (s *state) ack(ctx context.Context, seq int64) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM marks WHERE seq < ?`, seq)
-	return errors.Wrap(err, "http adapter: state")
+	m, err := s.marks(ctx, seq)
+	if errors.Is(err, adapters.ErrCursor) {
+		m = nil // a position no capture stored: nothing to forget
+	} else if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for coll, mk := range m {
+			for id := range mk.Gone {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM known WHERE coll = ? AND id = ?`, coll, id); err != nil {
+					return err
+				}
+			}
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM marks WHERE seq < ?`, seq)
+		return err
+	})
 }
 
 // known returns the known IDs of coll and the updated-at last captured or
@@ -174,18 +194,6 @@ func (s *state) addKnown(ctx context.Context, coll string, recs map[string]int64
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for id, u := range recs {
 			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// dropKnown forgets records of coll, in one transaction.
-func (s *state) dropKnown(ctx context.Context, coll string, ids []string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM known WHERE coll = ? AND id = ?`, coll, id); err != nil {
 				return err
 			}
 		}

@@ -353,23 +353,28 @@ func (h *hooks) giveBack(d map[string]map[string]struct{}) {
 // announcedDeletes confirms the deletes webhooks announced, as
 // reconciliation confirms those a listing finds: a record the adapter
 // knows and the server answers 404 for is reported deleted, in one batch,
-// and forgotten. A record the adapter does not know (never captured, or
-// deleted by the adapter's own apply, whose echo this is) is ignored.
+// and forgotten once an Ack covers it. A record the adapter does not know
+// (never captured, or deleted by the adapter's own apply, whose echo this
+// is) is ignored, as is one already reported.
 func (a *Adapter) announcedDeletes(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
 	d := a.hooks.takeDeletes()
 	if len(d) == 0 {
 		return nil
 	}
-	seq := a.seq.Add(1)
+	var seq int64
 	var changes []adapters.Change
 	gone := map[string][]string{}
 	err := func() error {
 		a.applyMu.Lock()
 		defer a.applyMu.Unlock()
+		seq = a.seq.Add(1)
 		for _, name := range slices.Sorted(maps.Keys(d)) {
 			col := a.byName[name]
 			var ids []string
 			for _, id := range slices.Sorted(maps.Keys(d[name])) {
+				if m := marks[name]; m != nil && m.Gone[id] {
+					continue // reported already
+				}
 				if _, ok, err := a.st.knownAt(ctx, name, id); err != nil {
 					return err
 				} else if ok {
