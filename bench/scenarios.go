@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,11 @@ type EndToEndOptions struct {
 	From    int           // index of the node written to
 	To      int           // index of the node read from
 	Timeout time.Duration // per sample (default 10s)
+	// Spread, when set, waits a random time up to Spread before each
+	// write, so that writes fall at random points of a polling system's
+	// interval rather than just after the poll that ended the sample
+	// before (default 0: none).
+	Spread time.Duration
 }
 
 // EndToEnd measures, one change at a time, the time from a commit in one
@@ -110,6 +116,13 @@ func sample(ctx context.Context, c *Cluster, o EndToEndOptions, write func(i int
 	from, to := c.Nodes[o.From].Name, c.Nodes[o.To].Name
 	ds := make([]time.Duration, 0, o.Samples)
 	for i := range o.Samples {
+		if o.Spread > 0 {
+			select {
+			case <-ctx.Done():
+				return Latencies{}, ctx.Err()
+			case <-time.After(rand.N(o.Spread)):
+			}
+		}
 		v := fmt.Sprintf("sample-%d-%d", time.Now().UnixNano(), i)
 		start := time.Now()
 		if err := write(i, v); err != nil {

@@ -249,6 +249,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		m := &mark{}
 		var batch []adapters.Change
 		seen := map[string]bool{}
+		rows := map[string][]byte{}
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil
@@ -259,6 +260,9 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		}
 		add := func(r record) error {
 			seen[r.id] = true
+			if b := col.lastOf(r.id, r.row); b != nil {
+				rows[r.id] = b
+			}
 			ch, err := a.change(col, r, true)
 			if err != nil {
 				return err
@@ -289,6 +293,9 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 			return nil, err
 		}
 		if err := a.st.addKnown(ctx, col.name, ids); err != nil {
+			return nil, err
+		}
+		if err := a.st.putLast(ctx, col.name, rows); err != nil {
 			return nil, err
 		}
 		marks[col.name] = m
@@ -376,7 +383,7 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 
 // poll reads what changed after marks and sends it as one batch.
 func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapters.Sink) error {
-	seq, changes, known, err := a.read(ctx, marks)
+	seq, changes, known, rows, err := a.read(ctx, marks)
 	if err != nil || len(changes) == 0 {
 		return err
 	}
@@ -390,22 +397,27 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 		if err := a.st.addKnown(ctx, name, recs); err != nil {
 			return err
 		}
+		if err := a.st.putLast(ctx, name, rows[name]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // read reads what changed after marks, advancing them, and returns the
-// sequence number of its batch, the changes and their updated-at by
-// collection and ID. It excludes Apply while it reads, so that every
-// record it reads that an apply wrote has its echo recorded, and reserves
-// its number meanwhile, so that a change committed after an Apply returns
-// (or Head does) comes in a batch after its position.
-func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []adapters.Change, map[string]map[string]int64, error) {
+// sequence number of its batch, the changes, and their updated-at and rows
+// (Collection.lastOf) by collection and ID. Each change's Old is the row
+// the adapter last captured or wrote. It excludes Apply while it reads, so
+// that every record it reads that an apply wrote has its echo recorded,
+// and reserves its number meanwhile, so that a change committed after an
+// Apply returns (or Head does) comes in a batch after its position.
+func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []adapters.Change, map[string]map[string]int64, map[string]map[string][]byte, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 	seq := a.seq.Add(1)
 	var changes []adapters.Change
 	known := map[string]map[string]int64{}
+	rows := map[string]map[string][]byte{}
 	for _, col := range a.colls {
 		m := marks[col.name]
 		if m == nil {
@@ -414,7 +426,7 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 		}
 		echo, err := a.st.echoes(ctx, col.name)
 		if err != nil {
-			return 0, nil, nil, err
+			return 0, nil, nil, nil, err
 		}
 		err = a.walk(ctx, col, m, func(r record) error {
 			delete(m.Gone, r.id) // made again
@@ -425,21 +437,30 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 			if err != nil {
 				return err
 			}
+			last, err := a.st.lastRow(ctx, col.name, r.id)
+			if err != nil {
+				return err
+			}
+			ch.Old = col.oldOf(last)
 			changes = append(changes, ch)
 			if known[col.name] == nil {
 				known[col.name] = map[string]int64{}
+				rows[col.name] = map[string][]byte{}
 			}
 			known[col.name][r.id] = r.updated
+			if b := col.lastOf(r.id, r.row); b != nil {
+				rows[col.name][r.id] = b
+			}
 			return nil
 		})
 		if err != nil {
-			return 0, nil, nil, err
+			return 0, nil, nil, nil, err
 		}
 		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
-			return 0, nil, nil, err
+			return 0, nil, nil, nil, err
 		}
 	}
-	return seq, changes, known, nil
+	return seq, changes, known, rows, nil
 }
 
 // reconcile lists every record and reports the known records the listing
@@ -450,6 +471,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 	var seq int64
 	var changes []adapters.Change
 	gone, found := map[string][]string{}, map[string]map[string]int64{}
+	rows := map[string]map[string][]byte{}
 	// Applies wait while the listing runs, not while the sink does.
 	err := func() error {
 		a.applyMu.Lock()
@@ -487,8 +509,12 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 					changes = append(changes, ch)
 					if found[col.name] == nil {
 						found[col.name] = map[string]int64{}
+						rows[col.name] = map[string][]byte{}
 					}
 					found[col.name][r.id] = r.updated
+					if b := col.lastOf(r.id, r.row); b != nil {
+						rows[col.name][r.id] = b
+					}
 				}
 			}
 			var missing []string
@@ -511,7 +537,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 	if err != nil {
 		return err
 	}
-	return a.report(ctx, seq, marks, changes, found, gone, sink)
+	return a.report(ctx, seq, marks, changes, found, rows, gone, sink)
 }
 
 // confirmGone reads each of ids, records of col the adapter knows, and
@@ -542,9 +568,10 @@ func (a *Adapter) confirmGone(ctx context.Context, col *Collection, ids []string
 // report sends changes as one batch at capture position seq, with marks
 // that hold gone (the deletes reported, known until an Ack covers them),
 // and then records the records found (now known, by collection and ID
-// with their updated-at). Nothing to send records nothing.
+// with their updated-at, and their rows, Collection.lastOf). Nothing to
+// send records nothing.
 func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark, changes []adapters.Change,
-	found map[string]map[string]int64, gone map[string][]string, sink adapters.Sink) error {
+	found map[string]map[string]int64, rows map[string]map[string][]byte, gone map[string][]string, sink adapters.Sink) error {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -572,6 +599,9 @@ func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark,
 	}
 	for name, recs := range found {
 		if err := a.st.addKnown(ctx, name, recs); err != nil {
+			return err
+		}
+		if err := a.st.putLast(ctx, name, rows[name]); err != nil {
 			return err
 		}
 	}
@@ -747,7 +777,7 @@ func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id
 	if err != nil {
 		return err
 	}
-	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp))
+	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp), col.written(id, r.body, row))
 }
 
 // updatedOf returns the updated-at of a write's response, or stamp when
@@ -821,10 +851,44 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	if err != nil {
 		return "", err
 	}
-	if err := a.st.created(ctx, col.name, id, key, a.updatedOf(col, resp.body, stamp)); err != nil {
+	if err := a.st.created(ctx, col.name, id, key, a.updatedOf(col, resp.body, stamp), col.written(id, resp.body, w.Row)); err != nil {
 		return "", err
 	}
 	return k, nil
+}
+
+// lastOf encodes a record's row as the state keeps it (state.lastRow): as
+// the API's record, declared fields and ID; nil if it cannot (a row read
+// from the API always can).
+func (col *Collection) lastOf(id string, row crdt.Row) []byte {
+	b, err := col.encode(row, id, 0)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// written returns the row a write left on the server, encoded as the
+// state keeps it: the record the response holds, or the row sent when the
+// response holds none.
+func (col *Collection) written(id string, body []byte, sent crdt.Row) []byte {
+	if r, err := col.decodeRecord(body); err == nil && r.id == id {
+		return col.lastOf(id, r.row)
+	}
+	return col.lastOf(id, sent)
+}
+
+// oldOf decodes a row the state keeps; nil when there is none (or it no
+// longer fits the declared fields).
+func (col *Collection) oldOf(b []byte) crdt.Row {
+	if b == nil {
+		return nil
+	}
+	r, err := col.decodeRecord(b)
+	if err != nil {
+		return nil
+	}
+	return r.row
 }
 
 // mintID returns a new random ID: IDLength characters of IDAlphabet, each

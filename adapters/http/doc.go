@@ -16,7 +16,11 @@
 // asking again from an overlap window before it (the server's clock,
 // writes that commit late) and skipping the records of the window it has
 // already reported at the same updated-at, so that nothing is missed or
-// reported twice. A cursor is a sequence number (big-endian, so that
+// reported twice. A change's Old is the record as the adapter last
+// captured or wrote it (the state file keeps it), so that the engine takes
+// only the fields that differ from it as the change's intent, not the
+// server's stale copies of fields merged from elsewhere whose write
+// waited for capture. A cursor is a sequence number (big-endian, so that
 // cursors compare with bytes.Compare in capture order) and the
 // installation's ID; the state file keeps the marks of every cursor not yet
 // acknowledged. The adapter's own writes are not reported: each write

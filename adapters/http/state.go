@@ -23,6 +23,9 @@ import (
 //     with the updated-at it last captured or wrote, which reconciliation
 //     compares with a full listing to find deletes and Apply with the
 //     server's record to find changes capture has not taken yet.
+//   - last: the row of each known record as the adapter last captured or
+//     wrote it, which capture reports as a change's Old, so that only the
+//     fields a user changed count as the change's intent.
 //   - echo: the (ID, updated-at) each of the adapter's own writes produced,
 //     which capture skips.
 //   - idmap: for records created with a Write.NewKey, the server's ID and
@@ -51,6 +54,7 @@ const schema = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS marks (seq INTEGER PRIMARY KEY, marks TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS known (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id));
+CREATE TABLE IF NOT EXISTS last (coll TEXT NOT NULL, id TEXT NOT NULL, row BLOB, PRIMARY KEY (coll, id));
 CREATE TABLE IF NOT EXISTS echo (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id, updated));
 CREATE TABLE IF NOT EXISTS idmap (coll TEXT NOT NULL, local TEXT NOT NULL, key BLOB NOT NULL,
 	PRIMARY KEY (coll, local), UNIQUE (coll, key));
@@ -145,8 +149,10 @@ func (s *state) ack(ctx context.Context, seq int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for coll, mk := range m {
 			for id := range mk.Gone {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM known WHERE coll = ? AND id = ?`, coll, id); err != nil {
-					return err
+				for _, q := range []string{`DELETE FROM known WHERE coll = ? AND id = ?`, `DELETE FROM last WHERE coll = ? AND id = ?`} {
+					if _, err := tx.ExecContext(ctx, q, coll, id); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -201,6 +207,34 @@ func (s *state) addKnown(ctx context.Context, coll string, recs map[string]int64
 	})
 }
 
+// lastRow returns the row of a record as the adapter last captured or
+// wrote it, encoded as the API's record (Collection.encode); nil when it
+// has none.
+func (s *state) lastRow(ctx context.Context, coll, id string) ([]byte, error) {
+	var row []byte
+	err := s.db.QueryRowContext(ctx, `SELECT row FROM last WHERE coll = ? AND id = ?`, coll, id).Scan(&row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return row, errors.Wrap(err, "http adapter: state")
+}
+
+// putLast records the rows of records of coll as captured, by ID, in one
+// transaction.
+func (s *state) putLast(ctx context.Context, coll string, rows map[string][]byte) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for id, row := range rows {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO last (coll, id, row) VALUES (?, ?, ?)`, coll, id, row); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // echoes returns the recorded writes of coll: the updated-at values each
 // produced, by ID.
 func (s *state) echoes(ctx context.Context, coll string) (map[string]map[int64]bool, error) {
@@ -225,10 +259,14 @@ func (s *state) echoes(ctx context.Context, coll string) (map[string]map[int64]b
 }
 
 // wrote records an applied write of a record that the server holds with
-// updated-at u: known, and an echo to skip.
-func (s *state) wrote(ctx context.Context, coll, id string, u int64) error {
+// updated-at u and as row (encoded, see lastRow): known, and an echo to
+// skip.
+func (s *state) wrote(ctx context.Context, coll, id string, u int64, row []byte) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO last (coll, id, row) VALUES (?, ?, ?)`, coll, id, row); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO echo (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u)
@@ -241,7 +279,7 @@ func (s *state) wrote(ctx context.Context, coll, id string, u int64) error {
 func (s *state) deleted(ctx context.Context, coll, id string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, q := range []string{`DELETE FROM known WHERE coll = ? AND id = ?`, `DELETE FROM echo WHERE coll = ? AND id = ?`,
-			`DELETE FROM idmap WHERE coll = ? AND local = ?`} {
+			`DELETE FROM last WHERE coll = ? AND id = ?`, `DELETE FROM idmap WHERE coll = ? AND local = ?`} {
 			if _, err := tx.ExecContext(ctx, q, coll, id); err != nil {
 				return err
 			}
@@ -295,9 +333,9 @@ func (s *state) intent(ctx context.Context, coll string, key []byte, id string) 
 	return id, errors.Wrap(err, "http adapter: state")
 }
 
-// created records a create: the pair in the ID map, the record known, the
-// echo of the write, the intent done; in one transaction.
-func (s *state) created(ctx context.Context, coll, id string, key []byte, u int64) error {
+// created records a create: the pair in the ID map, the record known with
+// its row, the echo of the write, the intent done; in one transaction.
+func (s *state) created(ctx context.Context, coll, id string, key []byte, u int64, row []byte) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, st := range []struct {
 			q    string
@@ -305,6 +343,7 @@ func (s *state) created(ctx context.Context, coll, id string, key []byte, u int6
 		}{
 			{`INSERT OR REPLACE INTO idmap (coll, local, key) VALUES (?, ?, ?)`, []any{coll, id, key}},
 			{`INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, []any{coll, id, u}},
+			{`INSERT OR REPLACE INTO last (coll, id, row) VALUES (?, ?, ?)`, []any{coll, id, row}},
 			{`INSERT OR REPLACE INTO echo (coll, id, updated) VALUES (?, ?, ?)`, []any{coll, id, u}},
 			{`DELETE FROM intent WHERE coll = ? AND key = ?`, []any{coll, key}},
 		} {

@@ -396,7 +396,7 @@ func (a *Adapter) announcedDeletes(ctx context.Context, marks map[string]*mark, 
 		a.hooks.giveBack(d)
 		return err
 	}
-	if err := a.report(ctx, seq, marks, changes, nil, gone, sink); err != nil {
+	if err := a.report(ctx, seq, marks, changes, nil, nil, gone, sink); err != nil {
 		a.hooks.giveBack(d)
 		return err
 	}

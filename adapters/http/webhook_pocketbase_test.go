@@ -113,6 +113,26 @@ collections:
 	pb.Do("DELETE", "/api/collections/contacts/records/ccccccccccccccc", nil, 204, nil)
 	arrives("ccccccccccccccc", "<none>", start1)
 
+	// Two updates of one record within one second, the second after the
+	// first arrived: each event is its own request, and neither is taken
+	// for a replay of the other.
+	for {
+		now := time.Now()
+		if now.Nanosecond() < 200e6 {
+			break
+		}
+		time.Sleep(time.Until(now.Truncate(time.Second).Add(time.Second)))
+	}
+	start1 = time.Now()
+	pb.Do("PATCH", "/api/collections/contacts/records/aaaaaaaaaaaaaaa", map[string]any{"name": "Ann C"}, 200, nil)
+	arrives("aaaaaaaaaaaaaaa", "Ann C|ann@x", start1)
+	pb.Do("PATCH", "/api/collections/contacts/records/aaaaaaaaaaaaaaa", map[string]any{"name": "Ann D"}, 200, nil)
+	if time.Now().Truncate(time.Second).Equal(start1.Truncate(time.Second)) {
+		arrives("aaaaaaaaaaaaaaa", "Ann D|ann@x", start1)
+	} else {
+		t.Log("the second update fell in the next second")
+	}
+
 	s := crmAdapter.WebhookStats()
 	if s.Refused != 0 || s.Malformed != 0 || s.Deletes != 1 || s.Wakes < 3 {
 		t.Errorf("webhook stats %+v, want none refused, 1 delete, at least 3 wakes", s)

@@ -3,7 +3,10 @@
 // An event is the JSON object {"collection", "id", "action"}, sent with
 // X-Lattice-Timestamp (unix seconds) and X-Lattice-Signature:
 // "sha256=" and the hex HMAC-SHA256, under the shared secret, of the
-// timestamp, a dot and the body, exactly as sent.
+// timestamp, a dot and the body, exactly as sent. The body also carries a
+// random nonce, which the receiver ignores: two events of one record
+// within one second would otherwise be signed alike, and the second
+// refused as a replay of the first.
 
 module.exports = {
     send: (record, action) => {
@@ -19,7 +22,7 @@ module.exports = {
         }
         try {
             const secret = toString($os.readFile(secretFile)).trim()
-            const body = JSON.stringify({ collection: collection, id: record.id, action: action })
+            const body = JSON.stringify({ collection: collection, id: record.id, action: action, nonce: $security.randomString(16) })
             const ts = String(Math.floor(Date.now() / 1000))
             const res = $http.send({
                 url: url,
