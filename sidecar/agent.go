@@ -249,6 +249,9 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 	params.Join = cfg.InitialSync.join()
 	a.eng = engine.New(params, ti)
 	a.m = newMetrics(a)
+	if err := registerAdapterMetrics(a.reg, a.adp); err != nil {
+		return nil, err
+	}
 	_, verifies := a.adp.(adapters.RangeReader)
 	a.ver = newVerifier(a.reg, verifies)
 

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/errors"
+	"github.com/lattice-crdt/lattice/adapters"
 	"github.com/lattice-crdt/lattice/adapters/mapping"
 	"github.com/lattice-crdt/lattice/crdt"
 	"github.com/lattice-crdt/lattice/gossip"
@@ -325,4 +327,20 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
+}
+
+// registerAdapterMetrics registers the metrics an adapter exports of its
+// own (adapters.MetricsExporter; the mapping wrapper forwards them), once,
+// at start.
+func registerAdapterMetrics(reg prometheus.Registerer, adp adapters.Adapter) error {
+	e, ok := adp.(adapters.MetricsExporter)
+	if !ok {
+		return nil
+	}
+	for _, c := range e.Collectors() {
+		if err := reg.Register(c); err != nil {
+			return errors.Wrap(err, "register the adapter's metrics")
+		}
+	}
+	return nil
 }

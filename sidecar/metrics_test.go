@@ -2,7 +2,10 @@ package sidecar
 
 import (
 	"fmt"
+	nethttp "net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -166,7 +169,22 @@ func gatherLattice(t *testing.T, a *Agent) []*dto.MetricFamily {
 // the registry: a metric added, renamed or re-described in the code and not
 // in the doc fails here. LATTICE_UPDATE_DOCS=1 rewrites the doc's table.
 func TestMetricsDoc(t *testing.T) {
-	a := startAgent(t, func(c *Config) { c.API.MetricsPublic = true })
+	// An http adapter, so that the metrics it exports are listed too; its
+	// API answers every list with no records.
+	api := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("[]"))
+	}))
+	t.Cleanup(api.Close)
+	dsn := filepath.Join(t.TempDir(), "api.yaml")
+	y := "preset: json-server\nbase_url: " + api.URL + "\ncollections:\n  contacts:\n    columns: {name: string}\n"
+	if err := os.WriteFile(dsn, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, func(c *Config) {
+		c.API.MetricsPublic = true
+		c.Adapter = AdapterConfig{Kind: "http", DSN: dsn}
+	})
 	// One request, so that the API's labelled counter has a series.
 	if r := do(t, a, "GET", "/healthz", "", ""); r.code != 200 {
 		t.Fatalf("GET /healthz = %d", r.code)

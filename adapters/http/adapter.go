@@ -38,7 +38,9 @@ type Adapter struct {
 	// must not miss a record that an apply creates while it runs.
 	applyMu sync.Mutex
 
-	skipped atomic.Int64 // records capture could not decode
+	skipped   atomic.Int64             // records capture could not decode
+	skippedBy map[string]*atomic.Int64 // the same by collection
+	polls     polls                    // capture's last successful polls, for metrics
 
 	hooks *hooks // the webhook receiver; nil without webhooks
 }
@@ -64,13 +66,21 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 	if err != nil {
 		return nil, err
 	}
-	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk, hooks: hk}
+	a := &Adapter{cfg: cfg, byName: map[string]*Collection{}, st: st, log: log, clk: clk, hooks: hk, skippedBy: map[string]*atomic.Int64{},
+		polls: polls{opened: clk.Now(), at: map[string]time.Time{}, mark: map[string]int64{}}}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Collections)) {
 		a.colls = append(a.colls, cfg.Collections[name])
 		a.byName[name] = cfg.Collections[name]
+		a.skippedBy[name] = new(atomic.Int64)
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout}, creds: creds,
-		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{}}
+	tr, err := transport(cfg)
+	if err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: a.checkRedirect}, creds: creds,
+		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{},
+		slots: make(chan struct{}, cfg.Concurrency), breaker: newBreaker(cfg.Circuit, clk)}
 	if l, ok := creds.(*login); ok {
 		l.c = a.c
 	}
@@ -102,56 +112,6 @@ func (a *Adapter) Tables(context.Context) ([]adapters.Table, error) {
 	return out, nil
 }
 
-// listURL returns the URL of one page of col's records: updated at or
-// after since in capture order when byUpdated, else every record by ID.
-func (a *Adapter) listURL(col *Collection, byUpdated bool, since int64, page int) string {
-	q := url.Values{}
-	for k, v := range col.Query {
-		q.Set(k, v)
-	}
-	if byUpdated {
-		q.Set(col.SinceParam, strings.ReplaceAll(col.SinceValue, "{since}", col.formatUpdated(since)))
-		if col.SortParam != "" {
-			q.Set(col.SortParam, col.SortValue)
-		}
-		if col.OrderParam != "" {
-			q.Set(col.OrderParam, col.OrderValue)
-		}
-	} else {
-		if col.SortParam != "" {
-			q.Set(col.SortParam, col.ID)
-		}
-		if col.OrderParam != "" {
-			q.Set(col.OrderParam, "asc")
-		}
-	}
-	if col.Paging == "page" {
-		q.Set(col.PageParam, strconv.Itoa(page))
-	} else {
-		q.Set(col.OffsetParam, strconv.Itoa((page-1)*col.PageSize))
-	}
-	q.Set(col.LimitParam, strconv.Itoa(col.PageSize))
-	return a.cfg.BaseURL + col.Path + "?" + q.Encode()
-}
-
-// list fetches one page and decodes it; records that cannot be decoded
-// are logged and counted, never returned.
-func (a *Adapter) list(ctx context.Context, col *Collection, u string) ([]record, error) {
-	r, err := a.c.do(ctx, nethttp.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	recs, bad, err := col.decodeList(r.body)
-	if err != nil {
-		return nil, errors.WithHint(errors.Wrapf(err, "http adapter: GET %s", u), "check the collection's records and paging keys")
-	}
-	for _, e := range bad {
-		a.skipped.Add(1)
-		a.log.Warn("http adapter: record skipped", "collection", col.name, "err", e)
-	}
-	return recs, nil
-}
-
 // Skipped returns how many listed records capture could not decode.
 func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
 
@@ -159,15 +119,18 @@ func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
 // the overlap, in (updated-at, ID) order, and calls f with each one m has
 // not seen, advancing m. It pages by restarting the filter at the last
 // updated-at read, so that records that move to the end while it reads are
-// read again rather than shifting others out of its pages.
+// read again rather than shifting others out of its pages; it follows the
+// API's next page (page number, offset, cursor or link) only while a page
+// ends on the updated-at it started from, so that a cursor's guarantees,
+// whatever the API makes them, are never needed.
 func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(record) error) error {
 	overlap := a.cfg.Overlap.Milliseconds()
 	since := max(m.Updated-overlap, 0)
 	if m.Seen == nil {
 		m.Seen = map[string]int64{}
 	}
-	for page := 1; ; {
-		recs, err := a.list(ctx, col, a.listURL(col, true, since, page))
+	for p := a.pages(col, true, since); p.more(); {
+		recs, err := p.next(ctx)
 		if err != nil {
 			return err
 		}
@@ -183,13 +146,11 @@ func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(rec
 				return err
 			}
 		}
-		if len(recs) < col.PageSize {
-			break
-		}
-		if last := recs[len(recs)-1].updated; last > since {
-			since, page = last, 1
-		} else {
-			page++
+		if len(recs) > 0 && p.more() {
+			if last := recs[len(recs)-1].updated; last > since {
+				since = last
+				p = a.pages(col, true, since)
+			}
 		}
 	}
 	for id, u := range m.Seen {
@@ -213,16 +174,14 @@ func idLess(col *Collection, a, b string) bool {
 // listAll reads every record of col, by ID.
 func (a *Adapter) listAll(ctx context.Context, col *Collection) ([]record, error) {
 	var out []record
-	for page := 1; ; page++ {
-		recs, err := a.list(ctx, col, a.listURL(col, false, 0, page))
+	for p := a.pages(col, false, 0); p.more(); {
+		recs, err := p.next(ctx)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, recs...)
-		if len(recs) < col.PageSize {
-			return out, nil
-		}
 	}
+	return out, nil
 }
 
 func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Change, error) {
@@ -231,6 +190,9 @@ func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Cha
 		return adapters.Change{}, err
 	}
 	ch := adapters.Change{Collection: col.name, Key: k, Row: r.row}
+	if r.deleted {
+		ch.Row = nil
+	}
 	if !snapshot && r.updated > 0 {
 		ch.Committed = time.UnixMilli(r.updated)
 	}
@@ -260,6 +222,9 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		}
 		add := func(r record) error {
 			seen[r.id] = true
+			if r.deleted {
+				return nil
+			}
 			if b := col.lastOf(r.id, r.row); b != nil {
 				rows[r.id] = b
 			}
@@ -295,7 +260,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		if err := a.st.addKnown(ctx, col.name, ids); err != nil {
 			return nil, err
 		}
-		if err := a.st.putLast(ctx, col.name, rows); err != nil {
+		if err := a.st.putLast(ctx, col.name, seq, rows); err != nil {
 			return nil, err
 		}
 		marks[col.name] = m
@@ -354,6 +319,9 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 	if err != nil {
 		return err
 	}
+	if err := a.st.rewind(ctx, seq); err != nil {
+		return err
+	}
 	lastReconcile := a.clk.Now()
 	for {
 		if err := a.poll(ctx, marks, sink); err != nil {
@@ -397,7 +365,7 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 		if err := a.st.addKnown(ctx, name, recs); err != nil {
 			return err
 		}
-		if err := a.st.putLast(ctx, name, rows[name]); err != nil {
+		if err := a.st.putLast(ctx, name, seq, rows[name]); err != nil {
 			return err
 		}
 	}
@@ -437,7 +405,7 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 			if err != nil {
 				return err
 			}
-			last, err := a.st.lastRow(ctx, col.name, r.id)
+			last, err := a.st.lastRow(ctx, col.name, r.id, seq)
 			if err != nil {
 				return err
 			}
@@ -448,7 +416,10 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 				rows[col.name] = map[string][]byte{}
 			}
 			known[col.name][r.id] = r.updated
-			if b := col.lastOf(r.id, r.row); b != nil {
+			if r.deleted {
+				// No last row: a record brought back is diffed whole.
+				rows[col.name][r.id] = nil
+			} else if b := col.lastOf(r.id, r.row); b != nil {
 				rows[col.name][r.id] = b
 			}
 			return nil
@@ -456,6 +427,7 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 		if err != nil {
 			return 0, nil, nil, nil, err
 		}
+		a.polls.done(col.name, a.clk.Now(), m.Updated)
 		if err := a.st.forgetEchoes(ctx, col.name, m.Updated-a.cfg.Overlap.Milliseconds()); err != nil {
 			return 0, nil, nil, nil, err
 		}
@@ -501,7 +473,7 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 				listed[r.id] = true
 				delete(m.Gone, r.id)
 				// A record updated within the window is the polls' to report.
-				if _, ok := known[r.id]; !ok && (r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
+				if _, ok := known[r.id]; !ok && !r.deleted && (r.updated == 0 || r.updated < m.Updated-a.cfg.Overlap.Milliseconds()) {
 					ch, err := a.change(col, r, false)
 					if err != nil {
 						return err
@@ -601,7 +573,16 @@ func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark,
 		if err := a.st.addKnown(ctx, name, recs); err != nil {
 			return err
 		}
-		if err := a.st.putLast(ctx, name, rows[name]); err != nil {
+		if err := a.st.putLast(ctx, name, seq, rows[name]); err != nil {
+			return err
+		}
+	}
+	for name, ids := range gone {
+		deleted := make(map[string][]byte, len(ids))
+		for _, id := range ids {
+			deleted[id] = nil
+		}
+		if err := a.st.putLast(ctx, name, seq, deleted); err != nil {
 			return err
 		}
 	}
@@ -636,6 +617,9 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) (adapters.Applied, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
+	// The writes' position, taken first: the rows they leave are the
+	// records' rows from it on (state.lastRow).
+	pos := a.seq.Add(1)
 	var out adapters.Applied
 	for i, w := range writes {
 		col := a.byName[w.Collection]
@@ -656,7 +640,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 				continue
 			}
 		}
-		gen, err := a.apply(ctx, col, w)
+		gen, err := a.apply(ctx, col, w, pos)
 		if errors.Is(err, errGone) {
 			out.Deferred = append(out.Deferred, i)
 			continue
@@ -673,7 +657,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 	}
 	// A number of its own: every batch read before the apply has a smaller
 	// one, every batch read after it a greater one.
-	out.Position = a.st.cursor(a.seq.Add(1))
+	out.Position = a.st.cursor(pos)
 	return out, nil
 }
 
@@ -716,6 +700,11 @@ func (a *Adapter) changedSince(ctx context.Context, col *Collection, key crdt.Ke
 
 // classify marks a write's error: a rejected record is a bad row.
 func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
+	// A 5xx or 429 that outlasted the retries is the system's state, not
+	// the record's: the write waits, it is never parked.
+	if errors.Is(err, adapters.ErrUnavailable) {
+		return err
+	}
 	var se *statusError
 	if errors.As(err, &se) {
 		switch se.code {
@@ -730,13 +719,16 @@ func (a *Adapter) classify(col *Collection, key crdt.Key, err error) error {
 
 // apply performs one write and returns the key the API or the adapter
 // generated for a NewKey.
-func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write, pos int64) (crdt.Key, error) {
 	if w.NewKey != "" {
-		return a.create(ctx, col, w)
+		return a.create(ctx, col, w, pos)
 	}
 	id, err := col.idText(w.Key)
 	if err != nil {
 		return "", adapters.BadRow(col.name, w.Key, err)
+	}
+	if w.Row == nil && col.Deleted != nil && col.Deleted.Apply == "soft" {
+		return "", a.softDelete(ctx, col, id)
 	}
 	if w.Row == nil {
 		_, err := a.c.do(ctx, col.Delete.Method, a.recordURL(col, col.Delete.Path, id), nil)
@@ -744,18 +736,18 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write) 
 		if err != nil && !(errors.As(err, &se) && se.code == nethttp.StatusNotFound) {
 			return "", err
 		}
-		return "", a.st.deleted(ctx, col.name, id)
+		return "", a.st.deleted(ctx, col.name, id, pos)
 	}
 	if rk, err := crdt.MakeKey(w.Row[col.ID]); err != nil || rk != w.Key {
 		return "", adapters.BadRow(col.name, w.Key, errors.Newf("row's %s %s disagrees with the write's key", col.ID, w.Row[col.ID]))
 	}
-	return "", a.upsert(ctx, col, w.Key, id, w.Row)
+	return "", a.upsert(ctx, col, w.Key, id, w.Row, pos)
 }
 
 // upsert writes row as record id: an update, or a create with the ID when
 // the server lacks a record the adapter does not know and takes client
 // IDs. A record the adapter knows that the server lacks is errGone.
-func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id string, row crdt.Row) error {
+func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id string, row crdt.Row, pos int64) error {
 	stamp := a.clk.Now().UnixMilli()
 	body, err := col.encode(row, id, stamp)
 	if err != nil {
@@ -777,7 +769,7 @@ func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id
 	if err != nil {
 		return err
 	}
-	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp), col.written(id, r.body, row))
+	return a.st.wrote(ctx, col.name, id, pos, a.updatedOf(col, r.body, stamp), col.written(id, r.body, row))
 }
 
 // updatedOf returns the updated-at of a write's response, or stamp when
@@ -801,7 +793,7 @@ func (a *Adapter) updatedOf(col *Collection, body []byte, stamp int64) int64 {
 // them, the server's ID is known only from the response: a crash between
 // the response and the recording of the pair leaves a record the map does
 // not name, and the repeated create makes a second one.
-func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write) (crdt.Key, error) {
+func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write, pos int64) (crdt.Key, error) {
 	if v, ok := w.Row[col.ID]; ok && !v.IsNull() {
 		return "", adapters.BadRow(col.name, w.NewKey, errors.Newf("a record first seen elsewhere gets its %s here, and the row sets it to %s", col.ID, v))
 	}
@@ -809,7 +801,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	if id, ok, err := a.st.mapped(ctx, col.name, key); err != nil {
 		return "", err
 	} else if ok {
-		if err := a.upsert(ctx, col, w.NewKey, id, w.Row); err != nil {
+		if err := a.upsert(ctx, col, w.NewKey, id, w.Row, pos); err != nil {
 			return "", err
 		}
 		return col.key(id)
@@ -820,16 +812,32 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	var resp response
 	var err error
 	if col.clientIDs {
-		if id, err = a.st.intent(ctx, col.name, key, col.mintID()); err != nil {
+		minted := col.mintID()
+		if id, err = a.st.intent(ctx, col.name, key, minted); err != nil {
 			return "", err
 		}
 		if body, err = col.encode(w.Row, id, stamp); err != nil {
 			return "", adapters.BadRow(col.name, w.NewKey, err)
 		}
-		resp, err = a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
-		var se *statusError
-		if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+		// A fresh intent's ID is new to the server: create at once. An
+		// intent an earlier attempt left may have made the record: write
+		// it, and create it only when the server lacks it.
+		if id == minted {
 			resp, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
+			// A create the client sent again (its response was lost) finds
+			// the record the first one made: write it instead.
+			var se *statusError
+			if errors.As(err, &se) && se.code/100 == 4 && !retryable(se.code) {
+				if r, uerr := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body); uerr == nil {
+					resp, err = r, nil
+				}
+			}
+		} else {
+			resp, err = a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), body)
+			var se *statusError
+			if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+				resp, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
+			}
 		}
 		if err != nil {
 			return "", err
@@ -851,7 +859,7 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write)
 	if err != nil {
 		return "", err
 	}
-	if err := a.st.created(ctx, col.name, id, key, a.updatedOf(col, resp.body, stamp), col.written(id, resp.body, w.Row)); err != nil {
+	if err := a.st.created(ctx, col.name, id, key, pos, a.updatedOf(col, resp.body, stamp), col.written(id, resp.body, w.Row)); err != nil {
 		return "", err
 	}
 	return k, nil

@@ -29,10 +29,16 @@ type client struct {
 	creds  credentials
 	budget *rate.Limiter
 	clk    clock.Clock
+	// slots holds a token for each request in flight, at most
+	// Concurrency; breaker is the system's circuit.
+	slots   chan struct{}
+	breaker *breaker
 
 	mu     sync.Mutex
 	byCode map[int]int64 // responses by status code; 0 counts transport errors
 	waits  atomic.Int64  // requests that waited for the budget
+	// slotWaits counts requests that waited for a concurrency slot.
+	slotWaits atomic.Int64
 }
 
 // Stats counts the adapter's requests, for metrics.
@@ -49,8 +55,9 @@ type Stats struct {
 
 // response is a read response.
 type response struct {
-	code int
-	body []byte
+	code   int
+	body   []byte
+	header nethttp.Header
 }
 
 // statusError is a response the adapter does not take as success.
@@ -96,7 +103,17 @@ func (c *client) send(ctx context.Context, method, url string, body []byte, auth
 				return response{}, err
 			}
 		}
+		// After the credentials: a login sends a request of its own, which
+		// the circuit must see first.
+		probe, err := c.breaker.allow()
+		if err != nil {
+			if last != nil {
+				err = errors.WithSecondaryError(err, last)
+			}
+			return response{}, err
+		}
 		r, retryAfter, err := c.once(ctx, method, url, body, name, value)
+		c.breaker.record(classifyAttempt(ctx, err, probe || attempt >= c.cfg.Retries), probe)
 		if err == nil {
 			return r, nil
 		}
@@ -149,6 +166,11 @@ func (c *client) once(ctx context.Context, method, url string, body []byte, hnam
 	if err := c.budget.Wait(ctx); err != nil {
 		return response{}, 0, err
 	}
+	release, err := c.slot(ctx)
+	if err != nil {
+		return response{}, 0, err
+	}
+	defer release()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -179,7 +201,23 @@ func (c *client) once(ctx context.Context, method, url string, body []byte, hnam
 		return response{}, retryAfter(resp.Header.Get("Retry-After"), c.clk.Now()),
 			&statusError{method: method, url: url, code: resp.StatusCode, body: b}
 	}
-	return response{code: resp.StatusCode, body: b}, 0, nil
+	return response{code: resp.StatusCode, body: b, header: resp.Header}, 0, nil
+}
+
+// slot waits for one of the Concurrency slots of requests in flight and
+// returns its release.
+func (c *client) slot(ctx context.Context) (func(), error) {
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		c.slotWaits.Add(1)
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return func() { <-c.slots }, nil
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.

@@ -37,6 +37,13 @@ type Config struct {
 	// Burst how many may go at once after a quiet spell (default 1).
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
+	// Concurrency is how many requests may be in flight at once (default
+	// 4).
+	Concurrency int `yaml:"concurrency"`
+	// Circuit stops requests to an API that keeps failing (circuit.go).
+	Circuit CircuitConfig `yaml:"circuit"`
+	// TLS sets the certificates of an https API (tls.go).
+	TLS TLSConfig `yaml:"tls"`
 	// Retries is how many times a request that failed with 429, a 5xx or a
 	// connection error is sent again before the system counts as
 	// unavailable (default 3), waiting Backoff, doubled each time, with
@@ -159,14 +166,23 @@ type Collection struct {
 	SortValue  string `yaml:"sort_value"`
 	OrderParam string `yaml:"order_param"`
 	OrderValue string `yaml:"order_value"`
-	// Paging is page (PageParam counts pages from 1) or offset
-	// (OffsetParam counts records from 0); LimitParam sets the page size,
-	// PageSize (default 100).
+	// Paging is page (PageParam counts pages from 1), offset (OffsetParam
+	// counts records from 0), cursor or next_link (paging.go); LimitParam
+	// sets the page size, PageSize (default 100).
 	Paging      string `yaml:"paging"`
 	PageParam   string `yaml:"page_param"`
 	OffsetParam string `yaml:"offset_param"`
 	LimitParam  string `yaml:"limit_param"`
 	PageSize    int    `yaml:"page_size"`
+	// CursorParam is the query parameter that sends the cursor of the
+	// next page, and CursorPath the dotted path of that cursor in a list
+	// response (cursor paging).
+	CursorParam string `yaml:"cursor_param"`
+	CursorPath  string `yaml:"cursor_path"`
+	// NextPath is the dotted path of the next page's URL in a list
+	// response; without it, the Link header's rel="next" (next_link
+	// paging).
+	NextPath string `yaml:"next_path"`
 	// Query holds query parameters sent with every list request
 	// (pocketbase preset: skipTotal=1, which spares the server counting).
 	Query map[string]string `yaml:"query"`
@@ -177,6 +193,9 @@ type Collection struct {
 	Create Request `yaml:"create"`
 	Update Request `yaml:"update"`
 	Delete Request `yaml:"delete"`
+	// Deleted marks the records the API keeps as deleted (soft deletes,
+	// softdelete.go).
+	Deleted *SoftDelete `yaml:"deleted"`
 
 	name         string
 	sinceSuffix  string // a preset's filter suffix after Updated
@@ -319,6 +338,9 @@ func (c *Config) fill() error {
 	if c.Retries == 0 {
 		c.Retries = 3
 	}
+	if err := c.fillBudget(); err != nil {
+		return err
+	}
 	if c.ReadBeforeWrite == nil {
 		t := true
 		c.ReadBeforeWrite = &t
@@ -446,17 +468,11 @@ func (col *Collection) fill(name string, p Collection) error {
 			return errors.WithHint(keyErr(key+".id_alphabet", "%q", col.IDAlphabet), "2 to 256 distinct ASCII characters, e.g. abcdefghijklmnopqrstuvwxyz0123456789")
 		}
 	}
-	switch col.Paging {
-	case "page":
-		if col.PageParam == "" || col.LimitParam == "" {
-			return errors.WithHint(keyErr(key+".paging", "page paging needs page_param and limit_param"), "e.g. page_param: _page, limit_param: _limit")
-		}
-	case "offset":
-		if col.OffsetParam == "" || col.LimitParam == "" {
-			return errors.WithHint(keyErr(key+".paging", "offset paging needs offset_param and limit_param"), "e.g. offset_param: offset, limit_param: limit")
-		}
-	default:
-		return errors.WithHint(keyErr(key+".paging", "%q", col.Paging), "page or offset")
+	if err := col.checkPaging(key); err != nil {
+		return err
+	}
+	if err := col.checkSoftDelete(key); err != nil {
+		return err
 	}
 	if col.PageSize < 1 {
 		return keyErr(key+".page_size", "%d is not positive", col.PageSize)

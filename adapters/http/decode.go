@@ -18,6 +18,7 @@ type record struct {
 	id      string // the ID as text: decimal for int IDs
 	updated int64  // milliseconds since the epoch; 0 when the record has none
 	row     crdt.Row
+	deleted bool // the API marks the record deleted (SoftDelete)
 }
 
 // key returns the record's key.
@@ -99,6 +100,7 @@ func (col *Collection) decodeRecord(raw []byte) (record, error) {
 			return record{}, errors.Wrapf(err, "record %s field %s", r.id, col.Updated)
 		}
 	}
+	r.deleted = col.isDeleted(obj)
 	r.row = crdt.Row{col.ID: idv}
 	for _, c := range col.columns[1:] {
 		f, ok := obj[c.name]
@@ -203,6 +205,9 @@ func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, err
 			return nil, errors.Wrapf(err, "field %s", c.name)
 		}
 		obj[c.name] = b
+	}
+	if col.Deleted != nil {
+		obj[col.Deleted.Field] = col.Deleted.liveValue()
 	}
 	if id != "" {
 		if col.idKind == crdt.KindInt {

@@ -66,6 +66,20 @@
 // costs time, not changes. webhooks/pocketbase holds the hook files with
 // which PocketBase sends them.
 //
-// Every request waits for the system's request budget (rate, burst);
-// Stats counts requests by status code and the requests that waited.
+// Every request waits for the system's request budget (rate, burst) and
+// for one of its concurrency slots. A circuit breaker (circuit.go) stops
+// requests to an API that keeps failing: while it is open they fail at
+// once, marked adapters.ErrUnavailable, and one probe per cooldown finds
+// out whether the API is back. The adapter's metrics (metrics.go) reach the
+// sidecar through adapters.MetricsExporter; Stats counts requests by status
+// code and the requests that waited. An https API's certificate is always
+// verified, against the system's roots or a CA bundle, and a client
+// certificate may be sent (tls.go).
+//
+// Listings page by number, offset, cursor or next link (paging.go); a next
+// link is followed only on base_url's scheme and host. Capture's walk
+// restarts its filter at the last updated-at read rather than trust a
+// cursor while records move. An API that keeps deleted records marked
+// (soft deletes, softdelete.go) has them captured as deletes, and Apply's
+// delete marks them.
 package http

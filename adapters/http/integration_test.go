@@ -371,9 +371,15 @@ func TestIntegrationServerRestart(t *testing.T) {
 		t.Fatalf("Apply with the server down: %v, want ErrUnavailable", err)
 	}
 	s.Start()
-	if _, err := a.Apply(ctx, w, nil); err != nil {
-		t.Fatal(err)
-	}
+	// The circuit opened while the server was down: writes fail at once,
+	// marked unavailable, until its probe finds the server back.
+	waitFor(t, "the write after the restart", func() bool {
+		_, err := a.Apply(ctx, w, nil)
+		if err != nil && !errors.Is(err, adapters.ErrUnavailable) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
 	s.Do("POST", "/contacts", contact("u", "User", "u@x", 1, st.next("u")), 201, nil)
 	var c2 collector
 	capture(t, a, cur, &c2)

@@ -23,9 +23,13 @@ import (
 //     with the updated-at it last captured or wrote, which reconciliation
 //     compares with a full listing to find deletes and Apply with the
 //     server's record to find changes capture has not taken yet.
-//   - last: the row of each known record as the adapter last captured or
-//     wrote it, which capture reports as a change's Old, so that only the
-//     fields a user changed count as the change's intent.
+//   - last: the rows of each known record as the adapter captured or wrote
+//     them, by sequence number, which capture reports as a change's Old,
+//     so that only the fields a user changed count as the change's intent.
+//     A null row is a delete. A capture from a cursor first forgets the
+//     rows captured after it (they are captured again, and the Old of
+//     each must be the row as of the cursor), and an Ack keeps, of the
+//     rows at or before its cursor, only the newest.
 //   - echo: the (ID, updated-at) each of the adapter's own writes produced,
 //     which capture skips.
 //   - idmap: for records created with a Write.NewKey, the server's ID and
@@ -54,7 +58,8 @@ const schema = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS marks (seq INTEGER PRIMARY KEY, marks TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS known (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id));
-CREATE TABLE IF NOT EXISTS last (coll TEXT NOT NULL, id TEXT NOT NULL, row BLOB, PRIMARY KEY (coll, id));
+CREATE TABLE IF NOT EXISTS last (coll TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, captured INTEGER NOT NULL, row BLOB,
+	PRIMARY KEY (coll, id, seq));
 CREATE TABLE IF NOT EXISTS echo (coll TEXT NOT NULL, id TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (coll, id, updated));
 CREATE TABLE IF NOT EXISTS idmap (coll TEXT NOT NULL, local TEXT NOT NULL, key BLOB NOT NULL,
 	PRIMARY KEY (coll, local), UNIQUE (coll, key));
@@ -149,16 +154,29 @@ func (s *state) ack(ctx context.Context, seq int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for coll, mk := range m {
 			for id := range mk.Gone {
-				for _, q := range []string{`DELETE FROM known WHERE coll = ? AND id = ?`, `DELETE FROM last WHERE coll = ? AND id = ?`} {
-					if _, err := tx.ExecContext(ctx, q, coll, id); err != nil {
-						return err
-					}
+				if _, err := tx.ExecContext(ctx, `DELETE FROM known WHERE coll = ? AND id = ?`, coll, id); err != nil {
+					return err
 				}
 			}
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM marks WHERE seq < ?`, seq)
-		return err
+		for _, q := range []string{
+			`DELETE FROM last WHERE seq < (SELECT max(l.seq) FROM last l WHERE l.coll = last.coll AND l.id = last.id AND l.seq <= ?)`,
+			`DELETE FROM last WHERE row IS NULL AND seq <= ?`, // a delete is no row at all
+			`DELETE FROM marks WHERE seq < ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, seq); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// rewind forgets the rows captured after seq: a capture from seq captures
+// them again.
+func (s *state) rewind(ctx context.Context, seq int64) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM last WHERE captured = 1 AND seq > ?`, seq)
+	return errors.Wrap(err, "http adapter: state")
 }
 
 // known returns the known IDs of coll and the updated-at last captured or
@@ -208,26 +226,28 @@ func (s *state) addKnown(ctx context.Context, coll string, recs map[string]int64
 }
 
 // lastRow returns the row of a record as the adapter last captured or
-// wrote it, encoded as the API's record (Collection.encode); nil when it
-// has none.
-func (s *state) lastRow(ctx context.Context, coll, id string) ([]byte, error) {
+// wrote it before sequence number seq, encoded as the API's record
+// (Collection.encode); nil when it has none or the record was deleted.
+func (s *state) lastRow(ctx context.Context, coll, id string, seq int64) ([]byte, error) {
 	var row []byte
-	err := s.db.QueryRowContext(ctx, `SELECT row FROM last WHERE coll = ? AND id = ?`, coll, id).Scan(&row)
+	err := s.db.QueryRowContext(ctx, `SELECT row FROM last WHERE coll = ? AND id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`,
+		coll, id, seq).Scan(&row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	return row, errors.Wrap(err, "http adapter: state")
 }
 
-// putLast records the rows of records of coll as captured, by ID, in one
-// transaction.
-func (s *state) putLast(ctx context.Context, coll string, rows map[string][]byte) error {
+// putLast records the rows of records of coll as captured at sequence
+// number seq, by ID (a nil row: deleted), in one transaction.
+func (s *state) putLast(ctx context.Context, coll string, seq int64, rows map[string][]byte) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for id, row := range rows {
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO last (coll, id, row) VALUES (?, ?, ?)`, coll, id, row); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO last (coll, id, seq, captured, row) VALUES (?, ?, ?, 1, ?)`,
+				coll, id, seq, row); err != nil {
 				return err
 			}
 		}
@@ -259,14 +279,15 @@ func (s *state) echoes(ctx context.Context, coll string) (map[string]map[int64]b
 }
 
 // wrote records an applied write of a record that the server holds with
-// updated-at u and as row (encoded, see lastRow): known, and an echo to
-// skip.
-func (s *state) wrote(ctx context.Context, coll, id string, u int64, row []byte) error {
+// updated-at u and as row (encoded, see lastRow) from sequence number seq
+// on: known, and an echo to skip.
+func (s *state) wrote(ctx context.Context, coll, id string, seq, u int64, row []byte) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO last (coll, id, row) VALUES (?, ?, ?)`, coll, id, row); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO last (coll, id, seq, captured, row) VALUES (?, ?, ?, 0, ?)`,
+			coll, id, seq, row); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO echo (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u)
@@ -274,17 +295,18 @@ func (s *state) wrote(ctx context.Context, coll, id string, u int64, row []byte)
 	})
 }
 
-// deleted records an applied delete: the record is no longer known and
-// its ID map pair is dropped.
-func (s *state) deleted(ctx context.Context, coll, id string) error {
+// deleted records an applied delete, from sequence number seq on: the
+// record is no longer known and its ID map pair is dropped.
+func (s *state) deleted(ctx context.Context, coll, id string, seq int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, q := range []string{`DELETE FROM known WHERE coll = ? AND id = ?`, `DELETE FROM echo WHERE coll = ? AND id = ?`,
-			`DELETE FROM last WHERE coll = ? AND id = ?`, `DELETE FROM idmap WHERE coll = ? AND local = ?`} {
+			`DELETE FROM idmap WHERE coll = ? AND local = ?`} {
 			if _, err := tx.ExecContext(ctx, q, coll, id); err != nil {
 				return err
 			}
 		}
-		return nil
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO last (coll, id, seq, captured, row) VALUES (?, ?, ?, 0, NULL)`, coll, id, seq)
+		return err
 	})
 }
 
@@ -334,8 +356,9 @@ func (s *state) intent(ctx context.Context, coll string, key []byte, id string) 
 }
 
 // created records a create: the pair in the ID map, the record known with
-// its row, the echo of the write, the intent done; in one transaction.
-func (s *state) created(ctx context.Context, coll, id string, key []byte, u int64, row []byte) error {
+// its row from sequence number seq on, the echo of the write, the intent
+// done; in one transaction.
+func (s *state) created(ctx context.Context, coll, id string, key []byte, seq, u int64, row []byte) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, st := range []struct {
 			q    string
@@ -343,7 +366,7 @@ func (s *state) created(ctx context.Context, coll, id string, key []byte, u int6
 		}{
 			{`INSERT OR REPLACE INTO idmap (coll, local, key) VALUES (?, ?, ?)`, []any{coll, id, key}},
 			{`INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, []any{coll, id, u}},
-			{`INSERT OR REPLACE INTO last (coll, id, row) VALUES (?, ?, ?)`, []any{coll, id, row}},
+			{`INSERT OR REPLACE INTO last (coll, id, seq, captured, row) VALUES (?, ?, ?, 0, ?)`, []any{coll, id, seq, row}},
 			{`INSERT OR REPLACE INTO echo (coll, id, updated) VALUES (?, ?, ?)`, []any{coll, id, u}},
 			{`DELETE FROM intent WHERE coll = ? AND key = ?`, []any{coll, key}},
 		} {

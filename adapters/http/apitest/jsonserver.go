@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	nethttp "net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
@@ -62,13 +64,17 @@ func cacheDir() string {
 
 // middleware is what the test's json-server runs before its router: it
 // rejects a contact whose email has no @ with 422, as an API's validation
-// would, and answers 429 with Retry-After once for each file named
-// throttle-N in its directory.
+// would, answers 429 with Retry-After once for each file named
+// throttle-N in its directory, and, while a file named stopping is there,
+// answers 503 to every request but GET /db (JSONServer.Stop).
 const middleware = `
 const fs = require('fs'), path = require('path');
 const bodyParser = require(%q);
 const json = bodyParser.json({limit: '10mb'});
 module.exports = (req, res, next) => {
+  if (fs.existsSync(path.join(__dirname, 'stopping')) && !(req.method === 'GET' && req.path === '/db')) {
+    return res.status(503).json({error: 'stopping'});
+  }
   for (const f of fs.readdirSync(__dirname)) {
     if (f.startsWith('throttle-')) {
       fs.unlinkSync(path.join(__dirname, f));
@@ -145,14 +151,50 @@ func (s *JSONServer) Start() {
 	}
 }
 
-// Stop stops the server; its db.json keeps the records.
+// Stop stops the server; its db.json keeps every write it answered.
+// json-server's command line writes db.json asynchronously, and a write
+// lost at the kill would come back as a change when the server restarts
+// (a deleted record reappearing). So Stop first refuses every request
+// (503, as a server going down would), waits until the file holds what the
+// server serves, twice in a row, and only then kills it.
 func (s *JSONServer) Stop() {
 	if s.cmd == nil {
 		return
 	}
+	stopping := filepath.Join(s.dir, "stopping")
+	if err := os.WriteFile(stopping, nil, 0o644); err == nil {
+		deadline := time.Now().Add(10 * time.Second)
+		for n := 0; n < 2 && time.Now().Before(deadline); {
+			if s.flushed() {
+				n++
+			} else {
+				n = 0
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		defer os.Remove(stopping)
+	}
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// flushed reports whether db.json holds what the server serves.
+func (s *JSONServer) flushed() bool {
+	resp, err := nethttp.Get(s.URL + "/db")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var served, stored any
+	if json.NewDecoder(resp.Body).Decode(&served) != nil {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, "db.json"))
+	if err != nil || json.Unmarshal(b, &stored) != nil {
+		return false
+	}
+	return reflect.DeepEqual(served, stored)
 }
 
 // Throttle makes the server answer the next request with 429 and
