@@ -750,7 +750,7 @@ func (e *env) checkPolled(got, want []adapters.Change) {
 		}
 		// Every change but the last is one written before the last, in
 		// order; the last is the last written.
-		j := 0
+		j, prev := 0, 0
 		for _, c := range g[:len(g)-1] {
 			for j < len(w)-1 && !e.same(c.Row, w[j].Row) {
 				j++
@@ -760,9 +760,45 @@ func (e *env) checkPolled(got, want []adapters.Change) {
 					r.coll, r.key, describe(c), describeRow(c.Row))
 				break
 			}
-			e.checkChange(c, w[j])
+			e.checkPolledChange(c, w, j, prev)
 			j++
+			prev = j
 		}
-		e.checkChange(g[len(g)-1], lastW)
+		e.checkPolledChange(g[len(g)-1], w, len(w)-1, prev)
 	}
+}
+
+// checkPolledChange checks a change captured by polling against w[j], the
+// write it reports. A poll sees the record as it is, not each write, so
+// the old row it reports is the row it last saw: none, or a row the record
+// held before w[j] and no earlier than the change captured before this one
+// (w[prev-1], or the row before the first write when prev is 0). An old
+// row from w[j] on would hide the write's own fields from the diff that
+// takes the change's intent, and lose them.
+func (e *env) checkPolledChange(got adapters.Change, w []adapters.Change, j, prev int) {
+	e.t.Helper()
+	row := got
+	row.Old = nil
+	e.checkChange(row, w[j])
+	if got.Old == nil {
+		return
+	}
+	// held[i] is the row the record held before w[i].
+	held := func(i int) crdt.Row {
+		if i == 0 {
+			return w[0].Old
+		}
+		return w[i-1].Row
+	}
+	for i := j; i >= max(prev, 0); i-- {
+		if h := held(i); h != nil && e.same(got.Old, h) {
+			return
+		}
+	}
+	var alts []string
+	for i := max(prev, 0); i <= j; i++ {
+		alts = append(alts, describeOld(held(i)))
+	}
+	e.t.Errorf("captured %s with old row %s\n                want none or one of the rows it held before: %s",
+		describe(got), describeOld(got.Old), strings.Join(alts, ", "))
 }

@@ -405,9 +405,13 @@ func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []ad
 			if err != nil {
 				return err
 			}
-			last, err := a.st.lastRow(ctx, col.name, r.id, seq)
-			if err != nil {
-				return err
+			// A record read twice in one poll (changed while it pages) has
+			// the first read's row as the second's Old.
+			last, ok := rows[col.name][r.id]
+			if !ok {
+				if last, err = a.st.lastRow(ctx, col.name, r.id, seq); err != nil {
+					return err
+				}
 			}
 			ch.Old = col.oldOf(last)
 			changes = append(changes, ch)
@@ -728,7 +732,7 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write, 
 		return "", adapters.BadRow(col.name, w.Key, err)
 	}
 	if w.Row == nil && col.Deleted != nil && col.Deleted.Apply == "soft" {
-		return "", a.softDelete(ctx, col, id)
+		return "", a.softDelete(ctx, col, id, pos)
 	}
 	if w.Row == nil {
 		_, err := a.c.do(ctx, col.Delete.Method, a.recordURL(col, col.Delete.Path, id), nil)

@@ -117,7 +117,7 @@ func (col *Collection) deletedValue(now int64) json.RawMessage {
 // softDelete marks record id deleted. A record the server no longer holds
 // counts as deleted. The write's echo is recorded like an update's, and
 // the record stays known: the server still holds it.
-func (a *Adapter) softDelete(ctx context.Context, col *Collection, id string) error {
+func (a *Adapter) softDelete(ctx context.Context, col *Collection, id string, pos int64) error {
 	stamp := a.clk.Now().UnixMilli()
 	obj := map[string]json.RawMessage{col.Deleted.Field: col.deletedValue(stamp)}
 	if col.stampUpdated {
@@ -130,13 +130,13 @@ func (a *Adapter) softDelete(ctx context.Context, col *Collection, id string) er
 	r, err := a.c.do(ctx, col.Deleted.Method, a.recordURL(col, col.Update.Path, id), body)
 	var se *statusError
 	if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
-		return a.st.deleted(ctx, col.name, id)
+		return a.st.deleted(ctx, col.name, id, pos)
 	}
 	if err != nil {
 		return err
 	}
 	// No last row: a record brought back is diffed whole.
-	return a.st.wrote(ctx, col.name, id, a.updatedOf(col, r.body, stamp), nil)
+	return a.st.wrote(ctx, col.name, id, pos, a.updatedOf(col, r.body, stamp), nil)
 }
 
 // updatedJSON renders an updated-at as the API writes it.

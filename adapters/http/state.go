@@ -385,9 +385,19 @@ func (s *state) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	}
 	if err := f(tx); err != nil {
 		_ = tx.Rollback()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return errors.Wrap(err, "http adapter: state")
 	}
-	return errors.Wrap(tx.Commit(), "http adapter: state")
+	if err := tx.Commit(); err != nil {
+		// A transaction whose context ends is rolled back under it.
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errors.Wrap(err, "http adapter: state")
+	}
+	return nil
 }
 
 func (s *state) close() error { return s.db.Close() }
