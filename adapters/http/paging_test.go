@@ -184,7 +184,9 @@ func TestPagingCursorAndBodyLink(t *testing.T) {
 				row, ok := l[crdt.StringKey("r07")]
 				return ok && row == nil
 			})
+			f.mu.Lock()
 			t.Logf("%d list requests", f.listing)
+			f.mu.Unlock()
 		})
 	}
 }
