@@ -232,7 +232,7 @@ func (a *Agent) Verify(ctx context.Context, repair string, paced bool) (*VerifyR
 	rr, ok := a.adp.(adapters.RangeReader)
 	if a.adp == nil || !ok {
 		return nil, errors.Mark(errors.WithHint(errors.New("this agent's system cannot be verified"),
-			"verification needs an adapter that reads by key range (sqlite, postgres)"), ErrNoVerify)
+			"verification needs an adapter that reads by key range (sqlite, postgres, http with range_reads: true)"), ErrNoVerify)
 	}
 	switch repair {
 	case RepairApply, RepairCapture, RepairReport:

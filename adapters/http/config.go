@@ -71,6 +71,11 @@ type Config struct {
 	ReadBeforeWrite *bool `yaml:"read_before_write"`
 	// Webhooks enables the webhook receiver (webhook.go); nil: none.
 	Webhooks *WebhookConfig `yaml:"webhooks"`
+	// RangeReads lets the engine's verification read the API's records
+	// (the adapter then implements adapters.RangeReader, ranges.go): each
+	// pass lists every record once, and reads each record that seems to
+	// differ again (default false).
+	RangeReads bool `yaml:"range_reads"`
 	// Collections are the synced collections by name.
 	Collections map[string]*Collection `yaml:"collections"`
 

@@ -40,6 +40,9 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		if cfg.RangeReads {
+			return &Ranged{Adapter: a}, nil
+		}
 		return a, nil
 	})
 }
