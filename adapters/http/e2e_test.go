@@ -24,46 +24,7 @@ import (
 func TestIntegrationEndToEndWithSQLite(t *testing.T) {
 	var st stamper
 	s := startJSONServer(t, map[string][]map[string]any{"contacts": {contact("a", "Ann", "ann@x", 30, st.next("a"))}})
-	dir := t.TempDir()
-	apiCfg := filepath.Join(dir, "crm-api.yaml")
-	y := fmt.Sprintf(`preset: json-server
-base_url: %s
-rate: 50
-burst: 5
-poll_interval: 50ms
-overlap: 1s
-reconcile: 200ms
-collections:
-  contacts:
-    columns: {name: string, email: string, age: int}
-`, s.URL)
-	if err := os.WriteFile(apiCfg, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dbPath := filepath.Join(dir, "web.db")
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(`CREATE TABLE contacts (id TEXT PRIMARY KEY, name TEXT, email TEXT, age INTEGER)`); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	start := func(name string, join []string, ad sidecar.AdapterConfig) *sidecar.Agent {
-		a, err := sidecar.Start(context.Background(), sidecar.Config{
-			Node: name, Data: filepath.Join(dir, name+"-store"), Bind: "127.0.0.1:0", Join: join,
-			API: sidecar.APIConfig{Addr: "127.0.0.1:0"}, Adapter: ad,
-		}, sidecar.Options{Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = a.Close() })
-		waitFor(t, name+" ready", a.Ready)
-		return a
-	}
-	crm := start("crm", nil, sidecar.AdapterConfig{Kind: Kind, DSN: apiCfg})
-	start("web", []string{crm.Node().Addr()}, sidecar.AdapterConfig{Kind: "sqlite", DSN: dbPath, PollInterval: 5 * time.Millisecond})
+	_, db := apiBesideSQLite(t, s.URL, "", "")
 
 	// The two tables as "id|name|email|age" lines, sorted by ID.
 	apiRows := func() string {
@@ -128,50 +89,7 @@ func TestIntegrationVerifyAPI(t *testing.T) {
 		contact("a", "Ann", "ann@x", 30, st.next("a")), contact("b", "Bob", "bob@x", 40, st.next("b")),
 		contact("c", "Cy", "cy@x", 50, st.next("c")),
 	}})
-	dir := t.TempDir()
-	apiCfg := filepath.Join(dir, "crm-api.yaml")
-	y := fmt.Sprintf(`preset: json-server
-base_url: %s
-rate: 50
-burst: 5
-poll_interval: 50ms
-overlap: 1s
-reconcile: 200ms
-range_reads: true
-collections:
-  contacts:
-    page_size: 2
-    columns: {name: string, email: string, age: int}
-`, s.URL)
-	if err := os.WriteFile(apiCfg, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dbPath := filepath.Join(dir, "web.db")
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(`CREATE TABLE contacts (id TEXT PRIMARY KEY, name TEXT, email TEXT, age INTEGER)`); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	start := func(name string, join []string, ad sidecar.AdapterConfig) *sidecar.Agent {
-		cfg := sidecar.Config{
-			Node: name, Data: filepath.Join(dir, name+"-store"), Bind: "127.0.0.1:0", Join: join,
-			API: sidecar.APIConfig{Addr: "127.0.0.1:0"}, Adapter: ad,
-		}
-		cfg.Verify.Interval = time.Hour // passes run when the test asks
-		a, err := sidecar.Start(context.Background(), cfg, sidecar.Options{Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = a.Close() })
-		waitFor(t, name+" ready", a.Ready)
-		return a
-	}
-	crm := start("crm", nil, sidecar.AdapterConfig{Kind: Kind, DSN: apiCfg})
-	start("web", []string{crm.Node().Addr()}, sidecar.AdapterConfig{Kind: "sqlite", DSN: dbPath, PollInterval: 5 * time.Millisecond})
+	crm, db := apiBesideSQLite(t, s.URL, "range_reads: true\n", "    page_size: 2\n")
 	dbRow := func(id string) string {
 		var name, email string
 		var age int
@@ -215,4 +133,56 @@ collections:
 	if rep.DriftRecords != 0 {
 		t.Fatalf("after the repair: %d drifted: %+v", rep.DriftRecords, rep.Drift)
 	}
+}
+
+// apiBesideSQLite starts two sidecars: crm over the json-server at base
+// (its contacts; extra and collExtra add lines to the adapter's config and
+// to the collection's), and web over a new SQLite database holding the
+// same table, which it returns. Verification passes run only when a test
+// asks for them.
+func apiBesideSQLite(t *testing.T, base, extra, collExtra string) (*sidecar.Agent, *sql.DB) {
+	t.Helper()
+	dir := t.TempDir()
+	apiCfg := filepath.Join(dir, "crm-api.yaml")
+	y := fmt.Sprintf(`preset: json-server
+base_url: %s
+rate: 50
+burst: 5
+poll_interval: 50ms
+overlap: 1s
+reconcile: 200ms
+%scollections:
+  contacts:
+%s    columns: {name: string, email: string, age: int}
+`, base, extra, collExtra)
+	if err := os.WriteFile(apiCfg, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "web.db")
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(`CREATE TABLE contacts (id TEXT PRIMARY KEY, name TEXT, email TEXT, age INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	start := func(name string, join []string, ad sidecar.AdapterConfig) *sidecar.Agent {
+		cfg := sidecar.Config{
+			Node: name, Data: filepath.Join(dir, name+"-store"), Bind: "127.0.0.1:0", Join: join,
+			API: sidecar.APIConfig{Addr: "127.0.0.1:0"}, Adapter: ad,
+		}
+		cfg.Verify.Interval = time.Hour
+		a, err := sidecar.Start(context.Background(), cfg, sidecar.Options{Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = a.Close() })
+		waitFor(t, name+" ready", a.Ready)
+		return a
+	}
+	crm := start("crm", nil, sidecar.AdapterConfig{Kind: Kind, DSN: apiCfg})
+	start("web", []string{crm.Node().Addr()}, sidecar.AdapterConfig{Kind: "sqlite", DSN: dbPath, PollInterval: 5 * time.Millisecond})
+	return crm, db
 }
