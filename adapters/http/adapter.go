@@ -32,10 +32,18 @@ type Adapter struct {
 	log    *slog.Logger
 	clk    clock.Clock
 
-	seq atomic.Int64 // the last capture sequence number reserved
+	seq atomic.Int64 // the last sequence number handed out
+	// seqMu guards reserved, the greatest sequence number the state file
+	// has reserved (nextSeq).
+	seqMu    sync.Mutex
+	reserved int64
 
-	// applyMu serialises Apply with reconciliation, whose full listing
-	// must not miss a record that an apply creates while it runs.
+	// applyMu serialises Apply with the reads of capture (polls,
+	// reconciliation's listing, the deletes webhooks announce) and with
+	// Head: a listing must not miss a record an apply creates while it
+	// runs, a poll must see the echoes of every write before it, and each
+	// takes its sequence number under it, so that positions follow the
+	// order of what the API holds.
 	applyMu sync.Mutex
 
 	skipped   atomic.Int64             // records capture could not decode
@@ -78,19 +86,54 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger, clk clock.Clock) (
 		_ = st.close()
 		return nil, err
 	}
-	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: a.checkRedirect}, creds: creds, conn: cfg.conn,
+	a.c = &client{cfg: cfg, http: &nethttp.Client{Timeout: cfg.Timeout, Transport: tr, CheckRedirect: a.checkRedirect}, creds: creds, conn: cfg.conn, hidden: hiddenParams(cfg),
 		budget: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), clk: clk, byCode: map[int]int64{},
 		slots: make(chan struct{}, cfg.Concurrency), breaker: newBreaker(cfg.Circuit, clk)}
 	if l, ok := creds.(*login); ok {
 		l.c = a.c
 	}
-	seq, err := st.maxSeq(ctx)
+	seq, err := st.lastSeq(ctx)
 	if err != nil {
 		_ = st.close()
 		return nil, err
 	}
 	a.seq.Store(seq)
+	a.reserved = seq
 	return a, nil
+}
+
+// hiddenParams returns the query parameters the collections send with
+// every list request (query:), whose values errors do not show.
+func hiddenParams(cfg *Config) map[string]bool {
+	out := map[string]bool{}
+	for _, col := range cfg.Collections {
+		for k := range col.Query {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+// seqBlock is how many sequence numbers nextSeq reserves at a time.
+const seqBlock = 1000
+
+// nextSeq hands out the next sequence number: of a capture batch, of a
+// Head, of an Apply's position. Numbers are reserved in the state file in
+// blocks before they are handed out, so that none is handed out twice,
+// across restarts too: the positions Apply returned, and the rows it kept
+// at them, stay behind every later capture's number.
+func (a *Adapter) nextSeq(ctx context.Context) (int64, error) {
+	a.seqMu.Lock()
+	defer a.seqMu.Unlock()
+	n := a.seq.Load() + 1
+	if n > a.reserved {
+		if err := a.st.reserve(ctx, n+seqBlock); err != nil {
+			return 0, err
+		}
+		a.reserved = n + seqBlock
+	}
+	a.seq.Store(n)
+	return n, nil
 }
 
 // Stats returns the adapter's request counters.
@@ -122,10 +165,14 @@ func (a *Adapter) Skipped() int64 { return a.skipped.Load() }
 // read again rather than shifting others out of its pages; it follows the
 // API's next page (page number, offset, cursor or link) only while a page
 // ends on the updated-at it started from, so that a cursor's guarantees,
-// whatever the API makes them, are never needed.
+// whatever the API makes them, are never needed. The high-water mark never
+// passes the adapter's clock by more than the overlap: a record stamped
+// ahead of it (a client's clock, wrong) would otherwise put every later
+// change of other records behind the mark, never to be polled.
 func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(record) error) error {
 	overlap := a.cfg.Overlap.Milliseconds()
 	since := max(m.Updated-overlap, 0)
+	limit := a.clk.Now().UnixMilli() + overlap
 	if m.Seen == nil {
 		m.Seen = map[string]int64{}
 	}
@@ -139,8 +186,14 @@ func (a *Adapter) walk(ctx context.Context, col *Collection, m *mark, f func(rec
 				continue
 			}
 			m.Seen[r.id] = r.updated
-			if r.updated > m.Updated || r.updated == m.Updated && idLess(col, m.ID, r.id) {
-				m.Updated, m.ID = r.updated, r.id
+			u := r.updated
+			if u > limit {
+				a.log.Warn("http adapter: a record's updated-at is ahead of this clock; the high-water mark stays behind it",
+					"collection", col.name, "id", r.id, "updated", col.formatUpdated(r.updated), "ahead", time.Duration(u-limit+overlap)*time.Millisecond)
+				u = limit
+			}
+			if u > m.Updated || u == m.Updated && idLess(col, m.ID, r.id) {
+				m.Updated, m.ID = u, r.id
 			}
 			if err := f(r); err != nil {
 				return err
@@ -203,14 +256,19 @@ func (a *Adapter) change(col *Collection, r record, snapshot bool) (adapters.Cha
 // that changes made while it reads are read too and its high-water mark
 // is past them, then a listing by ID for the records that carry no
 // updated-at or that the first read missed. The known records are those
-// listed.
+// either read found, so that a record reported and deleted before the
+// listing is found gone by reconciliation.
 func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, error) {
-	seq := a.seq.Add(1)
+	seq, err := a.nextSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
 	marks := map[string]*mark{}
 	for _, col := range a.colls {
 		m := &mark{}
 		var batch []adapters.Change
 		seen := map[string]bool{}
+		ids := map[string]int64{} // the known records, with their updated-at
 		rows := map[string][]byte{}
 		flush := func() error {
 			if len(batch) == 0 {
@@ -222,6 +280,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		}
 		add := func(r record) error {
 			seen[r.id] = true
+			ids[r.id] = r.updated
 			if r.deleted {
 				return nil
 			}
@@ -245,7 +304,6 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		ids := make(map[string]int64, len(all))
 		for _, r := range all {
 			ids[r.id] = r.updated
 			if !seen[r.id] {
@@ -257,7 +315,7 @@ func (a *Adapter) Snapshot(ctx context.Context, sink adapters.Sink) ([]byte, err
 		if err := flush(); err != nil {
 			return nil, err
 		}
-		if err := a.st.addKnown(ctx, col.name, ids); err != nil {
+		if err := a.st.addKnown(ctx, col.name, seq, ids); err != nil {
 			return nil, err
 		}
 		if err := a.st.putLast(ctx, col.name, seq, rows); err != nil {
@@ -280,7 +338,10 @@ func (a *Adapter) Head(ctx context.Context) ([]byte, error) {
 	// returns is read by a poll with a greater number.
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
-	seq := a.seq.Add(1)
+	seq, err := a.nextSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
 	marks := map[string]*mark{}
 	if last, err := a.st.maxSeq(ctx); err != nil {
 		return nil, err
@@ -362,7 +423,7 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 		return err
 	}
 	for name, recs := range known {
-		if err := a.st.addKnown(ctx, name, recs); err != nil {
+		if err := a.st.addKnown(ctx, name, seq, recs); err != nil {
 			return err
 		}
 		if err := a.st.putLast(ctx, name, seq, rows[name]); err != nil {
@@ -382,7 +443,10 @@ func (a *Adapter) poll(ctx context.Context, marks map[string]*mark, sink adapter
 func (a *Adapter) read(ctx context.Context, marks map[string]*mark) (int64, []adapters.Change, map[string]map[string]int64, map[string]map[string][]byte, error) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
-	seq := a.seq.Add(1)
+	seq, err := a.nextSeq(ctx)
+	if err != nil {
+		return 0, nil, nil, nil, err
+	}
 	var changes []adapters.Change
 	known := map[string]map[string]int64{}
 	rows := map[string]map[string][]byte{}
@@ -452,7 +516,10 @@ func (a *Adapter) reconcile(ctx context.Context, marks map[string]*mark, sink ad
 	err := func() error {
 		a.applyMu.Lock()
 		defer a.applyMu.Unlock()
-		seq = a.seq.Add(1)
+		var err error
+		if seq, err = a.nextSeq(ctx); err != nil {
+			return err
+		}
 		for _, col := range a.colls {
 			known, err := a.st.known(ctx, col.name)
 			if err != nil {
@@ -525,7 +592,7 @@ func (a *Adapter) confirmGone(ctx context.Context, col *Collection, ids []string
 	for _, id := range ids {
 		_, err := a.c.do(ctx, nethttp.MethodGet, a.recordURL(col, col.Update.Path, id), nil)
 		var se *statusError
-		if errors.As(err, &se) && se.code == nethttp.StatusNotFound {
+		if errors.As(err, &se) && isGone(se.code) {
 			k, err := col.key(id)
 			if err != nil {
 				return nil, nil, err
@@ -574,7 +641,7 @@ func (a *Adapter) report(ctx context.Context, seq int64, marks map[string]*mark,
 		return err
 	}
 	for name, recs := range found {
-		if err := a.st.addKnown(ctx, name, recs); err != nil {
+		if err := a.st.addKnown(ctx, name, seq, recs); err != nil {
 			return err
 		}
 		if err := a.st.putLast(ctx, name, seq, rows[name]); err != nil {
@@ -623,7 +690,10 @@ func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) 
 	defer a.applyMu.Unlock()
 	// The writes' position, taken first: the rows they leave are the
 	// records' rows from it on (state.lastRow).
-	pos := a.seq.Add(1)
+	pos, err := a.nextSeq(ctx)
+	if err != nil {
+		return adapters.Applied{}, errors.Mark(err, adapters.ErrUnavailable)
+	}
 	var out adapters.Applied
 	for i, w := range writes {
 		col := a.byName[w.Collection]
@@ -738,7 +808,7 @@ func (a *Adapter) apply(ctx context.Context, col *Collection, w adapters.Write, 
 	if w.Row == nil {
 		_, err := a.c.do(ctx, col.Delete.Method, a.recordURL(col, col.Delete.Path, id), nil)
 		var se *statusError
-		if err != nil && !(errors.As(err, &se) && se.code == nethttp.StatusNotFound) {
+		if err != nil && !(errors.As(err, &se) && isGone(se.code)) {
 			return "", err
 		}
 		return "", a.st.deleted(ctx, col.name, id, pos)
@@ -903,8 +973,15 @@ func (a *Adapter) create(ctx context.Context, col *Collection, w adapters.Write,
 			return "", err
 		}
 		r, err := col.decodeResponse(resp.body)
+		if err == nil {
+			_, err = col.key(r.id)
+		}
 		if err != nil {
-			return "", errors.Wrapf(err, "http adapter: create in %s: response", col.name)
+			// The server made a record the adapter cannot name: a retry
+			// would make another. The write is set aside, not retried.
+			return "", adapters.BadRow(col.name, w.NewKey, errors.WithHint(
+				errors.Wrapf(err, "http adapter: create in %s answered %d, and its response names no record", col.name, resp.code),
+				"the API may now hold a record that Lattice does not know: look for it there before the parked write is retried, since a retry creates the record again"))
 		}
 		id = r.id
 	}

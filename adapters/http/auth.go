@@ -146,7 +146,7 @@ func (l *login) login(ctx context.Context) error {
 	start := l.clk.Now()
 	r, err := l.c.send(ctx, nethttp.MethodPost, l.c.cfg.BaseURL+l.cfg.Path, body, false)
 	var se *statusError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) && !errors.Is(err, adapters.ErrUnavailable) {
 		return errors.Mark(errors.WithHint(errors.Wrap(err, "http adapter: login"),
 			"check auth.login.identity and the password in auth.login.password_file; the writes wait and are retried"),
 			adapters.ErrUnavailable)

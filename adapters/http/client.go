@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	nethttp "net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,10 +25,14 @@ const maxBody = 64 << 20
 // client sends the API's requests within the request budget, retrying
 // those that fail for the system's state.
 type client struct {
-	cfg    *Config
-	http   *nethttp.Client
-	creds  credentials
-	conn   Connector // nil: none
+	cfg   *Config
+	http  *nethttp.Client
+	creds credentials
+	conn  Connector // nil: none
+	// hidden names the query parameters whose values errors do not show:
+	// those the config sends with every list request (query:), where an
+	// API key may sit.
+	hidden map[string]bool
 	budget *rate.Limiter
 	clk    clock.Clock
 	// slots holds a token for each request in flight, at most
@@ -76,10 +81,45 @@ func (e *statusError) Error() string {
 	return e.method + " " + e.url + ": " + strconv.Itoa(e.code) + " " + nethttp.StatusText(e.code) + ": " + msg
 }
 
-// retryable reports whether a status means the system cannot serve now.
-func retryable(code int) bool {
-	return code == nethttp.StatusTooManyRequests || code >= 500
+// shown returns a request URL as errors show it, the values of the hidden
+// query parameters replaced.
+func (c *client) shown(u string) string {
+	if len(c.hidden) == 0 {
+		return u
+	}
+	p, err := neturl.Parse(u)
+	if err != nil || p.RawQuery == "" {
+		return u
+	}
+	q := p.Query()
+	changed := false
+	for k := range q {
+		if c.hidden[k] {
+			q[k] = []string{"REDACTED"}
+			changed = true
+		}
+	}
+	if !changed {
+		return u
+	}
+	p.RawQuery = q.Encode()
+	return p.String()
 }
+
+// retryable reports whether a status means the system cannot serve now:
+// 429, a 5xx, or a 4xx that says so (408 Request Timeout, 423 Locked, 425
+// Too Early).
+func retryable(code int) bool {
+	switch code {
+	case nethttp.StatusTooManyRequests, nethttp.StatusRequestTimeout, nethttp.StatusLocked, nethttp.StatusTooEarly:
+		return true
+	}
+	return code >= 500
+}
+
+// isGone reports whether a status says the record does not exist: 404, or
+// 410 Gone.
+func isGone(code int) bool { return code == nethttp.StatusNotFound || code == nethttp.StatusGone }
 
 // do sends a request with body (nil: none) and returns the response of a
 // 2xx, or a *statusError for another status that is not retryable. Retryable
@@ -187,25 +227,34 @@ func (c *client) once(ctx context.Context, method, url string, body []byte, hnam
 	if hname != "" {
 		req.Header.Set(hname, hvalue)
 	}
+	shown := c.shown(url)
 	if c.conn != nil {
 		if err := c.conn.Prepare(req); err != nil {
-			return response{}, 0, errors.Wrapf(err, "http adapter: %s %s: connector %s", method, url, c.cfg.Connector)
+			return response{}, 0, errors.Wrapf(err, "http adapter: %s %s: connector %s", method, shown, c.cfg.Connector)
 		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.count(0)
-		return response{}, 0, errors.Wrapf(err, "http adapter: %s %s", method, url)
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			ue.URL = shown
+		}
+		return response{}, 0, errors.Wrapf(err, "http adapter: %s %s", method, shown)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	c.count(resp.StatusCode)
 	if err != nil {
-		return response{}, 0, errors.Wrapf(err, "http adapter: %s %s: read response", method, url)
+		return response{}, 0, errors.Wrapf(err, "http adapter: %s %s: read response", method, shown)
+	}
+	if len(b) > maxBody {
+		return response{}, 0, errors.WithHint(errors.Newf("http adapter: %s %s: the response is larger than %d MiB", method, shown, maxBody>>20),
+			"lower the collection's page_size")
 	}
 	if resp.StatusCode/100 != 2 {
 		return response{}, retryAfter(resp.Header.Get("Retry-After"), c.clk.Now()),
-			&statusError{method: method, url: url, code: resp.StatusCode, body: b}
+			&statusError{method: method, url: shown, code: resp.StatusCode, body: b}
 	}
 	return response{code: resp.StatusCode, body: b, header: resp.Header}, 0, nil
 }

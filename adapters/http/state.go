@@ -115,6 +115,23 @@ func (s *state) maxSeq(ctx context.Context) (int64, error) {
 	return seq.Int64, errors.Wrap(err, "http adapter: state")
 }
 
+// lastSeq returns the greatest sequence number the state holds or has
+// reserved: no number up to it may be handed out again.
+func (s *state) lastSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.db.QueryRowContext(ctx, `SELECT max(
+		coalesce((SELECT max(seq) FROM marks), 0),
+		coalesce((SELECT max(seq) FROM last), 0),
+		coalesce((SELECT CAST(v AS INTEGER) FROM meta WHERE k = 'seq'), 0))`).Scan(&seq)
+	return seq, errors.Wrap(err, "http adapter: state")
+}
+
+// reserve records that sequence numbers up to n may have been handed out.
+func (s *state) reserve(ctx context.Context, n int64) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO meta (k, v) VALUES ('seq', ?)`, n)
+	return errors.Wrap(err, "http adapter: state")
+}
+
 // putMarks stores marks under seq.
 func (s *state) putMarks(ctx context.Context, seq int64, m map[string]*mark) error {
 	b, err := json.Marshal(m)
@@ -154,7 +171,13 @@ func (s *state) ack(ctx context.Context, seq int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for coll, mk := range m {
 			for id := range mk.Gone {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM known WHERE coll = ? AND id = ?`, coll, id); err != nil {
+				// Unless an Apply wrote the record after its delete was
+				// reported (marks carry Gone until a poll reads the record
+				// again).
+				if _, err := tx.ExecContext(ctx, `DELETE FROM known WHERE coll = ? AND id = ? AND NOT EXISTS (
+					SELECT 1 FROM last WHERE coll = ? AND id = ? AND captured = 0 AND row IS NOT NULL AND seq > coalesce(
+						(SELECT max(seq) FROM last WHERE coll = ? AND id = ? AND captured = 1 AND row IS NULL), 0))`,
+					coll, id, coll, id, coll, id); err != nil {
 					return err
 				}
 			}
@@ -209,15 +232,21 @@ func (s *state) knownAt(ctx context.Context, coll, id string) (int64, bool, erro
 	return u, err == nil, errors.Wrap(err, "http adapter: state")
 }
 
-// addKnown records records of coll as known, with their updated-at, in one
-// transaction.
-func (s *state) addKnown(ctx context.Context, coll string, recs map[string]int64) error {
+// addKnown records records of coll as known, with their updated-at, as a
+// capture at sequence number seq found them, in one transaction. A
+// record an Apply wrote or deleted after seq is left as the Apply left it
+// (a capture's bookkeeping follows its sink, outside the lock that orders
+// it with Apply), and a known updated-at never goes back.
+func (s *state) addKnown(ctx context.Context, coll string, seq int64, recs map[string]int64) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for id, u := range recs {
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO known (coll, id, updated) VALUES (?, ?, ?)`, coll, id, u); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO known (coll, id, updated)
+				SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM last WHERE coll = ? AND id = ? AND captured = 0 AND seq > ?)
+				ON CONFLICT (coll, id) DO UPDATE SET updated = max(updated, excluded.updated)`,
+				coll, id, u, coll, id, seq); err != nil {
 				return err
 			}
 		}

@@ -367,7 +367,10 @@ func (a *Adapter) announcedDeletes(ctx context.Context, marks map[string]*mark, 
 	err := func() error {
 		a.applyMu.Lock()
 		defer a.applyMu.Unlock()
-		seq = a.seq.Add(1)
+		var err error
+		if seq, err = a.nextSeq(ctx); err != nil {
+			return err
+		}
 		for _, name := range slices.Sorted(maps.Keys(d)) {
 			col := a.byName[name]
 			var ids []string
