@@ -771,8 +771,9 @@ func (e *env) checkPolled(got, want []adapters.Change) {
 // checkPolledChange checks a change captured by polling against w[j], the
 // write it reports. A poll sees the record as it is, not each write, so
 // the old row it reports is the row it last saw: none, or a row the record
-// held before w[j] and no earlier than the change captured before this one
-// (w[prev-1], or the row before the first write when prev is 0). An old
+// held before w[j] (a write's own old row, which an Apply may have left, or
+// the row of the write before it) and no earlier than the change captured
+// before this one. An old
 // row from w[j] on would hide the write's own fields from the diff that
 // takes the change's intent, and lose them.
 func (e *env) checkPolledChange(got adapters.Change, w []adapters.Change, j, prev int) {
@@ -783,21 +784,24 @@ func (e *env) checkPolledChange(got adapters.Change, w []adapters.Change, j, pre
 	if got.Old == nil {
 		return
 	}
-	// held[i] is the row the record held before w[i].
-	held := func(i int) crdt.Row {
-		if i == 0 {
-			return w[0].Old
+	// held(i) are the rows the record may have held just before w[i]: the
+	// write's own old row (which an Apply between the writes may have
+	// left), and the row of the write before it.
+	held := func(i int) []crdt.Row {
+		out := []crdt.Row{w[i].Old}
+		if i > 0 {
+			out = append(out, w[i-1].Row)
 		}
-		return w[i-1].Row
-	}
-	for i := j; i >= max(prev, 0); i-- {
-		if h := held(i); h != nil && e.same(got.Old, h) {
-			return
-		}
+		return out
 	}
 	var alts []string
 	for i := max(prev, 0); i <= j; i++ {
-		alts = append(alts, describeOld(held(i)))
+		for _, h := range held(i) {
+			if h != nil && e.same(got.Old, h) {
+				return
+			}
+			alts = append(alts, describeOld(h))
+		}
 	}
 	e.t.Errorf("captured %s with old row %s\n                want none or one of the rows it held before: %s",
 		describe(got), describeOld(got.Old), strings.Join(alts, ", "))

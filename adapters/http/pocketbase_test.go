@@ -323,9 +323,15 @@ func TestIntegrationPocketBaseServerRestart(t *testing.T) {
 		t.Fatalf("Apply with the server down: %v, want ErrUnavailable", err)
 	}
 	p.Start()
-	if _, err := a.Apply(ctx, wr, nil); err != nil {
-		t.Fatal(err)
-	}
+	// The circuit opened while the server was down: writes wait until its
+	// probe finds the server back, as the engine's retries do.
+	waitFor(t, "the write to land after the restart", func() bool {
+		_, err := a.Apply(ctx, wr, nil)
+		if err != nil && !errors.Is(err, adapters.ErrUnavailable) {
+			t.Fatalf("Apply after the restart: %v", err)
+		}
+		return err == nil
+	})
 	u := w.write("POST", "", pbContact("User", "u@x.io", 1))["id"].(string)
 	var c2 collector
 	capture(t, a, cur, &c2)
