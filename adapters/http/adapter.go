@@ -852,6 +852,14 @@ func (a *Adapter) upsert(ctx context.Context, col *Collection, name crdt.Key, id
 			return errors.Wrap(err, "the record no longer exists on the server, which mints IDs itself")
 		}
 		r, err = a.c.do(ctx, col.Create.Method, a.cfg.BaseURL+col.Create.Path, body)
+		if errors.As(err, &se) {
+			// A user made the record between the two requests: the
+			// create finds its ID taken (json-server answers 500). Write
+			// it instead.
+			if r2, uerr := a.c.do(ctx, col.Update.Method, a.recordURL(col, col.Update.Path, id), update); uerr == nil {
+				r, err = r2, nil
+			}
+		}
 	}
 	if err != nil {
 		return err
