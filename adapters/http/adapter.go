@@ -883,14 +883,7 @@ func (a *Adapter) changed(ctx context.Context, col *Collection, id string, row c
 	}
 	only := map[string]bool{}
 	for _, c := range col.columns[1:] {
-		v, ok := row[c.name]
-		if !ok {
-			v = crdt.Null()
-		}
-		if v.Kind() == crdt.KindInt && c.kind == crdt.KindFloat {
-			v = crdt.Float(float64(v.AsInt()))
-		}
-		if !crdt.Equal(v, last[c.name]) {
+		if !crdt.Equal(c.value(row), last[c.name]) {
 			only[c.name] = true
 		}
 	}

@@ -204,6 +204,19 @@ func (col *Collection) encode(row crdt.Row, id string, stamp int64) ([]byte, err
 	return col.encodeFields(row, id, stamp, nil)
 }
 
+// value returns the row's value of the field as the API takes it: null
+// when the row lacks it, and an int in a float field as a float.
+func (c colSpec) value(row crdt.Row) crdt.Value {
+	v, ok := row[c.name]
+	if !ok {
+		return crdt.Null()
+	}
+	if v.Kind() == crdt.KindInt && c.kind == crdt.KindFloat {
+		return crdt.Float(float64(v.AsInt()))
+	}
+	return v
+}
+
 // encodeFields is encode with the declared fields limited to only (nil:
 // all).
 func (col *Collection) encodeFields(row crdt.Row, id string, stamp int64, only map[string]bool) ([]byte, error) {
@@ -217,13 +230,7 @@ func (col *Collection) encodeFields(row crdt.Row, id string, stamp int64, only m
 		if only != nil && !only[c.name] {
 			continue
 		}
-		v, ok := row[c.name]
-		if !ok {
-			v = crdt.Null()
-		}
-		if v.Kind() == crdt.KindInt && c.kind == crdt.KindFloat {
-			v = crdt.Float(float64(v.AsInt()))
-		}
+		v := c.value(row)
 		if !v.IsNull() && v.Kind() != c.kind {
 			return nil, errors.Newf("field %s is declared %s, and the row holds %s %s", c.name, c.kind, v.Kind(), v)
 		}

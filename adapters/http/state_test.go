@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	nethttp "net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -227,6 +229,48 @@ func TestRetryableStatuses(t *testing.T) {
 	for code, want := range map[int]bool{400: false, 404: false, 408: true, 409: false, 422: false, 423: true, 425: true, 429: true, 500: true, 503: true} {
 		if got := retryable(code); got != want {
 			t.Errorf("retryable(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+// A login the server cannot serve (5xx after the retries) is the system's
+// outage: the writes wait, and the hint does not send the user to the
+// credentials.
+func TestLoginOutageIsNoCredentialError(t *testing.T) {
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.WriteHeader(nethttp.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(fmt.Appendf(nil, `
+base_url: %s
+preset: json-server
+state: %s
+retries: 1
+backoff: 1ms
+auth: {login: {path: /login, identity: sync, password_file: %s}}
+collections: {c: {columns: {a: int}}}
+`, srv.URL, filepath.Join(t.TempDir(), "s.db"), pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openAdapter(t, cfg)
+	_, err = a.Head(context.Background())
+	if !errors.Is(err, adapters.ErrUnavailable) {
+		t.Fatalf("err %v, want unavailable", err)
+	}
+	if h := strings.Join(errors.GetAllHints(err), "; "); strings.Contains(h, "password") {
+		t.Fatalf("hint %q points at the credentials", h)
+	}
+}
+
+func TestGoneStatuses(t *testing.T) {
+	for code, want := range map[int]bool{404: true, 410: true, 400: false, 500: false} {
+		if got := isGone(code); got != want {
+			t.Errorf("isGone(%d) = %v, want %v", code, got, want)
 		}
 	}
 }
