@@ -68,14 +68,6 @@ type CheckOptions struct {
 	// shutdown) and started again during the writes (default 1 with
 	// Postgres; negative for none).
 	PostgresRestarts int
-	// PostgresExact fails a schedule in which a client of a PostgreSQL
-	// database found one of its own rows (or set elements) overwritten
-	// by an apply before capture took its write. The PostgreSQL adapter
-	// cannot defer such applies (sidecar/doc.go, "Hazards"), and such
-	// statements happen in most schedules: by default they are counted
-	// (CheckResult.Overwritten) and their keys left out of the exact
-	// check. In a SQLite database they always fail the schedule.
-	PostgresExact bool
 	// Partitions is the number of times one sidecar is cut off from the
 	// others for up to a second during the writes (checknet.go): each
 	// sidecar then runs in a network namespace of its own, which needs
@@ -113,7 +105,8 @@ type CheckResult struct {
 	PostgresRestarts int `json:"postgres_restarts"`
 	// Overwritten is, per system, the statements of its clients that
 	// found their own row or set element overwritten by an apply before
-	// capture took their write (CheckOptions.PostgresExact).
+	// capture took their write (a failure, but where a database file was
+	// replaced by an older copy).
 	Overwritten []int `json:"overwritten"`
 	// Respawns is the number of sidecars started again after they could
 	// not start (their PostgreSQL server restarting).
@@ -564,7 +557,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 	for i := range nodes {
 		ov := l.overwritten[i]
 		res.Overwritten = append(res.Overwritten, ov)
-		if ov > 0 && !replaced[i] && (!dbs[i].dialect.postgres() || o.PostgresExact) {
+		if ov > 0 && !replaced[i] {
 			overwritten = append(overwritten, fmt.Sprintf("%d in %s's %s database", ov, nodes[i].name, dbs[i].dialect.name))
 		}
 	}

@@ -13,8 +13,8 @@ import (
 
 // TestChecker runs randomized checker schedules: LATTICE_CHECK_RUNS of
 // them (default 2) from seed LATTICE_CHECK_SEED (default: the time), with
-// the parts LATTICE_CHECK_WITH lists (restore, tag-inserts,
-// postgres-exact; see CheckOptions). A failure names its seed; LATTICE_CHECK_SEED=N
+// the parts LATTICE_CHECK_WITH lists (restore, tag-inserts; see
+// CheckOptions). A failure names its seed; LATTICE_CHECK_SEED=N
 // LATTICE_CHECK_RUNS=1 reruns it.
 func TestChecker(t *testing.T) {
 	runChecker(t, CheckOptions{Duration: 1500 * time.Millisecond})
@@ -53,8 +53,6 @@ func runChecker(t *testing.T, o CheckOptions) {
 			o.Restore = true
 		case "tag-inserts":
 			o.TagInserts = true
-		case "postgres-exact":
-			o.PostgresExact = true
 		default:
 			t.Fatalf("LATTICE_CHECK_WITH: %q is not a part of the checker", w)
 		}

@@ -106,17 +106,26 @@ func newLedger() *ledger {
 
 // overwrote records that a statement of a client of node found its own
 // key id (or, with elem, that element of tag key id) other than the
-// client's last committed write left it.
+// client's last committed write left it. A key (or element) already
+// uncertain is not counted: a write whose outcome its client could not
+// tell (a connection lost at commit), or a replaced database file, leaves
+// the client's knowledge of it stale, and so does the statement that
+// found it overwritten.
 func (l *ledger) overwrote(node int, id int64, elem string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.overwritten[node]++
 	if elem == "" {
+		if !l.uncertain[id] {
+			l.overwritten[node]++
+		}
 		l.uncertain[id] = true
 		return
 	}
 	if l.uncertainElems[id] == nil {
 		l.uncertainElems[id] = cell{}
+	}
+	if !l.uncertainElems[id][elem] {
+		l.overwritten[node]++
 	}
 	l.uncertainElems[id][elem] = true
 }

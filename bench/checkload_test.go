@@ -189,3 +189,29 @@ func testOverwrites(t *testing.T, d *checkDB) {
 		t.Error("no statement found its rows overwritten")
 	}
 }
+
+// A statement that finds a key or element other than its client's last
+// write left it is counted once, and not at all when that write's outcome
+// was uncertain: the client cannot know what the row holds.
+func TestOverwritesOfUncertainWritesNotCounted(t *testing.T) {
+	l := newLedger()
+	l.setOp(0, tagKeyFirst, "u1-0", true, true, true) // the connection was lost at commit
+	l.overwrote(0, tagKeyFirst, "u1-0")
+	l.setUncertain(writerSpace)
+	l.overwrote(0, writerSpace, "")
+	if n := l.overwritten[0]; n != 0 {
+		t.Fatalf("%d overwrites counted of writes whose outcome was uncertain", n)
+	}
+	l.setOp(0, tagKeyFirst, "u1-1", true, true, false)
+	l.overwrote(0, tagKeyFirst, "u1-1")
+	l.overwrote(0, tagKeyFirst, "u1-1")
+	l.setOwn(0, writerSpace+1, map[string]string{"a": "x"})
+	l.overwrote(0, writerSpace+1, "")
+	l.overwrote(0, writerSpace+1, "")
+	if n := l.overwritten[0]; n != 2 {
+		t.Fatalf("%d overwrites counted, want 2 (one per key or element)", n)
+	}
+	if !l.uncertain[writerSpace+1] || !l.uncertainElems[tagKeyFirst]["u1-1"] {
+		t.Fatal("an overwritten key or element is not left out of the exact check")
+	}
+}

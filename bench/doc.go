@@ -31,8 +31,7 @@
 //     (checkWriteCounts: each winning change is written into each system once,
 //     plus one write-back per local change that crossed an apply), and no
 //     client statement finding its own row overwritten by an apply before
-//     capture took its write (counted, not failed, in PostgreSQL, whose
-//     adapter cannot defer such applies: CheckOptions.PostgresExact).
+//     capture took its write.
 //     CheckOptions.Restore replaces a database file by an older copy of itself
 //     while its sidecar runs (checkrestore.go); it and TagInserts are off by
 //     default because known engine bugs fail them today (docs/verify.md).

@@ -101,6 +101,11 @@ type Agent struct {
 	apiSrv *http.Server
 
 	applyWake chan struct{}
+	// ackNext is the latest durable capture cursor to acknowledge to the
+	// adapter (nil: none); ackWake wakes the loop that does (ackLoop).
+	ackMu   sync.Mutex
+	ackNext []byte
+	ackWake chan struct{}
 	// applyDeferred says an Apply deferred writes for changes capture had
 	// not taken: the next acknowledged capture wakes the applier.
 	applyDeferred atomic.Bool
@@ -159,6 +164,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		schema:     schema,
 		token:      token,
 		applyWake:  make(chan struct{}, 1),
+		ackWake:    make(chan struct{}, 1),
 		captureUp:  make(chan struct{}),
 		catMiss:    map[string]bool{},
 		done:       make(chan struct{}),
@@ -347,6 +353,7 @@ func (a *Agent) startup(ctx context.Context) {
 	if a.adp != nil {
 		a.wg.Go(func() { a.applyLoop(ctx) })
 		a.wg.Go(func() { a.captureLoop(ctx) })
+		a.wg.Go(func() { a.ackLoop(ctx) })
 		a.wg.Go(func() { a.catalogLoop(ctx) })
 		if _, ok := a.adp.(adapters.RangeReader); ok && !a.cfg.Verify.Disabled {
 			a.wg.Go(func() { a.verifyLoop(ctx) })

@@ -165,16 +165,24 @@
 // store's capture cursor before the queue and passes it to Apply (since),
 // and an adapter that can tell defers the writes of records changed in the
 // system after it (adapters.Applied.Deferred; SQLite reads its log after
-// since inside the apply's transaction, which holds the write lock): the
-// record goes to the back of the queue and the applier retries after the
-// next acknowledged capture (lattice_apply_deferred_total). Acknowledgements
-// wait for the apply batch in flight (Agent.ack): SQLite's Ack discards the
-// log rows that check reads, and the checker once lost an UPDATE to an ack
-// that landed between the applier's read of the cursor and its Apply.
-// TestApplyDefersUncapturedRecords (adapters/sqlite), TestCaptureRacesApply,
-// TestCaptureRacesApplyAck, TestApplyOfRowReadBeforeCapturedChange,
-// TestDeleteAfterUpdateElsewhereNotUndone. PostgreSQL cannot tell inside
-// its transaction, and relies on the two hazards below.
+// since inside the apply's transaction, which holds the write lock;
+// PostgreSQL's transaction, its rows written and locked, waits for its
+// capture stream to decode a marker and asks it which records users'
+// transactions changed): the record goes to the back of the queue and the
+// applier retries after the next acknowledged capture
+// (lattice_apply_deferred_total). Acknowledgements wait for the apply
+// batch in flight (Agent.ack): SQLite's Ack discards the log rows that
+// check reads, and the checker once lost an UPDATE to an ack that landed
+// between the applier's read of the cursor and its Apply. Capture does not
+// wait for them (Agent.queueAck): PostgreSQL's Apply waits for capture's
+// stream, which would otherwise wait for the Apply.
+// TestApplyDefersUncapturedRecords (adapters/sqlite),
+// TestIntegrationApplyDefersUncapturedChanges (adapters/postgres),
+// TestCaptureRacesApply, TestCaptureRacesApplyAck,
+// TestApplyOfRowReadBeforeCapturedChange,
+// TestDeleteAfterUpdateElsewhereNotUndone; the randomized checker fails a
+// schedule in which a client's statement finds its own write undone. The
+// two hazards below remain for adapters that cannot tell (HTTP APIs).
 //
 // HAZARD: a user's write captured while an apply of the same record is in
 // flight, after the apply overwrote it. The engine marks the change stale

@@ -180,14 +180,51 @@ func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cur
 		a.engMu.Lock()
 		a.eng.Advance(rd)
 		a.engMu.Unlock()
-		if err := a.ack(ctx, rd.Ack); err != nil && ctx.Err() == nil {
+		a.queueAck(rd.Ack)
+	}
+	return nil
+}
+
+// queueAck hands a durable capture cursor to ackLoop. Capture does not wait
+// for the acknowledgement, which waits for the apply batch in progress (see
+// ack): an adapter's Apply may itself wait for capture to read on
+// (PostgreSQL's waits for its stream to decode a marker).
+func (a *Agent) queueAck(cursor []byte) {
+	a.ackMu.Lock()
+	a.ackNext = cursor
+	a.ackMu.Unlock()
+	select {
+	case a.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// ackLoop acknowledges the latest cursor queueAck was given, then wakes
+// the applier if an Apply deferred writes for changes capture had not
+// taken: they may go now.
+func (a *Agent) ackLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.ackWake:
+		}
+		a.ackMu.Lock()
+		cursor := a.ackNext
+		a.ackNext = nil
+		a.ackMu.Unlock()
+		if cursor == nil {
+			continue
+		}
+		if err := a.ack(ctx, cursor); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			a.log.Warn("acknowledge cursor", "err", err)
 		} else if a.applyDeferred.Swap(false) {
-			// Writes deferred for changes capture had not taken may go now.
 			a.wakeApply()
 		}
 	}
-	return nil
 }
 
 // ack acknowledges a durable capture cursor to the system, between apply

@@ -65,6 +65,8 @@ type Adapter struct {
 	wake     context.CancelFunc // interrupts capture's current receive
 
 	changed chan struct{} // see CatalogChanged
+
+	dec decoded // what capture's stream decoded, for Apply
 }
 
 var (
@@ -349,6 +351,7 @@ func (a *Adapter) Ack(ctx context.Context, cursor []byte) error {
 	if !a.ackAtLeast(pos) {
 		return nil
 	}
+	a.dec.forget(pos)
 	a.ackNudge.Store(true)
 	a.wakeMu.Lock()
 	if a.wake != nil {

@@ -36,26 +36,49 @@ import (
 // transaction that committed before the Apply's ends at or before it, and
 // every transaction that commits after the read ends after it.
 //
-// Apply defers no write, whatever since says: it cannot tell inside its
-// transaction which rows hold changes that capture has not decoded yet
-// (they are in the WAL, past the slot's position). A user's change it
-// overwrites before capture sees it is recognised by the apply position,
-// and the merged row is written again.
-func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, _ []byte) (adapters.Applied, error) {
-	pos, generated, err := a.applyAll(ctx, writes)
-	return adapters.Applied{Position: pos, Generated: generated}, err
+// Apply never writes over a user's change that capture has not taken.
+// Its transaction writes the rows first, which locks them: a user's
+// transaction that changes one of them from then on waits for the Apply.
+// Before it commits, it writes a marker (a logical decoding message, on
+// another session) and waits until capture's stream has decoded it (at
+// most SyncWait): every transaction that committed before the marker has
+// been decoded by then, and the stream has noted the records each user's
+// transaction changed. If users changed some of the Apply's records after
+// since (without since: after the acknowledged position), the transaction
+// rolls back and runs again without those writes, which Apply defers
+// (Applied.Deferred): the engine applies the merged state once capture
+// has taken the change. A stream that does not reach the marker in time
+// (far behind) defers every write; without a running stream, an Apply
+// given since fails as unavailable, and one without since writes
+// unchecked. The check costs each Apply a round trip to write the marker
+// and the time the stream takes to receive it.
+func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []byte) (adapters.Applied, error) {
+	pos, generated, deferred, err := a.applyAll(ctx, writes, since)
+	return adapters.Applied{Position: pos, Generated: generated, Deferred: deferred}, err
 }
 
-func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte, map[int]crdt.Key, error) {
+func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write, sinceCursor []byte) ([]byte, map[int]crdt.Key, []int, error) {
 	if len(writes) == 0 {
 		pos, err := a.Head(ctx)
-		return pos, nil, err
+		return pos, nil, nil, err
 	}
 	ctx, done, err := a.enter(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer done()
+	// Whether, and after which position, to look for users' changes the
+	// merged rows miss: after since; without since, after the acknowledged
+	// position while capture streams; not at all otherwise.
+	var since lsn
+	check := len(sinceCursor) > 0
+	if check {
+		if since, err = decodeCursor(sinceCursor); err != nil {
+			return nil, nil, nil, err
+		}
+	} else if a.dec.running() {
+		check, since = true, lsn(a.acked.Load())
+	}
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 
@@ -63,16 +86,29 @@ func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte
 	// their pairs once it exists; a NewKey it holds updates its record.
 	conn, err := a.applyConn(ctx)
 	if err != nil {
-		return nil, nil, errors.Mark(err, adapters.ErrUnavailable)
+		return nil, nil, nil, errors.Mark(err, adapters.ErrUnavailable)
 	}
 	mapping, err := a.ensureIDMap(ctx, conn, slices.ContainsFunc(writes, func(w adapters.Write) bool { return w.NewKey != "" }))
 	if err != nil {
-		return nil, nil, a.applyError(conn, adapters.Write{}, len(writes), err)
+		return nil, nil, nil, a.applyError(conn, adapters.Write{}, len(writes), err)
 	}
 	mapped := map[int]crdt.Key{}
 	if mapping {
 		if mapped, err = a.mappedKeys(ctx, conn, writes); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
+		}
+	}
+	// The record each write changes, as capture names it; none for a
+	// record a NewKey inserts, which no one else can have changed.
+	var ids []crdt.ID
+	if check {
+		ids = make([]crdt.ID, len(writes))
+		for i, w := range writes {
+			if k, ok := mapped[i]; ok {
+				ids[i] = crdt.MakeID(w.Collection, k)
+			} else if w.Key != "" {
+				ids[i] = crdt.MakeID(w.Collection, w.Key)
+			}
 		}
 	}
 
@@ -90,32 +126,85 @@ func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte
 	}
 	stmts, err := build()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	for attempt := 1; ; attempt++ {
-		pos, generated, err := a.applyOnce(ctx, stmts, writes)
+	// live holds the indexes of the writes not deferred. Those the stream
+	// already knows users changed after since are deferred at once, and
+	// all of them while the stream is stalled (a wait for a marker timed
+	// out and it has decoded nothing since): the transaction would hold
+	// their rows only to wait for it in vain.
+	var live, deferred []int
+	if check && a.dec.isStalled() {
+		for i := range writes {
+			deferred = append(deferred, i)
+		}
+	} else if check {
+		deferred = a.dec.after(since, ids)
+	}
+	for i := range writes {
+		if !slices.Contains(deferred, i) {
+			live = append(live, i)
+		}
+	}
+	if len(live) == 0 {
+		a.log.Debug("apply deferred every write", "writes", len(writes))
+		cur, err := a.Head(ctx)
+		return cur, nil, deferred, err
+	}
+	for attempt, rounds := 1, 0; ; {
+		var keys []crdt.ID
+		if check {
+			keys = pick(ids, live)
+		}
+		pos, generated, err := a.applyOnce(ctx, pick(stmts, live), pick(writes, live), keys, since, rounds >= maxSyncRounds)
+		var late *lateError
 		switch {
+		case errors.As(err, &late):
+			// Users changed some of these records after since: the
+			// transaction rolled back, and runs again without them.
+			rounds++
+			for _, j := range late.idx {
+				deferred = append(deferred, live[j])
+			}
+			live = slices.DeleteFunc(live, func(i int) bool { return slices.Contains(deferred, i) })
+			if len(live) > 0 {
+				continue
+			}
+			slices.Sort(deferred)
+			a.log.Debug("apply deferred every write", "writes", len(writes))
+			cur, err := a.Head(ctx)
+			return cur, nil, deferred, err
 		case err == nil:
+			out := map[int]crdt.Key{}
+			for j, k := range generated {
+				out[live[j]] = k
+			}
 			for i, k := range mapped {
-				generated[i] = k
+				if !slices.Contains(deferred, i) {
+					out[i] = k
+				}
 			}
-			if len(generated) == 0 {
-				generated = nil
+			if len(out) == 0 {
+				out = nil
 			}
-			return encodeCursor(pos), generated, nil
+			slices.Sort(deferred)
+			if len(deferred) > 0 {
+				a.log.Debug("apply deferred writes to records users changed", "deferred", len(deferred), "writes", len(writes))
+			}
+			return encodeCursor(pos), out, deferred, nil
 		case staleSchema(err) && !refreshed:
 			// A table or column changed since the catalog was read: read it
 			// again and rebuild the statements once.
 			refreshed = true
 			if _, rerr := a.refresh(ctx); rerr != nil {
-				return nil, nil, errors.CombineErrors(err, rerr)
+				return nil, nil, nil, errors.CombineErrors(err, rerr)
 			}
 			if stmts, err = build(); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			continue
 		case !retryable(err) || attempt >= maxApplyAttempts:
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		// A deadlock with the users' transactions, or a serialization
 		// failure, rolled the whole transaction back: run it again.
@@ -124,10 +213,32 @@ func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write) ([]byte
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		case <-t.C():
 		}
+		attempt++
 	}
+}
+
+// pick returns the elements of s at the indexes idx.
+func pick[T any](s []T, idx []int) []T {
+	out := make([]T, len(idx))
+	for j, i := range idx {
+		out[j] = s[i]
+	}
+	return out
+}
+
+// maxSyncRounds bounds the runs of one Apply transaction that find users'
+// changes to their records: the last defers every write it holds.
+const maxSyncRounds = 3
+
+// lateError rolls back an Apply transaction whose writes idx (indexes of
+// its writes) change records that users changed after since.
+type lateError struct{ idx []int }
+
+func (e *lateError) Error() string {
+	return strconv.Itoa(len(e.idx)) + " writes to records with changes capture has not merged"
 }
 
 // staleSchema reports whether err says a table or column the statements
@@ -165,7 +276,12 @@ type stmt struct {
 // applyOnce runs the writes in one transaction and returns the WAL insert
 // position read after it committed, and the keys generated for writes with
 // a NewKey, by write index.
-func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write) (lsn, map[int]crdt.Key, error) {
+//
+// With keys (the record of each write, or none), the transaction checks
+// before it commits that no user changed those records after since
+// (syncCheck); if some did, it rolls back and returns a *lateError naming
+// them (all of its writes if last).
+func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters.Write, keys []crdt.ID, since lsn, last bool) (lsn, map[int]crdt.Key, error) {
 	conn, err := a.applyConn(ctx)
 	if err != nil {
 		// No session to apply on: nothing here concerns a write.
@@ -206,8 +322,15 @@ func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters
 				return writeError(writes[i], err)
 			}
 		}
-		return br.Close()
+		if err := br.Close(); err != nil || keys == nil {
+			return err
+		}
+		return a.syncCheck(ctx, keys, since, last)
 	})
+	var late *lateError
+	if errors.As(err, &late) {
+		return 0, nil, late
+	}
 	if err != nil {
 		return 0, nil, a.applyError(conn, adapters.Write{}, len(writes), err)
 	}
@@ -219,6 +342,47 @@ func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters
 		return 0, nil, a.applyError(conn, adapters.Write{}, len(writes), err)
 	}
 	return pos, generated, nil
+}
+
+// syncCheck runs inside an Apply transaction that has written its rows,
+// holding their locks: a user's transaction that changes one of them now
+// waits for this one, so every user's change the writes could have
+// overwritten committed before the marker written next. Once capture's
+// stream has decoded up to the marker, it has seen them all: the writes to
+// records a user's transaction changed after since are returned in a
+// *lateError (every write if last, or if the stream does not reach the
+// marker within SyncWait). Without a stream that reaches it, the Apply
+// cannot tell and fails as unavailable.
+func (a *Adapter) syncCheck(ctx context.Context, keys []crdt.ID, since lsn, last bool) error {
+	m, err := a.marker(ctx)
+	if err != nil {
+		return errors.Mark(err, adapters.ErrUnavailable)
+	}
+	all := func() *lateError {
+		idx := make([]int, len(keys))
+		for i := range idx {
+			idx[i] = i
+		}
+		return &lateError{idx: idx}
+	}
+	switch err := a.dec.await(ctx, m, a.cfg.SyncWait); {
+	case errors.Is(err, errBehind):
+		return all()
+	case errors.Is(err, errNoStream):
+		return errors.Mark(errors.WithHint(errors.Wrapf(err, "postgres: apply to %s waits for capture", a.where()),
+			"Apply writes only once capture's stream shows which rows hold users' changes it has not taken; "+
+				"it resumes when capture streams again"), adapters.ErrUnavailable)
+	case err != nil:
+		return err
+	}
+	late := a.dec.after(since, keys)
+	if len(late) > 0 && last {
+		return all()
+	}
+	if len(late) > 0 {
+		return &lateError{idx: late}
+	}
+	return nil
 }
 
 func (a *Adapter) applyError(conn *pgx.Conn, w adapters.Write, n int, err error) error {

@@ -206,3 +206,68 @@ func BenchmarkPostgresApply(b *testing.B) {
 	b.ReportMetric(float64(batch*b.N)/applyTime.Seconds(), "rows/s")
 	b.ReportMetric(baseTime.Seconds()/applyTime.Seconds(), "ratio-to-plain")
 }
+
+// BenchmarkApplyDeferCheck measures what Apply's check for users' changes
+// capture has not taken costs (the marker, and the wait for the stream to
+// decode it): the median latency of an Apply of batch rows with the check
+// (capture streaming, since given) and without (another adapter on the same
+// database, no stream, no since), alternately in the same run, and their
+// ratio.
+func BenchmarkApplyDeferCheck(b *testing.B) {
+	checked, _ := benchSetup(b)
+	ctx := context.Background()
+	cursor, err := checked.Snapshot(ctx, func(context.Context, adapters.Batch) error { return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := &recorder{a: checked, ack: true}
+	capture(b, checked, cursor, rec.sink)
+	cfg := DefaultConfig()
+	cfg.DSN = checked.cfg.DSN
+	cfg.Node = "plain"
+	plain, err := Open(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = plain.Close() })
+	for _, batch := range []int{1, 100} {
+		b.Run(fmt.Sprintf("rows=%d", batch), func(b *testing.B) {
+			var withCheck, without []time.Duration
+			round := 0
+			writes := func(base int64) []adapters.Write {
+				round++
+				ws := make([]adapters.Write, batch)
+				for i := range ws {
+					id := base + int64(i)
+					ws[i] = adapters.Write{Collection: "bench", Key: crdt.IntKey(id), Row: crdt.Row{
+						"id": crdt.Int(id), "name": crdt.String(fmt.Sprintf("name %d %d", id, round)),
+					}}
+				}
+				return ws
+			}
+			for b.Loop() {
+				start := time.Now()
+				res, err := checked.Apply(ctx, writes(1), cursor)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Deferred) > 0 {
+					b.Fatalf("deferred %v: no user wrote", res.Deferred)
+				}
+				withCheck = append(withCheck, time.Since(start))
+				start = time.Now()
+				if _, err := plain.Apply(ctx, writes(1_000_001), nil); err != nil {
+					b.Fatal(err)
+				}
+				without = append(without, time.Since(start))
+			}
+			med := func(d []time.Duration) time.Duration {
+				slices.Sort(d)
+				return d[len(d)/2]
+			}
+			b.ReportMetric(float64(med(withCheck).Microseconds())/1000, "ms-checked-p50")
+			b.ReportMetric(float64(med(without).Microseconds())/1000, "ms-unchecked-p50")
+			b.ReportMetric(float64(med(withCheck))/float64(med(without)), "ratio-p50")
+		})
+	}
+}

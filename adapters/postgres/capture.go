@@ -60,7 +60,9 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		return errors.Wrapf(classify(err), "open replication connection to %s", a.where())
 	}
 	defer conn.Close(context.Background())
-	args := []string{"proto_version '1'", "publication_names '" + a.cfg.Publication + "'"}
+	// messages: Apply's markers (see syncCheck) arrive as logical decoding
+	// messages.
+	args := []string{"proto_version '1'", "publication_names '" + a.cfg.Publication + "'", "messages 'true'"}
 	if a.version >= 160000 {
 		// The server drops every transaction that carries any origin; the
 		// client-side check below stays as a second guard.
@@ -77,6 +79,8 @@ func (a *Adapter) Capture(ctx context.Context, cursor []byte, sink adapters.Sink
 		return errors.Wrapf(classify(err), "start replication from slot %s at %s", a.cfg.Slot, start)
 	}
 	a.log.Info("capture started", "slot", a.cfg.Slot, "cursor", start)
+	a.dec.streaming(1)
+	defer a.dec.streaming(-1)
 	s := &stream{a: a, conn: conn, sink: sink, cat: cat, start: start, delivered: start, rels: map[uint32]*relation{}}
 	return s.run(ctx)
 }
@@ -308,7 +312,13 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 		}
 	case *msgRelation:
 		return s.relation(ctx, m)
-	case *msgType, *msgMessage:
+	case *msgMessage:
+		if m.Flags&1 == 0 {
+			// Outside a transaction: everything committed before it has
+			// been decoded.
+			s.a.dec.commit(m.LSN, nil)
+		}
+	case *msgType:
 	case *msgInsert:
 		return s.change(m.RelID, m.New, nil, 0, false, true)
 	case *msgUpdate:
@@ -341,6 +351,9 @@ func (s *stream) handleWAL(ctx context.Context, wal []byte) error {
 		s.inTxn = false
 		changes := s.txnChanges
 		s.txnChanges = nil
+		// Before the batch is delivered (the sink may take long): Apply
+		// waits for what is decoded, not for what is delivered.
+		s.a.dec.commit(m.EndLSN, changes)
 		switch {
 		case s.txnSkip:
 		case s.txnOurs || len(changes) == 0:

@@ -88,6 +88,13 @@ type Config struct {
 	// soon as its commit arrives. Default 1ms.
 	BatchWait time.Duration
 
+	// SyncWait bounds how long an Apply transaction, its rows written and
+	// locked, waits for capture's stream to decode everything committed
+	// before it (see Adapter.Apply). A stream further behind defers the
+	// Apply's writes; without a stream, Apply fails as unavailable.
+	// Default 2s.
+	SyncWait time.Duration
+
 	// Logger receives the adapter's logs. Default: discard.
 	Logger *slog.Logger
 	// Clock paces the adapter's retries (nil: clock.Real). Capture's
@@ -110,6 +117,7 @@ func DefaultConfig() Config {
 		StatusInterval:  10 * time.Second,
 		BatchSize:       1000,
 		BatchWait:       time.Millisecond,
+		SyncWait:        2 * time.Second,
 	}
 }
 
@@ -180,6 +188,12 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchWait < 0 || c.BatchWait > time.Minute {
 		return bad("batch_wait", "%s: want between 0 and 1m", c.BatchWait)
+	}
+	if c.SyncWait == 0 {
+		c.SyncWait = d.SyncWait
+	}
+	if c.SyncWait < time.Millisecond || c.SyncWait > time.Minute {
+		return bad("sync_wait", "%s: want between 1ms and 1m", c.SyncWait)
 	}
 	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {

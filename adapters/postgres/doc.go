@@ -88,6 +88,19 @@
 // Apply may have overwritten it; one that commits after the read ends after
 // it. Head returns the same position, read at the time of the call.
 //
+// Apply never writes over a user's change that capture has not taken (see
+// Adapter.Apply): its transaction writes and locks its rows, then writes a
+// marker, a transactional logical decoding message (pg_logical_emit_message,
+// on the metadata session, committed with synchronous_commit local), and
+// waits until capture's stream (START_REPLICATION with messages on) has
+// decoded the marker's commit. Transactions arrive in commit order, so the
+// stream has by then decoded every user's transaction that could touch the
+// Apply's rows, and noted the records each changed. Writes to records a
+// user changed after the cursor the merged rows include are left out: the
+// transaction rolls back, runs again without them, and reports them
+// deferred. Each Apply pays a round trip and the stream's delay, a few
+// milliseconds on a local server (BenchmarkApplyDeferCheck).
+//
 // # Generated keys and the ID map
 //
 // Tables reports as Generated (adapters.Column) every identity column and

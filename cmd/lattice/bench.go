@@ -68,8 +68,7 @@ chooses how many sidecars sit beside PostgreSQL instead of SQLite.`,
 	fs.IntVar(&check, "check", 0, "instead of the benchmarks, run `N` randomized checker schedules (see docs/verify.md)")
 	fs.Uint64Var(&seed, "seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
 	fs.StringSliceVar(&with, "check-with", nil, "with --check: also run these `PARTS`, which known engine bugs fail today (docs/verify.md): "+
-		"restore (a database file replaced by an older copy), tag-inserts (set rows created concurrently everywhere),\n"+
-		"postgres-exact (fail when a PostgreSQL client finds its own row overwritten by an apply)")
+		"restore (a database file replaced by an older copy), tag-inserts (set rows created concurrently everywhere)")
 	fs.StringVar(&pgMix, "check-postgres", "auto", "with --check: how many sidecars sit beside PostgreSQL databases (one throwaway server, restarted during\n"+
 		"each schedule): auto (one or two, chosen by the seed, when PostgreSQL is installed), off, or `N`")
 	_ = cmd.MarkFlagFilename("json", "json")
