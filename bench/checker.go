@@ -52,11 +52,12 @@ type CheckOptions struct {
 	Restarts int
 	// TagInserts lets the clients create the tag rows (by adding an
 	// element to a row that does not exist yet), concurrently in every
-	// database. Without it the rows are created in one database and reach
-	// the others before the clients start. Such concurrent inserts lose
-	// elements today: an insert's row is diffed against the merged state
-	// (crdt.DiffFrom without an old row), so it removes the elements other
-	// systems added, which the inserting system never held.
+	// database, in every schedule. Without it they do so in a seeded half
+	// of the schedules (CheckResult.TagInserts); in the others the rows
+	// are created in one database and reach the others before the clients
+	// start. Such concurrent inserts once lost elements: an insert's row
+	// was diffed against the merged state, so it removed the elements
+	// other systems had added (crdt.DiffInsert).
 	TagInserts bool
 	// Postgres is the number of sidecars beside a PostgreSQL database
 	// instead of a SQLite one (which ones is a seeded choice), or
@@ -73,12 +74,10 @@ type CheckOptions struct {
 	// sidecar then runs in a network namespace of its own, which needs
 	// Binary, root and the ip command (CanPartition).
 	Partitions int
-	// Restore replaces one database file by an older copy of itself once
-	// in the schedule, while its sidecar runs (checkrestore.go). It is not
-	// in the default schedules because the SQLite adapter's handling of a
-	// replaced file fails some of them today: the new file can be read
-	// with the old file's write-ahead log and found malformed, or capture
-	// can loop on new snapshots (docs/verify.md, "Known failures").
+	// Restore replaces one SQLite database file by an older copy of
+	// itself once in every schedule, while its sidecar runs
+	// (checkrestore.go). Without it, a seeded half of the schedules that
+	// have a SQLite database do so.
 	Restore bool
 	// Dir holds databases and stores (default: a temporary directory,
 	// removed afterwards unless the check fails).
@@ -119,7 +118,10 @@ type CheckResult struct {
 	// their writes since the copy were all captured before it.
 	Restored int  `json:"restored"`
 	Settled  bool `json:"settled"`
-	Rows     int  `json:"rows"` // rows in each system at the end
+	// TagInserts tells whether the clients created the tag rows
+	// concurrently (CheckOptions.TagInserts).
+	TagInserts bool `json:"tag_inserts"`
+	Rows       int  `json:"rows"` // rows in each system at the end
 	// Applied is, per system, the rows its sidecar wrote into it; Bound
 	// what the changes made allow (checkWriteCounts).
 	Applied []int64 `json:"applied"`
@@ -195,6 +197,10 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}
 	res.Postgres = len(pgNodes)
+	// The parts a seeded half of the schedules run (or all, if asked).
+	tagInserts := rng.IntN(2) == 0 || o.TagInserts
+	restore := rng.IntN(2) == 0 || o.Restore
+	res.TagInserts = tagInserts
 	var net *checkNet
 	bridge := ""
 	if o.Partitions > 0 {
@@ -304,7 +310,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}
 
-	if !o.TagInserts {
+	if !tagInserts {
 		// The tag rows exist everywhere before the clients start.
 		for id := tagKeyFirst; id <= tagKeyLast; id++ {
 			q := dbs[0].dialect
@@ -355,7 +361,7 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 			sqlite = append(sqlite, i)
 		}
 	}
-	if o.Restore && len(sqlite) > 0 {
+	if restore && len(sqlite) > 0 {
 		node := sqlite[rng.IntN(len(sqlite))]
 		copyAt := o.Duration/20 + time.Duration(rng.Int64N(int64(o.Duration*3/10)))
 		restoreAt := copyAt + o.Duration/5 + time.Duration(rng.Int64N(int64(o.Duration/4)))

@@ -32,9 +32,10 @@
 //     plus one write-back per local change that crossed an apply), and no
 //     client statement finding its own row overwritten by an apply before
 //     capture took its write.
-//     CheckOptions.Restore replaces a database file by an older copy of itself
-//     while its sidecar runs (checkrestore.go); it and TagInserts are off by
-//     default because known engine bugs fail them today (docs/verify.md).
+//     A seeded half of the schedules replaces a SQLite file by an older copy
+//     of itself while its sidecar runs (checkrestore.go), and a seeded half
+//     lets the clients create the tag rows concurrently; CheckOptions.Restore
+//     and TagInserts put them in every schedule (docs/verify.md).
 //
 // The Go benchmarks here (BenchmarkEndToEnd, BenchmarkSQLiteThroughput,
 // BenchmarkPostgresPropagation) report their figures with b.ReportMetric;

@@ -34,8 +34,9 @@ Prints a table; --json and --svg write the report and a plot.
 --check N runs N seeded schedules of the randomized checker instead (clients
 writing random SQL, API writers, restarts; every database compared with the
 others and with an oracle); a failure prints its seed, --seed S reruns it.
---check-with adds parts that known engine bugs fail today; --check-postgres
-chooses how many sidecars sit beside PostgreSQL instead of SQLite.`,
+--check-with runs parts in every schedule that by default run in a seeded half
+of them; --check-postgres chooses how many sidecars sit beside PostgreSQL
+instead of SQLite.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if check > 0 {
@@ -67,7 +68,7 @@ chooses how many sidecars sit beside PostgreSQL instead of SQLite.`,
 	fs.BoolVar(&verbose, "verbose", false, "print the sidecars' logs to standard error")
 	fs.IntVar(&check, "check", 0, "instead of the benchmarks, run `N` randomized checker schedules (see docs/verify.md)")
 	fs.Uint64Var(&seed, "seed", 0, "with --check: the first schedule's seed (default: from the clock); schedule i uses seed+i")
-	fs.StringSliceVar(&with, "check-with", nil, "with --check: also run these `PARTS`, which known engine bugs fail today (docs/verify.md): "+
+	fs.StringSliceVar(&with, "check-with", nil, "with --check: run these `PARTS` in every schedule, not in a seeded half of them (docs/verify.md): "+
 		"restore (a database file replaced by an older copy), tag-inserts (set rows created concurrently everywhere)")
 	fs.StringVar(&pgMix, "check-postgres", "auto", "with --check: how many sidecars sit beside PostgreSQL databases (one throwaway server, restarted during\n"+
 		"each schedule): auto (one or two, chosen by the seed, when PostgreSQL is installed), off, or `N`")

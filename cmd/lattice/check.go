@@ -48,7 +48,7 @@ func runCheck(ctx context.Context, n int, seed uint64, with []string, pg, dir st
 	}
 	start := time.Now()
 	var writes int64
-	kills, restores, pgSchedules, pgRestarts, cuts := 0, 0, 0, 0, 0
+	kills, restores, pgSchedules, pgRestarts, cuts, tagInserts := 0, 0, 0, 0, 0, 0
 	for i := range n {
 		o := opt
 		o.Seed, o.Logger, o.Binary = seed+uint64(i), log, bin
@@ -68,6 +68,11 @@ func runCheck(ctx context.Context, n int, seed uint64, with []string, pg, dir st
 		}
 		pgRestarts += res.PostgresRestarts
 		cuts += res.Partitions
+		tags := "tag rows created before the writes"
+		if res.TagInserts {
+			tagInserts++
+			tags = "tag rows created concurrently"
+		}
 		restore := "no file restored"
 		if res.Restored > 0 {
 			restore = "a file restored from an older copy"
@@ -80,15 +85,15 @@ func runCheck(ctx context.Context, n int, seed uint64, with []string, pg, dir st
 			systems = fmt.Sprintf("%d of %d beside PostgreSQL, %d PostgreSQL restarts (%d sidecars started again)",
 				res.Postgres, len(res.Applied), res.PostgresRestarts, res.Respawns)
 		}
-		fmt.Fprintf(stdout, "schedule %d of %d, seed %d: ok: %s, %d writes committed, %d restarts (%d by SIGKILL), %d partitions, %s, %d rows identical in every system, rows applied/allowed %s, %.1fs\n",
-			i+1, n, res.Seed, systems, res.Committed, res.Restarts, res.Kills, res.Partitions, restore, res.Rows, bench.WriteSummary(res.Applied, res.Bound), res.Seconds)
+		fmt.Fprintf(stdout, "schedule %d of %d, seed %d: ok: %s, %d writes committed, %d restarts (%d by SIGKILL), %d partitions, %s, %s, %d rows identical in every system, rows applied/allowed %s, %.1fs\n",
+			i+1, n, res.Seed, systems, res.Committed, res.Restarts, res.Kills, res.Partitions, restore, tags, res.Rows, bench.WriteSummary(res.Applied, res.Bound), res.Seconds)
 	}
 	took := time.Since(start)
 	if !partitions {
 		fmt.Fprintf(stdout, "checker: network partitions skipped: %s\n", why)
 	}
-	fmt.Fprintf(stdout, "checker: %d schedules passed (seeds %d..%d, %d with PostgreSQL), %d writes, %d SIGKILLs, %d PostgreSQL restarts, %d partitions, %d files restored from older copies, %.1f schedules/min\n",
-		n, seed, seed+uint64(n)-1, pgSchedules, writes, kills, pgRestarts, cuts, restores, float64(n)/took.Minutes())
+	fmt.Fprintf(stdout, "checker: %d schedules passed (seeds %d..%d, %d with PostgreSQL), %d writes, %d SIGKILLs, %d PostgreSQL restarts, %d partitions, %d files restored from older copies, %d with tag rows created concurrently, %.1f schedules/min\n",
+		n, seed, seed+uint64(n)-1, pgSchedules, writes, kills, pgRestarts, cuts, restores, tagInserts, float64(n)/took.Minutes())
 	return nil
 }
 
