@@ -310,29 +310,39 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 		}
 	}
 
+	// The LWW rows, and the tag rows unless the clients create them,
+	// exist everywhere before the clients start.
+	q0 := dbs[0].dialect
+	lwwStart := time.Now()
+	for id := lwwKeyFirst; id <= lwwKeyLast; id++ {
+		if _, err := dbs[0].db.ExecContext(ctx, q0.q(`INSERT INTO items (id, a, b) VALUES ($1, 'init', 'init')`), id); err != nil {
+			return res, errors.Wrap(err, "create the LWW rows")
+		}
+	}
+	lwwEnd := time.Now()
+	first := lwwKeyFirst
 	if !tagInserts {
-		// The tag rows exist everywhere before the clients start.
+		first = tagKeyFirst
 		for id := tagKeyFirst; id <= tagKeyLast; id++ {
-			q := dbs[0].dialect
-			if _, err := dbs[0].db.ExecContext(ctx, q.q(`INSERT INTO items (id, tags) VALUES ($1, `+q.empty+`)`), id); err != nil {
+			if _, err := dbs[0].db.ExecContext(ctx, q0.q(`INSERT INTO items (id, tags) VALUES ($1, `+q0.empty+`)`), id); err != nil {
 				return res, errors.Wrap(err, "create the tag rows")
 			}
 		}
-		err := waitUntil(ctx, 60*time.Second, func() (bool, string) {
-			for i, d := range dbs {
-				var n int
-				if err := d.db.QueryRowContext(ctx, d.dialect.q(`SELECT count(*) FROM items WHERE id BETWEEN $1 AND $2`), tagKeyFirst, tagKeyLast).Scan(&n); err != nil {
-					return false, err.Error()
-				}
-				if n < tagKeyLast-tagKeyFirst+1 {
-					return false, fmt.Sprintf("%s holds %d tag rows", nodes[i].name, n)
-				}
+	}
+	err = waitUntil(ctx, 60*time.Second, func() (bool, string) {
+		for i, d := range dbs {
+			var n int
+			if err := d.db.QueryRowContext(ctx, d.dialect.q(`SELECT count(*) FROM items WHERE id BETWEEN $1 AND $2`), first, lwwKeyLast).Scan(&n); err != nil {
+				return false, err.Error()
 			}
-			return true, ""
-		})
-		if err != nil {
-			return res, err
+			if n < lwwKeyLast-first+1 {
+				return false, fmt.Sprintf("%s holds %d of the %d rows created before the writes", nodes[i].name, n, lwwKeyLast-first+1)
+			}
 		}
+		return true, ""
+	})
+	if err != nil {
+		return res, err
 	}
 	// The schedule: restarts at seeded moments, one in each part of the
 	// duration, and a copy of one database that replaces it later.
@@ -371,6 +381,10 @@ func Check(ctx context.Context, o CheckOptions) (res CheckResult, err error) {
 
 	l := newLedger()
 	l.start = start
+	for id := int64(lwwKeyFirst); id <= lwwKeyLast; id++ {
+		l.setLWW(0, id, "a", "init", lwwStart, lwwEnd, true)
+		l.setLWW(0, id, "b", "init", lwwStart, lwwEnd, true)
+	}
 	var writes, committed, apiWrites atomic.Int64
 	wctx, stop := context.WithTimeout(ctx, o.Duration)
 	defer stop()

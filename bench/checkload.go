@@ -21,8 +21,10 @@ import (
 
 // The checker syncs one table, items (checkDialect.schema). Keys
 // 1..sharedKeys are written by every client, keys tagKeyFirst..tagKeyLast
-// (never deleted) take every SQL client's set operations on tags, and the
-// others belong to one writer each. tags is a set under the orset policy
+// (never deleted) take every SQL client's set operations on tags, keys
+// lwwKeyFirst..lwwKeyLast (created before the clients start, never
+// deleted) take every SQL client's updates of a and b, and the others
+// belong to one writer each. tags is a set under the orset policy
 // (see checkNode.config): a JSON array in SQLite, jsonb or text[] in
 // PostgreSQL.
 
@@ -30,6 +32,8 @@ const (
 	sharedKeys  = 16
 	tagKeyFirst = sharedKeys + 1
 	tagKeyLast  = sharedKeys + 8
+	lwwKeyFirst = tagKeyLast + 1
+	lwwKeyLast  = tagKeyLast + 8
 	writerSpace = 100000
 	apiSpace    = 900000
 )
@@ -37,6 +41,10 @@ const (
 // isTagKey reports whether id is one of the shared keys written only by
 // set operations on tags.
 func isTagKey(id int64) bool { return id >= tagKeyFirst && id <= tagKeyLast }
+
+// isLWWKey reports whether id is one of the shared keys whose fields only
+// updates write.
+func isLWWKey(id int64) bool { return id >= lwwKeyFirst && id <= lwwKeyLast }
 
 // colors are the set elements every client adds and removes.
 var colors = []string{"red", "green", "blue", "amber", "violet"}
@@ -73,6 +81,8 @@ type ledger struct {
 	// database between the copy and the replacement of its file, which
 	// the replacement may have undone.
 	uncertain map[int64]bool
+	// lww holds, per LWW key and field, the updates that may have set it.
+	lww map[int64]map[string][]lwwWrite
 	// shared holds, per shared key and field, every value committed, and
 	// whether a delete or an insert was committed.
 	shared  map[int64]map[string]cell
@@ -101,7 +111,7 @@ func newLedger() *ledger {
 	return &ledger{own: map[int64]map[string]string{}, ownAt: map[int64]time.Duration{}, start: time.Now(), uncertain: map[int64]bool{},
 		shared: map[int64]map[string]cell{}, deleted: map[int64]bool{},
 		added: map[int64]cell{}, unique: map[int64]map[string]bool{}, uncertainElems: map[int64]cell{},
-		window: map[int]bool{}, overwritten: map[int]int{}}
+		window: map[int]bool{}, overwritten: map[int]int{}, lww: map[int64]map[string][]lwwWrite{}}
 }
 
 // overwrote records that a statement of a client of node found its own
@@ -128,6 +138,68 @@ func (l *ledger) overwrote(node int, id int64, elem string) {
 		l.overwritten[node]++
 	}
 	l.uncertainElems[id][elem] = true
+}
+
+// lwwWrite is an update of a field of an LWW key to value, which its client
+// sent at start and saw return at end; certain when the client saw it
+// committed, into a database whose file no older copy replaced later.
+type lwwWrite struct {
+	value      string
+	start, end time.Time
+	certain    bool
+}
+
+// setLWW records an update of field f of LWW key id by a client of node.
+func (l *ledger) setLWW(node int, id int64, f, v string, start, end time.Time, certain bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lww[id] == nil {
+		l.lww[id] = map[string][]lwwWrite{}
+	}
+	l.lww[id][f] = append(l.lww[id][f], lwwWrite{value: v, start: start, end: end, certain: certain && !l.window[node]})
+}
+
+// lwwSlack is how far a change's stamp may lie outside the times its
+// client read around the statement: stamps are commit times (SQLite's to
+// the millisecond), raised by logical ticks within one millisecond above
+// what the writer saw.
+const lwwSlack = 2 * time.Millisecond
+
+// lwwAllows reports whether a field of an LWW key may end holding got
+// under last-writer-wins. Each update is stamped with its commit time,
+// taken while its statement ran (the row exists everywhere and is never
+// deleted, so no update is an insert or a re-insert, whose stamps follow
+// other rules: crdt, Floor and "Records and deletes"); the newest stamp
+// wins. A certain update that started after another ended (by more than
+// lwwSlack) has the newer stamp: got is allowed only if some update that
+// may have written it ended no earlier than the latest start of a certain
+// update.
+func lwwAllows(writes []lwwWrite, got string) bool {
+	var latest time.Time
+	for _, w := range writes {
+		if s := w.start.Truncate(time.Millisecond); w.certain && s.After(latest) {
+			latest = s
+		}
+	}
+	for _, w := range writes {
+		if w.value == got && !w.end.Add(lwwSlack).Before(latest) {
+			return true
+		}
+	}
+	return false
+}
+
+// lwwExplain lists an LWW field's updates, for a failure.
+func lwwExplain(writes []lwwWrite, start time.Time) string {
+	var b strings.Builder
+	for _, w := range writes {
+		kind := "maybe"
+		if w.certain {
+			kind = "certain"
+		}
+		fmt.Fprintf(&b, " %s %s [%s, %s]", kind, w.value, w.start.Sub(start).Round(time.Microsecond), w.end.Sub(start).Round(time.Microsecond))
+	}
+	return b.String()
 }
 
 // setOwn records the state a single-writer key has after a write
@@ -281,7 +353,7 @@ func (c *sqlClient) write(ctx context.Context, d *checkDB) error {
 		return true
 	}
 	maybe := func() bool { return maybeCommitted(q, err) }
-	switch op := c.rng.IntN(20); {
+	switch op := c.rng.IntN(22); {
 	case op < 9: // own key: insert, update, delete, re-insert
 		id := c.w*writerSpace + int64(c.rng.IntN(30))
 		row, exists := c.mine[id]
@@ -380,6 +452,15 @@ func (c *sqlClient) write(ctx context.Context, d *checkDB) error {
 			}
 		default:
 			exec(removeElem, id, colors[c.rng.IntN(len(colors))])
+		}
+	case op < 21: // LWW key: update a or b, from every side at once
+		id := int64(lwwKeyFirst + c.rng.IntN(lwwKeyLast-lwwKeyFirst+1))
+		f := []string{"a", "b"}[c.rng.IntN(2)]
+		v := c.val()
+		start := time.Now()
+		ok := exec(`UPDATE items SET `+f+` = $1 WHERE id = $2`, v, id)
+		if end := time.Now(); (ok && found) || maybe() {
+			l.setLWW(c.node, id, f, v, start, end, ok)
 		}
 	default: // shared delete
 		id := int64(1 + c.rng.IntN(sharedKeys))
@@ -498,13 +579,17 @@ func canonicalSet(l []string) string {
 func show(r checkRow) string {
 	var parts []string
 	for _, p := range r {
-		if p == nil {
-			parts = append(parts, "null")
-		} else {
-			parts = append(parts, *p)
-		}
+		parts = append(parts, show1(p))
 	}
 	return strings.Join(parts, "|")
+}
+
+// show1 is a value as show prints it.
+func show1(p *string) string {
+	if p == nil {
+		return "null"
+	}
+	return *p
 }
 
 func diffCheckTables(a, b map[int64]checkRow) string {
@@ -572,6 +657,10 @@ func (l *ledger) check(final map[int64]checkRow) error {
 					bad = append(bad, fmt.Sprintf("tag row %d holds %q, which no client added", id, e))
 				}
 			}
+		case isLWWKey(id):
+			if got[2] != nil || got[3] != nil {
+				bad = append(bad, fmt.Sprintf("LWW row %d holds %s, no client wrote n or tags", id, show(got)))
+			}
 		case id > sharedKeys:
 			if _, known := l.own[id]; !known && !l.uncertain[id] {
 				bad = append(bad, fmt.Sprintf("row %d holds %s, no client wrote it", id, show(got)))
@@ -587,6 +676,20 @@ func (l *ledger) check(final map[int64]checkRow) error {
 			}
 			if got[0] == nil && got[1] == nil && len(l.shared[id]) == 0 {
 				bad = append(bad, fmt.Sprintf("shared row %d exists, no client wrote it", id))
+			}
+		}
+	}
+	for id := int64(lwwKeyFirst); id <= lwwKeyLast; id++ {
+		got, ok := final[id]
+		if !ok {
+			bad = append(bad, fmt.Sprintf("LWW row %d lost: no client deletes it", id))
+			continue
+		}
+		for i, f := range []string{"a", "b"} {
+			ws := l.lww[id][f]
+			if got[i] == nil || !lwwAllows(ws, *got[i]) {
+				bad = append(bad, fmt.Sprintf("LWW row %d field %s holds %s, which last-writer-wins does not allow; its updates:%s",
+					id, f, show1(got[i]), lwwExplain(ws, l.start)))
 			}
 		}
 	}

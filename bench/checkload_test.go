@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lattice-crdt/lattice/adapters/postgres/pgtest"
 )
@@ -213,5 +214,36 @@ func TestOverwritesOfUncertainWritesNotCounted(t *testing.T) {
 	}
 	if !l.uncertain[writerSpace+1] || !l.uncertainElems[tagKeyFirst]["u1-1"] {
 		t.Fatal("an overwritten key or element is not left out of the exact check")
+	}
+}
+
+// Last-writer-wins, as the clients' clocks bound each update's stamp: a
+// value is allowed when some update that may have written it ended no
+// earlier than the latest start of an update its client saw committed.
+func TestLWWAllows(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
+	w := func(v string, from, to float64, certain bool) lwwWrite {
+		return lwwWrite{value: v, start: at(from), end: at(to), certain: certain}
+	}
+	for _, c := range []struct {
+		name   string
+		writes []lwwWrite
+		got    string
+		want   bool
+	}{
+		{"the last update", []lwwWrite{w("x", 1, 2, true), w("y", 10, 11, true)}, "y", true},
+		{"an older update", []lwwWrite{w("x", 1, 2, true), w("y", 10, 11, true)}, "x", false},
+		{"concurrent updates, either", []lwwWrite{w("x", 1, 5, true), w("y", 3, 4, true)}, "x", true},
+		{"concurrent updates, the other", []lwwWrite{w("x", 1, 5, true), w("y", 3, 4, true)}, "y", true},
+		{"within the slack", []lwwWrite{w("x", 1, 2, true), w("y", 3.5, 4, true)}, "x", true},
+		{"past the slack", []lwwWrite{w("x", 1, 2, true), w("y", 5, 6, true)}, "x", false},
+		{"an update that may not have committed does not hide", []lwwWrite{w("x", 1, 2, true), w("y", 10, 11, false)}, "x", true},
+		{"and may win", []lwwWrite{w("x", 1, 2, true), w("y", 10, 11, false)}, "y", true},
+		{"a value no one wrote", []lwwWrite{w("x", 1, 2, true)}, "z", false},
+	} {
+		if got := lwwAllows(c.writes, c.got); got != c.want {
+			t.Errorf("%s: lwwAllows = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -24,7 +24,9 @@
 //     (checkpg.go), then a quiesce and checks: every database's table
 //     identical (read with SQL), no drift, an oracle built from what the
 //     clients saw committed (the exact state of single-writer keys, tags
-//     included; a committed value for shared ones; for the orset column tags,
+//     included; a committed value for shared ones; for the rows only updates
+//     write, what last-writer-wins allows by the times the clients read around
+//     their statements (lwwAllows); for the orset column tags,
 //     every element added by some client, and every element only one client
 //     adds and removes present exactly when its last operation was an add),
 //     and the rows each sidecar applied bounded by the changes that allow them
