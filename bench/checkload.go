@@ -658,6 +658,9 @@ func (l *ledger) check(final map[int64]checkRow) error {
 				}
 			}
 		case isLWWKey(id):
+			if _, known := l.lww[id]; !known {
+				bad = append(bad, fmt.Sprintf("LWW row %d holds %s, no client wrote it", id, show(got)))
+			}
 			if got[2] != nil || got[3] != nil {
 				bad = append(bad, fmt.Sprintf("LWW row %d holds %s, no client wrote n or tags", id, show(got)))
 			}
@@ -679,7 +682,7 @@ func (l *ledger) check(final map[int64]checkRow) error {
 			}
 		}
 	}
-	for id := int64(lwwKeyFirst); id <= lwwKeyLast; id++ {
+	for _, id := range slices.Sorted(maps.Keys(l.lww)) {
 		got, ok := final[id]
 		if !ok {
 			bad = append(bad, fmt.Sprintf("LWW row %d lost: no client deletes it", id))
