@@ -48,12 +48,36 @@ func ipCmd(args ...string) error {
 }
 
 // newCheckNet creates a namespace per node on a bridge, in a /24 of
-// 10.213.0.0/16 drawn at random (so that concurrent runs rarely meet;
-// when they do, creating the bridge's address fails and the schedule
-// reports it).
-func newCheckNet(nodes int) (c *checkNet, err error) {
+// 10.213.0.0/16 that no address of this host is in, drawn at random, so
+// that concurrent runs do not meet; should two draw the same one at once,
+// creating the second bridge's address fails, and it draws again.
+func newCheckNet(nodes int) (*checkNet, error) {
+	var err error
+	for range 8 {
+		var out []byte
+		if out, err = exec.Command("ip", "-4", "-o", "addr", "show").Output(); err != nil {
+			return nil, errors.Wrap(err, "ip -4 -o addr show")
+		}
+		var free []int
+		for n := 1; n <= 250; n++ {
+			if !strings.Contains(string(out), fmt.Sprintf(" 10.213.%d.", n)) {
+				free = append(free, n)
+			}
+		}
+		if len(free) == 0 {
+			return nil, errors.New("no free /24 in 10.213.0.0/16 for the checker's network")
+		}
+		var c *checkNet
+		if c, err = tryCheckNet(nodes, free[rand.IntN(len(free))]); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
+}
+
+// tryCheckNet creates the namespaces and the bridge on subnet.
+func tryCheckNet(nodes, subnet int) (c *checkNet, err error) {
 	tag := rand.Uint32() & 0xffff
-	subnet := rand.IntN(250) + 1
 	c = &checkNet{prefix: fmt.Sprintf("lck%04x", tag), host: fmt.Sprintf("10.213.%d.1", subnet)}
 	defer func() {
 		if err != nil {
