@@ -459,7 +459,12 @@ func (c *sqlClient) write(ctx context.Context, d *checkDB) error {
 		v := c.val()
 		start := time.Now()
 		ok := exec(`UPDATE items SET `+f+` = $1 WHERE id = $2`, v, id)
-		if end := time.Now(); (ok && found) || maybe() {
+		end := time.Now()
+		switch {
+		case ok && !found:
+			// The row is never deleted: something took it away.
+			l.overwrote(c.node, id, "")
+		case ok || maybe():
 			l.setLWW(c.node, id, f, v, start, end, ok)
 		}
 	default: // shared delete

@@ -161,8 +161,13 @@ func testOverwrites(t *testing.T, d *checkDB) {
 			t.Fatal(err)
 		}
 	}
+	for id := lwwKeyFirst; id <= lwwKeyLast; id++ {
+		if _, err := d.db.ExecContext(ctx, q.q(`INSERT INTO items (id, a, b) VALUES ($1, 'init', 'init')`), id); err != nil {
+			t.Fatal(err)
+		}
+	}
 	run := func(overwrite bool) int {
-		if _, err := d.db.ExecContext(ctx, q.q(`DELETE FROM items WHERE id > $1`), tagKeyLast); err != nil {
+		if _, err := d.db.ExecContext(ctx, q.q(`DELETE FROM items WHERE id > $1`), lwwKeyLast); err != nil {
 			t.Fatal(err)
 		}
 		l := newLedger()
@@ -175,7 +180,7 @@ func testOverwrites(t *testing.T, d *checkDB) {
 				// An apply of older states: the client's rows gone, the
 				// tag rows emptied.
 				for _, s := range []string{`DELETE FROM items WHERE id > $1`, `UPDATE items SET tags = ` + q.empty + ` WHERE id <= $1`} {
-					if _, err := d.db.ExecContext(ctx, q.q(s), tagKeyLast); err != nil {
+					if _, err := d.db.ExecContext(ctx, q.q(s), lwwKeyLast); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -5,7 +5,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/cockroachdb/errors"
 )
@@ -48,11 +50,20 @@ func ipCmd(args ...string) error {
 }
 
 // newCheckNet creates a namespace per node on a bridge, in a /24 of
-// 10.213.0.0/16 that no address of this host is in, drawn at random, so
-// that concurrent runs do not meet; should two draw the same one at once,
-// creating the second bridge's address fails, and it draws again.
+// 10.213.0.0/16 that no address of this host is in, drawn at random. The
+// choice and the bridge's address are made under a lock file, so that
+// concurrent runs on this host never take the same /24; a failure to
+// create the network (a name taken) draws again.
 func newCheckNet(nodes int) (*checkNet, error) {
-	var err error
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "lattice-checknet.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, errors.Wrap(err, "open the checker's network lock")
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, errors.Wrap(err, "lock the checker's network lock")
+	}
+	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
 	for range 8 {
 		var out []byte
 		if out, err = exec.Command("ip", "-4", "-o", "addr", "show").Output(); err != nil {

@@ -140,8 +140,9 @@ func (a *Agent) snapshot(ctx context.Context) ([]byte, error) {
 // carries out its Ready in order: the store makes the new states and the
 // cursor durable (store.Commit, the step running under the store's writer
 // lock), then the delta is broadcast and the applier woken, then the cursor
-// is acknowledged to the system. prev is the cursor the batch starts after
-// (nil for snapshot batches).
+// is handed to ackLoop, which acknowledges it to the system between apply
+// batches (queueAck). prev is the cursor the batch starts after (nil for
+// snapshot batches).
 func (a *Agent) captured(ctx context.Context, b adapters.Batch, prev []byte, cursor *engine.Cursor, seen map[crdt.ID]struct{}) error {
 	if a.needsCatalog(b.Changes) {
 		// A table or column created since the last look: map it before the

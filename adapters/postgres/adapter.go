@@ -50,8 +50,13 @@ type Adapter struct {
 	cat     *catalog
 	leftOut map[string]bool // problems of new tables left out, warned about
 
-	applyMu  sync.Mutex
-	apply    *pgx.Conn
+	applyMu sync.Mutex
+	apply   *pgx.Conn
+	// mark is the session Apply writes its capture markers on (marker),
+	// under applyMu: not the metadata session, whose mutex catalog
+	// refreshes and capture's type lookups hold over queries that an Apply
+	// holding users' rows should not wait behind.
+	mark     *pgx.Conn
 	prepared map[string]string // SQL to prepared statement name on apply
 	// idmapKnown: ensureIDMap looked for the ID map; idmapExists: it
 	// found or created it.
@@ -384,6 +389,10 @@ func (a *Adapter) Close() error {
 	if a.apply != nil {
 		errs = errors.CombineErrors(errs, a.apply.Close(context.Background()))
 		a.apply, a.prepared = nil, nil
+	}
+	if a.mark != nil {
+		errs = errors.CombineErrors(errs, a.mark.Close(context.Background()))
+		a.mark = nil
 	}
 	a.applyMu.Unlock()
 	return errs

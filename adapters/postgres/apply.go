@@ -36,22 +36,27 @@ import (
 // transaction that committed before the Apply's ends at or before it, and
 // every transaction that commits after the read ends after it.
 //
-// Apply never writes over a user's change that capture has not taken.
-// Its transaction writes the rows first, which locks them: a user's
-// transaction that changes one of them from then on waits for the Apply.
-// Before it commits, it writes a marker (a logical decoding message, on
-// another session) and waits until capture's stream has decoded it (at
-// most SyncWait): every transaction that committed before the marker has
-// been decoded by then, and the stream has noted the records each user's
-// transaction changed. If users changed some of the Apply's records after
-// since (without since: after the acknowledged position), the transaction
-// rolls back and runs again without those writes, which Apply defers
-// (Applied.Deferred): the engine applies the merged state once capture
-// has taken the change. A stream that does not reach the marker in time
-// (far behind) defers every write; without a running stream, an Apply
-// given since fails as unavailable, and one without since writes
-// unchecked. The check costs each Apply a round trip to write the marker
-// and the time the stream takes to receive it.
+// Apply does not write over a user's change that capture has not taken.
+// Its transaction writes the rows first, which locks those that exist: a
+// user's transaction that changes one of them from then on waits for the
+// Apply. Before it commits, it writes a marker (a logical decoding
+// message, on a session of its own) and waits until capture's stream has
+// decoded it (at most SyncWait): every transaction that committed before
+// the marker has been decoded by then, and the stream has noted the
+// records each user's transaction changed. If users changed some of the
+// Apply's records after since (without since: after the acknowledged
+// position), the transaction rolls back and runs again without those
+// writes, which Apply defers (Applied.Deferred): the engine applies the
+// merged state once capture has taken the change. The stream notes only
+// the transactions it decodes, from the cursor Capture was given, and
+// forgets them once acknowledged: since must be at or after both, as the
+// engine's capture cursor is. A stream that does not reach the marker in
+// time (far behind) defers every write, and the next Apply first waits
+// for it to catch up holding no row; so does an Apply while no stream
+// runs, which fails as unavailable if none comes. Without since and
+// without a stream, Apply writes unchecked. The check costs each Apply a
+// round trip to write the marker and the time the stream takes to receive
+// it.
 func (a *Adapter) Apply(ctx context.Context, writes []adapters.Write, since []byte) (adapters.Applied, error) {
 	pos, generated, deferred, err := a.applyAll(ctx, writes, since)
 	return adapters.Applied{Position: pos, Generated: generated, Deferred: deferred}, err
@@ -128,17 +133,26 @@ func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write, sinceCu
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// live holds the indexes of the writes not deferred. Those the stream
-	// already knows users changed after since are deferred at once, and
-	// all of them while the stream is stalled (a wait for a marker timed
-	// out and it has decoded nothing since): the transaction would hold
-	// their rows only to wait for it in vain.
+	// live holds the indexes of the writes not deferred. Without a
+	// stream, or with one that did not reach the last marker in time, the
+	// Apply first waits for capture to catch up holding no row (up to
+	// catchUpWaits times SyncWait), so that its transaction does not lock
+	// users' rows only to wait in vain; if capture does not, every write
+	// is deferred, or without a stream the Apply is unavailable. The
+	// writes the stream already knows users changed after since are
+	// deferred at once.
 	var live, deferred []int
-	if check && a.dec.isStalled() {
-		for i := range writes {
-			deferred = append(deferred, i)
+	if check && (!a.dec.running() || a.dec.isStalled()) {
+		switch err := a.catchUp(ctx, catchUpWaits*a.cfg.SyncWait); {
+		case errors.Is(err, errBehind):
+			for i := range writes {
+				deferred = append(deferred, i)
+			}
+		case err != nil:
+			return nil, nil, nil, err
 		}
-	} else if check {
+	}
+	if check && len(deferred) == 0 {
 		deferred = a.dec.after(since, ids)
 	}
 	for i := range writes {
@@ -232,6 +246,10 @@ func pick[T any](s []T, idx []int) []T {
 // maxSyncRounds bounds the runs of one Apply transaction that find users'
 // changes to their records: the last defers every write it holds.
 const maxSyncRounds = 3
+
+// catchUpWaits is how many times SyncWait an Apply waits, holding no row,
+// for a capture stream that is missing or behind (see applyAll).
+const catchUpWaits = 5
 
 // lateError rolls back an Apply transaction whose writes idx (indexes of
 // its writes) change records that users changed after since.
@@ -354,10 +372,6 @@ func (a *Adapter) applyOnce(ctx context.Context, stmts []stmt, writes []adapters
 // marker within SyncWait). Without a stream that reaches it, the Apply
 // cannot tell and fails as unavailable.
 func (a *Adapter) syncCheck(ctx context.Context, keys []crdt.ID, since lsn, last bool) error {
-	m, err := a.marker(ctx)
-	if err != nil {
-		return errors.Mark(err, adapters.ErrUnavailable)
-	}
 	all := func() *lateError {
 		idx := make([]int, len(keys))
 		for i := range idx {
@@ -365,13 +379,9 @@ func (a *Adapter) syncCheck(ctx context.Context, keys []crdt.ID, since lsn, last
 		}
 		return &lateError{idx: idx}
 	}
-	switch err := a.dec.await(ctx, m, a.cfg.SyncWait); {
+	switch err := a.catchUp(ctx, a.cfg.SyncWait); {
 	case errors.Is(err, errBehind):
 		return all()
-	case errors.Is(err, errNoStream):
-		return errors.Mark(errors.WithHint(errors.Wrapf(err, "postgres: apply to %s waits for capture", a.where()),
-			"Apply writes only once capture's stream shows which rows hold users' changes it has not taken; "+
-				"it resumes when capture streams again"), adapters.ErrUnavailable)
 	case err != nil:
 		return err
 	}
@@ -383,6 +393,23 @@ func (a *Adapter) syncCheck(ctx context.Context, keys []crdt.ID, since lsn, last
 		return &lateError{idx: late}
 	}
 	return nil
+}
+
+// catchUp writes a marker and waits, up to wait, until capture's stream
+// has decoded it. A stream still behind then is errBehind; no stream is an
+// error marked adapters.ErrUnavailable.
+func (a *Adapter) catchUp(ctx context.Context, wait time.Duration) error {
+	m, err := a.marker(ctx)
+	if err != nil {
+		return errors.Mark(err, adapters.ErrUnavailable)
+	}
+	err = a.dec.await(ctx, m, wait)
+	if errors.Is(err, errNoStream) {
+		return errors.Mark(errors.WithHint(errors.Wrapf(err, "postgres: apply to %s waits for capture", a.where()),
+			"Apply writes only once capture's stream shows which rows hold users' changes it has not taken; "+
+				"it resumes when capture streams again"), adapters.ErrUnavailable)
+	}
+	return err
 }
 
 func (a *Adapter) applyError(conn *pgx.Conn, w adapters.Write, n int, err error) error {

@@ -91,7 +91,9 @@ type Config struct {
 	// SyncWait bounds how long an Apply transaction, its rows written and
 	// locked, waits for capture's stream to decode everything committed
 	// before it (see Adapter.Apply). A stream further behind defers the
-	// Apply's writes; without a stream, Apply fails as unavailable.
+	// Apply's writes. Before a transaction, holding no row, an Apply
+	// waits up to five times as long for a stream that is missing or was
+	// behind; an Apply given since fails as unavailable if no stream comes.
 	// Default 2s.
 	SyncWait time.Duration
 

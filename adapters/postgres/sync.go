@@ -35,10 +35,12 @@ func (d *decoded) wait() chan struct{} {
 	return d.changed
 }
 
-// signal wakes the waiters. The caller holds mu.
+// signal wakes the waiters, if any. The caller holds mu.
 func (d *decoded) signal() {
-	close(d.wait())
-	d.changed = nil
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
 }
 
 // streaming counts a capture stream in (+1) or out (-1).
@@ -153,21 +155,24 @@ func (d *decoded) after(since lsn, keys []crdt.ID) []int {
 // when capture has decoded everything committed before them.
 const markerPrefix = "lattice.sync"
 
-// marker writes a transactional logical decoding message on the metadata
-// session, which carries no replication origin, and returns its position.
-// Its transaction commits at once, flushed to the local WAL (whatever the
+// marker writes a transactional logical decoding message on a session of
+// its own, which carries no replication origin (so that a server that
+// filters origins still sends it), and returns its position. Its
+// transaction commits at once, flushed to the local WAL (whatever the
 // server's synchronous_commit), so the stream receives it promptly: once
 // the stream has decoded that commit, it has decoded every transaction
-// that committed before the marker was written.
+// that committed before the marker was written. The caller holds applyMu.
 func (a *Adapter) marker(ctx context.Context) (lsn, error) {
-	a.metaMu.Lock()
-	defer a.metaMu.Unlock()
-	conn, err := a.metaConn(ctx)
-	if err != nil {
-		return 0, err
+	if a.mark == nil || a.mark.IsClosed() {
+		conn, err := a.connect(ctx)
+		if err != nil {
+			return 0, err
+		}
+		a.mark = conn
 	}
+	conn := a.mark
 	var text string
-	err = conn.QueryRow(ctx, `SELECT set_config('synchronous_commit', 'local', true),
+	err := conn.QueryRow(ctx, `SELECT set_config('synchronous_commit', 'local', true),
 		pg_logical_emit_message(true, $1::text, $2::text)::text`, markerPrefix, a.cfg.Slot).Scan(new(string), &text)
 	if err != nil {
 		return 0, errors.Wrapf(classify(err), "write a capture marker to %s", a.where())
