@@ -160,10 +160,16 @@ func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write, sinceCu
 			live = append(live, i)
 		}
 	}
-	if len(live) == 0 {
+	// deferAll ends an Apply that writes nothing: its position is the
+	// server's head.
+	deferAll := func() ([]byte, map[int]crdt.Key, []int, error) {
+		slices.Sort(deferred)
 		a.log.Debug("apply deferred every write", "writes", len(writes))
 		cur, err := a.Head(ctx)
 		return cur, nil, deferred, err
+	}
+	if len(live) == 0 {
+		return deferAll()
 	}
 	for attempt, rounds := 1, 0; ; {
 		var keys []crdt.ID
@@ -184,10 +190,7 @@ func (a *Adapter) applyAll(ctx context.Context, writes []adapters.Write, sinceCu
 			if len(live) > 0 {
 				continue
 			}
-			slices.Sort(deferred)
-			a.log.Debug("apply deferred every write", "writes", len(writes))
-			cur, err := a.Head(ctx)
-			return cur, nil, deferred, err
+			return deferAll()
 		case err == nil:
 			out := map[int]crdt.Key{}
 			for j, k := range generated {
